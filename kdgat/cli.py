@@ -1,0 +1,241 @@
+"""The `kdgat` command line: thin Typer commands over the stage functions.
+
+Each command parses options, resolves config, calls one function and maps a
+:class:`~kdgat.errors.KdgatError` to a one-line message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kdgat import __version__
+from kdgat.errors import KdgatError
+
+app = typer.Typer(
+    name="kdgat",
+    help="CAN-bus intrusion detection with graph neural networks (VGAE + GAT-JK + fusion, knowledge distillation).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+config_app = typer.Typer(help="Inspect the composed run configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ConfigFormat(str, Enum):
+    yaml = "yaml"
+    json = "json"
+
+
+class BadRows(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+class SynthSize(str, Enum):
+    small = "small"
+    medium = "medium"
+    large = "large"
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn user-fixable errors into `error: ...` on stderr and a non-zero exit."""
+    try:
+        yield
+    except KdgatError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"kdgat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """CAN-bus intrusion detection with graph neural networks."""
+
+
+DataRootOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-root", help="Folder the catalog's dataset roots are relative to [default: $KDGAT_DATA_ROOT or ./data]."),
+]
+CatalogOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--catalog", help="Extra dataset catalog YAML (repeatable); its entries add to or replace built-in ones."),
+]
+
+
+@config_app.command("show")
+def config_show(
+    model: Annotated[str, typer.Option("--model", "-m", help="vgae, gat or dqn.")] = "gat",
+    scale: Annotated[str, typer.Option("--scale", "-s", help="large (teacher) or small (student).")] = "large",
+    aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard (repeatable).")] = ["none"],
+    override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key: -O section.key=value (repeatable).")] = [],
+    fmt: Annotated[ConfigFormat, typer.Option("--format", help="Output format.")] = ConfigFormat.yaml,
+) -> None:
+    """Print the resolved config (defaults -> model -> auxiliaries -> -O) and its content hash."""
+    from kdgat.config import config_hash, config_to_json, config_to_yaml, resolve_config
+
+    with user_errors():
+        cfg = resolve_config(model, scale, aux, override)
+    if fmt is ConfigFormat.json:
+        typer.echo(json.dumps({"config_hash": config_hash(cfg), "config": json.loads(config_to_json(cfg))}, indent=2))
+    else:
+        typer.echo(f"# config_hash: {config_hash(cfg)}")
+        typer.echo(config_to_yaml(cfg), nl=False)
+
+
+@app.command("datasets")
+def datasets(
+    data_root: DataRootOpt = None,
+    catalog: CatalogOpt = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """List the catalog's datasets and whether their files exist under the data root."""
+    from kdgat.catalog import dataset_status, load_catalog, resolve_data_root
+
+    with user_errors():
+        entries = load_catalog(catalog)
+        root = resolve_data_root(data_root)
+        rows = {name: {**dataset_status(e, root), "description": e.description} for name, e in entries.items()}
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps({"data_root": str(root), "datasets": rows}, indent=2))
+        return
+    table = Table(title=f"Datasets (data root: {root})")
+    for col in ("name", "status", "files", "MB", "test scenarios", "description"):
+        table.add_column(col, overflow="fold")
+    style = {"ok": "green", "partial": "yellow", "missing": "red"}
+    for name, row in rows.items():
+        table.add_row(
+            name,
+            f"[{style[row['status']]}]{row['status']}[/]",
+            str(row["files"]),
+            f"{row['bytes'] / 1e6:.1f}",
+            ", ".join(row["test_scenarios"]) or "-",
+            row["description"],
+        )
+    out.print(table)
+
+
+@app.command("formats")
+def formats() -> None:
+    """List the capture formats `kdgat ingest` reads (names for --format)."""
+    from kdgat.formats import FORMATS
+
+    table = Table(title="Capture formats (any of them may be .gz, .bz2, .xz or .zst compressed)")
+    table.add_column("name")
+    table.add_column("layout", overflow="fold")
+    for name, fmt in FORMATS.items():
+        table.add_row(name, fmt.description)
+    out.print(table)
+
+
+@app.command("ingest")
+def ingest(
+    files: Annotated[Optional[list[Path]], typer.Argument(help="Capture files (instead of --dataset).", show_default=False)] = None,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the frame Parquet files.")] = ...,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Catalog dataset to ingest.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="Reader to use (see `kdgat formats`), or auto-detect.")] = "auto",
+    on_bad_rows: Annotated[BadRows, typer.Option("--on-bad-rows", help="error: stop at the first bad row; skip: drop bad rows and record them in the manifest.")] = BadRows.error,
+    split: Annotated[str, typer.Option("--split", help="Split recorded for FILE inputs.")] = "test",
+    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario recorded for FILE inputs [default: each file's stem].")] = None,
+    attack_type: Annotated[Optional[str], typer.Option("--attack-type", help="Name of attack frames for FILE inputs whose format has none [default: from the file name].")] = None,
+    benign: Annotated[bool, typer.Option("--benign", help="FILE inputs are attack-free: label unlabelled frames 0.")] = False,
+    data_root: DataRootOpt = None,
+    catalog: CatalogOpt = None,
+    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="With --dataset: ingest the files that exist even if some catalog patterns match nothing.")] = False,
+) -> None:
+    """Convert raw captures to canonical frame Parquet (one file per capture) plus manifest.json."""
+    from kdgat.catalog import dataset_sources, get_dataset, load_catalog, resolve_data_root
+    from kdgat.ingest import IngestOptions, run_ingest, sources_from_files
+
+    with user_errors():
+        if bool(files) == bool(dataset):
+            raise KdgatError("give either capture FILEs or --dataset NAME (not both, not neither)")
+        options = IngestOptions(format=fmt, on_bad_rows=on_bad_rows.value)
+        if dataset:
+            entry = get_dataset(load_catalog(catalog), dataset)
+            sources = dataset_sources(dataset, entry, resolve_data_root(data_root), allow_missing=allow_missing)
+            if fmt != "auto":
+                sources = [replace(s, format=fmt) for s in sources]
+        else:
+            sources = sources_from_files(files, split=split, scenario=scenario, attack_type=attack_type, benign=benign)
+
+        def progress(i: int, n: int, src) -> None:
+            err.print(f"[dim][{i + 1}/{n}][/] {src.path}", highlight=False)
+
+        manifest = run_ingest(sources, out_dir, options, dataset=dataset, progress=progress)
+    _print_ingest_summary(manifest, out_dir)
+
+
+def _print_ingest_summary(manifest: dict, out_dir: Path) -> None:
+    table = Table(title=f"Ingested into {out_dir}")
+    for col, justify in (("output", "left"), ("format", "left"), ("frames", "right"), ("attack", "right"), ("skipped", "right")):
+        table.add_column(col, justify=justify)
+    for item in manifest["outputs"]:
+        attack = "unlabelled" if item["unlabelled_rows"] == item["rows"] else f"{item['attack_rows']:,}"
+        table.add_row(item["path"], item["format"], f"{item['rows']:,}", attack, f"{item['skipped_rows']:,}")
+    totals = manifest["totals"]
+    table.add_row("[bold]total", "", f"[bold]{totals['rows']:,}", f"[bold]{totals['attack_rows']:,}", f"{totals['skipped_rows']:,}")
+    out.print(table)
+
+
+@app.command("synth")
+def synth(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (can-train-and-test layout).")] = ...,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same files.")] = 0,
+    size: Annotated[SynthSize, typer.Option("--size", help="small (seconds per file), medium or large.")] = SynthSize.small,
+    duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds of traffic per file (overrides --size).")] = None,
+) -> None:
+    """Generate synthetic CAN traffic with labelled attacks in the can-train-and-test layout."""
+    from kdgat.synth import generate
+
+    with user_errors():
+        summary = generate(out_dir, seed=seed, size=size.value, duration_s=duration)
+    data = summary.to_dict()
+    table = Table(title=f"Synthetic dataset in {out_dir} (seed {seed})")
+    for col, justify in (("file", "left"), ("attack kind", "left"), ("frames", "right"), ("attack frames", "right")):
+        table.add_column(col, justify=justify)
+    for item in data["files"]:
+        table.add_row(item["path"], item["attack"], f"{item['rows']:,}", f"{item['attack_rows']:,}")
+    out.print(table)
+
+
+@app.command("demo")
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Working folder for the demo.")] = Path("work/demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic dataset.")] = 0,
+    size: Annotated[SynthSize, typer.Option("--size", help="Size of the synthetic dataset.")] = SynthSize.small,
+) -> None:
+    """Run every stage that exists on a fresh synthetic dataset and print a summary."""
+    from kdgat.demo import run_demo
+
+    with user_errors():
+        run_demo(out_dir, seed=seed, size=size.value, console=out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

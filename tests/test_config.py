@@ -1,0 +1,273 @@
+"""Config composition: layer precedence, reference values, frozen objects, errors that name key and source."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from kdgat.config import (
+    PipelineConfig,
+    config_hash,
+    config_to_json,
+    config_to_yaml,
+    list_auxiliaries,
+    list_models,
+    list_scales,
+    load_frozen_config,
+    resolve_config,
+)
+from kdgat.errors import ConfigError
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+@pytest.fixture(autouse=True)
+def _no_env_config_dir(monkeypatch):
+    """Tests read the repository's config/ unless they say otherwise."""
+    monkeypatch.delenv("KDGAT_CONFIG_DIR", raising=False)
+
+
+@pytest.fixture
+def cfg_dir(tmp_path, monkeypatch) -> Path:
+    """A scratch copy of config/ at ./config, so error messages show 'config/...' paths."""
+    target = tmp_path / "config"
+    shutil.copytree(REPO_CONFIG, target)
+    monkeypatch.chdir(tmp_path)
+    return target
+
+
+def _defaults() -> dict:
+    return yaml.safe_load((REPO_CONFIG / "defaults.yaml").read_text())
+
+
+def _edit(path: Path, edit) -> None:
+    data = yaml.safe_load(path.read_text()) or {}
+    edit(data)
+    path.write_text(yaml.safe_dump(data))
+
+
+# ---------------------------------------------------------------- precedence
+
+
+def test_defaults_fill_every_section_the_model_file_leaves_alone():
+    cfg = resolve_config("gat", "large")
+    defaults = _defaults()
+    assert cfg.training.max_epochs == defaults["training"]["max_epochs"] == 300
+    assert cfg.vgae.model_dump(mode="json") == defaults["vgae"]
+    assert cfg.dqn.model_dump(mode="json") == defaults["dqn"]
+
+
+def test_model_file_overrides_defaults():
+    assert _defaults()["gat"]["hidden"] == 24
+    assert resolve_config("gat", "large").gat.hidden == 48
+
+
+def test_auxiliary_overrides_model_file(cfg_dir):
+    (cfg_dir / "auxiliaries" / "drop.yaml").write_text("gat:\n  dropout: 0.33\n")
+    assert resolve_config("gat", "large", aux="drop", config_dir=cfg_dir).gat.dropout == 0.33
+
+
+def test_override_beats_auxiliary():
+    cfg = resolve_config("gat", "small", aux="kd_standard", overrides=["kd.alpha=0.5"])
+    assert cfg.kd.alpha == 0.5
+    assert cfg.kd.temperature == 4.0
+
+
+def test_override_list_replaces_instead_of_merging():
+    cfg = resolve_config("vgae", "large", overrides=["vgae.hidden_dims=[960,480,48]"])
+    assert cfg.vgae.hidden_dims == (960, 480, 48)
+
+
+def test_override_value_is_parsed_as_yaml():
+    cfg = resolve_config("gat", "small", overrides=["gat.heads=8", "training.precision=16-mixed", "training.lr=1e-3"])
+    assert (cfg.gat.heads, cfg.training.precision, cfg.training.lr) == (8, "16-mixed", 0.001)
+
+
+# ---------------------------------------------------------------- values
+
+
+def test_kd_is_none_without_kd_standard():
+    cfg = resolve_config("gat", "small")
+    assert cfg.kd is None
+    assert cfg.auxiliaries == ()
+
+
+def test_kd_standard_sets_reference_values():
+    cfg = resolve_config("gat", "small", aux="kd_standard")
+    assert cfg.auxiliaries == ("kd_standard",)
+    assert cfg.kd.model_dump() == {
+        "temperature": 4.0,
+        "alpha": 0.7,
+        "vgae_latent_weight": 0.5,
+        "vgae_recon_weight": 0.5,
+    }
+
+
+REFERENCE_TABLE = {
+    ("vgae", "large"): dict(hidden_dims=(480, 240, 48), latent_dim=48, heads=4, id_emb_dim=32, dropout=0.15, lr=0.002),
+    ("vgae", "small"): dict(hidden_dims=(80, 40, 16), latent_dim=16, heads=1, id_emb_dim=4, dropout=0.1, lr=0.002),
+    ("gat", "large"): dict(hidden=48, layers=3, heads=8, id_emb_dim=16, dropout=0.2, fc_layers=1, lr=0.003),
+    ("gat", "small"): dict(hidden=24, layers=2, heads=4, id_emb_dim=8, dropout=0.1, fc_layers=2, lr=0.001),
+    ("dqn", "large"): dict(hidden=576, layers=3, buffer_size=100_000, batch_size=128, target_update=100, lr=0.001),
+    ("dqn", "small"): dict(hidden=160, layers=2, buffer_size=50_000, batch_size=64, target_update=50, lr=0.001),
+}
+
+
+@pytest.mark.parametrize(("model", "scale"), sorted(REFERENCE_TABLE))
+def test_model_files_load_reference_table(model, scale):
+    cfg = resolve_config(model, scale)
+    section = getattr(cfg, model).model_dump()
+    assert {k: section[k] for k in REFERENCE_TABLE[model, scale]} == REFERENCE_TABLE[model, scale]
+    assert (cfg.model_type, cfg.scale, cfg.schema_version) == (model, scale, "1.0.0")
+    assert cfg.gat.jk_mode == "cat"
+
+
+def test_common_defaults_follow_reference_and_cpu():
+    cfg = resolve_config("vgae", "small")
+    assert cfg.seed == 42
+    assert (cfg.preprocessing.window, cfg.preprocessing.stride, cfg.preprocessing.feature_set) == (100, 100, "e4")
+    t = cfg.training
+    assert (t.weight_decay, t.max_epochs, t.patience, t.gradient_clip, t.num_workers) == (1e-4, 300, 100, 1.0, 0)
+    assert (t.precision, t.monitor) == ("32-true", "val_loss")
+    assert cfg.fusion.method == "dqn"
+
+
+def test_dqn_is_one_step_with_a_decaying_epsilon():
+    dqn = resolve_config("dqn", "small").dqn
+    assert dqn.gamma == 0.0
+    assert dqn.epsilon_end < dqn.epsilon_start
+    assert dqn.epsilon_start * dqn.epsilon_decay**dqn.episodes < dqn.epsilon_end
+    assert (dqn.episodes, dqn.action_step, dqn.num_actions) == (500, 0.05, 21)
+
+
+def test_gat_small_uses_its_own_patience_and_lr():
+    small, large = resolve_config("gat", "small"), resolve_config("gat", "large")
+    assert (small.effective_patience, small.effective_lr) == (50, 0.001)
+    assert (large.effective_patience, large.effective_lr) == (100, 0.003)
+
+
+def test_config_is_frozen():
+    cfg = resolve_config("gat", "small")
+    with pytest.raises(ValidationError):
+        cfg.seed = 1
+    with pytest.raises(ValidationError):
+        cfg.gat.heads = 2
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_key_names_key_and_file(cfg_dir):
+    _edit(cfg_dir / "models" / "gat" / "small.yaml", lambda d: d["gat"].update(hiden=32))
+    with pytest.raises(ConfigError) as info:
+        resolve_config("gat", "small", config_dir=cfg_dir)
+    assert str(info.value) == "config/models/gat/small.yaml: gat.hiden: unknown key"
+
+
+def test_wrong_type_in_file_names_key_and_file(cfg_dir):
+    _edit(cfg_dir / "defaults.yaml", lambda d: d["preprocessing"].update(window="ten"))
+    with pytest.raises(ConfigError, match=r"^config/defaults\.yaml: preprocessing\.window: "):
+        resolve_config("gat", "small", config_dir=cfg_dir)
+
+
+def test_wrong_type_override_names_key_and_option():
+    with pytest.raises(ConfigError) as info:
+        resolve_config("gat", "small", overrides=["gat.lr=abc"])
+    assert "gat.lr" in str(info.value)
+    assert "-O gat.lr=abc" in str(info.value)
+
+
+def test_out_of_range_value_is_rejected():
+    with pytest.raises(ConfigError, match=r"kd\.alpha"):
+        resolve_config("gat", "small", aux="kd_standard", overrides=["kd.alpha=1.5"])
+
+
+@pytest.mark.parametrize("bad", ["gat.heads", "=4", "gat..heads=4", ".heads=4", "gat heads=4"])
+def test_malformed_override_says_expected_form(bad):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        resolve_config("gat", "small", overrides=[bad])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "choices"),
+    [
+        (dict(model="gcn", scale="small"), "vgae, gat, dqn"),
+        (dict(model="gat", scale="medium"), "large, small"),
+        (dict(model="gat", scale="small", aux="kd_fancy"), "kd_standard, none"),
+    ],
+)
+def test_unknown_name_lists_choices(kwargs, choices):
+    with pytest.raises(ConfigError, match=f"choose from: {choices}"):
+        resolve_config(**kwargs)
+
+
+def test_override_inside_null_kd_explains():
+    with pytest.raises(ConfigError, match=r"^-O kd\.alpha=0\.5: kd is null here.*kd_standard"):
+        resolve_config("gat", "small", overrides=["kd.alpha=0.5"])
+
+
+def test_config_file_may_not_choose_the_model(cfg_dir):
+    _edit(cfg_dir / "models" / "gat" / "small.yaml", lambda d: d.update(model_type="vgae"))
+    with pytest.raises(ConfigError, match=r"^config/models/gat/small\.yaml: model_type: "):
+        resolve_config("gat", "small", config_dir=cfg_dir)
+
+
+def test_env_var_selects_config_dir(cfg_dir, monkeypatch):
+    _edit(cfg_dir / "defaults.yaml", lambda d: d.update(seed=7))
+    monkeypatch.setenv("KDGAT_CONFIG_DIR", str(cfg_dir))
+    assert resolve_config("gat", "small").seed == 7
+
+
+def test_listing_functions():
+    assert list_models() == ["vgae", "gat", "dqn"]
+    assert list_scales() == ["large", "small"]
+    assert list_auxiliaries() == ["kd_standard", "none"]
+
+
+# ---------------------------------------------------------------- hash and round trip
+
+
+def test_hash_is_stable_across_resolves():
+    a = resolve_config("gat", "small", overrides=["gat.heads=8"])
+    b = resolve_config("gat", "small", overrides=["gat.heads=8"])
+    assert config_hash(a) == config_hash(b)
+    assert len(config_hash(a)) == 16
+
+
+def test_hash_changes_when_one_override_changes():
+    a = resolve_config("gat", "small", overrides=["gat.dropout=0.1"])
+    b = resolve_config("gat", "small", overrides=["gat.dropout=0.15"])
+    assert config_hash(a) != config_hash(b)
+
+
+def test_hash_is_the_same_in_another_process():
+    code = "from kdgat.config import resolve_config, config_hash; print(config_hash(resolve_config('dqn', 'large')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == config_hash(resolve_config("dqn", "large"))
+
+
+@pytest.mark.parametrize(("name", "dump"), [("config.json", config_to_json), ("config.yaml", config_to_yaml)])
+def test_load_frozen_config_round_trip(tmp_path, name, dump):
+    cfg = resolve_config("vgae", "small", aux="kd_standard", overrides=["training.batch_size=64"])
+    path = tmp_path / name
+    path.write_text(dump(cfg))
+    again = load_frozen_config(path)
+    assert isinstance(again, PipelineConfig)
+    assert again == cfg
+    assert config_hash(again) == config_hash(cfg)
+
+
+def test_load_frozen_config_validates_and_names_file(tmp_path):
+    data = json.loads(config_to_json(resolve_config("gat", "small")))
+    data["gat"]["heads"] = "eight"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"config\.json: gat\.heads: "):
+        load_frozen_config(path)
