@@ -20,6 +20,8 @@ for _i, _c in enumerate(b"abcdef"):
     _HEX[_c] = 10 + _i
     _HEX[ord(chr(_c).upper())] = 10 + _i
 
+_HIGH_BITS = np.uint64(0x8080808080808080)
+
 _FLOAT_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _UINT_RE = r"^\s*\d+\s*$"
 
@@ -72,42 +74,54 @@ def _string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return data, starts, lengths, valid
 
 
-def _gather(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int, right: bool):
-    """(n, width) character matrix, right- or left-aligned, with a mask of real characters."""
-    n = len(starts)
-    if n and lengths.min() == width and lengths.max() == width and np.all(np.diff(starts) == width):
-        block = data[starts[0] : starts[0] + n * width].reshape(n, width)
-        return block, np.ones((n, width), dtype=bool)
-    cols = np.arange(width)
-    if right:
-        idx = (starts + lengths)[:, None] - width + cols
-        real = cols >= (width - lengths)[:, None]
-    else:
-        idx = starts[:, None] + cols
-        real = cols < lengths[:, None]
-    idx = np.where(real, idx, 0)
-    chars = data[idx] if len(data) else np.zeros((n, width), np.uint8)
-    return chars, real
+def _fixed_width_chars(arr: pa.Array, lengths: np.ndarray, width: int, right: bool) -> np.ndarray:
+    """(n, width) character matrix of the strings padded with '0' to ``width``.
+
+    Arrow pads in C++ (utf8_lpad/rpad), after which every value has the same
+    length, so the data buffer *is* the matrix: no per-character index arrays.
+    Values longer than ``width`` must have been replaced by the caller.
+    """
+    n = len(arr)
+    if not (lengths.min() == width and lengths.max() == width):
+        pad = pc.utf8_lpad if right else pc.utf8_rpad
+        arr = pad(arr, width=width, padding="0")
+    data, starts, _, _ = _string_parts(arr)
+    first = int(starts[0]) if n else 0
+    return data[first : first + n * width].reshape(n, width)
+
+
+def _short_enough(arr: pa.Array, lengths: np.ndarray, width: int) -> pa.Array:
+    """Blank out nulls and values longer than ``width`` (they are flagged separately)."""
+    too_long = lengths > width
+    if too_long.any() or arr.null_count:
+        arr = pc.if_else(pa.array(~too_long), arr, pa.scalar(""))
+        arr = pc.fill_null(arr, "")
+    return arr
 
 
 def hex_to_uint(arr: pa.Array, max_digits: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse hex text (no 0x) to uint32; returns values, digit counts, and a non-hex mask.
 
     Text longer than ``max_digits`` is not flagged here (callers report it as
-    too wide); only its last ``max_digits`` digits are converted.
+    too wide); it converts to 0.
     """
-    data, starts, lengths, valid = _string_parts(arr)
-    n = len(starts)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
     if n == 0:
         return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, bool)
+    _, _, lengths, valid = _string_parts(arr)
     width = int(min(max(lengths.max(), 1), max_digits))
-    chars, real = _gather(data, starts, np.minimum(lengths, width), width, right=True)
+    chars = _fixed_width_chars(_short_enough(arr, lengths, width), np.minimum(lengths, width) * (lengths <= width), width, right=True)
     nib = _HEX[chars]
-    bad = ((nib == 255) & real).any(axis=1) | (lengths == 0) | ~valid
-    nib = np.where(real & (nib != 255), nib, 0).astype(np.uint32)
-    shifts = (4 * np.arange(width - 1, -1, -1)).astype(np.uint32)
-    values = np.bitwise_or.reduce(nib << shifts, axis=1) if width > 1 else nib[:, 0]
-    return values.astype(np.uint32), lengths, bad
+    bad = (nib == 255).any(axis=1) | (lengths == 0) | ~valid
+    nib = np.where(nib == 255, 0, nib).astype(np.uint32)
+    values = nib[:, 0].copy()
+    for k in range(1, width):
+        values <<= 4
+        values |= nib[:, k]
+    values[lengths > max_digits] = 0
+    return values, lengths, bad
 
 
 def hex_to_payload(arr: pa.Array, max_bytes: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -116,19 +130,22 @@ def hex_to_payload(arr: pa.Array, max_bytes: int = 8) -> tuple[np.ndarray, np.nd
     Returns bytes, byte counts, a mask of rows with non-hex text or an odd
     number of digits, and a mask of rows longer than ``max_bytes``.
     """
-    data, starts, lengths, valid = _string_parts(arr)
-    n = len(starts)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    n = len(arr)
     out = np.zeros((n, 8), dtype=np.uint8)
     if n == 0:
         return out, np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, bool)
+    _, _, lengths, valid = _string_parts(arr)
     width = 2 * max_bytes
     too_long = lengths > width
-    used = np.minimum(lengths, width)
-    chars, real = _gather(data, starts, used, width, right=False)
-    nib = _HEX[chars]
-    bad = ((nib == 255) & real).any(axis=1) | (lengths % 2 == 1) | ~valid
-    nib = np.where(real & (nib != 255), nib, 0)
-    out[:, :max_bytes] = (nib[:, 0::2] << 4) | nib[:, 1::2]
+    chars = _fixed_width_chars(_short_enough(arr, lengths, width), np.where(too_long, 0, lengths), width, right=False)
+    nib = _HEX[chars]  # (n, 16): 0..15, or 255 for a non-hex character
+    words = nib.view(np.uint64)  # 8 characters per word: test the high bits of all at once
+    bad = (np.bitwise_or.reduce(words, axis=1) & _HIGH_BITS) != 0
+    bad |= (lengths % 2 == 1) | ~valid
+    pairs = nib.view(np.uint16)  # (hi, lo) nibble pairs, little-endian: hi | lo << 8
+    out[:, :max_bytes] = (((pairs & 0x0F) << 4) | ((pairs >> 8) & 0x0F)).astype(np.uint8)
     return out, lengths // 2, bad, too_long
 
 

@@ -27,6 +27,7 @@ from kdgat.formats.base import (
     timestamps,
 )
 from kdgat.formats.convert import RowChecks, hex_bytes_columns, in_set, lower, to_uint
+from kdgat.formats.prefetch import prefetched
 from kdgat.formats.stream import CaptureStream, LineBlock
 from kdgat.frames import FrameColumns
 
@@ -59,6 +60,7 @@ class CsvFormat(CaptureFormat):
     header: ClassVar[list[str]]
     used: ClassVar[list[str]]
     quoted: ClassVar[bool] = False
+    fast_types: ClassVar[dict[str, pa.DataType]] = {}  # parsed by Arrow directly on the fast path
 
     def sniff(self, lines: list[str]) -> bool:
         return bool(lines) and self._header_matches(lines[0])
@@ -70,59 +72,112 @@ class CsvFormat(CaptureFormat):
     def convert(self, table: pa.Table, checks: RowChecks) -> FrameColumns:
         raise NotImplementedError
 
-    def _read_table(self, data: pa.Buffer) -> pa.Table:
+    def _read_table(self, data: pa.Buffer, typed: bool, on_invalid=None) -> pa.Table:
+        types = {c: pa.string() for c in self.used}
+        if typed:
+            types.update(self.fast_types)
         return pacsv.read_csv(
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(column_names=self.header, block_size=4 << 20),
-            parse_options=pacsv.ParseOptions(quote_char='"' if self.quoted else False),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in self.used},
-                include_columns=self.used,
-                strings_can_be_null=False,
-            ),
+            parse_options=pacsv.ParseOptions(quote_char='"' if self.quoted else False, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=self.used, strings_can_be_null=False),
         )
 
-    def parse(self, stream: CaptureStream, block_size: int) -> Iterator[ParsedBlock]:
-        header_seen = False
+    def _fast_table(self, body: bytes) -> pa.Table | None:
+        """Parse a block in one Arrow call, or None if it needs the line-by-line checks.
+
+        That is the case when it has ragged rows or blank lines (line numbers
+        would shift; the caller compares the row count with the line count) or
+        a typed column fails to convert (the row must be found).
+        """
+        ragged: list[int] = []
+
+        def note(_row) -> str:
+            ragged.append(1)
+            return "skip"
+
+        try:
+            table = self._read_table(pa.py_buffer(body), typed=True, on_invalid=note)
+        except pa.ArrowInvalid:
+            return None
+        return None if ragged else table
+
+    def _checked_block(self, block: LineBlock, skip_line: int | None) -> ParsedBlock:
+        """Slow path: per-line field counts, so every problem has its exact line number."""
+        nonblank = block.ends > block.starts
+        keep = nonblank.copy()
+        if skip_line is not None:
+            keep[skip_line] = False
+        lines = block.line_numbers
+        counts = _field_counts(block, self.quoted)
         ncols = len(self.header)
-        for block in block_iter(stream, block_size):
-            nonblank = block.ends > block.starts
-            keep = nonblank.copy()
-            lines = block.line_numbers
-            if not header_seen:
-                candidates = np.flatnonzero(nonblank)
-                if len(candidates) == 0:
-                    continue
-                first = candidates[0]
-                if not self._header_matches(block.text(first)):
-                    raise BadInputError(
-                        stream.path,
-                        f"expected the {self.name} header '{','.join(self.header)}', "
-                        f"found {block.text(first)[:80]!r}",
-                        line=int(lines[first]),
-                    )
-                keep[first] = False
-                header_seen = True
-            counts = _field_counts(block, self.quoted)
-            shape_ok = counts == ncols
-            rows = keep & shape_ok
-            rejected = keep & ~shape_ok
-            table = self._read_table(_line_bytes(block, rows)) if rows.any() else None
-            checks = RowChecks(int(rows.sum()))
-            cols = self.convert(table, checks) if table is not None else None
-            yield ParsedBlock(
-                cols=cols,
-                lines=lines[rows],
-                checks=checks,
-                rejected_lines=lines[rejected],
-                rejected_problems=[f"expected {ncols} fields, found {c}" for c in counts[rejected]],
-                ignored_lines=int((~nonblank).sum()),
+        rows = keep & (counts == ncols)
+        rejected = keep & (counts != ncols)
+        checks = RowChecks(int(rows.sum()))
+        table = self._read_table(_line_bytes(block, rows), typed=False) if rows.any() else None
+        return ParsedBlock(
+            cols=self.convert(table, checks) if table is not None else None,
+            lines=lines[rows],
+            checks=checks,
+            rejected_lines=lines[rejected],
+            rejected_problems=[f"expected {ncols} fields, found {c}" for c in counts[rejected]],
+            ignored_lines=int((~nonblank).sum()),
+        )
+
+    def _header_index(self, block: LineBlock, path) -> int | None:
+        """Index of the header line in the first block with text (checked), or None if all blank."""
+        nonblank = np.flatnonzero(block.ends > block.starts)
+        if len(nonblank) == 0:
+            return None
+        first = int(nonblank[0])
+        if not self._header_matches(block.text(first)):
+            raise BadInputError(
+                path,
+                f"expected the {self.name} header '{','.join(self.header)}', found {block.text(first)[:80]!r}",
+                line=block.first_line + first,
             )
-        if not header_seen:
+        return first
+
+    def parse(self, stream: CaptureStream, block_size: int) -> Iterator[ParsedBlock]:
+        state = {"header_seen": False}
+
+        def prepare(block: LineBlock):
+            """Worker-thread half: header check and the one-call Arrow parse."""
+            header_at = None
+            if not state["header_seen"]:
+                header_at = self._header_index(block, stream.path)
+                if header_at is None:
+                    return block, None, None, True
+                state["header_seen"] = True
+            table = None
+            if header_at in (None, 0):
+                body_line = 0 if header_at is None else 1
+                body = block.raw if header_at is None else block.raw[int(block.starts[1]) :] if len(block.starts) > 1 else b""
+                table = self._fast_table(body) if body else None
+                if table is not None and table.num_rows != block.n_lines - body_line:
+                    table = None
+            return block, header_at, table, False
+
+        for block, header_at, table, blank in prefetched(block_iter(stream, block_size), prepare):
+            if blank:
+                yield ParsedBlock(None, np.zeros(0, np.int64), RowChecks(0), ignored_lines=block.n_lines)
+            elif table is not None:
+                checks = RowChecks(table.num_rows)
+                cols = self.convert(table, checks)
+                first = block.first_line + (0 if header_at is None else 1)
+                lines = first + np.arange(table.num_rows, dtype=np.int64)
+                yield ParsedBlock(cols=cols, lines=lines, checks=checks)
+            else:
+                yield self._checked_block(block, header_at)
+        if not state["header_seen"]:
             raise BadInputError(stream.path, "empty file (no header and no frames)")
 
 
 def _labels_01(col: pa.Array, checks: RowChecks, what: str) -> np.ndarray:
+    if pa.types.is_integer(col.type):  # parsed by Arrow on the fast path
+        values = col.to_numpy()
+        checks.flag(values > 1, f"{what} must be 0 or 1", col)
+        return (values == 1).astype(np.uint8)
     ok = in_set(col, ["0", "1"])
     checks.flag(~ok, f"{what} must be 0 or 1", col)
     return (in_set(col, ["1"])).astype(np.uint8)
@@ -133,6 +188,8 @@ class CanTrainAndTest(CsvFormat):
     description = "can-train-and-test CSV: timestamp,arbitration_id,data_field,attack (hex ID and payload)"
     header = ["timestamp", "arbitration_id", "data_field", "attack"]
     used = header
+
+    fast_types = {"timestamp": pa.float64(), "attack": pa.uint8()}
 
     def convert(self, t: pa.Table, checks: RowChecks) -> FrameColumns:
         ts = timestamps(t["timestamp"], checks)
@@ -164,6 +221,8 @@ class Daga(CsvFormat):
     header = ["timestamp", "CAN_ID", "DLC", "PAYLOAD_HEX", "PAYLOAD_BIN", "ANOMALY"]
     used = ["timestamp", "CAN_ID", "DLC", "PAYLOAD_HEX", "ANOMALY"]
 
+    fast_types = {"timestamp": pa.float64()}
+
     def convert(self, t: pa.Table, checks: RowChecks) -> FrameColumns:
         ts = timestamps(t["timestamp"], checks)
         can_id, ext = can_ids(t["CAN_ID"], checks)
@@ -181,6 +240,8 @@ class Road(CsvFormat):
     description = "ROAD CSV: Time,Id,Byte1..Byte8,Label (Benign or the attack name)"
     header = ["Time", "Id"] + [f"Byte{i}" for i in range(1, 9)] + ["Label"]
     used = header
+
+    fast_types = {"Time": pa.float64()}
 
     def convert(self, t: pa.Table, checks: RowChecks) -> FrameColumns:
         ts = timestamps(t["Time"], checks)
@@ -228,6 +289,8 @@ class J1939Labelled(CsvFormat):
     ]  # fmt: skip
     used = ["timestamp", "can_id", "dlc", "data", "label"]
     quoted = True
+
+    fast_types = {"timestamp": pa.float64()}
 
     def convert(self, t: pa.Table, checks: RowChecks) -> FrameColumns:
         ts = timestamps(t["timestamp"], checks)

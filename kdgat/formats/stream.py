@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import lzma
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -120,18 +119,39 @@ class CaptureStream:
         self.close()
 
 
-@dataclass
 class LineBlock:
-    """A block of whole lines: raw bytes plus start/end (CR/LF excluded) of each line."""
+    """A block of whole lines; line offsets are computed only if a reader asks for them."""
 
-    buf: np.ndarray  # uint8 view of the block's bytes
-    raw: bytes
-    starts: np.ndarray  # int64
-    ends: np.ndarray  # int64, exclusive, line terminator stripped
-    first_line: int  # 1-based physical line number of the first line
+    def __init__(self, raw: bytes, first_line: int):
+        self.raw = raw
+        self.first_line = first_line  # 1-based physical line number of the first line
+        self.buf = np.frombuffer(raw, dtype=np.uint8)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self.n_lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
+
+    def _compute_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._bounds is None:
+            buf = self.buf
+            newlines = np.flatnonzero(buf == 10)
+            starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
+            ends = np.concatenate((newlines, [len(buf)])).astype(np.int64)
+            if starts[-1] == len(buf):  # ends with a newline: no trailing partial line
+                starts, ends = starts[:-1], ends[:-1]
+            has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+            self._bounds = (starts, ends - has_cr)
+        return self._bounds
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._compute_bounds()[0]
+
+    @property
+    def ends(self) -> np.ndarray:
+        """Exclusive end of each line, CR/LF excluded."""
+        return self._compute_bounds()[1]
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return self.n_lines
 
     @property
     def line_numbers(self) -> np.ndarray:
@@ -161,7 +181,6 @@ def iter_line_blocks(stream: CaptureStream, block_size: int = DEFAULT_BLOCK_SIZE
         if not raw:
             return
         if at_end:
-            cut = len(raw)
             carry = b""
         else:
             cut = raw.rfind(b"\n") + 1
@@ -169,15 +188,8 @@ def iter_line_blocks(stream: CaptureStream, block_size: int = DEFAULT_BLOCK_SIZE
                 carry = raw
                 continue
             raw, carry = raw[:cut], raw[cut:]
-        buf = np.frombuffer(raw, dtype=np.uint8)
-        newlines = np.flatnonzero(buf == 10)
-        starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
-        ends = np.concatenate((newlines, [len(buf)])).astype(np.int64)
-        if starts[-1] == len(buf):  # block ends with a newline: no trailing partial line
-            starts, ends = starts[:-1], ends[:-1]
-        has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
-        ends = ends - has_cr
-        yield LineBlock(buf=buf, raw=raw, starts=starts, ends=ends, first_line=next_line)
-        next_line += len(starts)
+        block = LineBlock(raw, next_line)
+        yield block
+        next_line += block.n_lines
         if at_end:
             return
