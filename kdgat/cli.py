@@ -187,7 +187,8 @@ def ingest(
         def progress(i: int, n: int, src) -> None:
             err.print(f"[dim][{i + 1}/{n}][/] {src.path}", highlight=False)
 
-        manifest = run_ingest(sources, out_dir, options, dataset=dataset, progress=progress)
+        show = progress if err.is_terminal else None  # keep logs and pipes to results and errors
+        manifest = run_ingest(sources, out_dir, options, dataset=dataset, progress=show)
     _print_ingest_summary(manifest, out_dir)
 
 

@@ -305,11 +305,17 @@ def run_ingest(
 
 def _remove_stale(outdir: Path, previous: dict, current: set[str]) -> None:
     """Drop outputs of an earlier run that this run no longer produces (never duplicate)."""
+    root = outdir.resolve()
     for item in previous.get("outputs", []):
-        if item.get("path") not in current:
-            stale = outdir / item["path"]
-            if stale.is_file() and stale.suffix == ".parquet" and outdir in stale.resolve().parents or stale.parent == outdir:
-                stale.unlink(missing_ok=True)
+        if item.get("path") in current:
+            continue
+        stale = (outdir / item["path"]).resolve()
+        if stale.suffix == ".parquet" and root in stale.parents and stale.is_file():
+            stale.unlink()
+            for parent in stale.parents:
+                if parent == root or any(parent.iterdir()):
+                    break
+                parent.rmdir()
 
 
 def sources_from_files(

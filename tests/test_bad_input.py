@@ -1,0 +1,158 @@
+"""Bad input: one line naming file, line and problem; non-zero exit; no partial output."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kdgat.cli import app
+
+from conftest import COMPRESSORS, write_capture
+
+CTT_HEADER = "timestamp,arbitration_id,data_field,attack\n"
+GOOD_ROWS = "1.0,1E5,460196E001FE6701,0\n1.1,0F9,01B3,0\n"
+runner = CliRunner()
+
+
+def run_ingest_cli(*args):
+    return runner.invoke(app, ["ingest", *map(str, args)])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def assert_no_output(out):
+    assert not (out / "manifest.json").exists()
+    assert not list(out.rglob("*.parquet"))
+    assert not list(out.glob(".staging-*"))
+
+
+BAD_ROWS = [
+    ("non-hex ID", CTT_HEADER + GOOD_ROWS + "1.2,0G9,00,0\n", 4, "CAN ID is not hexadecimal: '0G9'"),
+    ("ID wider than 29 bits", CTT_HEADER + GOOD_ROWS + "1.2,3FFFFFFF,00,0\n", 4, "CAN ID wider than 29 bits"),
+    ("ID with 9 digits", CTT_HEADER + "1.2,1FFFFFFF0,00,0\n", 2, "CAN ID wider than 29 bits"),
+    ("payload over 8 bytes", CTT_HEADER + GOOD_ROWS + "1.2,0F9,000102030405060708,0\n", 4, "payload longer than 8 bytes"),
+    ("odd payload digits", CTT_HEADER + "1.2,0F9,001,0\n", 2, "payload is not hexadecimal bytes"),
+    ("missing field", CTT_HEADER + GOOD_ROWS + "1.2,0F9,0\n", 4, "expected 4 fields, found 3"),
+    ("unparseable timestamp", CTT_HEADER + GOOD_ROWS + "12:00:01,0F9,00,0\n", 4, "unparseable timestamp: '12:00:01'"),
+    ("bad label", CTT_HEADER + GOOD_ROWS + "1.2,0F9,00,yes\n", 4, "attack must be 0 or 1"),
+]
+
+
+@pytest.mark.parametrize(("case", "text", "line", "problem"), BAD_ROWS, ids=[c[0] for c in BAD_ROWS])
+def test_bad_row_is_one_line_with_file_and_line(tmp_path, case, text, line, problem):
+    path = write_capture(tmp_path / "bad.csv", text)
+    out = tmp_path / "out"
+    result = run_ingest_cli(path, "--out", out)
+    assert_one_line_error(result, f"bad.csv:{line}:", problem)
+    assert_no_output(out)
+
+
+def test_payload_longer_than_dlc_in_a_dlc_format(tmp_path):
+    text = "Timestamp: 0.000000 ID: 0316 000 DLC: 2 05 20 ea\n"
+    path = write_capture(tmp_path / "otids.txt", text)
+    assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "otids.txt:1:", "payload longer than its DLC")
+
+
+def test_candump_id_wider_than_29_bits(tmp_path):
+    path = write_capture(tmp_path / "x.log", "(0.1) can0 123#00\n(0.2) can0 3FFFFFFF#00\n")
+    assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "x.log:2:", "CAN ID wider than 29 bits")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "empty.csv", "empty file")
+
+
+def test_empty_file_with_forced_format(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    result = run_ingest_cli(path, "--format", "can-train-and-test", "--out", tmp_path / "o")
+    assert_one_line_error(result, "empty.csv", "empty file")
+
+
+def test_header_only_file_has_no_frames(tmp_path):
+    path = write_capture(tmp_path / "h.csv", CTT_HEADER)
+    assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "h.csv", "no frames")
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_truncated_compressed_file(tmp_path, suffix):
+    rows = "".join(f"{i / 1000:.6f},{i % 2048:03X},{i:016X},0\n" for i in range(50_000))
+    path = write_capture(tmp_path / "big.csv", CTT_HEADER + rows, suffix)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "o"
+    result = run_ingest_cli(path, "--format", "can-train-and-test", "--out", out)
+    assert_one_line_error(result, f"big.csv{suffix}", "corrupt or truncated")
+    assert_no_output(out)
+
+
+def test_unknown_format(tmp_path):
+    path = write_capture(tmp_path / "notes.txt", "hello world\nthis is not a capture\n")
+    assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "notes.txt:1:", "unknown format")
+
+
+def test_unknown_format_name(tmp_path):
+    path = write_capture(tmp_path / "a.csv", CTT_HEADER + GOOD_ROWS)
+    assert_one_line_error(run_ingest_cli(path, "--format", "pcap", "--out", tmp_path / "o"), "unknown format 'pcap'")
+
+
+def test_forced_format_with_wrong_header(tmp_path):
+    path = write_capture(tmp_path / "a.csv", CTT_HEADER + GOOD_ROWS)
+    assert_one_line_error(run_ingest_cli(path, "--format", "daga", "--out", tmp_path / "o"), "a.csv:1:", "expected the daga header")
+
+
+def test_missing_input_file(tmp_path):
+    assert_one_line_error(run_ingest_cli(tmp_path / "nope.csv", "--out", tmp_path / "o"), "nope.csv", "file not found")
+
+
+def test_failure_keeps_earlier_outputs(tmp_path):
+    good = write_capture(tmp_path / "good.csv", CTT_HEADER + GOOD_ROWS)
+    out = tmp_path / "out"
+    assert run_ingest_cli(good, "--out", out).exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    bad = write_capture(tmp_path / "bad.csv", CTT_HEADER + "1.0,XYZ,00,0\n")
+    # the good file comes first: its new output must not replace the old one either
+    assert run_ingest_cli(good, bad, "--out", out).exit_code != 0
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not list(out.glob(".staging-*"))
+
+
+def test_skip_mode_records_bad_rows_in_the_manifest(tmp_path):
+    text = CTT_HEADER + GOOD_ROWS + "1.2,0G9,00,0\n1.3,0F9,0\n1.4,100,00,1\n"
+    path = write_capture(tmp_path / "some_bad.csv", text)
+    out = tmp_path / "out"
+    result = run_ingest_cli(path, "--on-bad-rows", "skip", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    item = json.loads((out / "manifest.json").read_text())["outputs"][0]
+    assert item["rows"] == 3 and item["attack_rows"] == 1
+    assert item["skipped_rows"] == 2
+    assert item["skipped_lines"] == [4, 5]
+    assert item["skipped_by_problem"] == {"CAN ID is not hexadecimal": 1, "expected N fields, found N": 1}
+
+
+def test_skip_mode_with_nothing_left_is_an_error(tmp_path):
+    path = write_capture(tmp_path / "all_bad.csv", CTT_HEADER + "1.2,0G9,00,0\n")
+    result = run_ingest_cli(path, "--on-bad-rows", "skip", "--out", tmp_path / "o")
+    assert_one_line_error(result, "all_bad.csv", "no frames in file (1 bad rows skipped)")
+
+
+def test_not_gzip_despite_the_name(tmp_path):
+    """Compression is detected from content, not from the file name."""
+    path = tmp_path / "plain.csv.gz"
+    path.write_text(CTT_HEADER + GOOD_ROWS)
+    assert run_ingest_cli(path, "--out", tmp_path / "o").exit_code == 0
+    real = tmp_path / "real.csv"
+    real.write_bytes(gzip.compress((CTT_HEADER + GOOD_ROWS).encode()))
+    assert run_ingest_cli(real, "--out", tmp_path / "o2").exit_code == 0

@@ -1,0 +1,177 @@
+"""Readers on small hand-written files: each format's quirks, detection, compression."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from kdgat.formats import FORMATS, detect_format
+from kdgat.ingest import IngestOptions, run_ingest, sources_from_files
+
+from conftest import COMPRESSORS, write_capture
+
+
+def ingest_rows(path, tmp_path, **options):
+    out = tmp_path / "out"
+    manifest = run_ingest(sources_from_files([path]), out, IngestOptions(**options))
+    (item,) = manifest["outputs"]
+    return item, pq.read_table(out / item["path"]).to_pylist()
+
+
+# HCRL Car-Hacking: no header; for DLC < 8 the R/T flag sits at DATA[DLC] (ragged rows).
+HCRL_CH = """\
+1478198376.389427,0316,8,05,21,68,09,21,21,00,6f,R
+1478198376.389636,018f,8,fe,5b,00,00,00,3c,00,00,R
+1478198376.389864,0260,2,19,21,T
+1478198376.390096,02a0,0,R
+1478198376.390332,0329,5,40,bb,7f,14,11,T
+"""
+
+
+def test_hcrl_car_hacking_ragged_rows(tmp_path):
+    path = write_capture(tmp_path / "ch.csv", HCRL_CH)
+    assert detect_format(path).name == "hcrl-ch"
+    item, rows = ingest_rows(path, tmp_path)
+    assert [r["dlc"] for r in rows] == [8, 8, 2, 0, 5]
+    assert [r["label"] for r in rows] == [0, 0, 1, 0, 1]
+    assert rows[2]["data"] == bytes.fromhex("1921") + bytes(6)
+    assert rows[4]["data"] == bytes.fromhex("40bb7f1411") + bytes(3)
+    assert rows[3]["data"] == bytes(8)
+    assert [r["can_id"] for r in rows] == [0x316, 0x18F, 0x260, 0x2A0, 0x329]
+    assert rows[0]["timestamp"] == pytest.approx(1478198376.389427)
+
+
+def test_hcrl_car_hacking_flag_in_wrong_place_is_an_error(tmp_path):
+    # DLC says 2 but three bytes precede the flag: the flag is not at DATA[DLC].
+    path = write_capture(tmp_path / "ch.csv", HCRL_CH.replace("0260,2,19,21,T", "0260,2,19,21,22,T"))
+    with pytest.raises(Exception, match=r"ch.csv:3: payload longer than its DLC"):
+        ingest_rows(path, tmp_path, format="hcrl-ch")
+
+
+SURVIVAL = """\
+Timestamp: 1513920045.473337        ID: 0130    000    DLC: 8    06 00 00 00 ff 7f 00 00 R
+Timestamp: 1513920045.473526        ID: 0131    100    DLC: 0 R
+Timestamp: 1513920045.473716        ID: 0140    000    DLC: 8    00 00 00 00 00 00 00 00 T
+"""
+
+
+def test_hcrl_survival_flags_and_remote_frames(tmp_path):
+    path = write_capture(tmp_path / "sa.txt", SURVIVAL)
+    assert detect_format(path).name == "hcrl-txt"
+    _, rows = ingest_rows(path, tmp_path)
+    assert [r["label"] for r in rows] == [0, 0, 1]
+    assert [r["is_remote"] for r in rows] == [False, True, False]
+    assert rows[0]["data"] == bytes.fromhex("06000000ff7f0000")
+
+
+CANDUMP_L = """\
+(1700000000.000100) can0 123#DEADBEEF
+(1700000000.000200) can0 18FEF100#0102030405060708
+(1700000000.000300) vcan1 7DF#R
+(1700000000.000400) can0 100#
+"""
+
+
+def test_candump_l_forms(tmp_path):
+    path = write_capture(tmp_path / "dump.log", CANDUMP_L)
+    assert detect_format(path).name == "candump-l"
+    _, rows = ingest_rows(path, tmp_path)
+    assert [(r["can_id"], r["is_extended"], r["is_remote"], r["dlc"]) for r in rows] == [
+        (0x123, False, False, 4),
+        (0x18FEF100, True, False, 8),
+        (0x7DF, False, True, 0),
+        (0x100, False, False, 0),
+    ]
+    assert rows[0]["data"] == bytes.fromhex("DEADBEEF") + bytes(4)
+    assert all(r["label"] is None for r in rows)
+
+
+def test_candump_l_with_crysys_label_columns(tmp_path):
+    text = "(0.000000) can0 110#02202e1300181300 False\tFalse\n(0.000177) can0 410#0003009000461501 1\tFalse\n"
+    path = write_capture(tmp_path / "mal.log", text)
+    _, rows = ingest_rows(path, tmp_path)
+    assert [r["label"] for r in rows] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " (000.005001)  can0  18FEDF00   [8]  8A A0 28 7D 7D FF FF F5\n (000.005580)  can0  123   [2]  00 FF\n",
+        "  can0  18FEDF00   [8]  8A A0 28 7D 7D FF FF F5\n  can0  123   [2]  00 FF\n",
+    ],
+    ids=["-ta timestamps", "no timestamps"],
+)
+def test_candump_column_forms(tmp_path, text):
+    path = write_capture(tmp_path / "dump.log", text)
+    assert detect_format(path).name == "candump"
+    _, rows = ingest_rows(path, tmp_path)
+    assert [(r["can_id"], r["is_extended"], r["dlc"]) for r in rows] == [(0x18FEDF00, True, 8), (0x123, False, 2)]
+    assert rows[1]["data"] == bytes.fromhex("00FF") + bytes(6)
+    has_ts = text.lstrip().startswith("(")
+    assert (rows[0]["timestamp"] is not None) == has_ts
+
+
+def test_candump_remote_request(tmp_path):
+    path = write_capture(tmp_path / "dump.log", "  can0  123   [4]  remote request\n  can0  124   [1]  01\n")
+    _, rows = ingest_rows(path, tmp_path)
+    assert rows[0]["is_remote"] and rows[0]["dlc"] == 4 and rows[0]["data"] == bytes(8)
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_compressed_inputs_give_identical_frames(tmp_path, suffix):
+    text = "timestamp,arbitration_id,data_field,attack\n1.0,1E5,460196E001FE6701,0\n1.5,000,0000000000000000,1\n"
+    plain = write_capture(tmp_path / "plain.csv", text)
+    packed = write_capture(tmp_path / "packed.csv", text, suffix)
+    _, expected = ingest_rows(plain, tmp_path / "a")
+    item, got = ingest_rows(packed, tmp_path / "b")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("source_file", "scenario", "attack_type")} for r in rows]  # noqa: E731
+    assert strip(got) == strip(expected)
+
+
+def test_detection_covers_every_format():
+    samples = {
+        "can-train-and-test": ["timestamp,arbitration_id,data_field,attack"],
+        "daga": ["timestamp,CAN_ID,DLC,PAYLOAD_HEX,PAYLOAD_BIN,ANOMALY"],
+        "road": ["Time,Id,Byte1,Byte2,Byte3,Byte4,Byte5,Byte6,Byte7,Byte8,Label"],
+        "ciciov2024": ["ID,DATA_0,DATA_1,DATA_2,DATA_3,DATA_4,DATA_5,DATA_6,DATA_7,label,category,specific_class"],
+        "j1939-csv": [
+            "timestamp,iface,can_id,dlc,data,priority,pdu_format,pdu_specific,pdu_type,pgn,pgn_label,destination,"
+            "source,label,rule_name,rule_type,semantics,rule_severity,rule_layer,rule_description,context_pgn,context_value"
+        ],
+        "candump-l": ["(0.000000) can0 110#02202e1300181300"],
+        "candump": ["  can0  160   [7]  31 23 26 00 08 FF E8"],
+        "hcrl-txt": ["Timestamp:          0.000000        ID: 0316    000    DLC: 8    05 20 ea 0a 20 1a 00 7f"],
+        "hcrl-ch": ["1478198376.389427,0316,8,05,21,68,09,21,21,00,6f,R"],
+        "crysys-txt": ["1618676990.693704        0110    000    8    02 20 2e 13 00 18 13 00"],
+    }
+    assert set(samples) == set(FORMATS)
+    for name, lines in samples.items():
+        matching = [fmt.name for fmt in FORMATS.values() if fmt.sniff(lines)]
+        assert matching == [name], (name, matching)
+
+
+def test_blank_lines_are_ignored_and_line_numbers_stay_exact(tmp_path):
+    text = "timestamp,arbitration_id,data_field,attack\n1.0,1E5,00,0\n\n2.0,1E6,01,0\n\n3.0,XYZ,02,0\n"
+    path = write_capture(tmp_path / "gaps.csv", text)
+    with pytest.raises(Exception, match=r"gaps.csv:6: CAN ID is not hexadecimal: 'XYZ'"):
+        ingest_rows(path, tmp_path)
+    item, rows = ingest_rows(path, tmp_path, on_bad_rows="skip")
+    assert [r["can_id"] for r in rows] == [0x1E5, 0x1E6]
+    assert item["ignored_lines"] == 2 and item["skipped_lines"] == [6]
+
+
+def test_small_blocks_give_the_same_frames_as_one_block(data_root, tmp_path):
+    """Streaming: a tiny block size (many carried partial lines) changes nothing."""
+    path = data_root / "road/attacks/fuzzing_attack_2.csv.xz"
+    _, whole = ingest_rows(path, tmp_path / "a")
+    item, streamed = ingest_rows(path, tmp_path / "b", block_size=4096, row_group_rows=5000)
+    assert streamed == whole
+    meta = pq.ParquetFile(tmp_path / "b" / "out" / item["path"]).metadata
+    assert meta.num_row_groups > 1
+
+
+def test_attack_type_defaults_to_the_file_name(tmp_path):
+    text = "timestamp,arbitration_id,data_field,attack\n1.0,000,00,1\n2.0,1E6,01,0\n"
+    path = write_capture(tmp_path / "DoS-3.csv", text)
+    _, rows = ingest_rows(path, tmp_path)
+    assert [r["attack_type"] for r in rows] == ["dos", "normal"]
