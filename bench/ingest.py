@@ -103,7 +103,9 @@ def main() -> None:
         _child(*args.child)
         return
     print(f"cpus={os.cpu_count()} input≈{args.mb:.0f} MB per format, best of {args.repeat}")
-    header = f"{'format':20s} {'MB':>7s} {'rows':>11s} {'kdgat MB/s':>10s} {'rows/s':>11s} {'peak MB':>8s} {'base MB/s':>9s} {'base peak':>9s} {'ratio':>6s}"
+    columns = [("format", 20), ("MB", 7), ("rows", 11), ("kdgat MB/s", 10), ("rows/s", 11), ("peak MB", 8)]
+    columns += [("base MB/s", 9), ("base peak", 9), ("ratio", 6)]
+    header = " ".join(f"{name:{'<' if name == 'format' else '>'}{width}s}" for name, width in columns)
     print(header)
     print("-" * len(header))
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,10 +113,13 @@ def main() -> None:
             path, rows = build_input(fmt, args.mb, Path(tmp))
             size_mb = path.stat().st_size / 1e6
             ours = measure("kdgat", fmt, path, args.repeat)
-            line = f"{fmt:20s} {size_mb:7.1f} {rows:11,d} {size_mb / ours['seconds']:10.1f} {rows / ours['seconds']:11,.0f} {ours['peak_mb']:8.0f}"
+            rate, row_rate = size_mb / ours["seconds"], rows / ours["seconds"]
+            line = f"{fmt:20s} {size_mb:7.1f} {rows:11,d} {rate:10.1f} {row_rate:11,.0f} {ours['peak_mb']:8.0f}"
             if fmt in CSV_WITH_HEADER:
                 base = measure("baseline", fmt, path, args.repeat)
-                line += f" {size_mb / base['seconds']:9.1f} {base['peak_mb']:9.0f} {ours['seconds'] / base['seconds']:6.2f}"
+                line += (
+                    f" {size_mb / base['seconds']:9.1f} {base['peak_mb']:9.0f} {ours['seconds'] / base['seconds']:6.2f}"
+                )
             else:
                 line += f" {'-':>9s} {'-':>9s} {'-':>6s}"
             print(line, flush=True)

@@ -72,7 +72,9 @@ class DatasetEntry(BaseModel):
     def _names_are_safe(self) -> "DatasetEntry":
         for scenario in self.test:
             if not _SAFE_NAME.match(scenario) or scenario == "train":
-                raise ValueError(f"test scenario name {scenario!r} must be letters, digits, '_', '.', '-' and not 'train'")
+                raise ValueError(
+                    f"test scenario name {scenario!r} must be letters, digits, '_', '.', '-' and not 'train'"
+                )
         return self
 
 
@@ -162,7 +164,9 @@ def _check_no_leakage(name: str, files: list[ResolvedFile]) -> None:
         first.setdefault(key, item)
 
 
-def dataset_sources(name: str, entry: DatasetEntry, data_root: Path, *, allow_missing: bool = False) -> list[IngestSource]:
+def dataset_sources(
+    name: str, entry: DatasetEntry, data_root: Path, *, allow_missing: bool = False
+) -> list[IngestSource]:
     """Ingest sources for every file of a dataset; missing files are an error unless allowed."""
     files, missing = resolve_files(entry, data_root)
     if missing and not allow_missing:

@@ -73,18 +73,24 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     """CAN-bus intrusion detection with graph neural networks."""
 
 
 DataRootOpt = Annotated[
     Optional[Path],
-    typer.Option("--data-root", help="Folder the catalog's dataset roots are relative to [default: $KDGAT_DATA_ROOT or ./data]."),
+    typer.Option(
+        "--data-root", help="Folder the catalog's dataset roots are relative to [default: $KDGAT_DATA_ROOT or ./data]."
+    ),
 ]
 CatalogOpt = Annotated[
     Optional[list[Path]],
-    typer.Option("--catalog", help="Extra dataset catalog YAML (repeatable); its entries add to or replace built-in ones."),
+    typer.Option(
+        "--catalog", help="Extra dataset catalog YAML (repeatable); its entries add to or replace built-in ones."
+    ),
 ]
 
 
@@ -92,8 +98,12 @@ CatalogOpt = Annotated[
 def config_show(
     model: Annotated[str, typer.Option("--model", "-m", help="vgae, gat or dqn.")] = "gat",
     scale: Annotated[str, typer.Option("--scale", "-s", help="large (teacher) or small (student).")] = "large",
-    aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard (repeatable).")] = ["none"],
-    override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key: -O section.key=value (repeatable).")] = [],
+    aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard (repeatable).")] = [
+        "none"
+    ],
+    override: Annotated[
+        list[str], typer.Option("--override", "-O", help="Override a key: -O section.key=value (repeatable).")
+    ] = [],
     fmt: Annotated[ConfigFormat, typer.Option("--format", help="Output format.")] = ConfigFormat.yaml,
 ) -> None:
     """Print the resolved config (defaults -> model -> auxiliaries -> -O) and its content hash."""
@@ -155,18 +165,44 @@ def formats() -> None:
 
 @app.command("ingest")
 def ingest(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="Capture files (instead of --dataset).", show_default=False)] = None,
+    files: Annotated[
+        Optional[list[Path]], typer.Argument(help="Capture files (instead of --dataset).", show_default=False)
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the frame Parquet files.")] = ...,
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="Catalog dataset to ingest.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="Reader to use (see `kdgat formats`), or auto-detect.")] = "auto",
-    on_bad_rows: Annotated[BadRows, typer.Option("--on-bad-rows", help="error: stop at the first bad row; skip: drop bad rows and record them in the manifest.")] = BadRows.error,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Reader to use (see `kdgat formats`), or auto-detect.")
+    ] = "auto",
+    on_bad_rows: Annotated[
+        BadRows,
+        typer.Option(
+            "--on-bad-rows",
+            help="error: stop at the first bad row; skip: drop bad rows and record them in the manifest.",
+        ),
+    ] = BadRows.error,
     split: Annotated[str, typer.Option("--split", help="Split recorded for FILE inputs.")] = "test",
-    scenario: Annotated[Optional[str], typer.Option("--scenario", help="Scenario recorded for FILE inputs [default: each file's stem].")] = None,
-    attack_type: Annotated[Optional[str], typer.Option("--attack-type", help="Name of attack frames for FILE inputs whose format has none [default: from the file name].")] = None,
-    benign: Annotated[bool, typer.Option("--benign", help="FILE inputs are attack-free: label unlabelled frames 0.")] = False,
+    scenario: Annotated[
+        Optional[str], typer.Option("--scenario", help="Scenario recorded for FILE inputs [default: each file's stem].")
+    ] = None,
+    attack_type: Annotated[
+        Optional[str],
+        typer.Option(
+            "--attack-type",
+            help="Name of attack frames for FILE inputs whose format has none [default: from the file name].",
+        ),
+    ] = None,
+    benign: Annotated[
+        bool, typer.Option("--benign", help="FILE inputs are attack-free: label unlabelled frames 0.")
+    ] = False,
     data_root: DataRootOpt = None,
     catalog: CatalogOpt = None,
-    allow_missing: Annotated[bool, typer.Option("--allow-missing", help="With --dataset: ingest the files that exist even if some catalog patterns match nothing.")] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="With --dataset: ingest the files that exist even if some catalog patterns match nothing.",
+        ),
+    ] = False,
 ) -> None:
     """Convert raw captures to canonical frame Parquet (one file per capture) plus manifest.json."""
     from kdgat.catalog import dataset_sources, get_dataset, load_catalog, resolve_data_root
@@ -194,13 +230,25 @@ def ingest(
 
 def _print_ingest_summary(manifest: dict, out_dir: Path) -> None:
     table = Table(title=f"Ingested into {out_dir}")
-    for col, justify in (("output", "left"), ("format", "left"), ("frames", "right"), ("attack", "right"), ("skipped", "right")):
+    for col, justify in (
+        ("output", "left"),
+        ("format", "left"),
+        ("frames", "right"),
+        ("attack", "right"),
+        ("skipped", "right"),
+    ):
         table.add_column(col, justify=justify)
     for item in manifest["outputs"]:
         attack = "unlabelled" if item["unlabelled_rows"] == item["rows"] else f"{item['attack_rows']:,}"
         table.add_row(item["path"], item["format"], f"{item['rows']:,}", attack, f"{item['skipped_rows']:,}")
     totals = manifest["totals"]
-    table.add_row("[bold]total", "", f"[bold]{totals['rows']:,}", f"[bold]{totals['attack_rows']:,}", f"{totals['skipped_rows']:,}")
+    table.add_row(
+        "[bold]total",
+        "",
+        f"[bold]{totals['rows']:,}",
+        f"[bold]{totals['attack_rows']:,}",
+        f"{totals['skipped_rows']:,}",
+    )
     out.print(table)
 
 
@@ -208,8 +256,12 @@ def _print_ingest_summary(manifest: dict, out_dir: Path) -> None:
 def synth(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output folder (can-train-and-test layout).")] = ...,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same files.")] = 0,
-    size: Annotated[SynthSize, typer.Option("--size", help="small (seconds per file), medium or large.")] = SynthSize.small,
-    duration: Annotated[Optional[float], typer.Option("--duration", help="Seconds of traffic per file (overrides --size).")] = None,
+    size: Annotated[
+        SynthSize, typer.Option("--size", help="small (seconds per file), medium or large.")
+    ] = SynthSize.small,
+    duration: Annotated[
+        Optional[float], typer.Option("--duration", help="Seconds of traffic per file (overrides --size).")
+    ] = None,
 ) -> None:
     """Generate synthetic CAN traffic with labelled attacks in the can-train-and-test layout."""
     from kdgat.synth import generate

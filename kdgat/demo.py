@@ -57,7 +57,6 @@ def run_demo(out_dir: Path, *, seed: int = 0, size: str = "small", console: Cons
         )  # fmt: skip
     console.print(table)
     console.print(
-        "stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items())
-        + f"; outputs under {out_dir}"
+        "stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"; outputs under {out_dir}"
     )
     return {"stats": stats, "timings": timings, "frames_dir": str(frames_dir)}

@@ -158,7 +158,17 @@ def read_capture(
 PARQUET_OPTIONS = dict(
     compression="zstd",
     compression_level=1,
-    use_dictionary=["can_id", "is_extended", "is_remote", "dlc", "label", "attack_type", "source_file", "split", "scenario"],
+    use_dictionary=[
+        "can_id",
+        "is_extended",
+        "is_remote",
+        "dlc",
+        "label",
+        "attack_type",
+        "source_file",
+        "split",
+        "scenario",
+    ],
     column_encoding={"timestamp": "BYTE_STREAM_SPLIT", "position": "DELTA_BINARY_PACKED"},
     write_statistics=["timestamp", "can_id", "label", "position"],
 )
@@ -194,7 +204,9 @@ class _ParquetSink:
         table = pa.concat_tables(self._pending).unify_dictionaries()
         self._pending, self._pending_rows = [], 0
         self._wait()
-        self._in_flight = self._pool.submit(self._writer.write_table, table, row_group_size=max(self._group, table.num_rows))
+        self._in_flight = self._pool.submit(
+            self._writer.write_table, table, row_group_size=max(self._group, table.num_rows)
+        )
 
     def _wait(self) -> None:
         if self._in_flight is not None:
@@ -219,7 +231,12 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
     sink = _ParquetSink(
         out_path,
         options.row_group_rows,
-        {"kdgat.source": str(source.path), "kdgat.format": fmt.name, "kdgat.split": source.split, "kdgat.scenario": source.scenario},
+        {
+            "kdgat.source": str(source.path),
+            "kdgat.format": fmt.name,
+            "kdgat.split": source.split,
+            "kdgat.scenario": source.scenario,
+        },
     )
     started = time.perf_counter()
     try:
@@ -249,19 +266,22 @@ def _check_unique_outputs(sources: list[IngestSource]) -> None:
     seen: dict[str, Path] = {}
     for src in sources:
         if src.output_name in seen:
-            raise KdgatError(f"{src.path} and {seen[src.output_name]} would both be written to {src.output_name}.parquet")
+            raise KdgatError(
+                f"{src.path} and {seen[src.output_name]} would both be written to {src.output_name}.parquet"
+            )
         seen[src.output_name] = src.path
 
 
 def run_ingest(
     sources: list[IngestSource],
     outdir: str | Path,
-    options: IngestOptions = IngestOptions(),
+    options: IngestOptions | None = None,
     *,
     dataset: str | None = None,
     progress: Callable[[int, int, IngestSource], None] | None = None,
 ) -> dict:
     """Ingest every source into ``outdir``; all-or-nothing, manifest written last."""
+    options = options or IngestOptions()
     if not sources:
         raise KdgatError("nothing to ingest: no input files")
     _check_unique_outputs(sources)
@@ -297,7 +317,11 @@ def run_ingest(
             config=config,
             outputs=outputs,
             wall_time_s=time.perf_counter() - started,
-            extra={"dataset": dataset, "totals": totals, "frame_schema": FRAME_SCHEMA.metadata[b"kdgat.frame_schema_version"].decode()},
+            extra={
+                "dataset": dataset,
+                "totals": totals,
+                "frame_schema": FRAME_SCHEMA.metadata[b"kdgat.frame_schema_version"].decode(),
+            },
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -19,7 +19,9 @@ def frame_statistics(frames_dir: str | Path) -> list[dict]:
     if manifest is None:
         raise KdgatError(f"{frames_dir}: no manifest.json (not an ingest output folder)")
     paths = [str(frames_dir / item["path"]) for item in manifest["outputs"]]
-    table = ds.dataset(paths, format="parquet").to_table(columns=["split", "scenario", "can_id", "label", "timestamp", "source_file"])
+    table = ds.dataset(paths, format="parquet").to_table(
+        columns=["split", "scenario", "can_id", "label", "timestamp", "source_file"]
+    )
     table = table.set_column(0, "split", pc.cast(table["split"], pa.string()))
     table = table.set_column(1, "scenario", pc.cast(table["scenario"], pa.string()))
     table = table.set_column(5, "source_file", pc.cast(table["source_file"], pa.string()))

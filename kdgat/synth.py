@@ -135,8 +135,7 @@ class SynthSummary:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SynthSummary:
         files = tuple(
-            SynthFile(**{**f, "intervals": tuple(tuple(iv) for iv in f.get("intervals", ()))})
-            for f in d["files"]
+            SynthFile(**{**f, "intervals": tuple(tuple(iv) for iv in f.get("intervals", ()))}) for f in d["files"]
         )
         return cls(
             seed=int(d["seed"]),
@@ -170,11 +169,28 @@ _SIGNALS: dict[str, tuple[int, float, float, str, float]] = {
     "voltage": (1, 10.0, 0.0, "u", 0.05),
     "odometer": (2, 10.0, 0.0, "wrap", 0.0),
 }
-_POOL = ("wheel_rl", "wheel_rr", "throttle", "coolant", "steer", "yaw", "accel", "fuel", "voltage",
-         "odometer", "brake", "rpm", "speed", "gear")
+_POOL = (
+    "wheel_rl",
+    "wheel_rr",
+    "throttle",
+    "coolant",
+    "steer",
+    "yaw",
+    "accel",
+    "fuel",
+    "voltage",
+    "odometer",
+    "brake",
+    "rpm",
+    "speed",
+    "gear",
+)
 # Signals a role ID always carries first (the spoofing/masquerade targets of the HCRL/ROAD style attacks).
-_ROLE_SIGNALS = {"speed": ("speed", "wheel_fl", "wheel_fr"), "rpm": ("rpm", "throttle", "coolant"),
-                 "gear": ("gear", "brake")}
+_ROLE_SIGNALS = {
+    "speed": ("speed", "wheel_fl", "wheel_fr"),
+    "rpm": ("rpm", "throttle", "coolant"),
+    "gear": ("gear", "brake"),
+}
 # Physical range an attacker forges for a target signal.
 _FORGED = {"rpm": (6000.0, 8000.0), "speed": (140.0, 250.0), "gear": (0.0, 6.0)}
 
@@ -308,13 +324,17 @@ def _drive(rng: np.random.Generator, duration: float) -> tuple[np.ndarray, dict[
     ratio = np.array([0.0, 110.0, 65.0, 45.0, 35.0, 28.0, 23.0])
     idle = 750.0 + 20.0 * np.sin(two_pi * t / 3.0)
     rpm = np.where(gear == 0, idle, 800.0 + speed * ratio[gear.astype(np.int64)])
-    steer = (rng.uniform(5, 90) * np.sin(two_pi * t / rng.uniform(4, 20) + rng.uniform(0, two_pi))
-             + 3.0 * np.sin(two_pi * t / 1.7))
+    steer = rng.uniform(5, 90) * np.sin(two_pi * t / rng.uniform(4, 20) + rng.uniform(0, two_pi)) + 3.0 * np.sin(
+        two_pi * t / 1.7
+    )
     ambient = rng.uniform(-5, 30)
     warm = rng.uniform(0, 1200)
     sig = {
         "speed": speed,
-        "wheel_fl": speed, "wheel_fr": speed, "wheel_rl": speed, "wheel_rr": speed,
+        "wheel_fl": speed,
+        "wheel_fr": speed,
+        "wheel_rl": speed,
+        "wheel_rr": speed,
         "rpm": np.clip(rpm, 600.0, 7000.0),
         "gear": gear,
         "throttle": np.clip(8.0 + 0.3 * speed + 30.0 * accel, 0.0, 100.0),
@@ -343,9 +363,16 @@ def _encode(name: str, values: np.ndarray, rng: np.random.Generator) -> np.ndarr
     return ((raw[:, None] >> shifts) & 0xFF).astype(np.uint8)
 
 
-def _payload(spec: _IdSpec, t: np.ndarray, counter: np.ndarray, grid: np.ndarray,
-             sig: Mapping[str, np.ndarray], checksum: str, rng: np.random.Generator,
-             override: Mapping[str, float] | None = None) -> np.ndarray:
+def _payload(
+    spec: _IdSpec,
+    t: np.ndarray,
+    counter: np.ndarray,
+    grid: np.ndarray,
+    sig: Mapping[str, np.ndarray],
+    checksum: str,
+    rng: np.random.Generator,
+    override: Mapping[str, float] | None = None,
+) -> np.ndarray:
     """Payload bytes (n, 8) for frames of one ID at times ``t`` (unused bytes beyond the DLC stay 0).
 
     ``override`` replaces signals by a forged constant (spoofing/masquerade); counter and checksum stay
@@ -363,7 +390,7 @@ def _payload(spec: _IdSpec, t: np.ndarray, counter: np.ndarray, grid: np.ndarray
                 values = np.full(n, override[f.signal])
             else:
                 values = np.interp(t, grid, sig[f.signal])
-            out[:, f.byte:f.byte + f.width] = _encode(f.signal, values, rng)
+            out[:, f.byte : f.byte + f.width] = _encode(f.signal, values, rng)
     for f in spec.fields:
         if f.kind == "counter":
             out[:, f.byte] = (out[:, f.byte] & 0xF0) | (counter & 0x0F).astype(np.uint8)
@@ -399,8 +426,13 @@ class _Frames:
 
 def _frames(t_us: np.ndarray, can_id: int | np.ndarray, dlc: int, data: np.ndarray, label: int) -> _Frames:
     n = t_us.size
-    return _Frames(t_us.astype(np.int64), np.broadcast_to(np.asarray(can_id, np.int64), (n,)).copy(),
-                   np.full(n, dlc, np.int64), data.astype(np.uint8), np.full(n, label, np.uint8))
+    return _Frames(
+        t_us.astype(np.int64),
+        np.broadcast_to(np.asarray(can_id, np.int64), (n,)).copy(),
+        np.full(n, dlc, np.int64),
+        data.astype(np.uint8),
+        np.full(n, label, np.uint8),
+    )
 
 
 def _bursts(rng: np.random.Generator, duration: float) -> np.ndarray:
@@ -431,8 +463,9 @@ def _flood(rng: np.random.Generator, iv: np.ndarray, step_us: int) -> np.ndarray
     return np.clip(t + jitter, np.repeat(iv[:, 0], [x.size for x in ts]), np.repeat(iv[:, 1] - 1, [x.size for x in ts]))
 
 
-def _capture(vehicle: _Vehicle, kind: str, rng: np.random.Generator, duration: float
-             ) -> tuple[_Frames, int | None, np.ndarray]:
+def _capture(
+    vehicle: _Vehicle, kind: str, rng: np.random.Generator, duration: float
+) -> tuple[_Frames, int | None, np.ndarray]:
     """One capture of ``kind``: benign traffic of ``vehicle`` plus the attack, sorted by time.
 
     Returns the frames, the target CAN ID (for targeted kinds) and the attack intervals in µs.
@@ -483,11 +516,15 @@ def _capture(vehicle: _Vehicle, kind: str, rng: np.random.Generator, duration: f
                 forged = np.floor(forged)
             for b in range(iv.shape[0]):
                 sel = np.flatnonzero(hit)[burst == b]
-                data[sel] = _payload(spec, tt[sel], counter[sel], grid, sig, vehicle.checksum, rng,
-                                     override={role: float(forged[b])})
+                data[sel] = _payload(
+                    spec, tt[sel], counter[sel], grid, sig, vehicle.checksum, rng, override={role: float(forged[b])}
+                )
             label[hit] = 1
-        parts.append(_Frames(t_us, np.full(t_us.size, spec.can_id, np.int64), np.full(t_us.size, spec.dlc, np.int64),
-                             data, label))
+        parts.append(
+            _Frames(
+                t_us, np.full(t_us.size, spec.can_id, np.int64), np.full(t_us.size, spec.dlc, np.int64), data, label
+            )
+        )
 
     if kind == "dos":
         t = _flood(rng, iv, 300)
@@ -502,8 +539,16 @@ def _capture(vehicle: _Vehicle, kind: str, rng: np.random.Generator, duration: f
         role = next(r for r, j in vehicle.roles.items() if j == target)
         lo, hi = _FORGED[role]
         value = float(np.floor(rng.uniform(lo, hi + 1)) if role == "gear" else rng.uniform(lo, hi))
-        one = _payload(spec, np.zeros(1), np.array([int(rng.integers(16))]), grid, sig, vehicle.checksum, rng,
-                       override={role: value})
+        one = _payload(
+            spec,
+            np.zeros(1),
+            np.array([int(rng.integers(16))]),
+            grid,
+            sig,
+            vehicle.checksum,
+            rng,
+            override={role: value},
+        )
         t = _flood(rng, iv, 1000)
         parts.append(_frames(t, spec.can_id, spec.dlc, np.repeat(one, t.size, axis=0), 1))
     elif kind == "replay":
@@ -588,8 +633,10 @@ def _check_target(out: Path) -> None:
     if not out.is_dir():
         raise KdgatError(f"{out}: exists and is not a directory; refusing to replace it with a synthetic dataset")
     if any(out.iterdir()) and not is_synthetic(out):
-        raise KdgatError(f"{out}: directory is not empty and has no {MARKER} marker; "
-                         "refusing to overwrite it (choose another output or empty it)")
+        raise KdgatError(
+            f"{out}: directory is not empty and has no {MARKER} marker; "
+            "refusing to overwrite it (choose another output or empty it)"
+        )
 
 
 def generate(out: Path, seed: int = 0, size: str = "small", duration_s: float | None = None) -> SynthSummary:
@@ -633,14 +680,24 @@ def generate(out: Path, seed: int = 0, size: str = "small", duration_s: float | 
             (tmp / split).mkdir(exist_ok=True)
             (tmp / rel).write_bytes(_csv_bytes(frames))
             start = START_TIMESTAMP * _US
-            files.append(SynthFile(
-                path=rel, split=split, attack=kind, capture=capture, vehicle=vname,
-                rows=int(frames.t_us.size), attack_rows=int(frames.label.sum()),
-                target_id=None if target is None else f"{target:03X}",
-                intervals=tuple(((start + int(a)) / _US, (start + int(b)) / _US) for a, b in iv),
-            ))
+            files.append(
+                SynthFile(
+                    path=rel,
+                    split=split,
+                    attack=kind,
+                    capture=capture,
+                    vehicle=vname,
+                    rows=int(frames.t_us.size),
+                    attack_rows=int(frames.label.sum()),
+                    target_id=None if target is None else f"{target:03X}",
+                    intervals=tuple(((start + int(a)) / _US, (start + int(b)) / _US) for a, b in iv),
+                )
+            )
         summary = SynthSummary(
-            seed=seed, size=size, duration_s=duration, files=tuple(files),
+            seed=seed,
+            size=size,
+            duration_s=duration,
+            files=tuple(files),
             vehicle_ids={k: tuple(f"{s.can_id:03X}" for s in v.ids) for k, v in vehicles.items()},
         )
         marker = {"generator": GENERATOR, "format_version": FORMAT_VERSION, **summary.to_dict()}

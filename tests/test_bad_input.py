@@ -39,7 +39,12 @@ BAD_ROWS = [
     ("non-hex ID", CTT_HEADER + GOOD_ROWS + "1.2,0G9,00,0\n", 4, "CAN ID is not hexadecimal: '0G9'"),
     ("ID wider than 29 bits", CTT_HEADER + GOOD_ROWS + "1.2,3FFFFFFF,00,0\n", 4, "CAN ID wider than 29 bits"),
     ("ID with 9 digits", CTT_HEADER + "1.2,1FFFFFFF0,00,0\n", 2, "CAN ID wider than 29 bits"),
-    ("payload over 8 bytes", CTT_HEADER + GOOD_ROWS + "1.2,0F9,000102030405060708,0\n", 4, "payload longer than 8 bytes"),
+    (
+        "payload over 8 bytes",
+        CTT_HEADER + GOOD_ROWS + "1.2,0F9,000102030405060708,0\n",
+        4,
+        "payload longer than 8 bytes",
+    ),
     ("odd payload digits", CTT_HEADER + "1.2,0F9,001,0\n", 2, "payload is not hexadecimal bytes"),
     ("missing field", CTT_HEADER + GOOD_ROWS + "1.2,0F9,0\n", 4, "expected 4 fields, found 3"),
     ("unparseable timestamp", CTT_HEADER + GOOD_ROWS + "12:00:01,0F9,00,0\n", 4, "unparseable timestamp: '12:00:01'"),
@@ -109,7 +114,9 @@ def test_unknown_format_name(tmp_path):
 
 def test_forced_format_with_wrong_header(tmp_path):
     path = write_capture(tmp_path / "a.csv", CTT_HEADER + GOOD_ROWS)
-    assert_one_line_error(run_ingest_cli(path, "--format", "daga", "--out", tmp_path / "o"), "a.csv:1:", "expected the daga header")
+    assert_one_line_error(
+        run_ingest_cli(path, "--format", "daga", "--out", tmp_path / "o"), "a.csv:1:", "expected the daga header"
+    )
 
 
 def test_missing_input_file(tmp_path):

@@ -16,14 +16,38 @@ STUDY = ["hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04"]
 
 def test_builtin_catalog_has_the_study_datasets_synthetic_and_real_captures():
     catalog = load_catalog()
-    for name in STUDY + ["synthetic", "daga_v40", "road", "road_masquerade", "crysys", "otids", "nissan_juke", "j1939_tsc1", "ciciov2024"]:
+    for name in STUDY + [
+        "synthetic",
+        "daga_v40",
+        "road",
+        "road_masquerade",
+        "crysys",
+        "otids",
+        "nissan_juke",
+        "j1939_tsc1",
+        "ciciov2024",
+    ]:
         assert name in catalog
-    assert set(catalog["set_01"].test) >= {"test_01_known_vehicle_known_attack", "test_05_suppress", "test_06_masquerade"}
+    assert set(catalog["set_01"].test) >= {
+        "test_01_known_vehicle_known_attack",
+        "test_05_suppress",
+        "test_06_masquerade",
+    }
 
 
 def test_real_capture_entries_resolve_completely(data_root):
     catalog = load_catalog()
-    for name in ["daga_v40", "road", "road_masquerade", "crysys", "otids", "nissan_juke", "j1939_tsc1", "ciciov2024", "ctt_set_01_dos"]:
+    for name in [
+        "daga_v40",
+        "road",
+        "road_masquerade",
+        "crysys",
+        "otids",
+        "nissan_juke",
+        "j1939_tsc1",
+        "ciciov2024",
+        "ctt_set_01_dos",
+    ]:
         status = dataset_status(catalog[name], data_root)
         assert status["status"] == "ok", (name, status["missing_patterns"])
 
@@ -61,13 +85,17 @@ def test_user_catalog_adds_a_dataset(tmp_path, data_root):
     user = tmp_path / "mine.yaml"
     user.write_text(
         "datasets:\n  my_road:\n    description: two ROAD files\n    root: road/attacks\n"
-        "    train: [fuzzing_attack_1.csv*]\n    test:\n      fuzz2: [{path: fuzzing_attack_2.csv*, attack_type: fuzz}]\n"
+        "    train: [fuzzing_attack_1.csv*]\n"
+        "    test:\n      fuzz2: [{path: fuzzing_attack_2.csv*, attack_type: fuzz}]\n"
     )
     catalog = load_catalog([user])
     assert "my_road" in catalog and "daga_v40" in catalog
     sources = dataset_sources("my_road", catalog["my_road"], data_root)
     manifest = run_ingest(sources, tmp_path / "frames", dataset="my_road")
-    assert [o["path"] for o in manifest["outputs"]] == ["train/fuzzing_attack_1.parquet", "test/fuzz2/fuzzing_attack_2.parquet"]
+    assert [o["path"] for o in manifest["outputs"]] == [
+        "train/fuzzing_attack_1.parquet",
+        "test/fuzz2/fuzzing_attack_2.parquet",
+    ]
     assert manifest["totals"] == {"rows": 49_342 + 32_351, "attack_rows": 592 + 352, "skipped_rows": 0}
     test_table = pq.read_table(tmp_path / "frames" / manifest["outputs"][1]["path"])
     assert set(test_table["split"].to_pylist()) == {"test"} and set(test_table["scenario"].to_pylist()) == {"fuzz2"}
@@ -89,7 +117,9 @@ def test_wrong_type_names_key_and_file(tmp_path):
 
 def test_unsafe_scenario_name(tmp_path):
     user = tmp_path / "bad.yaml"
-    user.write_text("datasets:\n  x:\n    description: d\n    root: r\n    train: [a.csv]\n    test: {'../up': [b.csv]}\n")
+    user.write_text(
+        "datasets:\n  x:\n    description: d\n    root: r\n    train: [a.csv]\n    test: {'../up': [b.csv]}\n"
+    )
     with pytest.raises(ConfigError, match=r"bad.yaml: datasets.x"):
         load_catalog([user])
 
@@ -120,15 +150,22 @@ def test_data_root_precedence(monkeypatch, tmp_path):
 
 def test_rerun_replaces_and_never_duplicates(tmp_path, data_root):
     user = tmp_path / "c.yaml"
-    user.write_text("datasets:\n  two:\n    description: d\n    root: road/attacks\n    train: [fuzzing_attack_2.csv*, max_engine_coolant_temp_attack.csv*]\n")
+    user.write_text(
+        "datasets:\n  two:\n    description: d\n    root: road/attacks\n"
+        "    train: [fuzzing_attack_2.csv*, max_engine_coolant_temp_attack.csv*]\n"
+    )
     catalog = load_catalog([user])
     out = tmp_path / "frames"
     first = run_ingest(dataset_sources("two", catalog["two"], data_root), out, dataset="two")
     second = run_ingest(dataset_sources("two", catalog["two"], data_root), out, dataset="two")
     assert [o["path"] for o in first["outputs"]] == [o["path"] for o in second["outputs"]]
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == sorted(o["path"] for o in second["outputs"])
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == sorted(
+        o["path"] for o in second["outputs"]
+    )
     # drop one file from the dataset: its old output disappears
-    user.write_text("datasets:\n  two:\n    description: d\n    root: road/attacks\n    train: [fuzzing_attack_2.csv*]\n")
+    user.write_text(
+        "datasets:\n  two:\n    description: d\n    root: road/attacks\n    train: [fuzzing_attack_2.csv*]\n"
+    )
     third = run_ingest(dataset_sources("two", load_catalog([user])["two"], data_root), out, dataset="two")
     assert [p.relative_to(out).as_posix() for p in out.rglob("*.parquet")] == [third["outputs"][0]["path"]]
     manifest = json.loads((out / "manifest.json").read_text())

@@ -37,7 +37,9 @@ def test_config_show_resolves_kd_and_prints_hash():
 
 def test_config_show_json_with_override_changes_hash():
     base = json.loads(invoke("config", "show", "-m", "gat", "-s", "small", "--format", "json").output)
-    changed = json.loads(invoke("config", "show", "-m", "gat", "-s", "small", "-O", "gat.heads=2", "--format", "json").output)
+    changed = json.loads(
+        invoke("config", "show", "-m", "gat", "-s", "small", "-O", "gat.heads=2", "--format", "json").output
+    )
     assert changed["config"]["gat"]["heads"] == 2
     assert base["config_hash"] != changed["config_hash"]
 

@@ -116,7 +116,11 @@ def test_nissan_juke_has_no_timestamps_and_skips_the_date_line(data_root, tmp_pa
     assert table["timestamp"].null_count == table.num_rows
     assert item["ignored_lines"] >= 1
     first = table.slice(0, 1).to_pylist()[0]
-    assert (first["can_id"], first["dlc"], first["data"]) == (0x160, 7, bytes.fromhex("31232600 08FFE800".replace(" ", "")))
+    assert (first["can_id"], first["dlc"], first["data"]) == (
+        0x160,
+        7,
+        bytes.fromhex("31232600 08FFE800".replace(" ", "")),
+    )
 
 
 def test_daga_unpadded_zero_payload(data_root, tmp_path):

@@ -17,19 +17,24 @@ from kdgat.synth import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, attack_kind_o
 
 DURATION = 3.0
 EXPECTED = {
-    "train_01_attack_free/attack-free-1.csv", "train_01_attack_free/attack-free-2.csv",
+    "train_01_attack_free/attack-free-1.csv",
+    "train_01_attack_free/attack-free-2.csv",
     *(f"train_02_with_attacks/{k}-1.csv" for k in ("dos", "fuzzing", "spoofing", "replay")),
     *(f"test_01_known_vehicle_known_attack/{k}-2.csv" for k in ("dos", "fuzzing", "spoofing", "replay")),
     *(f"test_02_unknown_vehicle_known_attack/{k}-3.csv" for k in ("dos", "fuzzing", "spoofing", "replay")),
-    "test_03_known_vehicle_unknown_attack/suppress-4.csv", "test_03_known_vehicle_unknown_attack/masquerade-4.csv",
-    "test_04_unknown_vehicle_unknown_attack/suppress-5.csv", "test_04_unknown_vehicle_unknown_attack/masquerade-5.csv",
+    "test_03_known_vehicle_unknown_attack/suppress-4.csv",
+    "test_03_known_vehicle_unknown_attack/masquerade-4.csv",
+    "test_04_unknown_vehicle_unknown_attack/suppress-5.csv",
+    "test_04_unknown_vehicle_unknown_attack/masquerade-5.csv",
 }
 ROW = re.compile(rb"^\d{10}\.\d{6},[0-9A-F]{3},(?:[0-9A-F]{2}){0,8},[01]\r\n$")
 
 
 def read(path: Path) -> dict[str, np.ndarray]:
-    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
-        column_types={"arbitration_id": pa.string(), "data_field": pa.string()}))
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(column_types={"arbitration_id": pa.string(), "data_field": pa.string()}),
+    )
     return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
@@ -169,7 +174,7 @@ def test_replay_labels(dataset):
         assert att.sum() > 0
         assert set(c["arbitration_id"][att]) == {f.target_id}
         benign = (c["arbitration_id"] == f.target_id) & ~att
-        for t, data in zip(c["timestamp"][att], c["data_field"][att]):
+        for t, data in zip(c["timestamp"][att], c["data_field"][att], strict=True):
             earlier = benign & (c["timestamp"] < t)
             assert data in set(c["data_field"][earlier])  # re-sent copy of an earlier frame
 

@@ -29,7 +29,9 @@ def detect_format(path: str | Path) -> CaptureFormat:
     for fmt in FORMATS.values():
         if fmt.sniff(lines):
             return fmt
-    raise BadInputError(path, f"unknown format: first line {lines[0][:80]!r} matches none of {', '.join(FORMATS)}", line=1)
+    raise BadInputError(
+        path, f"unknown format: first line {lines[0][:80]!r} matches none of {', '.join(FORMATS)}", line=1
+    )
 
 
 __all__ = ["FORMATS", "CaptureFormat", "detect_format", "get_format"]

@@ -112,7 +112,9 @@ def hex_to_uint(arr: pa.Array, max_digits: int = 8) -> tuple[np.ndarray, np.ndar
         return np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros(0, bool)
     _, _, lengths, valid = _string_parts(arr)
     width = int(min(max(lengths.max(), 1), max_digits))
-    chars = _fixed_width_chars(_short_enough(arr, lengths, width), np.minimum(lengths, width) * (lengths <= width), width, right=True)
+    chars = _fixed_width_chars(
+        _short_enough(arr, lengths, width), np.minimum(lengths, width) * (lengths <= width), width, right=True
+    )
     nib = _HEX[chars]
     bad = (nib == 255).any(axis=1) | (lengths == 0) | ~valid
     nib = np.where(nib == 255, 0, nib).astype(np.uint32)

@@ -80,7 +80,9 @@ class CsvFormat(CaptureFormat):
             pa.BufferReader(data),
             read_options=pacsv.ReadOptions(column_names=self.header, block_size=4 << 20),
             parse_options=pacsv.ParseOptions(quote_char='"' if self.quoted else False, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=self.used, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, include_columns=self.used, strings_can_be_null=False
+            ),
         )
 
     def _fast_table(self, body: bytes) -> pa.Table | None:
@@ -152,7 +154,13 @@ class CsvFormat(CaptureFormat):
             table = None
             if header_at in (None, 0):
                 body_line = 0 if header_at is None else 1
-                body = block.raw if header_at is None else block.raw[int(block.starts[1]) :] if len(block.starts) > 1 else b""
+                body = (
+                    block.raw
+                    if header_at is None
+                    else block.raw[int(block.starts[1]) :]
+                    if len(block.starts) > 1
+                    else b""
+                )
                 table = self._fast_table(body) if body else None
                 if table is not None and table.num_rows != block.n_lines - body_line:
                     table = None

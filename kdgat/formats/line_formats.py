@@ -48,6 +48,18 @@ def _payload_with_dlc(data_text: pa.Array, dlc: np.ndarray, remote: np.ndarray, 
     return data
 
 
+def _frame_with_rtr_field(g: pa.StructArray, checks: RowChecks):
+    """Fields shared by the HCRL/CrySyS text lines: ts, ID, '000'/'100' remote flag, DLC, bytes."""
+    ts = timestamps(g.field("ts"), checks)
+    can_id, ext = can_ids(g.field("id"), checks)
+    rtr = g.field("rtr")
+    checks.flag(~in_set(rtr, ["000", "100"]), "remote-frame field must be 000 or 100", rtr)
+    remote = in_set(rtr, ["100"])
+    dlc = dlc_values(g.field("dlc"), checks)
+    data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
+    return ts, can_id, ext, remote, dlc, data
+
+
 def _optional_labels(text: pa.Array, checks: RowChecks):
     """Trailing label column (CrySyS-style flags): None when the block carries none."""
     text = lower(text)
@@ -156,13 +168,7 @@ class HcrlText(LineFormat):
     )
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
-        ts = timestamps(g.field("ts"), checks)
-        can_id, ext = can_ids(g.field("id"), checks)
-        rtr = g.field("rtr")
-        checks.flag(~in_set(rtr, ["000", "100"]), "remote-frame field must be 000 or 100", rtr)
-        remote = in_set(rtr, ["100"])
-        dlc = dlc_values(g.field("dlc"), checks)
-        data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
+        ts, can_id, ext, remote, dlc, data = _frame_with_rtr_field(g, checks)
         flag = g.field("flag")
         has_flag = ~in_set(flag, [""])
         label = None
@@ -200,13 +206,7 @@ class CrysysText(LineFormat):
     pattern = r"^\s*(?P<ts>\S+)\s+(?P<id>\S+)\s+(?P<rtr>\S+)\s+(?P<dlc>\S+)(?P<data>(?:\s+[0-9A-Fa-f]{2})*)\s*$"
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
-        ts = timestamps(g.field("ts"), checks)
-        can_id, ext = can_ids(g.field("id"), checks)
-        rtr = g.field("rtr")
-        checks.flag(~in_set(rtr, ["000", "100"]), "remote-frame field must be 000 or 100", rtr)
-        remote = in_set(rtr, ["100"])
-        dlc = dlc_values(g.field("dlc"), checks)
-        data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
+        ts, can_id, ext, remote, dlc, data = _frame_with_rtr_field(g, checks)
         return FrameColumns(ts, can_id, ext, remote, dlc, data, None)
 
 
