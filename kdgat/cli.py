@@ -19,6 +19,7 @@ from rich.table import Table
 
 from kdgat import __version__
 from kdgat.errors import KdgatError
+from kdgat.tables import ingest_table, store_table
 
 app = typer.Typer(
     name="kdgat",
@@ -225,31 +226,37 @@ def ingest(
 
         show = progress if err.is_terminal else None  # keep logs and pipes to results and errors
         manifest = run_ingest(sources, out_dir, options, dataset=dataset, progress=show)
-    _print_ingest_summary(manifest, out_dir)
+    out.print(ingest_table(manifest, out_dir))
 
 
-def _print_ingest_summary(manifest: dict, out_dir: Path) -> None:
-    table = Table(title=f"Ingested into {out_dir}")
-    for col, justify in (
-        ("output", "left"),
-        ("format", "left"),
-        ("frames", "right"),
-        ("attack", "right"),
-        ("skipped", "right"),
-    ):
-        table.add_column(col, justify=justify)
-    for item in manifest["outputs"]:
-        attack = "unlabelled" if item["unlabelled_rows"] == item["rows"] else f"{item['attack_rows']:,}"
-        table.add_row(item["path"], item["format"], f"{item['rows']:,}", attack, f"{item['skipped_rows']:,}")
-    totals = manifest["totals"]
-    table.add_row(
-        "[bold]total",
-        "",
-        f"[bold]{totals['rows']:,}",
-        f"[bold]{totals['attack_rows']:,}",
-        f"{totals['skipped_rows']:,}",
-    )
-    out.print(table)
+@app.command("graphs")
+def graphs(
+    frames: Annotated[Path, typer.Option("--frames", help="An ingest output folder (frame Parquet + manifest).")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Graph store folder to write.")] = ...,
+    like: Annotated[
+        Optional[Path],
+        typer.Option("--like", help="Existing store whose vocabulary, attack types, window and scaling to reuse."),
+    ] = None,
+    override: Annotated[
+        list[str], typer.Option("--override", "-O", help="Override a key, e.g. -O preprocessing.stride=50.")
+    ] = [],
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the store is up to date.")] = False,
+) -> None:
+    """Cut frames into windows and build the graph store (train/val by time blocks, one part per test scenario)."""
+    from kdgat.config import config_hash, resolve_config
+    from kdgat.graph_stage import run_graphs
+
+    with user_errors():
+        cfg = resolve_config("gat", "large", "none", override)
+
+        def progress(i: int, n: int, item) -> None:
+            err.print(f"[dim][{i + 1}/{n}][/] {item.relative}", highlight=False)
+
+        meta = run_graphs(
+            frames, out_dir, cfg.preprocessing, like=like, force=force, config_hash=config_hash(cfg),
+            progress=progress if err.is_terminal else None,
+        )  # fmt: skip
+    out.print(store_table(meta, out_dir))
 
 
 @app.command("synth")

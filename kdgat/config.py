@@ -88,6 +88,13 @@ class PreprocessingConfig(BaseModel):
     feature_set: Literal["e4"]
     val_fraction: OpenUnitFloat
     split_seed: NonNegInt
+    # Each training file is cut into this many contiguous time blocks and whole
+    # blocks go to validation, so overlapping windows never straddle the split
+    # and validation holds both classes where the file does.
+    val_blocks: PosInt
+    # CAN IDs seen fewer times than this in training map to the OOV index
+    # (1 = every training ID gets its own embedding, as in the original study).
+    vocab_min_count: PosInt
 
 
 class TrainingConfig(BaseModel):

@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from kdgat.catalog import dataset_sources, get_dataset, load_catalog
+from kdgat.config import config_hash, resolve_config
+from kdgat.graph_stage import run_graphs
 from kdgat.ingest import IngestOptions, run_ingest
 from kdgat.summary import frame_statistics
 from kdgat.synth import generate
+from kdgat.tables import frames_table, store_table
 
 
 def run_demo(out_dir: Path, *, seed: int = 0, size: str = "small", console: Console | None = None) -> dict:
@@ -27,36 +29,28 @@ def run_demo(out_dir: Path, *, seed: int = 0, size: str = "small", console: Cons
     timings = {}
 
     started = time.perf_counter()
-    console.rule("[bold]1/2 synth[/]: synthetic vehicles with injected attacks")
+    console.rule("[bold]1/3 synth[/]: synthetic vehicles with injected attacks")
     summary = generate(data_root / "synthetic", seed=seed, size=size).to_dict()
     timings["synth"] = time.perf_counter() - started
     console.print(f"{len(summary['files'])} capture files in {data_root / 'synthetic'}")
 
     started = time.perf_counter()
-    console.rule("[bold]2/2 ingest[/]: captures -> canonical frame Parquet")
+    console.rule("[bold]2/3 ingest[/]: captures -> canonical frame Parquet")
     sources = dataset_sources("synthetic", get_dataset(load_catalog(), "synthetic"), data_root)
     manifest = run_ingest(sources, frames_dir, IngestOptions(), dataset="synthetic")
     timings["ingest"] = time.perf_counter() - started
     console.print(f"{len(manifest['outputs'])} Parquet files, manifest: {frames_dir / 'manifest.json'}")
 
+    started = time.perf_counter()
+    console.rule("[bold]3/3 graphs[/]: windows -> graph store")
+    cfg = resolve_config("gat", "large")
+    store = run_graphs(frames_dir, out_dir / "graphs", cfg.preprocessing, config_hash=config_hash(cfg))
+    timings["graphs"] = time.perf_counter() - started
+
     stats = frame_statistics(frames_dir)
-    table = Table(title="Synthetic dataset: frames per split and scenario")
-    for col, justify in (
-        ("split", "left"), ("scenario", "fold"), ("files", "right"), ("frames", "right"),
-        ("attack frames", "right"), ("attack %", "right"), ("CAN IDs", "right"),
-    ):  # fmt: skip
-        if justify == "fold":
-            table.add_column(col, overflow="fold")
-        else:
-            table.add_column(col, justify=justify)
-    for row in stats:
-        share = "-" if row["attack_share"] is None else f"{100 * row['attack_share']:.2f}"
-        table.add_row(
-            row["split"], row["scenario"], str(row["files"]), f"{row['frames']:,}",
-            f"{row['attack_frames']:,}", share, str(row["distinct_ids"]),
-        )  # fmt: skip
-    console.print(table)
+    console.print(frames_table(stats, "Synthetic dataset: frames per split and scenario"))
+    console.print(store_table(store, out_dir / "graphs"))
     console.print(
         "stage times: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + f"; outputs under {out_dir}"
     )
-    return {"stats": stats, "timings": timings, "frames_dir": str(frames_dir)}
+    return {"stats": stats, "timings": timings, "frames_dir": str(frames_dir), "store": store}

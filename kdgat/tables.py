@@ -1,0 +1,74 @@
+"""Rich tables shown by the CLI and the demo (one place, so both show the same)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.table import Table
+
+
+def _columns(table: Table, spec: list[tuple[str, str]]) -> Table:
+    for name, justify in spec:
+        if justify == "name":
+            table.add_column(name, overflow="fold", ratio=1)
+        else:
+            table.add_column(name, justify=justify, no_wrap=True)
+    return table
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def ingest_table(manifest: dict, out_dir: Path) -> Table:
+    table = _columns(
+        Table(title=f"Ingested into {out_dir}"),
+        [("output", "name"), ("format", "left"), ("frames", "right"), ("attack", "right"), ("skipped", "right")],
+    )
+    for item in manifest["outputs"]:
+        attack = "unlabelled" if item["unlabelled_rows"] == item["rows"] else f"{item['attack_rows']:,}"
+        table.add_row(item["path"], item["format"], f"{item['rows']:,}", attack, f"{item['skipped_rows']:,}")
+    totals = manifest["totals"]
+    table.add_row(
+        "[bold]total",
+        "",
+        f"[bold]{totals['rows']:,}",
+        f"[bold]{totals['attack_rows']:,}",
+        f"{totals['skipped_rows']:,}",
+    )
+    return table
+
+
+def frames_table(stats: list[dict], title: str) -> Table:
+    table = _columns(
+        Table(title=title),
+        [("split", "left"), ("scenario", "name"), ("files", "right"), ("frames", "right"),
+         ("attack frames", "right"), ("attack %", "right"), ("CAN IDs", "right")],
+    )  # fmt: skip
+    for row in stats:
+        table.add_row(
+            row["split"], row["scenario"], str(row["files"]), f"{row['frames']:,}",
+            f"{row['attack_frames']:,}", _share(row["attack_share"]), str(row["distinct_ids"]),
+        )  # fmt: skip
+    return table
+
+
+def store_table(meta: dict, out_dir: Path) -> Table:
+    state = "up to date, reused" if meta.get("reused") else "built"
+    table = _columns(
+        Table(
+            title=f"Graph store {out_dir} ({state}; window {meta['window']}, stride {meta['stride']})",
+            caption=(
+                f"vocabulary: {meta['vocab_size'] - 1} CAN IDs + OOV; feature set {meta['feature_set']['tag']}; "
+                f"{meta['dropped_straddling_windows']} windows dropped at train/val block boundaries"
+            ),
+        ),
+        [("part", "name"), ("graphs", "right"), ("nodes/graph", "right"), ("edges/graph", "right"),
+         ("attack", "right"), ("attack %", "right")],
+    )  # fmt: skip
+    for name, part in meta["parts"].items():
+        table.add_row(
+            name, f"{part['graphs']:,}", f"{part['mean_nodes']:.1f}", f"{part['mean_edges']:.1f}",
+            f"{part['attack_graphs']:,}", _share(part["attack_share"]),
+        )  # fmt: skip
+    return table

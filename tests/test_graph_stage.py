@@ -1,0 +1,169 @@
+"""The graphs stage: counts on real captures, leakage-free split, store reuse and invalidation, --like."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kdgat.catalog import dataset_sources, load_catalog
+from kdgat.cli import app
+from kdgat.config import resolve_config
+from kdgat.errors import KdgatError
+from kdgat.graph_stage import run_graphs
+from kdgat.ingest import run_ingest, sources_from_files
+from kdgat.store import open_store
+from kdgat.synth import generate
+from kdgat.windows import window_starts
+
+
+def prep(**overrides):
+    return resolve_config(
+        "gat", "large", overrides=[f"preprocessing.{k}={v}" for k, v in overrides.items()]
+    ).preprocessing
+
+
+@pytest.fixture(scope="module")
+def synthetic_frames(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate(root / "data" / "synthetic", seed=5, duration_s=4)
+    sources = dataset_sources("synthetic", load_catalog()["synthetic"], root / "data")
+    run_ingest(sources, root / "frames", dataset="synthetic")
+    return root / "frames"
+
+
+@pytest.fixture(scope="module")
+def daga_store(data_root, tmp_path_factory):
+    root = tmp_path_factory.mktemp("daga")
+    sources = dataset_sources("daga_v40", load_catalog()["daga_v40"], data_root)
+    manifest = run_ingest(sources, root / "frames", dataset="daga_v40")
+    meta = run_graphs(root / "frames", root / "store", prep())
+    return root, manifest, meta
+
+
+def test_daga_graph_counts(daga_store):
+    root, manifest, meta = daga_store
+    windows = {o["path"]: len(window_starts(o["rows"], 100, 100)) for o in manifest["outputs"]}
+    train_windows = sum(n for path, n in windows.items() if path.startswith("train/"))
+    parts = meta["parts"]
+    assert parts["train"]["graphs"] + parts["val"]["graphs"] + meta["dropped_straddling_windows"] == train_windows
+    assert parts["test__payload_fuzzing_id_1"]["graphs"] == 2_457  # 245,756 frames
+    assert parts["test__single_id_replay_id_1"]["graphs"] == 2_457
+    assert 0 < parts["val"]["graphs"] / (parts["train"]["graphs"] + parts["val"]["graphs"]) < 0.3
+    for name in ("train", "val", "test__payload_fuzzing_id_1"):
+        assert parts[name]["attack_graphs"] > 0  # both classes on every side
+    store = open_store(root / "store")
+    assert store.metadata["vocab_size"] == meta["vocab_size"]
+    assert store.part("train").num_graphs == parts["train"]["graphs"]
+    assert store.part("train").num_node_features == 11 and store.part("train").num_edge_features == 11
+
+
+def test_split_has_no_shared_frames_with_overlapping_windows(synthetic_frames, tmp_path):
+    window, stride = 100, 30
+    meta = run_graphs(synthetic_frames, tmp_path / "store", prep(stride=stride, val_fraction=0.3))
+    store = open_store(tmp_path / "store")
+    train, val = store.part("train"), store.part("val")
+    assert meta["dropped_straddling_windows"] > 0 and val.num_graphs > 0
+    for source in set(train.files) & set(val.files):
+
+        def frames_of(part):
+            index = part.files.index(source)
+            starts = np.asarray(part.window_start)[np.asarray(part.file_index) == index]
+            return set((starts[:, None] + np.arange(window + 1)).ravel().tolist())
+
+        assert not frames_of(train) & frames_of(val), source
+
+
+def test_store_is_reused_then_rebuilt_when_a_parameter_changes(synthetic_frames, tmp_path):
+    out = tmp_path / "store"
+    first = run_graphs(synthetic_frames, out, prep())
+    assert first["reused"] is False
+    assert run_graphs(synthetic_frames, out, prep())["reused"] is True
+    for change in ({"window": 50}, {"stride": 50}, {"val_fraction": 0.3}):
+        rebuilt = run_graphs(synthetic_frames, out, prep(**change))
+        assert rebuilt["reused"] is False and rebuilt["fingerprint"] != first["fingerprint"]
+    assert run_graphs(synthetic_frames, out, prep(stride=50), force=True)["reused"] is False
+
+
+def test_store_is_rebuilt_when_an_input_file_changes(data_root, tmp_path):
+    frames = tmp_path / "frames"
+    road = data_root / "road/attacks"
+    run_ingest(sources_from_files([road / "fuzzing_attack_2.csv.xz"], split="train", scenario="train"), frames)
+    first = run_graphs(frames, tmp_path / "store", prep())
+    run_ingest(sources_from_files([road / "fuzzing_attack_1.csv.xz"], split="train", scenario="train"), frames)
+    second = run_graphs(frames, tmp_path / "store", prep())
+    assert second["reused"] is False and second["inputs"] != first["inputs"]
+
+
+def test_builds_are_deterministic(synthetic_frames, tmp_path):
+    run_graphs(synthetic_frames, tmp_path / "a", prep(stride=50))
+    run_graphs(synthetic_frames, tmp_path / "b", prep(stride=50))
+    for part in ("train", "val"):
+        for name in ("x", "edge_index", "edge_attr", "y", "node_offsets", "window_start"):
+            a = np.load(tmp_path / "a" / "parts" / part / f"{name}.npy")
+            b = np.load(tmp_path / "b" / "parts" / part / f"{name}.npy")
+            assert np.array_equal(a, b), (part, name)
+
+
+def test_like_reuses_vocabulary_and_maps_unseen_ids_to_oov(synthetic_frames, data_root, tmp_path):
+    run_graphs(synthetic_frames, tmp_path / "ref", prep())
+    ref = open_store(tmp_path / "ref").metadata
+    frames = tmp_path / "frames"
+    run_ingest(sources_from_files([data_root / "j1939/normal.log.xz"], benign=True), frames)  # 29-bit IDs
+    meta = run_graphs(frames, tmp_path / "scored", prep(), like=tmp_path / "ref")
+    assert (
+        meta["vocab_size"] == ref["vocab_size"]
+        and meta["attack_types"][: len(ref["attack_types"])] == ref["attack_types"]
+    )
+    part = open_store(tmp_path / "scored").part("test__normal")
+    x = np.asarray(part.x)
+    assert set(np.unique(x[:, 0]).tolist()) == {float(ref["oov_index"])}
+    assert (tmp_path / "ref" / "vocab.json").read_text() == (tmp_path / "scored" / "vocab.json").read_text()
+
+
+def test_a_failed_build_keeps_the_old_store(synthetic_frames, tmp_path):
+    out = tmp_path / "store"
+    run_graphs(synthetic_frames, out, prep())
+    before = (out / "metadata.json").read_text()
+    manifest = json.loads((synthetic_frames / "manifest.json").read_text())
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    manifest["outputs"][0]["path"] = "missing.parquet"
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KdgatError, match="missing"):
+        run_graphs(broken, out, prep())
+    assert (out / "metadata.json").read_text() == before
+    assert not list(tmp_path.glob(".store.staging-*"))
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_store(synthetic_frames, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(KdgatError, match="not a graph store"):
+        run_graphs(synthetic_frames, out, prep())
+
+
+def test_frames_without_training_split_need_like(data_root, tmp_path):
+    run_ingest(sources_from_files([data_root / "otids/Attack_free_dataset_10k.txt.xz"]), tmp_path / "frames")
+    with pytest.raises(KdgatError, match="--like"):
+        run_graphs(tmp_path / "frames", tmp_path / "store", prep())
+
+
+def test_cli_graphs(synthetic_frames, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "s"), "-O", "preprocessing.window=50"],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "window 50" in result.output and "train" in result.output
+    again = runner.invoke(
+        app,
+        ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "s"), "-O", "preprocessing.window=50"],
+    )
+    assert "reused" in again.output
+    bad = runner.invoke(app, ["graphs", "--frames", str(tmp_path), "--out", str(tmp_path / "t")])
+    assert bad.exit_code != 0 and "not an ingest output" in bad.stderr
