@@ -76,7 +76,6 @@ def _window_starts(n: int, window: int, stride: int) -> list[int]:
 def _one_window(ids, data, labels, attack_codes, n, s, window):
     W = window
     end = min(s + W, n)
-    m = end - s
 
     # --- transitions (positions p of the source frame) ---
     trans = []  # (src_vocab, dst_vocab, p)
@@ -197,24 +196,30 @@ def _one_window(ids, data, labels, attack_codes, n, s, window):
     }
 
 
-def reference_graphs(ids: np.ndarray, data: np.ndarray, labels: np.ndarray | None,
-                     attack_codes: np.ndarray | None,
-                     window: int, stride: int) -> list[dict]:
+def reference_graphs(
+    ids: np.ndarray,
+    data: np.ndarray,
+    labels: np.ndarray | None,
+    attack_codes: np.ndarray | None,
+    window: int,
+    stride: int,
+) -> list[dict]:
     """Build one graph dict per window of a single source file (see module doc)."""
     if window < 1 or stride < 1:
         raise ValueError("window and stride must be >= 1")
     ids = np.asarray(ids)
     data = np.asarray(data)
     n = int(ids.shape[0])
-    return [_one_window(ids, data, labels, attack_codes, n, s, window)
-            for s in _window_starts(n, window, stride)]
+    return [_one_window(ids, data, labels, attack_codes, n, s, window) for s in _window_starts(n, window, stride)]
 
 
 def _print_graphs(title: str, graphs: list[dict]) -> None:
     print(f"===== {title}")
     for g in graphs:
-        print(f"--- window_start={g['window_start']} y={g['y']} attack_type={g['attack_type']} "
-              f"node_ids={g['node_ids'].tolist()} node_y={g['node_y'].tolist()}")
+        print(
+            f"--- window_start={g['window_start']} y={g['y']} attack_type={g['attack_type']} "
+            f"node_ids={g['node_ids'].tolist()} node_y={g['node_y'].tolist()}"
+        )
         print("x=\n", g["x"])
         print("edge_index=\n", g["edge_index"])
         print("edge_attr=\n", g["edge_attr"])
@@ -228,11 +233,14 @@ if __name__ == "__main__":
     ex_ids = np.array([5, 7, 5, 5, 9, 7, 5, 9], dtype=np.int64)
     ex_labels = np.array([0, 0, 0, 1, 1, 0, 0, 1], dtype=np.int8)
     ex_codes = np.array([0, 0, 0, 2, 3, 0, 0, 3], dtype=np.int16)
-    _print_graphs(f"example 1: ids={ex_ids.tolist()} labels={ex_labels.tolist()} "
-                  f"codes={ex_codes.tolist()} W=4 S=2",
-                  reference_graphs(ex_ids, ex_data, ex_labels, ex_codes, window=4, stride=2))
+    _print_graphs(
+        f"example 1: ids={ex_ids.tolist()} labels={ex_labels.tolist()} codes={ex_codes.tolist()} W=4 S=2",
+        reference_graphs(ex_ids, ex_data, ex_labels, ex_codes, window=4, stride=2),
+    )
 
     # one 8-frame window with an edge repeated 3 times (non-zero gap std); unlabelled
     ex2_ids = np.array([5, 7, 5, 7, 7, 5, 7, 9], dtype=np.int64)
-    _print_graphs(f"example 2: ids={ex2_ids.tolist()} unlabelled W=8 S=8",
-                  reference_graphs(ex2_ids, ex_data, None, None, window=8, stride=8))
+    _print_graphs(
+        f"example 2: ids={ex2_ids.tolist()} unlabelled W=8 S=8",
+        reference_graphs(ex2_ids, ex_data, None, None, window=8, stride=8),
+    )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch
+from torch_geometric.data import Batch, Data
 
 from kdgat.errors import KdgatError
 
@@ -44,6 +44,17 @@ def _t(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(a)
 
 
+_DATA_BATCH: type | None = None
+
+
+def _data_batch_cls() -> type:
+    """The ``DataBatch`` class ``Batch.from_data_list`` returns for ``Data`` objects."""
+    global _DATA_BATCH
+    if _DATA_BATCH is None:
+        _DATA_BATCH = type(Batch(_base_cls=Data))
+    return _DATA_BATCH
+
+
 def assemble_batch(part: GraphPart, indices) -> Batch:
     """The graphs ``indices`` of ``part`` (in that order, repeats allowed) as one ``Batch``.
 
@@ -57,7 +68,11 @@ def assemble_batch(part: GraphPart, indices) -> Batch:
     B = idx.shape[0]
     if B == 0:
         raise ValueError("cannot assemble a batch of 0 graphs")
-    node_offsets, edge_offsets = part.node_offsets, part.edge_offsets
+    # plain ndarray views of the maps: np.memmap's own __getitem__ is several times slower
+    node_offsets, edge_offsets = np.asarray(part.node_offsets), np.asarray(part.edge_offsets)
+    xs, node_ys = np.asarray(part.x), np.asarray(part.node_y)
+    edge_indexes, edge_attrs = np.asarray(part.edge_index), np.asarray(part.edge_attr)
+    ys, attack_types = np.asarray(part.y), np.asarray(part.attack_type)
     i0 = int(idx[0])
 
     if B == 1 or (int(idx[-1]) - i0 == B - 1 and bool(np.all(np.diff(idx) == 1))):
@@ -69,18 +84,18 @@ def assemble_batch(part: GraphPart, indices) -> Batch:
         eptr = eo - e0
         ncount = np.diff(ptr)
         ecount = np.diff(eptr)
-        x = np.array(part.x[n0:n1])
-        node_y = part.node_y[n0:n1].astype(np.int64)
-        edge_index = part.edge_index[:, e0:e1].astype(np.int64)
-        edge_attr = np.array(part.edge_attr[e0:e1])
-        y = part.y[i0 : i0 + B].astype(np.int64)
-        attack_type = part.attack_type[i0 : i0 + B].astype(np.int64)
+        x = np.array(xs[n0:n1])
+        node_y = node_ys[n0:n1].astype(np.int64)
+        edge_index = edge_indexes[:, e0:e1].astype(np.int64)
+        edge_attr = np.array(edge_attrs[e0:e1])
+        y = ys[i0 : i0 + B].astype(np.int64)
+        attack_type = attack_types[i0 : i0 + B].astype(np.int64)
     else:
         # arbitrary order / repeats: gather rows via repeat + arange
-        nstart = np.asarray(node_offsets[idx])
-        ncount = np.asarray(node_offsets[idx + 1]) - nstart
-        estart = np.asarray(edge_offsets[idx])
-        ecount = np.asarray(edge_offsets[idx + 1]) - estart
+        nstart = np.take(node_offsets, idx)
+        ncount = np.take(node_offsets, idx + 1) - nstart
+        estart = np.take(edge_offsets, idx)
+        ecount = np.take(edge_offsets, idx + 1) - estart
         ptr = np.zeros(B + 1, dtype=np.int64)
         np.cumsum(ncount, out=ptr[1:])
         eptr = np.zeros(B + 1, dtype=np.int64)
@@ -89,13 +104,12 @@ def assemble_batch(part: GraphPart, indices) -> Batch:
         node_src += np.arange(ptr[-1], dtype=np.int64)
         edge_src = np.repeat(estart - eptr[:-1], ecount)
         edge_src += np.arange(eptr[-1], dtype=np.int64)
-        x = part.x[node_src]
-        node_y = part.node_y[node_src].astype(np.int64)
-        edge_index = part.edge_index[:, edge_src].astype(np.int64)
-        edge_attr = part.edge_attr[edge_src]
-        y = part.y[idx].astype(np.int64)
-        attack_type = part.attack_type[idx].astype(np.int64)
-        x, edge_attr = np.asarray(x), np.asarray(edge_attr)
+        x = np.take(xs, node_src, axis=0)
+        node_y = np.take(node_ys, node_src).astype(np.int64)
+        edge_index = np.take(edge_indexes, edge_src, axis=1).astype(np.int64)
+        edge_attr = np.take(edge_attrs, edge_src, axis=0)
+        y = np.take(ys, idx).astype(np.int64)
+        attack_type = np.take(attack_types, idx).astype(np.int64)
 
     if edge_index.shape[1]:
         edge_index += np.repeat(ptr[:-1], ecount)
@@ -105,7 +119,10 @@ def assemble_batch(part: GraphPart, indices) -> Batch:
     eptr_t = _t(eptr)
     graph_ptr = torch.arange(B + 1, dtype=torch.long)
     zeros = torch.zeros(B, dtype=torch.long)
-    out = Batch(
+    # type.__call__ on the cached DataBatch class skips Batch's metaclass, which builds a
+    # class and inspects a signature on every call (~40 us); the result is the same object
+    out = type.__call__(
+        _data_batch_cls(),
         x=_t(x),
         edge_index=_t(edge_index),
         edge_attr=_t(edge_attr),
@@ -191,9 +208,9 @@ class GraphBatchLoader:
 
     ``indices`` restricts it to a subset (default: every graph). ``shuffle`` reshuffles every
     epoch from (seed, epoch); ``sampler="balanced"`` draws class-balanced with replacement
-    (``len(indices)`` draws per epoch). Each ``iter()`` uses the current epoch and then advances
-    it by one, so a plain ``for epoch ...: for batch in loader`` reshuffles; :meth:`set_epoch`
-    (called by Lightning each epoch) pins it.
+    (``len(indices)`` draws per epoch). A pass uses the current epoch and, once it has run to
+    the end, advances it by one, so a plain ``for epoch ...: for batch in loader`` reshuffles;
+    :meth:`set_epoch` (Lightning calls ``loader.sampler.set_epoch`` every epoch) pins it.
     """
 
     def __init__(
@@ -232,12 +249,13 @@ class GraphBatchLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
-        order = self.sampler.order()
-        self.sampler.set_epoch(self.sampler.epoch + 1)
-        return self._batches(order)
-
-    def _batches(self, order: np.ndarray) -> Iterator[Batch]:
+        # a generator: nothing is computed until the first batch is asked for (Lightning calls
+        # iter() once just to probe that the loader is iterable)
+        epoch = self.sampler.epoch
+        order = self.sampler.order(epoch)
         bs = self.batch_size
-        stop = len(self) * bs
-        for start in range(0, min(stop, order.shape[0]), bs):
+        stop = min(len(self) * bs, order.shape[0])
+        for start in range(0, stop, bs):
             yield assemble_batch(self.part, order[start : start + bs])
+        if self.sampler.epoch == epoch:
+            self.sampler.set_epoch(epoch + 1)

@@ -393,7 +393,7 @@ def concat_parts(
             for s in PART_ARRAYS
         }
         g0 = n0 = e0 = 0
-        for p, mapping in zip(parts, mappings):
+        for p, mapping in zip(parts, mappings, strict=True):
             # offsets: all but the last entry of each input, shifted; the final total comes at the end
             _copy_chunked(out["node_offsets"], g0, p.node_offsets[:-1], add=n0)
             _copy_chunked(out["edge_offsets"], g0, p.edge_offsets[:-1], add=e0)
@@ -582,6 +582,11 @@ class GraphStore:
             if part.name != n:
                 raise KdgatError(f"{where}: part folder {n!r} holds a part named {part.name!r}")
             self.parts[n] = part
+        listed = self.metadata.get("parts")
+        if isinstance(listed, dict):
+            missing = sorted(set(listed) - set(self.parts))
+            if missing:
+                raise KdgatError(f"{where}: missing part folder {PARTS_DIR}/{missing[0]} (listed in {METADATA_JSON})")
         for key, attr in (("node_features", "num_node_features"), ("edge_features", "num_edge_features")):
             names_ = self.metadata.get(key)
             if names_ is None:

@@ -66,14 +66,16 @@ def test_split_has_no_shared_frames_with_overlapping_windows(synthetic_frames, t
     store = open_store(tmp_path / "store")
     train, val = store.part("train"), store.part("val")
     assert meta["dropped_straddling_windows"] > 0 and val.num_graphs > 0
-    for source in set(train.files) & set(val.files):
 
-        def frames_of(part):
-            index = part.files.index(source)
-            starts = np.asarray(part.window_start)[np.asarray(part.file_index) == index]
-            return set((starts[:, None] + np.arange(window + 1)).ravel().tolist())
+    def frames_of(part, source):
+        index = part.files.index(source)
+        starts = np.asarray(part.window_start)[np.asarray(part.file_index) == index]
+        return set((starts[:, None] + np.arange(window + 1)).ravel().tolist())
 
-        assert not frames_of(train) & frames_of(val), source
+    shared_files = set(train.files) & set(val.files)
+    assert shared_files
+    for source in shared_files:
+        assert not frames_of(train, source) & frames_of(val, source), source
 
 
 def test_store_is_reused_then_rebuilt_when_a_parameter_changes(synthetic_frames, tmp_path):

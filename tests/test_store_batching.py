@@ -173,6 +173,10 @@ def test_open_store_errors(tmp_path):
     store = open_store(tmp_path / "s")
     with pytest.raises(KdgatError, match="no part 'val'"):
         store.part("val")
+    write_metadata(tmp_path / "s", {"train": ("train", "train"), "val": ("val", "val")})
+    with pytest.raises(KdgatError, match="missing part folder parts/val"):
+        open_store(tmp_path / "s")
+    write_metadata(tmp_path / "s", {"train": ("train", "train")})
     (tmp_path / "s" / "parts" / "train" / "node_y.npy").unlink()
     with pytest.raises(KdgatError, match="missing file node_y.npy"):
         open_store(tmp_path / "s")
@@ -203,7 +207,7 @@ def test_concat_parts_equals_in_memory_concat(tmp_path):
     for key in ("x", "node_y", "edge_attr", "y", "attack_type", "window_start"):
         np.testing.assert_array_equal(getattr(p, key), np.concatenate([a[key] for a in parts]), err_msg=key)
     np.testing.assert_array_equal(p.edge_index, np.concatenate([a["edge_index"] for a in parts], axis=1))
-    for key, total in (("node_offsets", "x"), ("edge_offsets", "edge_attr")):
+    for key in ("node_offsets", "edge_offsets"):
         expected = np.concatenate([[0], np.cumsum(np.concatenate([np.diff(a[key]) for a in parts]))])
         np.testing.assert_array_equal(getattr(p, key), expected)
     source_files = [a["files"][i] for a in parts for i in a["file_index"]]
@@ -225,6 +229,7 @@ KEYS = ("x", "edge_index", "edge_attr", "y", "node_y", "attack_type", "batch", "
 
 
 def assert_same_batch(got: Batch, want: Batch) -> None:
+    assert type(got) is type(want)
     for key in KEYS:
         a, b = got[key], want[key]
         assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), key
@@ -403,7 +408,7 @@ def test_datamodule_with_lightning_trainer(store_dir):
     import lightning.pytorch as pl
     from torch_geometric.nn import GATConv, global_mean_pool
 
-    seen: list[list[int]] = []
+    seen: list[torch.Tensor] = []
 
     class Tiny(pl.LightningModule):
         def __init__(self):
@@ -413,7 +418,7 @@ def test_datamodule_with_lightning_trainer(store_dir):
 
         def training_step(self, batch, batch_idx):
             if batch_idx == 0:
-                seen.append(batch.x[:, 0].tolist())
+                seen.append(batch.x[:, 0].clone())
             h = global_mean_pool(self.conv(batch.x, batch.edge_index, batch.edge_attr), batch.batch)
             return torch.nn.functional.cross_entropy(self.head(h), batch.y)
 
@@ -439,6 +444,12 @@ def test_datamodule_with_lightning_trainer(store_dir):
         num_sanity_val_steps=0,
     )
     trainer.fit(Tiny(), datamodule=dm)
-    assert len(seen) == 2 and seen[0] != seen[1]
+    assert len(seen) == 2
+    # epoch e visits the order of (seed, e)
+    reference = GraphBatchLoader(open_part(store_dir / "parts" / "train"), 16, shuffle=True, seed=0)
+    for epoch in range(2):
+        expected = assemble_batch(reference.part, reference.sampler.order(epoch)[:16]).x[:, 0]
+        assert torch.equal(seen[epoch], expected), epoch
+    assert not torch.equal(seen[0], seen[1])
     results = trainer.test(Tiny(), datamodule=dm, verbose=False)
     assert len(results) == 2
