@@ -257,6 +257,12 @@ def graphs(
             progress=progress if err.is_terminal else None,
         )  # fmt: skip
     out.print(store_table(meta, out_dir))
+    if meta.get("timestamps_missing"):
+        err.print(
+            f"warning: {len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "
+            "are neutral and has_timestamps = 0: " + ", ".join(meta["timestamps_missing"]),
+            highlight=False,
+        )
 
 
 @app.command("synth")

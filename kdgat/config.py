@@ -85,7 +85,7 @@ class PreprocessingConfig(BaseModel):
 
     window: PosInt
     stride: PosInt
-    feature_set: Literal["e4"]
+    feature_set: Literal["e4", "e4t"]
     val_fraction: OpenUnitFloat
     split_seed: NonNegInt
     # Each training file is cut into this many contiguous time blocks and whole

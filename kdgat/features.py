@@ -48,7 +48,25 @@ E4 = FeatureSet(
     ),
 )
 
-FEATURE_SETS = {E4.name: E4}
+# E4 plus arrival timing per node (see kdgat/timing.py): the original study's
+# features carry no timestamp information, which is decisive for injection
+# and replay on real captures (detection notes, point 1).
+E4T = FeatureSet(
+    name="e4t",
+    version="1",
+    node_features=E4.node_features
+    + (
+        "dt_ratio_mean",  # inter-arrival / the ID's training median period, clipped to [0, 10]
+        "dt_ratio_min",
+        "dt_ratio_max",
+        "early_share",  # share of the node's frames arriving in under half the period
+        "has_timestamps",  # 0 when the capture has no timestamps: the timing columns are neutral
+    ),
+    edge_features=E4.edge_features,
+    needs_timestamps=True,
+)
+
+FEATURE_SETS = {E4.name: E4, E4T.name: E4T}
 
 
 def get_feature_set(name: str) -> FeatureSet:

@@ -32,6 +32,7 @@ from kdgat.features import get_feature_set
 from kdgat.frames import BENIGN_ATTACK_TYPE
 from kdgat.manifest import atomic_write_text, content_hash, read_manifest, sha256_file, write_manifest
 from kdgat.store import concat_parts, open_store, write_part
+from kdgat.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.vocab import Vocabulary, count_keys, id_keys
 from kdgat.windows import build_graphs, window_starts
 
@@ -100,7 +101,7 @@ def block_split(
 
 
 def _read_frames(path: Path):
-    table = pq.read_table(path, columns=["can_id", "is_extended", "data", "label", "attack_type"])
+    table = pq.read_table(path, columns=["timestamp", "can_id", "is_extended", "data", "label", "attack_type"])
     n = table.num_rows
     keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
     data_arr = table["data"].combine_chunks()
@@ -114,7 +115,22 @@ def _read_frames(path: Path):
     else:
         labels = label.to_numpy().astype(np.int8)
     attack_names = pc.cast(table["attack_type"], "string")
-    return keys, data, labels, attack_names
+    ts = table["timestamp"]
+    timestamps = None if ts.null_count == n else pc.fill_null(ts, np.nan).to_numpy().astype(np.float64)
+    return keys, data, labels, attack_names, timestamps
+
+
+def _training_periods(files: list[FramesFile], vocab: Vocabulary) -> np.ndarray:
+    """Median inter-arrival time of every vocabulary ID over the training captures."""
+    gaps, ids = [], []
+    for f in files:
+        if f.split != "train":
+            continue
+        keys, _, _, _, timestamps = _read_frames(f.path)
+        if timestamps is not None:
+            gaps.append(inter_arrival(timestamps, keys))
+            ids.append(vocab.lookup(keys))
+    return median_periods(gaps, ids, vocab.size)
 
 
 def _training_vocabulary(files: list[FramesFile], min_count: int) -> Vocabulary:
@@ -217,6 +233,13 @@ def run_graphs(
     else:
         vocab = _training_vocabulary(files, cfg.vocab_min_count)
         attack_types = _attack_table(files, None)
+    periods = None
+    if feature_set.needs_timestamps:
+        if like_meta is not None:
+            periods = np.array([np.nan if p is None else p for p in like_meta["timing"]["median_period"]])
+        else:
+            periods = _training_periods(files, vocab)
+    no_timestamps: list[str] = []
 
     staging = out_dir.parent / f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}"
     shards = staging / "shards"
@@ -228,9 +251,14 @@ def run_graphs(
         for index, f in enumerate(files):
             if progress:
                 progress(index, len(files), f)
-            keys, data, labels, names = _read_frames(f.path)
+            keys, data, labels, names, timestamps = _read_frames(f.path)
             ids = vocab.lookup(keys)
             codes = None if labels is None else _codes(names, attack_types)
+            frame_values = ()
+            if periods is not None:
+                frame_values = timing_frame_values(timestamps, keys, ids, periods)
+                if timestamps is None:
+                    no_timestamps.append(f.source)
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
                 train_mask, val_mask = block_split(len(ids), starts, cfg.window, cfg, f.relative)
@@ -240,7 +268,15 @@ def run_graphs(
                 selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts)]
             for name, split, scenario, chosen in selections:
                 graphs = build_graphs(
-                    ids, data, labels, codes, window=cfg.window, stride=cfg.stride, vocab_size=vocab.size, starts=chosen
+                    ids,
+                    data,
+                    labels,
+                    codes,
+                    window=cfg.window,
+                    stride=cfg.stride,
+                    vocab_size=vocab.size,
+                    starts=chosen,
+                    frame_values=frame_values,
                 )
                 shard = shards / name / f"{index:05d}"
                 write_part(
@@ -292,6 +328,10 @@ def run_graphs(
             "attack_types": attack_types,
             "parts": parts_meta,
             "dropped_straddling_windows": dropped,
+            "timing": None
+            if periods is None
+            else {"median_period": [None if np.isnan(p) else round(float(p), 9) for p in periods]},
+            "timestamps_missing": no_timestamps,
             "feature_stats": stats,
             "like": None if like is None else {"path": str(like), "fingerprint": like_meta["fingerprint"]},
             "inputs": [{"path": f.relative, "sha256": f.sha256, "source": f.source} for f in files],

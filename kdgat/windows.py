@@ -87,11 +87,11 @@ class GraphArrays:
         )
 
 
-def empty_graphs() -> GraphArrays:
+def empty_graphs(node_features: int = NODE_FEATURES) -> GraphArrays:
     return GraphArrays(
         node_offsets=np.zeros(1, np.int64),
         edge_offsets=np.zeros(1, np.int64),
-        x=np.zeros((0, NODE_FEATURES), np.float32),
+        x=np.zeros((0, node_features), np.float32),
         node_y=np.zeros(0, np.int8),
         edge_index=np.zeros((2, 0), np.int32),
         edge_attr=np.zeros((0, EDGE_FEATURES), np.float32),
@@ -132,6 +132,7 @@ def build_graphs(
     stride: int,
     vocab_size: int,
     starts: np.ndarray | None = None,
+    frame_values: list[tuple[np.ndarray, tuple[str, ...]]] = (),
 ) -> GraphArrays:
     """Graphs of every window of one capture.
 
@@ -139,14 +140,18 @@ def build_graphs(
     bytes, ``labels`` 0/1 per frame (None: unlabelled -> y = -1),
     ``attack_codes`` the attack-type code per frame (0 benign). ``starts``
     restricts the build to the given window starts (default: all).
+    ``frame_values`` adds node features beyond the 11 of E4: for each
+    (per-frame values, aggregations) pair, the aggregations ("mean", "min",
+    "max") of the values over the node's source frames, in that order
+    (0 for nodes that are only targets). Richer feature sets use this.
     """
     n = len(ids)
     starts = window_starts(n, window, stride) if starts is None else np.asarray(starts, np.int64)
     if len(starts) == 0:
-        return empty_graphs()
+        return empty_graphs(NODE_FEATURES + sum(len(hows) for _, hows in frame_values))
     chunk = max(16, min(_CHUNK_SLOTS // window, _CHUNK_CELLS // max(vocab_size, 1)))
     parts = [
-        _build_chunk(ids, data, labels, attack_codes, starts[i : i + chunk], window, vocab_size)
+        _build_chunk(ids, data, labels, attack_codes, starts[i : i + chunk], window, vocab_size, frame_values)
         for i in range(0, len(starts), chunk)
     ]
     return parts[0] if len(parts) == 1 else GraphArrays.concat(parts)
@@ -173,7 +178,16 @@ def _reverse_exists(u_row, u_src, u_tgt, u_key, width, c) -> np.ndarray:
     return (len(global_key) > 0) & (global_key[found] == reverse_key)
 
 
-def _build_chunk(ids, data, labels, attack_codes, starts, window, vocab_size) -> GraphArrays:
+def _aggregate(values, src_node, num_nodes, count, is_src, how):
+    """Mean, min or max of per-slot values per node (0 where the node has no source frame)."""
+    if how == "mean":
+        return np.bincount(src_node, weights=values, minlength=num_nodes) / np.maximum(count, 1)
+    out = np.full(num_nodes, np.inf if how == "min" else -np.inf)
+    (np.minimum if how == "min" else np.maximum).at(out, src_node, values)
+    return np.where(is_src, out, 0.0)
+
+
+def _build_chunk(ids, data, labels, attack_codes, starts, window, vocab_size, frame_values=()) -> GraphArrays:
     n = len(ids)
     c = len(starts)
     cols = np.arange(window, dtype=np.int64)
@@ -207,7 +221,8 @@ def _build_chunk(ids, data, labels, attack_codes, starts, window, vocab_size) ->
     # Node features over the frames where the node is the source.
     count = np.bincount(src_node, minlength=num_nodes).astype(np.float64)
     is_src = count > 0
-    x = np.zeros((num_nodes, NODE_FEATURES), dtype=np.float32)
+    extra = sum(len(hows) for _, hows in frame_values)
+    x = np.zeros((num_nodes, NODE_FEATURES + extra), dtype=np.float32)
     x[:, 0] = node_key % v
     safe = np.maximum(count, 1)
     payload = data[slot_frame].T.astype(np.float64)  # (8, slots): contiguous weights per byte
@@ -221,6 +236,12 @@ def _build_chunk(ids, data, labels, attack_codes, starts, window, vocab_size) ->
     last = np.full(num_nodes, -1, dtype=np.int64)
     np.maximum.at(last, src_node, slot_pos)
     x[:, 10] = np.where(is_src, last / max(window - 1, 1), 0) if window > 1 else 0
+    column = NODE_FEATURES
+    for values, hows in frame_values:
+        slot_values = values[slot_frame].astype(np.float64)
+        for how in hows:
+            x[:, column] = _aggregate(slot_values, src_node, num_nodes, count, is_src, how)
+            column += 1
 
     # Edges: distinct (window, src, dst) transitions, sorted within each window.
     local_src = lut[src_key] - node_offsets[:-1][:, None]

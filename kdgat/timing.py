@@ -1,0 +1,66 @@
+"""Timing features from timestamps: how early or late each ID's frames arrive.
+
+Injection and replay show up as frames of an ID arriving much sooner after the
+previous frame of that ID than its normal period (detection notes, point 1).
+The normal period of each CAN ID is the median inter-arrival time of that ID
+in the training captures. A capture without timestamps gets neutral values and
+a ``has_timestamps`` feature of 0, so models see the degradation explicitly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+RATIO_CLIP = 10.0
+EARLY_RATIO = 0.5
+
+
+def inter_arrival(timestamps: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Seconds since the previous frame with the same ID in this capture (NaN for the first)."""
+    order = np.lexsort((np.arange(len(ids)), ids))
+    sorted_ids = ids[order]
+    sorted_t = timestamps[order]
+    gaps = np.full(len(ids), np.nan)
+    same = sorted_ids[1:] == sorted_ids[:-1]
+    gaps[order[1:][same]] = (sorted_t[1:] - sorted_t[:-1])[same]
+    return gaps
+
+
+def median_periods(gaps: list[np.ndarray], ids: list[np.ndarray], vocab_size: int) -> np.ndarray:
+    """Median inter-arrival time per vocabulary index over the given captures (NaN if never seen twice)."""
+    periods = np.full(vocab_size, np.nan)
+    if not gaps:
+        return periods
+    g = np.concatenate(gaps)
+    i = np.concatenate(ids)
+    keep = np.isfinite(g)
+    g, i = g[keep], i[keep]
+    if len(g) == 0:
+        return periods
+    order = np.lexsort((g, i))
+    g, i = g[order], i[order]
+    starts = np.flatnonzero(np.r_[True, i[1:] != i[:-1]])
+    counts = np.diff(np.r_[starts, len(i)])
+    low = starts + (counts - 1) // 2
+    high = starts + counts // 2
+    periods[i[starts]] = (g[low] + g[high]) / 2
+    return periods
+
+
+def timing_frame_values(timestamps: np.ndarray | None, id_keys: np.ndarray, vocab_ids: np.ndarray, periods: np.ndarray):
+    """Per-frame values and their per-node aggregations for ``windows.build_graphs``.
+
+    Inter-arrival times follow the real identifiers (``id_keys``), so IDs
+    sharing the OOV index do not mix; the period comes from the vocabulary
+    index. dt ratio = inter-arrival / period, clipped to [0, 10]; 1 (neutral)
+    for an ID's first frame or an ID without a known period.
+    """
+    n = len(vocab_ids)
+    if timestamps is None:
+        zeros = np.zeros(n)
+        return [(zeros, ("mean", "min", "max")), (zeros, ("mean",)), (zeros, ("mean",))]
+    period = periods[vocab_ids]
+    ratio = inter_arrival(timestamps, id_keys) / np.where(period > 0, period, np.nan)
+    ratio = np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, RATIO_CLIP)
+    early = (ratio < EARLY_RATIO).astype(np.float64)
+    return [(ratio, ("mean", "min", "max")), (early, ("mean",)), (np.ones(n), ("mean",))]
