@@ -1,0 +1,235 @@
+"""Variational graph autoencoder: the anomaly scorer (reference design 3.2, "GraphAutoencoderNeighborhood").
+
+Encoder: GATConv layers to the widths ``hidden_dims[:-1]`` (layer 0 with ``heads`` heads of
+``width / heads`` channels, concatenated; later layers one head), each followed by BatchNorm1d ->
+ReLU -> dropout; ``mu`` and ``logvar`` by two Linear layers to ``latent_dim``.
+
+Three decoders read the latent ``z`` of every node:
+
+* node features: a GATConv stack over the same ``edge_index`` with as many layers as the encoder
+  (intermediate widths ``reversed(hidden_dims[:-1])[:-1]`` with 4 heads + BN + ReLU + dropout, the last
+  layer one head -> the numeric columns ``x[:, 1:]``, sigmoid);
+* CAN ID: Linear(latent -> num_ids) logits;
+* neighbourhood: MLP latent -> latent -> latent -> num_ids, logits of the multi-hot set of vocabulary
+  IDs the node has an outgoing edge to.
+
+Deliberate difference from the reference: ``z = mu + eps * sigma`` only in training; in eval mode
+``z = mu``, so scoring a graph twice gives the same numbers (the reference also sampled at eval).
+
+Pure ``nn.Module``: no I/O, no logging, no device logic.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import GATConv
+from torch_geometric.utils import scatter
+
+from kdgat.config import VGAEConfig
+
+__all__ = [
+    "VGAE",
+    "neighbourhood_targets",
+    "LOGVAR_CLAMP",
+    "DECODER_HEADS",
+    "ID_WEIGHT",
+    "NBR_WEIGHT",
+    "KL_WEIGHT",
+]
+
+LOGVAR_CLAMP = 20.0  # logvar is clamped to [-LOGVAR_CLAMP, LOGVAR_CLAMP]
+DECODER_HEADS = 4  # heads of the intermediate feature-decoder layers (a fixed default in the reference)
+ID_WEIGHT = 0.1  # task loss = recon MSE + ID_WEIGHT * ID CE + NBR_WEIGHT * neighbourhood BCE + KL_WEIGHT * KL
+NBR_WEIGHT = 0.05
+KL_WEIGHT = 0.01
+
+
+def neighbourhood_targets(ids: Tensor, edge_index: Tensor, num_ids: int) -> Tensor:
+    """Multi-hot ``(num_nodes, num_ids)``: row i has a 1 at the vocabulary ID of every node i has an edge to.
+
+    ``ids`` holds the vocabulary index of every node (``x[:, 0].long()``). Built with one scatter, no
+    Python loop; duplicate edges set the same entry.
+    """
+    target = torch.zeros(ids.size(0), num_ids, dtype=torch.float32, device=ids.device)
+    src, dst = edge_index
+    target[src, ids[dst]] = 1.0
+    return target
+
+
+def _conv_block(in_channels: int, width: int, heads: int) -> tuple[GATConv, nn.BatchNorm1d]:
+    if width % heads:
+        raise ValueError(f"a GATConv width of {width} cannot be split over {heads} heads")
+    return GATConv(in_channels, width // heads, heads=heads, concat=True), nn.BatchNorm1d(width)
+
+
+class VGAE(nn.Module):
+    """Variational graph autoencoder with feature, CAN-ID and neighbourhood decoders.
+
+    Args:
+        num_ids (int): vocabulary size (including the out-of-vocabulary index).
+        cfg (VGAEConfig): the ``vgae`` config section.
+        num_features (int, optional): columns of ``x``, the ID index included; the feature decoder
+            reconstructs the ``num_features - 1`` numeric columns. (default: 11)
+
+    Parameter count with the E4 configs (reference 3.4): large 181,950 + 130·N, small 8,046 + 38·N.
+    """
+
+    def __init__(self, num_ids: int, cfg: VGAEConfig, num_features: int = 11):
+        super().__init__()
+        if num_ids < 1:
+            raise ValueError(f"num_ids must be positive, got {num_ids}")
+        if num_features < 2:
+            raise ValueError(
+                f"num_features must count the ID column and at least one numeric column, got {num_features}"
+            )
+        self.num_ids = num_ids
+        self.num_features = num_features
+        self.cfg = cfg
+        self.dropout = cfg.dropout
+        latent = cfg.latent_dim
+        enc_widths = list(cfg.hidden_dims[:-1])
+
+        self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim)
+
+        self.enc_convs = nn.ModuleList()
+        self.enc_norms = nn.ModuleList()
+        in_channels = cfg.id_emb_dim + num_features - 1
+        for i, width in enumerate(enc_widths):
+            conv, norm = _conv_block(in_channels, width, cfg.heads if i == 0 else 1)
+            self.enc_convs.append(conv)
+            self.enc_norms.append(norm)
+            in_channels = width
+        self.mu = nn.Linear(in_channels, latent)
+        self.logvar = nn.Linear(in_channels, latent)
+
+        self.dec_convs = nn.ModuleList()
+        self.dec_norms = nn.ModuleList()
+        in_channels = latent
+        for width in list(reversed(enc_widths))[:-1]:
+            conv, norm = _conv_block(in_channels, width, DECODER_HEADS)
+            self.dec_convs.append(conv)
+            self.dec_norms.append(norm)
+            in_channels = width
+        self.dec_out = GATConv(in_channels, num_features - 1, heads=1)
+
+        self.id_head = nn.Linear(latent, num_ids)
+        self.nbr_head = nn.Sequential(
+            nn.Linear(latent, latent),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(latent, latent),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(latent, num_ids),
+        )
+
+    # -- model -----------------------------------------------------------------------------------
+
+    def node_input(self, x: Tensor) -> Tensor:
+        """``[embedding(x[:, 0]) | x[:, 1:]]``, width ``id_emb_dim + num_features - 1``."""
+        return torch.cat([self.id_embedding(x[:, 0].long()), x[:, 1:]], dim=-1)
+
+    def _block(self, conv: GATConv, norm: nn.BatchNorm1d, h: Tensor, edge_index: Tensor) -> Tensor:
+        h = F.relu(norm(conv(h, edge_index)))
+        return F.dropout(h, p=self.dropout, training=self.training)
+
+    def reparametrize(self, mu: Tensor, logvar: Tensor) -> Tensor:
+        """``mu + eps * exp(logvar / 2)`` in training, ``mu`` in eval mode."""
+        if not self.training:
+            return mu
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+    def encode(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(z, mu, logvar)``, each ``(num_nodes, latent_dim)``; logvar clamped to ±LOGVAR_CLAMP."""
+        h = self.node_input(x)
+        for conv, norm in zip(self.enc_convs, self.enc_norms, strict=True):
+            h = self._block(conv, norm, h, edge_index)
+        mu = self.mu(h)
+        logvar = self.logvar(h).clamp(-LOGVAR_CLAMP, LOGVAR_CLAMP)
+        return self.reparametrize(mu, logvar), mu, logvar
+
+    def decode(self, z: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(recon, id_logits, nbr_logits)``: ``(N, num_features - 1)`` in [0, 1], ``(N, num_ids)`` twice."""
+        h = z
+        for conv, norm in zip(self.dec_convs, self.dec_norms, strict=True):
+            h = self._block(conv, norm, h, edge_index)
+        recon = torch.sigmoid(self.dec_out(h, edge_index))
+        return recon, self.id_head(z), self.nbr_head(z)
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None) -> dict[str, Tensor]:
+        """Node-level outputs: ``z``, ``mu``, ``logvar``, ``recon``, ``id_logits``, ``nbr_logits``.
+
+        ``batch`` is accepted for a uniform call signature; the node-level outputs do not depend on it.
+        """
+        z, mu, logvar = self.encode(x, edge_index)
+        recon, id_logits, nbr_logits = self.decode(z, edge_index)
+        return {"z": z, "mu": mu, "logvar": logvar, "recon": recon, "id_logits": id_logits, "nbr_logits": nbr_logits}
+
+    # -- losses and scores -----------------------------------------------------------------------
+
+    def loss(self, out: dict[str, Tensor], x: Tensor, edge_index: Tensor) -> dict[str, Tensor]:
+        """Task loss of a batch: ``total`` and the unweighted parts ``recon``, ``id``, ``nbr``, ``kl``.
+
+        total = MSE(recon, x[:, 1:]) + 0.1·CE(id_logits, id) + 0.05·BCE-with-logits(nbr_logits, multi-hot)
+        + 0.01·KL, KL = -½·mean(1 + logvar - mu² - exp(logvar)); every mean is over all elements.
+        """
+        ids = x[:, 0].long()
+        recon = F.mse_loss(out["recon"], x[:, 1:])
+        id_ce = F.cross_entropy(out["id_logits"], ids)
+        nbr = F.binary_cross_entropy_with_logits(
+            out["nbr_logits"], neighbourhood_targets(ids, edge_index, self.num_ids)
+        )
+        mu, logvar = out["mu"], out["logvar"]
+        kl = -0.5 * torch.mean(1 + logvar - mu.pow(2) - logvar.exp())
+        total = recon + ID_WEIGHT * id_ce + NBR_WEIGHT * nbr + KL_WEIGHT * kl
+        return {"total": total, "recon": recon, "id": id_ce, "nbr": nbr, "kl": kl}
+
+    def graph_scores(
+        self,
+        out: dict[str, Tensor],
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Tensor,
+        *,
+        num_graphs: int | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-graph scores, each ``(B,)``: ``recon`` (MSE over nodes and features), ``nbr`` (neighbourhood
+        BCE over nodes and vocabulary), ``id`` (ID cross-entropy over nodes), ``z_mean`` / ``z_std`` /
+        ``z_max`` / ``z_min`` (over the graph's nodes and latent dimensions; ``z_std`` is the population
+        standard deviation) and ``anomaly`` (= ``recon``).
+        """
+        b = int(batch.max()) + 1 if num_graphs is None else num_graphs
+        ids = x[:, 0].long()
+        node_recon = (out["recon"] - x[:, 1:]).pow(2).mean(dim=1)
+        targets = neighbourhood_targets(ids, edge_index, self.num_ids)
+        node_nbr = F.binary_cross_entropy_with_logits(out["nbr_logits"], targets, reduction="none").mean(dim=1)
+        node_id = F.cross_entropy(out["id_logits"], ids, reduction="none")
+
+        z = out["z"]
+        z_mean = scatter(z.mean(dim=1), batch, dim_size=b, reduce="mean")
+        z_var = scatter((z - z_mean[batch].unsqueeze(1)).pow(2).mean(dim=1), batch, dim_size=b, reduce="mean")
+        recon = scatter(node_recon, batch, dim_size=b, reduce="mean")
+        return {
+            "recon": recon,
+            "nbr": scatter(node_nbr, batch, dim_size=b, reduce="mean"),
+            "id": scatter(node_id, batch, dim_size=b, reduce="mean"),
+            "z_mean": z_mean,
+            "z_std": z_var.sqrt(),
+            "z_max": scatter(z.amax(dim=1), batch, dim_size=b, reduce="max"),
+            "z_min": scatter(z.amin(dim=1), batch, dim_size=b, reduce="min"),
+            "anomaly": recon,
+        }
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if m is not self and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+
+    def __repr__(self) -> str:
+        c = self.cfg
+        return (
+            f"{self.__class__.__name__}(num_ids={self.num_ids}, hidden_dims={list(c.hidden_dims)}, "
+            f"heads={c.heads}, latent={c.latent_dim})"
+        )

@@ -1,0 +1,370 @@
+"""GATJK, VGAE, the model factory and the distillation losses (tiny hand-made batches, no data files)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch_geometric.data import Batch, Data
+
+from kdgat.config import resolve_config
+from kdgat.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
+from kdgat.models import GATJK, VGAE, build_model
+from kdgat.models.vgae import neighbourhood_targets
+
+SCALES = ("large", "small")
+NUM_IDS = 30
+
+
+def section(kind: str, scale: str, **update):
+    cfg = getattr(resolve_config(kind, scale), kind)
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def tiny_batch(num_ids: int = NUM_IDS, sizes=(4, 5, 6), num_features: int = 11, seed: int = 0) -> Batch:
+    """Graphs with distinct vocabulary IDs per node, edges both ways along a chain (no self-loops)."""
+    g = torch.Generator().manual_seed(seed)
+    graphs = []
+    for n in sizes:
+        ids = torch.randperm(num_ids, generator=g)[:n].float()
+        x = torch.cat([ids[:, None], torch.rand(n, num_features - 1, generator=g)], dim=1)
+        a = torch.arange(n - 1)
+        edge_index = torch.cat([torch.stack([a, a + 1]), torch.stack([a + 1, a])], dim=1)
+        edge_attr = torch.rand(edge_index.size(1), 11, generator=g)
+        graphs.append(Data(x=x, edge_index=edge_index, edge_attr=edge_attr, y=torch.tensor([n % 2])))
+    return Batch.from_data_list(graphs)
+
+
+# -- parameter counts (reference design 3.4) ------------------------------------------------------
+
+EXPECTED = {
+    ("gat", "large"): (310_658, 16),
+    ("gat", "small"): (48_962, 8),
+    ("vgae", "large"): (181_950, 130),
+    ("vgae", "small"): (8_046, 38),
+}
+
+
+@pytest.mark.parametrize("kind,scale", list(EXPECTED))
+@pytest.mark.parametrize("num_ids", [30, 2049])
+def test_parameter_counts(kind, scale, num_ids):
+    base, per_id = EXPECTED[kind, scale]
+    model = build_model(kind, num_ids, section(kind, scale))
+    assert count_parameters(model) == base + per_id * num_ids
+
+
+def test_parameter_counts_reference_export():
+    # the repository export at N = 30 quoted in reference 3.4
+    got = {(k, s): count_parameters(build_model(k, 30, section(k, s))) for k, s in EXPECTED}
+    assert got == {
+        ("gat", "large"): 311_138,
+        ("gat", "small"): 49_202,
+        ("vgae", "large"): 185_850,
+        ("vgae", "small"): 9_186,
+    }
+
+
+def test_count_parameters_skips_frozen_and_buffers():
+    model = build_model("vgae", 30, section("vgae", "small"))
+    total = count_parameters(model)
+    model.id_embedding.weight.requires_grad_(False)
+    assert count_parameters(model) == total - 30 * 4
+    assert sum(b.numel() for b in model.buffers()) > 0  # BatchNorm running stats exist but are not counted
+
+
+def test_build_model_rejects_bad_input():
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model("dqn", 30, section("gat", "small"))
+    with pytest.raises(TypeError, match="GATConfig"):
+        build_model("gat", 30, section("vgae", "small"))
+
+
+# -- GAT -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_gat_shapes(scale):
+    cfg = section("gat", scale)
+    model = GATJK(NUM_IDS, cfg).eval()
+    b = tiny_batch()
+    logits = model(b.x, b.edge_index, b.batch)
+    assert logits.shape == (3, 2)
+
+    logits2, emb, attention = model(b.x, b.edge_index, b.batch, return_embedding=True, return_attention=True)
+    assert torch.equal(logits, logits2)
+    assert emb.shape == (3, cfg.hidden * cfg.heads * cfg.layers)
+    assert len(attention) == cfg.layers
+    n, e = b.num_nodes, b.edge_index.size(1)
+    for att_index, alpha in attention:
+        assert att_index.shape == (2, e + n)  # GATConv adds one self-loop per node
+        assert alpha.shape == (e + n, cfg.heads)
+
+    only_emb = model(b.x, b.edge_index, b.batch, return_embedding=True)
+    assert len(only_emb) == 2 and torch.equal(only_emb[1], emb)
+    only_att = model(b.x, b.edge_index, b.batch, return_attention=True)
+    assert len(only_att) == 2 and isinstance(only_att[1], list)
+
+
+@pytest.mark.parametrize("jk_mode", ["cat", "last", "max", "lstm"])
+def test_gat_every_jk_mode(jk_mode):
+    cfg = section("gat", "small", jk_mode=jk_mode)
+    model = GATJK(NUM_IDS, cfg)
+    b = tiny_batch()
+    logits, emb = model(b.x, b.edge_index, b.batch, return_embedding=True)
+    width = cfg.hidden * cfg.heads
+    assert logits.shape == (3, 2)
+    assert emb.shape == (3, width * cfg.layers if jk_mode == "cat" else width)
+    logits.sum().backward()
+
+
+def test_gat_other_feature_width():
+    model = GATJK(NUM_IDS, section("gat", "small"), num_features=14)
+    b = tiny_batch(num_features=14)
+    assert model(b.x, b.edge_index, b.batch).shape == (3, 2)
+
+
+# -- VGAE ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_vgae_shapes(scale):
+    cfg = section("vgae", scale)
+    model = VGAE(NUM_IDS, cfg)
+    b = tiny_batch()
+    out = model(b.x, b.edge_index, b.batch)
+    n = b.num_nodes
+    assert set(out) == {"z", "mu", "logvar", "recon", "id_logits", "nbr_logits"}
+    for key in ("z", "mu", "logvar"):
+        assert out[key].shape == (n, cfg.latent_dim)
+    assert out["recon"].shape == (n, 10)
+    assert ((out["recon"] >= 0) & (out["recon"] <= 1)).all()
+    assert out["id_logits"].shape == (n, NUM_IDS)
+    assert out["nbr_logits"].shape == (n, NUM_IDS)
+
+    scores = model.graph_scores(out, b.x, b.edge_index, b.batch)
+    assert set(scores) == {"recon", "nbr", "id", "z_mean", "z_std", "z_max", "z_min", "anomaly"}
+    for value in scores.values():
+        assert value.shape == (3,)
+        assert torch.isfinite(value).all()
+    assert torch.equal(scores["anomaly"], scores["recon"])
+
+
+def test_vgae_other_feature_width():
+    model = VGAE(NUM_IDS, section("vgae", "small"), num_features=14)
+    b = tiny_batch(num_features=14)
+    out = model(b.x, b.edge_index, b.batch)
+    assert out["recon"].shape == (b.num_nodes, 13)
+    assert torch.isfinite(model.loss(out, b.x, b.edge_index)["total"])
+
+
+def test_vgae_decoder_width_must_split_over_heads():
+    cfg = section("vgae", "small", hidden_dims=(80, 42, 16))  # 42 is not divisible by the 4 decoder heads
+    with pytest.raises(ValueError, match="4 heads"):
+        VGAE(NUM_IDS, cfg)
+
+
+def test_vgae_eval_is_deterministic_and_train_samples():
+    torch.manual_seed(0)
+    model = VGAE(NUM_IDS, section("vgae", "large"))
+    b = tiny_batch()
+    model.eval()
+    first, second = model(b.x, b.edge_index, b.batch), model(b.x, b.edge_index, b.batch)
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+    assert torch.equal(first["z"], first["mu"])
+    model.train()
+    a, c = model(b.x, b.edge_index, b.batch), model(b.x, b.edge_index, b.batch)
+    assert not torch.equal(a["z"], c["z"])
+
+
+def test_neighbourhood_target_hand_made():
+    # 3 nodes with vocabulary IDs 5, 2, 7 (vocabulary of 8); edges 0->1, 1->2, 2->0, 0->2 and a duplicate 0->1.
+    ids = torch.tensor([5, 2, 7])
+    edge_index = torch.tensor([[0, 1, 2, 0, 0], [1, 2, 0, 2, 1]])
+    target = neighbourhood_targets(ids, edge_index, 8)
+    expected = torch.zeros(3, 8)
+    expected[0, [2, 7]] = 1  # node 0 -> nodes 1 (ID 2) and 2 (ID 7)
+    expected[1, 7] = 1  # node 1 -> node 2 (ID 7)
+    expected[2, 5] = 1  # node 2 -> node 0 (ID 5)
+    assert torch.equal(target, expected)
+
+
+def test_vgae_loss_parts_hand_made_graph():
+    torch.manual_seed(0)
+    model = VGAE(8, section("vgae", "small")).eval()
+    x = torch.tensor(
+        [[5.0] + [0.1] * 10, [2.0] + [0.5] * 10, [7.0] + [0.9] * 10],
+    )
+    edge_index = torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]])
+    out = model(x, edge_index)
+    parts = model.loss(out, x, edge_index)
+    assert set(parts) == {"total", "recon", "id", "nbr", "kl"}
+    for value in parts.values():
+        assert value.ndim == 0 and torch.isfinite(value)
+    assert parts["kl"] >= 0
+    # the weighted sum of the parts
+    expected = parts["recon"] + 0.1 * parts["id"] + 0.05 * parts["nbr"] + 0.01 * parts["kl"]
+    assert torch.allclose(parts["total"], expected)
+    # the parts computed directly from the outputs
+    target = neighbourhood_targets(torch.tensor([5, 2, 7]), edge_index, 8)
+    assert torch.allclose(parts["recon"], ((out["recon"] - x[:, 1:]) ** 2).mean())
+    nbr = torch.nn.functional.binary_cross_entropy_with_logits(out["nbr_logits"], target)
+    assert torch.allclose(parts["nbr"], nbr)
+    mu, logvar = out["mu"], out["logvar"]
+    assert torch.allclose(parts["kl"], -0.5 * (1 + logvar - mu**2 - logvar.exp()).mean())
+
+    # one graph: per-graph scores equal the batch means, z statistics over nodes x latent
+    scores = model.graph_scores(out, x, edge_index, torch.zeros(3, dtype=torch.long))
+    assert torch.allclose(scores["recon"], parts["recon"])
+    assert torch.allclose(scores["nbr"], parts["nbr"])
+    assert torch.allclose(scores["id"], parts["id"])
+    z = out["z"]
+    assert torch.allclose(scores["z_mean"], z.mean().view(1))
+    assert torch.allclose(scores["z_std"], z.std(unbiased=False).view(1), atol=1e-6)
+    assert torch.equal(scores["z_max"], z.max().view(1))
+    assert torch.equal(scores["z_min"], z.min().view(1))
+
+
+def test_vgae_graph_scores_per_graph():
+    torch.manual_seed(0)
+    model = VGAE(NUM_IDS, section("vgae", "small")).eval()
+    b = tiny_batch()
+    out = model(b.x, b.edge_index, b.batch)
+    scores = model.graph_scores(out, b.x, b.edge_index, b.batch)
+    for g in range(3):
+        mask = b.batch == g
+        assert torch.allclose(scores["recon"][g], ((out["recon"][mask] - b.x[mask, 1:]) ** 2).mean())
+        assert torch.equal(scores["z_max"][g], out["z"][mask].max())
+
+
+def test_logvar_is_clamped():
+    model = VGAE(NUM_IDS, section("vgae", "small")).eval()
+    with torch.no_grad():
+        model.logvar.bias.fill_(1e3)
+    b = tiny_batch()
+    assert model(b.x, b.edge_index)["logvar"].max() == 20.0
+
+
+# -- one optimisation step ------------------------------------------------------------------------
+
+
+def _step_lowers_loss(model, loss_fn):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    torch.manual_seed(1)  # same dropout masks and the same VGAE noise before and after the step
+    before = loss_fn()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        after = loss_fn()
+    return before.item(), after.item()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_gat_step_lowers_loss(scale):
+    torch.manual_seed(0)
+    model = GATJK(NUM_IDS, section("gat", scale))
+    b = tiny_batch()
+    y = torch.tensor([0, 1, 0])
+    before, after = _step_lowers_loss(
+        model, lambda: torch.nn.functional.cross_entropy(model(b.x, b.edge_index, b.batch), y)
+    )
+    assert after < before
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_vgae_step_lowers_loss(scale):
+    torch.manual_seed(0)
+    model = VGAE(NUM_IDS, section("vgae", scale))
+    b = tiny_batch()
+    before, after = _step_lowers_loss(
+        model, lambda: model.loss(model(b.x, b.edge_index, b.batch), b.x, b.edge_index)["total"]
+    )
+    assert after < before
+
+
+# -- knowledge distillation ------------------------------------------------------------------------
+
+
+def test_gat_kd_loss_by_hand():
+    ln3 = math.log(3.0)
+    # row 0: s/T = [0, ln 3] -> p_s = [1/4, 3/4]; t = [0, 0] -> p_t = [1/2, 1/2]
+    #        KL(p_t || p_s) = 1/2 ln(2) + 1/2 ln(2/3) = 1/2 ln(4/3)
+    #        CE(s, 1): softmax([0, 2 ln 3]) = [1/10, 9/10] -> ln(10/9)
+    # row 1: s = [1, 1], t = [5, 5] -> equal distributions, KL = 0; CE(s, 0) = ln 2
+    student = torch.tensor([[0.0, 2 * ln3], [1.0, 1.0]])
+    teacher = torch.tensor([[0.0, 0.0], [5.0, 5.0]])
+    labels = torch.tensor([1, 0])
+    total, soft, hard = gat_kd_loss(student, teacher, labels, temperature=2.0, alpha=0.7)
+    soft_expected = 4.0 * (0.5 * math.log(4 / 3) + 0.0) / 2  # T^2 * sum of KLs / batch size ("batchmean")
+    hard_expected = (math.log(10 / 9) + math.log(2.0)) / 2
+    assert soft.item() == pytest.approx(soft_expected, rel=1e-5)  # = ln(4/3)
+    assert hard.item() == pytest.approx(hard_expected, rel=1e-5)
+    assert total.item() == pytest.approx(0.7 * soft_expected + 0.3 * hard_expected, rel=1e-5)
+
+
+def test_gat_kd_identical_logits_soft_is_zero():
+    logits = torch.randn(8, 2, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    labels = torch.randint(0, 2, (8,), generator=torch.Generator().manual_seed(1))
+    total, soft, hard = gat_kd_loss(logits, logits.detach().clone(), labels, temperature=4.0, alpha=0.7)
+    assert soft.item() == pytest.approx(0.0, abs=1e-6)
+    assert total.item() == pytest.approx(0.3 * hard.item(), rel=1e-5)
+    total.backward()
+    assert logits.grad is not None
+
+
+def test_gat_kd_does_not_backprop_into_teacher():
+    student = torch.randn(4, 2, requires_grad=True)
+    teacher = torch.randn(4, 2, requires_grad=True)
+    total, _, _ = gat_kd_loss(student, teacher, torch.tensor([0, 1, 0, 1]), temperature=4.0, alpha=0.7)
+    total.backward()
+    assert student.grad is not None and teacher.grad is None
+
+
+def test_latent_projection():
+    assert isinstance(LatentProjection(16, 16).proj, torch.nn.Identity)
+    assert count_parameters(LatentProjection(16, 16)) == 0
+    proj = LatentProjection(16, 48)
+    assert count_parameters(proj) == 16 * 48 + 48
+    assert proj(torch.zeros(5, 16)).shape == (5, 48)
+
+
+def test_vgae_kd_loss_by_hand():
+    proj = LatentProjection(2, 1)
+    with torch.no_grad():
+        proj.proj.weight.copy_(torch.tensor([[1.0, 1.0]]))
+        proj.proj.bias.zero_()
+    # one node: P(z_s) = 1 + 2 = 3, z_t = 1 -> latent MSE = (3 - 1)^2 = 4
+    # recon_s = [0.5, 0.5], recon_t = [0, 1] -> recon MSE = (0.25 + 0.25) / 2 = 0.25
+    # kd = 0.5 * 4 + 0.5 * 0.25 = 2.125; total = 0.7 * 2.125 + 0.3 * 2.0 = 1.4875 + 0.6 = 2.0875
+    student = {"z": torch.tensor([[1.0, 2.0]]), "recon": torch.tensor([[0.5, 0.5]])}
+    teacher = {"z": torch.tensor([[1.0]]), "recon": torch.tensor([[0.0, 1.0]])}
+    total, parts = vgae_kd_loss(
+        student, teacher, proj, torch.tensor(2.0), alpha=0.7, latent_weight=0.5, recon_weight=0.5
+    )
+    assert parts["latent"].item() == pytest.approx(4.0)
+    assert parts["recon"].item() == pytest.approx(0.25)
+    assert parts["kd"].item() == pytest.approx(2.125)
+    assert total.item() == pytest.approx(2.0875)
+    assert parts["total"] is total
+
+
+def test_vgae_kd_end_to_end_small_student_large_teacher():
+    torch.manual_seed(0)
+    kd = resolve_config("vgae", "small", aux="kd_standard").kd
+    teacher = VGAE(NUM_IDS, section("vgae", "large")).eval()
+    student = VGAE(NUM_IDS, section("vgae", "small"))
+    proj = LatentProjection(16, 48)
+    b = tiny_batch()
+    with torch.no_grad():
+        t_out = teacher(b.x, b.edge_index, b.batch)
+    s_out = student(b.x, b.edge_index, b.batch)
+    task = student.loss(s_out, b.x, b.edge_index)["total"]
+    total, _ = vgae_kd_loss(s_out, t_out, proj, task, kd.alpha, kd.vgae_latent_weight, kd.vgae_recon_weight)
+    total.backward()
+    assert proj.proj.weight.grad is not None
+    assert student.mu.weight.grad is not None
+    assert all(p.grad is None for p in teacher.parameters())
