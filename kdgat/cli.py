@@ -19,7 +19,7 @@ from rich.table import Table
 
 from kdgat import __version__
 from kdgat.errors import KdgatError
-from kdgat.tables import ingest_table, store_table
+from kdgat.tables import ingest_table, run_table, store_table
 
 app = typer.Typer(
     name="kdgat",
@@ -263,6 +263,41 @@ def graphs(
             "are neutral and has_timestamps = 0: " + ", ".join(meta["timestamps_missing"]),
             highlight=False,
         )
+
+
+class ModelKind(str, Enum):
+    vgae = "vgae"
+    gat = "gat"
+
+
+class Scale(str, Enum):
+    large = "large"
+    small = "small"
+
+
+@app.command("train")
+def train(
+    model: Annotated[ModelKind, typer.Option("--model", "-m", help="vgae (trained on benign graphs) or gat.")] = ...,
+    scale: Annotated[Scale, typer.Option("--scale", "-s", help="large (teacher) or small (student).")] = ...,
+    graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store built by `kdgat graphs`.")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
+    aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard.")] = ["none"],
+    teacher: Annotated[
+        Optional[Path], typer.Option("--teacher", help="Run directory of the large model to distil (with kd_standard).")
+    ] = None,
+    override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt if present.")
+    ] = True,
+) -> None:
+    """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
+    from kdgat.config import resolve_config
+    from kdgat.train import run_train
+
+    with user_errors():
+        cfg = resolve_config(model.value, scale.value, aux, override)
+        metrics = run_train(cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume)
+    out.print(run_table(metrics, out_dir))
 
 
 @app.command("synth")

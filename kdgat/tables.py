@@ -72,3 +72,24 @@ def store_table(meta: dict, out_dir: Path) -> Table:
             f"{part['attack_graphs']:,}", _share(part["attack_share"]),
         )  # fmt: skip
     return table
+
+
+def run_table(metrics: dict, out_dir: Path) -> Table:
+    kd = " + KD from " + metrics["teacher"] if metrics.get("teacher") else ""
+    table = Table(title=f"Trained {metrics['model']} {metrics['scale']}{kd} -> {out_dir}")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    rows = [
+        ("parameters", f"{metrics['parameters']:,}"),
+        ("best validation loss", "-" if metrics["best_val_loss"] is None else f"{metrics['best_val_loss']:.4f}"),
+        ("epochs", str(metrics["epochs"])),
+        ("stopped early", "yes" if metrics["stopped_early"] else "no"),
+        ("train / val graphs", f"{metrics['train_graphs']:,} / {metrics['val_graphs']:,}"),
+        ("device", metrics["device"]),
+    ]
+    if metrics.get("teacher_parameters"):
+        share = metrics["parameters"] / metrics["teacher_parameters"]
+        rows.append(("size vs teacher", f"{100 * share:.1f}% of {metrics['teacher_parameters']:,}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table

@@ -1,0 +1,159 @@
+"""The train stage: artifacts, rebuilding a run, KD from a teacher run, resume after an interruption."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from kdgat.batching import assemble_batch
+from kdgat.catalog import dataset_sources, load_catalog
+from kdgat.cli import app
+from kdgat.config import resolve_config
+from kdgat.errors import KdgatError
+from kdgat.graph_stage import run_graphs
+from kdgat.ingest import run_ingest
+from kdgat.store import open_store
+from kdgat.synth import generate
+from kdgat.train import load_run_model, run_train
+
+FAST = ["training.max_epochs=2", "training.batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    generate(root / "data" / "synthetic", seed=2, duration_s=4)
+    run_ingest(dataset_sources("synthetic", load_catalog()["synthetic"], root / "data"), root / "frames")
+    run_graphs(root / "frames", root / "graphs", resolve_config("gat", "large").preprocessing)
+    return root / "graphs"
+
+
+@pytest.fixture(scope="module")
+def teachers(store_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    for kind in ("gat", "vgae"):
+        run_train(resolve_config(kind, "large", overrides=FAST), store_dir, root / kind, progress_bar=False)
+    return root
+
+
+def test_run_directory_rebuilds_the_same_model(store_dir, teachers):
+    run = teachers / "gat"
+    for name in (
+        "model.pt",
+        "config.json",
+        "metrics.json",
+        "manifest.json",
+        "logs/metrics.csv",
+        "checkpoints/last.ckpt",
+    ):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["parameters"] > 300_000
+    model, cfg = load_run_model(run, open_store(store_dir))
+    assert cfg.model_type == "gat" and cfg.scale == "large"
+    batch = assemble_batch(open_store(store_dir).part("val"), np.arange(8))
+    with torch.no_grad():
+        again, _ = load_run_model(run)
+        assert torch.equal(model(batch.x, batch.edge_index, batch.batch), again(batch.x, batch.edge_index, batch.batch))
+
+
+def test_vgae_trains_on_benign_graphs_only(store_dir, teachers):
+    metrics = json.loads((teachers / "vgae" / "metrics.json").read_text())
+    train_y = np.asarray(open_store(store_dir).part("train").y)
+    assert metrics["train_graphs"] == int((train_y == 0).sum()) < len(train_y)
+
+
+@pytest.mark.parametrize("kind", ["gat", "vgae"])
+def test_kd_student_from_the_teacher_run(store_dir, teachers, tmp_path, kind):
+    cfg = resolve_config(kind, "small", "kd_standard", FAST)
+    metrics = run_train(cfg, store_dir, tmp_path / kind, teacher_dir=teachers / kind, progress_bar=False)
+    assert metrics["teacher"] == str(teachers / kind)
+    assert metrics["parameters"] < 0.25 * metrics["teacher_parameters"]
+    header = (tmp_path / kind / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train_kd_" in header  # the distillation terms were optimised and logged
+    teacher, _ = load_run_model(teachers / kind)
+    after, _ = load_run_model(teachers / kind)
+    assert all(
+        torch.equal(a, b) for a, b in zip(teacher.state_dict().values(), after.state_dict().values(), strict=True)
+    )
+
+
+def test_kd_needs_a_teacher_of_the_same_kind(store_dir, teachers, tmp_path):
+    with pytest.raises(KdgatError, match="needs --teacher"):
+        run_train(resolve_config("gat", "small", "kd_standard", FAST), store_dir, tmp_path / "a")
+    with pytest.raises(KdgatError, match="cannot teach"):
+        run_train(
+            resolve_config("gat", "small", "kd_standard", FAST),
+            store_dir,
+            tmp_path / "b",
+            teacher_dir=teachers / "vgae",
+        )
+    with pytest.raises(KdgatError, match="only used with"):
+        run_train(
+            resolve_config("gat", "small", overrides=FAST), store_dir, tmp_path / "c", teacher_dir=teachers / "gat"
+        )
+
+
+class _CrashAfter(L.Callback):
+    """Stands in for a killed job: the process dies in the middle of an epoch."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("node lost")
+
+
+def _epochs_logged(run):
+    with open(run / "logs" / "metrics.csv") as handle:
+        return sorted({int(row["epoch"]) for row in csv.DictReader(handle) if row.get("val_loss")})
+
+
+def test_resume_after_an_interrupted_run(store_dir, tmp_path):
+    cfg = resolve_config("gat", "small", overrides=["training.max_epochs=4", "training.batch_size=64"])
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_train(cfg, store_dir, run, progress_bar=False, callbacks=[_CrashAfter(1)])
+    assert (run / "checkpoints" / "last.ckpt").exists() and not (run / "model.pt").exists()
+    assert _epochs_logged(run) == [0, 1]  # the crash came after epoch 1's checkpoint
+    metrics = run_train(cfg, store_dir, run, progress_bar=False)
+    assert metrics["epochs"] == 4
+    assert _epochs_logged(run) == [0, 1, 2, 3]  # continued from epoch 2, not restarted
+    with open(run / "logs" / "metrics.csv") as handle:
+        epoch0 = [row for row in csv.DictReader(handle) if row.get("val_loss") and row["epoch"] == "0"]
+    assert len(epoch0) == 1
+
+
+def test_resume_refuses_another_config(store_dir, teachers, tmp_path):
+    run = tmp_path / "run"
+    run_train(resolve_config("gat", "small", overrides=FAST), store_dir, run, progress_bar=False)
+    with pytest.raises(KdgatError, match="another config"):
+        run_train(resolve_config("gat", "small", overrides=FAST + ["gat.dropout=0.3"]), store_dir, run)
+
+
+def test_cli_train(store_dir, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "-m",
+            "gat",
+            "-s",
+            "small",
+            "--graphs",
+            str(store_dir),
+            "--out",
+            str(tmp_path / "r"),
+            "-O",
+            "training.max_epochs=1",
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "parameters" in result.output and (tmp_path / "r" / "model.pt").exists()
