@@ -19,7 +19,7 @@ from rich.table import Table
 
 from kdgat import __version__
 from kdgat.errors import KdgatError
-from kdgat.tables import ingest_table, run_table, store_table
+from kdgat.tables import evaluation_table, ingest_table, run_table, store_table
 
 app = typer.Typer(
     name="kdgat",
@@ -298,6 +298,29 @@ def train(
         cfg = resolve_config(model.value, scale.value, aux, override)
         metrics = run_train(cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume)
     out.print(run_table(metrics, out_dir))
+
+
+class ThresholdMethod(str, Enum):
+    f1 = "f1"
+    youden = "youden"
+    fpr = "fpr"
+
+
+@app.command("evaluate")
+def evaluate(
+    runs: Annotated[list[Path], typer.Option("--runs", help="Run directories to evaluate (repeatable).")] = ...,
+    graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store with val and test parts.")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Evaluation output folder.")] = ...,
+    method: Annotated[
+        ThresholdMethod, typer.Option("--threshold", help="How the threshold is chosen on validation.")
+    ] = ThresholdMethod.f1,
+) -> None:
+    """Metrics of every run on validation and every test scenario, thresholds chosen on validation."""
+    from kdgat.evaluate import run_evaluate
+
+    with user_errors():
+        document = run_evaluate(runs, graphs_dir, out_dir, method=method.value)
+    out.print(evaluation_table(document))
 
 
 @app.command("synth")

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 _PACKAGES = ("kdgat", "numpy", "pyarrow", "pydantic", "typer", "torch", "torch-geometric", "lightning")
 
 
@@ -51,6 +53,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -93,3 +93,24 @@ def run_table(metrics: dict, out_dir: Path) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _fmt(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def evaluation_table(document: dict) -> Table:
+    """One row per run and scenario: F1, precision, recall, FPR, ROC-AUC, PR-AUC at the validation threshold."""
+    table = _columns(
+        Table(title=f"Evaluation (thresholds chosen on validation by {document['threshold_method']})"),
+        [("run", "left"), ("scenario", "name"), ("F1", "right"), ("precision", "right"), ("recall", "right"),
+         ("FPR", "right"), ("ROC-AUC", "right"), ("PR-AUC", "right")],
+    )  # fmt: skip
+    for label, run in document["runs"].items():
+        rows = [("validation", run["validation"])] + list(run["test"].items())
+        for scenario, m in rows:
+            table.add_row(
+                label, scenario, _fmt(m["f1"]), _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["fpr"], 4),
+                _fmt(m["roc_auc"]), _fmt(m["pr_auc"]),
+            )  # fmt: skip
+    return table

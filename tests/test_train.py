@@ -157,3 +157,36 @@ def test_cli_train(store_dir, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     assert "parameters" in result.output and (tmp_path / "r" / "model.pt").exists()
+
+
+def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, teachers, tmp_path):
+    from kdgat.evaluate import run_evaluate
+    from kdgat.metrics import binary_metrics, choose_threshold
+    from kdgat.scoring import score_gat
+
+    document = run_evaluate([teachers / "gat", teachers / "vgae"], store_dir, tmp_path / "eval")
+    store = open_store(store_dir)
+    assert set(document["runs"]) == {"gat_large", "vgae_large"}
+    gat = document["runs"]["gat_large"]
+    assert set(gat["test"]) == set(store.test_parts())
+    # the reported threshold is the F1-optimal one on validation, and test metrics use it unchanged
+    model, _ = load_run_model(teachers / "gat", store)
+    val_y = np.asarray(store.part("val").y)
+    expected = choose_threshold(val_y, score_gat(model, store.part("val"))["score"], "f1")
+    assert gat["threshold"]["threshold"] == pytest.approx(expected["threshold"])
+    name = sorted(store.test_parts())[0]
+    part = store.part(name)
+    recomputed = binary_metrics(np.asarray(part.y), score_gat(model, part)["score"], expected["threshold"])
+    assert gat["test"][name]["f1"] == pytest.approx(recomputed["f1"])
+    for file in ("metrics.json", "curves.json", "embeddings.npz", "attention.npz", "manifest.json"):
+        assert (tmp_path / "eval" / file).is_file()
+    arrays = np.load(tmp_path / "eval" / "embeddings.npz")
+    assert arrays["gat_large_embedding"].shape[0] == store.part("val").num_graphs
+
+
+def test_cli_evaluate(store_dir, teachers, tmp_path):
+    result = CliRunner().invoke(
+        app, ["evaluate", "--runs", str(teachers / "gat"), "--graphs", str(store_dir), "--out", str(tmp_path / "e")]
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "gat_large" in result.output and "validation" in result.output

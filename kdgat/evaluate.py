@@ -1,0 +1,134 @@
+"""The evaluate stage: every run on validation and on every test scenario of a store.
+
+The decision threshold of each model is chosen on validation (and reported),
+then applied unchanged to every test scenario; threshold-free ROC-AUC and
+PR-AUC are reported beside it. Outputs: ``metrics.json``, ``curves.json``
+(ROC/PR points per run and scenario), ``embeddings.npz`` (validation
+embeddings and labels per run), ``attention.npz`` (GAT attention on a sample
+of validation graphs) and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdgat.batching import assemble_batch
+from kdgat.errors import KdgatError
+from kdgat.manifest import atomic_write_text, sha256_file, write_manifest
+from kdgat.metrics import binary_metrics, choose_threshold, curve_points
+from kdgat.scoring import score_model
+from kdgat.store import GraphStore, open_store
+from kdgat.train import MODEL_FILE, load_run_model
+
+ATTENTION_SAMPLE = 50
+
+
+def run_label(cfg) -> str:
+    """gat_large, gat_small_kd, vgae_small ... (unique per model variant)."""
+    return f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
+
+
+def _labelled(part) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(part.y)
+    keep = y >= 0
+    return keep, y[keep].astype(np.int64)
+
+
+def _attention_sample(model, part) -> dict[str, np.ndarray]:
+    """Per-layer attention of the first validation graphs, flattened with offsets per layer."""
+    batch = assemble_batch(part, np.arange(min(ATTENTION_SAMPLE, part.num_graphs)))
+    with torch.inference_mode():
+        _, attention = model(batch.x, batch.edge_index, batch.batch, return_attention=True)
+    arrays = {"graph_ptr": batch.ptr.numpy(), "node_ids": batch.x[:, 0].long().numpy(), "y": batch.y.numpy()}
+    for layer, (edge_index, alpha) in enumerate(attention):
+        arrays[f"layer{layer}_edge_index"] = edge_index.numpy()
+        arrays[f"layer{layer}_alpha"] = alpha.numpy()
+    return arrays
+
+
+def evaluate_run(run_dir: Path, store: GraphStore, method: str, batch_size: int) -> tuple[str, dict, dict, dict]:
+    model, cfg = load_run_model(run_dir, store)
+    kind = cfg.model_type
+    label = run_label(cfg)
+    val = store.part("val")
+    keep, y_val = _labelled(val)
+    scored = score_model(kind, model, val, batch_size, with_embedding=True)
+    val_scores = scored["score"][keep]
+    threshold = choose_threshold(y_val, val_scores, method=method)
+    result = {
+        "run_dir": str(run_dir),
+        "model": kind,
+        "scale": cfg.scale,
+        "kd": cfg.has_kd,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "score": "p_attack" if kind == "gat" else "reconstruction_error",
+        "threshold": threshold,
+        "validation": binary_metrics(y_val, val_scores, threshold["threshold"]),
+        "test": {},
+    }
+    curves = {"validation": curve_points(y_val, val_scores)}
+    for name, part in store.test_parts().items():
+        keep_t, y_t = _labelled(part)
+        if len(y_t) == 0:
+            continue
+        scores = score_model(kind, model, part, batch_size)["score"][keep_t]
+        result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
+        curves[name] = curve_points(y_t, scores)
+    embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
+    attention = _attention_sample(model, val) if kind == "gat" else {}
+    return (
+        label,
+        result,
+        curves,
+        {"embeddings": embeddings, "attention": {f"{label}_{k}": v for k, v in attention.items()}},
+    )
+
+
+def run_evaluate(
+    run_dirs: list[str | Path],
+    graphs_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str = "f1",
+    batch_size: int = 1024,
+) -> dict:
+    """Evaluate every run on the store's validation and test parts; returns metrics.json's content."""
+    started = time.perf_counter()
+    graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
+    if not run_dirs:
+        raise KdgatError("nothing to evaluate: pass one or more --runs RUN_DIR")
+    store = open_store(graphs_dir)
+    metrics, curves, embeddings, attention = {}, {}, {}, {}
+    for run in map(Path, run_dirs):
+        label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size)
+        if label in metrics:
+            raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
+        metrics[label], curves[label] = result, run_curves
+        embeddings.update(arrays["embeddings"])
+        attention.update(arrays["attention"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
+    np.savez_compressed(out_dir / ".embeddings.tmp.npz", **embeddings)
+    (out_dir / ".embeddings.tmp.npz").replace(out_dir / "embeddings.npz")
+    if attention:
+        np.savez_compressed(out_dir / ".attention.tmp.npz", **attention)
+        (out_dir / ".attention.tmp.npz").replace(out_dir / "attention.npz")
+    atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
+    atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
+    inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
+    inputs += [{"path": str(Path(r) / MODEL_FILE), "sha256": sha256_file(Path(r) / MODEL_FILE)} for r in run_dirs]
+    outputs = ["metrics.json", "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
+    write_manifest(
+        out_dir,
+        stage="evaluate",
+        inputs=inputs,
+        config={"threshold_method": method, "batch_size": batch_size},
+        outputs=[{"path": p} for p in outputs],
+        wall_time_s=time.perf_counter() - started,
+    )
+    return document
