@@ -7,6 +7,7 @@ Each command parses options, resolves config, calls one function and maps a
 from __future__ import annotations
 
 import json
+import sys
 from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
@@ -31,7 +32,8 @@ app = typer.Typer(
 config_app = typer.Typer(help="Inspect the composed run configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console()
+# Pipes and CI logs get wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
@@ -298,6 +300,35 @@ def train(
         cfg = resolve_config(model.value, scale.value, aux, override)
         metrics = run_train(cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume)
     out.print(run_table(metrics, out_dir))
+
+
+class FusionMethod(str, Enum):
+    dqn = "dqn"
+    mlp = "mlp"
+    weighted = "weighted"
+
+
+@app.command("fuse")
+def fuse(
+    method: Annotated[FusionMethod, typer.Option("--method", help="dqn agent, or the mlp / weighted baselines.")] = ...,
+    vgae: Annotated[Path, typer.Option("--vgae", help="Run directory of the VGAE.")] = ...,
+    gat: Annotated[Path, typer.Option("--gat", help="Run directory of the GAT.")] = ...,
+    graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store both were trained on.")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
+    scale: Annotated[Scale, typer.Option("--scale", "-s", help="DQN preset (large or small).")] = Scale.small,
+    override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
+) -> None:
+    """Learn per-window fusion weights of a frozen VGAE and GAT (decision: fused score vs a validation threshold)."""
+    from kdgat.config import resolve_config
+    from kdgat.fuse_stage import run_fuse
+
+    with user_errors():
+        cfg = resolve_config("dqn", scale.value, "none", override)
+        metrics = run_fuse(cfg, method.value, vgae, gat, graphs_dir, out_dir)
+    out.print(
+        f"fusion {metrics['method']} fitted on {metrics['train_windows']:,} windows "
+        f"({metrics['fusion_parameters']:,} parameters; ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"
+    )
 
 
 class ThresholdMethod(str, Enum):

@@ -89,6 +89,38 @@ def evaluate_run(run_dir: Path, store: GraphStore, method: str, batch_size: int)
     )
 
 
+def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[str, dict, dict, dict]:
+    from kdgat.fuse_stage import load_fusion_run
+
+    ensemble, fusion, members = load_fusion_run(run_dir, store)
+    label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
+    val, _ = ensemble.data(store.part("val"))
+    val_scores = fusion.score(val)
+    threshold = choose_threshold(val.labels.astype(np.int64), val_scores, method=method)
+    result = {
+        "run_dir": str(run_dir),
+        "model": "fusion",
+        "method": members["method"],
+        "scale": members["scale"],
+        "kd": members["kd"],
+        "members": {"vgae": members["vgae"], "gat": members["gat"]},
+        "score": "fused",
+        "threshold": threshold,
+        "validation": binary_metrics(val.labels.astype(np.int64), val_scores, threshold["threshold"]),
+        "test": {},
+    }
+    curves = {"validation": curve_points(val.labels.astype(np.int64), val_scores)}
+    for name, part in store.test_parts().items():
+        data, _ = ensemble.data(part)
+        if len(data) == 0:
+            continue
+        scores = fusion.score(data)
+        result["test"][name] = binary_metrics(data.labels.astype(np.int64), scores, threshold["threshold"])
+        curves[name] = curve_points(data.labels.astype(np.int64), scores)
+    extras = {"policy": {label: fusion.policy_summary(val)} if hasattr(fusion, "policy_summary") else {}}
+    return label, result, curves, extras
+
+
 def run_evaluate(
     run_dirs: list[str | Path],
     graphs_dir: str | Path,
@@ -103,14 +135,20 @@ def run_evaluate(
     if not run_dirs:
         raise KdgatError("nothing to evaluate: pass one or more --runs RUN_DIR")
     store = open_store(graphs_dir)
-    metrics, curves, embeddings, attention = {}, {}, {}, {}
+    from kdgat.fuse_stage import is_fusion_run
+
+    metrics, curves, embeddings, attention, policies = {}, {}, {}, {}, {}
     for run in map(Path, run_dirs):
-        label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size)
+        if is_fusion_run(run):
+            label, result, run_curves, arrays = evaluate_fusion_run(run, store, method)
+        else:
+            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size)
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
         metrics[label], curves[label] = result, run_curves
-        embeddings.update(arrays["embeddings"])
-        attention.update(arrays["attention"])
+        embeddings.update(arrays.get("embeddings", {}))
+        attention.update(arrays.get("attention", {}))
+        policies.update(arrays.get("policy", {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
     np.savez_compressed(out_dir / ".embeddings.tmp.npz", **embeddings)
@@ -119,10 +157,15 @@ def run_evaluate(
         np.savez_compressed(out_dir / ".attention.tmp.npz", **attention)
         (out_dir / ".attention.tmp.npz").replace(out_dir / "attention.npz")
     atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
+    if policies:
+        atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
     atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
     inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
-    inputs += [{"path": str(Path(r) / MODEL_FILE), "sha256": sha256_file(Path(r) / MODEL_FILE)} for r in run_dirs]
+    for r in map(Path, run_dirs):
+        weights = r / MODEL_FILE if (r / MODEL_FILE).exists() else r / "fusion.pt"
+        inputs.append({"path": str(weights), "sha256": sha256_file(weights)})
     outputs = ["metrics.json", "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
+    outputs += ["dqn_policy.json"] if policies else []
     write_manifest(
         out_dir,
         stage="evaluate",

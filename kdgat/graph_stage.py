@@ -36,7 +36,7 @@ from kdgat.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.vocab import Vocabulary, count_keys, id_keys
 from kdgat.windows import build_graphs, window_starts
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"  # bump when the store layout or naming changes
 METADATA = "metadata.json"
 VOCAB = "vocab.json"
 

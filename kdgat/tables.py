@@ -10,7 +10,7 @@ from rich.table import Table
 def _columns(table: Table, spec: list[tuple[str, str]]) -> Table:
     for name, justify in spec:
         if justify == "name":
-            table.add_column(name, overflow="fold", ratio=1)
+            table.add_column(name, overflow="fold", min_width=14)
         else:
             table.add_column(name, justify=justify, no_wrap=True)
     return table

@@ -190,3 +190,30 @@ def test_cli_evaluate(store_dir, teachers, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     assert "gat_large" in result.output and "validation" in result.output
+
+
+@pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
+def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
+    from kdgat.evaluate import run_evaluate
+    from kdgat.fuse_stage import run_fuse
+
+    cfg = resolve_config("dqn", "small", overrides=["dqn.episodes=10", "fusion.epochs=5"])
+    metrics = run_fuse(cfg, method, teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion")
+    assert metrics["train_windows"] == int((np.asarray(open_store(store_dir).part("train").y) >= 0).sum())
+    for name in ("fusion.pt", "members.json", "config.json", "metrics.json", "manifest.json"):
+        assert (tmp_path / "fusion" / name).is_file()
+    document = run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "eval")
+    (label,) = document["runs"]
+    assert label == f"fusion_{method}_large"
+    result = document["runs"][label]
+    assert result["threshold"]["method"] == "f1" and set(result["test"]) == set(open_store(store_dir).test_parts())
+    if method == "dqn":
+        policy = json.loads((tmp_path / "eval" / "dqn_policy.json").read_text())[label]
+        assert "mean_alpha" in json.dumps(policy)
+
+
+def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):
+    from kdgat.fuse_stage import run_fuse
+
+    with pytest.raises(KdgatError, match="needs a vgae run"):
+        run_fuse(resolve_config("dqn", "small"), "mlp", teachers / "gat", teachers / "vgae", store_dir, tmp_path / "f")
