@@ -291,6 +291,11 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt if present.")
     ] = True,
+    tracking_uri: Annotated[
+        Optional[str],
+        typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
+    ] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
 ) -> None:
     """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
     from kdgat.config import resolve_config
@@ -298,7 +303,9 @@ def train(
 
     with user_errors():
         cfg = resolve_config(model.value, scale.value, aux, override)
-        metrics = run_train(cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume)
+        metrics = run_train(
+            cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset
+        )
     out.print(run_table(metrics, out_dir))
 
 

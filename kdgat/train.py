@@ -32,6 +32,7 @@ from kdgat.kd import count_parameters
 from kdgat.lit import LitGAT, LitVGAE
 from kdgat.manifest import atomic_write_text, sha256_file, write_manifest
 from kdgat.models import build_model
+from kdgat.stage_log import log_stage
 from kdgat.store import GraphStore, open_store
 
 MODEL_FILE = "model.pt"
@@ -106,6 +107,8 @@ def run_train(
     resume: bool = True,
     progress_bar: bool | None = None,
     callbacks: list | None = None,
+    tracking_uri: str | None = None,
+    dataset: str | None = None,
 ) -> dict:
     """Train one model on a graph store; returns the run's metrics."""
     started = time.perf_counter()
@@ -190,6 +193,23 @@ def run_train(
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
         "device": str(lit.device),
     }
+    metrics["mlflow"] = log_stage(
+        stage="train",
+        out_dir=out_dir,
+        config=json.loads(config_to_json(cfg)),
+        tags={
+            "dataset": dataset or store.metadata.get("dataset") or graphs_dir.name,
+            "stage": "train",
+            "model": cfg.model_type,
+            "scale": cfg.scale,
+            "kd": cfg.has_kd,
+            "run_id": f"{cfg.model_type}_{cfg.scale}{'_kd' if cfg.has_kd else ''}_{config_hash(cfg)}",
+        },
+        summary={k: v for k, v in metrics.items() if k in ("best_val_loss", "epochs", "parameters")},
+        artifacts=[out_dir / CONFIG_FILE],
+        tracking_uri=tracking_uri,
+        curves=out_dir / "logs" / "metrics.csv",
+    )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
     if teacher_dir is not None:

@@ -217,3 +217,17 @@ def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):
 
     with pytest.raises(KdgatError, match="needs a vgae run"):
         run_fuse(resolve_config("dqn", "small"), "mlp", teachers / "gat", teachers / "vgae", store_dir, tmp_path / "f")
+
+
+def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
+    from kdgat.tracking import find_runs
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    metrics = run_train(
+        resolve_config("gat", "small", overrides=FAST), store_dir, tmp_path / "run", tracking_uri=uri, dataset="synthetic"
+    )
+    (run,) = find_runs(uri, stage="train")
+    assert run["run_id"] == metrics["mlflow"]["run_id"] and run["status"] == "FINISHED"
+    assert run["tags"]["dataset"] == "synthetic" and run["tags"]["model"] == "gat" and run["tags"]["kd"] == "False"
+    assert run["params"]["gat.heads"] == "4" and "val_loss" in run["metrics"]
