@@ -92,7 +92,7 @@ def run_fuse(
             out_dir / "dqn_policy.json" if method == "dqn" else out_dir / "policy.json", json.dumps(policy) + "\n"
         )
     parameters = sum(p.numel() for p in ensemble.vgae.parameters()) + sum(p.numel() for p in ensemble.gat.parameters())
-    fusion_parameters = int(sum(v.numel() for v in _tensors(fusion.state_dict())))
+    fusion_parameters = _trainable_parameters(fusion)
     metrics = {
         "model": "fusion",
         "method": method,
@@ -120,13 +120,14 @@ def run_fuse(
     return metrics
 
 
-def _tensors(state):
-    """Every tensor in a (possibly nested) state dict."""
-    if isinstance(state, torch.Tensor):
-        yield state
-    elif isinstance(state, dict):
-        for value in state.values():
-            yield from _tensors(value)
+def _trainable_parameters(fusion) -> int:
+    """Learned weights of a fusion method (its network, or the single weight), not its buffers."""
+    for name in ("q_net", "net"):
+        module = getattr(fusion, name, None)
+        if isinstance(module, torch.nn.Module):
+            return sum(p.numel() for p in module.parameters())
+    weight = getattr(fusion, "w", None)
+    return int(weight.numel()) if isinstance(weight, torch.Tensor) else 0
 
 
 def load_fusion_run(run_dir: str | Path, store: GraphStore):
@@ -138,7 +139,7 @@ def load_fusion_run(run_dir: str | Path, store: GraphStore):
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
     ensemble = Ensemble(Path(members["vgae"]), Path(members["gat"]), store, vgae_scale=members["vgae_scale"])
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
-    fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=False))
+    fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=True))
     return ensemble, fusion, members
 
 

@@ -1,0 +1,336 @@
+"""Fusion agents (DQN, MLP, weighted) on toy data where one detector is right and the other is noise."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kdgat.config import resolve_config
+from kdgat.fusion import (
+    DQNFusion,
+    FusionData,
+    FusionQNetwork,
+    MLPFusion,
+    ReplayBuffer,
+    WeightedFusion,
+    brier_reward,
+    log_reward,
+    make_fusion,
+)
+from kdgat.kd import count_parameters
+from kdgat.metrics import binary_metrics
+
+DQN_SMALL = resolve_config("dqn", "small").dqn
+FUSION = resolve_config("dqn", "small").fusion
+
+# Enough training for the toy in a few seconds: a narrower network, a larger step and more
+# exploration than the defaults (which are sized for 150k real windows and 500 episodes).
+TOY_DQN = DQN_SMALL.model_copy(
+    update=dict(
+        hidden=64,
+        lr=5e-3,
+        batch_size=128,
+        episodes=120,
+        samples_per_episode=1000,
+        updates_per_episode=32,
+        validate_every=5,
+        epsilon_start=0.5,
+        epsilon_end=0.1,
+        epsilon_decay=0.97,
+    )
+)
+TINY_DQN = DQN_SMALL.model_copy(
+    update=dict(episodes=4, samples_per_episode=200, updates_per_episode=3, validate_every=2)
+)
+
+
+def _entropy_confidence(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-7, 1 - 1e-7)
+    h = -(p * np.log(p) + (1 - p) * np.log(1 - p))
+    return np.clip(1 - h / np.log(2), 0, 1)
+
+
+def toy(n: int, seed: int, right: str = "gat") -> FusionData:
+    """One detector equals the label (always right, confident), the other is uniform noise.
+
+    The 15-value state is laid out like the real one: VGAE recon / neighbourhood / ID error all
+    track vgae_score, z statistics are noise, confidence 1/(1+recon); GAT p(benign), p(attack),
+    embedding statistics (noise), entropy confidence.
+    """
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n).astype(np.float32)
+    noise = rng.random(n).astype(np.float32)
+    vgae, gat = (noise, y) if right == "gat" else (y, noise)
+    states = np.column_stack(
+        [vgae, vgae + 0.05 * rng.normal(size=n), vgae, *rng.normal(size=(4, n)), 1 / (1 + vgae)]
+        + [1 - gat, gat, *rng.normal(size=(4, n)), _entropy_confidence(gat)]
+    )
+    return FusionData(states, vgae, gat, y)
+
+
+def splits(right: str, seed: int = 0) -> tuple[FusionData, FusionData, FusionData]:
+    return toy(2000, 10 * seed, right), toy(500, 10 * seed + 1, right), toy(1000, 10 * seed + 2, right)
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[str, tuple[DQNFusion, dict, FusionData]]:
+    """A DQN agent trained on each toy (GAT right, VGAE right), with its history and test data."""
+    out = {}
+    for right in ("gat", "vgae"):
+        train, val, test = splits(right)
+        agent = DQNFusion(TOY_DQN, seed=0)
+        history = agent.fit(train, val)
+        out[right] = (agent, history, test)
+    return out
+
+
+# -- network ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("hidden", "layers", "expected"), [(160, 2, 32_341), (576, 3, 689_493)])
+def test_q_network_parameter_counts(hidden, layers, expected):
+    assert count_parameters(FusionQNetwork(15, hidden, layers, 21, 0.2)) == expected
+
+
+@pytest.mark.parametrize(("scale", "expected"), [("small", 32_341), ("large", 689_493)])
+def test_agent_from_config_has_reference_size(scale, expected):
+    agent = DQNFusion(resolve_config("dqn", scale).dqn, seed=0)
+    assert count_parameters(agent.q_net) == expected
+    assert agent.n_actions == 21
+    np.testing.assert_allclose(agent.action_values, np.arange(21) * 0.05, atol=1e-7)
+
+
+# -- learning the obvious policy ----------------------------------------------------------------
+
+
+def test_dqn_trusts_the_right_gat(trained):
+    agent, history, test = trained["gat"]
+    assert agent.alphas(test.states).mean() > 0.9
+    assert binary_metrics(test.labels, agent.score(test), 0.5)["f1"] > 0.95
+    assert history["best_val_reward"] is not None and history["best_val_reward"] > 0.95
+
+
+def test_dqn_trusts_the_right_vgae(trained):
+    agent, _, test = trained["vgae"]
+    assert agent.alphas(test.states).mean() < 0.1
+    assert binary_metrics(test.labels, agent.score(test), 0.5)["f1"] > 0.95
+
+
+def test_policy_summary(trained):
+    agent, _, test = trained["gat"]
+    summary = agent.policy_summary(test)
+    json.dumps(summary, allow_nan=False)
+    assert summary["n_windows"] == len(test) == len(summary["alpha"])
+    alphas = agent.alphas(test.states)
+    assert summary["mean_alpha"] == pytest.approx(alphas.mean(), abs=1e-5)
+    for name, cls in (("benign", 0), ("attack", 1)):
+        assert summary["mean_alpha_by_class"][name] == pytest.approx(alphas[test.labels == cls].mean(), abs=1e-5)
+    assert sum(summary["action_counts"].values()) == len(test)
+
+
+# -- training mechanics --------------------------------------------------------------------------
+
+
+def test_epsilon_decays(trained):
+    _, history, _ = trained["gat"]
+    eps = history["epsilon"]
+    c = TOY_DQN
+    assert len(eps) == c.episodes
+    assert eps[0] == pytest.approx(c.epsilon_start)
+    assert all(b < a for a, b in zip(eps, eps[1:], strict=False) if a > c.epsilon_end)
+    assert eps[-1] == pytest.approx(max(c.epsilon_end, c.epsilon_start * c.epsilon_decay ** (c.episodes - 1)))
+    assert eps[-1] < eps[0]
+    fast = DQNFusion(DQN_SMALL.model_copy(update=dict(epsilon_decay=0.5)), seed=0)
+    assert [fast.epsilon(e) for e in range(6)] == pytest.approx([0.2, 0.1, 0.05, 0.025, 0.0125, 0.01])
+
+
+def test_target_network_update_count(trained):
+    _, history, _ = trained["gat"]
+    steps = TOY_DQN.episodes * TOY_DQN.updates_per_episode
+    assert history["optimizer_steps"] == steps
+    assert history["target_updates"] == steps // TOY_DQN.target_update
+
+
+def test_target_network_copied_every_target_update_steps():
+    agent = DQNFusion(DQN_SMALL.model_copy(update=dict(target_update=3, batch_size=16)), seed=0)
+    rng = np.random.default_rng(0)
+    buffer = ReplayBuffer(100)
+    s = rng.normal(size=(50, 15)).astype(np.float32)
+    buffer.add(s, rng.integers(0, 21, 50), rng.random(50).astype(np.float32), s)
+
+    def same() -> bool:
+        online, target = agent.q_net.state_dict(), agent.target_net.state_dict()
+        return all(torch.equal(online[k], target[k]) for k in online)
+
+    assert same()
+    for step in range(1, 8):
+        agent._update(buffer.sample(16, rng))
+        assert agent.target_updates == step // 3
+        assert same() == (step % 3 == 0)
+
+
+def test_gamma_zero_target_is_the_reward():
+    agent = DQNFusion(DQN_SMALL, seed=0)
+    assert agent.cfg.gamma == 0
+    rewards = torch.rand(32)
+    assert torch.equal(agent.td_target(rewards, torch.randn(32, 15)), rewards)
+
+
+def test_gamma_positive_target_is_double_dqn():
+    agent = DQNFusion(DQN_SMALL.model_copy(update=dict(gamma=0.9)), seed=0)
+    with torch.no_grad():  # make the target network differ from the online one
+        for p in agent.target_net.parameters():
+            p.add_(0.1)
+    rewards, nxt = torch.rand(8), torch.randn(8, 15)
+    agent.q_net.eval()
+    with torch.no_grad():
+        pick = agent.q_net(nxt).argmax(dim=1, keepdim=True)
+        expected = rewards + 0.9 * agent.target_net(nxt).gather(1, pick).squeeze(1)
+    torch.testing.assert_close(agent.td_target(rewards, nxt), expected)
+
+
+def test_same_seed_same_alphas():
+    train, val, test = splits("gat", seed=1)
+    runs = []
+    for _ in range(2):
+        agent = DQNFusion(TINY_DQN, seed=7)
+        agent.fit(train, val)
+        runs.append((agent.alphas(test.states), agent.q_values(test.states)))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    agent.fit(train, val)  # a second fit starts from scratch again
+    np.testing.assert_array_equal(agent.q_values(test.states), runs[0][1])
+    other = DQNFusion(TINY_DQN, seed=8)
+    other.fit(train, val)
+    assert not np.array_equal(other.q_values(test.states), runs[0][1])
+
+
+def test_fit_leaves_global_torch_rng_alone():
+    train, val, _ = splits("gat", seed=1)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    threads = torch.get_num_threads()
+    DQNFusion(TINY_DQN, seed=0).fit(train, val)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.get_num_threads() == threads
+
+
+def test_reward_function_is_replaceable():
+    calls = []
+
+    def reward(fused, labels):
+        calls.append(len(fused))
+        return brier_reward(fused, labels)
+
+    train, val, _ = splits("gat", seed=1)
+    DQNFusion(TINY_DQN, seed=0, reward_fn=reward).fit(train, val)
+    assert calls[0] == TINY_DQN.samples_per_episode
+    assert len(calls) > TINY_DQN.episodes  # training episodes plus validations
+
+
+def test_brier_reward_prefers_the_confident_correct_score():
+    labels = np.array([1, 1, 0, 0], dtype=np.float32)
+    fused = np.array([1.0, 0.6, 0.0, 0.6], dtype=np.float32)
+    np.testing.assert_allclose(brier_reward(fused, labels), [1.0, 0.84, 1.0, 0.64], rtol=1e-6)
+
+
+def test_log_reward_is_an_alternative():
+    labels = np.array([1, 0, 1], dtype=np.float32)
+    np.testing.assert_allclose(log_reward(np.array([1.0, 0.5, 0.0]), labels), [0.0, np.log(0.5), np.log(1e-3)])
+    train, val, test = splits("gat", seed=2)
+    agent = DQNFusion(TOY_DQN.model_copy(update=dict(episodes=30)), seed=2, reward_fn=log_reward)
+    agent.fit(train, val)
+    assert agent.alphas(test.states).mean() > 0.95  # learns the toy in a quarter of the episodes
+
+
+def test_replay_buffer_wraps_around():
+    buffer = ReplayBuffer(5, state_dim=2)
+    for start in (0, 3, 6):
+        s = np.full((3, 2), start, dtype=np.float32) + np.arange(3, dtype=np.float32)[:, None]
+        buffer.add(s, np.arange(3) + start, np.arange(3, dtype=np.float32) + start, s)
+    assert len(buffer) == 5
+    assert sorted(buffer.actions.tolist()) == [4, 5, 6, 7, 8]  # the oldest four were overwritten
+    s, a, r, nxt = buffer.sample(10, np.random.default_rng(0))
+    assert len(a) == 5 and len(set(a.tolist())) == 5  # without replacement
+    np.testing.assert_array_equal(s[:, 0], a.astype(np.float32))
+
+
+# -- persistence ---------------------------------------------------------------------------------
+
+
+def roundtrip(state: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return torch.load(buf)
+
+
+def test_dqn_save_load_roundtrip(trained):
+    agent, _, test = trained["gat"]
+    fresh = DQNFusion(TOY_DQN, seed=99)
+    fresh.load_state_dict(roundtrip(agent.state_dict()))
+    np.testing.assert_array_equal(fresh.alphas(test.states), agent.alphas(test.states))
+    np.testing.assert_array_equal(fresh.q_values(test.states), agent.q_values(test.states))
+    np.testing.assert_array_equal(fresh.score(test), agent.score(test))
+    with pytest.raises(ValueError, match="method"):
+        MLPFusion(FUSION).load_state_dict(agent.state_dict())
+
+
+def test_baseline_save_load_roundtrip():
+    train, val, test = splits("gat", seed=1)
+    for method in ("mlp", "weighted"):
+        model = make_fusion(method, DQN_SMALL, FUSION.model_copy(update=dict(epochs=2)), seed=0)
+        model.fit(train, val)
+        fresh = make_fusion(method, DQN_SMALL, FUSION, seed=5)
+        fresh.load_state_dict(roundtrip(model.state_dict()))
+        np.testing.assert_array_equal(fresh.score(test), model.score(test))
+
+
+# -- baselines -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("right", ["gat", "vgae"])
+def test_mlp_learns_the_toy(right):
+    train, val, test = splits(right)
+    model = MLPFusion(FUSION.model_copy(update=dict(epochs=5)), seed=0, batch_size=64)
+    history = model.fit(train, val)
+    assert history["val_loss"][-1] < history["val_loss"][0]
+    assert binary_metrics(test.labels, model.score(test), 0.5)["f1"] > 0.95
+
+
+def test_weighted_learns_the_toy():
+    cfg = FUSION.model_copy(update=dict(epochs=300))
+    train, val, test = splits("gat")
+    model = WeightedFusion(cfg, seed=0)
+    history = model.fit(train, val)
+    assert model.alpha > 0.8 and history["final_alpha"] == model.alpha
+    assert binary_metrics(test.labels, model.score(test), 0.5)["f1"] > 0.95
+    np.testing.assert_array_equal(model.alphas(test.states), np.full(len(test), model.alpha, dtype=np.float32))
+    mirrored = WeightedFusion(cfg, seed=0)
+    mirrored.fit(*splits("vgae")[:2])
+    assert mirrored.alpha < 0.2
+
+
+def test_make_fusion():
+    assert isinstance(make_fusion("dqn", DQN_SMALL, FUSION), DQNFusion)
+    assert isinstance(make_fusion("mlp", DQN_SMALL, FUSION), MLPFusion)
+    assert make_fusion("mlp", DQN_SMALL, FUSION).batch_size == DQN_SMALL.batch_size
+    assert isinstance(make_fusion("weighted", DQN_SMALL, FUSION), WeightedFusion)
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        make_fusion("bandit", DQN_SMALL, FUSION)
+
+
+def test_fusion_data_is_checked():
+    good = toy(10, 0)
+    with pytest.raises(ValueError, match="shape"):
+        FusionData(good.states, good.vgae_score[:5], good.gat_prob, good.labels)
+    with pytest.raises(ValueError, match="labels"):
+        FusionData(good.states, good.vgae_score, good.gat_prob, good.labels + 2)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        FusionData(good.states, good.vgae_score + 2, good.gat_prob, good.labels)
+    with pytest.raises(ValueError, match="2-D"):
+        FusionData(good.states[:, 0], good.vgae_score, good.gat_prob, good.labels)
