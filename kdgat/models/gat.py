@@ -11,12 +11,12 @@ Pure ``nn.Module``: no I/O, no logging, no device logic.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, JumpingKnowledge, global_mean_pool
 
 from kdgat.config import GATConfig
+from kdgat.models.inputs import check_sizes, embed_ids
 
 __all__ = ["GATJK", "NUM_CLASSES"]
 
@@ -36,12 +36,7 @@ class GATJK(nn.Module):
 
     def __init__(self, num_ids: int, cfg: GATConfig, num_features: int = 11):
         super().__init__()
-        if num_ids < 1:
-            raise ValueError(f"num_ids must be positive, got {num_ids}")
-        if num_features < 2:
-            raise ValueError(
-                f"num_features must count the ID column and at least one numeric column, got {num_features}"
-            )
+        check_sizes(num_ids, num_features)
         self.num_ids = num_ids
         self.num_features = num_features
         self.cfg = cfg
@@ -73,7 +68,7 @@ class GATJK(nn.Module):
 
     def node_input(self, x: Tensor) -> Tensor:
         """``[embedding(x[:, 0]) | x[:, 1:]]``, width ``id_emb_dim + num_features - 1``."""
-        return torch.cat([self.id_embedding(x[:, 0].long()), x[:, 1:]], dim=-1)
+        return embed_ids(self.id_embedding, x)
 
     def forward(
         self,

@@ -28,6 +28,7 @@ from torch_geometric.nn import GATConv
 from torch_geometric.utils import scatter
 
 from kdgat.config import VGAEConfig
+from kdgat.models.inputs import check_sizes, embed_ids
 
 __all__ = [
     "VGAE",
@@ -78,12 +79,7 @@ class VGAE(nn.Module):
 
     def __init__(self, num_ids: int, cfg: VGAEConfig, num_features: int = 11):
         super().__init__()
-        if num_ids < 1:
-            raise ValueError(f"num_ids must be positive, got {num_ids}")
-        if num_features < 2:
-            raise ValueError(
-                f"num_features must count the ID column and at least one numeric column, got {num_features}"
-            )
+        check_sizes(num_ids, num_features)
         self.num_ids = num_ids
         self.num_features = num_features
         self.cfg = cfg
@@ -129,7 +125,7 @@ class VGAE(nn.Module):
 
     def node_input(self, x: Tensor) -> Tensor:
         """``[embedding(x[:, 0]) | x[:, 1:]]``, width ``id_emb_dim + num_features - 1``."""
-        return torch.cat([self.id_embedding(x[:, 0].long()), x[:, 1:]], dim=-1)
+        return embed_ids(self.id_embedding, x)
 
     def _block(self, conv: GATConv, norm: nn.BatchNorm1d, h: Tensor, edge_index: Tensor) -> Tensor:
         h = F.relu(norm(conv(h, edge_index)))
