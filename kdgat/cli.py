@@ -391,12 +391,14 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Working folder for the demo.")] = Path("work/demo"),
     seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic dataset.")] = 0,
     size: Annotated[SynthSize, typer.Option("--size", help="Size of the synthetic dataset.")] = SynthSize.small,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs per model.")] = 15,
+    episodes: Annotated[int, typer.Option("--episodes", min=1, help="DQN fusion episodes.")] = 100,
 ) -> None:
     """Run every stage that exists on a fresh synthetic dataset and print a summary."""
     from kdgat.demo import run_demo
 
     with user_errors():
-        run_demo(out_dir, seed=seed, size=size.value, console=out)
+        run_demo(out_dir, seed=seed, size=size.value, epochs=epochs, episodes=episodes, console=out)
 
 
 if __name__ == "__main__":  # pragma: no cover

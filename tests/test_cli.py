@@ -115,8 +115,11 @@ def test_synth_then_ingest_synthetic_dataset(tmp_path):
 
 
 def test_demo_prints_the_summary(tmp_path):
-    result = invoke("demo", "--out", tmp_path / "demo")
+    result = invoke("demo", "--out", tmp_path / "demo", "--epochs", 1, "--episodes", 3)
     assert result.exit_code == 0, result.stderr
-    assert "frames per split and scenario" in result.output
+    assert "frames per split and scenario" in result.output and "Graph store" in result.output
+    assert "Evaluation (thresholds chosen on validation" in result.output
+    assert "fusion_dqn_small_kd" in result.output and "gat_small_kd" in result.output
     assert "test_03" in result.output and "stage times" in result.output
-    assert (tmp_path / "demo" / "frames" / "manifest.json").exists()
+    for path in ("frames/manifest.json", "graphs/metadata.json", "runs/gat_large/model.pt", "eval/metrics.json"):
+        assert (tmp_path / "demo" / path).exists(), path

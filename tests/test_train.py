@@ -225,7 +225,11 @@ def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     metrics = run_train(
-        resolve_config("gat", "small", overrides=FAST), store_dir, tmp_path / "run", tracking_uri=uri, dataset="synthetic"
+        resolve_config("gat", "small", overrides=FAST),
+        store_dir,
+        tmp_path / "run",
+        tracking_uri=uri,
+        dataset="synthetic",
     )
     (run,) = find_runs(uri, stage="train")
     assert run["run_id"] == metrics["mlflow"]["run_id"] and run["status"] == "FINISHED"
