@@ -1,0 +1,128 @@
+"""Inference throughput, single-window latency and epoch time of teacher and student models.
+
+  graphs/s   : GAT and VGAE forward passes over batches of 64 real DAGA windows (W=100), with
+               2 CPU threads (the in-vehicle budget), large (teacher) vs small (student) presets;
+               batch assembly from the store is included, as in deployment
+  latency    : one window at a time (assembly + forward), p50 / p99 over --windows windows
+  epoch      : one training epoch of each model on the DAGA training part (Lightning, CPU)
+
+Goal (issue 4): student GAT >= 20k graphs/s at batch 64. Weights are untrained (speed does not
+depend on them). On a machine with CUDA the same figures are printed for the GPU too.
+
+    python bench/infer.py [--windows 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def build_store(tmp: Path) -> Path:
+    from kdgat.catalog import dataset_sources, load_catalog
+    from kdgat.config import resolve_config
+    from kdgat.graph_stage import run_graphs
+    from kdgat.ingest import run_ingest
+
+    run_ingest(dataset_sources("daga_v40", load_catalog()["daga_v40"], DATA), tmp / "frames", dataset="daga_v40")
+    run_graphs(tmp / "frames", tmp / "graphs", resolve_config("gat", "large").preprocessing)
+    return tmp / "graphs"
+
+
+def forward(kind, model, batch):
+    if kind == "gat":
+        return model(batch.x, batch.edge_index, batch.batch)
+    return model(batch.x, batch.edge_index, batch.batch)["recon"]
+
+
+@torch.inference_mode()
+def throughput(kind, model, part, device, batch_size=64, seconds=3.0):
+    from kdgat.batching import assemble_batch
+
+    model = model.to(device).eval()
+    n = part.num_graphs
+    starts = np.arange(0, n - batch_size, batch_size)
+    graphs, started, i = 0, time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        s = starts[i % len(starts)]
+        batch = assemble_batch(part, np.arange(s, s + batch_size)).to(device)
+        forward(kind, model, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        graphs += batch_size
+        i += 1
+    return graphs / (time.perf_counter() - started)
+
+
+@torch.inference_mode()
+def latency(kind, model, part, device, windows):
+    from kdgat.batching import assemble_batch
+
+    model = model.to(device).eval()
+    times = []
+    for i in range(min(windows, part.num_graphs)):
+        started = time.perf_counter()
+        batch = assemble_batch(part, np.array([i])).to(device)
+        forward(kind, model, batch)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    times = np.array(times[10:]) * 1e3  # the first calls warm caches
+    return np.percentile(times, 50), np.percentile(times, 99)
+
+
+def epoch_time(kind, scale, store_dir, out):
+    from kdgat.config import resolve_config
+    from kdgat.train import run_train
+
+    cfg = resolve_config(kind, scale, overrides=["training.max_epochs=1", "training.batch_size=256"])
+    started = time.perf_counter()
+    run_train(cfg, store_dir, out, progress_bar=False, tracking_uri=f"sqlite:///{out.parent / 'mlruns.db'}")
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=2000, help="windows for the latency percentiles")
+    parser.add_argument("--no-epoch", action="store_true", help="skip the training-epoch timing")
+    args = parser.parse_args()
+    from kdgat.config import resolve_config
+    from kdgat.kd import count_parameters
+    from kdgat.models import build_model
+    from kdgat.store import open_store
+
+    torch.set_num_threads(2)
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    with tempfile.TemporaryDirectory() as tmp:
+        store_dir = build_store(Path(tmp))
+        store = open_store(store_dir)
+        part = store.part("test__payload_fuzzing_id_1")
+        print(f"store: DAGA V40, {part.num_graphs:,} test windows, vocabulary {store.vocab_size}, threads 2")
+        print(f"{'model':12s} {'params':>9s} {'device':>6s} {'graphs/s bs64':>14s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        for kind in ("gat", "vgae"):
+            for scale in ("large", "small"):
+                torch.manual_seed(0)
+                section = getattr(resolve_config(kind, scale), kind)
+                model = build_model(kind, store.vocab_size, section, num_features=store.num_node_features)
+                for device in devices:
+                    rate = throughput(kind, model, part, device)
+                    p50, p99 = latency(kind, model, part, device, args.windows)
+                    label, params = f"{kind} {scale}", count_parameters(model)
+                    print(f"{label:12s} {params:9,d} {device.type:>6s} {rate:14,.0f} {p50:8.2f} {p99:8.2f}")
+        if not args.no_epoch:
+            print("one training epoch on the DAGA training part (batch 256, CPU):")
+            for kind in ("gat", "vgae"):
+                for scale in ("large", "small"):
+                    seconds = epoch_time(kind, scale, store_dir, Path(tmp) / "runs" / f"{kind}_{scale}")
+                    print(f"  {kind} {scale}: {seconds:.1f} s (including start-up and validation)")
+
+
+if __name__ == "__main__":
+    main()
