@@ -296,6 +296,10 @@ def train(
         typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
     ] = None,
     dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
+    curriculum: Annotated[
+        Optional[Path],
+        typer.Option("--curriculum", help="VGAE run whose difficulty scores drive the GAT's hard-sample curriculum."),
+    ] = None,
 ) -> None:
     """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
     from kdgat.config import resolve_config
@@ -304,8 +308,9 @@ def train(
     with user_errors():
         cfg = resolve_config(model.value, scale.value, aux, override)
         metrics = run_train(
-            cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset
-        )
+            cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
+            curriculum_vgae=curriculum,
+        )  # fmt: skip
     out.print(run_table(metrics, out_dir))
 
 

@@ -98,6 +98,18 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # lightning 2.6 internals
 
 
+def _curriculum_loader(store: GraphStore, cfg: PipelineConfig, vgae_dir: Path):
+    from kdgat.curriculum import CurriculumLoader
+    from kdgat.scoring import score_vgae
+
+    vgae, vgae_cfg = load_run_model(vgae_dir, store)
+    if vgae_cfg.model_type != "vgae":
+        raise KdgatError(f"{vgae_dir}: --curriculum needs a vgae run")
+    scores = score_vgae(vgae, store.part("train"))
+    difficulty = scores["recon"] + 0.1 * scores["id"]
+    return CurriculumLoader(store.part("train"), difficulty, cfg.training.batch_size, cfg.training.max_epochs, cfg.seed)
+
+
 def run_train(
     cfg: PipelineConfig,
     graphs_dir: str | Path,
@@ -109,8 +121,14 @@ def run_train(
     callbacks: list | None = None,
     tracking_uri: str | None = None,
     dataset: str | None = None,
+    curriculum_vgae: str | Path | None = None,
 ) -> dict:
-    """Train one model on a graph store; returns the run's metrics."""
+    """Train one model on a graph store; returns the run's metrics.
+
+    ``curriculum_vgae``: a VGAE run whose difficulty scores drive the GAT's
+    hard-sample curriculum (kdgat.curriculum); without it the GAT sees every
+    training window every epoch.
+    """
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     if cfg.model_type not in ("vgae", "gat"):
@@ -132,6 +150,10 @@ def run_train(
     lit_class = LitVGAE if cfg.model_type == "vgae" else LitGAT
     lit = lit_class(model, cfg.effective_lr, cfg.training.weight_decay, teacher=teacher, kd=cfg.kd)
     train_loader, val_loader = _loaders(store, cfg)
+    if curriculum_vgae is not None:
+        if cfg.model_type != "gat":
+            raise KdgatError("--curriculum orders the GAT's training windows; it does not apply to a vgae")
+        train_loader = _curriculum_loader(store, cfg, Path(curriculum_vgae))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
@@ -160,6 +182,7 @@ def run_train(
         deterministic=True,
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, len(train_loader))),
+        reload_dataloaders_every_n_epochs=1 if curriculum_vgae is not None else 0,
     )
     resuming = resume and last.exists()
     curves = out_dir / "logs" / "metrics.csv"
@@ -187,9 +210,12 @@ def run_train(
         "parameters": count_parameters(model),
         "num_node_features": store.num_node_features,
         "vocab_size": store.vocab_size,
-        "train_graphs": len(train_loader.sampler),
+        "train_graphs": len(train_loader.sampler)
+        if curriculum_vgae is None
+        else int((np.asarray(store.part("train").y) >= 0).sum()),
         "val_graphs": len(val_loader.sampler),
         "teacher": str(teacher_dir) if teacher_dir else None,
+        "curriculum_vgae": str(curriculum_vgae) if curriculum_vgae else None,
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
         "device": str(lit.device),
     }

@@ -235,3 +235,20 @@ def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
     assert run["run_id"] == metrics["mlflow"]["run_id"] and run["status"] == "FINISHED"
     assert run["tags"]["dataset"] == "synthetic" and run["tags"]["model"] == "gat" and run["tags"]["kd"] == "False"
     assert run["params"]["gat.heads"] == "4" and "val_loss" in run["metrics"]
+
+
+def test_gat_curriculum_sample_changes_per_epoch_in_training(store_dir, teachers, tmp_path):
+    cfg = resolve_config("gat", "small", overrides=["training.max_epochs=4", "training.batch_size=16"])
+    metrics = run_train(cfg, store_dir, tmp_path / "cur", progress_bar=False, curriculum_vgae=teachers / "vgae")
+    assert metrics["curriculum_vgae"] == str(teachers / "vgae") and metrics["epochs"] == 4
+    with open(tmp_path / "cur" / "logs" / "metrics.csv") as handle:
+        steps = [int(r["step"]) for r in csv.DictReader(handle) if r.get("train_loss")]
+    per_epoch = np.diff([-1, *steps])
+    assert len(set(per_epoch.tolist())) > 1  # the number of batches follows the schedule
+    with pytest.raises(KdgatError, match="does not apply to a vgae"):
+        run_train(
+            resolve_config("vgae", "small", overrides=FAST),
+            store_dir,
+            tmp_path / "x",
+            curriculum_vgae=teachers / "vgae",
+        )
