@@ -329,6 +329,11 @@ def fuse(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
     scale: Annotated[Scale, typer.Option("--scale", "-s", help="DQN preset (large or small).")] = Scale.small,
     override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
+    tracking_uri: Annotated[
+        Optional[str],
+        typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
+    ] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
 ) -> None:
     """Learn per-window fusion weights of a frozen VGAE and GAT (decision: fused score vs a validation threshold)."""
     from kdgat.config import resolve_config
@@ -336,7 +341,9 @@ def fuse(
 
     with user_errors():
         cfg = resolve_config("dqn", scale.value, "none", override)
-        metrics = run_fuse(cfg, method.value, vgae, gat, graphs_dir, out_dir)
+        metrics = run_fuse(
+            cfg, method.value, vgae, gat, graphs_dir, out_dir, tracking_uri=tracking_uri, dataset=dataset
+        )
     out.print(
         f"fusion {metrics['method']} fitted on {metrics['train_windows']:,} windows "
         f"({metrics['fusion_parameters']:,} parameters; ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"
@@ -357,12 +364,19 @@ def evaluate(
     method: Annotated[
         ThresholdMethod, typer.Option("--threshold", help="How the threshold is chosen on validation.")
     ] = ThresholdMethod.f1,
+    tracking_uri: Annotated[
+        Optional[str],
+        typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
+    ] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
 ) -> None:
     """Metrics of every run on validation and every test scenario, thresholds chosen on validation."""
     from kdgat.evaluate import run_evaluate
 
     with user_errors():
-        document = run_evaluate(runs, graphs_dir, out_dir, method=method.value)
+        document = run_evaluate(
+            runs, graphs_dir, out_dir, method=method.value, tracking_uri=tracking_uri, dataset=dataset
+        )
     out.print(evaluation_table(document))
 
 

@@ -22,10 +22,12 @@ from kdgat.errors import KdgatError
 from kdgat.manifest import atomic_write_text, sha256_file, write_manifest
 from kdgat.metrics import binary_metrics, choose_threshold, curve_points
 from kdgat.scoring import score_model
+from kdgat.stage_log import log_stage
 from kdgat.store import GraphStore, open_store
 from kdgat.train import MODEL_FILE, load_run_model
 
 ATTENTION_SAMPLE = 50
+_LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
 
 
 def run_label(cfg) -> str:
@@ -128,6 +130,8 @@ def run_evaluate(
     *,
     method: str = "f1",
     batch_size: int = 1024,
+    tracking_uri: str | None = None,
+    dataset: str | None = None,
 ) -> dict:
     """Evaluate every run on the store's validation and test parts; returns metrics.json's content."""
     started = time.perf_counter()
@@ -159,6 +163,30 @@ def run_evaluate(
     atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
     if policies:
         atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
+    for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
+        summary = {f"val_{k}": v for k, v in result["validation"].items()}
+        for scenario, values in result["test"].items():
+            summary.update({f"{scenario}.{k}": v for k, v in values.items() if k in _LOGGED})
+        result["mlflow"] = log_stage(
+            stage="evaluate",
+            out_dir=out_dir,
+            config={
+                "threshold_method": method,
+                "threshold": result["threshold"]["threshold"],
+                "run_dir": result["run_dir"],
+            },
+            tags={
+                "dataset": dataset or graphs_dir.name,
+                "stage": "evaluate",
+                "model": label,
+                "scale": result["scale"],
+                "kd": result["kd"],
+                "run_id": f"evaluate_{label}",
+            },
+            summary={k: v for k, v in summary.items() if k.startswith("val_") is False or k[4:] in _LOGGED},
+            artifacts=[],
+            tracking_uri=tracking_uri,
+        )
     atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
     inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
     for r in map(Path, run_dirs):

@@ -21,6 +21,7 @@ from kdgat.errors import KdgatError
 from kdgat.fusion import FusionData, make_fusion
 from kdgat.manifest import atomic_write_text, sha256_file, write_manifest
 from kdgat.scoring import fusion_state, score_gat, score_vgae
+from kdgat.stage_log import log_stage
 from kdgat.store import GraphPart, GraphStore, open_store
 from kdgat.train import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model
 
@@ -60,6 +61,9 @@ def run_fuse(
     gat_dir: str | Path,
     graphs_dir: str | Path,
     out_dir: str | Path,
+    *,
+    tracking_uri: str | None = None,
+    dataset: str | None = None,
 ) -> dict:
     """Fit one fusion method on the training windows; returns its metrics."""
     started = time.perf_counter()
@@ -104,6 +108,22 @@ def run_fuse(
         "ensemble_parameters": parameters + fusion_parameters,
         "fusion_parameters": fusion_parameters,
     }
+    metrics["mlflow"] = log_stage(
+        stage="fuse",
+        out_dir=out_dir,
+        config={**json.loads(config_to_json(cfg)), "method": method, "members": members},
+        tags={
+            "dataset": dataset or graphs_dir.name,
+            "stage": "fuse",
+            "model": f"fusion_{method}",
+            "scale": members["scale"],
+            "kd": members["kd"],
+            "run_id": f"fusion_{method}_{members['scale']}_{config_hash(cfg)}",
+        },
+        summary={k: v for k, v in metrics["history"].items() if isinstance(v, (int, float))},
+        artifacts=[out_dir / MEMBERS_FILE, out_dir / CONFIG_FILE],
+        tracking_uri=tracking_uri,
+    )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     write_manifest(
         out_dir,

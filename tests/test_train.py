@@ -252,3 +252,32 @@ def test_gat_curriculum_sample_changes_per_epoch_in_training(store_dir, teachers
             tmp_path / "x",
             curriculum_vgae=teachers / "vgae",
         )
+
+
+def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path, monkeypatch):
+    from kdgat.evaluate import run_evaluate
+    from kdgat.fuse_stage import run_fuse
+    from kdgat.tracking import find_runs
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    cfg = resolve_config("dqn", "small", overrides=["fusion.epochs=3"])
+    run_fuse(
+        cfg,
+        "mlp",
+        teachers / "vgae",
+        teachers / "gat",
+        store_dir,
+        tmp_path / "f",
+        tracking_uri=uri,
+        dataset="synthetic",
+    )
+    run_evaluate([teachers / "gat", tmp_path / "f"], store_dir, tmp_path / "e", tracking_uri=uri, dataset="synthetic")
+    (fuse_run,) = find_runs(uri, stage="fuse")
+    assert fuse_run["tags"]["model"] == "fusion_mlp" and fuse_run["status"] == "FINISHED"
+    evaluated = {r["tags"]["model"]: r for r in find_runs(uri, stage="evaluate")}
+    assert set(evaluated) == {"gat_large", "fusion_mlp_large"}
+    scenario = sorted(open_store(store_dir).test_parts())[0]
+    document = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    expected = document["runs"]["gat_large"]["test"][scenario]["f1"]
+    assert evaluated["gat_large"]["metrics"][f"{scenario}.f1"] == pytest.approx(expected)
