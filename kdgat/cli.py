@@ -364,6 +364,9 @@ def evaluate(
     method: Annotated[
         ThresholdMethod, typer.Option("--threshold", help="How the threshold is chosen on validation.")
     ] = ThresholdMethod.f1,
+    explain: Annotated[
+        int, typer.Option("--explain", min=0, help="Validation graphs explained per GAT run (GNNExplainer); 0 skips.")
+    ] = 10,
     tracking_uri: Annotated[
         Optional[str],
         typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
@@ -375,7 +378,7 @@ def evaluate(
 
     with user_errors():
         document = run_evaluate(
-            runs, graphs_dir, out_dir, method=method.value, tracking_uri=tracking_uri, dataset=dataset
+            runs, graphs_dir, out_dir, method=method.value, explain=explain, tracking_uri=tracking_uri, dataset=dataset
         )
     out.print(evaluation_table(document))
 

@@ -19,6 +19,7 @@ import torch
 
 from kdgat.batching import assemble_batch
 from kdgat.errors import KdgatError
+from kdgat.explain import explain_gat, sample_graphs
 from kdgat.manifest import atomic_write_text, sha256_file, write_manifest
 from kdgat.metrics import binary_metrics, choose_threshold, curve_points
 from kdgat.scoring import score_model
@@ -53,7 +54,9 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
     return arrays
 
 
-def evaluate_run(run_dir: Path, store: GraphStore, method: str, batch_size: int) -> tuple[str, dict, dict, dict]:
+def evaluate_run(
+    run_dir: Path, store: GraphStore, method: str, batch_size: int, explain: int = 0
+) -> tuple[str, dict, dict, dict]:
     model, cfg = load_run_model(run_dir, store)
     kind = cfg.model_type
     label = run_label(cfg)
@@ -83,12 +86,16 @@ def evaluate_run(run_dir: Path, store: GraphStore, method: str, batch_size: int)
         curves[name] = curve_points(y_t, scores)
     embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
     attention = _attention_sample(model, val) if kind == "gat" else {}
-    return (
-        label,
-        result,
-        curves,
-        {"embeddings": embeddings, "attention": {f"{label}_{k}": v for k, v in attention.items()}},
-    )
+    explanations = {}
+    if kind == "gat" and explain > 0:
+        graphs = sample_graphs(np.asarray(val.y), explain, seed=cfg.seed)
+        explanations = {f"{label}_{k}": v for k, v in explain_gat(model, val, graphs, seed=cfg.seed).items()}
+    extras = {
+        "embeddings": embeddings,
+        "attention": {f"{label}_{k}": v for k, v in attention.items()},
+        "explanations": explanations,
+    }
+    return label, result, curves, extras
 
 
 def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[str, dict, dict, dict]:
@@ -130,6 +137,7 @@ def run_evaluate(
     *,
     method: str = "f1",
     batch_size: int = 1024,
+    explain: int = 10,
     tracking_uri: str | None = None,
     dataset: str | None = None,
 ) -> dict:
@@ -141,18 +149,19 @@ def run_evaluate(
     store = open_store(graphs_dir)
     from kdgat.fuse_stage import is_fusion_run
 
-    metrics, curves, embeddings, attention, policies = {}, {}, {}, {}, {}
+    metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
     for run in map(Path, run_dirs):
         if is_fusion_run(run):
             label, result, run_curves, arrays = evaluate_fusion_run(run, store, method)
         else:
-            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size)
+            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size, explain)
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
         metrics[label], curves[label] = result, run_curves
         embeddings.update(arrays.get("embeddings", {}))
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
+        explanations.update(arrays.get("explanations", {}))
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
     np.savez_compressed(out_dir / ".embeddings.tmp.npz", **embeddings)
@@ -161,6 +170,9 @@ def run_evaluate(
         np.savez_compressed(out_dir / ".attention.tmp.npz", **attention)
         (out_dir / ".attention.tmp.npz").replace(out_dir / "attention.npz")
     atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
+    if explanations:
+        np.savez_compressed(out_dir / ".explanations.tmp.npz", **explanations)
+        (out_dir / ".explanations.tmp.npz").replace(out_dir / "explanations.npz")
     if policies:
         atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
     for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
@@ -194,11 +206,12 @@ def run_evaluate(
         inputs.append({"path": str(weights), "sha256": sha256_file(weights)})
     outputs = ["metrics.json", "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
+    outputs += ["explanations.npz"] if explanations else []
     write_manifest(
         out_dir,
         stage="evaluate",
         inputs=inputs,
-        config={"threshold_method": method, "batch_size": batch_size},
+        config={"threshold_method": method, "batch_size": batch_size, "explain": explain},
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
     )

@@ -178,8 +178,14 @@ def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, te
     part = store.part(name)
     recomputed = binary_metrics(np.asarray(part.y), score_gat(model, part)["score"], expected["threshold"])
     assert gat["test"][name]["f1"] == pytest.approx(recomputed["f1"])
-    for file in ("metrics.json", "curves.json", "embeddings.npz", "attention.npz", "manifest.json"):
+    for file in ("metrics.json", "curves.json", "embeddings.npz", "attention.npz", "explanations.npz", "manifest.json"):
         assert (tmp_path / "eval" / file).is_file()
+    explained = np.load(tmp_path / "eval" / "explanations.npz")
+    graphs = explained["gat_large_graph_indices"]
+    assert 0 < len(graphs) <= 10 and set(explained["gat_large_labels"].tolist()) == {0, 1}
+    node_counts = np.diff(np.asarray(store.part("val").node_offsets))[graphs]
+    assert np.array_equal(np.diff(explained["gat_large_node_offsets"]), node_counts)
+    assert explained["gat_large_node_mask"].shape[1] == store.num_node_features - 1
     arrays = np.load(tmp_path / "eval" / "embeddings.npz")
     assert arrays["gat_large_embedding"].shape[0] == store.part("val").num_graphs
 
