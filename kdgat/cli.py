@@ -89,6 +89,11 @@ DataRootOpt = Annotated[
         "--data-root", help="Folder the catalog's dataset roots are relative to [default: $KDGAT_DATA_ROOT or ./data]."
     ),
 ]
+TrackingUriOpt = Annotated[
+    Optional[str],
+    typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
+]
+DatasetTagOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")]
 CatalogOpt = Annotated[
     Optional[list[Path]],
     typer.Option(
@@ -291,11 +296,8 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt if present.")
     ] = True,
-    tracking_uri: Annotated[
-        Optional[str],
-        typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
-    ] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
+    tracking_uri: TrackingUriOpt = None,
+    dataset: DatasetTagOpt = None,
     curriculum: Annotated[
         Optional[Path],
         typer.Option("--curriculum", help="VGAE run whose difficulty scores drive the GAT's hard-sample curriculum."),
@@ -329,11 +331,8 @@ def fuse(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
     scale: Annotated[Scale, typer.Option("--scale", "-s", help="DQN preset (large or small).")] = Scale.small,
     override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
-    tracking_uri: Annotated[
-        Optional[str],
-        typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
-    ] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
+    tracking_uri: TrackingUriOpt = None,
+    dataset: DatasetTagOpt = None,
 ) -> None:
     """Learn per-window fusion weights of a frozen VGAE and GAT (decision: fused score vs a validation threshold)."""
     from kdgat.config import resolve_config
@@ -367,11 +366,8 @@ def evaluate(
     explain: Annotated[
         int, typer.Option("--explain", min=0, help="Validation graphs explained per GAT run (GNNExplainer); 0 skips.")
     ] = 10,
-    tracking_uri: Annotated[
-        Optional[str],
-        typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
-    ] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")] = None,
+    tracking_uri: TrackingUriOpt = None,
+    dataset: DatasetTagOpt = None,
 ) -> None:
     """Metrics of every run on validation and every test scenario, thresholds chosen on validation."""
     from kdgat.evaluate import run_evaluate
