@@ -86,12 +86,12 @@ def main(
 DataRootOpt = Annotated[
     Optional[Path],
     typer.Option(
-        "--data-root", help="Folder the catalog's dataset roots are relative to [default: $KDGAT_DATA_ROOT or ./data]."
+        "--data-root", help="Folder the catalog's dataset roots are relative to (default: $KDGAT_DATA_ROOT or ./data)."
     ),
 ]
 TrackingUriOpt = Annotated[
     Optional[str],
-    typer.Option("--tracking-uri", help="MLflow store [default: $MLFLOW_TRACKING_URI, else sqlite in OUT]."),
+    typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite in OUT)."),
 ]
 DatasetTagOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")]
 CatalogOpt = Annotated[
@@ -190,13 +190,13 @@ def ingest(
     ] = BadRows.error,
     split: Annotated[str, typer.Option("--split", help="Split recorded for FILE inputs.")] = "test",
     scenario: Annotated[
-        Optional[str], typer.Option("--scenario", help="Scenario recorded for FILE inputs [default: each file's stem].")
+        Optional[str], typer.Option("--scenario", help="Scenario recorded for FILE inputs (default: each file's stem).")
     ] = None,
     attack_type: Annotated[
         Optional[str],
         typer.Option(
             "--attack-type",
-            help="Name of attack frames for FILE inputs whose format has none [default: from the file name].",
+            help="Name of attack frames for FILE inputs whose format has none (default: from the file name).",
         ),
     ] = None,
     benign: Annotated[
