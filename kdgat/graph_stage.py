@@ -120,42 +120,52 @@ def _read_frames(path: Path):
     return keys, data, labels, attack_names, timestamps
 
 
-def _training_periods(files: list[FramesFile], vocab: Vocabulary) -> np.ndarray:
-    """Median inter-arrival time of every vocabulary ID over the training captures."""
-    gaps, ids = [], []
+@dataclass
+class _Scan:
+    """What the build needs to know before the first graph: one read of the columns it takes."""
+
+    train_keys: list[np.ndarray]
+    train_gaps: list[np.ndarray]  # inter-arrival times per training capture with timestamps
+    train_gap_keys: list[np.ndarray]
+    attack_names: set[str]
+
+
+def _scan_inputs(files: list[FramesFile], with_timing: bool) -> _Scan:
+    """Training ID keys (and arrival gaps) and the attack names of every file, reading each file once."""
+    scan = _Scan([], [], [], set())
     for f in files:
-        if f.split != "train":
+        train = f.split == "train"
+        columns = (
+            ["attack_type"]
+            + (["can_id", "is_extended"] if train else [])
+            + (["timestamp"] if train and with_timing else [])
+        )
+        table = pq.read_table(f.path, columns=columns)
+        scan.attack_names.update(v for v in pc.unique(pc.cast(table["attack_type"], "string")).to_pylist() if v)
+        if not train:
             continue
-        keys, _, _, _, timestamps = _read_frames(f.path)
-        if timestamps is not None:
-            gaps.append(inter_arrival(timestamps, keys))
-            ids.append(vocab.lookup(keys))
-    return median_periods(gaps, ids, vocab.size)
+        keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
+        scan.train_keys.append(keys)
+        if with_timing and table["timestamp"].null_count < table.num_rows:
+            timestamps = pc.fill_null(table["timestamp"], np.nan).to_numpy().astype(np.float64)
+            scan.train_gaps.append(inter_arrival(timestamps, keys))
+            scan.train_gap_keys.append(keys)
+    return scan
 
 
-def _training_vocabulary(files: list[FramesFile], min_count: int) -> Vocabulary:
-    arrays = []
-    for f in files:
-        if f.split == "train":
-            t = pq.read_table(f.path, columns=["can_id", "is_extended"])
-            arrays.append(id_keys(t["can_id"].to_numpy(), t["is_extended"].to_numpy()))
-    if not arrays:
+def _training_vocabulary(scan: _Scan, min_count: int) -> Vocabulary:
+    if not scan.train_keys:
         raise KdgatError(
             "no training frames: the frames folder has no file of split 'train' (use --like to score captures)"
         )
-    keys, counts = count_keys(arrays)
-    return Vocabulary.from_counts(keys, counts, min_count)
+    return Vocabulary.from_counts(*count_keys(scan.train_keys), min_count)
 
 
-def _attack_table(files: list[FramesFile], known: list[str] | None) -> list[str]:
-    """Attack-type names -> codes; 'normal' is 0. An existing table keeps its codes."""
-    names = list(known or [BENIGN_ATTACK_TYPE])
-    for f in files:
-        column = pq.read_table(f.path, columns=["attack_type"])["attack_type"]
-        for value in pc.unique(pc.cast(column, "string")).to_pylist():
-            if value is not None and value not in names:
-                names.append(value)
-    return names[:1] + sorted(names[1:]) if known is None else names
+def _attack_table(names: set[str], known: list[str] | None) -> list[str]:
+    """Attack-type names -> codes; 'normal' is 0. An existing table keeps its codes and gains new names."""
+    table = list(known or [BENIGN_ATTACK_TYPE])
+    new = sorted(names - set(table))
+    return table + new
 
 
 def _codes(attack_names, table: list[str]) -> np.ndarray:
@@ -227,18 +237,20 @@ def run_graphs(
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
         raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
+    scan = _scan_inputs(files, with_timing=feature_set.needs_timestamps and like_meta is None)
     if like_meta is not None:
         vocab = Vocabulary.from_json(json.loads((Path(like) / VOCAB).read_text()))
-        attack_types = _attack_table(files, like_meta["attack_types"])
+        attack_types = _attack_table(scan.attack_names, like_meta["attack_types"])
     else:
-        vocab = _training_vocabulary(files, cfg.vocab_min_count)
-        attack_types = _attack_table(files, None)
+        vocab = _training_vocabulary(scan, cfg.vocab_min_count)
+        attack_types = _attack_table(scan.attack_names, None)
     periods = None
     if feature_set.needs_timestamps:
         if like_meta is not None:
             periods = np.array([np.nan if p is None else p for p in like_meta["timing"]["median_period"]])
         else:
-            periods = _training_periods(files, vocab)
+            ids = [vocab.lookup(keys) for keys in scan.train_gap_keys]
+            periods = median_periods(scan.train_gaps, ids, vocab.size)
     no_timestamps: list[str] = []
 
     staging = out_dir.parent / f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}"
