@@ -20,7 +20,6 @@ outputs (``config.json``); :func:`config_hash` identifies it in manifests.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import re
@@ -32,6 +31,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from kdgat.errors import ConfigError
+from kdgat.manifest import content_hash
 from kdgat.yamlio import describe_validation_error, load_yaml_mapping
 
 SCHEMA_VERSION = "1.0.0"
@@ -507,8 +507,7 @@ def load_frozen_config(path: str | Path) -> PipelineConfig:
 
 def config_hash(cfg: PipelineConfig) -> str:
     """First 16 hex chars of sha256 over canonical JSON: equal content <=> equal hash, in any process."""
-    canonical = json.dumps(cfg.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    return content_hash(cfg.model_dump(mode="json"))
 
 
 def config_to_json(cfg: PipelineConfig) -> str:

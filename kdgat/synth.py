@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -84,8 +83,9 @@ _MIN_DURATION = 1.0
 
 def attack_kind_of(path: str | Path) -> str:
     """Attack kind named by a capture file: its stem without the trailing ``-N`` (``dos-2.csv`` -> ``dos``)."""
-    stem = Path(path).name.split(".")[0]
-    return re.sub(r"-\d+$", "", stem)
+    from kdgat.ingest import attack_type_from_name  # the rule ingest applies to the same files
+
+    return attack_type_from_name(path)
 
 
 # --------------------------------------------------------------------------------------------- summary

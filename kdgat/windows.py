@@ -45,25 +45,6 @@ class GraphArrays:
     def num_graphs(self) -> int:
         return len(self.y)
 
-    def select(self, keep: np.ndarray) -> "GraphArrays":
-        """The graphs where ``keep`` is True (vectorized slice gather)."""
-        graphs = np.flatnonzero(keep)
-        n_counts = np.diff(self.node_offsets)[graphs]
-        e_counts = np.diff(self.edge_offsets)[graphs]
-        node_rows = _ranges(self.node_offsets[graphs], n_counts)
-        edge_cols = _ranges(self.edge_offsets[graphs], e_counts)
-        return GraphArrays(
-            node_offsets=_offsets(n_counts),
-            edge_offsets=_offsets(e_counts),
-            x=self.x[node_rows],
-            node_y=self.node_y[node_rows],
-            edge_index=self.edge_index[:, edge_cols],
-            edge_attr=self.edge_attr[edge_cols],
-            y=self.y[graphs],
-            attack_type=self.attack_type[graphs],
-            window_start=self.window_start[graphs],
-        )
-
     @staticmethod
     def concat(parts: list["GraphArrays"]) -> "GraphArrays":
         if not parts:
@@ -103,15 +84,6 @@ def empty_graphs(node_features: int = NODE_FEATURES) -> GraphArrays:
 
 def _offsets(counts: np.ndarray) -> np.ndarray:
     return np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(start, start+count) for each pair, without a loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, np.int64)
-    shifts = np.repeat(starts - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-    return np.arange(total, dtype=np.int64) + shifts
 
 
 def window_starts(n: int, window: int, stride: int) -> np.ndarray:

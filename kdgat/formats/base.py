@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdgat.formats.convert import RowChecks, hex_to_payload, hex_to_uint, to_float, to_uint
-from kdgat.formats.stream import CaptureStream, LineBlock, iter_line_blocks
+from kdgat.formats.stream import CaptureStream
 from kdgat.frames import MAX_EXTENDED_ID, MAX_STANDARD_ID
 
 
@@ -102,7 +102,3 @@ def first_lines(stream: CaptureStream, count: int = 5, limit: int = 1 << 16) -> 
 
 def matches_all(pattern: re.Pattern, lines: list[str]) -> bool:
     return bool(lines) and all(pattern.search(line) for line in lines)
-
-
-def block_iter(stream: CaptureStream, block_size: int) -> Iterator[LineBlock]:
-    return iter_line_blocks(stream, block_size)

@@ -19,7 +19,6 @@ from kdgat.errors import BadInputError
 from kdgat.formats.base import (
     CaptureFormat,
     ParsedBlock,
-    block_iter,
     can_ids,
     decimal_can_ids,
     dlc_values,
@@ -28,7 +27,7 @@ from kdgat.formats.base import (
 )
 from kdgat.formats.convert import RowChecks, hex_bytes_columns, in_set, lower, to_uint
 from kdgat.formats.prefetch import prefetched
-from kdgat.formats.stream import CaptureStream, LineBlock
+from kdgat.formats.stream import CaptureStream, LineBlock, iter_line_blocks
 from kdgat.frames import FrameColumns
 
 _COMMA, _QUOTE = 44, 34
@@ -166,7 +165,7 @@ class CsvFormat(CaptureFormat):
                     table = None
             return block, header_at, table, False
 
-        for block, header_at, table, blank in prefetched(block_iter(stream, block_size), prepare):
+        for block, header_at, table, blank in prefetched(iter_line_blocks(stream, block_size), prepare):
             if blank:
                 yield ParsedBlock(None, np.zeros(0, np.int64), RowChecks(0), ignored_lines=block.n_lines)
             elif table is not None:

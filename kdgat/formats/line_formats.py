@@ -20,14 +20,13 @@ from kdgat.errors import BadInputError
 from kdgat.formats.base import (
     CaptureFormat,
     ParsedBlock,
-    block_iter,
     can_ids,
     dlc_values,
     matches_all,
     timestamps,
 )
 from kdgat.formats.convert import RowChecks, hex_to_payload, in_set, lower
-from kdgat.formats.stream import CaptureStream
+from kdgat.formats.stream import CaptureStream, iter_line_blocks
 from kdgat.frames import FrameColumns
 
 # Lines that are not frames but are known to occur: blank lines and bare
@@ -86,7 +85,7 @@ class LineFormat(CaptureFormat):
 
     def parse(self, stream: CaptureStream, block_size: int) -> Iterator[ParsedBlock]:
         seen_any = False
-        for block in block_iter(stream, block_size):
+        for block in iter_line_blocks(stream, block_size):
             strings = block.strings()
             try:
                 ignorable = pc.match_substring_regex(strings, IGNORABLE).to_numpy(zero_copy_only=False)
