@@ -176,7 +176,7 @@ def run_evaluate(
     if policies:
         atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
     for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
-        summary = {f"val_{k}": v for k, v in result["validation"].items()}
+        summary = {f"val_{k}": v for k, v in result["validation"].items() if k in _LOGGED}
         for scenario, values in result["test"].items():
             summary.update({f"{scenario}.{k}": v for k, v in values.items() if k in _LOGGED})
         result["mlflow"] = log_stage(
@@ -195,7 +195,7 @@ def run_evaluate(
                 "kd": result["kd"],
                 "run_id": f"evaluate_{label}",
             },
-            summary={k: v for k, v in summary.items() if k.startswith("val_") is False or k[4:] in _LOGGED},
+            summary=summary,
             artifacts=[],
             tracking_uri=tracking_uri,
         )

@@ -150,6 +150,7 @@ def run_train(
     lit_class = LitVGAE if cfg.model_type == "vgae" else LitGAT
     lit = lit_class(model, cfg.effective_lr, cfg.training.weight_decay, teacher=teacher, kd=cfg.kd)
     train_loader, val_loader = _loaders(store, cfg)
+    train_graphs = len(train_loader.sampler)  # the curriculum draws its epochs from these same graphs
     if curriculum_vgae is not None:
         if cfg.model_type != "gat":
             raise KdgatError("--curriculum orders the GAT's training windows; it does not apply to a vgae")
@@ -210,9 +211,7 @@ def run_train(
         "parameters": count_parameters(model),
         "num_node_features": store.num_node_features,
         "vocab_size": store.vocab_size,
-        "train_graphs": len(train_loader.sampler)
-        if curriculum_vgae is None
-        else int((np.asarray(store.part("train").y) >= 0).sum()),
+        "train_graphs": train_graphs,
         "val_graphs": len(val_loader.sampler),
         "teacher": str(teacher_dir) if teacher_dir else None,
         "curriculum_vgae": str(curriculum_vgae) if curriculum_vgae else None,
