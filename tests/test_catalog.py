@@ -12,22 +12,22 @@ from kdgat.errors import ConfigError, KdgatError
 from kdgat.ingest import run_ingest
 
 STUDY = ["hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04"]
+REAL = [
+    "daga_v40",
+    "road",
+    "road_masquerade",
+    "crysys",
+    "otids",
+    "nissan_juke",
+    "j1939_tsc1",
+    "ciciov2024",
+    "ctt_set_01_dos",
+]
 
 
 def test_builtin_catalog_has_the_study_datasets_synthetic_and_real_captures():
     catalog = load_catalog()
-    for name in STUDY + [
-        "synthetic",
-        "daga_v40",
-        "road",
-        "road_masquerade",
-        "crysys",
-        "otids",
-        "nissan_juke",
-        "j1939_tsc1",
-        "ciciov2024",
-    ]:
-        assert name in catalog
+    assert set(STUDY + ["synthetic"] + REAL) <= set(catalog)
     assert set(catalog["set_01"].test) >= {
         "test_01_known_vehicle_known_attack",
         "test_05_suppress",
@@ -37,17 +37,7 @@ def test_builtin_catalog_has_the_study_datasets_synthetic_and_real_captures():
 
 def test_real_capture_entries_resolve_completely(data_root):
     catalog = load_catalog()
-    for name in [
-        "daga_v40",
-        "road",
-        "road_masquerade",
-        "crysys",
-        "otids",
-        "nissan_juke",
-        "j1939_tsc1",
-        "ciciov2024",
-        "ctt_set_01_dos",
-    ]:
+    for name in REAL:
         status = dataset_status(catalog[name], data_root)
         assert status["status"] == "ok", (name, status["missing_patterns"])
 
