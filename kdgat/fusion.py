@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +41,6 @@ from kdgat.config import DQNConfig, FusionConfig
 __all__ = [
     "STATE_DIM",
     "FusionData",
-    "FusionMethod",
     "FusionQNetwork",
     "DQNFusion",
     "MLPFusion",
@@ -132,18 +131,6 @@ def log_reward(fused: np.ndarray, labels: np.ndarray, floor: float = 1e-3) -> np
     """
     p_correct = np.where(labels == 1, fused, 1.0 - fused)
     return np.log(np.clip(p_correct, floor, 1.0)).astype(np.float32)
-
-
-class FusionMethod(Protocol):
-    """What every fusion method offers (``make_fusion`` returns one)."""
-
-    def fit(self, train: FusionData, val: FusionData | None = None) -> dict[str, Any]: ...
-
-    def score(self, data: FusionData) -> np.ndarray: ...
-
-    def state_dict(self) -> dict[str, Any]: ...
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @contextmanager

@@ -45,7 +45,6 @@ __all__ = [
     "TRAIN_KINDS",
     "SynthFile",
     "SynthSummary",
-    "attack_kind_of",
     "generate",
     "is_synthetic",
 ]
@@ -79,13 +78,6 @@ _US = 1_000_000
 _HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 _HEADER = b"timestamp,arbitration_id,data_field,attack\r\n"
 _MIN_DURATION = 1.0
-
-
-def attack_kind_of(path: str | Path) -> str:
-    """Attack kind named by a capture file: its stem without the trailing ``-N`` (``dos-2.csv`` -> ``dos``)."""
-    from kdgat.ingest import attack_type_from_name  # the rule ingest applies to the same files
-
-    return attack_type_from_name(path)
 
 
 # --------------------------------------------------------------------------------------------- summary

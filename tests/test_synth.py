@@ -13,7 +13,8 @@ import pyarrow.csv as pacsv
 import pytest
 
 from kdgat.errors import KdgatError
-from kdgat.synth import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, attack_kind_of, generate, is_synthetic
+from kdgat.ingest import attack_type_from_name
+from kdgat.synth import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, generate, is_synthetic
 
 DURATION = 3.0
 EXPECTED = {
@@ -58,7 +59,7 @@ def test_layout_and_summary(dataset):
     assert len(LAYOUT) == len(EXPECTED)
     for f in summary.files:
         assert f.path.split("/")[0] == f.split
-        assert attack_kind_of(f.path) == f.attack
+        assert attack_type_from_name(f.path) == f.attack
         assert f.vehicle == ("B" if "unknown_vehicle" in f.split else "A")
     marker = json.loads((out / MARKER).read_text())
     assert marker["generator"] == "kdgat.synth"
@@ -123,10 +124,10 @@ def test_attack_free_and_unknown_kinds(dataset):
     out, summary = dataset
     for f in files_of(summary, "attack-free"):
         assert f.attack_rows == 0 and read(out / f.path)["attack"].sum() == 0
-    train = {attack_kind_of(p) for p in out.glob("train_*/*.csv")}
+    train = {attack_type_from_name(p) for p in out.glob("train_*/*.csv")}
     assert train == set(TRAIN_KINDS)
     for split in ("test_03_known_vehicle_unknown_attack", "test_04_unknown_vehicle_unknown_attack"):
-        kinds = {attack_kind_of(p) for p in (out / split).glob("*.csv")}
+        kinds = {attack_type_from_name(p) for p in (out / split).glob("*.csv")}
         assert kinds == {"suppress", "masquerade"}
         assert not kinds & train
 
