@@ -7,18 +7,29 @@ Each command parses options, resolves config, calls one function and maps a
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from dataclasses import replace
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from kdgat import __version__
+from kdgat.cli_common import (
+    BadRows,
+    CatalogOpt,
+    ConfigFormat,
+    DataRootOpt,
+    DatasetTagOpt,
+    OutputFormat,
+    SynthSize,
+    TrackingUriOpt,
+    err,
+    out,
+    user_errors,
+)  # fmt: skip
+from kdgat.cli_lake import register as register_lake
 from kdgat.errors import KdgatError
 from kdgat.tables import evaluation_table, ingest_table, run_table, store_table
 
@@ -31,41 +42,6 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the composed run configuration.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
-
-# Pipes and CI logs get wide tables instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
-class ConfigFormat(str, Enum):
-    yaml = "yaml"
-    json = "json"
-
-
-class BadRows(str, Enum):
-    error = "error"
-    skip = "skip"
-
-
-class SynthSize(str, Enum):
-    small = "small"
-    medium = "medium"
-    large = "large"
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn user-fixable errors into `error: ...` on stderr and a non-zero exit."""
-    try:
-        yield
-    except KdgatError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _version(value: bool) -> None:
@@ -81,25 +57,6 @@ def main(
     ] = False,
 ) -> None:
     """CAN-bus intrusion detection with graph neural networks."""
-
-
-DataRootOpt = Annotated[
-    Optional[Path],
-    typer.Option(
-        "--data-root", help="Folder the catalog's dataset roots are relative to (default: $KDGAT_DATA_ROOT or ./data)."
-    ),
-]
-TrackingUriOpt = Annotated[
-    Optional[str],
-    typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite in OUT)."),
-]
-DatasetTagOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")]
-CatalogOpt = Annotated[
-    Optional[list[Path]],
-    typer.Option(
-        "--catalog", help="Extra dataset catalog YAML (repeatable); its entries add to or replace built-in ones."
-    ),
-]
 
 
 @config_app.command("show")
@@ -418,6 +375,10 @@ def demo(
     with user_errors():
         run_demo(out_dir, seed=seed, size=size.value, epochs=epochs, episodes=episodes, console=out)
 
+
+# Command groups that live in their own modules.
+for _register in (register_lake,):
+    _register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
