@@ -147,6 +147,7 @@ def run_evaluate(
     if not run_dirs:
         raise KdgatError("nothing to evaluate: pass one or more --runs RUN_DIR")
     store = open_store(graphs_dir)
+    dataset = dataset or store.dataset
     from kdgat.fuse_stage import is_fusion_run
 
     metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
@@ -188,7 +189,7 @@ def run_evaluate(
                 "run_dir": result["run_dir"],
             },
             tags={
-                "dataset": dataset or graphs_dir.name,
+                "dataset": dataset,
                 "stage": "evaluate",
                 "model": label,
                 "scale": result["scale"],
@@ -214,5 +215,6 @@ def run_evaluate(
         config={"threshold_method": method, "batch_size": batch_size, "explain": explain},
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
+        extra={"dataset": dataset},
     )
     return document

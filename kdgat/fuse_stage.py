@@ -69,6 +69,7 @@ def run_fuse(
     started = time.perf_counter()
     vgae_dir, gat_dir, graphs_dir, out_dir = map(Path, (vgae_dir, gat_dir, graphs_dir, out_dir))
     store = open_store(graphs_dir)
+    dataset = dataset or store.dataset
     ensemble = Ensemble(vgae_dir, gat_dir, store)
     train, _ = ensemble.data(store.part("train"))
     val, _ = ensemble.data(store.part("val"))
@@ -113,7 +114,7 @@ def run_fuse(
         out_dir=out_dir,
         config={**json.loads(config_to_json(cfg)), "method": method, "members": members},
         tags={
-            "dataset": dataset or graphs_dir.name,
+            "dataset": dataset,
             "stage": "fuse",
             "model": f"fusion_{method}",
             "scale": members["scale"],
@@ -136,6 +137,7 @@ def run_fuse(
         config={**json.loads(config_to_json(cfg)), "method": method},
         outputs=[{"path": p} for p in (FUSION_FILE, MEMBERS_FILE, CONFIG_FILE, METRICS_FILE)],
         wall_time_s=time.perf_counter() - started,
+        extra={"dataset": dataset},
     )
     return metrics
 

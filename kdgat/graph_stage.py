@@ -327,6 +327,7 @@ def run_graphs(
             raise KdgatError("no training windows were produced (files shorter than one window?)")
         metadata = {
             "kind": "kdgat-graph-store",
+            "dataset": (read_manifest(frames_dir) or {}).get("dataset") or frames_dir.name,
             "fingerprint": fingerprint,
             "window": cfg.window,
             "stride": cfg.stride,

@@ -138,6 +138,7 @@ def run_train(
     if teacher_dir is not None and not cfg.has_kd:
         raise KdgatError("--teacher is only used with --aux kd_standard")
     store = open_store(graphs_dir)
+    dataset = dataset or store.dataset
     teacher = None
     if teacher_dir is not None:
         teacher, teacher_cfg = load_run_model(teacher_dir, store)
@@ -223,7 +224,7 @@ def run_train(
         out_dir=out_dir,
         config=json.loads(config_to_json(cfg)),
         tags={
-            "dataset": dataset or store.metadata.get("dataset") or graphs_dir.name,
+            "dataset": dataset,
             "stage": "train",
             "model": cfg.model_type,
             "scale": cfg.scale,
@@ -248,5 +249,6 @@ def run_train(
         config=json.loads(config_to_json(cfg)),
         outputs=[{"path": name} for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, "logs/metrics.csv")],
         wall_time_s=time.perf_counter() - started,
+        extra={"dataset": dataset},
     )
     return metrics
