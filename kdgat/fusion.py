@@ -282,7 +282,7 @@ class DQNFusion:
     Training (:meth:`fit`), per episode e = 0 .. episodes-1:
 
     1. epsilon_e = max(epsilon_end, epsilon_start · epsilon_decay^e) (recorded in the history);
-    2. sample ``samples_per_episode`` training states (without replacement while there are enough),
+    2. sample ``samples_per_episode`` training states without replacement (all of them when there are fewer),
        act epsilon-greedily on all of them at once, reward them with ``reward_fn(fused, labels)``
        (default :func:`brier_reward`) and store the transitions in the replay buffer;
     3. ``updates_per_episode`` gradient steps on uniform minibatches of ``batch_size``: SmoothL1
@@ -433,8 +433,8 @@ class DQNFusion:
         with _seeded_torch(self.seed + 1), _num_threads(self.threads):  # seeded dropout masks
             for episode in range(c.episodes):
                 eps = self.epsilon(episode)
-                k = c.samples_per_episode
-                idx = rng.permutation(n)[:k] if k <= n else rng.integers(0, n, size=k)
+                # at most every training window once per episode: acting on repeats costs time, adds nothing
+                idx = rng.permutation(n)[: c.samples_per_episode]
                 s = train_std[idx]
                 actions = self._q(s).argmax(dim=1).numpy()
                 explore = rng.random(len(idx)) < eps
