@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kdgat demo --out $(DEMO_OUT)
+	$(BIN)/kdgat pipeline --dataset synthetic --data-root $(DEMO_OUT)/data --out $(DEMO_OUT) \
+		--epochs 15 --episodes 100 -O training.batch_size=128
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -361,19 +361,53 @@ def synth(
     out.print(table)
 
 
-@app.command("demo")
-def demo(
-    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Working folder for the demo.")] = Path("work/demo"),
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic dataset.")] = 0,
-    size: Annotated[SynthSize, typer.Option("--size", help="Size of the synthetic dataset.")] = SynthSize.small,
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Training epochs per model.")] = 15,
-    episodes: Annotated[int, typer.Option("--episodes", min=1, help="DQN fusion episodes.")] = 100,
+@app.command("pipeline")
+def pipeline(
+    datasets: Annotated[list[str], typer.Option("--dataset", "-d", help="Catalog dataset (repeatable).")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Campaign folder (one subfolder per dataset).")] = ...,
+    data_root: DataRootOpt = None,
+    catalog: CatalogOpt = None,
+    override: Annotated[
+        list[str], typer.Option("--override", "-O", help="Override a key for every stage (repeatable).")
+    ] = [],
+    epochs: Annotated[
+        Optional[int], typer.Option("--epochs", min=1, help="Shorthand for -O training.max_epochs=N.")
+    ] = None,
+    episodes: Annotated[Optional[int], typer.Option("--episodes", min=1, help="-O dqn.episodes=N.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="-O seed=N (training, fusion).")] = None,
+    method: Annotated[FusionMethod, typer.Option("--fusion", help="Fusion of both ensembles.")] = FusionMethod.dqn,
+    lake: Annotated[Optional[Path], typer.Option("--lake", help="Datalake folder (default: OUT/lake).")] = None,
+    no_lake: Annotated[bool, typer.Option("--no-lake", help="Stop after evaluate (no lake, no report).")] = False,
+    explain: Annotated[int, typer.Option("--explain", min=0, help="GNNExplainer graphs per GAT run.")] = 10,
+    tracking_uri: TrackingUriOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
 ) -> None:
-    """Run every stage that exists on a fresh synthetic dataset and print a summary."""
-    from kdgat.demo import run_demo
+    """Run the whole chain on one machine (ingest -> graphs -> train x6 -> fuse x2 -> evaluate -> lake -> report).
 
+    Steps whose inputs, arguments and upstream steps are unchanged since they last finished are skipped.
+    """
+    from kdgat.pipeline import PipelineOptions, PipelineRunner
+
+    shorthand = [f"training.max_epochs={epochs}"] * (epochs is not None) + [f"dqn.episodes={episodes}"] * (
+        episodes is not None
+    )
+    options = PipelineOptions(
+        data_root=data_root, catalog=catalog or [], overrides=[*override, *shorthand], fusion_method=method.value,
+        seed=seed, lake_dir=lake, tracking_uri=tracking_uri, explain=explain, force=force, lake=not no_lake,
+    )  # fmt: skip
     with user_errors():
-        run_demo(out_dir, seed=seed, size=size.value, epochs=epochs, episodes=episodes, console=out)
+        runner = PipelineRunner(datasets, out_dir, options, console=out)
+        record = runner.run()
+        for dataset in runner.datasets:
+            out.print(evaluation_table(json.loads((runner.layout.eval(dataset) / "metrics.json").read_text())))
+        if options.lake:
+            from kdgat.cli_lake import leaderboard_table
+            from kdgat.lake import leaderboard
+
+            out.print(leaderboard_table(leaderboard(runner.layout.lake)))
+            out.print(f"report: {runner.layout.report / 'index.html'}")
+    ran = sum(r["status"] == "ran" for r in record)
+    out.print(f"steps: {ran} ran, {len(record) - ran} cached; outputs under {out_dir}")
 
 
 # Command groups that live in their own modules.

@@ -19,7 +19,7 @@ def invoke(*args):
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("config", "datasets", "formats", "ingest", "synth", "demo"):
+    for command in ("config", "datasets", "formats", "ingest", "graphs", "train", "fuse", "evaluate", "synth", "pipeline"):
         assert command in result.output
 
 
@@ -112,14 +112,3 @@ def test_synth_then_ingest_synthetic_dataset(tmp_path):
     assert scenarios == {"train", "test_01_known_vehicle_known_attack", "test_02_unknown_vehicle_known_attack",
                          "test_03_known_vehicle_unknown_attack", "test_04_unknown_vehicle_unknown_attack"}  # fmt: skip
     assert manifest["totals"]["attack_rows"] > 0
-
-
-def test_demo_prints_the_summary(tmp_path):
-    result = invoke("demo", "--out", tmp_path / "demo", "--epochs", 1, "--episodes", 3)
-    assert result.exit_code == 0, result.stderr
-    assert "frames per split and scenario" in result.output and "Graph store" in result.output
-    assert "Evaluation (thresholds chosen on validation" in result.output
-    assert "fusion_dqn_small_kd" in result.output and "gat_small_kd" in result.output
-    assert "test_03" in result.output and "stage times" in result.output
-    for path in ("frames/manifest.json", "graphs/metadata.json", "runs/gat_large/model.pt", "eval/metrics.json"):
-        assert (tmp_path / "demo" / path).exists(), path

@@ -1,0 +1,90 @@
+"""Quality table over seeds: F1, PR-AUC and FPR per dataset, test scenario and model, mean +/- std.
+
+Reads the `eval/metrics.json` of `kdgat pipeline` campaigns (one folder per seed) and prints a
+Markdown table (docs/results.md is made of its output):
+
+    python bench/quality.py work/results/e4/seed0 work/results/e4/seed1 work/results/e4/seed2
+
+Thresholds are the ones `kdgat evaluate` chose on validation; nothing is re-tuned on the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROLES = {
+    "gat_large": "teacher GAT",
+    "gat_small_kd": "student GAT + KD",
+    "gat_small": "student GAT, no KD",
+    "fusion_dqn_large": "teacher fusion (DQN)",
+    "fusion_dqn_small_kd": "student fusion (DQN, KD)",
+    "vgae_large": "teacher VGAE",
+    "vgae_small_kd": "student VGAE + KD",
+}
+METRICS = ("f1", "pr_auc", "fpr")
+
+
+def collect(campaigns: list[Path]) -> tuple[dict, dict]:
+    """values[(dataset, split, model)][metric] = one value per seed; params[model] = parameter count."""
+    values: dict = defaultdict(lambda: defaultdict(list))
+    params: dict = {}
+    for campaign in campaigns:
+        for metrics_file in sorted(campaign.glob("*/eval/metrics.json")):
+            dataset = metrics_file.parent.parent.name
+            for label, run in json.loads(metrics_file.read_text())["runs"].items():
+                params[label] = run.get("parameters") or 0
+                splits = {"validation": run["validation"], **run["test"]}
+                for split, m in splits.items():
+                    for key in METRICS:
+                        values[(dataset, split, label)][key].append(m[key])
+    return values, params
+
+
+def fmt(xs: list) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "–"
+    return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
+
+
+def table(values: dict, params: dict) -> str:
+    lines = [
+        "| dataset | scenario | model | params | seeds | F1 | PR-AUC | FPR |",
+        "|---|---|---|---:|---:|---|---|---|",
+    ]
+    for (dataset, split, label), m in sorted(
+        values.items(),
+        key=lambda kv: (
+            kv[0][0],
+            kv[0][1] != "validation",
+            kv[0][1],
+            list(ROLES).index(kv[0][2]) if kv[0][2] in ROLES else 99,
+        ),
+    ):
+        if label not in ROLES:
+            continue
+        lines.append(
+            f"| {dataset} | {split} | {ROLES[label]} (`{label}`) | {params[label]:,} | {len(m['f1'])} | "
+            + " | ".join(fmt(m[k]) for k in METRICS)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("campaigns", nargs="+", type=Path, help="kdgat pipeline output folders, one per seed")
+    args = parser.parse_args()
+    values, params = collect(args.campaigns)
+    if not values:
+        raise SystemExit(f"no */eval/metrics.json under {', '.join(map(str, args.campaigns))}")
+    print(table(values, params))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The single-machine runner: the Nextflow DAG as a plain loop over a plan.
+
+`plan_steps()` is the one description of the pipeline's stages and their
+dependencies; `main.nf` mirrors it (a test compares the two). `run_pipeline`
+walks the plan in order for each dataset, calls the same stage functions as the
+CLI, and skips a step whose key (its arguments, the keys of the steps it reads
+and, for ingest, the size and mtime of every capture — Nextflow's own cache
+rule) matches the one recorded when it last finished and whose manifest is
+still there. That is this runner's `-resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from rich.console import Console
+
+from kdgat.errors import KdgatError
+from kdgat.manifest import MANIFEST_NAME, atomic_write_text, content_hash
+
+TRAIN_VARIANTS = (
+    # (model, scale, knowledge distillation)
+    ("vgae", "large", False),
+    ("gat", "large", False),
+    ("vgae", "small", True),
+    ("gat", "small", True),
+    ("vgae", "small", False),
+    ("gat", "small", False),
+)
+STATE_DIR = ".pipeline"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage invocation; `process` is its Nextflow process (or alias) name."""
+
+    name: str
+    stage: str
+    needs: tuple[str, ...] = ()
+    model: str | None = None
+    scale: str | None = None
+    kd: bool = False
+    teacher: str | None = None
+    members: tuple[str, ...] = ()
+    per_dataset: bool = True
+
+    @property
+    def process(self) -> str:
+        return self.name.upper()
+
+    @property
+    def run_name(self) -> str:
+        """Folder of a train or fuse run under `<dataset>/runs/` (the step name without `train_`)."""
+        return self.name.removeprefix("train_")
+
+
+def train_step_name(model: str, scale: str, kd: bool) -> str:
+    return f"train_{model}_{scale}" + ("_kd" if kd else "")
+
+
+def plan_steps() -> list[Step]:
+    """Every stage of one campaign in dependency order (lake and report collect all datasets)."""
+    steps = [Step("ingest", "ingest"), Step("graphs", "graphs", needs=("ingest",))]
+    for model, scale, kd in TRAIN_VARIANTS:
+        teacher = train_step_name(model, "large", False) if kd else None
+        steps.append(
+            Step(
+                train_step_name(model, scale, kd),
+                "train",
+                needs=("graphs",) + ((teacher,) if teacher else ()),
+                model=model,
+                scale=scale,
+                kd=kd,
+                teacher=teacher,
+            )
+        )
+    for scale, kd in (("large", False), ("small", True)):
+        members = (train_step_name("vgae", scale, kd), train_step_name("gat", scale, kd))
+        name = f"fuse_{scale}" + ("_kd" if kd else "")
+        steps.append(Step(name, "fuse", needs=("graphs", *members), scale=scale, kd=kd, members=members))
+    runs = tuple(s.name for s in steps if s.stage in ("train", "fuse"))
+    steps.append(Step("evaluate", "evaluate", needs=("graphs", *runs)))
+    steps.append(Step("lake", "lake", needs=(*runs, "evaluate"), per_dataset=False))
+    steps.append(Step("report", "report", needs=("lake",), per_dataset=False))
+    return steps
+
+
+@dataclass
+class PipelineOptions:
+    """Everything a campaign's results depend on besides the captures themselves."""
+
+    data_root: Path | None = None
+    catalog: list[Path] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)  # -O for every stage config (graphs, train, fuse)
+    fusion_method: str = "dqn"
+    seed: int | None = None
+    lake_dir: Path | None = None  # default OUT/lake
+    tracking_uri: str | None = None  # default sqlite:///OUT/mlruns.db
+    explain: int = 10
+    force: bool = False
+    lake: bool = True  # False stops after evaluate (no lake, no report)
+
+    def key_fields(self) -> dict:
+        return {"overrides": list(self.overrides), "fusion_method": self.fusion_method, "seed": self.seed}
+
+
+class Layout:
+    """Where each step of each dataset writes under the campaign folder."""
+
+    def __init__(self, out_dir: Path, options: PipelineOptions):
+        self.out = Path(out_dir)
+        self.lake = Path(options.lake_dir) if options.lake_dir else self.out / "lake"
+        self.report = self.out / "report"
+
+    def frames(self, dataset: str) -> Path:
+        return self.out / dataset / "frames"
+
+    def graphs(self, dataset: str) -> Path:
+        return self.out / dataset / "graphs"
+
+    def run(self, dataset: str, step: Step | str) -> Path:
+        name = step.run_name if isinstance(step, Step) else step.removeprefix("train_")
+        return self.out / dataset / "runs" / name
+
+    def eval(self, dataset: str) -> Path:
+        return self.out / dataset / "eval"
+
+    def output(self, dataset: str | None, step: Step) -> Path:
+        if step.stage == "ingest":
+            return self.frames(dataset)
+        if step.stage == "graphs":
+            return self.graphs(dataset)
+        if step.stage in ("train", "fuse"):
+            return self.run(dataset, step)
+        if step.stage == "evaluate":
+            return self.eval(dataset)
+        return self.lake if step.stage == "lake" else self.report
+
+    def state(self, dataset: str | None, step: Step) -> Path:
+        return self.out / STATE_DIR / (dataset or "_all") / f"{step.name}.json"
+
+
+def _done_marker(layout: Layout, dataset: str | None, step: Step) -> Path:
+    """The file that proves a step finished: the stage manifest, or the lake's views / the report page."""
+    if step.stage == "lake":
+        return layout.lake / "analytics.duckdb"
+    if step.stage == "report":
+        return layout.report / "index.html"
+    return layout.output(dataset, step) / MANIFEST_NAME
+
+
+def _capture_stamp(sources) -> list:
+    """(path, size, mtime) of every capture: what Nextflow's default cache looks at."""
+    stamp = []
+    for src in sources:
+        st = Path(src.path).stat()
+        stamp.append([str(src.path), st.st_size, st.st_mtime_ns, src.output_name])
+    return stamp
+
+
+class PipelineRunner:
+    """Runs the plan for some datasets; one object per campaign folder."""
+
+    def __init__(
+        self,
+        datasets: list[str],
+        out_dir: Path,
+        options: PipelineOptions,
+        console: Console | None = None,
+        progress: Callable[[str], None] | None = None,
+    ):
+        from kdgat.catalog import get_dataset, load_catalog, resolve_data_root
+
+        if not datasets:
+            raise KdgatError("no dataset given (--dataset NAME, repeatable)")
+        self.datasets = list(dict.fromkeys(datasets))
+        self.options = options
+        self.layout = Layout(out_dir, options)
+        self.console = console or Console()
+        self.catalog = load_catalog(options.catalog)
+        self.entries = {name: get_dataset(self.catalog, name) for name in self.datasets}
+        self.data_root = resolve_data_root(options.data_root)
+        self.tracking_uri = options.tracking_uri or f"sqlite:///{(self.layout.out / 'mlruns.db').resolve()}"
+        self.keys: dict[tuple[str | None, str], str] = {}
+        self.record: list[dict] = []
+
+    # -- configuration ----------------------------------------------------------------------------
+    def _overrides(self) -> list[str]:
+        seed = [] if self.options.seed is None else [f"seed={self.options.seed}"]
+        return [*self.options.overrides, *seed]
+
+    def _config(self, model: str, scale: str, kd: bool = False):
+        from kdgat.config import resolve_config
+
+        return resolve_config(model, scale, ["kd_standard"] if kd else ["none"], self._overrides())
+
+    # -- keys ---------------------------------------------------------------------------------------
+    def _key(self, dataset: str | None, step: Step) -> str:
+        upstream = (
+            [self.keys[(dataset, need)] for need in step.needs]
+            if step.per_dataset
+            else [self.keys[(d, need)] for d in self.datasets for need in step.needs]
+        )
+        own = {"step": asdict(step), "options": self.options.key_fields(), "upstream": upstream}
+        if step.stage == "ingest":
+            own["captures"] = _capture_stamp(self._sources(dataset))
+            own["data_root"] = str(self.data_root.resolve())
+        if step.stage in ("lake", "report"):
+            own["datasets"] = self.datasets
+        if step.stage == "evaluate":
+            own["explain"] = self.options.explain
+        return content_hash(own)
+
+    def _cached(self, dataset: str | None, step: Step, key: str) -> bool:
+        if self.options.force:
+            return False
+        state = self.layout.state(dataset, step)
+        if not state.exists() or not _done_marker(self.layout, dataset, step).exists():
+            return False
+        try:
+            return json.loads(state.read_text())["key"] == key
+        except (ValueError, KeyError):
+            return False
+
+    # -- stages -------------------------------------------------------------------------------------
+    def _sources(self, dataset: str):
+        from kdgat.catalog import dataset_sources
+
+        if dataset == "synthetic":
+            self._ensure_synthetic()
+        return dataset_sources(dataset, self.entries[dataset], self.data_root)
+
+    def _ensure_synthetic(self) -> None:
+        """The synthetic dataset is generated (seed 0) the first time it is asked for."""
+        from kdgat.catalog import dataset_root
+        from kdgat.synth import generate
+
+        root = dataset_root(self.entries["synthetic"], self.data_root)
+        if not root.exists():
+            self.console.print(f"synthetic captures not found: generating them in {root}")
+            generate(root, seed=0, size="small")
+
+    def _execute(self, dataset: str | None, step: Step) -> str:
+        """Run one step; returns a short summary for the progress line."""
+        lay, opts = self.layout, self.options
+        if step.stage == "ingest":
+            from kdgat.ingest import IngestOptions, run_ingest
+
+            manifest = run_ingest(self._sources(dataset), lay.frames(dataset), IngestOptions(), dataset=dataset)
+            return f"{manifest['totals']['rows']:,} frames"
+        if step.stage == "graphs":
+            from kdgat.config import config_hash
+            from kdgat.graph_stage import run_graphs
+
+            cfg = self._config("gat", "large")
+            meta = run_graphs(lay.frames(dataset), lay.graphs(dataset), cfg.preprocessing, config_hash=config_hash(cfg))
+            return f"{sum(p['graphs'] for p in meta['parts'].values()):,} graphs"
+        if step.stage == "train":
+            from kdgat.train import run_train
+
+            cfg = self._config(step.model, step.scale, step.kd)
+            metrics = run_train(
+                cfg, lay.graphs(dataset), lay.run(dataset, step),
+                teacher_dir=lay.run(dataset, step.teacher) if step.teacher else None,
+                progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset,
+            )  # fmt: skip
+            return f"{metrics['parameters']:,} parameters, {metrics['epochs']} epochs"
+        if step.stage == "fuse":
+            from kdgat.fuse_stage import run_fuse
+
+            cfg = self._config("dqn", step.scale)
+            vgae, gat = (lay.run(dataset, m) for m in step.members)
+            metrics = run_fuse(
+                cfg, opts.fusion_method, vgae, gat, lay.graphs(dataset), lay.run(dataset, step),
+                tracking_uri=self.tracking_uri, dataset=dataset,
+            )  # fmt: skip
+            return f"{opts.fusion_method} over {metrics['train_windows']:,} windows"
+        if step.stage == "evaluate":
+            from kdgat.evaluate import run_evaluate
+
+            runs = [lay.run(dataset, need) for need in step.needs if need != "graphs"]
+            document = run_evaluate(
+                runs, lay.graphs(dataset), lay.eval(dataset), explain=opts.explain,
+                tracking_uri=self.tracking_uri, dataset=dataset,
+            )  # fmt: skip
+            return f"{len(document['runs'])} models"
+        if step.stage == "lake":
+            from kdgat.lake import append_runs, build_lake
+
+            dirs = [
+                lay.eval(d) if need == "evaluate" else lay.run(d, need) for d in self.datasets for need in step.needs
+            ]
+            ids = append_runs(dirs, lay.lake)
+            build_lake(lay.lake)
+            return f"{len(ids)} runs in {lay.lake}"
+        if step.stage == "report":
+            from kdgat.report import write_report
+
+            return str(write_report(lay.lake, lay.report))
+        raise KdgatError(f"unknown stage {step.stage!r}")  # pragma: no cover
+
+    def run(self) -> list[dict]:
+        """Every step of every dataset in plan order; returns what ran and what was cached."""
+        steps = plan_steps()
+        todo = [(d, s) for s in steps if s.per_dataset for d in self.datasets]
+        todo.sort(key=lambda item: self.datasets.index(item[0]))  # finish one dataset before the next
+        todo += [(None, s) for s in steps if not s.per_dataset and self.options.lake]
+        for i, (dataset, step) in enumerate(todo, 1):
+            label = f"[{i}/{len(todo)}] {step.name}" + (f" ({dataset})" if dataset else "")
+            key = self._key(dataset, step)
+            self.keys[(dataset, step.name)] = key
+            if self._cached(dataset, step, key):
+                self.console.print(f"{label}: [dim]cached[/]")
+                self.record.append({"dataset": dataset, "step": step.name, "status": "cached", "seconds": 0.0})
+                continue
+            started = time.perf_counter()
+            with self.console.status(f"{label} ..."):
+                summary = self._execute(dataset, step)
+            seconds = time.perf_counter() - started
+            state = self.layout.state(dataset, step)
+            state.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(state, json.dumps({"key": key, "seconds": round(seconds, 3)}) + "\n")
+            self.console.print(f"{label}: {summary} [dim]({seconds:.1f} s)[/]")
+            self.record.append({"dataset": dataset, "step": step.name, "status": "ran", "seconds": round(seconds, 3)})
+        return self.record
+
+
+def run_pipeline(datasets: list[str], out_dir: Path, options: PipelineOptions, console: Console | None = None) -> list:
+    return PipelineRunner(datasets, out_dir, options, console=console).run()

@@ -1,0 +1,89 @@
+"""`kdgat pipeline`: the plan's shape, a full run on synthetic data, and its own -resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from kdgat.cli import app
+from kdgat.pipeline import TRAIN_VARIANTS, plan_steps
+
+STEPS = {s.name: s for s in plan_steps()}
+
+
+def test_plan_is_in_dependency_order_and_names_only_its_own_steps():
+    seen = set()
+    for step in plan_steps():
+        assert set(step.needs) <= seen, f"{step.name} needs a later or unknown step"
+        seen.add(step.name)
+    assert len(seen) == len(STEPS)
+
+
+def test_plan_wires_teachers_members_and_collectors():
+    assert STEPS["train_gat_small_kd"].needs == ("graphs", "train_gat_large")
+    assert STEPS["train_vgae_small_kd"].teacher == "train_vgae_large"
+    assert STEPS["train_gat_small"].needs == ("graphs",) and not STEPS["train_gat_small"].kd
+    assert STEPS["fuse_small_kd"].members == ("train_vgae_small_kd", "train_gat_small_kd")
+    runs = {s.name for s in plan_steps() if s.stage in ("train", "fuse")}
+    assert len(runs) == len(TRAIN_VARIANTS) + 2
+    assert runs | {"graphs"} == set(STEPS["evaluate"].needs)
+    assert runs | {"evaluate"} == set(STEPS["lake"].needs)
+    assert [s.name for s in plan_steps() if not s.per_dataset] == ["lake", "report"]
+    assert STEPS["train_gat_small_kd"].process == "TRAIN_GAT_SMALL_KD"
+
+
+def _pipeline(tmp_path, *extra):
+    args = ["pipeline", "-d", "synthetic", "--data-root", tmp_path / "data", "-o", tmp_path / "out",
+            "--epochs", "1", "--episodes", "2", "--explain", "0", *extra]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, result.output + str(result.exception)
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("campaign")
+    return tmp_path, _pipeline(tmp_path)
+
+
+def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
+    tmp_path, output = campaign
+    out = tmp_path / "out"
+    assert "steps: 13 ran, 0 cached" in output
+    assert "Evaluation (thresholds chosen on validation" in output and "fuse_small_kd" in output
+    for path in ("synthetic/frames/manifest.json", "synthetic/graphs/metadata.json",
+                 "synthetic/runs/gat_small_kd/model.pt", "synthetic/runs/fuse_large/fusion.pt",
+                 "synthetic/eval/metrics.json", "lake/analytics.duckdb", "report/index.html"):  # fmt: skip
+        assert (out / path).exists(), path
+    student = json.loads((out / "synthetic/runs/gat_small_kd/metrics.json").read_text())
+    assert student["teacher"] == str(out / "synthetic/runs/gat_large")
+    evaluated = json.loads((out / "synthetic/eval/metrics.json").read_text())["runs"]
+    assert len(evaluated) == 8
+    assert (tmp_path / "data/synthetic").is_dir()  # generated on first use
+
+
+def test_pipeline_rerun_is_fully_cached_and_a_changed_option_reruns_only_its_steps(campaign):
+    tmp_path, _ = campaign
+    assert "steps: 0 ran, 13 cached" in _pipeline(tmp_path)
+    before = (tmp_path / "out/synthetic/runs/gat_large/model.pt").stat().st_mtime_ns
+    output = _pipeline(tmp_path, "--fusion", "weighted")
+    # fusion changes: both fuse steps, then evaluate, lake and report; training is reused
+    assert "steps: 5 ran, 8 cached" in output
+    assert "fuse_large (synthetic): weighted" in output
+    assert (tmp_path / "out/synthetic/runs/gat_large/model.pt").stat().st_mtime_ns == before
+
+
+def test_pipeline_reruns_a_step_whose_output_was_removed(campaign):
+    tmp_path, _ = campaign
+    (tmp_path / "out/report/index.html").unlink()
+    output = _pipeline(tmp_path, "--fusion", "weighted")
+    assert "steps: 1 ran, 12 cached" in output and (tmp_path / "out/report/index.html").exists()
+
+
+def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
+    result = CliRunner().invoke(app, ["pipeline", "-d", "nope", "-o", str(tmp_path / "o")])
+    assert result.exit_code != 0
+    assert "unknown dataset 'nope'" in result.output + (result.stderr if result.stderr_bytes else "")
+    assert not (tmp_path / "o").exists()
