@@ -1,0 +1,50 @@
+#!/usr/bin/env nextflow
+/*
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    kdgat: CAN-bus intrusion detection with graph neural networks, one campaign over several datasets
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    nextflow run main.nf -profile test                                   # synthetic data, minutes
+    nextflow run main.nf -profile slurm,apptainer --datasets set_01,set_02 -resume
+    Parameters: nextflow.config (defaults) and nextflow_schema.json (descriptions).
+    The stages and their dependencies: workflows/kdgat.nf.
+*/
+
+include { KDGAT } from './workflows/kdgat'
+
+workflow {
+    main:
+    // ---- Check and derive the parameters (the only place that reads params) ----------------------
+    if (!params.datasets) {
+        error("give the datasets to run: --datasets NAME[,NAME...] or --datasets all (see `kdgat datasets`)")
+    }
+    if (!(params.fusion_method in ['dqn', 'mlp', 'weighted'])) {
+        error("--fusion_method must be dqn, mlp or weighted, not '${params.fusion_method}'")
+    }
+    if (workflow.containerEngine && !params.container) {
+        error("the ${workflow.containerEngine} profile needs --container (a .sif path or an image URI)")
+    }
+    def outdir = file(params.outdir)
+    def lake = params.lake ? file(params.lake) : outdir.resolve('lake')
+    def tracking_uri = params.tracking_uri ?: "sqlite:///${outdir}/mlruns.db"
+    def catalog = params.catalog ? [file(params.catalog, checkIfExists: true)] : []
+    // Tasks write the tracking store and the lake in place (and Apptainer binds these folders),
+    // so both must exist before the first task starts.
+    outdir.mkdirs()
+    lake.mkdirs()
+
+    KDGAT(
+        params.datasets.toString(),
+        params.synthetic,
+        params.synth_size,
+        params.data_root,
+        catalog,
+        params.fusion_method,
+        tracking_uri.toString(),
+        lake.toString()
+    )
+
+    workflow.onComplete = {
+        def status = workflow.success ? 'done' : 'failed'
+        log.info("kdgat campaign ${status}: results in ${outdir}, report in ${outdir}/report, lake in ${lake}")
+    }
+}

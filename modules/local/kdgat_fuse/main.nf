@@ -1,0 +1,37 @@
+/*
+ * kdgat fuse: fusion of a frozen VGAE and GAT of one scale (FUSE_LARGE, FUSE_SMALL_KD).
+ */
+process KDGAT_FUSE {
+    tag "${meta.id}:${meta.variant}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(graphs), path(vgae), path(gat)
+    val method
+    val tracking_uri
+
+    output:
+    tuple val(meta), path("${meta.variant}"), emit: run
+
+    script:
+    def args = task.ext.args ?: ''
+    def tracking = tracking_uri ? "--tracking-uri '${tracking_uri}'" : ''
+    """
+    kdgat fuse \\
+        --method ${method} \\
+        --vgae ${vgae} \\
+        --gat ${gat} \\
+        --graphs ${graphs} \\
+        --out ${meta.variant} \\
+        --scale ${meta.scale} \\
+        --dataset ${meta.id} \\
+        ${tracking} \\
+        ${args}
+    """
+
+    stub:
+    """
+    mkdir -p ${meta.variant}
+    touch ${meta.variant}/manifest.json
+    """
+}

@@ -1,0 +1,28 @@
+/*
+ * kdgat graphs: frames -> windowed graph store (train/val by time blocks, one part per test scenario).
+ */
+process KDGAT_GRAPHS {
+    tag "${meta.id}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(frames)
+
+    output:
+    tuple val(meta), path('graphs'), emit: graphs
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    kdgat graphs \\
+        --frames ${frames} \\
+        --out graphs \\
+        ${args}
+    """
+
+    stub:
+    """
+    mkdir -p graphs
+    touch graphs/metadata.json
+    """
+}

@@ -1,0 +1,32 @@
+/*
+ * kdgat lake: append every run and evaluation of every dataset to the Parquet datalake, then
+ * rebuild the DuckDB views. The lake lives outside the work folder (it accumulates across
+ * campaigns), so the task's output is a receipt of what it appended; one task, so one writer.
+ */
+process KDGAT_LAKE {
+    tag "lake"
+    label 'process_low'
+
+    input:
+    path(runs, stageAs: 'runs/?/*')
+    val lake
+
+    output:
+    path 'lake_append.txt', emit: receipt
+
+    script:
+    def args = task.ext.args ?: ''
+    def run_args = [runs].flatten().collect { run -> "--runs ${run}" }.join(' ')
+    """
+    kdgat lake append \\
+        ${run_args} \\
+        --lake '${lake}' \\
+        ${args} | tee lake_append.txt
+    kdgat lake build --lake '${lake}' | tee -a lake_append.txt
+    """
+
+    stub:
+    """
+    touch lake_append.txt
+    """
+}

@@ -1,0 +1,741 @@
+"""The Nextflow pipeline checked without Nextflow: modules, DAG, config, schema.
+
+Reads main.nf, workflows/kdgat.nf, modules/local/*/main.nf and the configs as text (a small
+bracket-aware scanner, not a Groovy parser) and checks them against the code they drive:
+
+- every `kdgat` command line in a module names an existing command with existing options
+  (introspecting the Typer app) and gives its required options;
+- every process has a tag, resource labels, a publishDir and a stub that creates each output;
+- the processes of workflows/kdgat.nf and the channel dependencies between them are the steps and
+  `needs` of kdgat.pipeline.plan_steps();
+- nextflow_schema.json is valid JSON Schema (draft 2020-12) and describes exactly the params;
+- the strict-syntax rules `nextflow lint` enforces that a regular expression can see.
+
+tests/test_nextflow_run.py runs the real thing when `nextflow` is on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+import typer
+
+from kdgat.cli import app
+from kdgat.pipeline import plan_steps
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted((ROOT / "modules" / "local").glob("*/main.nf"))
+WORKFLOW = ROOT / "workflows" / "kdgat.nf"
+MAIN = ROOT / "main.nf"
+NEXTFLOW_CONFIG = ROOT / "nextflow.config"
+CONFIGS = [NEXTFLOW_CONFIG, *sorted((ROOT / "conf").glob("*.config"))]
+RESOLVER = ROOT / "bin" / "kdgat_resolve_datasets.py"
+# Processes that only prepare INGEST's inputs; they are not stages of kdgat.pipeline's plan.
+HELPERS = {"SYNTH", "DATASETS"}
+CPU_ONLY = {"SYNTH", "DATASETS", "INGEST", "GRAPHS", "LAKE", "REPORT"}
+
+
+# --------------------------------------------------------------------------------------------------
+# A small scanner for Nextflow/Groovy text
+# --------------------------------------------------------------------------------------------------
+
+
+def strip_comments(text: str) -> str:
+    """Remove // and /* */ comments, keeping strings (and line numbers) intact."""
+    out, i, n = [], 0, len(text)
+    quote = None
+    while i < n:
+        c = text[i]
+        if quote:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(text[i + 1])
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                out.append(text[i + 1 : i + len(quote)])
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if text.startswith('"""', i) or text.startswith("'''", i):
+            quote = text[i : i + 3]
+            out.append(quote)
+            i += 3
+            continue
+        if c in "'\"":
+            quote = c
+            out.append(c)
+            i += 1
+            continue
+        if text.startswith("//", i):
+            while i < n and text[i] != "\n":
+                i += 1
+            continue
+        if text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            end = n if end < 0 else end + 2
+            out.append("\n" * text.count("\n", i, end))
+            i = end
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def matching(text: str, start: int) -> int:
+    """Index just past the bracket that closes the one at ``start`` (strings skipped)."""
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    stack, i, quote = [], start, None
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\":
+                i += 2
+                continue
+            if text.startswith(quote, i):
+                i += len(quote)
+                quote = None
+                continue
+            i += 1
+            continue
+        if text.startswith('"""', i) or text.startswith("'''", i):
+            quote = text[i : i + 3]
+            i += 3
+            continue
+        if c in "'\"":
+            quote = c
+        elif c in pairs:
+            stack.append(pairs[c])
+        elif c in ")]}":
+            assert stack and stack.pop() == c, f"unbalanced {c!r} at {i}"
+            if not stack:
+                return i + 1
+        i += 1
+    raise AssertionError(f"no closing bracket for {text[start]!r} at {start}")
+
+
+def statement_end(text: str, start: int) -> int:
+    """End of the statement starting at ``start``: a newline outside brackets, not followed by `.`."""
+    i = start
+    while i < len(text):
+        c = text[i]
+        if c in "([{":
+            i = matching(text, i)
+            continue
+        if c in "'\"":
+            quote = text[i : i + 3] if text.startswith(c * 3, i) else c
+            end = text.find(quote, i + len(quote))
+            while end > 0 and text[end - 1] == "\\":
+                end = text.find(quote, end + 1)
+            i = end + len(quote)
+            continue
+        if c == "\n":
+            rest = text[i + 1 :].lstrip()
+            if not rest.startswith("."):
+                return i
+        i += 1
+    return len(text)
+
+
+def block(text: str, header: str) -> str:
+    """The body of the first ``header {`` block (header is a regular expression)."""
+    found = re.search(header + r"\s*\{", text)
+    assert found, f"no block {header!r}"
+    open_at = found.end() - 1
+    return text[open_at + 1 : matching(text, open_at) - 1]
+
+
+def sections(body: str, names: tuple[str, ...]) -> dict[str, str]:
+    """Split a process or workflow body at its `name:` labels."""
+    pattern = re.compile(r"(?m)^\s*(" + "|".join(names) + r"):\s*$")
+    marks = list(pattern.finditer(body))
+    result = {"": body[: marks[0].start()] if marks else body}
+    for mark, nxt in zip(marks, marks[1:] + [None], strict=True):
+        result[mark.group(1)] = body[mark.end() : nxt.start() if nxt else len(body)]
+    return result
+
+
+PROCESS_SECTIONS = ("input", "output", "when", "script", "shell", "exec", "stub")
+
+
+class Process:
+    def __init__(self, path: Path):
+        self.path = path
+        text = strip_comments(path.read_text())
+        names = re.findall(r"(?m)^process\s+(\w+)\s*\{", text)
+        assert len(names) == 1, f"{path}: one process per module file, found {names}"
+        self.name = names[0]
+        self.body = block(text, r"(?m)^process\s+" + self.name)
+        self.sections = sections(self.body, PROCESS_SECTIONS)
+        self.directives = self.sections[""]
+
+    @property
+    def labels(self) -> list[str]:
+        return re.findall(r"(?m)^\s*label\s+['\"]([\w-]+)['\"]", self.directives)
+
+    @property
+    def outputs(self) -> list[str]:
+        """Declared output file names, as written (e.g. `frames`, `${meta.variant}`)."""
+        return re.findall(r"path\s*\(?\s*['\"]([^'\"]+)['\"]", self.sections.get("output", ""))
+
+    @property
+    def script(self) -> str:
+        return self.sections.get("script", "")
+
+    @property
+    def stub(self) -> str:
+        return self.sections.get("stub", "")
+
+
+@lru_cache
+def processes() -> dict[str, Process]:
+    found = {}
+    for path in MODULES:
+        proc = Process(path)
+        found[proc.name] = proc
+    return found
+
+
+@lru_cache
+def includes() -> dict[str, tuple[str, str]]:
+    """alias -> (process name, module folder) from the include lines of workflows/kdgat.nf."""
+    text = strip_comments(WORKFLOW.read_text())
+    found = {}
+    for name, alias, source in re.findall(r"include\s*\{\s*(\w+)(?:\s+as\s+(\w+))?\s*\}\s*from\s*'([^']+)'", text):
+        found[alias or name] = (name, Path(source).parent.name)
+    return found
+
+
+@lru_cache
+def modules_config() -> list[tuple[str, str]]:
+    """(withName selector, block body) of conf/modules.config."""
+    text = strip_comments((ROOT / "conf" / "modules.config").read_text())
+    result = []
+    for found in re.finditer(r"withName\s*:\s*['\"]([^'\"]+)['\"]\s*\{", text):
+        open_at = found.end() - 1
+        result.append((found.group(1), text[open_at + 1 : matching(text, open_at) - 1]))
+    return result
+
+
+def config_for(alias: str) -> list[str]:
+    return [body for selector, body in modules_config() if re.fullmatch(selector, alias)]
+
+
+def aliases_of(process: str) -> list[str]:
+    return [alias for alias, (name, _module) in includes().items() if name == process]
+
+
+# --------------------------------------------------------------------------------------------------
+# Modules: kdgat command lines, conventions, stubs
+# --------------------------------------------------------------------------------------------------
+
+OPTION = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
+
+
+def quoted(text: str) -> str:
+    """The contents of the string literals in ``text``."""
+    return " ".join(a or b for a, b in re.findall(r"\"([^\"]*)\"|'([^']*)'", text))
+
+
+def ext_args(alias: str) -> str:
+    """The `ext.args = { ... }` closures that conf/modules.config gives ``alias``."""
+    found = []
+    for body in config_for(alias):
+        for match in re.finditer(r"ext\.args\s*=\s*\{", body):
+            found.append(body[match.end() - 1 : matching(body, match.end() - 1)])
+    return " ".join(found)
+
+
+def kdgat_invocations(proc: Process) -> list[tuple[list[str], set[str]]]:
+    """Each `kdgat ...` line of the script: (command words, option names, also those in variables).
+
+    `${name}` tokens are looked up in the script's `def name = ...` lines, and `${args}` in the
+    ext.args of every alias of the process (conf/modules.config).
+    """
+    script = proc.script.replace("\\\\\n", " ")
+    defs = dict(re.findall(r"(?m)^\s*def\s+(\w+)\s*=\s*(.*)$", script))
+    extra = " ".join(ext_args(alias) for alias in aliases_of(proc.name))
+    found = []
+    for line in re.findall(r"(?m)^\s*kdgat\s+(.*)$", script):
+        line = re.split(r"\s(?:\||&&|;|>)\s", line)[0]
+        words, options = [], set()
+        for token in line.split():
+            variable = re.fullmatch(r"\$\{(\w+)\}", token)
+            if variable:
+                source = extra if variable.group(1) == "args" else defs.get(variable.group(1), "")
+                options |= set(OPTION.findall(quoted(source)))
+            elif token.startswith("-"):
+                options.add(token.split("=")[0])
+            elif not options and re.fullmatch(r"[a-z][\w-]*", token):
+                words.append(token)
+        found.append((words, options))
+    return found
+
+
+def is_group(command) -> bool:
+    return hasattr(command, "commands")
+
+
+def is_option(param) -> bool:
+    return getattr(param, "param_type_name", None) == "option"
+
+
+def cli_command(words: list[str]):
+    """The (click) command that `kdgat WORDS...` runs, and the words that named it.
+
+    Typer ships its own copy of click, so commands and options are recognised by their attributes.
+    """
+    command = typer.main.get_command(app)
+    used = []
+    for word in words:
+        if is_group(command) and word in command.commands:
+            command = command.commands[word]
+            used.append(word)
+        else:
+            break
+    return command, used
+
+
+def option_names(command) -> set[str]:
+    return {opt for p in command.params if is_option(p) for opt in (*p.opts, *p.secondary_opts)}
+
+
+def test_there_is_one_module_per_stage():
+    assert {p.name for p in processes().values()} == {
+        "KDGAT_SYNTH",
+        "KDGAT_DATASETS",
+        "KDGAT_INGEST",
+        "KDGAT_GRAPHS",
+        "KDGAT_TRAIN",
+        "KDGAT_FUSE",
+        "KDGAT_EVALUATE",
+        "KDGAT_LAKE",
+        "KDGAT_REPORT",
+    }
+    for path in MODULES:  # nf-core layout: modules/local/<name>/main.nf holds process <NAME>
+        assert Process(path).name == path.parent.name.upper()
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)
+def test_kdgat_invocations_name_existing_commands_and_options(module):
+    proc = Process(module)
+    invocations = kdgat_invocations(proc)
+    assert invocations, f"{proc.name} calls no kdgat command"
+    for words, options in invocations:
+        command, used = cli_command(words)
+        assert used == words, f"{proc.name}: `kdgat {' '.join(words)}` is not a command (known: {used})"
+        assert not is_group(command), f"{proc.name}: `kdgat {' '.join(words)}` is a group"
+        unknown = options - option_names(command)
+        assert not unknown, f"{proc.name}: `kdgat {' '.join(words)}` has no option {sorted(unknown)}"
+        required = [p for p in command.params if is_option(p) and p.required]
+        for param in required:
+            assert set(param.opts) & options, f"{proc.name}: `kdgat {' '.join(words)}` needs {param.opts[0]}"
+
+
+def test_every_stage_command_is_called():
+    called = {" ".join(words) for proc in processes().values() for words, _ in kdgat_invocations(proc)}
+    assert called == {
+        "synth",
+        "datasets",
+        "ingest",
+        "graphs",
+        "train",
+        "fuse",
+        "evaluate",
+        "lake append",
+        "lake build",
+        "report",
+    }
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)
+def test_process_conventions(module):
+    proc = Process(module)
+    assert re.search(r"(?m)^\s*tag\s+\S", proc.directives), f"{proc.name}: no tag"
+    resource = [label for label in proc.labels if re.fullmatch(r"process_(single|low|medium|high)", label)]
+    assert len(resource) == 1, f"{proc.name}: one CPU/memory label expected, got {proc.labels}"
+    assert proc.outputs, f"{proc.name}: no output"
+    assert re.search(r"emit:\s*\w+", proc.sections["output"]), f"{proc.name}: outputs need emit: names"
+    assert "script" in proc.sections and "stub" in proc.sections, f"{proc.name}: script: and stub: needed"
+    assert "task.ext.args" in proc.script, f"{proc.name}: the script should read task.ext.args"
+    for alias in aliases_of(proc.name) or [proc.name]:
+        gpu = alias.startswith("TRAIN_")
+        assert ("process_gpu" in proc.labels) == gpu, f"{alias}: only training tasks carry process_gpu"
+        assert alias not in CPU_ONLY or "process_gpu" not in proc.labels
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)
+def test_stub_creates_every_declared_output(module):
+    proc = Process(module)
+    stub = proc.stub
+    assert "kdgat " not in stub, f"{proc.name}: a stub must not need kdgat"
+    for name in proc.outputs:
+        escaped = re.escape(name)
+        created = (
+            re.search(rf"(?m)mkdir[ \t]+-p[ \t]+(\S+[ \t]+)*{escaped}(/\S*)?(\s|$)", stub)
+            or re.search(rf"(?m)touch[ \t]+(\S+[ \t]+)*{escaped}(\s|$)", stub)
+            or re.search(rf">>?[ \t]*{escaped}(\s|$)", stub)
+        )
+        assert created, f"{proc.name}: the stub does not create output {name!r}"
+
+
+@pytest.mark.parametrize("alias", sorted(includes()))
+def test_every_process_is_published_under_outdir(alias):
+    bodies = [body for body in config_for(alias) if "publishDir" in body]
+    assert len(bodies) == 1, f"{alias}: exactly one withName block with publishDir expected in conf/modules.config"
+    assert "params.outdir" in bodies[0] and "params.publish_dir_mode" in bodies[0]
+
+
+def test_publish_mode_defaults_to_copy():
+    assert config_params(NEXTFLOW_CONFIG)["publish_dir_mode"] == "copy"
+
+
+# --------------------------------------------------------------------------------------------------
+# The DAG of workflows/kdgat.nf against kdgat.pipeline.plan_steps()
+# --------------------------------------------------------------------------------------------------
+
+
+@lru_cache
+def workflow_graph() -> tuple[dict[str, set[str]], dict[str, str]]:
+    """(process alias -> processes whose outputs feed it, process alias -> its call's text)."""
+    text = strip_comments(WORKFLOW.read_text())
+    body = sections(block(text, r"workflow\s+KDGAT"), ("take", "main", "emit"))["main"]
+    aliases = set(includes())
+    uses: dict[str, set[str]] = {}
+    calls: dict[str, str] = {}
+
+    def references(span: str) -> set[str]:
+        found = {name for name in re.findall(r"\b([A-Z][A-Z0-9_]*)\.out\b", span) if name in aliases}
+        return found | {"$" + name for name in re.findall(r"\b(\w+)\b", span)}
+
+    for found in re.finditer(r"(?m)^\s*(\w+)\s*=(?!=)", body):
+        end = statement_end(body, found.end())
+        uses.setdefault("$" + found.group(1), set()).update(references(body[found.end() : end]))
+    for found in re.finditer(r"(?m)^\s*([A-Z][A-Z0-9_]*)\s*\(", body):
+        alias = found.group(1)
+        assert alias in aliases, f"{alias} is called but not included"
+        assert alias not in calls, f"{alias} is called twice"
+        span = body[found.end() - 1 : matching(body, found.end() - 1)]
+        calls[alias] = span
+        uses.setdefault(alias, set()).update(references(span))
+
+    def resolve(name: str, seen: frozenset = frozenset()) -> set[str]:
+        result = set()
+        for ref in uses.get(name, set()):
+            if not ref.startswith("$"):
+                result.add(ref)
+            elif ref in uses and ref not in seen:
+                result |= resolve(ref, seen | {ref})
+        return result
+
+    return {alias: resolve(alias) for alias in calls}, calls
+
+
+def test_workflow_runs_the_processes_of_the_plan():
+    graph, _ = workflow_graph()
+    assert set(graph) == {step.process for step in plan_steps()} | HELPERS
+    for alias, (name, module) in includes().items():
+        assert module == name.lower(), f"{alias}: {name} should live in modules/local/{name.lower()}"
+        expected = "KDGAT_" + (alias.split("_")[0] if alias.startswith(("TRAIN_", "FUSE_")) else alias)
+        assert name == expected, f"{alias} is {name}, expected {expected}"
+
+
+@pytest.mark.parametrize("step", plan_steps(), ids=lambda s: s.name)
+def test_channel_dependencies_match_the_plan(step):
+    graph, _ = workflow_graph()
+    needs = {need.upper() for need in step.needs}
+    assert graph[step.process] - HELPERS == needs, f"{step.process} reads {sorted(graph[step.process])}"
+
+
+def test_only_ingest_reads_the_helpers():
+    graph, _ = workflow_graph()
+    assert graph["DATASETS"] <= {"SYNTH"} and graph["SYNTH"] == set()
+    for alias, upstream in graph.items():
+        if alias not in HELPERS | {"INGEST"}:
+            assert not upstream & HELPERS, f"{alias} reads {upstream & HELPERS}"
+
+
+@pytest.mark.parametrize("step", [s for s in plan_steps() if s.stage in ("train", "fuse")], ids=lambda s: s.name)
+def test_runs_are_the_plans_variants(step):
+    """Model, scale, KD and the run folder's name that each alias passes match the plan's step."""
+    _, calls = workflow_graph()
+    span = calls[step.process]
+    if step.stage == "train":
+        found = re.findall(r"trainMeta\(meta,\s*'(\w+)',\s*'(\w+)',\s*(true|false)\)", span)
+        assert found == [(step.model, step.scale, "true" if step.kd else "false")], found
+        assert "tracking_uri" in span
+    else:
+        found = re.findall(r"variant:\s*'(\w+)',\s*scale:\s*'(\w+)'", span)
+        assert found == [(step.run_name, step.scale)], found
+        assert "fusion_method" in span
+
+
+def test_train_variant_names_are_the_plans_run_names():
+    text = strip_comments(WORKFLOW.read_text())
+    assert "\"${model}_${scale}${kd ? '_kd' : ''}\"" in text  # the run folder: vgae_small_kd, gat_large, ...
+    for step in plan_steps():
+        if step.stage == "train":
+            assert step.run_name == f"{step.model}_{step.scale}" + ("_kd" if step.kd else "")
+
+
+# --------------------------------------------------------------------------------------------------
+# Config and params
+# --------------------------------------------------------------------------------------------------
+
+LITERAL = re.compile(
+    r"""^(?:'(?P<s>[^']*)'|"(?P<d>[^"$]*)"|(?P<n>-?\d+(?:\.\d+)?)|(?P<b>true|false)|(?P<null>null))$"""
+)
+DYNAMIC = object()
+
+
+def literal(value: str):
+    found = LITERAL.match(value.strip())
+    if not found:
+        return DYNAMIC
+    if found.group("s") is not None:
+        return found.group("s")
+    if found.group("d") is not None:
+        return found.group("d")
+    if found.group("n") is not None:
+        return float(found.group("n")) if "." in found.group("n") else int(found.group("n"))
+    if found.group("b") is not None:
+        return found.group("b") == "true"
+    return None
+
+
+def config_params(path: Path) -> dict:
+    """Name -> literal default (DYNAMIC for expressions) of the `params { }` block of a config file."""
+    text = strip_comments(path.read_text())
+    result = {}
+    for found in re.finditer(r"(?m)^params\s*\{", text):
+        body = text[found.end() : matching(text, found.end() - 1) - 1]
+        for name, value in re.findall(r"(?m)^\s*(\w+)\s*=\s*(.+?)\s*$", body):
+            result[name] = literal(value)
+    for name, value in re.findall(r"(?m)^\s*params\.(\w+)\s*=\s*(.+?)\s*$", text):
+        result.setdefault(name, literal(value))
+    return result
+
+
+@lru_cache
+def schema() -> dict:
+    return json.loads((ROOT / "nextflow_schema.json").read_text())
+
+
+def schema_properties() -> dict[str, dict]:
+    props = {}
+    for group in schema()["$defs"].values():
+        for name, prop in group["properties"].items():
+            assert name not in props, f"{name} is described twice"
+            props[name] = prop
+    return props
+
+
+def test_schema_is_valid_json_schema_2020_12():
+    jsonschema = pytest.importorskip("jsonschema")
+    assert schema()["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema())
+    refs = {ref["$ref"] for ref in schema()["allOf"]}
+    assert refs == {f"#/$defs/{name}" for name in schema()["$defs"]}, "every group is referenced from allOf"
+    for name, prop in schema_properties().items():
+        assert prop.get("description"), f"{name}: no description"
+
+
+def test_schema_describes_every_param_and_its_default():
+    params = config_params(NEXTFLOW_CONFIG)
+    props = schema_properties()
+    assert set(props) == set(params), (
+        f"schema only: {set(props) - set(params)}; config only: {set(params) - set(props)}"
+    )
+    for name, default in params.items():
+        if default is DYNAMIC:
+            continue
+        if default is None:
+            assert "default" not in props[name], f"{name}: the config default is null"
+        else:
+            assert props[name].get("default") == default, (
+                f"{name}: schema {props[name].get('default')!r} vs {default!r}"
+            )
+
+
+def test_profile_and_config_params_are_declared():
+    declared = set(config_params(NEXTFLOW_CONFIG))
+    for path in CONFIGS[1:]:
+        assert set(config_params(path)) <= declared, f"{path.name} sets undeclared params"
+    used = set()
+    for path in [MAIN, WORKFLOW, *MODULES, *CONFIGS]:
+        used |= set(re.findall(r"\bparams\.(\w+)", strip_comments(path.read_text())))
+    assert used <= declared, f"used but not declared: {used - declared}"
+
+
+def test_defaults_and_test_profile_validate_against_the_schema():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(schema())
+    defaults = {k: v for k, v in config_params(NEXTFLOW_CONFIG).items() if v is not DYNAMIC and v is not None}
+    validator.validate({**defaults, "datasets": "set_01,set_02"})
+    test = {k: v for k, v in config_params(ROOT / "conf" / "test.config").items() if v is not DYNAMIC}
+    validator.validate({**defaults, **test})
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**defaults, "datasets": "all", "fusion_method": "nope"})
+
+
+def test_only_main_nf_reads_params():
+    """Strict-syntax best practice: the entry workflow passes params to the workflow as inputs."""
+    for path in [WORKFLOW, *MODULES]:
+        assert "params." not in strip_comments(path.read_text()), f"{path.relative_to(ROOT)} reads params"
+
+
+def test_profiles():
+    text = strip_comments(NEXTFLOW_CONFIG.read_text())
+    profiles = block(text, r"(?m)^profiles")
+    for name in ("standard", "test", "slurm", "apptainer", "gpu"):
+        assert re.search(rf"(?m)^\s*{name}\s*\{{", profiles), f"no {name} profile"
+    apptainer = block(profiles, r"(?m)^\s*apptainer")
+    assert "apptainer.enabled = true" in apptainer and "apptainer.autoMounts = true" in apptainer
+    assert "process.container = params.container" in apptainer
+    assert "--nv" not in re.sub(r"withLabel:\s*process_gpu\s*\{[^}]*\}", "", apptainer), "--nv only on GPU tasks"
+    assert re.search(r"withLabel:\s*process_gpu\s*\{\s*containerOptions = '--nv'", apptainer)
+    assert "singularity.enabled = false" in apptainer
+    binds = re.search(r"apptainer\.runOptions = '--bind ' \+ (.*)", apptainer).group(1)
+    for bound in ("params.outdir", "params.lake", "params.apptainer_bind", '"${projectDir}/bin"'):
+        assert bound in binds, f"the apptainer profile does not bind {bound}"
+    slurm = strip_comments((ROOT / "conf" / "slurm.config").read_text())
+    assert "executor = 'slurm'" in slurm and "queue = params.slurm_queue" in slurm
+    assert "--account=${params.slurm_account}" in slurm
+    assert "queueSize = params.slurm_queue_size" in slurm and "submitRateLimit = params.slurm_submit_rate" in slurm
+    gpu_block = block(slurm, r"withLabel:\s*process_gpu")
+    assert '"--gres=${params.slurm_gres}"' in gpu_block
+    assert config_params(NEXTFLOW_CONFIG)["slurm_gres"] == "gpu:v100:1"
+    test = strip_comments((ROOT / "conf" / "test.config").read_text())
+    assert "resourceLimits" in test and "synthetic = true" in test and "datasets = 'synthetic'" in test
+
+
+def test_resources_escalate_on_retry_within_limits():
+    base = strip_comments((ROOT / "conf" / "base.config").read_text())
+    strategy = re.search(r"errorStrategy\s*=\s*\{\s*task\.exitStatus in \[([\d,\s]+)\]\s*\?\s*'retry'", base)
+    assert strategy and {137, 140, 143} <= {int(code) for code in strategy.group(1).split(",")}
+    assert re.search(r"maxRetries\s*=\s*[1-9]", base)
+    for label in ("process_single", "process_low", "process_medium", "process_high"):
+        body = block(base, rf"withLabel:\s*{label}")
+        assert re.search(r"memory\s*=\s*\{[^}]*task\.attempt", body), f"{label}: memory does not escalate"
+        assert re.search(r"time\s*=\s*\{[^}]*task\.attempt", body), f"{label}: time does not escalate"
+    assert re.search(r"resourceLimits\s*=\s*\[\s*cpus:\s*params\.max_cpus,\s*memory:\s*params\.max_memory,", base)
+
+
+def test_reports_are_written_to_pipeline_info():
+    text = strip_comments(NEXTFLOW_CONFIG.read_text())
+    for scope in ("timeline", "report", "trace", "dag"):
+        body = block(text, rf"(?m)^{scope}")
+        assert "enabled = true" in body, f"{scope} not enabled"
+        assert re.search(r'file = "\$\{params\.outdir\}/pipeline_info/\w+_\$\{params\.trace_report_suffix\}', body)
+    assert re.search(r"nextflowVersion\s*=\s*'!>=25\.04", text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Strict syntax (what `nextflow lint` rejects that a regular expression can see)
+# --------------------------------------------------------------------------------------------------
+
+NF_FILES = [MAIN, WORKFLOW, *MODULES]
+
+
+def code_only(text: str) -> str:
+    """Comments and string contents removed: what is left is Groovy/Nextflow code."""
+    text = strip_comments(text)
+    return re.sub(r'"""(?:.|\n)*?"""|\'\'\'(?:.|\n)*?\'\'\'|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', '""', text)
+
+
+def top_level_lines(code: str) -> list[str]:
+    """Lines that start outside any bracket (``code`` has its strings emptied)."""
+    lines, depth = [], 0
+    for line in code.splitlines():
+        if depth == 0:
+            lines.append(line)
+        depth += sum(line.count(c) for c in "([{") - sum(line.count(c) for c in ")]}")
+    return lines
+
+
+@pytest.mark.parametrize("path", NF_FILES + CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_strict_syntax_patterns(path):
+    code = code_only(path.read_text())
+    assert not re.search(r"\bChannel\s*\.", code), "use the lower-case channel. factories"
+    assert not re.search(r"(?m)^\s*import\s", code), "no import declarations"
+    assert not re.search(r"\b(for|while|switch)\s*\(", code), "no for/while/switch"
+    assert not re.search(r"\bit\b", code), "declare closure parameters (no implicit `it`)"
+    assert "addParams" not in code and not re.search(r"(?m)^\s*shell:\s*$", code)
+    assert not re.search(r"\bnextflow\.enable\.dsl", code), "DSL2 is the only dialect"
+    if path.suffix == ".config":
+        assert not re.search(r"(?m)^\s*def\s", code), "no def in config files"
+        assert not re.search(r"(?m)^\s*(if|else)\b", code), "no if statements at config level"
+    else:  # a script holds declarations only (no statements beside them)
+        for line in top_level_lines(code):
+            assert re.match(r"\s*($|#!|include\b|process\b|workflow\b|def\b)", line), f"top-level statement: {line}"
+
+
+def test_main_nf_only_orchestrates():
+    text = strip_comments(MAIN.read_text())
+    assert re.search(r"include\s*\{\s*KDGAT\s*\}\s*from\s*'./workflows/kdgat'", text)
+    assert not re.search(r"(?m)^process\s", text)
+    entry = block(text, r"(?m)^workflow")
+    assert re.search(r"(?m)^\s*main:\s*$", entry) and "workflow.onComplete = {" in entry
+    assert re.search(r"(?m)^\s*KDGAT\s*\(", entry)
+
+
+# --------------------------------------------------------------------------------------------------
+# bin/: the dataset resolver DATASETS runs
+# --------------------------------------------------------------------------------------------------
+
+CATALOG = {
+    "data_root": "data",
+    "datasets": {
+        "set_01": {"root": "data/can-train-and-test/set_01", "status": "ok", "missing_patterns": []},
+        "road": {"root": "data/road", "status": "missing", "missing_patterns": ["train:train:*.csv*"]},
+        "mine": {"root": "/abs/mine", "status": "ok", "missing_patterns": []},
+    },
+}
+
+
+def resolve(tmp_path: Path, spec: str) -> subprocess.CompletedProcess:
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps(CATALOG))
+    return subprocess.run(
+        [sys.executable, str(RESOLVER), "--datasets", spec, "--data-root", "data", str(catalog)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+
+
+def test_resolver_is_an_executable_script():
+    assert os.access(RESOLVER, os.X_OK)
+    assert RESOLVER.read_text().startswith("#!/usr/bin/env python3\n")
+    assert "kdgat_resolve_datasets.py" in processes()["KDGAT_DATASETS"].script
+
+
+def test_resolver_all_takes_the_complete_datasets(tmp_path):
+    result = resolve(tmp_path, "all")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert rows[0] == ["name", "root", "path"]
+    assert [row[:2] for row in rows[1:]] == [["set_01", "can-train-and-test/set_01"], ["mine", ""]]
+    assert rows[1][2] == str((tmp_path / "data/can-train-and-test/set_01").resolve())
+    assert "road" in result.stderr
+
+
+def test_resolver_keeps_the_given_order_and_rejects_bad_names(tmp_path):
+    result = resolve(tmp_path, "mine, set_01,mine")
+    assert result.returncode == 0 and [line.split("\t")[0] for line in result.stdout.splitlines()[1:]] == [
+        "mine",
+        "set_01",
+    ]
+    unknown = resolve(tmp_path, "set_01,nope")
+    assert unknown.returncode == 2 and "unknown dataset(s) nope" in unknown.stderr
+    missing = resolve(tmp_path, "road")
+    assert missing.returncode == 2 and "dataset road: captures missing" in missing.stderr

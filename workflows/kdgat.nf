@@ -1,0 +1,176 @@
+/*
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    KDGAT: one campaign over several datasets
+~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
+    Per dataset: INGEST -> GRAPHS -> six TRAIN_* -> FUSE_LARGE, FUSE_SMALL_KD -> EVALUATE;
+    then one LAKE task over every dataset, then REPORT. These are the steps and dependencies of
+    kdgat.pipeline.plan_steps() (`kdgat pipeline`); tests/test_nextflow_static.py compares the two.
+
+    Every channel item starts with meta ([id: dataset] plus, for a run, its variant); a stage that
+    needs the outputs of two others joins them on the dataset name. DATASETS (resolve --datasets
+    against the catalog) and SYNTH (the synthetic captures of the test profile) only provide the
+    inputs of INGEST and are not stages of the plan.
+*/
+
+include { KDGAT_SYNTH as SYNTH } from '../modules/local/kdgat_synth/main'
+include { KDGAT_DATASETS as DATASETS } from '../modules/local/kdgat_datasets/main'
+include { KDGAT_INGEST as INGEST } from '../modules/local/kdgat_ingest/main'
+include { KDGAT_GRAPHS as GRAPHS } from '../modules/local/kdgat_graphs/main'
+include { KDGAT_TRAIN as TRAIN_VGAE_LARGE } from '../modules/local/kdgat_train/main'
+include { KDGAT_TRAIN as TRAIN_GAT_LARGE } from '../modules/local/kdgat_train/main'
+include { KDGAT_TRAIN as TRAIN_VGAE_SMALL_KD } from '../modules/local/kdgat_train/main'
+include { KDGAT_TRAIN as TRAIN_GAT_SMALL_KD } from '../modules/local/kdgat_train/main'
+include { KDGAT_TRAIN as TRAIN_VGAE_SMALL } from '../modules/local/kdgat_train/main'
+include { KDGAT_TRAIN as TRAIN_GAT_SMALL } from '../modules/local/kdgat_train/main'
+include { KDGAT_FUSE as FUSE_LARGE } from '../modules/local/kdgat_fuse/main'
+include { KDGAT_FUSE as FUSE_SMALL_KD } from '../modules/local/kdgat_fuse/main'
+include { KDGAT_EVALUATE as EVALUATE } from '../modules/local/kdgat_evaluate/main'
+include { KDGAT_LAKE as LAKE } from '../modules/local/kdgat_lake/main'
+include { KDGAT_REPORT as REPORT } from '../modules/local/kdgat_report/main'
+
+/*
+ * meta of one training run: the dataset's meta plus model, scale, KD flag and the run folder's
+ * name (vgae_large, gat_small_kd, ...: the run names of `kdgat pipeline`).
+ */
+def trainMeta(meta, model, scale, kd) {
+    return meta + [variant: "${model}_${scale}${kd ? '_kd' : ''}".toString(), model: model, scale: scale, kd: kd]
+}
+
+/*
+ * A fingerprint of every file under a folder (path, size, mtime: Nextflow's own cache rule, file
+ * by file). A staged folder is hashed by its own metadata only, so without this `-resume` would
+ * not notice a capture added or replaced in a sub-folder.
+ */
+def captureStamp(dir) {
+    if (!dir.exists()) {
+        return ''
+    }
+    def entries = files("${dir}/**", type: 'file').collect { f -> "${f}\t${f.size()}\t${f.lastModified()}" }
+    return entries.toSorted().join('\n').md5()
+}
+
+workflow KDGAT {
+    take:
+    datasets // string: comma list of catalog datasets, or 'all'
+    synthetic // boolean: generate the synthetic captures (kdgat synth) and use them as the data root
+    synth_size // string: small | medium | large
+    data_root // string: folder the catalog's roots are relative to (not used with synthetic)
+    catalog // list: [] or [an extra catalog YAML]
+    fusion_method // string: dqn | mlp | weighted
+    tracking_uri // string: the MLflow store every task logs to
+    lake // string: absolute path of the Parquet datalake
+
+    main:
+    // ---- Inputs: the data root and the datasets to run ------------------------------------------
+    // (queue channels, so that DATASETS' output is one too and splitCsv fans it out)
+    ch_data_root = channel.empty()
+    if (synthetic) {
+        SYNTH(channel.of(0), synth_size)
+        ch_data_root = SYNTH.out.data_root
+    }
+    else {
+        ch_data_root = channel.of(file(data_root, checkIfExists: true))
+    }
+    DATASETS(datasets, ch_data_root.map { root -> [root, captureStamp(root)] }, catalog)
+
+    // One item per dataset: [meta, source (root relative to the data root, fingerprint), root folder]
+    ch_sources = DATASETS.out.tsv
+        .splitCsv(header: true, sep: '\t')
+        .map { row ->
+            def dir = file(row.path)
+            return [[id: row.name], [root: row.root ?: '', stamp: captureStamp(dir)], dir]
+        }
+
+    // ---- Per dataset: captures -> frames -> graph store -----------------------------------------
+    INGEST(ch_sources, catalog)
+    GRAPHS(INGEST.out.frames)
+    ch_graphs = GRAPHS.out.graphs
+    ch_graphs_by_id = ch_graphs.map { meta, graphs -> [meta.id, meta, graphs] }
+
+    // ---- Teachers and the no-KD students: graphs only -------------------------------------------
+    TRAIN_VGAE_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'large', false), graphs, []] }, tracking_uri)
+    TRAIN_GAT_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'large', false), graphs, []] }, tracking_uri)
+    TRAIN_VGAE_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'small', false), graphs, []] }, tracking_uri)
+    TRAIN_GAT_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'small', false), graphs, []] }, tracking_uri)
+
+    ch_vgae_large = TRAIN_VGAE_LARGE.out.run.map { meta, run -> [meta.id, run] }
+    ch_gat_large = TRAIN_GAT_LARGE.out.run.map { meta, run -> [meta.id, run] }
+    ch_vgae_small = TRAIN_VGAE_SMALL.out.run.map { meta, run -> [meta.id, run] }
+    ch_gat_small = TRAIN_GAT_SMALL.out.run.map { meta, run -> [meta.id, run] }
+
+    // ---- KD students: the graphs joined with the large run of the same model and dataset --------
+    TRAIN_VGAE_SMALL_KD(
+        ch_graphs_by_id
+            .join(ch_vgae_large)
+            .map { _id, meta, graphs, teacher -> [trainMeta(meta, 'vgae', 'small', true), graphs, teacher] },
+        tracking_uri
+    )
+    TRAIN_GAT_SMALL_KD(
+        ch_graphs_by_id
+            .join(ch_gat_large)
+            .map { _id, meta, graphs, teacher -> [trainMeta(meta, 'gat', 'small', true), graphs, teacher] },
+        tracking_uri
+    )
+    ch_vgae_small_kd = TRAIN_VGAE_SMALL_KD.out.run.map { meta, run -> [meta.id, run] }
+    ch_gat_small_kd = TRAIN_GAT_SMALL_KD.out.run.map { meta, run -> [meta.id, run] }
+
+    // ---- Fusion of the VGAE and GAT of one scale -------------------------------------------------
+    FUSE_LARGE(
+        ch_graphs_by_id
+            .join(ch_vgae_large)
+            .join(ch_gat_large)
+            .map { _id, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_large', scale: 'large'], graphs, vgae, gat] },
+        fusion_method,
+        tracking_uri
+    )
+    FUSE_SMALL_KD(
+        ch_graphs_by_id
+            .join(ch_vgae_small_kd)
+            .join(ch_gat_small_kd)
+            .map { _id, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_small_kd', scale: 'small'], graphs, vgae, gat] },
+        fusion_method,
+        tracking_uri
+    )
+    ch_fuse_large = FUSE_LARGE.out.run.map { meta, run -> [meta.id, run] }
+    ch_fuse_small_kd = FUSE_SMALL_KD.out.run.map { meta, run -> [meta.id, run] }
+
+    // ---- Evaluate every run of a dataset (fixed order: the same command line on -resume) ---------
+    EVALUATE(
+        ch_graphs_by_id
+            .join(ch_vgae_large)
+            .join(ch_gat_large)
+            .join(ch_vgae_small_kd)
+            .join(ch_gat_small_kd)
+            .join(ch_vgae_small)
+            .join(ch_gat_small)
+            .join(ch_fuse_large)
+            .join(ch_fuse_small_kd)
+            .map { _id, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8 -> [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8]] },
+        tracking_uri
+    )
+
+    // ---- Every dataset: append all runs and evaluations to the lake, then the report ------------
+    // Sorted by dataset/run so that LAKE's inputs (and so its cache key) do not depend on which task
+    // finished first.
+    ch_lake_runs = TRAIN_VGAE_LARGE.out.run
+        .mix(
+            TRAIN_GAT_LARGE.out.run,
+            TRAIN_VGAE_SMALL_KD.out.run,
+            TRAIN_GAT_SMALL_KD.out.run,
+            TRAIN_VGAE_SMALL.out.run,
+            TRAIN_GAT_SMALL.out.run,
+            FUSE_LARGE.out.run,
+            FUSE_SMALL_KD.out.run,
+            EVALUATE.out.eval.map { meta, dir -> [meta + [variant: 'eval'], dir] }
+        )
+        .map { meta, dir -> ["${meta.id}/${meta.variant}".toString(), dir] }
+        .toSortedList { a, b -> a[0].compareTo(b[0]) }
+        .filter { items -> !items.isEmpty() }
+        .map { items -> items.collect { item -> item[1] } }
+    LAKE(ch_lake_runs, lake)
+    REPORT(LAKE.out.receipt, lake)
+
+    emit:
+    evaluation = EVALUATE.out.eval // channel: [meta, eval folder] per dataset
+    report = REPORT.out.report // channel: the report folder
+}
