@@ -1,0 +1,45 @@
+"""The datalake: finished runs as Parquet tables, DuckDB views over them, and the queries people ask.
+
+``append_runs`` records run folders (any process, any number at once);
+``build_lake`` compacts and recreates ``analytics.duckdb``; ``leaderboard``,
+``kd_impact``, ``compare_runs`` and ``query`` answer from its views and return
+``pyarrow.Table``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kdgat.errors import KdgatError
+from kdgat.lake.queries import compare_runs, kd_impact, leaderboard, query
+from kdgat.lake.records import forget, read_run
+from kdgat.lake.schema import from_rows
+from kdgat.lake.store import commit_run, open_lake
+from kdgat.lake.views import DB_NAME, build_lake
+
+__all__ = ["DB_NAME", "append_runs", "build_lake", "compare_runs", "kd_impact", "leaderboard", "query"]
+
+
+def append_runs(run_dirs: list[Path], lake_dir: Path) -> list[str]:
+    """Record finished train/fuse/evaluate folders in the lake; returns the run ids written.
+
+    Every folder is read and checked before anything is written, so a bad
+    folder leaves the lake untouched; each run is then one atomic commit.
+    """
+    if not run_dirs:
+        raise KdgatError("nothing to append: pass one or more --runs RUN_DIR")
+    forget()
+    appended_at = datetime.now(timezone.utc)
+    records = [read_run(Path(d), appended_at) for d in run_dirs]
+    ids = []
+    try:
+        lake_dir = open_lake(Path(lake_dir), create=True)
+        for record in records:
+            tables = {name: from_rows(name, rows) for name, rows in record.rows.items() if rows}
+            commit_run(lake_dir, record.identity.run_id, tables)
+            ids.append(record.identity.run_id)
+    except OSError as exc:  # disk full, read-only lake ...: the commits made so far are whole
+        done = f" after {len(ids)} of {len(records)} runs" if ids else ""
+        raise KdgatError(f"{lake_dir}: cannot append{done}: {exc.strerror or exc}") from None
+    return ids

@@ -1,0 +1,369 @@
+"""Finished stage folders (train, fuse, evaluate) as rows of the lake's tables.
+
+A run's id is a short hash of what makes it the same run — dataset, stage,
+model, scale, auxiliaries, config hash, seed (plus the members of a fusion and
+the evaluated runs of an evaluation) — so appending the same folder twice, or
+the folder of a re-run, gives the same id and replaces rows instead of adding
+them. Metric rows of an evaluation carry the id of the run they evaluate,
+derived from that run's own folder in the same way, so they join to ``runs``.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kdgat.errors import KdgatError
+from kdgat.manifest import MANIFEST_NAME, content_hash, read_manifest, sha256_file
+
+RUN_STAGES = ("train", "fuse", "evaluate")
+_ARTIFACT_TYPES = {
+    "model.pt": "checkpoint", "fusion.pt": "checkpoint", "config.json": "config", "metrics.json": "metrics",
+    "metrics.csv": "training_curves", "curves.json": "curves", "embeddings.npz": "embeddings",
+    "attention.npz": "attention", "dqn_policy.json": "policy", "policy.json": "policy",
+    "explanations.npz": "explanations", "members.json": "members", MANIFEST_NAME: "manifest",
+}  # fmt: skip
+_METRIC_COLUMNS = (
+    "threshold", "n", "positives", "negatives", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1",
+    "specificity", "balanced_accuracy", "mcc", "fpr", "fnr", "pr_auc", "detection_rate_at_fpr_1pct",
+    "detection_rate_at_fpr_0_1pct",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a run is, read from its folder: the fields its id is made of, and the id."""
+
+    run_id: str
+    dataset: str
+    stage: str
+    model_type: str  # vgae | gat | fusion | eval
+    model: str  # gat_small_kd, fusion_dqn_small_kd, eval ...
+    family: str  # gat | vgae | fusion_dqn ... (what KD impact compares across scales)
+    scale: str | None
+    auxiliaries: tuple[str, ...]
+    has_kd: bool | None
+    method: str | None
+    seed: int | None
+    config_hash: str
+    parts: tuple[str, ...] = ()  # fusion members / evaluated runs
+
+
+@dataclass
+class RunRecord:
+    identity: Identity
+    run_dir: Path
+    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KdgatError(f"{path}: missing (the run folder is incomplete)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KdgatError(f"{path}: unreadable: {exc}") from None
+
+
+def _manifest(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise KdgatError(f"{run_dir}: no such run folder")
+    try:
+        manifest = read_manifest(run_dir)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KdgatError(f"{run_dir / MANIFEST_NAME}: unreadable: {exc}") from None
+    if manifest is None:
+        raise KdgatError(f"{run_dir}: no {MANIFEST_NAME}, so the run did not finish (a stage writes it last)")
+    stage = manifest.get("stage")
+    if stage not in RUN_STAGES:
+        raise KdgatError(f"{run_dir}: a {stage} stage output; the lake records train, fuse and evaluate folders")
+    if not manifest.get("dataset"):
+        raise KdgatError(f"{run_dir / MANIFEST_NAME}: no `dataset` recorded; re-run the stage with this kdgat")
+    return manifest
+
+
+def _make_id(prefix: str, key: dict[str, Any]) -> str:
+    return f"{prefix}-{content_hash(key)[:12]}"
+
+
+_IDENTITIES: dict[str, Identity] = {}
+
+
+def identify(run_dir: Path) -> Identity:
+    """The identity of a finished run folder (cached per resolved path within a process)."""
+    run_dir = Path(run_dir).resolve()
+    cached = _IDENTITIES.get(str(run_dir))
+    if cached is not None:
+        return cached
+    manifest = _manifest(run_dir)
+    stage, dataset = manifest["stage"], manifest["dataset"]
+    if stage == "evaluate":
+        document = _read_json(run_dir / "metrics.json")
+        parts = tuple(sorted(identify(_evaluated_dir(run_dir, r["run_dir"])).run_id for r in document["runs"].values()))
+        fields = dict(model_type="eval", model="eval", family="eval", scale=None, auxiliaries=(), has_kd=None)
+        fields.update(method=None, seed=None)
+    else:
+        cfg = _read_json(run_dir / "config.json")
+        aux = tuple(cfg.get("auxiliaries") or ())
+        fields = dict(scale=cfg.get("scale"), auxiliaries=aux, seed=cfg.get("seed"))
+        if stage == "fuse":
+            members = _read_json(run_dir / "members.json")
+            parts = tuple(sorted(identify(_member_dir(run_dir, members[k])).run_id for k in ("vgae", "gat")))
+            family = f"fusion_{members['method']}"
+            fields.update(model_type="fusion", family=family, method=members["method"], has_kd=bool(members["kd"]))
+            fields.update(scale=members["scale"])
+        else:
+            parts = ()
+            metrics = _read_json(run_dir / "metrics.json")
+            if metrics.get("curriculum_vgae"):
+                parts = ("curriculum",)
+            fields.update(model_type=cfg["model_type"], family=cfg["model_type"], method=None)
+            fields.update(has_kd=cfg.get("kd") is not None)
+        fields["model"] = f"{fields['family']}_{fields['scale']}" + ("_kd" if fields["has_kd"] else "")
+    key = {
+        "dataset": dataset, "stage": stage, "model": fields["family"], "scale": fields["scale"],
+        "auxiliaries": sorted(fields["auxiliaries"]), "config_hash": manifest["config_hash"], "seed": fields["seed"],
+        "parts": list(parts),
+    }  # fmt: skip
+    identity = Identity(
+        run_id=_make_id(fields["model"], key), dataset=dataset, stage=stage,
+        config_hash=manifest["config_hash"], parts=parts, **fields,
+    )  # fmt: skip
+    _IDENTITIES[str(run_dir)] = identity
+    return identity
+
+
+def _candidates(base: Path, recorded: str) -> list[Path]:
+    """Where a run folder recorded by another stage may be: as recorded, or, when the folders were moved
+    together, its last one to three path components under ``base`` or one of base's two parents."""
+    path = Path(recorded)
+    found = [path] if path.is_absolute() else [Path.cwd() / path, base / path]
+    tails = [Path(*path.parts[-k:]) for k in (1, 2, 3) if len(path.parts) > k]
+    for root in (base, *list(base.parents)[:2]):
+        found += [root / tail for tail in tails]
+    return found
+
+
+def _evaluated_dir(eval_dir: Path, recorded: str) -> Path:
+    for candidate in _candidates(eval_dir, recorded):
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+    raise KdgatError(
+        f"{eval_dir}: evaluated run {recorded} not found; its metrics are linked to that run's id, "
+        "which is read from its folder"
+    )
+
+
+def _member_dir(fuse_dir: Path, recorded: str) -> Path:
+    for candidate in _candidates(fuse_dir, recorded):
+        if (candidate / MANIFEST_NAME).is_file():
+            return candidate
+    raise KdgatError(f"{fuse_dir}: fusion member {recorded} not found; the fusion's id includes its members' ids")
+
+
+def _timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    stamp = datetime.fromisoformat(text)
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _get(mapping: dict | None, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(mapping, dict):
+            return None
+        mapping = mapping.get(key)
+    return mapping
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _artifacts(run_dir: Path, run_id: str, manifest: dict) -> list[dict]:
+    names = [o["path"] for o in manifest.get("outputs", [])] + [MANIFEST_NAME]
+    names += [n for n in ("dqn_policy.json", "policy.json") if (run_dir / n).is_file() and n not in names]
+    rows = []
+    for name in names:
+        path = run_dir / name
+        if not path.is_file():
+            raise KdgatError(f"{path}: listed in {MANIFEST_NAME} but missing")
+        kind = _ARTIFACT_TYPES.get(Path(name).name, "other")
+        size = path.stat().st_size
+        rows.append(dict(run_id=run_id, artifact_type=kind, path=str(path), size_bytes=size, sha256=sha256_file(path)))
+    return rows
+
+
+def _training_curves(path: Path, run_id: str) -> list[dict]:
+    """Lightning's CSV log (one column per metric, blanks where not logged) in long form."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        for line in csv.DictReader(handle):
+            epoch, step = line.pop("epoch", ""), line.pop("step", "")
+            for metric, value in line.items():
+                if value not in ("", None):
+                    rows.append(
+                        dict(run_id=run_id, epoch=_int(epoch or None), step=_int(step or None), metric=metric,
+                             value=float(value))
+                    )  # fmt: skip
+    return rows
+
+
+def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
+    section = cfg.get(ident.model_type) if ident.model_type in ("vgae", "gat", "dqn") else None
+    training = cfg.get("training") or {}
+    lr = training.get("lr") if training.get("lr") is not None else _get(section, "lr")
+    patience = _get(section, "patience") if _get(section, "patience") is not None else training.get("patience")
+    return dict(
+        run_id=run_id, model_type=ident.model_type, scale=ident.scale, seed=cfg.get("seed"), lr=lr,
+        weight_decay=training.get("weight_decay"), batch_size=training.get("batch_size"),
+        max_epochs=training.get("max_epochs"), patience=patience, precision=training.get("precision"),
+        window=_get(cfg, "preprocessing", "window"), stride=_get(cfg, "preprocessing", "stride"),
+        feature_set=_get(cfg, "preprocessing", "feature_set"), vgae_latent_dim=_get(cfg, "vgae", "latent_dim"),
+        gat_hidden=_get(cfg, "gat", "hidden"), gat_layers=_get(cfg, "gat", "layers"),
+        gat_heads=_get(cfg, "gat", "heads"), gat_fc_layers=_get(cfg, "gat", "fc_layers"),
+        gat_jk_mode=_get(cfg, "gat", "jk_mode"), dqn_hidden=_get(cfg, "dqn", "hidden"),
+        dqn_episodes=_get(cfg, "dqn", "episodes"), dqn_gamma=_get(cfg, "dqn", "gamma"),
+        kd_alpha=_get(cfg, "kd", "alpha"), kd_temperature=_get(cfg, "kd", "temperature"),
+        full_config_json=json.dumps(cfg, sort_keys=True),
+    )  # fmt: skip
+
+
+def _store_dir(manifest: dict, run_dir: Path) -> Path | None:
+    """The graph store a run read (its metadata.json is the first input of every stage after `graphs`)."""
+    for item in manifest.get("inputs", []):
+        path = Path(item.get("path", ""))
+        if path.name == "metadata.json":
+            for candidate in (path,) if path.is_absolute() else (Path.cwd() / path, run_dir / path):
+                if candidate.is_file():
+                    return candidate.parent
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _dir_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total
+
+
+@functools.lru_cache(maxsize=1)
+def _catalog() -> dict:
+    from kdgat.catalog import load_catalog
+
+    try:
+        return load_catalog()
+    except KdgatError:
+        return {}
+
+
+def forget() -> None:
+    """Drop what this process has cached about run folders (they may have been re-run since)."""
+    _IDENTITIES.clear()
+    _dir_size.cache_clear()
+    _catalog.cache_clear()
+
+
+def _dataset_row(name: str, run_id: str, store: Path | None) -> dict:
+    """What the catalog says about a dataset, plus the sizes of the graph store the run used (if still there)."""
+    row: dict[str, Any] = dict(name=name, run_id=run_id)
+    entry = _catalog().get(name)
+    if entry is not None:
+        row.update(domain=entry.domain, protocol=entry.protocol, source=entry.source, description=entry.description)
+    meta_path = store / "metadata.json" if store else None
+    if meta_path is not None and meta_path.is_file():
+        meta = _read_json(meta_path)
+        parts = meta.get("parts") or {}
+        tests = {k: v for k, v in parts.items() if v.get("split") == "test"}
+        row.update(
+            store_fingerprint=meta.get("fingerprint"), feature_set=_get(meta, "feature_set", "tag"),
+            window=meta.get("window"), stride=meta.get("stride"), vocab_size=meta.get("vocab_size"),
+            n_train_graphs=_get(parts, "train", "graphs"), n_val_graphs=_get(parts, "val", "graphs"),
+            n_test_scenarios=len(tests), n_test_graphs=sum(v.get("graphs", 0) for v in tests.values()),
+            train_attack_share=_get(parts, "train", "attack_share"), cache_size_bytes=_dir_size(store),
+            store_path=str(store.resolve()),
+        )  # fmt: skip
+    return row
+
+
+def _run_row(ident: Identity, run_dir: Path, manifest: dict, metrics: dict, appended_at: datetime) -> dict:
+    teacher_id = None
+    if metrics.get("teacher") and (Path(metrics["teacher"]) / MANIFEST_NAME).is_file():
+        teacher_id = identify(Path(metrics["teacher"])).run_id
+    parameters = metrics.get("parameters", metrics.get("ensemble_parameters"))
+    return dict(
+        run_id=ident.run_id, dataset=ident.dataset, stage=ident.stage, model_type=ident.model_type,
+        model=ident.model, family=ident.family, scale=ident.scale, auxiliaries=list(ident.auxiliaries),
+        has_kd=ident.has_kd, method=ident.method, seed=ident.seed, config_hash=ident.config_hash,
+        parameters=parameters, teacher_run_id=teacher_id, teacher_parameters=metrics.get("teacher_parameters"),
+        epochs=metrics.get("epochs"), best_val_loss=metrics.get("best_val_loss"),
+        evaluated_runs=list(ident.parts) if ident.stage == "evaluate" else None, success=True,
+        created_at=_timestamp(manifest.get("created_at")), duration_seconds=manifest.get("wall_time_s"),
+        run_dir=str(run_dir), kdgat_version=_get(manifest, "versions", "kdgat"), appended_at=appended_at,
+    )  # fmt: skip
+
+
+def _evaluation_rows(run_dir: Path, eval_id: str, dataset: str) -> dict[str, list[dict]]:
+    """metrics, curves and policies rows of an evaluate folder, keyed to the evaluated runs' ids."""
+    document = _read_json(run_dir / "metrics.json")
+    curves = _read_json(run_dir / "curves.json") if (run_dir / "curves.json").is_file() else {}
+    policies = _read_json(run_dir / "dqn_policy.json") if (run_dir / "dqn_policy.json").is_file() else {}
+    metric_rows, curve_rows, policy_rows = [], [], []
+    for label, result in document["runs"].items():
+        target = identify(_evaluated_dir(run_dir, result["run_dir"]))
+        base = dict(run_id=target.run_id, eval_run_id=eval_id, model=target.model)
+        scenarios = [("val", "validation", result["validation"])]
+        scenarios += [("test", name, values) for name, values in result["test"].items()]
+        for split, scenario, values in scenarios:
+            row = dict(base, dataset=dataset, family=target.family, model_type=target.model_type, scale=target.scale)
+            row.update(has_kd=target.has_kd, split=split, scenario=scenario)
+            row.update({k: values.get(k) for k in _METRIC_COLUMNS}, auc=values.get("roc_auc"))
+            row.update(threshold_method=_get(result, "threshold", "method") or document.get("threshold_method"))
+            metric_rows.append(row)
+        for scenario, points in (curves.get(label) or {}).items():
+            for curve, (xs, ys) in (("roc", ("fpr", "tpr")), ("pr", ("recall", "precision"))):
+                data = points.get(curve)
+                if not data:
+                    continue
+                thresholds = data.get("thresholds") or []
+                for i, (x, y) in enumerate(zip(data[xs], data[ys], strict=True)):
+                    t = thresholds[i] if i < len(thresholds) else None
+                    curve_rows.append(dict(base, scenario=scenario, curve=curve, point=i, x=x, y=y, threshold=t))
+        policy = policies.get(label)
+        if policy:
+            policy_rows.append(dict(base, **{"class": "all"}, mean_alpha=policy.get("mean_alpha")))
+            policy_rows[-1]["n_windows"] = policy.get("n_windows")
+            for cls, alpha in (policy.get("mean_alpha_by_class") or {}).items():
+                policy_rows.append(dict(base, **{"class": cls}, mean_alpha=alpha))
+    return {"metrics": metric_rows, "curves": curve_rows, "policies": policy_rows}
+
+
+def read_run(run_dir: Path, appended_at: datetime | None = None) -> RunRecord:
+    """All lake rows of one finished train, fuse or evaluate folder."""
+    run_dir = Path(run_dir).resolve()
+    ident = identify(run_dir)
+    manifest = _manifest(run_dir)
+    appended_at = appended_at or datetime.now(timezone.utc)
+    metrics = _read_json(run_dir / "metrics.json") if ident.stage != "evaluate" else {}
+    cfg = _read_json(run_dir / "config.json") if ident.stage != "evaluate" else manifest.get("config", {})
+    record = RunRecord(ident, run_dir)
+    record.rows["runs"] = [_run_row(ident, run_dir, manifest, metrics, appended_at)]
+    record.rows["configs"] = [_config_row(ident.run_id, ident, cfg)]
+    record.rows["artifacts"] = _artifacts(run_dir, ident.run_id, manifest)
+    record.rows["training_curves"] = _training_curves(run_dir / "logs" / "metrics.csv", ident.run_id)
+    record.rows["datasets"] = [_dataset_row(ident.dataset, ident.run_id, _store_dir(manifest, run_dir))]
+    if ident.stage == "evaluate":
+        record.rows.update(_evaluation_rows(run_dir, ident.run_id, ident.dataset))
+    return record

@@ -1,0 +1,190 @@
+"""A static HTML report of the lake: leaderboard, KD impact, model sizes, and per dataset the latest
+evaluation's ROC/PR curves, confusion matrices, training curves and DQN fusion weights.
+
+Everything comes from the lake's views, so the report needs no run folder. The
+figures are written into a fresh folder that replaces ``figures/`` and
+``index.html`` is written last, atomically: an interrupted report never leaves
+a page pointing at half-written figures.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kdgat.errors import KdgatError
+from kdgat.lake.queries import connect, run_sql
+from kdgat.manifest import atomic_write_text
+from kdgat.report import figures
+from kdgat.report.page import esc, figure_html, page, table_html
+
+__all__ = ["write_report"]
+
+FIGURES = "figures"
+_LEADERBOARD_COLUMNS = ["model", "scale", "has_kd", "n_runs", "best_f1", "best_accuracy", "best_auc", "best_mcc",
+                        "best_test_f1"]  # fmt: skip
+_LATEST_EVALS = """
+    SELECT dataset, run_id, created_at FROM runs WHERE stage = 'evaluate'
+    QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY created_at DESC, appended_at DESC, run_id) = 1
+    ORDER BY dataset
+"""
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
+
+
+class _Figures:
+    """Collects figure files under a staging folder; hands out the relative paths the page links to."""
+
+    def __init__(self, staging: Path):
+        self.staging = staging
+        self.count = 0
+
+    def path(self, name: str) -> tuple[Path, str]:
+        self.count += 1
+        file = f"{self.count:02d}-{_slug(name)}.png"
+        return self.staging / file, f"{FIGURES}/{file}"
+
+
+def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, figs: _Figures) -> str:
+    parts = [f'<p class="meta">Latest evaluation <code>{esc(eval_id)}</code> ({esc(created_at)}); '
+             "thresholds chosen on validation, applied unchanged to every test scenario.</p>"]  # fmt: skip
+    rows = [r for r in leaderboard.to_pylist() if r["dataset"] == dataset]
+    path, src = figs.path(f"leaderboard-{dataset}")
+    figures.leaderboard_bars(rows, dataset, path)
+    parts.append(figure_html(src, f"leaderboard of {dataset}"))
+
+    points = run_sql(con, "SELECT model, scenario, curve, x, y FROM curves WHERE eval_run_id = ? AND scenario <> "
+                  "'validation' ORDER BY scenario, model, curve, point", [eval_id]).to_pylist()  # fmt: skip
+    by_scenario: dict[str, dict[str, dict[str, tuple[list, list]]]] = defaultdict(lambda: defaultdict(dict))
+    for p in points:
+        xs, ys = by_scenario[p["scenario"]][p["model"]].setdefault(p["curve"], ([], []))
+        xs.append(p["x"])
+        ys.append(p["y"])
+    parts.append("<h3>ROC and precision-recall per test scenario</h3>")
+    if not by_scenario:
+        parts.append('<p class="note">No curves (a scenario without both classes has none).</p>')
+    for scenario, curves in sorted(by_scenario.items()):
+        path, src = figs.path(f"roc-pr-{dataset}-{scenario}")
+        figures.roc_pr(curves, scenario, path)
+        parts.append(figure_html(src, f"ROC and PR curves, {dataset}, {scenario}"))
+
+    cells = run_sql(con, "SELECT model, scenario, split, tn, fp, fn, tp FROM metrics WHERE eval_run_id = ? "
+                 "ORDER BY split DESC, scenario, model", [eval_id]).to_pylist()  # fmt: skip
+    if cells:
+        models = list(dict.fromkeys(r["model"] for r in sorted(cells, key=lambda r: r["model"])))
+        scenarios = list(dict.fromkeys(r["scenario"] for r in cells))
+        grid = {(r["model"], r["scenario"]): (r["tn"], r["fp"], r["fn"], r["tp"]) for r in cells}
+        path, src = figs.path(f"confusion-{dataset}")
+        figures.confusion_grid(grid, models, scenarios, dataset, path)
+        parts += ["<h3>Confusion matrices</h3>", figure_html(src, f"confusion matrices, {dataset}")]
+
+    curves = run_sql(con, """
+        WITH latest AS (
+            SELECT run_id, model FROM runs WHERE dataset = ? AND stage = 'train'
+            QUALIFY row_number() OVER (PARTITION BY model ORDER BY created_at DESC, run_id) = 1)
+        SELECT l.model, t.metric, t.epoch, avg(t.value) AS value
+        FROM training_curves t JOIN latest l USING (run_id)
+        WHERE t.metric IN ('val_loss', 'train_loss') AND t.epoch IS NOT NULL
+        GROUP BY ALL ORDER BY l.model, t.metric, t.epoch""", [dataset]).to_pylist()  # fmt: skip
+    if curves:
+        series: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
+        for r in curves:
+            xs, ys = series[r["model"]].setdefault(r["metric"], ([], []))
+            xs.append(r["epoch"])
+            ys.append(r["value"])
+        path, src = figs.path(f"training-{dataset}")
+        figures.training_curves(series, dataset, path)
+        parts += ["<h3>Training curves (latest run per model)</h3>", figure_html(src, f"training curves, {dataset}")]
+    return "".join(parts)
+
+
+def write_report(lake_dir: Path, out_dir: Path) -> Path:
+    """Write ``out_dir/index.html`` and ``out_dir/figures/*.png`` from the lake; returns the index path."""
+    lake_dir, out_dir = Path(lake_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KdgatError(f"{out_dir}: exists and is not a directory")
+    with connect(lake_dir) as con:
+        counts = run_sql(con, "SELECT count(*) AS runs, count(*) FILTER (WHERE stage = 'evaluate') AS evals, "
+                      "count(DISTINCT dataset) AS datasets FROM runs").to_pylist()[0]  # fmt: skip
+        if counts["runs"] == 0:
+            raise KdgatError(f"{lake_dir}: the lake has no runs; add some with `kdgat lake append`")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = out_dir / f".{FIGURES}.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        figs = _Figures(staging)
+        try:
+            sections = _sections(con, figs)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    old = out_dir / f".{FIGURES}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (out_dir / FIGURES).exists():
+        (out_dir / FIGURES).rename(old)
+    staging.rename(out_dir / FIGURES)
+    shutil.rmtree(old, ignore_errors=True)
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta = (f"Lake <code>{esc(lake_dir.resolve())}</code>: {counts['runs']} runs, {counts['evals']} evaluations, "
+            f"{counts['datasets']} dataset(s). Generated {esc(generated)} by kdgat.")  # fmt: skip
+    index = out_dir / "index.html"
+    atomic_write_text(index, page("KD-GAT report", meta, sections))
+    return index
+
+
+def _sections(con, figs: _Figures) -> list[tuple[str, str, str]]:
+    leaderboard = run_sql(con, "SELECT * FROM v_leaderboard")
+    sections = []
+    inner = ['<p class="meta">Best over runs (seeds) of validation metrics; <b>best_test_f1</b> is the best mean F1 '
+             "over the test scenarios.</p>"]  # fmt: skip
+    for dataset in sorted(set(leaderboard.column("dataset").to_pylist())):
+        rows = leaderboard.filter(leaderboard.column("dataset").to_numpy(zero_copy_only=False) == dataset)
+        inner += [f"<h3>{esc(dataset)}</h3>", table_html(rows, _LEADERBOARD_COLUMNS)]
+    if leaderboard.num_rows == 0:
+        inner.append('<p class="note">No evaluations in the lake yet.</p>')
+    sections.append(("leaderboard", "Leaderboard", "".join(inner)))
+
+    kd = run_sql(con, "SELECT * FROM v_kd_impact")
+    inner = ['<p class="meta">Small model with KD minus small model without KD (F1), the large teacher beside '
+             "them.</p>", table_html(kd)]  # fmt: skip
+    if kd.num_rows:
+        path, src = figs.path("kd-impact")
+        figures.kd_impact_bars(kd.to_pylist(), path)
+        inner.append(figure_html(src, "knowledge distillation impact"))
+    sections.append(("kd-impact", "Knowledge distillation impact", "".join(inner)))
+
+    sizes = run_sql(con, """
+        SELECT dataset, model, family, scale, has_kd, parameters FROM runs
+        WHERE stage IN ('train', 'fuse') AND parameters IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY created_at DESC, run_id) = 1
+        ORDER BY dataset, family, scale, has_kd""")  # fmt: skip
+    inner = [table_html(sizes)]
+    if sizes.num_rows:
+        path, src = figs.path("parameters")
+        figures.parameter_bars(sizes.to_pylist(), path)
+        inner.append(figure_html(src, "parameter counts, teacher vs student"))
+    sections.append(("parameters", "Parameters: teacher vs student", "".join(inner)))
+
+    latest = run_sql(con, _LATEST_EVALS).to_pylist()
+    policy = run_sql(con, f"""
+        SELECT l.dataset, p.model, p.class, p.mean_alpha FROM policies p JOIN ({_LATEST_EVALS}) l
+        ON l.run_id = p.eval_run_id WHERE p.class IN ('benign', 'attack')""").to_pylist()  # fmt: skip
+    inner = ['<p class="meta">Mean weight alpha the DQN gives the GAT (1 - alpha to the VGAE) on validation '
+             "windows, by true class.</p>"]  # fmt: skip
+    if policy:
+        path, src = figs.path("dqn-policy")
+        figures.policy_bars(policy, path)
+        inner.append(figure_html(src, "DQN fusion weight by class"))
+    else:
+        inner.append('<p class="note">No DQN fusion was evaluated.</p>')
+    sections.append(("dqn", "DQN fusion weight by class", "".join(inner)))
+
+    for item in latest:
+        html = _dataset_section(con, item["dataset"], item["run_id"], item["created_at"], leaderboard, figs)
+        sections.append((f"dataset-{_slug(item['dataset'])}", f"Dataset {item['dataset']}", html))
+    return sections

@@ -1,0 +1,353 @@
+"""The datalake: idempotent appends, concurrent and killed writers, the views' numbers, schema checks, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from kdgat.cli import app
+from kdgat.errors import KdgatError
+from kdgat.lake import append_runs, build_lake, compare_runs, kd_impact, leaderboard, query
+from kdgat.lake.sample import SCENARIOS, write_run_set
+from kdgat.lake.store import LAKE_FILE, PARTS, PAUSE_ENV, STAGING, generations, pending_commits
+
+RUN_LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
+SCENARIO_ROWS = 1 + len(SCENARIOS)  # validation + test scenarios per evaluated model
+
+
+def run_dirs(paths: dict[str, Path]) -> list[Path]:
+    return [paths[k] for k in RUN_LABELS]
+
+
+def count(lake: Path, sql: str) -> int:
+    return query(lake, sql).column(0)[0].as_py()
+
+
+@pytest.fixture(scope="module")
+def run_set(tmp_path_factory) -> dict[str, Path]:
+    return write_run_set(tmp_path_factory.mktemp("runs"), seed=1)
+
+
+# --------------------------------------------------------------------------- idempotence and identity
+
+
+def test_re_append_replaces_rows_never_duplicates(run_set, tmp_path):
+    lake = tmp_path / "lake"
+    first = append_runs(run_dirs(run_set), lake)
+    again = append_runs(run_dirs(run_set), lake)  # before a build: two commits per run
+    assert first == again and len(set(first)) == len(RUN_LABELS)
+    build_lake(lake)
+    counts = {t: count(lake, f"SELECT count(*) FROM {t}") for t in ("runs", "metrics", "configs", "training_curves")}
+    assert counts["runs"] == len(RUN_LABELS) and counts["configs"] == len(RUN_LABELS)
+    assert counts["metrics"] == 5 * SCENARIO_ROWS
+    append_runs(run_dirs(run_set)[:3], lake)  # after a build: replaces compacted rows
+    build_lake(lake)
+    assert {t: count(lake, f"SELECT count(*) FROM {t}") for t in counts} == counts
+    assert count(lake, "SELECT count(*) - count(DISTINCT run_id) FROM runs") == 0
+    assert count(lake, "SELECT count(*) FROM datasets") == 1
+    assert pending_commits(lake) == [] and len(generations(lake)) <= 2
+
+
+def test_run_id_is_deterministic_and_made_of_what_defines_the_run(run_set, tmp_path):
+    written = write_run_set(tmp_path / "orig", seed=1)
+    shutil.move(tmp_path / "orig", tmp_path / "moved")  # members and evaluated runs are found beside the move
+    moved = {k: tmp_path / "moved" / v.relative_to(tmp_path / "orig") for k, v in written.items()}
+    other_seed = write_run_set(tmp_path / "seed2", seed=2)
+    lake = tmp_path / "lake"
+    ids = append_runs(run_dirs(run_set), lake)
+    assert append_runs(run_dirs(moved), lake) == ids
+    changed = append_runs(run_dirs(other_seed), lake)
+    assert not set(changed) & set(ids)
+    assert ids[RUN_LABELS.index("gat_small_kd")].startswith("gat_small_kd-")
+    assert count(lake, "SELECT count(DISTINCT run_id) FROM metrics") == 5 * 2  # metrics join the evaluated runs
+    joined = count(lake, "SELECT count(*) FROM metrics m JOIN runs r USING (run_id) WHERE r.stage <> 'evaluate'")
+    assert joined == count(lake, "SELECT count(*) FROM metrics")
+    shutil.rmtree(tmp_path / "moved" / "runs" / "gat_large")
+    with pytest.raises(KdgatError, match="evaluated run .*gat_large not found"):
+        append_runs([moved["eval"]], lake)
+
+
+def test_unfinished_run_is_a_clear_error_and_writes_nothing(run_set, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_set["gat_large"], unfinished)
+    (unfinished / "manifest.json").unlink()
+    lake = tmp_path / "lake"
+    with pytest.raises(KdgatError, match="no manifest.json, so the run did not finish"):
+        append_runs([run_set["gat_large"], unfinished], lake)
+    assert not lake.exists()
+    graphs = tmp_path / "graphs"
+    shutil.copytree(run_set["graphs"], graphs)
+    (graphs / "manifest.json").write_text(json.dumps({"stage": "graphs", "dataset": "synthetic"}))
+    with pytest.raises(KdgatError, match="a graphs stage output"):
+        append_runs([graphs], lake)
+
+
+# --------------------------------------------------------------------------- concurrency and faults
+
+_APPENDER = """
+import sys, time
+from pathlib import Path
+from kdgat.lake import append_runs
+go = Path(sys.argv[1])
+while not go.exists():
+    time.sleep(0.01)
+append_runs([Path(p) for p in sys.argv[3:]], Path(sys.argv[2]))
+"""
+
+
+def _python(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", *args], env={**os.environ, **(env or {})})
+
+
+def test_eight_concurrent_appender_processes_lose_and_duplicate_nothing(run_set, tmp_path):
+    lake, go = tmp_path / "lake", tmp_path / "go"
+    own = [write_run_set(tmp_path / f"own{i}", dataset=f"fleet{i}", seed=i) for i in range(8)]
+    shared = run_dirs(run_set)
+    procs = [
+        _python(_APPENDER, str(go), str(lake), *map(str, run_dirs(mine)[::-1] + shared)) for mine in own
+    ]  # every process appends its own runs and the same shared runs, at the same moment
+    time.sleep(0.5)
+    go.touch()
+    assert [p.wait(timeout=120) for p in procs] == [0] * 8
+    assert len(pending_commits(lake)) == 8 * 2 * len(RUN_LABELS)
+    build_lake(lake)
+    assert count(lake, "SELECT count(*) FROM runs") == 9 * len(RUN_LABELS)
+    assert count(lake, "SELECT count(DISTINCT run_id) FROM runs") == 9 * len(RUN_LABELS)
+    assert count(lake, "SELECT count(*) FROM metrics") == 9 * 5 * SCENARIO_ROWS
+    assert count(lake, "SELECT count(*) FROM datasets") == 9
+    assert not list((lake / PARTS / STAGING).iterdir())
+
+
+def _killed_while_paused(point: str, code: str, tmp_path: Path) -> None:
+    flag = tmp_path / f"paused-{point}"
+    proc = _python(code, env={PAUSE_ENV: f"{point}:{flag}"})
+    deadline = time.monotonic() + 60
+    while not flag.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the writer never reached its pause point"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+
+
+def _all_visible_parquet_reads(lake: Path) -> int:
+    files = [p for p in lake.rglob("*.parquet") if not any(part.startswith(".") for part in p.relative_to(lake).parts)]
+    for file in files:
+        pq.read_table(file)
+    return len(files)
+
+
+def test_writer_killed_mid_commit_leaves_nothing_visible(run_set, tmp_path):
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(run_set), lake)
+    build_lake(lake)
+    other = write_run_set(tmp_path / "other", dataset="other", seed=5)
+    code = f"from kdgat.lake import append_runs; append_runs([{str(other['gat_large'])!r}], {str(lake)!r})"
+    _killed_while_paused("append", code, tmp_path)
+    assert list((lake / PARTS / STAGING).iterdir()), "the killed writer had started a commit"
+    assert pending_commits(lake) == []
+    assert _all_visible_parquet_reads(lake) > 0
+    build_lake(lake)
+    assert count(lake, "SELECT count(*) FROM runs WHERE dataset = 'other'") == 0
+    assert count(lake, "SELECT count(*) FROM runs") == len(RUN_LABELS)
+    append_runs([other["gat_large"]], lake)  # the same run appended again goes through
+    assert count(lake, "SELECT count(*) FROM runs WHERE dataset = 'other'") == 1
+
+
+def test_builder_killed_mid_build_keeps_the_previous_views(run_set, tmp_path):
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(run_set)[:2], lake)
+    db = build_lake(lake)
+    append_runs(run_dirs(run_set)[2:], lake)
+    _killed_while_paused("build", f"from kdgat.lake import build_lake; build_lake({str(lake)!r})", tmp_path)
+    import duckdb
+
+    with duckdb.connect(str(db), read_only=True) as con:  # the old views, whole
+        assert con.sql("SELECT count(*) FROM runs").fetchall() == [(2,)]
+    assert _all_visible_parquet_reads(lake) > 0
+    build_lake(lake)
+    assert count(lake, "SELECT count(*) FROM runs") == len(RUN_LABELS)
+
+
+# --------------------------------------------------------------------------- the views' numbers
+
+
+def _f1(tp, fp, tn, fn):
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def _accuracy(tp, fp, tn, fn):
+    return (tp + tn) / (tp + fp + tn + fn)
+
+
+def _mcc(tp, fp, tn, fn):
+    return (tp * tn - fp * fn) / math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+
+
+def _auc(tp, fp, tn, fn):  # 0/1 scores: one ROC point, area = (TPR + TNR) / 2
+    return (tp / (tp + fn) + tn / (tn + fp)) / 2
+
+
+# (tp, fp, tn, fn) for validation and the two test scenarios, per seed
+HAND = {
+    1: {"gat_large": [(40, 2, 56, 2), (30, 10, 50, 10), (20, 5, 60, 15)],
+        "gat_small_kd": [(36, 4, 54, 6), (25, 5, 55, 15), (18, 2, 63, 17)],
+        "gat_small": [(30, 2, 56, 12), (20, 20, 40, 20), (10, 10, 55, 25)]},
+    2: {"gat_large": [(39, 1, 57, 3), (32, 8, 52, 8), (25, 5, 60, 10)],
+        "gat_small_kd": [(38, 2, 56, 4), (28, 2, 58, 12), (19, 1, 64, 16)],
+        "gat_small": [(34, 10, 48, 8), (22, 18, 42, 18), (12, 8, 57, 23)]},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def hand_lake(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("hand")
+    lake = root / "lake"
+    for seed, labels in HAND.items():
+        counts = {k: dict(zip(("validation", *SCENARIOS), v, strict=True)) for k, v in labels.items()}
+        append_runs(run_dirs(write_run_set(root / f"s{seed}", dataset="hand", seed=seed, counts=counts)), lake)
+    append_runs(run_dirs(write_run_set(root / "x", dataset="other", seed=3)), lake)
+    build_lake(lake)
+    return lake
+
+
+def test_leaderboard_holds_the_best_over_seeds_computed_by_hand(hand_lake):
+    rows = {r["model"]: r for r in leaderboard(hand_lake, "hand").to_pylist()}
+    assert set(rows) == {"gat_large", "gat_small_kd", "gat_small", "vgae_large", "fusion_dqn_small_kd"}
+    for model in ("gat_large", "gat_small_kd", "gat_small"):
+        row, seeds = rows[model], [HAND[s][model] for s in HAND]
+        assert row["n_runs"] == 2
+        assert row["best_f1"] == pytest.approx(max(_f1(*s[0]) for s in seeds))
+        assert row["best_accuracy"] == pytest.approx(max(_accuracy(*s[0]) for s in seeds))
+        assert row["best_mcc"] == pytest.approx(max(_mcc(*s[0]) for s in seeds))
+        assert row["best_auc"] == pytest.approx(max(_auc(*s[0]) for s in seeds))
+        assert row["best_test_f1"] == pytest.approx(max((_f1(*s[1]) + _f1(*s[2])) / 2 for s in seeds))
+    assert (rows["gat_small_kd"]["scale"], rows["gat_small_kd"]["has_kd"]) == ("small", True)
+    assert rows["fusion_dqn_small_kd"]["family"] == "fusion_dqn"
+    assert rows["gat_large"]["best_f1"] == pytest.approx(80 / 84)  # seed 1: 2*40 / (80 + 2 + 2)
+    assert {r["dataset"] for r in leaderboard(hand_lake).to_pylist()} == {"hand", "other"}
+    with pytest.raises(KdgatError, match="no evaluated runs of dataset 'nope'.*has: hand, other"):
+        leaderboard(hand_lake, "nope")
+
+
+def test_kd_impact_is_small_with_kd_minus_small_without(hand_lake):
+    rows = {(r["dataset"], r["family"]): r for r in kd_impact(hand_lake).to_pylist()}
+    gat = rows[("hand", "gat")]
+    assert gat["student_kd_f1"] == pytest.approx(76 / 82)  # seed 2: (38, 2, 56, 4)
+    assert gat["student_f1"] == pytest.approx(60 / 74)  # seed 1: (30, 2, 56, 12)
+    assert gat["f1_delta"] == pytest.approx(76 / 82 - 60 / 74)
+    assert gat["teacher_f1"] == pytest.approx(80 / 84)
+    kd_test = max((_f1(*s[1]) + _f1(*s[2])) / 2 for s in (HAND[1]["gat_small_kd"], HAND[2]["gat_small_kd"]))
+    plain_test = max((_f1(*s[1]) + _f1(*s[2])) / 2 for s in (HAND[1]["gat_small"], HAND[2]["gat_small"]))
+    assert gat["test_f1_delta"] == pytest.approx(kd_test - plain_test)
+    fusion = rows[("hand", "fusion_dqn")]  # no fusion of non-KD students: no delta
+    assert fusion["student_f1"] is None and fusion["f1_delta"] is None
+
+
+def test_compare_shows_config_diff_and_metric_deltas(hand_lake):
+    ids = query(hand_lake, "SELECT model, run_id FROM runs WHERE dataset = 'hand' AND seed = 1").to_pylist()
+    by_model = {r["model"]: r["run_id"] for r in ids}
+    table = compare_runs(hand_lake, by_model["gat_small"], by_model["gat_small_kd"][:16])
+    rows = {(r["section"], r["key"]): r for r in table.to_pylist()}
+    assert rows[("config", "kd.alpha")]["a"] is None and rows[("config", "kd.alpha")]["b"] == "0.7"
+    assert ("config", "seed") not in rows  # equal keys are not listed
+    f1 = rows[("metrics", "validation.f1")]
+    assert f1["delta"] == pytest.approx(_f1(36, 4, 54, 6) - _f1(30, 2, 56, 12))
+    with pytest.raises(KdgatError, match="ambiguous"):
+        compare_runs(hand_lake, "gat_small", by_model["gat_small"])
+    with pytest.raises(KdgatError, match="no run 'nothing'"):
+        compare_runs(hand_lake, "nothing", by_model["gat_small"])
+
+
+# --------------------------------------------------------------------------- schema changes
+
+
+def test_lake_of_another_schema_version_is_refused_with_a_clear_message(run_set, tmp_path):
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(run_set)[:1], lake)
+    meta = json.loads((lake / LAKE_FILE).read_text())
+    (lake / LAKE_FILE).write_text(json.dumps({**meta, "schema_version": 0}))
+    with pytest.raises(KdgatError, match=r"written with lake schema v0 .* this kdgat uses v1"):
+        append_runs(run_dirs(run_set)[:1], lake)
+    result = CliRunner().invoke(app, ["leaderboard", "--lake", str(lake)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_part_with_another_schema_is_named_not_crashed_on(run_set, tmp_path):
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(run_set)[:2], lake)
+    (commit,) = [c for c in pending_commits(lake) if c.run_id.startswith("gat_large")]
+    runs = pq.read_table(commit.path / "runs.parquet")
+    changed = runs.drop_columns(["seed"]).append_column("seed_text", pa.array(["1"]))
+    pq.write_table(changed, commit.path / "runs.parquet")
+    with pytest.raises(KdgatError) as info:
+        build_lake(lake)
+    message = str(info.value)
+    assert str(commit.path / "runs.parquet") in message
+    assert "missing columns seed" in message and "unexpected columns seed_text" in message
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def test_cli_append_build_and_output_formats(run_set, tmp_path):
+    lake = tmp_path / "lake"
+    runs = [x for d in run_dirs(run_set) for x in ("--runs", d)]
+    result = invoke("lake", "append", *runs, "--lake", lake)
+    assert result.exit_code == 0, result.output
+    assert "7 run(s) appended" in result.output
+    result = invoke("lake", "build", "--lake", lake)
+    assert result.exit_code == 0 and "analytics.duckdb: 7 runs, 15 metric rows" in result.output
+
+    as_csv = invoke("leaderboard", "--lake", lake, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(as_csv.output)))
+    assert len(rows) == 5 and rows[0]["dataset"] == "synthetic" and float(rows[0]["best_f1"]) > 0
+    as_json = json.loads(invoke("leaderboard", "--lake", lake, "--dataset", "synthetic", "--format", "json").output)
+    assert [r["best_f1"] for r in as_json] == pytest.approx([float(r["best_f1"]) for r in rows])
+    markdown = invoke("kd-impact", "--lake", lake, "--format", "markdown").output.splitlines()
+    assert markdown[0].startswith("| dataset | family | teacher_f1") and set(markdown[1]) <= set("|- ")
+    assert len(markdown) == 2 + 2  # gat and fusion_dqn
+    table = invoke("leaderboard", "--lake", lake)
+    assert table.exit_code == 0 and "Leaderboard" in table.output and "gat_small_kd" in table.output
+
+    env = {"KDGAT_LAKE": str(lake)}  # --lake from the environment
+    assert invoke("lake", "query", "SELECT count(*) AS n FROM runs", "--format", "csv", env=env).output == "n\n7\n"
+    ids = json.loads(invoke("lake", "query", "SELECT run_id, model FROM runs", "--format", "json", env=env).output)
+    pair = sorted(r["run_id"] for r in ids if r["model"] in ("gat_small", "gat_small_kd"))
+    compared = json.loads(invoke("compare", *pair, "--format", "json", env=env).output)
+    assert {r["section"] for r in compared} == {"run", "config", "metrics"}
+
+    bad = invoke("lake", "query", "SELECT * FROM nowhere", env=env)
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: query failed: ")
+    readonly = invoke("lake", "query", "DROP VIEW runs", env=env)
+    assert readonly.exit_code == 1 and "read-only" in readonly.stderr
+    missing = invoke("lake", "append", "--runs", tmp_path / "nope", "--lake", lake)
+    assert missing.exit_code == 1 and "no such run folder" in missing.stderr
+
+
+def test_hand_made_folders_have_the_manifest_keys_of_real_stages(run_set, tmp_path):
+    from kdgat.manifest import read_manifest, write_manifest
+
+    real = write_manifest(
+        tmp_path, stage="train", inputs=[], config={}, outputs=[], wall_time_s=0, extra={"dataset": "x"}
+    )
+    for label in RUN_LABELS:
+        assert set(read_manifest(run_set[label])) == set(real), label
