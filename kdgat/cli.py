@@ -401,10 +401,11 @@ def pipeline(
         for dataset in runner.datasets:
             out.print(evaluation_table(json.loads((runner.layout.eval(dataset) / "metrics.json").read_text())))
         if options.lake:
-            from kdgat.cli_lake import leaderboard_table
             from kdgat.lake import leaderboard
+            from kdgat.lake.render import rich_table
 
-            out.print(leaderboard_table(leaderboard(runner.layout.lake)))
+            board = leaderboard(runner.layout.lake, dataset=None if len(runner.datasets) > 1 else runner.datasets[0])
+            out.print(rich_table(board, title=f"Leaderboard ({runner.layout.lake})"))
             out.print(f"report: {runner.layout.report / 'index.html'}")
     ran = sum(r["status"] == "ran" for r in record)
     out.print(f"steps: {ran} ran, {len(record) - ran} cached; outputs under {out_dir}")

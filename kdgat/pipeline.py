@@ -104,9 +104,6 @@ class PipelineOptions:
     force: bool = False
     lake: bool = True  # False stops after evaluate (no lake, no report)
 
-    def key_fields(self) -> dict:
-        return {"overrides": list(self.overrides), "fusion_method": self.fusion_method, "seed": self.seed}
-
 
 class Layout:
     """Where each step of each dataset writes under the campaign folder."""
@@ -200,20 +197,33 @@ class PipelineRunner:
 
     # -- keys ---------------------------------------------------------------------------------------
     def _key(self, dataset: str | None, step: Step) -> str:
-        upstream = (
-            [self.keys[(dataset, need)] for need in step.needs]
-            if step.per_dataset
-            else [self.keys[(d, need)] for d in self.datasets for need in step.needs]
-        )
-        own = {"step": asdict(step), "options": self.options.key_fields(), "upstream": upstream}
-        if step.stage == "ingest":
-            own["captures"] = _capture_stamp(self._sources(dataset))
-            own["data_root"] = str(self.data_root.resolve())
-        if step.stage in ("lake", "report"):
-            own["datasets"] = self.datasets
-        if step.stage == "evaluate":
-            own["explain"] = self.options.explain
+        steps = {s.name: s for s in plan_steps()}
+        upstream = []
+        for need in step.needs:
+            if not steps[need].per_dataset:
+                upstream.append(self.keys[(None, need)])
+            elif step.per_dataset:
+                upstream.append(self.keys[(dataset, need)])
+            else:  # a collector reads that step of every dataset
+                upstream += [self.keys[(d, need)] for d in self.datasets]
+        own = {"step": asdict(step), "upstream": upstream, **self._arguments(dataset, step)}
         return content_hash(own)
+
+    def _arguments(self, dataset: str | None, step: Step) -> dict:
+        """What the step's result depends on besides its upstream steps (the resolved config, not raw -O)."""
+        from kdgat.config import config_hash
+
+        if step.stage == "ingest":
+            return {"captures": _capture_stamp(self._sources(dataset)), "data_root": str(self.data_root.resolve())}
+        if step.stage == "graphs":
+            return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
+        if step.stage == "train":
+            return {"config": config_hash(self._config(step.model, step.scale, step.kd))}
+        if step.stage == "fuse":
+            return {"config": config_hash(self._config("dqn", step.scale)), "method": self.options.fusion_method}
+        if step.stage == "evaluate":
+            return {"explain": self.options.explain}
+        return {"datasets": self.datasets, "lake": str(self.layout.lake.resolve())}
 
     def _cached(self, dataset: str | None, step: Step, key: str) -> bool:
         if self.options.force:

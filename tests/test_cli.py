@@ -19,7 +19,9 @@ def invoke(*args):
 def test_help_lists_the_commands():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("config", "datasets", "formats", "ingest", "graphs", "train", "fuse", "evaluate", "synth", "pipeline"):
+    commands = ("config", "datasets", "formats", "ingest", "graphs", "train", "fuse", "evaluate", "synth", "pipeline")
+    commands += ("lake", "leaderboard", "kd-impact", "compare", "report")
+    for command in commands:
         assert command in result.output
 
 
