@@ -598,11 +598,11 @@ class GraphStore:
                         f"{key.replace('_', ' ')}, {METADATA_JSON} names {len(names_)}"
                     )
 
-
     @property
     def dataset(self) -> str:
         """The catalog dataset the store was built from (its folder name for stores that predate the field)."""
         return self.metadata.get("dataset") or self.path.name
+
     def part(self, name: str) -> GraphPart:
         try:
             return self.parts[name]
