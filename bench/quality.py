@@ -29,15 +29,21 @@ ROLES = {
 METRICS = ("f1", "pr_auc", "fpr")
 
 
+def _ensemble_parameters(run_dir: str) -> int:
+    """A fusion run counts its whole ensemble: VGAE + GAT + fusion network."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()).get("ensemble_parameters", 0) if path.exists() else 0
+
+
 def collect(campaigns: list[Path]) -> tuple[dict, dict]:
-    """values[(dataset, split, model)][metric] = one value per seed; params[model] = parameter count."""
+    """values[(dataset, split, model)][metric] = one value per seed; params[(dataset, model)] = parameters."""
     values: dict = defaultdict(lambda: defaultdict(list))
     params: dict = {}
     for campaign in campaigns:
         for metrics_file in sorted(campaign.glob("*/eval/metrics.json")):
             dataset = metrics_file.parent.parent.name
             for label, run in json.loads(metrics_file.read_text())["runs"].items():
-                params[label] = run.get("parameters") or 0
+                params[(dataset, label)] = run.get("parameters") or _ensemble_parameters(run["run_dir"])
                 splits = {"validation": run["validation"], **run["test"]}
                 for split, m in splits.items():
                     for key in METRICS:
@@ -69,7 +75,7 @@ def table(values: dict, params: dict) -> str:
         if label not in ROLES:
             continue
         lines.append(
-            f"| {dataset} | {split} | {ROLES[label]} (`{label}`) | {params[label]:,} | {len(m['f1'])} | "
+            f"| {dataset} | {split} | {ROLES[label]} (`{label}`) | {params[(dataset, label)]:,} | {len(m['f1'])} | "
             + " | ".join(fmt(m[k]) for k in METRICS)
             + " |"
         )
@@ -84,6 +90,11 @@ def main() -> None:
     if not values:
         raise SystemExit(f"no */eval/metrics.json under {', '.join(map(str, args.campaigns))}")
     print(table(values, params))
+    for dataset in sorted({d for d, _ in params}):
+        teacher, student = params.get((dataset, "fusion_dqn_large")), params.get((dataset, "fusion_dqn_small_kd"))
+        if teacher and student:
+            share = student / teacher
+            print(f"\n{dataset}: student ensemble {student:,} parameters = {share:.1%} of the teacher's {teacher:,}")
 
 
 if __name__ == "__main__":
