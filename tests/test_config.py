@@ -132,7 +132,8 @@ def test_model_files_load_reference_table(model, scale):
 def test_common_defaults_follow_reference_and_cpu():
     cfg = resolve_config("vgae", "small")
     assert cfg.seed == 42
-    assert (cfg.preprocessing.window, cfg.preprocessing.stride, cfg.preprocessing.feature_set) == (100, 100, "e4")
+    assert (cfg.preprocessing.window, cfg.preprocessing.stride, cfg.preprocessing.feature_set) == (100, 100, "e4t")
+    assert cfg.preprocessing.vocab_min_count == 5
     t = cfg.training
     assert (t.weight_decay, t.max_epochs, t.patience, t.gradient_clip, t.num_workers) == (1e-4, 300, 100, 1.0, 0)
     assert (t.precision, t.monitor) == ("32-true", "val_loss")

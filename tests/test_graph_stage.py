@@ -20,6 +20,8 @@ from kdgat.windows import window_starts
 
 
 def prep(**overrides):
+    """The study's preprocessing (E4 features, every training ID in the vocabulary) unless overridden."""
+    overrides = {"feature_set": "e4", "vocab_min_count": 1, **overrides}
     return resolve_config(
         "gat", "large", overrides=[f"preprocessing.{k}={v}" for k, v in overrides.items()]
     ).preprocessing
