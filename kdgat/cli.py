@@ -388,9 +388,8 @@ def pipeline(
     """
     from kdgat.pipeline import PipelineOptions, PipelineRunner
 
-    shorthand = [f"training.max_epochs={epochs}"] * (epochs is not None) + [f"dqn.episodes={episodes}"] * (
-        episodes is not None
-    )
+    shorthand = {"training.max_epochs": epochs, "dqn.episodes": episodes}
+    shorthand = [f"{key}={value}" for key, value in shorthand.items() if value is not None]
     options = PipelineOptions(
         data_root=data_root, catalog=catalog or [], overrides=[*override, *shorthand], fusion_method=method.value,
         seed=seed, lake_dir=lake, tracking_uri=tracking_uri, explain=explain, force=force, lake=not no_lake,

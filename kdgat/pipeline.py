@@ -1,11 +1,11 @@
 """The single-machine runner: the Nextflow DAG as a plain loop over a plan.
 
 `plan_steps()` is the one description of the pipeline's stages and their
-dependencies; `main.nf` mirrors it (a test compares the two). `run_pipeline`
+dependencies; `main.nf` mirrors it (a test compares the two). `PipelineRunner`
 walks the plan in order for each dataset, calls the same stage functions as the
 CLI, and skips a step whose key (its arguments, the keys of the steps it reads
 and, for ingest, the size and mtime of every capture — Nextflow's own cache
-rule) matches the one recorded when it last finished and whose manifest is
+rule) matches the one recorded when it last finished and whose output is
 still there. That is this runner's `-resume`.
 """
 
@@ -15,7 +15,6 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from rich.console import Console
 
@@ -119,35 +118,23 @@ class Layout:
     def graphs(self, dataset: str) -> Path:
         return self.out / dataset / "graphs"
 
-    def run(self, dataset: str, step: Step | str) -> Path:
-        name = step.run_name if isinstance(step, Step) else step.removeprefix("train_")
-        return self.out / dataset / "runs" / name
+    def run(self, dataset: str, step: Step) -> Path:
+        return self.out / dataset / "runs" / step.run_name
 
     def eval(self, dataset: str) -> Path:
         return self.out / dataset / "eval"
 
-    def output(self, dataset: str | None, step: Step) -> Path:
-        if step.stage == "ingest":
-            return self.frames(dataset)
-        if step.stage == "graphs":
-            return self.graphs(dataset)
-        if step.stage in ("train", "fuse"):
-            return self.run(dataset, step)
-        if step.stage == "evaluate":
-            return self.eval(dataset)
-        return self.lake if step.stage == "lake" else self.report
+    def done_marker(self, dataset: str | None, step: Step) -> Path:
+        """The file that proves a step finished: its stage manifest, the lake's views, the report page."""
+        if step.stage == "lake":
+            return self.lake / "analytics.duckdb"
+        if step.stage == "report":
+            return self.report / "index.html"
+        folder = {"ingest": self.frames, "graphs": self.graphs, "evaluate": self.eval}.get(step.stage)
+        return (folder(dataset) if folder else self.run(dataset, step)) / MANIFEST_NAME
 
     def state(self, dataset: str | None, step: Step) -> Path:
         return self.out / STATE_DIR / (dataset or "_all") / f"{step.name}.json"
-
-
-def _done_marker(layout: Layout, dataset: str | None, step: Step) -> Path:
-    """The file that proves a step finished: the stage manifest, or the lake's views / the report page."""
-    if step.stage == "lake":
-        return layout.lake / "analytics.duckdb"
-    if step.stage == "report":
-        return layout.report / "index.html"
-    return layout.output(dataset, step) / MANIFEST_NAME
 
 
 def _capture_stamp(sources) -> list:
@@ -168,7 +155,6 @@ class PipelineRunner:
         out_dir: Path,
         options: PipelineOptions,
         console: Console | None = None,
-        progress: Callable[[str], None] | None = None,
     ):
         from kdgat.catalog import get_dataset, load_catalog, resolve_data_root
 
@@ -182,8 +168,11 @@ class PipelineRunner:
         self.entries = {name: get_dataset(self.catalog, name) for name in self.datasets}
         self.data_root = resolve_data_root(options.data_root)
         self.tracking_uri = options.tracking_uri or f"sqlite:///{(self.layout.out / 'mlruns.db').resolve()}"
+        self.steps = {s.name: s for s in plan_steps()}
         self.keys: dict[tuple[str | None, str], str] = {}
         self.record: list[dict] = []
+        self._configs: dict[tuple, object] = {}
+        self._captures: dict[str, list] = {}
 
     # -- configuration ----------------------------------------------------------------------------
     def _overrides(self) -> list[str]:
@@ -191,16 +180,19 @@ class PipelineRunner:
         return [*self.options.overrides, *seed]
 
     def _config(self, model: str, scale: str, kd: bool = False):
+        """Resolved once per (model, scale, kd): the step key and the stage call use the same object."""
         from kdgat.config import resolve_config
 
-        return resolve_config(model, scale, ["kd_standard"] if kd else ["none"], self._overrides())
+        if (model, scale, kd) not in self._configs:
+            aux = ["kd_standard"] if kd else ["none"]
+            self._configs[model, scale, kd] = resolve_config(model, scale, aux, self._overrides())
+        return self._configs[model, scale, kd]
 
     # -- keys ---------------------------------------------------------------------------------------
     def _key(self, dataset: str | None, step: Step) -> str:
-        steps = {s.name: s for s in plan_steps()}
         upstream = []
         for need in step.needs:
-            if not steps[need].per_dataset:
+            if not self.steps[need].per_dataset:
                 upstream.append(self.keys[(None, need)])
             elif step.per_dataset:
                 upstream.append(self.keys[(dataset, need)])
@@ -229,7 +221,7 @@ class PipelineRunner:
         if self.options.force:
             return False
         state = self.layout.state(dataset, step)
-        if not state.exists() or not _done_marker(self.layout, dataset, step).exists():
+        if not state.exists() or not self.layout.done_marker(dataset, step).exists():
             return False
         try:
             return json.loads(state.read_text())["key"] == key
@@ -238,11 +230,14 @@ class PipelineRunner:
 
     # -- stages -------------------------------------------------------------------------------------
     def _sources(self, dataset: str):
+        """The dataset's captures, resolved (globbed) once for the ingest key and the ingest itself."""
         from kdgat.catalog import dataset_sources
 
-        if dataset == "synthetic":
-            self._ensure_synthetic()
-        return dataset_sources(dataset, self.entries[dataset], self.data_root)
+        if dataset not in self._captures:
+            if dataset == "synthetic":
+                self._ensure_synthetic()
+            self._captures[dataset] = dataset_sources(dataset, self.entries[dataset], self.data_root)
+        return self._captures[dataset]
 
     def _ensure_synthetic(self) -> None:
         """The synthetic dataset is generated (seed 0) the first time it is asked for."""
@@ -275,7 +270,7 @@ class PipelineRunner:
             cfg = self._config(step.model, step.scale, step.kd)
             metrics = run_train(
                 cfg, lay.graphs(dataset), lay.run(dataset, step),
-                teacher_dir=lay.run(dataset, step.teacher) if step.teacher else None,
+                teacher_dir=lay.run(dataset, self.steps[step.teacher]) if step.teacher else None,
                 progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset,
             )  # fmt: skip
             return f"{metrics['parameters']:,} parameters, {metrics['epochs']} epochs"
@@ -283,7 +278,7 @@ class PipelineRunner:
             from kdgat.fuse_stage import run_fuse
 
             cfg = self._config("dqn", step.scale)
-            vgae, gat = (lay.run(dataset, m) for m in step.members)
+            vgae, gat = (lay.run(dataset, self.steps[m]) for m in step.members)
             metrics = run_fuse(
                 cfg, opts.fusion_method, vgae, gat, lay.graphs(dataset), lay.run(dataset, step),
                 tracking_uri=self.tracking_uri, dataset=dataset,
@@ -292,7 +287,7 @@ class PipelineRunner:
         if step.stage == "evaluate":
             from kdgat.evaluate import run_evaluate
 
-            runs = [lay.run(dataset, need) for need in step.needs if need != "graphs"]
+            runs = [lay.run(dataset, self.steps[need]) for need in step.needs if need != "graphs"]
             document = run_evaluate(
                 runs, lay.graphs(dataset), lay.eval(dataset), explain=opts.explain,
                 tracking_uri=self.tracking_uri, dataset=dataset,
@@ -302,7 +297,9 @@ class PipelineRunner:
             from kdgat.lake import append_runs, build_lake
 
             dirs = [
-                lay.eval(d) if need == "evaluate" else lay.run(d, need) for d in self.datasets for need in step.needs
+                lay.eval(d) if need == "evaluate" else lay.run(d, self.steps[need])
+                for d in self.datasets
+                for need in step.needs
             ]
             ids = append_runs(dirs, lay.lake)
             build_lake(lay.lake)
@@ -315,9 +312,8 @@ class PipelineRunner:
 
     def run(self) -> list[dict]:
         """Every step of every dataset in plan order; returns what ran and what was cached."""
-        steps = plan_steps()
-        todo = [(d, s) for s in steps if s.per_dataset for d in self.datasets]
-        todo.sort(key=lambda item: self.datasets.index(item[0]))  # finish one dataset before the next
+        steps = list(self.steps.values())
+        todo = [(d, s) for d in self.datasets for s in steps if s.per_dataset]  # one dataset after the other
         todo += [(None, s) for s in steps if not s.per_dataset and self.options.lake]
         for i, (dataset, step) in enumerate(todo, 1):
             label = f"[{i}/{len(todo)}] {step.name}" + (f" ({dataset})" if dataset else "")
@@ -337,7 +333,3 @@ class PipelineRunner:
             self.console.print(f"{label}: {summary} [dim]({seconds:.1f} s)[/]")
             self.record.append({"dataset": dataset, "step": step.name, "status": "ran", "seconds": round(seconds, 3)})
         return self.record
-
-
-def run_pipeline(datasets: list[str], out_dir: Path, options: PipelineOptions, console: Console | None = None) -> list:
-    return PipelineRunner(datasets, out_dir, options, console=console).run()
