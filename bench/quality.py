@@ -30,7 +30,7 @@ METRICS = ("f1", "pr_auc", "fpr")
 
 
 def _ensemble_parameters(run_dir: str) -> int:
-    """A fusion run counts its whole ensemble: VGAE + GAT + fusion network."""
+    """A fusion counts its whole ensemble; `kdgat evaluate` records it, evaluations written before it did do not."""
     path = Path(run_dir) / "metrics.json"
     return json.loads(path.read_text()).get("ensemble_parameters", 0) if path.exists() else 0
 

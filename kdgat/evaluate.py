@@ -113,6 +113,7 @@ def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[
         "scale": members["scale"],
         "kd": members["kd"],
         "members": {"vgae": members["vgae"], "gat": members["gat"]},
+        "parameters": json.loads((Path(run_dir) / "metrics.json").read_text())["ensemble_parameters"],
         "score": "fused",
         "threshold": threshold,
         "validation": binary_metrics(val.labels.astype(np.int64), val_scores, threshold["threshold"]),

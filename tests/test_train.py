@@ -208,6 +208,8 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     assert label == f"fusion_{method}_large"
     result = document["runs"][label]
     assert result["threshold"]["method"] == "f1" and set(result["test"]) == set(open_store(store_dir).test_parts())
+    members = sum(json.loads((teachers / k / "metrics.json").read_text())["parameters"] for k in ("vgae", "gat"))
+    assert result["parameters"] == metrics["ensemble_parameters"] == members + metrics["fusion_parameters"]
     if method == "dqn":
         policy = json.loads((tmp_path / "eval" / "dqn_policy.json").read_text())[label]
         assert "mean_alpha" in json.dumps(policy)
