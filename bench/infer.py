@@ -6,10 +6,13 @@
   latency    : one window at a time (assembly + forward), p50 / p99 over --windows windows
   epoch      : one training epoch of each model on the DAGA training part (Lightning, CPU)
 
-Goal (issue 4): student GAT >= 20k graphs/s at batch 64. Weights are untrained (speed does not
-depend on them). On a machine with CUDA the same figures are printed for the GPU too.
+Each model runs eager, then compiled (``kdgat.models.compiled``: torch.compile, dynamic shapes,
+as ``kdgat evaluate --compile`` uses it); the compile time and the compiled / eager ratio of the
+same run are printed. Goal (issue 4): student GAT >= 20k graphs/s at batch 64. Weights are
+untrained (speed does not depend on them). On a machine with CUDA the same figures are printed
+for the GPU too.
 
-    python bench/infer.py [--windows 2000]
+    python bench/infer.py [--windows 2000] [--no-compile] [--no-epoch]
 """
 
 from __future__ import annotations
@@ -38,8 +41,22 @@ def build_store(tmp: Path) -> Path:
 
 def forward(kind, model, batch):
     if kind == "gat":
-        return model(batch.x, batch.edge_index, batch.batch)
+        return model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
     return model(batch.x, batch.edge_index, batch.batch)["recon"]
+
+
+@torch.inference_mode()
+def warm_up(kind, model, part, device, batch_size=64) -> float:
+    """Seconds of the first calls at batch ``batch_size`` and 1 (a compiled model compiles here)."""
+    from kdgat.batching import assemble_batch
+
+    model = model.to(device).eval()
+    started = time.perf_counter()
+    for indices in (np.arange(batch_size), np.arange(batch_size, 2 * batch_size), np.array([0]), np.array([1])):
+        forward(kind, model, assemble_batch(part, indices).to(device))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started
 
 
 @torch.inference_mode()
@@ -92,10 +109,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=2000, help="windows for the latency percentiles")
     parser.add_argument("--no-epoch", action="store_true", help="skip the training-epoch timing")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     args = parser.parse_args()
     from kdgat.config import resolve_config
     from kdgat.kd import count_parameters
     from kdgat.models import build_model
+    from kdgat.models.compiled import compile_for_inference
     from kdgat.store import open_store
 
     torch.set_num_threads(2)
@@ -105,17 +124,29 @@ def main() -> None:
         store = open_store(store_dir)
         part = store.part("test__payload_fuzzing_id_1")
         print(f"store: DAGA V40, {part.num_graphs:,} test windows, vocabulary {store.vocab_size}, threads 2")
-        print(f"{'model':12s} {'params':>9s} {'device':>6s} {'graphs/s bs64':>14s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        header = f"{'model':12s} {'params':>9s} {'device':>6s} {'mode':>8s} {'graphs/s bs64':>14s} {'p50 ms':>8s}"
+        print(header + f" {'p99 ms':>8s} {'compile s':>9s} {'vs eager':>8s}")
         for kind in ("gat", "vgae"):
             for scale in ("large", "small"):
                 torch.manual_seed(0)
                 section = getattr(resolve_config(kind, scale), kind)
                 model = build_model(kind, store.vocab_size, section, num_features=store.num_node_features)
+                label, params = f"{kind} {scale}", count_parameters(model)
                 for device in devices:
-                    rate = throughput(kind, model, part, device)
-                    p50, p99 = latency(kind, model, part, device, args.windows)
-                    label, params = f"{kind} {scale}", count_parameters(model)
-                    print(f"{label:12s} {params:9,d} {device.type:>6s} {rate:14,.0f} {p50:8.2f} {p99:8.2f}")
+                    variants = [("eager", model)]
+                    if not args.no_compile:
+                        variants.append(("compiled", compile_for_inference(model.to(device))))
+                    eager_rate = None
+                    for mode, runner in variants:
+                        first_calls = warm_up(kind, runner, part, device)
+                        rate = throughput(kind, runner, part, device)
+                        p50, p99 = latency(kind, runner, part, device, args.windows)
+                        eager_rate = eager_rate or rate
+                        compiled = f"{first_calls:9.1f} {rate / eager_rate:7.2f}x" if mode == "compiled" else ""
+                        print(
+                            f"{label:12s} {params:9,d} {device.type:>6s} {mode:>8s} {rate:14,.0f} {p50:8.2f} {p99:8.2f}"
+                            f" {compiled}"
+                        )
         if not args.no_epoch:
             print("one training epoch on the DAGA training part (batch 256, CPU):")
             for kind in ("gat", "vgae"):

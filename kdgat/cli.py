@@ -323,6 +323,12 @@ def evaluate(
     explain: Annotated[
         int, typer.Option("--explain", min=0, help="Validation graphs explained per GAT run (GNNExplainer); 0 skips.")
     ] = 10,
+    compile_models: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="Score with torch.compile'd models: faster on large parts, tens of seconds to compile."
+        ),
+    ] = False,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
 ) -> None:
@@ -331,7 +337,14 @@ def evaluate(
 
     with user_errors():
         document = run_evaluate(
-            runs, graphs_dir, out_dir, method=method.value, explain=explain, tracking_uri=tracking_uri, dataset=dataset
+            runs,
+            graphs_dir,
+            out_dir,
+            method=method.value,
+            explain=explain,
+            compile_models=compile_models,
+            tracking_uri=tracking_uri,
+            dataset=dataset,
         )
     out.print(evaluation_table(document))
 

@@ -22,6 +22,7 @@ from kdgat.errors import KdgatError
 from kdgat.explain import explain_gat, sample_graphs
 from kdgat.manifest import atomic_write_text, sha256_file, write_manifest
 from kdgat.metrics import binary_metrics, choose_threshold, curve_points
+from kdgat.models.compiled import compile_for_inference
 from kdgat.scoring import score_model
 from kdgat.stage_log import log_stage
 from kdgat.store import GraphStore, open_store
@@ -55,14 +56,16 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
 
 
 def evaluate_run(
-    run_dir: Path, store: GraphStore, method: str, batch_size: int, explain: int = 0
+    run_dir: Path, store: GraphStore, method: str, batch_size: int, explain: int = 0, compile_models: bool = False
 ) -> tuple[str, dict, dict, dict]:
     model, cfg = load_run_model(run_dir, store)
+    # scores may come from the compiled model; attention and explanations need the eager one
+    scorer = compile_for_inference(model) if compile_models else model
     kind = cfg.model_type
     label = run_label(cfg)
     val = store.part("val")
     keep, y_val = _labelled(val)
-    scored = score_model(kind, model, val, batch_size, with_embedding=True)
+    scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
     val_scores = scored["score"][keep]
     threshold = choose_threshold(y_val, val_scores, method=method)
     result = {
@@ -81,7 +84,7 @@ def evaluate_run(
         keep_t, y_t = _labelled(part)
         if len(y_t) == 0:
             continue
-        scores = score_model(kind, model, part, batch_size)["score"][keep_t]
+        scores = score_model(kind, scorer, part, batch_size)["score"][keep_t]
         result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
         curves[name] = curve_points(y_t, scores)
     embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
@@ -139,6 +142,7 @@ def run_evaluate(
     method: str = "f1",
     batch_size: int = 1024,
     explain: int = 10,
+    compile_models: bool = False,
     tracking_uri: str | None = None,
     dataset: str | None = None,
 ) -> dict:
@@ -156,7 +160,7 @@ def run_evaluate(
         if is_fusion_run(run):
             label, result, run_curves, arrays = evaluate_fusion_run(run, store, method)
         else:
-            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size, explain)
+            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size, explain, compile_models)
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
         metrics[label], curves[label] = result, run_curves
@@ -213,7 +217,7 @@ def run_evaluate(
         out_dir,
         stage="evaluate",
         inputs=inputs,
-        config={"threshold_method": method, "batch_size": batch_size, "explain": explain},
+        config={"threshold_method": method, "batch_size": batch_size, "explain": explain, "compile": compile_models},
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
         extra={"dataset": dataset},

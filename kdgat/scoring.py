@@ -32,7 +32,7 @@ def score_gat(model, part: GraphPart, batch_size: int = 1024, with_embedding: bo
     out: dict[str, list] = {k: [] for k in GAT_STATE}
     embeddings = []
     for batch in _batches(part, batch_size):
-        logits, emb = model(batch.x, batch.edge_index, batch.batch, return_embedding=True)
+        logits, emb = model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs, return_embedding=True)
         prob = F.softmax(logits, dim=1)
         entropy = -(prob * prob.clamp_min(1e-12).log()).sum(dim=1)
         out["p_benign"].append(prob[:, 0])

@@ -68,7 +68,7 @@ def test_project_installed_from_wheel_with_constraints_keeping_cuda_torch():
     assert re.search(r"pip install [^\n]*-c /opt/kdgat/constraints-image\.txt", post)
     assert "pip check" in post
     assert "--no-deps" not in post, "dependencies come from the wheel's metadata, pinned by constraints"
-    assert "apt-get install -y --no-install-recommends procps" in post, "Nextflow's trace needs ps"
+    assert "apt-get install -y --no-install-recommends procps g++" in post, "trace needs ps, torch.compile g++"
     assert "rm -rf /var/lib/apt/lists/*" in post
 
 
@@ -167,5 +167,7 @@ def test_image_runs_kdgat_and_has_ps(sif):
     assert version.returncode == 0 and version.stdout.startswith("kdgat "), version.stderr
     ps = subprocess.run(["apptainer", "exec", str(sif), "ps", "-p", "1"], capture_output=True, text=True)
     assert ps.returncode == 0, ps.stderr
+    cxx = subprocess.run(["apptainer", "exec", str(sif), "g++", "--version"], capture_output=True, text=True)
+    assert cxx.returncode == 0, "torch.compile (kdgat evaluate --compile) needs g++: " + cxx.stderr
     labels = subprocess.run(["apptainer", "inspect", "--labels", str(sif)], capture_output=True, text=True)
     assert "org.opencontainers.image.title: kdgat" in labels.stdout

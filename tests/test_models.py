@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 from torch_geometric.data import Batch, Data
+from torch_geometric.nn import GATConv
 
 from kdgat.config import resolve_config
 from kdgat.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
 from kdgat.models import GATJK, VGAE, build_model
+from kdgat.models.inputs import with_self_loops
 from kdgat.models.vgae import neighbourhood_targets
 
 SCALES = ("large", "small")
@@ -368,3 +370,38 @@ def test_vgae_kd_end_to_end_small_student_large_teacher():
     assert proj.proj.weight.grad is not None
     assert student.mu.weight.grad is not None
     assert all(p.grad is None for p in teacher.parameters())
+
+
+# -- self-loops: added once per forward pass, as every GATConv layer would add them --------------
+
+
+def test_with_self_loops_hand_made():
+    # 0->1, a self-loop on 1 (a repeated CAN ID), 1->2; three nodes
+    edge_index = torch.tensor([[0, 1, 1], [1, 1, 2]])
+    got = with_self_loops(edge_index, 3)
+    assert sorted(map(tuple, got.t().tolist())) == [(0, 0), (0, 1), (1, 1), (1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("kind", ["gat", "vgae"])
+def test_one_self_loop_pass_matches_pyg_per_layer(kind, monkeypatch):
+    import kdgat.models.gat as gat_module
+    import kdgat.models.vgae as vgae_module
+
+    torch.manual_seed(0)
+    batch = tiny_batch()
+    # give the graph of node 0 a self-loop, as a repeated CAN ID does
+    edge_index = torch.cat([batch.edge_index, torch.tensor([[0], [0]])], dim=1)
+    model = build_model(kind, NUM_IDS, section(kind, "small")).eval()
+    ours = model(batch.x, edge_index, batch.batch)
+    # reference: no shared pass, each GATConv removes and adds self-loops itself (PyG's default)
+    module = gat_module if kind == "gat" else vgae_module
+    monkeypatch.setattr(module, "with_self_loops", lambda e, n: e)
+    for conv in model.modules():
+        if isinstance(conv, GATConv):
+            conv.add_self_loops = True
+    reference = model(batch.x, edge_index, batch.batch)
+    if kind == "gat":
+        torch.testing.assert_close(ours, reference)
+    else:
+        for key in ("z", "recon", "id_logits", "nbr_logits"):
+            torch.testing.assert_close(ours[key], reference[key])

@@ -193,6 +193,33 @@ def test_cli_evaluate(store_dir, teachers, tmp_path):
     assert "gat_large" in result.output and "validation" in result.output
 
 
+def test_evaluate_with_compiled_models_gives_the_same_metrics(store_dir, teachers, tmp_path):
+    from kdgat.evaluate import run_evaluate
+
+    runs = [teachers / "gat", teachers / "vgae"]
+    eager = run_evaluate(runs, store_dir, tmp_path / "eager", explain=0)
+    compiled = run_evaluate(runs, store_dir, tmp_path / "compiled", explain=0, compile_models=True)
+    for label, result in eager["runs"].items():
+        other = compiled["runs"][label]
+        assert other["threshold"]["threshold"] == pytest.approx(result["threshold"]["threshold"], rel=1e-4)
+        for scenario, metrics in [("validation", result["validation"]), *result["test"].items()]:
+            got = other["validation"] if scenario == "validation" else other["test"][scenario]
+            assert got["f1"] == pytest.approx(metrics["f1"], abs=1e-6), (label, scenario)
+            assert got["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-4), (label, scenario)
+    manifest = json.loads((tmp_path / "compiled" / "manifest.json").read_text())
+    assert manifest["config"]["compile"] is True
+
+
+def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-g++")
+    out = tmp_path / "e"
+    args = ["evaluate", "--runs", str(teachers / "gat"), "--graphs", str(store_dir), "--out", str(out), "--compile"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "'no-such-g++' is not on PATH" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     from kdgat.evaluate import run_evaluate

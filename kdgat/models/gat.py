@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv, JumpingKnowledge, global_mean_pool
 
 from kdgat.config import GATConfig
-from kdgat.models.inputs import check_sizes, embed_ids
+from kdgat.models.inputs import check_sizes, embed_ids, with_self_loops
 
 __all__ = ["GATJK", "NUM_CLASSES"]
 
@@ -47,7 +47,9 @@ class GATJK(nn.Module):
         in_channels = cfg.id_emb_dim + num_features - 1
         self.convs = nn.ModuleList()
         for i in range(cfg.layers):
-            self.convs.append(GATConv(in_channels if i == 0 else width, cfg.hidden, heads=cfg.heads, concat=True))
+            conv_in = in_channels if i == 0 else width
+            # self-loops are added once per forward pass (with_self_loops), not by every layer
+            self.convs.append(GATConv(conv_in, cfg.hidden, heads=cfg.heads, concat=True, add_self_loops=False))
 
         # PyG's JumpingKnowledge covers cat / max / lstm; "last" is the last layer's output (as in BasicGNN)
         self.jk: JumpingKnowledge | None
@@ -76,10 +78,13 @@ class GATJK(nn.Module):
         edge_index: Tensor,
         batch: Tensor,
         *,
+        num_graphs: int | None = None,
         return_embedding: bool = False,
         return_attention: bool = False,
     ):
         """Logits ``(B, 2)``.
+
+        ``num_graphs`` (B) saves reading ``batch.max()`` back, a sync that also breaks a compiled graph.
 
         With ``return_embedding`` and/or ``return_attention`` a tuple ``(logits, [embedding], [attention])``
         is returned, in that order, holding only what was asked for: ``embedding`` is the pooled pre-FC
@@ -88,6 +93,7 @@ class GATJK(nn.Module):
         ``(E + N, heads)``).
         """
         h = self.node_input(x)
+        edge_index = with_self_loops(edge_index, x.size(0))
         outs: list[Tensor] = []
         attention: list[tuple[Tensor, Tensor]] = []
         for conv in self.convs:
@@ -98,7 +104,7 @@ class GATJK(nn.Module):
                 h = conv(h, edge_index)
             h = F.dropout(F.relu(h), p=self.dropout, training=self.training)
             outs.append(h)
-        pooled = global_mean_pool(outs[-1] if self.jk is None else self.jk(outs), batch)
+        pooled = global_mean_pool(outs[-1] if self.jk is None else self.jk(outs), batch, size=num_graphs)
         logits = self.head(pooled)
         if not (return_embedding or return_attention):
             return logits

@@ -28,7 +28,7 @@ from torch_geometric.nn import GATConv
 from torch_geometric.utils import scatter
 
 from kdgat.config import VGAEConfig
-from kdgat.models.inputs import check_sizes, embed_ids
+from kdgat.models.inputs import check_sizes, embed_ids, with_self_loops
 
 __all__ = [
     "VGAE",
@@ -62,7 +62,8 @@ def neighbourhood_targets(ids: Tensor, edge_index: Tensor, num_ids: int) -> Tens
 def _conv_block(in_channels: int, width: int, heads: int) -> tuple[GATConv, nn.BatchNorm1d]:
     if width % heads:
         raise ValueError(f"a GATConv width of {width} cannot be split over {heads} heads")
-    return GATConv(in_channels, width // heads, heads=heads, concat=True), nn.BatchNorm1d(width)
+    conv = GATConv(in_channels, width // heads, heads=heads, concat=True, add_self_loops=False)
+    return conv, nn.BatchNorm1d(width)
 
 
 class VGAE(nn.Module):
@@ -108,7 +109,7 @@ class VGAE(nn.Module):
             self.dec_convs.append(conv)
             self.dec_norms.append(norm)
             in_channels = width
-        self.dec_out = GATConv(in_channels, num_features - 1, heads=1)
+        self.dec_out = GATConv(in_channels, num_features - 1, heads=1, add_self_loops=False)
 
         self.id_head = nn.Linear(latent, num_ids)
         self.nbr_head = nn.Sequential(
@@ -138,7 +139,10 @@ class VGAE(nn.Module):
         return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
 
     def encode(self, x: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(z, mu, logvar)``, each ``(num_nodes, latent_dim)``; logvar clamped to ±LOGVAR_CLAMP."""
+        """``(z, mu, logvar)``, each ``(num_nodes, latent_dim)``; logvar clamped to ±LOGVAR_CLAMP.
+
+        ``edge_index`` carries one self-loop per node (:func:`with_self_loops`), as in :meth:`decode`.
+        """
         h = self.node_input(x)
         for conv, norm in zip(self.enc_convs, self.enc_norms, strict=True):
             h = self._block(conv, norm, h, edge_index)
@@ -159,8 +163,9 @@ class VGAE(nn.Module):
 
         ``batch`` is accepted for a uniform call signature; the node-level outputs do not depend on it.
         """
-        z, mu, logvar = self.encode(x, edge_index)
-        recon, id_logits, nbr_logits = self.decode(z, edge_index)
+        conv_edges = with_self_loops(edge_index, x.size(0))
+        z, mu, logvar = self.encode(x, conv_edges)
+        recon, id_logits, nbr_logits = self.decode(z, conv_edges)
         return {"z": z, "mu": mu, "logvar": logvar, "recon": recon, "id_logits": id_logits, "nbr_logits": nbr_logits}
 
     # -- losses and scores -----------------------------------------------------------------------
