@@ -47,79 +47,57 @@ CPU_ONLY = {"SYNTH", "DATASETS", "INGEST", "GRAPHS", "LAKE", "REPORT"}
 # --------------------------------------------------------------------------------------------------
 
 
+def segments(text: str):
+    """``(kind, start, end)`` spans of ``text`` in order; kind is "code", "string" or "comment".
+
+    Strings: '...', "..." and the triple-quoted forms, with backslash escapes. Comments: // to the
+    end of the line (the newline stays code) and /* ... */.
+    """
+    i, n, code_start = 0, len(text), 0
+    while i < n:
+        if text.startswith(('"""', "'''"), i) or text[i] in "'\"":
+            quote = text[i : i + 3] if text.startswith(('"""', "'''"), i) else text[i]
+            j = i + len(quote)
+            while j < n and not text.startswith(quote, j):
+                j += 2 if text[j] == "\\" else 1
+            kind, end = "string", min(j + len(quote), n)
+        elif text.startswith("//", i):
+            end = text.find("\n", i)
+            kind, end = "comment", n if end < 0 else end
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            kind, end = "comment", n if end < 0 else end + 2
+        else:
+            i += 1
+            continue
+        if code_start < i:
+            yield "code", code_start, i
+        yield kind, i, end
+        i = code_start = end
+    if code_start < n:
+        yield "code", code_start, n
+
+
 def strip_comments(text: str) -> str:
     """Remove // and /* */ comments, keeping strings (and line numbers) intact."""
-    out, i, n = [], 0, len(text)
-    quote = None
-    while i < n:
-        c = text[i]
-        if quote:
-            out.append(c)
-            if c == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                out.append(text[i + 1 : i + len(quote)])
-                i += len(quote)
-                quote = None
-                continue
-            i += 1
-            continue
-        if text.startswith('"""', i) or text.startswith("'''", i):
-            quote = text[i : i + 3]
-            out.append(quote)
-            i += 3
-            continue
-        if c in "'\"":
-            quote = c
-            out.append(c)
-            i += 1
-            continue
-        if text.startswith("//", i):
-            while i < n and text[i] != "\n":
-                i += 1
-            continue
-        if text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            end = n if end < 0 else end + 2
-            out.append("\n" * text.count("\n", i, end))
-            i = end
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    return "".join("\n" * text.count("\n", a, b) if kind == "comment" else text[a:b] for kind, a, b in segments(text))
 
 
 def matching(text: str, start: int) -> int:
     """Index just past the bracket that closes the one at ``start`` (strings skipped)."""
     pairs = {"(": ")", "[": "]", "{": "}"}
-    stack, i, quote = [], start, None
-    while i < len(text):
-        c = text[i]
-        if quote:
-            if c == "\\":
-                i += 2
-                continue
-            if text.startswith(quote, i):
-                i += len(quote)
-                quote = None
-                continue
-            i += 1
+    stack = []
+    for kind, a, b in segments(text[start:]):
+        if kind != "code":
             continue
-        if text.startswith('"""', i) or text.startswith("'''", i):
-            quote = text[i : i + 3]
-            i += 3
-            continue
-        if c in "'\"":
-            quote = c
-        elif c in pairs:
-            stack.append(pairs[c])
-        elif c in ")]}":
-            assert stack and stack.pop() == c, f"unbalanced {c!r} at {i}"
-            if not stack:
-                return i + 1
-        i += 1
+        for i in range(start + a, start + b):
+            c = text[i]
+            if c in pairs:
+                stack.append(pairs[c])
+            elif c in ")]}":
+                assert stack and stack.pop() == c, f"unbalanced {c!r} at {i}"
+                if not stack:
+                    return i + 1
     raise AssertionError(f"no closing bracket for {text[start]!r} at {start}")
 
 
