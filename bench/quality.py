@@ -35,10 +35,12 @@ def _ensemble_parameters(run_dir: str) -> int:
     return json.loads(path.read_text()).get("ensemble_parameters", 0) if path.exists() else 0
 
 
-def collect(campaigns: list[Path]) -> tuple[dict, dict]:
-    """values[(dataset, split, model)][metric] = one value per seed; params[(dataset, model)] = parameters."""
+def collect(campaigns: list[Path]) -> tuple[dict, dict, dict]:
+    """values[(dataset, split, model)][metric] = one value per seed; params[(dataset, model)] = parameters;
+    f1[(dataset, split)][campaign][model] = F1 (to pair models of the same seed)."""
     values: dict = defaultdict(lambda: defaultdict(list))
     params: dict = {}
+    f1: dict = defaultdict(lambda: defaultdict(dict))
     for campaign in campaigns:
         for metrics_file in sorted(campaign.glob("*/eval/metrics.json")):
             dataset = metrics_file.parent.parent.name
@@ -48,7 +50,20 @@ def collect(campaigns: list[Path]) -> tuple[dict, dict]:
                 for split, m in splits.items():
                     for key in METRICS:
                         values[(dataset, split, label)][key].append(m[key])
-    return values, params
+                    f1[(dataset, split)][campaign][label] = m["f1"]
+    return values, params, f1
+
+
+def student_gap(f1: dict, student: str = "fusion_dqn_small_kd", teacher: str = "fusion_dqn_large") -> list[str]:
+    """Teacher minus student F1 in points, paired by seed, per dataset and test scenario."""
+    lines = []
+    for (dataset, split), by_seed in sorted(f1.items()):
+        gaps = [100 * (m[teacher] - m[student]) for m in by_seed.values() if teacher in m and student in m]
+        if split != "validation" and gaps:
+            spread = f" ± {np.std(gaps):.1f}" if len(gaps) > 1 else ""
+            worst = f", at most {max(gaps):.1f}" if len(gaps) > 1 else ""
+            lines.append(f"{dataset} {split}: {np.mean(gaps):+.1f}{spread} points{worst} ({len(gaps)} seed(s))")
+    return lines
 
 
 def fmt(xs: list) -> str:
@@ -86,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("campaigns", nargs="+", type=Path, help="kdgat pipeline output folders, one per seed")
     args = parser.parse_args()
-    values, params = collect(args.campaigns)
+    values, params, f1 = collect(args.campaigns)
     if not values:
         raise SystemExit(f"no */eval/metrics.json under {', '.join(map(str, args.campaigns))}")
     print(table(values, params))
@@ -95,6 +110,10 @@ def main() -> None:
         if teacher and student:
             share = student / teacher
             print(f"\n{dataset}: student ensemble {student:,} parameters = {share:.1%} of the teacher's {teacher:,}")
+    gaps = student_gap(f1)
+    if gaps:
+        print("\nF1 lost by the student fusion (DQN, KD) against the teacher fusion (DQN), paired by seed:")
+        print("\n".join(f"- {line}" for line in gaps))
 
 
 if __name__ == "__main__":
