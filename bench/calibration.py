@@ -1,11 +1,11 @@
 """Experiment: a threshold from each test capture's own first windows against the validation one.
 
 A detector installed on a new vehicle could be calibrated on a stretch of that vehicle's traffic
-known to be clean. This takes the first ``--fraction`` of each test scenario's windows (in capture
-order) as that stretch, puts the threshold at their ``--quantile`` score, and scores the rest of the
-capture. The validation threshold (F1-optimal, what `kdgat evaluate` uses) is scored on the
-same rest. The calibration stretch must be benign for this to mean anything: the attack windows
-it holds are printed.
+known to be clean. This takes the first ``--fraction`` of each test capture's windows (in capture
+order) as that stretch, puts the capture's threshold at their ``--quantile`` score, and scores the
+rest of the capture. The threshold `kdgat evaluate` chose on validation (read from the campaign's
+``eval/metrics.json``) is scored on the same rest. The calibration stretch must be benign for this
+to mean anything: the attack windows it holds are printed.
 
     python bench/calibration.py CAMPAIGN... --dataset road [--run gat_large] [--fraction 0.1] [--quantile 0.99]
 
@@ -18,7 +18,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 
 def main() -> None:
@@ -29,37 +28,31 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1, help="share of each capture used to calibrate")
     parser.add_argument("--quantile", type=float, default=0.99, help="score quantile of the calibration windows")
     args = parser.parse_args()
-    from kdgat.metrics import choose_threshold
+    from campaign import load_evaluated_run
+
+    from kdgat.metrics import binary_metrics
     from kdgat.scoring import score_model
-    from kdgat.store import open_store
-    from kdgat.train import load_run_model
 
     results: dict[str, list[tuple]] = {}
     for campaign in args.campaigns:
-        folder = campaign / args.dataset
-        store = open_store(folder / "graphs")
-        model, cfg = load_run_model(folder / "runs" / args.run, store)
-        val = store.part("val")
-        y_val = np.asarray(val.y)
-        keep = y_val >= 0
-        scores_val = score_model(cfg.model_type, model, val)["score"][keep]
-        val_threshold = choose_threshold(y_val[keep], scores_val)["threshold"]
+        store, model, cfg, chosen = load_evaluated_run(campaign / args.dataset, args.run)
         for name, part in store.test_parts().items():
-            order = np.lexsort((np.asarray(part.window_start), np.asarray(part.file_index)))
-            y = np.asarray(part.y)[order]
-            scores = score_model(cfg.model_type, model, part)["score"][order]
-            k = int(len(y) * args.fraction)
-            threshold = np.quantile(scores[:k], args.quantile)
-            rest_y, rest = y[k:], scores[k:]
-            benign = max(int((rest_y == 0).sum()), 1)
+            file_index, start = np.asarray(part.file_index), np.asarray(part.window_start)
+            y, scores = np.asarray(part.y), score_model(cfg.model_type, model, part)["score"]
+            # calibration windows: the first `fraction` of each capture, in capture order
+            rank = np.empty(len(y), dtype=np.int64)
+            order = np.lexsort((start, file_index))
+            rank[order] = np.arange(len(y)) - np.searchsorted(file_index[order], file_index[order])
+            calibrates = rank < (np.bincount(file_index) * args.fraction).astype(np.int64)[file_index]
+            per_capture = np.zeros(file_index.max() + 1)
+            for f in np.unique(file_index):
+                per_capture[f] = np.quantile(scores[calibrates & (file_index == f)], args.quantile)
+            rest = ~calibrates
+            baseline = binary_metrics(y[rest], scores[rest], chosen["threshold"])
+            # one threshold per capture: compare each score with its own capture's threshold
+            calibrated = binary_metrics(y[rest], (scores - per_capture[file_index])[rest], 0.0)
             results.setdefault(name, []).append(
-                (
-                    int(y[:k].sum()),
-                    f1_score(rest_y, rest >= val_threshold, zero_division=0),
-                    ((rest >= val_threshold) & (rest_y == 0)).sum() / benign,
-                    f1_score(rest_y, rest >= threshold, zero_division=0),
-                    ((rest >= threshold) & (rest_y == 0)).sum() / benign,
-                )
+                (int(y[calibrates].sum()), baseline["f1"], baseline["fpr"], calibrated["f1"], calibrated["fpr"])
             )
     print(
         f"{args.dataset} {args.run}: first {args.fraction:.0%} of each capture calibrates (q{args.quantile}); "

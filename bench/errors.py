@@ -24,12 +24,16 @@ import numpy as np
 import pyarrow.parquet as pq
 
 
-def frame_labels(frames_dir: Path, scenario: str, num_files: int) -> list[np.ndarray]:
-    """0/1 per frame of each source file of the scenario, in the store's file order."""
-    files = sorted((frames_dir / "test" / scenario).glob("*.parquet"))
-    if len(files) != num_files:
-        raise SystemExit(f"{frames_dir}: {len(files)} frame files for {scenario}, the store has {num_files}")
-    return [pq.read_table(f, columns=["label"])["label"].to_numpy().astype(np.int64) for f in files]
+def frame_labels(frames_dir: Path, sources: list[str]) -> list[np.ndarray]:
+    """0/1 per frame of each source capture, found through the ingest manifest (source -> Parquet)."""
+    from kdgat.manifest import read_manifest
+
+    parquet = {o["source"]: o["path"] for o in (read_manifest(frames_dir) or {"outputs": []})["outputs"]}
+    missing = [s for s in sources if s not in parquet]
+    if missing:
+        raise SystemExit(f"{frames_dir}: the ingest manifest lists no frames for {', '.join(missing)}")
+    tables = [pq.read_table(frames_dir / parquet[s], columns=["label"]) for s in sources]
+    return [t["label"].to_numpy().astype(np.int64) for t in tables]
 
 
 def attack_frames(labels: list[np.ndarray], file_index: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -53,24 +57,19 @@ def main() -> None:
     parser.add_argument("dataset_dir", type=Path, help="a dataset folder of a kdgat pipeline campaign")
     parser.add_argument("--run", default="gat_large", help="run folder under runs/ (default: gat_large)")
     args = parser.parse_args()
-    from kdgat.metrics import choose_threshold
-    from kdgat.scoring import score_model
-    from kdgat.store import open_store
-    from kdgat.train import load_run_model
+    from campaign import load_evaluated_run
 
-    store = open_store(args.dataset_dir / "graphs")
-    model, cfg = load_run_model(args.dataset_dir / "runs" / args.run, store)
-    window = cfg.preprocessing.window
-    val = store.part("val")
-    y_val = np.asarray(val.y)
-    keep = y_val >= 0
-    threshold = choose_threshold(y_val[keep], score_model(cfg.model_type, model, val)["score"][keep])["threshold"]
-    print(f"{args.dataset_dir} {args.run}: threshold {threshold:.4g} (F1-optimal on validation), window {window}")
+    from kdgat.scoring import score_model
+
+    store, model, cfg, chosen = load_evaluated_run(args.dataset_dir, args.run)
+    threshold, window = chosen["threshold"], cfg.preprocessing.window
+    method = chosen["method"]
+    print(f"{args.dataset_dir} {args.run}: threshold {threshold:.4g} ({method} on validation), window {window}")
     for name, part in store.test_parts().items():
         y = np.asarray(part.y)
         pred = score_model(cfg.model_type, model, part)["score"] >= threshold
         start, file_index = np.asarray(part.window_start), np.asarray(part.file_index)
-        labels = frame_labels(args.dataset_dir / "frames", name.removeprefix("test__"), len(part.files))
+        labels = frame_labels(args.dataset_dir / "frames", part.files)
         before = attack_frames(labels, file_index, start - window, start) > 0
         inside = attack_frames(labels, file_index, start, start + window)
         benign, attack = y == 0, y == 1
@@ -78,8 +77,9 @@ def main() -> None:
         print(f"  {name}: {int(benign.sum())} benign, {int(attack.sum())} attack windows; FP {fp.sum()}, FN {fn.sum()}")
         print(f"    FP after attack : {share(before, fp)} of FPs; {share(before, benign)} of benign windows")
         counts = np.minimum(inside, 5)
-        missed = [f"{k}{'+' if k == 5 else ''}: {share(fn, attack & (counts == k))}" for k in range(1, 6)]
-        print("    missed by count : " + "; ".join(m for m in missed if "/0 " not in m))
+        groups = [(k, attack & (counts == k)) for k in range(1, 6)]
+        missed = [f"{k}{'+' if k == 5 else ''}: {share(fn, group)}" for k, group in groups if group.any()]
+        print("    missed by count : " + "; ".join(missed))
 
 
 if __name__ == "__main__":
