@@ -6,12 +6,15 @@ walks the plan in order for each dataset, calls the same stage functions as the
 CLI, and skips a step whose key (its arguments, the keys of the steps it reads
 and, for ingest, the size and mtime of every capture — Nextflow's own cache
 rule) matches the one recorded when it last finished and whose output is
-still there. That is this runner's `-resume`.
+still there. That is this runner's `-resume`. A training step that was
+interrupted resumes from its last checkpoint only when its key is the one it
+started with; any other training step starts from an empty run folder.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -217,16 +220,20 @@ class PipelineRunner:
             return {"explain": self.options.explain}
         return {"datasets": self.datasets, "lake": str(self.layout.lake.resolve())}
 
-    def _cached(self, dataset: str | None, step: Step, key: str) -> bool:
-        if self.options.force:
-            return False
+    def _previous(self, dataset: str | None, step: Step) -> dict:
+        """The step's recorded state: ``{"key", "finished", ...}``, or ``{}`` when there is none."""
         state = self.layout.state(dataset, step)
-        if not state.exists() or not self.layout.done_marker(dataset, step).exists():
-            return False
         try:
-            return json.loads(state.read_text())["key"] == key
-        except (ValueError, KeyError):
-            return False
+            recorded = json.loads(state.read_text())
+        except (OSError, ValueError):
+            return {}
+        # states written before "finished" existed were only ever written on success
+        return {"finished": True, **recorded} if isinstance(recorded, dict) and "key" in recorded else {}
+
+    def _record(self, dataset: str | None, step: Step, **state) -> None:
+        path = self.layout.state(dataset, step)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(state) + "\n")
 
     # -- stages -------------------------------------------------------------------------------------
     def _sources(self, dataset: str):
@@ -249,8 +256,12 @@ class PipelineRunner:
             self.console.print(f"synthetic captures not found: generating them in {root}")
             generate(root, seed=0, size="small")
 
-    def _execute(self, dataset: str | None, step: Step) -> str:
-        """Run one step; returns a short summary for the progress line."""
+    def _execute(self, dataset: str | None, step: Step, resume: bool = False) -> str:
+        """Run one step; returns a short summary for the progress line.
+
+        ``resume``: the step was interrupted with the same key, so training may continue from its
+        last checkpoint.
+        """
         lay, opts = self.layout, self.options
         if step.stage == "ingest":
             from kdgat.ingest import IngestOptions, run_ingest
@@ -268,10 +279,12 @@ class PipelineRunner:
             from kdgat.train import run_train
 
             cfg = self._config(step.model, step.scale, step.kd)
+            if not resume:  # a checkpoint left there belongs to other inputs: never continue from it
+                shutil.rmtree(lay.run(dataset, step), ignore_errors=True)
             metrics = run_train(
                 cfg, lay.graphs(dataset), lay.run(dataset, step),
                 teacher_dir=lay.run(dataset, self.steps[step.teacher]) if step.teacher else None,
-                progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset,
+                progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset, resume=resume,
             )  # fmt: skip
             return f"{metrics['parameters']:,} parameters, {metrics['epochs']} epochs"
         if step.stage == "fuse":
@@ -319,17 +332,18 @@ class PipelineRunner:
             label = f"[{i}/{len(todo)}] {step.name}" + (f" ({dataset})" if dataset else "")
             key = self._key(dataset, step)
             self.keys[(dataset, step.name)] = key
-            if self._cached(dataset, step, key):
+            previous = {} if self.options.force else self._previous(dataset, step)
+            same_key = previous.get("key") == key
+            if same_key and previous["finished"] and self.layout.done_marker(dataset, step).exists():
                 self.console.print(f"{label}: [dim]cached[/]")
                 self.record.append({"dataset": dataset, "step": step.name, "status": "cached", "seconds": 0.0})
                 continue
+            self._record(dataset, step, key=key, finished=False)
             started = time.perf_counter()
             with self.console.status(f"{label} ..."):
-                summary = self._execute(dataset, step)
+                summary = self._execute(dataset, step, resume=same_key and not previous["finished"])
             seconds = time.perf_counter() - started
-            state = self.layout.state(dataset, step)
-            state.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(state, json.dumps({"key": key, "seconds": round(seconds, 3)}) + "\n")
+            self._record(dataset, step, key=key, finished=True, seconds=round(seconds, 3))
             self.console.print(f"{label}: {summary} [dim]({seconds:.1f} s)[/]")
             self.record.append({"dataset": dataset, "step": step.name, "status": "ran", "seconds": round(seconds, 3)})
         return self.record

@@ -64,22 +64,31 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     assert (tmp_path / "data/synthetic").is_dir()  # generated on first use
 
 
-def test_pipeline_rerun_is_fully_cached_and_a_changed_option_reruns_only_its_steps(campaign):
+def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
+    # one test, in order: every call below starts from the state the previous one left
     tmp_path, _ = campaign
+    runs = tmp_path / "out/synthetic/runs"
     assert "steps: 0 ran, 13 cached" in _pipeline(tmp_path)
-    before = (tmp_path / "out/synthetic/runs/gat_large/model.pt").stat().st_mtime_ns
+    before = (runs / "gat_large/model.pt").stat().st_mtime_ns
     output = _pipeline(tmp_path, "--fusion", "weighted")
     # fusion changes: both fuse steps, then evaluate, lake and report; training is reused
     assert "steps: 5 ran, 8 cached" in output
     assert "fuse_large (synthetic): weighted" in output
-    assert (tmp_path / "out/synthetic/runs/gat_large/model.pt").stat().st_mtime_ns == before
+    assert (runs / "gat_large/model.pt").stat().st_mtime_ns == before
 
-
-def test_pipeline_reruns_a_step_whose_output_was_removed(campaign):
-    tmp_path, _ = campaign
+    # a removed output re-runs its step alone
     (tmp_path / "out/report/index.html").unlink()
     output = _pipeline(tmp_path, "--fusion", "weighted")
     assert "steps: 1 ran, 12 cached" in output and (tmp_path / "out/report/index.html").exists()
+
+    # a changed training config retrains from an empty run folder; it used to stop on the old
+    # run's checkpoint ("holds a run with another config")
+    output = _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2")
+    assert "steps: 11 ran, 2 cached" in output  # 6 trainings, 2 fusions, evaluate, lake, report
+    for model, scale, kd in TRAIN_VARIANTS:
+        run = runs / f"{model}_{scale}{'_kd' if kd else ''}"
+        assert json.loads((run / "config.json").read_text())["training"]["max_epochs"] == 2, run.name
+        assert json.loads((run / "metrics.json").read_text())["epochs"] == 2, run.name
 
 
 def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
