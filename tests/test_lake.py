@@ -70,6 +70,11 @@ def test_run_id_is_deterministic_and_made_of_what_defines_the_run(run_set, tmp_p
     lake = tmp_path / "lake"
     ids = append_runs(run_dirs(run_set), lake)
     assert append_runs(run_dirs(moved), lake) == ids
+    moved_only = tmp_path / "lake_moved"
+    append_runs(run_dirs(moved), moved_only)
+    teacher = "SELECT teacher_run_id FROM runs WHERE run_id = '{}'"
+    student = ids[RUN_LABELS.index("gat_small_kd")]
+    assert count(moved_only, teacher.format(student)) == ids[RUN_LABELS.index("gat_large")]  # found after the move
     changed = append_runs(run_dirs(other_seed), lake)
     assert not set(changed) & set(ids)
     assert ids[RUN_LABELS.index("gat_small_kd")].startswith("gat_small_kd-")

@@ -150,21 +150,26 @@ def _candidates(base: Path, recorded: str) -> list[Path]:
     return found
 
 
+def _find_run(base: Path, recorded: str) -> Path | None:
+    """The finished run folder another stage recorded as ``recorded`` (see :func:`_candidates`), if any."""
+    return next((c for c in _candidates(base, recorded) if (c / MANIFEST_NAME).is_file()), None)
+
+
 def _evaluated_dir(eval_dir: Path, recorded: str) -> Path:
-    for candidate in _candidates(eval_dir, recorded):
-        if (candidate / MANIFEST_NAME).is_file():
-            return candidate
-    raise KdgatError(
-        f"{eval_dir}: evaluated run {recorded} not found; its metrics are linked to that run's id, "
-        "which is read from its folder"
-    )
+    found = _find_run(eval_dir, recorded)
+    if found is None:
+        raise KdgatError(
+            f"{eval_dir}: evaluated run {recorded} not found; its metrics are linked to that run's id, "
+            "which is read from its folder"
+        )
+    return found
 
 
 def _member_dir(fuse_dir: Path, recorded: str) -> Path:
-    for candidate in _candidates(fuse_dir, recorded):
-        if (candidate / MANIFEST_NAME).is_file():
-            return candidate
-    raise KdgatError(f"{fuse_dir}: fusion member {recorded} not found; the fusion's id includes its members' ids")
+    found = _find_run(fuse_dir, recorded)
+    if found is None:
+        raise KdgatError(f"{fuse_dir}: fusion member {recorded} not found; the fusion's id includes its members' ids")
+    return found
 
 
 def _timestamp(text: str | None) -> datetime | None:
@@ -299,9 +304,9 @@ def _dataset_row(name: str, run_id: str, store: Path | None) -> dict:
 
 
 def _run_row(ident: Identity, run_dir: Path, manifest: dict, metrics: dict, appended_at: datetime) -> dict:
-    teacher_id = None
-    if metrics.get("teacher") and (Path(metrics["teacher"]) / MANIFEST_NAME).is_file():
-        teacher_id = identify(Path(metrics["teacher"])).run_id
+    # the teacher is looked up like fusion members (moved folders are found); a deleted one leaves no link
+    teacher = _find_run(run_dir, metrics["teacher"]) if metrics.get("teacher") else None
+    teacher_id = identify(teacher).run_id if teacher else None
     parameters = metrics.get("parameters", metrics.get("ensemble_parameters"))
     return dict(
         run_id=ident.run_id, dataset=ident.dataset, stage=ident.stage, model_type=ident.model_type,
