@@ -92,10 +92,9 @@ def run_fuse(
     atomic_write_text(out_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
     policy = fusion.policy_summary(val) if hasattr(fusion, "policy_summary") else None
+    policy_file = "dqn_policy.json" if method == "dqn" else "policy.json"
     if policy is not None:
-        atomic_write_text(
-            out_dir / "dqn_policy.json" if method == "dqn" else out_dir / "policy.json", json.dumps(policy) + "\n"
-        )
+        atomic_write_text(out_dir / policy_file, json.dumps(policy) + "\n")
     parameters = sum(p.numel() for p in ensemble.vgae.parameters()) + sum(p.numel() for p in ensemble.gat.parameters())
     fusion_parameters = _trainable_parameters(fusion)
     metrics = {
@@ -135,7 +134,10 @@ def run_fuse(
             {"path": str(gat_dir / MODEL_FILE), "sha256": sha256_file(gat_dir / MODEL_FILE)},
         ],
         config={**json.loads(config_to_json(cfg)), "method": method},
-        outputs=[{"path": p} for p in (FUSION_FILE, MEMBERS_FILE, CONFIG_FILE, METRICS_FILE)],
+        outputs=[
+            {"path": p}
+            for p in (FUSION_FILE, MEMBERS_FILE, CONFIG_FILE, METRICS_FILE, *([policy_file] if policy else []))
+        ],
         wall_time_s=time.perf_counter() - started,
         extra={"dataset": dataset},
     )

@@ -196,7 +196,6 @@ def _int(value: Any) -> int | None:
 
 def _artifacts(run_dir: Path, run_id: str, manifest: dict) -> list[dict]:
     names = [o["path"] for o in manifest.get("outputs", [])] + [MANIFEST_NAME]
-    names += [n for n in ("dqn_policy.json", "policy.json") if (run_dir / n).is_file() and n not in names]
     rows = []
     for name in names:
         path = run_dir / name

@@ -140,8 +140,8 @@ def write_fuse_run(run_dir: Path, store: Path, dataset: str, vgae: Path, gat: Pa
                "ensemble_parameters": 162581, "fusion_parameters": 32341}  # fmt: skip
     _write_json(run_dir / "metrics.json", metrics)
     inputs = [store / "metadata.json", vgae / "model.pt", gat / "model.pt"]
-    _manifest(run_dir, "fuse", inputs, {**cfg, "method": "dqn"}, ["fusion.pt", "members.json", "config.json",
-                                                                  "metrics.json"], dataset)  # fmt: skip
+    outputs = ["fusion.pt", "members.json", "config.json", "metrics.json", "dqn_policy.json"]
+    _manifest(run_dir, "fuse", inputs, {**cfg, "method": "dqn"}, outputs, dataset)
     return run_dir
 
 
