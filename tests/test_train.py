@@ -233,7 +233,7 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     listed = {o["path"] for o in json.loads((tmp_path / "fusion" / "manifest.json").read_text())["outputs"]}
     policies = {p.name for p in (tmp_path / "fusion").glob("*policy.json")}
     assert listed == {"fusion.pt", "members.json", "config.json", "metrics.json"} | policies
-    assert bool(policies) == (method == "dqn")  # the DQN writes its per-window weights
+    assert policies == {"dqn": {"dqn_policy.json"}, "weighted": {"policy.json"}, "mlp": set()}[method]
     document = run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "eval")
     (label,) = document["runs"]
     assert label == f"fusion_{method}_large"
