@@ -39,20 +39,6 @@ def ingest_table(manifest: dict, out_dir: Path) -> Table:
     return table
 
 
-def frames_table(stats: list[dict], title: str) -> Table:
-    table = _columns(
-        Table(title=title),
-        [("split", "left"), ("scenario", "name"), ("files", "right"), ("frames", "right"),
-         ("attack frames", "right"), ("attack %", "right"), ("CAN IDs", "right")],
-    )  # fmt: skip
-    for row in stats:
-        table.add_row(
-            row["split"], row["scenario"], str(row["files"]), f"{row['frames']:,}",
-            f"{row['attack_frames']:,}", _share(row["attack_share"]), str(row["distinct_ids"]),
-        )  # fmt: skip
-    return table
-
-
 def store_table(meta: dict, out_dir: Path) -> Table:
     state = "up to date, reused" if meta.get("reused") else "built"
     table = _columns(
