@@ -14,7 +14,8 @@ training happens. Measured:
                     part files (what every query would cost without compaction)
 
 It prints seconds and ratios; it asserts nothing about time. Goal: the everyday build over ~1,000 runs
-well under a second. The bulk build costs ~1 ms per part file (Parquet footer decoding, pitfall 11).
+well under a second. The bulk build's cost grows with the number of part files (Parquet footer
+decoding, pitfall 11): ~2 ms a file here.
 
     python bench/lake.py [--runs 1000] [--repeat 5]
 """
