@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from typer.testing import CliRunner
 from kdgat.cli import app
 from kdgat.errors import KdgatError
 from kdgat.lake import append_runs, build_lake
-from kdgat.lake.sample import SCENARIOS, write_run_set
 from kdgat.report import write_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from lake_sample import SCENARIOS, write_run_set  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")

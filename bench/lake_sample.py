@@ -4,21 +4,21 @@ The lake's tests and ``bench/lake.py`` need many finished runs with metrics
 chosen by hand; training them would take minutes each. The configs are real
 resolved configs, the metrics come from :func:`kdgat.metrics.binary_metrics`
 on labels and scores that give the chosen confusion counts, and the manifests
-have the keys :func:`kdgat.manifest.write_manifest` writes. Only the weight
-files are placeholders (the lake hashes them, never loads them).
+are written by :func:`kdgat.manifest.write_manifest`. Only the weight files are
+placeholders (the lake hashes them, never loads them). Test and benchmark
+support, so it lives beside the benchmarks, not in the package.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from kdgat.config import config_to_json, resolve_config
-from kdgat.manifest import MANIFEST_NAME, content_hash, package_versions, sha256_file
+from kdgat.manifest import content_hash, sha256_file, write_manifest
 from kdgat.metrics import binary_metrics, curve_points
 
 SCENARIOS = ("test_01_known_vehicle_known_attack", "test_02_unknown_vehicle_known_attack")
@@ -26,11 +26,6 @@ TRAINED = (("vgae", "large", False), ("gat", "large", False), ("vgae", "small", 
            ("gat", "small", False))  # fmt: skip
 EVALUATED = ("gat_large", "gat_small_kd", "gat_small", "vgae_large", "fusion_dqn_small_kd")
 Counts = tuple[int, int, int, int]  # tp, fp, tn, fn
-
-
-@functools.lru_cache(maxsize=1)
-def _versions() -> dict[str, str]:
-    return package_versions()
 
 
 @functools.lru_cache(maxsize=256)
@@ -46,18 +41,10 @@ def _write_json(path: Path, value) -> None:
 
 
 def _manifest(out_dir: Path, stage: str, inputs: list[Path], config: dict, outputs: list[str], dataset: str) -> None:
-    manifest = {
-        "stage": stage,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
-        "config": config,
-        "config_hash": content_hash(config),
-        "versions": _versions(),
-        "wall_time_s": 1.0,
-        "outputs": [{"path": p} for p in outputs],
-        "dataset": dataset,
-    }
-    _write_json(out_dir / MANIFEST_NAME, manifest)
+    write_manifest(
+        out_dir, stage=stage, inputs=[{"path": str(p), "sha256": sha256_file(p)} for p in inputs], config=config,
+        outputs=[{"path": p} for p in outputs], wall_time_s=1.0, extra={"dataset": dataset},
+    )  # fmt: skip
 
 
 def scored(counts: Counts) -> tuple[np.ndarray, np.ndarray]:
