@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from kdgat import tracking
 from kdgat.errors import KdgatError
 from kdgat.manifest import MANIFEST_NAME, atomic_write_text, content_hash
 
@@ -130,7 +131,9 @@ class Layout:
     def done_marker(self, dataset: str | None, step: Step) -> Path:
         """The file that proves a step finished: its stage manifest, the lake's views, the report page."""
         if step.stage == "lake":
-            return self.lake / "analytics.duckdb"
+            from kdgat.lake import DB_NAME
+
+            return self.lake / DB_NAME
         if step.stage == "report":
             return self.report / "index.html"
         folder = {"ingest": self.frames, "graphs": self.graphs, "evaluate": self.eval}.get(step.stage)
@@ -170,7 +173,8 @@ class PipelineRunner:
         self.catalog = load_catalog(options.catalog)
         self.entries = {name: get_dataset(self.catalog, name) for name in self.datasets}
         self.data_root = resolve_data_root(options.data_root)
-        self.tracking_uri = options.tracking_uri or f"sqlite:///{(self.layout.out / 'mlruns.db').resolve()}"
+        # the campaign's own store unless one is given; $MLFLOW_TRACKING_URI still wins in the stages
+        self.tracking_uri = options.tracking_uri or f"sqlite:///{(self.layout.out / tracking.DB_NAME).resolve()}"
         self.steps = {s.name: s for s in plan_steps()}
         self.keys: dict[tuple[str | None, str], str] = {}
         self.record: list[dict] = []
