@@ -110,6 +110,7 @@ import sys, time
 from pathlib import Path
 from kdgat.lake import append_runs
 go = Path(sys.argv[1])
+(go.parent / f"ready-{sys.argv[3].replace('/', '_')}").touch()  # imports done: waiting at the gate
 while not go.exists():
     time.sleep(0.01)
 append_runs([Path(p) for p in sys.argv[3:]], Path(sys.argv[2]))
@@ -127,7 +128,10 @@ def test_eight_concurrent_appender_processes_lose_and_duplicate_nothing(run_set,
     procs = [
         _python(_APPENDER, str(go), str(lake), *map(str, run_dirs(mine)[::-1] + shared)) for mine in own
     ]  # every process appends its own runs and the same shared runs, at the same moment
-    time.sleep(0.5)
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < len(procs):  # open the gate once all eight wait at it
+        assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, "an appender never got ready"
+        time.sleep(0.02)
     go.touch()
     assert [p.wait(timeout=120) for p in procs] == [0] * 8
     assert len(pending_commits(lake)) == 8 * 2 * len(RUN_LABELS)
