@@ -352,3 +352,15 @@ def test_cli_append_build_and_output_formats(run_set, tmp_path):
     assert readonly.exit_code == 1 and "read-only" in readonly.stderr
     missing = invoke("lake", "append", "--runs", tmp_path / "nope", "--lake", lake)
     assert missing.exit_code == 1 and "no such run folder" in missing.stderr
+
+
+def test_cell_text_is_shared_by_the_terminal_and_the_report():
+    from kdgat.lake.render import cell_text
+    from kdgat.report.page import table_html
+
+    assert [cell_text(v) for v in (None, float("nan"), True, 0.123456, 1234, [1, 2])] == [
+        "-", "-", "yes", "0.1235", "1234", "1;2",
+    ]  # fmt: skip
+    assert cell_text(None, None) == "" and cell_text(0.1, None) == "0.1"  # CSV: full precision, empty null
+    html = table_html(pa.table({"model": ["gat_small"], "parameters": [49858], "f1": [float("nan")]}))
+    assert "<td>gat_small</td>" in html and '<td class="num">49,858</td>' in html and '<td class="num">-</td>' in html

@@ -10,21 +10,28 @@ from datetime import datetime
 import pyarrow as pa
 from rich.table import Table
 
-FORMATS = ("table", "csv", "json", "markdown")
 
-
-def _cell(value, digits: int | None = 4) -> str:
-    if value is None:
+def cell_text(value, digits: int | None = 4, grouping: bool = False) -> str:
+    """One value as table text: floats to ``digits`` decimals (None: full precision, empty for null),
+    yes/no, ISO timestamps, lists joined by ``;``; ``grouping`` puts thousands separators in integers."""
+    if value is None or (isinstance(value, float) and value != value and digits is not None):
         return "-" if digits is not None else ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.{digits}f}" if digits is not None else repr(value)
+    if isinstance(value, int) and grouping:
+        return f"{value:,}"
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     if isinstance(value, (list, tuple)):
-        return ";".join(_cell(v, digits) for v in value)
+        return ";".join(cell_text(v, digits, grouping) for v in value)
     return str(value)
+
+
+def is_numeric(field: pa.Field) -> bool:
+    """Numbers are right-aligned, in the terminal and in the HTML report."""
+    return pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
 
 
 def _json_value(value):
@@ -37,11 +44,10 @@ def _json_value(value):
 
 def rich_table(table: pa.Table, title: str | None = None) -> Table:
     shown = Table(title=title)
-    numeric = [pa.types.is_integer(f.type) or pa.types.is_floating(f.type) for f in table.schema]
-    for field, right in zip(table.schema, numeric, strict=True):
-        shown.add_column(field.name, justify="right" if right else "left", overflow="fold")
+    for field in table.schema:
+        shown.add_column(field.name, justify="right" if is_numeric(field) else "left", overflow="fold")
     for row in table.to_pylist():
-        shown.add_row(*(_cell(v) for v in row.values()))
+        shown.add_row(*(cell_text(v) for v in row.values()))
     if table.num_rows == 0:
         shown.caption = "no rows"
     return shown
@@ -56,7 +62,7 @@ def to_text(table: pa.Table, fmt: str) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(table.column_names)
-        writer.writerows([_cell(v, None) for v in r.values()] for r in rows)
+        writer.writerows([cell_text(v, None) for v in r.values()] for r in rows)
         return buffer.getvalue().rstrip("\n")
     if fmt == "markdown":
 
@@ -64,6 +70,6 @@ def to_text(table: pa.Table, fmt: str) -> str:
             return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
         lines = [line(table.column_names), line("---" for _ in table.column_names)]
-        lines += [line(_cell(v) for v in r.values()) for r in rows]
+        lines += [line(cell_text(v) for v in r.values()) for r in rows]
         return "\n".join(lines)
     raise ValueError(f"unknown format {fmt!r}")

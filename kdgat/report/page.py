@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime
 
 import pyarrow as pa
+
+from kdgat.lake.render import cell_text, is_numeric
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 1280px;
@@ -28,29 +29,14 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _cell(value) -> tuple[str, bool]:
-    if value is None:
-        return "–", False
-    if isinstance(value, bool):
-        return ("yes" if value else "no"), False
-    if isinstance(value, float):
-        return (f"{value:.4f}" if value == value else "–"), True
-    if isinstance(value, int):
-        return f"{value:,}", True
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds"), False
-    return str(value), False
-
-
 def table_html(table: pa.Table, columns: list[str] | None = None) -> str:
     columns = columns or table.column_names
     head = "".join(f"<th>{esc(c)}</th>" for c in columns)
+    shown = table.select(columns)
+    opening = ['<td class="num">' if is_numeric(field) else "<td>" for field in shown.schema]
     body = []
-    for row in table.select(columns).to_pylist():
-        cells = []
-        for column in columns:
-            text, numeric = _cell(row[column])
-            cells.append(f'<td class="num">{esc(text)}</td>' if numeric else f"<td>{esc(text)}</td>")
+    for row in shown.to_pylist():
+        cells = (f"{td}{esc(cell_text(v, grouping=True))}</td>" for td, v in zip(opening, row.values(), strict=True))
         body.append("<tr>" + "".join(cells) + "</tr>")
     if not body:
         return '<p class="note">No rows.</p>'
