@@ -143,14 +143,16 @@ def compare_runs(lake_dir: Path, first: str, second: str) -> pa.Table:
                     dict(section="config", key=key, a=_text(ca.get(key)), b=_text(cb.get(key)),
                          delta=_delta(ca.get(key), cb.get(key)))
                 )  # fmt: skip
+        # one evaluation per run, the newest; created_at has whole seconds, so ties break as in the report
         latest = """
-            SELECT m.* FROM metrics m JOIN runs e ON e.run_id = m.eval_run_id
-            WHERE m.run_id = ?
-            QUALIFY e.created_at = max(e.created_at) OVER ()
+            SELECT * FROM metrics WHERE run_id = ? AND eval_run_id = (
+                SELECT m.eval_run_id FROM metrics m JOIN runs e ON e.run_id = m.eval_run_id WHERE m.run_id = ?
+                ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id LIMIT 1
+            )
         """
         values = {}
         for run_id in (a_id, b_id):
-            for r in run_sql(con, latest, [run_id]).to_pylist():
+            for r in run_sql(con, latest, [run_id, run_id]).to_pylist():
                 for metric in _COMPARED_METRICS:
                     values[(run_id, r["split"], r["scenario"], metric)] = r[metric]
         keys = sorted({k[1:] for k in values}, key=lambda k: (k[0] != "val", k[1], _COMPARED_METRICS.index(k[2])))
