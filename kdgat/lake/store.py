@@ -109,24 +109,30 @@ def open_lake(lake_dir: Path, create: bool) -> Path:
 # --------------------------------------------------------------------------- commits
 
 
-def commit_run(lake_dir: Path, run_id: str, tables: dict[str, pa.Table]) -> Path:
-    """Write one run's tables as a new commit, made visible atomically; returns the commit directory."""
-    stamp = new_stamp()
-    staging = lake_dir / PARTS / STAGING / f"{run_id}@{stamp}"
+def _publish(staging: Path, target: Path, tables: dict[str, pa.Table], pause: str) -> Path:
+    """Write ``tables`` into a new ``staging`` folder, fsync it and rename it to ``target`` in one step.
+
+    Readers see the whole folder or nothing; on any failure the staging folder is removed.
+    """
     staging.mkdir(parents=True)
     try:
         for name, table in tables.items():
-            check_schema(table, name, staging / f"{name}.parquet")
             _write_parquet(table, staging / f"{name}.parquet")
-            _pause("append")
+            _pause(pause)
         _fsync_dir(staging)
-        target = lake_dir / PARTS / f"{run_id}@{stamp}"
         os.rename(staging, target)
         _fsync_dir(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def commit_run(lake_dir: Path, run_id: str, tables: dict[str, pa.Table]) -> Path:
+    """Write one run's tables as a new commit, made visible atomically; returns the commit directory."""
+    stamp = new_stamp()
+    name = f"{run_id}@{stamp}"
+    return _publish(lake_dir / PARTS / STAGING / name, lake_dir / PARTS / name, tables, "append")
 
 
 @dataclass(frozen=True)
@@ -239,22 +245,10 @@ def compact(lake_dir: Path) -> tuple[Path, list[Commit]]:
             table = _keep_latest_per_key(table, UNIQUE_KEY[name], order)
         merged[name] = table.combine_chunks()
     committed.update(stamps)
+    ids = sorted(committed)
+    merged[COMMITS] = pa.table({"run_id": pa.array(ids, pa.string()), "stamp": [committed[i] for i in ids]})
     stamp = new_stamp()
-    staging = lake_dir / GENERATIONS / f".{stamp}"
-    staging.mkdir(parents=True)
-    try:
-        for name, table in merged.items():
-            _write_parquet(table, staging / f"{name}.parquet")
-            _pause("build")
-        ids = sorted(committed)
-        commits = pa.table({"run_id": pa.array(ids, pa.string()), "stamp": [committed[i] for i in ids]})
-        _write_parquet(commits, staging / f"{COMMITS}.parquet")
-        _fsync_dir(staging)
-        target = lake_dir / GENERATIONS / stamp
-        os.rename(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    target = _publish(lake_dir / GENERATIONS / f".{stamp}", lake_dir / GENERATIONS / stamp, merged, "build")
     return target, pending
 
 
