@@ -401,11 +401,11 @@ def pipeline(
     """
     from kdgat.pipeline import PipelineOptions, PipelineRunner
 
-    shorthand = {"training.max_epochs": epochs, "dqn.episodes": episodes}
-    shorthand = [f"{key}={value}" for key, value in shorthand.items() if value is not None]
+    shorthand = {"training.max_epochs": epochs, "dqn.episodes": episodes, "seed": seed}
+    overrides = [*override, *(f"{key}={value}" for key, value in shorthand.items() if value is not None)]
     options = PipelineOptions(
-        data_root=data_root, catalog=catalog or [], overrides=[*override, *shorthand], fusion_method=method.value,
-        seed=seed, lake_dir=lake, tracking_uri=tracking_uri, explain=explain, force=force, lake=not no_lake,
+        data_root=data_root, catalog=catalog or [], overrides=overrides, fusion_method=method.value,
+        lake_dir=lake, tracking_uri=tracking_uri, explain=explain, force=force, lake=not no_lake,
     )  # fmt: skip
     with user_errors():
         runner = PipelineRunner(datasets, out_dir, options, console=out)

@@ -100,7 +100,6 @@ class PipelineOptions:
     catalog: list[Path] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)  # -O for every stage config (graphs, train, fuse)
     fusion_method: str = "dqn"
-    seed: int | None = None
     lake_dir: Path | None = None  # default OUT/lake
     tracking_uri: str | None = None  # default sqlite:///OUT/mlruns.db
     explain: int = 10
@@ -182,17 +181,13 @@ class PipelineRunner:
         self._captures: dict[str, list] = {}
 
     # -- configuration ----------------------------------------------------------------------------
-    def _overrides(self) -> list[str]:
-        seed = [] if self.options.seed is None else [f"seed={self.options.seed}"]
-        return [*self.options.overrides, *seed]
-
     def _config(self, model: str, scale: str, kd: bool = False):
         """Resolved once per (model, scale, kd): the step key and the stage call use the same object."""
         from kdgat.config import resolve_config
 
         if (model, scale, kd) not in self._configs:
             aux = ["kd_standard"] if kd else ["none"]
-            self._configs[model, scale, kd] = resolve_config(model, scale, aux, self._overrides())
+            self._configs[model, scale, kd] = resolve_config(model, scale, aux, self.options.overrides)
         return self._configs[model, scale, kd]
 
     # -- keys ---------------------------------------------------------------------------------------
