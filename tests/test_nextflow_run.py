@@ -1,4 +1,5 @@
-"""The pipeline under Nextflow itself; skipped unless `nextflow` (>= 25.04) is on PATH.
+"""The pipeline under Nextflow itself; skipped unless `nextflow` is on PATH (an older one than 25.04 fails:
+the manifest requires it).
 
 - `nextflow lint .` reports no error;
 - `-profile test -stub-run` runs the whole DAG with the stubs and publishes every stage's outputs;
