@@ -58,13 +58,13 @@ def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, f
     figures.leaderboard_bars(rows, dataset, path)
     parts.append(figure_html(src, f"leaderboard of {dataset}"))
 
-    points = run_sql(con, "SELECT model, scenario, curve, x, y FROM curves WHERE eval_run_id = ? AND scenario <> "
-                  "'validation' ORDER BY scenario, model, curve, point", [eval_id]).to_pylist()  # fmt: skip
+    # one row per (scenario, model, curve) with its points as lists, in point order
+    lines = run_sql(con, "SELECT scenario, model, curve, list(x ORDER BY point) AS xs, list(y ORDER BY point) AS ys "
+                 "FROM curves WHERE eval_run_id = ? AND scenario <> 'validation' GROUP BY ALL "
+                 "ORDER BY scenario, model, curve", [eval_id]).to_pylist()  # fmt: skip
     by_scenario: dict[str, dict[str, dict[str, tuple[list, list]]]] = defaultdict(lambda: defaultdict(dict))
-    for p in points:
-        xs, ys = by_scenario[p["scenario"]][p["model"]].setdefault(p["curve"], ([], []))
-        xs.append(p["x"])
-        ys.append(p["y"])
+    for line in lines:
+        by_scenario[line["scenario"]][line["model"]][line["curve"]] = (line["xs"], line["ys"])
     parts.append("<h3>ROC and precision-recall per test scenario</h3>")
     if not by_scenario:
         parts.append('<p class="note">No curves (a scenario without both classes has none).</p>')
@@ -86,17 +86,17 @@ def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, f
     curves = run_sql(con, """
         WITH latest AS (
             SELECT run_id, model FROM runs WHERE dataset = ? AND stage = 'train'
-            QUALIFY row_number() OVER (PARTITION BY model ORDER BY created_at DESC, run_id) = 1)
-        SELECT l.model, t.metric, t.epoch, avg(t.value) AS value
-        FROM training_curves t JOIN latest l USING (run_id)
-        WHERE t.metric IN ('val_loss', 'train_loss') AND t.epoch IS NOT NULL
-        GROUP BY ALL ORDER BY l.model, t.metric, t.epoch""", [dataset]).to_pylist()  # fmt: skip
+            QUALIFY row_number() OVER (PARTITION BY model ORDER BY created_at DESC, run_id) = 1),
+        per_epoch AS (
+            SELECT l.model, t.metric, t.epoch, avg(t.value) AS value
+            FROM training_curves t JOIN latest l USING (run_id)
+            WHERE t.metric IN ('val_loss', 'train_loss') AND t.epoch IS NOT NULL GROUP BY ALL)
+        SELECT model, metric, list(epoch ORDER BY epoch) AS xs, list(value ORDER BY epoch) AS ys
+        FROM per_epoch GROUP BY ALL ORDER BY model, metric""", [dataset]).to_pylist()  # fmt: skip
     if curves:
         series: dict[str, dict[str, tuple[list, list]]] = defaultdict(dict)
         for r in curves:
-            xs, ys = series[r["model"]].setdefault(r["metric"], ([], []))
-            xs.append(r["epoch"])
-            ys.append(r["value"])
+            series[r["model"]][r["metric"]] = (r["xs"], r["ys"])
         path, src = figs.path(f"training-{dataset}")
         figures.training_curves(series, dataset, path)
         parts += ["<h3>Training curves (latest run per model)</h3>", figure_html(src, f"training curves, {dataset}")]
