@@ -30,8 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     from campaign import load_evaluated_run
 
-    from kdgat.metrics import binary_metrics
-    from kdgat.scoring import score_model
+    from kdgat.evaluation.metrics import binary_metrics
+    from kdgat.evaluation.scoring import score_model
 
     results: dict[str, list[tuple]] = {}
     for campaign in args.campaigns:

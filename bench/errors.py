@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 def frame_labels(frames_dir: Path, sources: list[str]) -> list[np.ndarray]:
     """0/1 per frame of each source capture, found through the ingest manifest (source -> Parquet)."""
-    from kdgat.manifest import read_manifest
+    from kdgat.core.manifest import read_manifest
 
     parquet = {o["source"]: o["path"] for o in (read_manifest(frames_dir) or {"outputs": []})["outputs"]}
     missing = [s for s in sources if s not in parquet]
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     from campaign import load_evaluated_run
 
-    from kdgat.scoring import score_model
+    from kdgat.evaluation.scoring import score_model
 
     store, model, cfg, chosen = load_evaluated_run(args.dataset_dir, args.run)
     threshold, window = chosen["threshold"], cfg.preprocessing.window

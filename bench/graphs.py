@@ -1,10 +1,10 @@
 """Graph construction and batch assembly speed, against straightforward baselines in the same run.
 
-  windows/s  : kdgat.windows.build_graphs on the DAGA clean capture (W=100, S=100 and S=50), one
+  windows/s  : kdgat.data.windows.build_graphs on the DAGA clean capture (W=100, S=100 and S=50), one
                core (numpy runs single-threaded here), versus bench/reference_graphs.py, a
                per-window Python implementation of the same definition, on a slice of it
   peak MB    : resident memory of the process after building all windows of the capture
-  batch      : kdgat.batching.assemble_batch of 64 shuffled graphs from a store part, versus
+  batch      : kdgat.data.batching.assemble_batch of 64 shuffled graphs from a store part, versus
                torch_geometric Batch.from_data_list of the same graphs (as Data objects)
 
 Goals: >= 100k windows/s per core; >= 50k graphs/s batch assembly.
@@ -43,8 +43,8 @@ def best(fn, repeat):
 def load_capture(tmp: Path):
     import pyarrow.parquet as pq
 
-    from kdgat.ingest import run_ingest, sources_from_files
-    from kdgat.vocab import Vocabulary, count_keys, id_keys
+    from kdgat.stages.ingest import run_ingest, sources_from_files
+    from kdgat.data.vocab import Vocabulary, count_keys, id_keys
 
     manifest = run_ingest(sources_from_files([CAPTURE], split="train", scenario="train"), tmp / "frames")
     table = pq.read_table(tmp / "frames" / manifest["outputs"][0]["path"])
@@ -61,11 +61,11 @@ def main() -> None:
     import torch
     from torch_geometric.data import Batch
 
-    from kdgat.batching import assemble_batch
-    from kdgat.config import resolve_config
-    from kdgat.graph_stage import run_graphs
-    from kdgat.store import open_store
-    from kdgat.windows import build_graphs
+    from kdgat.data.batching import assemble_batch
+    from kdgat.core.config import resolve_config
+    from kdgat.stages.graphs import run_graphs
+    from kdgat.data.store import open_store
+    from kdgat.data.windows import build_graphs
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

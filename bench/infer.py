@@ -29,10 +29,10 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def build_store(tmp: Path) -> Path:
-    from kdgat.catalog import dataset_sources, load_catalog
-    from kdgat.config import resolve_config
-    from kdgat.graph_stage import run_graphs
-    from kdgat.ingest import run_ingest
+    from kdgat.data.catalog import dataset_sources, load_catalog
+    from kdgat.core.config import resolve_config
+    from kdgat.stages.graphs import run_graphs
+    from kdgat.stages.ingest import run_ingest
 
     run_ingest(dataset_sources("daga_v40", load_catalog()["daga_v40"], DATA), tmp / "frames", dataset="daga_v40")
     run_graphs(tmp / "frames", tmp / "graphs", resolve_config("gat", "large").preprocessing)
@@ -48,7 +48,7 @@ def forward(kind, model, batch):
 @torch.inference_mode()
 def warm_up(kind, model, part, device, batch_size=64) -> float:
     """Seconds of the first calls at batch ``batch_size`` and 1 (a compiled model compiles here)."""
-    from kdgat.batching import assemble_batch
+    from kdgat.data.batching import assemble_batch
 
     model = model.to(device).eval()
     started = time.perf_counter()
@@ -66,7 +66,7 @@ def throughput(kind, runners: dict, part, device, batch_size=64, rounds=7) -> di
     The shared 2-core VM drifts by 2x within minutes, so the runners are timed interleaved, round
     after round, and compared by their medians: a baseline measured in the same run.
     """
-    from kdgat.batching import assemble_batch
+    from kdgat.data.batching import assemble_batch
 
     starts = np.arange(0, part.num_graphs - batch_size + 1, batch_size)
     rates: dict[str, list[float]] = {name: [] for name in runners}
@@ -83,7 +83,7 @@ def throughput(kind, runners: dict, part, device, batch_size=64, rounds=7) -> di
 
 @torch.inference_mode()
 def latency(kind, model, part, device, windows):
-    from kdgat.batching import assemble_batch
+    from kdgat.data.batching import assemble_batch
 
     model = model.to(device).eval()
     times = []
@@ -99,8 +99,8 @@ def latency(kind, model, part, device, windows):
 
 
 def epoch_time(kind, scale, store_dir, out):
-    from kdgat.config import resolve_config
-    from kdgat.train import run_train
+    from kdgat.core.config import resolve_config
+    from kdgat.stages.train import run_train
 
     cfg = resolve_config(kind, scale, overrides=["training.max_epochs=1", "training.batch_size=256"])
     started = time.perf_counter()
@@ -115,11 +115,11 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing passes per model (median)")
     args = parser.parse_args()
-    from kdgat.config import resolve_config
-    from kdgat.kd import count_parameters
+    from kdgat.core.config import resolve_config
+    from kdgat.training.kd import count_parameters
     from kdgat.models import build_model
     from kdgat.models.compiled import compile_for_inference
-    from kdgat.store import open_store
+    from kdgat.data.store import open_store
 
     torch.set_num_threads(2)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

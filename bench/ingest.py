@@ -65,7 +65,7 @@ def _child(kind: str, fmt: str, path: str, out: str) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from kdgat.ingest import IngestOptions, run_ingest, sources_from_files
+    from kdgat.stages.ingest import IngestOptions, run_ingest, sources_from_files
 
     started = time.perf_counter()  # imports excluded: they are paid once per process
     if kind == "kdgat":

@@ -2,9 +2,9 @@
 
 The lake's tests and ``bench/lake.py`` need many finished runs with metrics
 chosen by hand; training them would take minutes each. The configs are real
-resolved configs, the metrics come from :func:`kdgat.metrics.binary_metrics`
+resolved configs, the metrics come from :func:`kdgat.evaluation.metrics.binary_metrics`
 on labels and scores that give the chosen confusion counts, and the manifests
-are written by :func:`kdgat.manifest.write_manifest`. Only the weight files are
+are written by :func:`kdgat.core.manifest.write_manifest`. Only the weight files are
 placeholders (the lake hashes them, never loads them). Test and benchmark
 support, so it lives beside the benchmarks, not in the package.
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kdgat.config import config_to_json, resolve_config
-from kdgat.manifest import content_hash, sha256_file, write_manifest
-from kdgat.metrics import binary_metrics, curve_points
+from kdgat.core.config import config_to_json, resolve_config
+from kdgat.core.manifest import content_hash, sha256_file, write_manifest
+from kdgat.evaluation.metrics import binary_metrics, curve_points
 
 SCENARIOS = ("test_01_known_vehicle_known_attack", "test_02_unknown_vehicle_known_attack")
 TRAINED = (("vgae", "large", False), ("gat", "large", False), ("vgae", "small", True), ("gat", "small", True),

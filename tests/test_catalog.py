@@ -7,9 +7,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from kdgat.catalog import dataset_sources, dataset_status, get_dataset, load_catalog, resolve_data_root
-from kdgat.errors import ConfigError, KdgatError
-from kdgat.ingest import run_ingest
+from kdgat.data.catalog import dataset_sources, dataset_status, get_dataset, load_catalog, resolve_data_root
+from kdgat.core.errors import ConfigError, KdgatError
+from kdgat.stages.ingest import run_ingest
 
 STUDY = ["hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04"]
 REAL = [

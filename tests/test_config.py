@@ -12,7 +12,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from kdgat.config import (
+from kdgat.core.config import (
     PipelineConfig,
     config_hash,
     config_to_json,
@@ -23,7 +23,7 @@ from kdgat.config import (
     load_frozen_config,
     resolve_config,
 )
-from kdgat.errors import ConfigError
+from kdgat.core.errors import ConfigError
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -249,7 +249,7 @@ def test_hash_changes_when_one_override_changes():
 
 
 def test_hash_is_the_same_in_another_process():
-    code = "from kdgat.config import resolve_config, config_hash; print(config_hash(resolve_config('dqn', 'large')))"
+    code = "from kdgat.core.config import resolve_config, config_hash; print(config_hash(resolve_config('dqn', 'large')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == config_hash(resolve_config("dqn", "large"))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdgat.curriculum import curriculum_indices
+from kdgat.training.curriculum import curriculum_indices
 
 
 def test_schedule_follows_the_reference_and_changes_every_epoch():

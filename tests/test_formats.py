@@ -5,8 +5,8 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from kdgat.formats import FORMATS, detect_format
-from kdgat.ingest import IngestOptions, run_ingest, sources_from_files
+from kdgat.data.formats import FORMATS, detect_format
+from kdgat.stages.ingest import IngestOptions, run_ingest, sources_from_files
 
 from conftest import COMPRESSORS, write_capture
 

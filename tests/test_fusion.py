@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdgat.config import resolve_config
+from kdgat.core.config import resolve_config
 from kdgat.fusion import (
     DQNFusion,
     FusionData,
@@ -21,8 +21,8 @@ from kdgat.fusion import (
     log_reward,
     make_fusion,
 )
-from kdgat.kd import count_parameters
-from kdgat.metrics import binary_metrics
+from kdgat.training.kd import count_parameters
+from kdgat.evaluation.metrics import binary_metrics
 
 DQN_SMALL = resolve_config("dqn", "small").dqn
 FUSION = resolve_config("dqn", "small").fusion

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kdgat.catalog import dataset_sources, load_catalog
+from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.cli import app
-from kdgat.config import resolve_config
-from kdgat.errors import KdgatError
-from kdgat.graph_stage import run_graphs
-from kdgat.ingest import run_ingest, sources_from_files
-from kdgat.store import open_store
-from kdgat.synth import generate
-from kdgat.windows import window_starts
+from kdgat.core.config import resolve_config
+from kdgat.core.errors import KdgatError
+from kdgat.stages.graphs import run_graphs
+from kdgat.stages.ingest import run_ingest, sources_from_files
+from kdgat.data.store import open_store
+from kdgat.data.synthetic import generate
+from kdgat.data.windows import window_starts
 
 
 def prep(**overrides):

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from kdgat.frames import FRAME_SCHEMA
-from kdgat.ingest import IngestOptions, run_ingest, sources_from_files
+from kdgat.data.frames import FRAME_SCHEMA
+from kdgat.stages.ingest import IngestOptions, run_ingest, sources_from_files
 
 # (relative path, format detected, rows, attack rows or None when the capture has no labels)
 REAL_CAPTURES = [

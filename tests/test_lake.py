@@ -20,7 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake import append_runs, build_lake, compare_runs, kd_impact, leaderboard, query
 from kdgat.lake.store import LAKE_FILE, PARTS, PAUSE_ENV, STAGING, generations, pending_commits
 

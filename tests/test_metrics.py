@@ -1,4 +1,4 @@
-"""kdgat.metrics against scikit-learn, brute force and hand-worked cases."""
+"""kdgat.evaluation.metrics against scikit-learn, brute force and hand-worked cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from kdgat.metrics import (
+from kdgat.evaluation.metrics import (
     binary_metrics,
     choose_threshold,
     curve_points,

@@ -9,8 +9,8 @@ import torch
 from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GATConv
 
-from kdgat.config import resolve_config
-from kdgat.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
+from kdgat.core.config import resolve_config
+from kdgat.training.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
 from kdgat.models import GATJK, VGAE, build_model
 from kdgat.models.inputs import with_self_loops
 from kdgat.models.vgae import neighbourhood_targets

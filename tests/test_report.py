@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake import append_runs, build_lake
 from kdgat.report import write_report
 

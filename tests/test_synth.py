@@ -1,4 +1,4 @@
-"""Tests for kdgat.synth: the synthetic dataset must look exactly like can-train-and-test and be labelled right."""
+"""Tests for kdgat.data.synthetic: the synthetic dataset must look exactly like can-train-and-test and be labelled right."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from kdgat.errors import KdgatError
-from kdgat.ingest import attack_type_from_name
-from kdgat.synth import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, generate, is_synthetic
+from kdgat.core.errors import KdgatError
+from kdgat.stages.ingest import attack_type_from_name
+from kdgat.data.synthetic import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, generate, is_synthetic
 
 DURATION = 3.0
 EXPECTED = {

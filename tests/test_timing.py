@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from kdgat.catalog import dataset_sources, load_catalog
-from kdgat.config import resolve_config
-from kdgat.graph_stage import run_graphs
-from kdgat.ingest import run_ingest, sources_from_files
-from kdgat.store import open_store
-from kdgat.timing import inter_arrival, median_periods, timing_frame_values
-from kdgat.windows import build_graphs
+from kdgat.data.catalog import dataset_sources, load_catalog
+from kdgat.core.config import resolve_config
+from kdgat.stages.graphs import run_graphs
+from kdgat.stages.ingest import run_ingest, sources_from_files
+from kdgat.data.store import open_store
+from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
+from kdgat.data.windows import build_graphs
 
 
 def e4t(**overrides):

@@ -1,4 +1,4 @@
-"""kdgat.tracking: URI precedence, one MLflow run per stage, and several processes sharing one SQLite store."""
+"""kdgat.core.tracking: URI precedence, one MLflow run per stage, and several processes sharing one SQLite store."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kdgat.errors import KdgatError
-from kdgat.tracking import (
+from kdgat.core.errors import KdgatError
+from kdgat.core.tracking import (
     ENV_URI,
     TRUNCATED_TAG,
     StageRun,
@@ -55,7 +55,7 @@ def test_env_uri_beats_configured(tmp_path, monkeypatch):
 
 
 def test_import_does_not_import_mlflow():
-    code = "import sys, kdgat.tracking; assert 'mlflow' not in sys.modules and 'sqlalchemy' not in sys.modules"
+    code = "import sys, kdgat.core.tracking; assert 'mlflow' not in sys.modules and 'sqlalchemy' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -138,7 +138,7 @@ def test_find_runs_does_not_create_a_store(tmp_path):
 def test_retry_on_lock_errors_then_one_line_error():
     from mlflow.exceptions import MlflowException
 
-    from kdgat.tracking import _retry
+    from kdgat.core.tracking import _retry
 
     calls = []
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from kdgat.batching import assemble_batch
-from kdgat.catalog import dataset_sources, load_catalog
+from kdgat.data.batching import assemble_batch
+from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.cli import app
-from kdgat.config import resolve_config
-from kdgat.errors import KdgatError
-from kdgat.graph_stage import run_graphs
-from kdgat.ingest import run_ingest
-from kdgat.store import open_store
-from kdgat.synth import generate
-from kdgat.train import load_run_model, run_train
+from kdgat.core.config import resolve_config
+from kdgat.core.errors import KdgatError
+from kdgat.stages.graphs import run_graphs
+from kdgat.stages.ingest import run_ingest
+from kdgat.data.store import open_store
+from kdgat.data.synthetic import generate
+from kdgat.stages.train import load_run_model, run_train
 
 FAST = ["training.max_epochs=2", "training.batch_size=64"]
 
@@ -155,9 +155,9 @@ def test_cli_train(store_dir, tmp_path):
 
 
 def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, teachers, tmp_path):
-    from kdgat.evaluate import run_evaluate
-    from kdgat.metrics import binary_metrics, choose_threshold
-    from kdgat.scoring import score_gat
+    from kdgat.stages.evaluate import run_evaluate
+    from kdgat.evaluation.metrics import binary_metrics, choose_threshold
+    from kdgat.evaluation.scoring import score_gat
 
     document = run_evaluate([teachers / "gat", teachers / "vgae"], store_dir, tmp_path / "eval")
     store = open_store(store_dir)
@@ -194,7 +194,7 @@ def test_cli_evaluate(store_dir, teachers, tmp_path):
 
 
 def test_evaluate_with_compiled_models_gives_the_same_metrics(store_dir, teachers, tmp_path):
-    from kdgat.evaluate import run_evaluate
+    from kdgat.stages.evaluate import run_evaluate
 
     runs = [teachers / "gat", teachers / "vgae"]
     eager = run_evaluate(runs, store_dir, tmp_path / "eager", explain=0)
@@ -222,8 +222,8 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
-    from kdgat.evaluate import run_evaluate
-    from kdgat.fuse_stage import run_fuse
+    from kdgat.stages.evaluate import run_evaluate
+    from kdgat.stages.fuse import run_fuse
 
     cfg = resolve_config("dqn", "small", overrides=["dqn.episodes=10", "fusion.epochs=5"])
     metrics = run_fuse(cfg, method, teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion")
@@ -247,14 +247,14 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
 
 
 def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):
-    from kdgat.fuse_stage import run_fuse
+    from kdgat.stages.fuse import run_fuse
 
     with pytest.raises(KdgatError, match="needs a vgae run"):
         run_fuse(resolve_config("dqn", "small"), "mlp", teachers / "gat", teachers / "vgae", store_dir, tmp_path / "f")
 
 
 def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
-    from kdgat.tracking import find_runs
+    from kdgat.core.tracking import find_runs
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -289,9 +289,9 @@ def test_gat_curriculum_sample_changes_per_epoch_in_training(store_dir, teachers
 
 
 def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path, monkeypatch):
-    from kdgat.evaluate import run_evaluate
-    from kdgat.fuse_stage import run_fuse
-    from kdgat.tracking import find_runs
+    from kdgat.stages.evaluate import run_evaluate
+    from kdgat.stages.fuse import run_fuse
+    from kdgat.core.tracking import find_runs
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -319,7 +319,7 @@ def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path,
 
 @pytest.mark.parametrize("kind", ["gat", "vgae"])
 def test_teacher_stays_frozen_while_the_student_learns(store_dir, teachers, kind):
-    from kdgat.lit import LitGAT, LitVGAE
+    from kdgat.training.lit import LitGAT, LitVGAE
     from kdgat.models import build_model
 
     store = open_store(store_dir)

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from kdgat.ingest import run_ingest, sources_from_files
-from kdgat.vocab import Vocabulary, id_keys
-from kdgat.windows import build_graphs, window_starts
+from kdgat.stages.ingest import run_ingest, sources_from_files
+from kdgat.data.vocab import Vocabulary, id_keys
+from kdgat.data.windows import build_graphs, window_starts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from reference_graphs import reference_graphs  # noqa: E402

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake.queries import compare_runs, kd_impact, leaderboard, query
 from kdgat.lake.records import forget, read_run
 from kdgat.lake.schema import from_rows

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake.store import current_generation, open_lake, pending_commits
 
 _COMPARED_METRICS = ("f1", "accuracy", "auc", "mcc", "precision", "recall", "fpr", "pr_auc")

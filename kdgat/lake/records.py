@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kdgat.errors import KdgatError
-from kdgat.manifest import MANIFEST_NAME, content_hash, read_manifest, sha256_file
+from kdgat.core.errors import KdgatError
+from kdgat.core.manifest import MANIFEST_NAME, content_hash, read_manifest, sha256_file
 
 RUN_STAGES = ("train", "fuse", "evaluate")
 _ARTIFACT_TYPES = {
@@ -265,7 +265,7 @@ def _dir_size(path: Path) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _catalog() -> dict:
-    from kdgat.catalog import load_catalog
+    from kdgat.data.catalog import load_catalog
 
     try:
         return load_catalog()

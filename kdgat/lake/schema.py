@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kdgat.errors import KdgatError
-from kdgat.manifest import content_hash
+from kdgat.core.errors import KdgatError
+from kdgat.core.manifest import content_hash
 
 SCHEMA_VERSION = 1
 

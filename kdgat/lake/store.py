@@ -35,9 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake.schema import OWNER, SCHEMA_VERSION, TABLES, UNIQUE_KEY, check_schema, empty, fingerprint
-from kdgat.manifest import atomic_write_text
+from kdgat.core.manifest import atomic_write_text
 
 LAKE_FILE = "lake.json"
 PARTS = "parts"

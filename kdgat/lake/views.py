@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake.schema import TABLES
 from kdgat.lake.store import build_lock, clean_up, compact, new_stamp, open_lake
 

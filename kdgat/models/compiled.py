@@ -19,7 +19,7 @@ import shutil
 import torch
 from torch import nn
 
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 
 __all__ = ["compile_for_inference"]
 

@@ -15,9 +15,9 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kdgat.errors import KdgatError
+from kdgat.core.errors import KdgatError
 from kdgat.lake.queries import connect, run_sql
-from kdgat.manifest import atomic_write_text
+from kdgat.core.manifest import atomic_write_text
 from kdgat.report import figures
 from kdgat.report.page import esc, figure_html, page, table_html
 

@@ -1,0 +1,520 @@
+"""Run configuration: frozen Pydantic models and YAML composition.
+
+A run's config is built in layers, later layers winning::
+
+    config/defaults.yaml
+      -> config/models/{model}/{scale}.yaml      (only that model's section)
+      -> config/auxiliaries/{aux}.yaml           (zero or more, in the order given)
+      -> -O section.key=value overrides           (CLI, in the order given)
+      -> validation -> frozen PipelineConfig
+
+Mappings are deep-merged, everything else (lists included) is replaced.  While
+merging we remember which layer set each dotted key, so that a bad value or an
+unknown key is reported together with the file (or ``-O`` option) it came from
+instead of as an anonymous Pydantic traceback.
+
+The frozen object is what a stage runs with and what it writes beside its
+outputs (``config.json``); :func:`config_hash` identifies it in manifests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from kdgat.core.errors import ConfigError
+from kdgat.core.manifest import content_hash
+from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
+
+SCHEMA_VERSION = "1.0.0"
+MODELS: tuple[str, ...] = ("vgae", "gat", "dqn")
+SCALES: tuple[str, ...] = ("large", "small")
+NO_AUX = "none"
+CONFIG_DIR_ENV = "KDGAT_CONFIG_DIR"
+
+# Keys that resolve_config sets from its arguments; a config file or -O may not
+# set them, or the file name and the content could disagree.
+_RESERVED_KEYS = ("model_type", "scale", "auxiliaries")
+
+
+# --------------------------------------------------------------------------
+# Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
+# true -> 1) because YAML already yields real ints; floats stay lax so that
+# YAML-1.1 strings like "1e-4" (PyYAML reads them as str) still work, but
+# booleans, inf and nan are refused.
+# --------------------------------------------------------------------------
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, allow_inf_nan=False)]
+UnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1, allow_inf_nan=False)]
+Dropout = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1, allow_inf_nan=False)]
+OpenUnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, lt=1, allow_inf_nan=False)]
+HalfOpenUnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1, allow_inf_nan=False)]
+Discount = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+# --------------------------------------------------------------------------
+# Sections.  Every model is frozen (a run cannot change its config after it is
+# hashed) and forbids extra keys (a typo must fail, not be ignored).  Values
+# live in config/defaults.yaml and the model files only, so fields have no
+# Python defaults except the optional ones that mean "not set".
+# --------------------------------------------------------------------------
+
+
+class PreprocessingConfig(BaseModel):
+    """Windows -> graphs and the train/val split (reference design 2.3, 2.4)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: PosInt
+    stride: PosInt
+    feature_set: Literal["e4", "e4t"]
+    val_fraction: OpenUnitFloat
+    split_seed: NonNegInt
+    # Each training file is cut into this many contiguous time blocks and whole
+    # blocks go to validation, so overlapping windows never straddle the split
+    # and validation holds both classes where the file does.
+    val_blocks: PosInt
+    # CAN IDs seen fewer times than this in training map to the OOV index
+    # (1 = every training ID gets its own embedding, as in the original study).
+    vocab_min_count: PosInt
+
+
+class TrainingConfig(BaseModel):
+    """Lightning loop settings shared by the VGAE and GAT stages (reference design 4.1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # None: each model trains with its own section's lr (the 3.1 table); set it
+    # to force one learning rate whatever the model.
+    lr: PosFloat | None = None
+    weight_decay: NonNegFloat
+    max_epochs: PosInt
+    patience: PosInt
+    batch_size: PosInt
+    # 16-mixed only runs on a GPU; the gpu profile passes -O training.precision=16-mixed.
+    precision: Literal["64-true", "32-true", "16-mixed", "bf16-mixed"]
+    gradient_clip: NonNegFloat  # 0 disables clipping
+    num_workers: NonNegInt
+    monitor: Annotated[str, Field(min_length=1)]
+    monitor_mode: Literal["min", "max"]
+
+
+class VGAEConfig(BaseModel):
+    """Variational graph autoencoder (reference design 3.1, 3.2).
+
+    ``hidden_dims`` ends with the latent width (the encoder uses the entries
+    before it), so the last entry must equal ``latent_dim``; layer 0 splits its
+    width over ``heads``, so it must divide evenly.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    latent_dim: PosInt
+    heads: PosInt
+    hidden_dims: tuple[PosInt, ...]
+    id_emb_dim: PosInt
+    dropout: Dropout
+    lr: PosFloat
+    patience: PosInt | None = None  # None: training.patience
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _check_hidden_dims(cls, dims: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        if len(dims) < 2:
+            raise ValueError("needs at least one encoder width followed by the latent width")
+        latent = info.data.get("latent_dim")
+        if latent is not None and dims[-1] != latent:
+            raise ValueError(f"last entry must equal latent_dim ({latent})")
+        heads = info.data.get("heads")
+        if heads is not None and dims[0] % heads:
+            raise ValueError(f"first width must be divisible by heads ({heads})")
+        return dims
+
+
+class GATConfig(BaseModel):
+    """GAT with jumping knowledge (reference design 3.1, 3.3); ``hidden`` is per head."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden: PosInt
+    layers: PosInt
+    heads: PosInt
+    id_emb_dim: PosInt
+    dropout: Dropout
+    fc_layers: PosInt
+    lr: PosFloat
+    jk_mode: Literal["cat", "last", "max", "lstm"]
+    patience: PosInt | None = None  # None: training.patience
+
+
+class DQNConfig(BaseModel):
+    """DQN fusion agent (reference design 3.5).
+
+    The task is one-step (s' = s, no transitions), so defaults.yaml sets
+    ``gamma`` to 0: a contextual bandit (E4 used 0.99, bootstrapping on s).
+    Epsilon decays multiplicatively once per episode,
+    ``eps_e = max(epsilon_end, epsilon_start * epsilon_decay**e)``; E4 listed a
+    decay but never applied it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden: PosInt
+    layers: PosInt
+    dropout: Dropout
+    lr: PosFloat
+    weight_decay: NonNegFloat
+    buffer_size: PosInt
+    batch_size: PosInt
+    target_update: PosInt
+    gamma: Discount
+    epsilon_start: UnitFloat
+    epsilon_end: UnitFloat
+    epsilon_decay: HalfOpenUnitFloat
+    episodes: PosInt
+    samples_per_episode: PosInt
+    updates_per_episode: PosInt
+    validate_every: PosInt
+    action_step: HalfOpenUnitFloat
+
+    @field_validator("action_step")
+    @classmethod
+    def _check_action_step(cls, step: float) -> float:
+        n = round(1.0 / step)
+        if abs(n * step - 1.0) > 1e-9:
+            raise ValueError("must divide 1 evenly (the actions are the fusion weights 0, step, ..., 1)")
+        return step
+
+    @field_validator("epsilon_end")
+    @classmethod
+    def _check_epsilon_end(cls, end: float, info: ValidationInfo) -> float:
+        start = info.data.get("epsilon_start")
+        if start is not None and end > start:
+            raise ValueError(f"must not exceed epsilon_start ({start})")
+        return end
+
+    @property
+    def num_actions(self) -> int:
+        """Number of fusion weights alpha in linspace(0, 1, n) (21 for step 0.05)."""
+        return round(1.0 / self.action_step) + 1
+
+
+class FusionConfig(BaseModel):
+    """Which fusion method the fuse stage trains, and the two baselines' settings (reference design 3.5)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["dqn", "mlp", "weighted"]
+    decision_threshold: UnitFloat
+    epochs: PosInt  # mlp and weighted baselines
+    mlp_hidden: tuple[PosInt, ...]
+    mlp_dropout: Dropout
+    mlp_lr: PosFloat
+    weighted_lr: PosFloat
+
+
+class KDConfig(BaseModel):
+    """Teacher -> student distillation weights (reference design 4.4); present only with a KD auxiliary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: PosFloat
+    alpha: UnitFloat
+    vgae_latent_weight: NonNegFloat
+    vgae_recon_weight: NonNegFloat
+
+
+class PipelineConfig(BaseModel):
+    """Everything one stage run depends on; frozen, hashed by :func:`config_hash`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    schema_version: Literal["1.0.0"]
+    model_type: Literal["vgae", "gat", "dqn"]
+    scale: Literal["large", "small"]
+    auxiliaries: tuple[str, ...]
+    seed: NonNegInt
+    preprocessing: PreprocessingConfig
+    training: TrainingConfig
+    vgae: VGAEConfig
+    gat: GATConfig
+    dqn: DQNConfig
+    fusion: FusionConfig
+    kd: KDConfig | None = None
+
+    @property
+    def model_section(self) -> VGAEConfig | GATConfig | DQNConfig:
+        """The section of the model this run trains."""
+        return getattr(self, self.model_type)
+
+    @property
+    def effective_lr(self) -> float:
+        """training.lr when set, else the model section's lr."""
+        return self.training.lr if self.training.lr is not None else self.model_section.lr
+
+    @property
+    def effective_patience(self) -> int:
+        """The model section's patience when set (GAT small: 50), else training.patience."""
+        own = getattr(self.model_section, "patience", None)
+        return own if own is not None else self.training.patience
+
+    @property
+    def has_kd(self) -> bool:
+        return self.kd is not None
+
+
+# --------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------
+
+
+def default_config_dir() -> Path:
+    """$KDGAT_CONFIG_DIR, else the presets shipped inside the package (``kdgat/presets``)."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "presets"
+
+
+def list_models() -> list[str]:
+    return list(MODELS)
+
+
+def list_scales() -> list[str]:
+    return list(SCALES)
+
+
+def list_auxiliaries(config_dir: Path | str | None = None) -> list[str]:
+    """Auxiliary names = the YAML files in config/auxiliaries/ (``none`` included)."""
+    aux_dir = Path(config_dir or default_config_dir()) / "auxiliaries"
+    if not aux_dir.is_dir():
+        return []
+    return sorted(p.stem for p in aux_dir.glob("*.yaml"))
+
+
+# --------------------------------------------------------------------------
+# Composition
+# --------------------------------------------------------------------------
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _merge(
+    base: dict[str, Any], layer: Mapping[str, Any], source: str, sources: dict[str, str], prefix: str = ""
+) -> None:
+    """Deep-merge ``layer`` into ``base`` in place, recording ``source`` for every key it sets."""
+    for key, value in layer.items():
+        key = str(key)
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            sources[path] = source
+            _merge(base[key], value, source, sources, f"{path}.")
+            continue
+        # Replacing a whole subtree: what the old layers set below it no longer applies.
+        for stale in [k for k in sources if k.startswith(f"{path}.")]:
+            del sources[stale]
+        base[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else copy.deepcopy(value)
+        _record(base[key], path, source, sources)
+
+
+def _record(value: Any, path: str, source: str, sources: dict[str, str]) -> None:
+    sources[path] = source
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            _record(sub, f"{path}.{key}", source, sources)
+
+
+def _source_lookup(sources: Mapping[str, str], fallback: str | None = None) -> Callable[[str], str | None]:
+    """source_of(dotted_key) for describe_validation_error: the nearest key (or ancestor) some layer set."""
+
+    def source_of(key: str) -> str | None:
+        parts = key.split(".")
+        while parts:
+            found = sources.get(".".join(parts))
+            if found is not None:
+                return found
+            parts.pop()
+        return fallback
+
+    return source_of
+
+
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_OVERRIDE_FORM = "expected -O section.key=value (e.g. -O gat.heads=4)"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into its key path and a YAML-parsed value (scalar or flow list/mapping)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not _KEY_RE.fullmatch(key):
+        raise ConfigError(f"-O {text}: {_OVERRIDE_FORM}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"-O {text}: invalid value: {problem}") from None
+    return key.split("."), value
+
+
+def _apply_override(data: dict[str, Any], text: str, sources: dict[str, str]) -> None:
+    parts, value = parse_override(text)
+    source = f"-O {text}"
+    _reject_reserved({parts[0]: value}, source)
+    node = data
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None and part not in node:
+            child = node[part] = {}
+            sources[".".join(parts[: depth + 1])] = source
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            hint = " (apply the kd_standard auxiliary to enable kd)" if where == "kd" else ""
+            shown = "null" if child is None else repr(child)
+            raise ConfigError(f"{source}: {where} is {shown} here, not a section{hint}")
+        node = child
+    _merge(node, {parts[-1]: value}, source, sources, prefix="".join(f"{p}." for p in parts[:-1]))
+
+
+def _reject_reserved(layer: Mapping[str, Any], source: str) -> None:
+    for key in _RESERVED_KEYS:
+        if key in layer:
+            raise ConfigError(f"{source}: {key}: set by the model/scale/auxiliary choice, not in a config layer")
+
+
+def _validate(
+    data: Mapping[str, Any], source_of: Callable[[str], str | None], missing_source: str | None = None
+) -> PipelineConfig:
+    """Validate into a PipelineConfig; a ValidationError becomes one 'SOURCE: key: problem' ConfigError.
+
+    A missing key was set by no layer, so it is blamed on ``missing_source``
+    (the defaults file, which should hold every key).
+    """
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        if missing_source is not None and err.errors()[0]["type"] == "missing":
+            source_of = lambda _key: missing_source  # noqa: E731
+        raise ConfigError(describe_validation_error(err, source_of=source_of)) from None
+
+
+def _aux_names(aux: str | Iterable[str] | None) -> list[str]:
+    if aux is None:
+        return []
+    items = aux.split(",") if isinstance(aux, str) else list(aux)
+    names: list[str] = []
+    for item in items:
+        name = str(item).strip()
+        if name and name != NO_AUX and name not in names:
+            names.append(name)
+    return names
+
+
+def _check_choice(kind: str, value: str, choices: Iterable[str]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"unknown {kind} {value!r} (choose from: {', '.join(choices)})")
+
+
+def resolve_config(
+    model: str,
+    scale: str,
+    aux: str | list[str] = NO_AUX,
+    overrides: Iterable[str] = (),
+    config_dir: Path | str | None = None,
+) -> PipelineConfig:
+    """Compose defaults -> model/scale -> auxiliaries -> -O overrides, validate, and freeze.
+
+    ``aux`` is one name, a comma-separated string or a list; ``none`` means no
+    auxiliary.  Raises ConfigError naming the key and the layer that set it.
+    """
+    config_dir = Path(config_dir) if config_dir is not None else default_config_dir()
+    _check_choice("model", model, MODELS)
+    _check_choice("scale", scale, SCALES)
+    aux_names = _aux_names(aux)
+    valid_aux = list_auxiliaries(config_dir)
+    for name in aux_names:
+        _check_choice("auxiliary", name, valid_aux)
+
+    layers = [config_dir / "defaults.yaml", config_dir / "models" / model / f"{scale}.yaml"]
+    layers += [config_dir / "auxiliaries" / f"{name}.yaml" for name in aux_names]
+
+    data: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for path in layers:
+        layer = load_yaml_mapping(path)
+        shown = _display(path)
+        _reject_reserved(layer, shown)
+        _merge(data, layer, shown, sources)
+    for text in overrides:
+        _apply_override(data, text, sources)
+
+    data.update(model_type=model, scale=scale, auxiliaries=aux_names)
+    return _validate(data, _source_lookup(sources), missing_source=_display(layers[0]))
+
+
+def load_frozen_config(path: str | Path) -> PipelineConfig:
+    """Re-load a config.json / config.yaml written beside a checkpoint, validated like a fresh one."""
+    path = Path(path)
+    shown = _display(path)
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{shown}: file not found") from None
+        except OSError as err:
+            raise ConfigError(f"{shown}: cannot read ({err.strerror})") from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{shown}:{err.lineno}: invalid JSON: {err.msg}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{shown}: top level must be a mapping, got {type(data).__name__}")
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        data = load_yaml_mapping(path)
+    else:
+        raise ConfigError(f"{shown}: expected a .json, .yaml or .yml config file")
+    return _validate(data, lambda _key: shown)
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+
+def config_hash(cfg: PipelineConfig) -> str:
+    """First 16 hex chars of sha256 over canonical JSON: equal content <=> equal hash, in any process."""
+    return content_hash(cfg.model_dump(mode="json"))
+
+
+def config_to_json(cfg: PipelineConfig) -> str:
+    """Indented JSON in field order (what stages write as config.json), newline-terminated."""
+    return json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n"
+
+
+def config_to_yaml(cfg: PipelineConfig) -> str:
+    """Block YAML in field order, for display."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=False)

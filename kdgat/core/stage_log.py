@@ -1,0 +1,63 @@
+"""Recording a finished stage in MLflow: params, per-epoch curves, tags, artifacts.
+
+Stages call :func:`log_stage` once their outputs are written, so a tracking
+problem never costs a trained model; the run id goes into the stage's
+``metrics.json``. The tracking URI comes from ``$MLFLOW_TRACKING_URI``, else
+``--tracking-uri``, else a SQLite store in the stage's output directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+from kdgat.core.tracking import StageRun, flatten_params, resolve_tracking_uri
+
+
+def _curves(path: Path) -> dict[int, dict[str, float]]:
+    """Per-epoch values from Lightning's metrics.csv (train and validation rows merged)."""
+    epochs: dict[int, dict[str, float]] = {}
+    if not path.is_file():
+        return epochs
+    with open(path) as handle:
+        for row in csv.DictReader(handle):
+            if not row.get("epoch"):
+                continue
+            values = epochs.setdefault(int(row["epoch"]), {})
+            for key, value in row.items():
+                if key in ("epoch", "step") or value in ("", None):
+                    continue
+                number = float(value)
+                if math.isfinite(number):
+                    values[key] = number
+    return epochs
+
+
+def log_stage(
+    *,
+    stage: str,
+    out_dir: Path,
+    config: dict[str, Any],
+    tags: dict[str, Any],
+    summary: dict[str, float],
+    artifacts: list[Path],
+    tracking_uri: str | None = None,
+    curves: Path | None = None,
+) -> dict[str, str]:
+    """Log one MLflow run for a finished stage; returns {tracking_uri, run_id}."""
+    uri = resolve_tracking_uri(tracking_uri, out_dir)
+    run_name = f"{tags.get('dataset') or 'dataset'}/{stage}/{tags.get('model', '')}_{tags.get('scale', '')}"
+    with StageRun(
+        uri, run_name=run_name, tags={k: str(v) for k, v in tags.items()}, params=flatten_params(config)
+    ) as run:
+        for epoch, values in sorted(_curves(curves).items()) if curves else []:
+            run.log_metrics(values, step=epoch)
+        numbers = {k: float(v) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numbers:
+            run.log_metrics(numbers)
+        for path in artifacts:
+            if path.is_file():
+                run.log_artifact(path)
+        return {"tracking_uri": uri, "run_id": run.run_id}

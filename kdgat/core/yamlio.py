@@ -1,0 +1,59 @@
+"""YAML loading and Pydantic error formatting shared by config and catalog.
+
+Both must name the offending key *and the file it came from*, so the loaders
+here never let a raw ``yaml.YAMLError`` or ``ValidationError`` reach the user.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from kdgat.core.errors import ConfigError
+
+
+def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file whose top level must be a mapping (empty file -> {})."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path}{line}: invalid YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def describe_validation_error(err: ValidationError, source_of=None) -> str:
+    """One line for the first error: 'FILE: dotted.key: message'.
+
+    ``source_of(dotted_key)`` returns where that key was set (a file path or a
+    -O override); without it the location is omitted.
+    """
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    else:
+        message = first["msg"]
+        if "input" in first and first["type"] != "missing":
+            message += f" (got {first['input']!r})"
+    origin = source_of(key) if source_of else None
+    prefix = f"{origin}: " if origin else ""
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
+    return f"{prefix}{key}: {message}{tail}"

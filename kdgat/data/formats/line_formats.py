@@ -1,0 +1,212 @@
+"""Readers for line-oriented text captures (candump logs, HCRL text, ragged CSV).
+
+Each line is matched against one RE2 pattern with named groups, run by
+Arrow over a whole block at once (``extract_regex``), so no Python code runs
+per line. Groups are deliberately loose where that is unambiguous, so that a
+bad field is reported by name ("CAN ID is not hexadecimal") rather than as a
+line that "does not match".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kdgat.core.errors import BadInputError
+from kdgat.data.formats.base import (
+    CaptureFormat,
+    ParsedBlock,
+    can_ids,
+    dlc_values,
+    matches_all,
+    timestamps,
+)
+from kdgat.data.formats.convert import RowChecks, hex_to_payload, in_set, lower
+from kdgat.data.formats.stream import CaptureStream, iter_line_blocks
+from kdgat.data.frames import FrameColumns
+
+# Lines that are not frames but are known to occur: blank lines and bare
+# date-time stamps such as "2020-11-24T042648" in the Nissan Juke logs.
+IGNORABLE = r"^\s*$|^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:?\d{2}:?\d{2}(\.\d+)?\s*$"
+_TRUE, _FALSE = ["1", "true", "t", "attack"], ["0", "false", "f", "benign", "normal"]
+
+
+def _payload_with_dlc(data_text: pa.Array, dlc: np.ndarray, remote: np.ndarray, checks: RowChecks):
+    """Space/comma separated hex bytes checked against the DLC (remote frames carry none)."""
+    compact = pc.replace_substring_regex(data_text, r"[\s,]+", "")
+    data, nbytes, bad, too_long = hex_to_payload(compact)
+    checks.flag(bad, "payload is not hexadecimal bytes", data_text)
+    checks.flag(too_long, "payload longer than 8 bytes", data_text)
+    expected = np.where(remote, 0, dlc)
+    checks.flag(nbytes > expected, "payload longer than its DLC", data_text)
+    checks.flag(nbytes < expected, "payload shorter than its DLC", data_text)
+    return data
+
+
+def _frame_with_rtr_field(g: pa.StructArray, checks: RowChecks):
+    """Fields shared by the HCRL/CrySyS text lines: ts, ID, '000'/'100' remote flag, DLC, bytes."""
+    ts = timestamps(g.field("ts"), checks)
+    can_id, ext = can_ids(g.field("id"), checks)
+    rtr = g.field("rtr")
+    checks.flag(~in_set(rtr, ["000", "100"]), "remote-frame field must be 000 or 100", rtr)
+    remote = in_set(rtr, ["100"])
+    dlc = dlc_values(g.field("dlc"), checks)
+    data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
+    return ts, can_id, ext, remote, dlc, data
+
+
+def _optional_labels(text: pa.Array, checks: RowChecks):
+    """Trailing label column (CrySyS-style flags): None when the block carries none."""
+    text = lower(text)
+    present = ~in_set(text, [""])
+    if not present.any():
+        return None
+    checks.flag(~present, "missing label column")
+    checks.flag(present & ~in_set(text, _TRUE + _FALSE), "label must be 1/0 or True/False", text)
+    return in_set(text, _TRUE).astype(np.uint8)
+
+
+class LineFormat(CaptureFormat):
+    """A text format with one frame per line, described by a sniff and a parse pattern."""
+
+    sniff_pattern: ClassVar[str]
+    pattern: ClassVar[str]
+    layout: ClassVar[str]
+
+    def sniff(self, lines: list[str]) -> bool:
+        return matches_all(re.compile(self.sniff_pattern), lines)
+
+    def convert(self, groups: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        raise NotImplementedError
+
+    def parse(self, stream: CaptureStream, block_size: int) -> Iterator[ParsedBlock]:
+        seen_any = False
+        for block in iter_line_blocks(stream, block_size):
+            strings = block.strings()
+            try:
+                ignorable = pc.match_substring_regex(strings, IGNORABLE).to_numpy(zero_copy_only=False)
+                groups = pc.extract_regex(strings, self.pattern)
+            except pa.ArrowInvalid as err:
+                raise BadInputError(stream.path, f"not readable as text ({err})") from None
+            matched = groups.is_valid().to_numpy(zero_copy_only=False)
+            rows = matched & ~ignorable
+            rejected = ~matched & ~ignorable
+            lines = block.line_numbers
+            checks = RowChecks(int(rows.sum()))
+            cols = self.convert(groups.filter(pa.array(rows)), checks) if rows.any() else None
+            seen_any = seen_any or rows.any() or rejected.any()
+            yield ParsedBlock(
+                cols=cols,
+                lines=lines[rows],
+                checks=checks,
+                rejected_lines=lines[rejected],
+                rejected_problems=[f"malformed line: expected {self.layout}"] * int(rejected.sum()),
+                ignored_lines=int(ignorable.sum()),
+            )
+        if not seen_any:
+            raise BadInputError(stream.path, "empty file (no frames)")
+
+
+class CandumpLog(LineFormat):
+    name = "candump-l"
+    description = "candump -L log: '(ts) iface ID#DATA' (ID#R for remote), optional trailing label columns"
+    layout = "'(timestamp) iface ID#DATA [labels]'"
+    sniff_pattern = r"^\s*\(\d+(\.\d+)?\)\s+\S+\s+[0-9A-Fa-f]{1,8}#"
+    pattern = (
+        r"^\s*\((?P<ts>[^)]*)\)\s+(?P<iface>\S+)\s+(?P<id>[^#\s]+)#(?P<rtr>R)?(?P<data>[^\s]*?)"
+        r"(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
+    )
+
+    def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        ts = timestamps(g.field("ts"), checks)
+        can_id, ext = can_ids(g.field("id"), checks, extended_by_width=True)
+        remote = ~in_set(g.field("rtr"), [""])
+        data_text = pc.if_else(pa.array(remote), pa.scalar(""), g.field("data"))
+        data, nbytes, bad, too_long = hex_to_payload(data_text)
+        checks.flag(bad, "payload is not hexadecimal bytes", g.field("data"))
+        checks.flag(too_long, "payload longer than 8 bytes", g.field("data"))
+        label = _optional_labels(g.field("lab"), checks)
+        return FrameColumns(ts, can_id, ext, remote, nbytes.astype(np.uint8), data, label)
+
+
+class CandumpColumns(LineFormat):
+    name = "candump"
+    description = "candump default/-ta output: '[(ts)] iface ID [DLC] B0 B1 ...', optional trailing label columns"
+    layout = "'[(timestamp)] iface ID [DLC] bytes'"
+    sniff_pattern = r"^\s*(\(\S+\)\s+)?[A-Za-z]\S*\s+[0-9A-Fa-f]{1,8}\s+\[\d\]"
+    pattern = (
+        r"^\s*(?:\((?P<ts>[^)]*)\)\s+)?(?P<iface>[A-Za-z]\S*)\s+(?P<id>\S+)\s+\[(?P<dlc>[^\]]*)\]"
+        r"(?P<data>(?:\s+[0-9A-Fa-f]{2})*)(?P<rtr>\s+remote request)?(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
+    )
+
+    def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        has_ts = ~in_set(g.field("ts"), [""])
+        ts = timestamps(g.field("ts"), checks) if has_ts.all() else None
+        if ts is None and has_ts.any():
+            checks.flag(~has_ts, "missing timestamp (other lines have one)")
+        can_id, ext = can_ids(g.field("id"), checks, extended_by_width=True)
+        dlc = dlc_values(g.field("dlc"), checks)
+        remote = ~in_set(g.field("rtr"), [""])
+        data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
+        label = _optional_labels(g.field("lab"), checks)
+        return FrameColumns(ts, can_id, ext, remote, dlc, data, label)
+
+
+class HcrlText(LineFormat):
+    name = "hcrl-txt"
+    description = "HCRL OTIDS/Survival text: 'Timestamp: t ID: xxxx 000 DLC: n bytes [R|T]'"
+    layout = "'Timestamp: t ID: id rtr DLC: n bytes [R|T]'"
+    sniff_pattern = r"^\s*Timestamp:\s*\S+\s+ID:\s*[0-9A-Fa-f]+\s+[01]+\s+DLC:"
+    pattern = (
+        r"^\s*Timestamp:\s*(?P<ts>\S+)\s+ID:\s*(?P<id>\S+)\s+(?P<rtr>\S+)\s+DLC:\s*(?P<dlc>\S+)"
+        r"(?P<data>(?:\s+[0-9A-Fa-f]{2})*)(?:\s+(?P<flag>\S+))?\s*$"
+    )
+
+    def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        ts, can_id, ext, remote, dlc, data = _frame_with_rtr_field(g, checks)
+        flag = g.field("flag")
+        has_flag = ~in_set(flag, [""])
+        label = None
+        if has_flag.any():
+            checks.flag(~in_set(flag, ["R", "T"]), "flag must be R or T", flag)
+            label = in_set(flag, ["T"]).astype(np.uint8)
+        return FrameColumns(ts, can_id, ext, remote, dlc, data, label)
+
+
+class HcrlCarHacking(LineFormat):
+    name = "hcrl-ch"
+    description = "HCRL Car-Hacking CSV: 'Timestamp,CAN ID,DLC,DATA[0..DLC-1],Flag' (ragged rows, R/T flag)"
+    layout = "'timestamp,id,dlc,bytes...,R|T'"
+    sniff_pattern = r"^\d+(\.\d+)?,[0-9A-Fa-f]{1,8},\d,([0-9A-Fa-f]{2},){0,8}[RT]\s*$"
+    pattern = r"^(?P<ts>[^,]*),(?P<id>[^,]*),(?P<dlc>[^,]*),(?P<data>(?:[^,]*,)*)(?P<flag>[^,]*?)\s*$"
+
+    def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        ts = timestamps(g.field("ts"), checks)
+        can_id, ext = can_ids(g.field("id"), checks)
+        dlc = dlc_values(g.field("dlc"), checks)
+        remote = np.zeros(len(can_id), bool)
+        flag = g.field("flag")
+        # The flag sits right after the DLC-th byte; anything else means the row is ragged wrongly.
+        checks.flag(~in_set(flag, ["R", "T"]), "flag must be R or T (after DLC data bytes)", flag)
+        data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
+        label = in_set(flag, ["T"]).astype(np.uint8)
+        return FrameColumns(ts, can_id, ext, remote, dlc, data, label)
+
+
+class CrysysText(LineFormat):
+    name = "crysys-txt"
+    description = "CrySyS whitespace text: 'epoch_ts ID rtr DLC bytes...' (no labels)"
+    layout = "'timestamp id rtr dlc bytes'"
+    sniff_pattern = r"^\s*\d+\.\d+\s+[0-9A-Fa-f]{1,8}\s+[01]{3}\s+\d\s"
+    pattern = r"^\s*(?P<ts>\S+)\s+(?P<id>\S+)\s+(?P<rtr>\S+)\s+(?P<dlc>\S+)(?P<data>(?:\s+[0-9A-Fa-f]{2})*)\s*$"
+
+    def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        ts, can_id, ext, remote, dlc, data = _frame_with_rtr_field(g, checks)
+        return FrameColumns(ts, can_id, ext, remote, dlc, data, None)
+
+
+LINE_FORMATS: list[LineFormat] = [CandumpLog(), CandumpColumns(), HcrlText(), HcrlCarHacking(), CrysysText()]

@@ -1,0 +1,195 @@
+"""Byte streams of capture files: transparent decompression, hashing, line blocks.
+
+Captures are read in fixed-size blocks of whole lines so that a 10 GB file
+needs only a few block-sized buffers of memory, and every line keeps its
+physical line number for error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+import numpy as np
+import pyarrow as pa
+
+from kdgat.core.errors import BadInputError
+
+DEFAULT_BLOCK_SIZE = 16 << 20
+
+_MAGIC = [
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+]
+
+
+class _HashingReader:
+    """File wrapper that hashes the raw (compressed) bytes as they are read."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self.sha256.update(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def readinto(self, buffer) -> int:
+        chunk = self.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._raw.closed
+
+    def finish(self) -> str:
+        """Hash the rest of the file (bytes a reader did not need) and return the digest."""
+        while self.read(1 << 20):
+            pass
+        return self.sha256.hexdigest()
+
+
+def detect_compression(path: str | Path) -> str | None:
+    """Compression from the file's magic bytes (not its name)."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+class CaptureStream:
+    """Decompressed read-only byte stream of one capture, hashing its raw bytes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.compression = detect_compression(self.path)
+            raw = open(self.path, "rb")
+        except FileNotFoundError:
+            raise BadInputError(self.path, "file not found") from None
+        except IsADirectoryError:
+            raise BadInputError(self.path, "is a directory, not a capture file") from None
+        except OSError as err:
+            raise BadInputError(self.path, f"cannot open ({err.strerror})") from None
+        self._hashing = _HashingReader(raw)
+        if self.compression == "xz":
+            self._stream = lzma.open(self._hashing)
+        elif self.compression is not None:
+            self._stream = pa.CompressedInputStream(pa.PythonFile(self._hashing, mode="r"), self.compression)
+        else:
+            self._stream = self._hashing
+
+    def read(self, size: int) -> bytes:
+        try:
+            return self._stream.read(size)
+        except (EOFError, lzma.LZMAError, OSError, pa.ArrowException) as err:
+            kind = self.compression or "file"
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise BadInputError(self.path, f"corrupt or truncated {kind} data ({reason})") from None
+
+    def sha256(self) -> str:
+        return self._hashing.finish()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            self._hashing.close()
+
+    def __enter__(self) -> "CaptureStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class LineBlock:
+    """A block of whole lines; line offsets are computed only if a reader asks for them."""
+
+    def __init__(self, raw: bytes, first_line: int):
+        self.raw = raw
+        self.first_line = first_line  # 1-based physical line number of the first line
+        self.buf = np.frombuffer(raw, dtype=np.uint8)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self.n_lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
+
+    def _compute_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._bounds is None:
+            buf = self.buf
+            newlines = np.flatnonzero(buf == 10)
+            starts = np.concatenate(([0], newlines + 1)).astype(np.int64)
+            ends = np.concatenate((newlines, [len(buf)])).astype(np.int64)
+            if starts[-1] == len(buf):  # ends with a newline: no trailing partial line
+                starts, ends = starts[:-1], ends[:-1]
+            has_cr = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+            self._bounds = (starts, ends - has_cr)
+        return self._bounds
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._compute_bounds()[0]
+
+    @property
+    def ends(self) -> np.ndarray:
+        """Exclusive end of each line, CR/LF excluded."""
+        return self._compute_bounds()[1]
+
+    def __len__(self) -> int:
+        return self.n_lines
+
+    @property
+    def line_numbers(self) -> np.ndarray:
+        return self.first_line + np.arange(len(self.starts), dtype=np.int64)
+
+    def text(self, i: int) -> str:
+        return self.raw[self.starts[i] : self.ends[i]].decode("utf-8", "replace")
+
+    def strings(self, keep: np.ndarray | None = None) -> pa.Array:
+        """Lines as an Arrow string array over the block's bytes (zero copy).
+
+        Each string keeps its line terminator, so patterns end in ``\\s*$``.
+        """
+        offsets = np.concatenate((self.starts, [len(self.buf)])).astype(np.int32)
+        arr = pa.StringArray.from_buffers(len(self.starts), pa.py_buffer(offsets), pa.py_buffer(self.raw))
+        return arr if keep is None else arr.filter(pa.array(keep))
+
+
+def iter_line_blocks(stream: CaptureStream, block_size: int = DEFAULT_BLOCK_SIZE) -> Iterator[LineBlock]:
+    """Yield blocks of complete lines; the last line may lack a terminator."""
+    carry = b""
+    next_line = 1
+    while True:
+        chunk = stream.read(block_size)
+        at_end = not chunk
+        raw = carry + chunk
+        if not raw:
+            return
+        if at_end:
+            carry = b""
+        else:
+            cut = raw.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: keep reading
+                carry = raw
+                continue
+            raw, carry = raw[:cut], raw[cut:]
+        block = LineBlock(raw, next_line)
+        yield block
+        next_line += block.n_lines
+        if at_end:
+            return

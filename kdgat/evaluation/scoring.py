@@ -1,0 +1,83 @@
+"""Per-window scores of trained models over a store part (inference only).
+
+The same numbers serve evaluation (scores and thresholds) and fusion (the
+15-value state per window: 8 from the VGAE, 7 from the GAT).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch_geometric.utils import scatter
+
+from kdgat.data.batching import assemble_batch
+from kdgat.data.store import GraphPart
+
+VGAE_STATE = ("recon", "nbr", "id", "z_mean", "z_std", "z_max", "z_min", "confidence")
+GAT_STATE = ("p_benign", "p_attack", "emb_mean", "emb_std", "emb_max", "emb_min", "confidence")
+
+
+def _batches(part: GraphPart, batch_size: int):
+    for start in range(0, part.num_graphs, batch_size):
+        yield assemble_batch(part, np.arange(start, min(start + batch_size, part.num_graphs)))
+
+
+@torch.inference_mode()
+def score_gat(model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False) -> dict[str, np.ndarray]:
+    """p(attack) per window, the GAT half of the fusion state, optionally the pooled embeddings."""
+    model.eval()
+    out: dict[str, list] = {k: [] for k in GAT_STATE}
+    embeddings = []
+    for batch in _batches(part, batch_size):
+        logits, emb = model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs, return_embedding=True)
+        prob = F.softmax(logits, dim=1)
+        entropy = -(prob * prob.clamp_min(1e-12).log()).sum(dim=1)
+        out["p_benign"].append(prob[:, 0])
+        out["p_attack"].append(prob[:, 1])
+        out["emb_mean"].append(emb.mean(dim=1))
+        out["emb_std"].append(emb.std(dim=1, unbiased=False))
+        out["emb_max"].append(emb.max(dim=1).values)
+        out["emb_min"].append(emb.min(dim=1).values)
+        out["confidence"].append((1 - entropy / math.log(2)).clamp(0, 1))
+        if with_embedding:
+            embeddings.append(emb)
+    result = {k: torch.cat(v).numpy() for k, v in out.items()}
+    result["score"] = result["p_attack"]
+    if with_embedding:
+        result["embedding"] = torch.cat(embeddings).numpy()
+    return result
+
+
+@torch.inference_mode()
+def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False) -> dict[str, np.ndarray]:
+    """Anomaly score (reconstruction error) per window and the VGAE half of the fusion state."""
+    model.eval()
+    out: dict[str, list] = {k: [] for k in VGAE_STATE}
+    embeddings = []
+    for batch in _batches(part, batch_size):
+        result = model(batch.x, batch.edge_index, batch.batch)
+        scores = model.graph_scores(result, batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
+        for key in VGAE_STATE[:-1]:
+            out[key].append(scores[key])
+        out["confidence"].append(1.0 / (1.0 + scores["recon"]))
+        if with_embedding:
+            embeddings.append(scatter(result["z"], batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
+    result = {k: torch.cat(v).numpy() for k, v in out.items()}
+    result["score"] = result["recon"]
+    if with_embedding:
+        result["embedding"] = torch.cat(embeddings).numpy()
+    return result
+
+
+def score_model(kind: str, model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False):
+    scorer = score_gat if kind == "gat" else score_vgae
+    return scorer(model, part, batch_size, with_embedding)
+
+
+def fusion_state(vgae: dict[str, np.ndarray], gat: dict[str, np.ndarray]) -> np.ndarray:
+    """The 15-value state per window: VGAE (8) then GAT (7), as in the reference design."""
+    columns = [vgae[k] for k in VGAE_STATE] + [gat[k] for k in GAT_STATE]
+    return np.stack(columns, axis=1).astype(np.float32)

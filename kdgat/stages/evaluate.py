@@ -1,0 +1,225 @@
+"""The evaluate stage: every run on validation and on every test scenario of a store.
+
+The decision threshold of each model is chosen on validation (and reported),
+then applied unchanged to every test scenario; threshold-free ROC-AUC and
+PR-AUC are reported beside it. Outputs: ``metrics.json``, ``curves.json``
+(ROC/PR points per run and scenario), ``embeddings.npz`` (validation
+embeddings and labels per run), ``attention.npz`` (GAT attention on a sample
+of validation graphs) and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdgat.data.batching import assemble_batch
+from kdgat.core.errors import KdgatError
+from kdgat.evaluation.explain import explain_gat, sample_graphs
+from kdgat.core.manifest import atomic_write_text, sha256_file, write_manifest
+from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
+from kdgat.models.compiled import compile_for_inference
+from kdgat.evaluation.scoring import score_model
+from kdgat.core.stage_log import log_stage
+from kdgat.data.store import GraphStore, open_store
+from kdgat.stages.train import MODEL_FILE, load_run_model
+
+ATTENTION_SAMPLE = 50
+_LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
+
+
+def run_label(cfg) -> str:
+    """gat_large, gat_small_kd, vgae_small ... (unique per model variant)."""
+    return f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
+
+
+def _labelled(part) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(part.y)
+    keep = y >= 0
+    return keep, y[keep].astype(np.int64)
+
+
+def _attention_sample(model, part) -> dict[str, np.ndarray]:
+    """Per-layer attention of the first validation graphs, flattened with offsets per layer."""
+    batch = assemble_batch(part, np.arange(min(ATTENTION_SAMPLE, part.num_graphs)))
+    with torch.inference_mode():
+        _, attention = model(batch.x, batch.edge_index, batch.batch, return_attention=True)
+    arrays = {"graph_ptr": batch.ptr.numpy(), "node_ids": batch.x[:, 0].long().numpy(), "y": batch.y.numpy()}
+    for layer, (edge_index, alpha) in enumerate(attention):
+        arrays[f"layer{layer}_edge_index"] = edge_index.numpy()
+        arrays[f"layer{layer}_alpha"] = alpha.numpy()
+    return arrays
+
+
+def evaluate_run(
+    run_dir: Path, store: GraphStore, method: str, batch_size: int, explain: int = 0, compile_models: bool = False
+) -> tuple[str, dict, dict, dict]:
+    model, cfg = load_run_model(run_dir, store)
+    # scores may come from the compiled model; attention and explanations need the eager one
+    scorer = compile_for_inference(model) if compile_models else model
+    kind = cfg.model_type
+    label = run_label(cfg)
+    val = store.part("val")
+    keep, y_val = _labelled(val)
+    scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
+    val_scores = scored["score"][keep]
+    threshold = choose_threshold(y_val, val_scores, method=method)
+    result = {
+        "run_dir": str(run_dir),
+        "model": kind,
+        "scale": cfg.scale,
+        "kd": cfg.has_kd,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "score": "p_attack" if kind == "gat" else "reconstruction_error",
+        "threshold": threshold,
+        "validation": binary_metrics(y_val, val_scores, threshold["threshold"]),
+        "test": {},
+    }
+    curves = {"validation": curve_points(y_val, val_scores)}
+    for name, part in store.test_parts().items():
+        keep_t, y_t = _labelled(part)
+        if len(y_t) == 0:
+            continue
+        scores = score_model(kind, scorer, part, batch_size)["score"][keep_t]
+        result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
+        curves[name] = curve_points(y_t, scores)
+    embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
+    attention = _attention_sample(model, val) if kind == "gat" else {}
+    explanations = {}
+    if kind == "gat" and explain > 0:
+        graphs = sample_graphs(np.asarray(val.y), explain, seed=cfg.seed)
+        explanations = {f"{label}_{k}": v for k, v in explain_gat(model, val, graphs, seed=cfg.seed).items()}
+    extras = {
+        "embeddings": embeddings,
+        "attention": {f"{label}_{k}": v for k, v in attention.items()},
+        "explanations": explanations,
+    }
+    return label, result, curves, extras
+
+
+def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[str, dict, dict, dict]:
+    from kdgat.stages.fuse import load_fusion_run
+
+    ensemble, fusion, members = load_fusion_run(run_dir, store)
+    label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
+    val, _ = ensemble.data(store.part("val"))
+    val_scores = fusion.score(val)
+    threshold = choose_threshold(val.labels.astype(np.int64), val_scores, method=method)
+    result = {
+        "run_dir": str(run_dir),
+        "model": "fusion",
+        "method": members["method"],
+        "scale": members["scale"],
+        "kd": members["kd"],
+        "members": {"vgae": members["vgae"], "gat": members["gat"]},
+        "parameters": json.loads((Path(run_dir) / "metrics.json").read_text())["ensemble_parameters"],
+        "score": "fused",
+        "threshold": threshold,
+        "validation": binary_metrics(val.labels.astype(np.int64), val_scores, threshold["threshold"]),
+        "test": {},
+    }
+    curves = {"validation": curve_points(val.labels.astype(np.int64), val_scores)}
+    for name, part in store.test_parts().items():
+        data, _ = ensemble.data(part)
+        if len(data) == 0:
+            continue
+        scores = fusion.score(data)
+        result["test"][name] = binary_metrics(data.labels.astype(np.int64), scores, threshold["threshold"])
+        curves[name] = curve_points(data.labels.astype(np.int64), scores)
+    extras = {"policy": {label: fusion.policy_summary(val)} if hasattr(fusion, "policy_summary") else {}}
+    return label, result, curves, extras
+
+
+def run_evaluate(
+    run_dirs: list[str | Path],
+    graphs_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    method: str = "f1",
+    batch_size: int = 1024,
+    explain: int = 10,
+    compile_models: bool = False,
+    tracking_uri: str | None = None,
+    dataset: str | None = None,
+) -> dict:
+    """Evaluate every run on the store's validation and test parts; returns metrics.json's content."""
+    started = time.perf_counter()
+    graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
+    if not run_dirs:
+        raise KdgatError("nothing to evaluate: pass one or more --runs RUN_DIR")
+    store = open_store(graphs_dir)
+    dataset = dataset or store.dataset
+    from kdgat.stages.fuse import is_fusion_run
+
+    metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
+    for run in map(Path, run_dirs):
+        if is_fusion_run(run):
+            label, result, run_curves, arrays = evaluate_fusion_run(run, store, method)
+        else:
+            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size, explain, compile_models)
+        if label in metrics:
+            raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
+        metrics[label], curves[label] = result, run_curves
+        embeddings.update(arrays.get("embeddings", {}))
+        attention.update(arrays.get("attention", {}))
+        policies.update(arrays.get("policy", {}))
+        explanations.update(arrays.get("explanations", {}))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
+    np.savez_compressed(out_dir / ".embeddings.tmp.npz", **embeddings)
+    (out_dir / ".embeddings.tmp.npz").replace(out_dir / "embeddings.npz")
+    if attention:
+        np.savez_compressed(out_dir / ".attention.tmp.npz", **attention)
+        (out_dir / ".attention.tmp.npz").replace(out_dir / "attention.npz")
+    atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
+    if explanations:
+        np.savez_compressed(out_dir / ".explanations.tmp.npz", **explanations)
+        (out_dir / ".explanations.tmp.npz").replace(out_dir / "explanations.npz")
+    if policies:
+        atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
+    for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
+        summary = {f"val_{k}": v for k, v in result["validation"].items() if k in _LOGGED}
+        for scenario, values in result["test"].items():
+            summary.update({f"{scenario}.{k}": v for k, v in values.items() if k in _LOGGED})
+        result["mlflow"] = log_stage(
+            stage="evaluate",
+            out_dir=out_dir,
+            config={
+                "threshold_method": method,
+                "threshold": result["threshold"]["threshold"],
+                "run_dir": result["run_dir"],
+            },
+            tags={
+                "dataset": dataset,
+                "stage": "evaluate",
+                "model": label,
+                "scale": result["scale"],
+                "kd": result["kd"],
+                "run_id": f"evaluate_{label}",
+            },
+            summary=summary,
+            artifacts=[],
+            tracking_uri=tracking_uri,
+        )
+    atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
+    inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
+    for r in map(Path, run_dirs):
+        weights = r / MODEL_FILE if (r / MODEL_FILE).exists() else r / "fusion.pt"
+        inputs.append({"path": str(weights), "sha256": sha256_file(weights)})
+    outputs = ["metrics.json", "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
+    outputs += ["dqn_policy.json"] if policies else []
+    outputs += ["explanations.npz"] if explanations else []
+    write_manifest(
+        out_dir,
+        stage="evaluate",
+        inputs=inputs,
+        config={"threshold_method": method, "batch_size": batch_size, "explain": explain, "compile": compile_models},
+        outputs=[{"path": p} for p in outputs],
+        wall_time_s=time.perf_counter() - started,
+        extra={"dataset": dataset},
+    )
+    return document

@@ -1,0 +1,395 @@
+"""The graphs stage: frame Parquet -> a sharded, memory-mappable graph store.
+
+Windows are formed per source file (never across files). The CAN-ID
+vocabulary and the attack-type table come from the training split only, or
+from an existing store (``like``) so that trained models can score captures
+they have never seen. Training files are split into train/validation by
+contiguous time blocks, so overlapping windows never straddle the split.
+
+The store is rebuilt when an input file or a parameter changes and reused
+otherwise (a fingerprint in ``metadata.json``), and is written into a staging
+folder that replaces the old store only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from kdgat.core.config import PreprocessingConfig
+from kdgat.core.errors import KdgatError
+from kdgat.data.features import get_feature_set
+from kdgat.data.frames import BENIGN_ATTACK_TYPE
+from kdgat.core.manifest import atomic_write_text, content_hash, read_manifest, sha256_file, write_manifest
+from kdgat.data.store import concat_parts, open_store, write_part
+from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
+from kdgat.data.vocab import Vocabulary, count_keys, id_keys
+from kdgat.data.windows import build_graphs, window_starts
+
+BUILDER_VERSION = "2"  # bump when the store layout or naming changes
+METADATA = "metadata.json"
+VOCAB = "vocab.json"
+
+
+@dataclass(frozen=True)
+class FramesFile:
+    path: Path  # the frame Parquet file
+    relative: str  # its path inside the frames folder (stable name)
+    split: str
+    scenario: str
+    source: str  # the capture it came from
+    sha256: str  # of the Parquet file
+
+
+def frames_inputs(frames_dir: Path) -> list[FramesFile]:
+    """The frame files listed by an ingest manifest, with content hashes."""
+    manifest = read_manifest(frames_dir)
+    if manifest is None or manifest.get("stage") != "ingest":
+        raise KdgatError(f"{frames_dir}: not an ingest output (no ingest manifest.json); run `kdgat ingest` first")
+    files = []
+    for item in manifest["outputs"]:
+        path = frames_dir / item["path"]
+        if not path.is_file():
+            raise KdgatError(f"{path}: listed in {frames_dir / 'manifest.json'} but missing")
+        files.append(FramesFile(path, item["path"], item["split"], item["scenario"], item["source"], sha256_file(path)))
+    return files
+
+
+def part_name(split: str, scenario: str) -> str:
+    """'test' + 'fuzzing' -> 'test__fuzzing'; a scenario already named after its split stays as is."""
+    if scenario in (split, ""):
+        return split
+    return scenario if scenario.startswith(f"{split}_") else f"{split}__{scenario}"
+
+
+def _stable_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+def block_split(
+    n: int, starts: np.ndarray, window: int, cfg: PreprocessingConfig, key: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation masks over ``starts`` from contiguous time blocks of one file.
+
+    A window uses frames s .. s+W (its last transition's target included); it
+    goes to the side whose block holds all of them, and is dropped if they
+    straddle a block boundary, so no frame is shared between the two sides.
+    """
+    blocks = int(min(cfg.val_blocks, max(len(starts), 1)))
+    if blocks < 2:
+        return np.ones(len(starts), bool), np.zeros(len(starts), bool)
+    edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)
+    n_val = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
+    rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
+    val_blocks = rng.choice(blocks, size=n_val, replace=False)
+    last_frame = np.minimum(starts + window, n - 1)
+    first_block = np.searchsorted(edges, starts, side="right") - 1
+    last_block = np.searchsorted(edges, last_frame, side="right") - 1
+    whole = first_block == last_block
+    in_val = np.isin(first_block, val_blocks)
+    return whole & ~in_val, whole & in_val
+
+
+def _read_frames(path: Path):
+    table = pq.read_table(path, columns=["timestamp", "can_id", "is_extended", "data", "label", "attack_type"])
+    n = table.num_rows
+    keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
+    data_arr = table["data"].combine_chunks()
+    data = np.frombuffer(data_arr.buffers()[1], dtype=np.uint8)[data_arr.offset * 8 : (data_arr.offset + n) * 8]
+    data = data.reshape(n, 8)
+    label = table["label"]
+    if label.null_count == n:
+        labels = None
+    elif label.null_count:
+        raise KdgatError(f"{path}: some frames are labelled and some are not; re-ingest the capture")
+    else:
+        labels = label.to_numpy().astype(np.int8)
+    attack_names = pc.cast(table["attack_type"], "string")
+    ts = table["timestamp"]
+    timestamps = None if ts.null_count == n else pc.fill_null(ts, np.nan).to_numpy().astype(np.float64)
+    return keys, data, labels, attack_names, timestamps
+
+
+@dataclass
+class _Scan:
+    """What the build needs to know before the first graph: one read of the columns it takes."""
+
+    train_keys: list[np.ndarray]
+    train_gaps: list[np.ndarray]  # inter-arrival times per training capture with timestamps
+    train_gap_keys: list[np.ndarray]
+    attack_names: set[str]
+
+
+def _scan_inputs(files: list[FramesFile], with_timing: bool) -> _Scan:
+    """Training ID keys (and arrival gaps) and the attack names of every file, reading each file once."""
+    scan = _Scan([], [], [], set())
+    for f in files:
+        train = f.split == "train"
+        columns = (
+            ["attack_type"]
+            + (["can_id", "is_extended"] if train else [])
+            + (["timestamp"] if train and with_timing else [])
+        )
+        table = pq.read_table(f.path, columns=columns)
+        scan.attack_names.update(v for v in pc.unique(pc.cast(table["attack_type"], "string")).to_pylist() if v)
+        if not train:
+            continue
+        keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
+        scan.train_keys.append(keys)
+        if with_timing and table["timestamp"].null_count < table.num_rows:
+            timestamps = pc.fill_null(table["timestamp"], np.nan).to_numpy().astype(np.float64)
+            scan.train_gaps.append(inter_arrival(timestamps, keys))
+            scan.train_gap_keys.append(keys)
+    return scan
+
+
+def _training_vocabulary(scan: _Scan, min_count: int) -> Vocabulary:
+    if not scan.train_keys:
+        raise KdgatError(
+            "no training frames: the frames folder has no file of split 'train' (use --like to score captures)"
+        )
+    return Vocabulary.from_counts(*count_keys(scan.train_keys), min_count)
+
+
+def _attack_table(names: set[str], known: list[str] | None) -> list[str]:
+    """Attack-type names -> codes; 'normal' is 0. An existing table keeps its codes and gains new names."""
+    table = list(known or [BENIGN_ATTACK_TYPE])
+    new = sorted(names - set(table))
+    return table + new
+
+
+def _codes(attack_names, table: list[str]) -> np.ndarray:
+    codes = pc.index_in(attack_names, value_set=pa.array(table))
+    return pc.fill_null(codes, 0).to_numpy().astype(np.int16)
+
+
+def _fingerprint(files: list[FramesFile], cfg: PreprocessingConfig, like_meta: dict | None) -> str:
+    return content_hash(
+        {
+            "builder": BUILDER_VERSION,
+            "feature_set": get_feature_set(cfg.feature_set).tag,
+            "preprocessing": cfg.model_dump(mode="json"),
+            "inputs": sorted((f.relative, f.sha256, f.split, f.scenario) for f in files),
+            "like": like_meta["fingerprint"] if like_meta else None,
+        }
+    )
+
+
+def store_is_current(out_dir: Path, fingerprint: str) -> bool:
+    meta_path = out_dir / METADATA
+    if not meta_path.is_file():
+        return False
+    meta = json.loads(meta_path.read_text())
+    return meta.get("fingerprint") == fingerprint and all(
+        (out_dir / "parts" / p).is_dir() for p in meta.get("parts", {})
+    )
+
+
+def _feature_stats(part_dir: Path) -> dict:
+    """Mean and std of every node and edge feature on the training graphs (for optional scaling)."""
+    x = np.load(part_dir / "x.npy", mmap_mode="r")
+    e = np.load(part_dir / "edge_attr.npy", mmap_mode="r")
+
+    def stats(a):
+        if len(a) == 0:
+            return {"mean": [0.0] * a.shape[1], "std": [1.0] * a.shape[1]}
+        a = np.asarray(a, dtype=np.float64)
+        return {"mean": a.mean(axis=0).round(6).tolist(), "std": a.std(axis=0).round(6).tolist()}
+
+    return {"node": stats(x), "edge": stats(e)}
+
+
+def run_graphs(
+    frames_dir: str | Path,
+    out_dir: str | Path,
+    cfg: PreprocessingConfig,
+    *,
+    like: str | Path | None = None,
+    force: bool = False,
+    config_hash: str | None = None,
+    progress=None,
+) -> dict:
+    """Build (or reuse) the graph store of a frames folder; returns its metadata."""
+    started = time.perf_counter()
+    frames_dir, out_dir = Path(frames_dir), Path(out_dir)
+    feature_set = get_feature_set(cfg.feature_set)
+    files = frames_inputs(frames_dir)
+    like_meta = None
+    if like is not None:
+        like_meta = open_store(Path(like)).metadata
+        cfg = cfg.model_copy(update={"window": like_meta["window"], "stride": like_meta["stride"]})
+        if like_meta["feature_set"]["tag"] != feature_set.tag:
+            raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")
+    fingerprint = _fingerprint(files, cfg, like_meta)
+    if not force and store_is_current(out_dir, fingerprint):
+        meta = json.loads((out_dir / METADATA).read_text())
+        return {**meta, "reused": True}
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
+        raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
+
+    scan = _scan_inputs(files, with_timing=feature_set.needs_timestamps and like_meta is None)
+    if like_meta is not None:
+        vocab = Vocabulary.from_json(json.loads((Path(like) / VOCAB).read_text()))
+        attack_types = _attack_table(scan.attack_names, like_meta["attack_types"])
+    else:
+        vocab = _training_vocabulary(scan, cfg.vocab_min_count)
+        attack_types = _attack_table(scan.attack_names, None)
+    periods = None
+    if feature_set.needs_timestamps:
+        if like_meta is not None:
+            periods = np.array([np.nan if p is None else p for p in like_meta["timing"]["median_period"]])
+        else:
+            ids = [vocab.lookup(keys) for keys in scan.train_gap_keys]
+            periods = median_periods(scan.train_gaps, ids, vocab.size)
+    no_timestamps: list[str] = []
+
+    staging = out_dir.parent / f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}"
+    shards = staging / "shards"
+    try:
+        shard_dirs: dict[str, list[Path]] = {}
+        part_files: dict[str, list[str]] = {}
+        part_split: dict[str, tuple[str, str]] = {}
+        dropped = 0
+        for index, f in enumerate(files):
+            if progress:
+                progress(index, len(files), f)
+            keys, data, labels, names, timestamps = _read_frames(f.path)
+            ids = vocab.lookup(keys)
+            codes = None if labels is None else _codes(names, attack_types)
+            frame_values = ()
+            if periods is not None:
+                frame_values = timing_frame_values(timestamps, keys, ids, periods)
+                if timestamps is None:
+                    no_timestamps.append(f.source)
+            starts = window_starts(len(ids), cfg.window, cfg.stride)
+            if f.split == "train" and like_meta is None:
+                train_mask, val_mask = block_split(len(ids), starts, cfg.window, cfg, f.relative)
+                dropped += int((~train_mask & ~val_mask).sum())
+                selections = [("train", "train", "train", starts[train_mask]), ("val", "val", "val", starts[val_mask])]
+            else:
+                selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts)]
+            for name, split, scenario, chosen in selections:
+                graphs = build_graphs(
+                    ids,
+                    data,
+                    labels,
+                    codes,
+                    window=cfg.window,
+                    stride=cfg.stride,
+                    vocab_size=vocab.size,
+                    starts=chosen,
+                    frame_values=frame_values,
+                )
+                shard = shards / name / f"{index:05d}"
+                write_part(
+                    shard,
+                    name=name,
+                    split=split,
+                    scenario=scenario,
+                    files=[f.source],
+                    node_offsets=graphs.node_offsets,
+                    edge_offsets=graphs.edge_offsets,
+                    x=graphs.x,
+                    node_y=graphs.node_y,
+                    edge_index=graphs.edge_index,
+                    edge_attr=graphs.edge_attr,
+                    y=graphs.y,
+                    attack_type=graphs.attack_type,
+                    window_start=graphs.window_start,
+                    file_index=np.zeros(graphs.num_graphs, np.int32),
+                )
+                shard_dirs.setdefault(name, []).append(shard)
+                part_files.setdefault(name, []).append(f.source)
+                part_split[name] = (split, scenario)
+
+        parts_meta = {}
+        for name, dirs in shard_dirs.items():
+            split, scenario = part_split[name]
+            info = concat_parts(staging / "parts" / name, dirs, name=name, split=split, scenario=scenario)
+            parts_meta[name] = _describe_part(staging / "parts" / name, info)
+        shutil.rmtree(shards)
+
+        if like_meta is not None:
+            stats = like_meta["feature_stats"]
+        elif "train" in parts_meta:
+            stats = _feature_stats(staging / "parts" / "train")
+        else:
+            raise KdgatError("no training windows were produced (files shorter than one window?)")
+        metadata = {
+            "kind": "kdgat-graph-store",
+            "dataset": (read_manifest(frames_dir) or {}).get("dataset") or frames_dir.name,
+            "fingerprint": fingerprint,
+            "window": cfg.window,
+            "stride": cfg.stride,
+            "preprocessing": cfg.model_dump(mode="json"),
+            "config_hash": config_hash,
+            "feature_set": {"name": feature_set.name, "version": feature_set.version, "tag": feature_set.tag},
+            "node_features": list(feature_set.node_features),
+            "edge_features": list(feature_set.edge_features),
+            "vocab_size": vocab.size,
+            "oov_index": vocab.oov_index,
+            "attack_types": attack_types,
+            "parts": parts_meta,
+            "dropped_straddling_windows": dropped,
+            "timing": None
+            if periods is None
+            else {"median_period": [None if np.isnan(p) else round(float(p), 9) for p in periods]},
+            "timestamps_missing": no_timestamps,
+            "feature_stats": stats,
+            "like": None if like is None else {"path": str(like), "fingerprint": like_meta["fingerprint"]},
+            "inputs": [{"path": f.relative, "sha256": f.sha256, "source": f.source} for f in files],
+        }
+        atomic_write_text(staging / VOCAB, json.dumps(vocab.to_json()) + "\n")
+        atomic_write_text(staging / METADATA, json.dumps(metadata, indent=2) + "\n")
+        write_manifest(
+            staging,
+            stage="graphs",
+            inputs=[{"path": str(f.path), "sha256": f.sha256} for f in files],
+            config={"preprocessing": cfg.model_dump(mode="json"), "like": str(like) if like else None},
+            outputs=[{"path": f"parts/{name}", **meta} for name, meta in parts_meta.items()],
+            wall_time_s=time.perf_counter() - started,
+            extra={"fingerprint": fingerprint},
+        )
+        _swap_in(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**metadata, "reused": False}
+
+
+def _describe_part(part_dir: Path, info: dict) -> dict:
+    y = np.load(part_dir / "y.npy", mmap_mode="r")
+    graphs = int(info["num_graphs"])
+    labelled = y >= 0
+    return {
+        "split": info["split"],
+        "scenario": info["scenario"],
+        "graphs": graphs,
+        "nodes": int(info["num_nodes"]),
+        "edges": int(info["num_edges"]),
+        "mean_nodes": round(info["num_nodes"] / graphs, 2) if graphs else 0.0,
+        "mean_edges": round(info["num_edges"] / graphs, 2) if graphs else 0.0,
+        "attack_graphs": int((y == 1).sum()),
+        "attack_share": round(float((y == 1).sum() / labelled.sum()), 4) if labelled.any() else None,
+        "files": len(info["files"]),
+    }
+
+
+def _swap_in(staging: Path, out_dir: Path) -> None:
+    """Replace ``out_dir`` by the finished staging folder (old store removed only after)."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,254 @@
+"""The train stage: one model (VGAE or GAT, large or small, with or without KD) on a graph store.
+
+A run directory holds everything needed to rebuild the model elsewhere:
+``model.pt`` (best weights), ``config.json`` (the frozen config it ran with),
+``metrics.json`` and ``manifest.json`` (written last), plus Lightning's
+``checkpoints/`` (``last.ckpt`` lets an interrupted run resume) and
+``logs/metrics.csv`` (per-epoch curves). A KD student is trained against a
+teacher rebuilt from the teacher's own run directory and frozen config.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from kdgat.data.batching import GraphBatchLoader
+from kdgat.core.config import PipelineConfig, config_hash, config_to_json, load_frozen_config
+from kdgat.core.errors import KdgatError
+from kdgat.training.kd import count_parameters
+from kdgat.training.lit import LitGAT, LitVGAE
+from kdgat.core.manifest import atomic_write_text, sha256_file, write_manifest
+from kdgat.models import build_model
+from kdgat.core.stage_log import log_stage
+from kdgat.data.store import GraphStore, open_store
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+
+
+def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
+    """Rebuild a trained model from its run directory (frozen config + weights), in eval mode."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, MODEL_FILE):
+        if not (run_dir / name).is_file():
+            raise KdgatError(f"{run_dir}: not a finished training run (no {name})")
+    cfg = load_frozen_config(run_dir / CONFIG_FILE)
+    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    num_ids = state["id_embedding.weight"].shape[0]
+    num_features = json.loads((run_dir / METRICS_FILE).read_text())["num_node_features"]
+    if store is not None and (num_ids, num_features) != (store.vocab_size, store.num_node_features):
+        raise KdgatError(
+            f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
+            f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
+        )
+    model = build_model(cfg.model_type, num_ids, cfg.model_section, num_features=num_features)
+    model.load_state_dict(state)
+    return model.eval(), cfg
+
+
+def _loaders(store: GraphStore, cfg: PipelineConfig) -> tuple[GraphBatchLoader, GraphBatchLoader]:
+    train, val = store.part("train"), store.part("val")
+    size = cfg.training.batch_size
+    if cfg.model_type == "vgae":  # the autoencoder learns what benign traffic looks like
+        train_idx = np.flatnonzero(np.asarray(train.y) == 0)
+        val_idx = np.flatnonzero(np.asarray(val.y) == 0)
+    else:
+        train_idx = np.flatnonzero(np.asarray(train.y) >= 0)
+        val_idx = np.flatnonzero(np.asarray(val.y) >= 0)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise KdgatError(f"{store.path}: no usable training or validation graphs for {cfg.model_type}")
+    return (
+        GraphBatchLoader(train, size, shuffle=True, seed=cfg.seed, indices=train_idx),
+        GraphBatchLoader(val, size, indices=val_idx),
+    )
+
+
+def _keep_earlier_curves(earlier: str, curves: Path) -> None:
+    """Lightning's CSV logger starts a fresh file on resume; put back the epochs before the resumed one."""
+    old = list(csv.DictReader(io.StringIO(earlier)))
+    new = list(csv.DictReader(io.StringIO(curves.read_text()))) if curves.exists() else []
+    first_new = min((int(r["epoch"]) for r in new if r.get("epoch")), default=None)
+    kept = [r for r in old if first_new is None or int(r["epoch"]) < first_new]
+    fields = list(dict.fromkeys([*(old[0].keys() if old else []), *(new[0].keys() if new else [])]))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(kept + new)
+    atomic_write_text(curves, buffer.getvalue())
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up banners (GPU available..., tips) out of the stage's output."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # lightning 2.6 internals
+
+
+def _curriculum_loader(store: GraphStore, cfg: PipelineConfig, vgae_dir: Path):
+    from kdgat.training.curriculum import CurriculumLoader
+    from kdgat.evaluation.scoring import score_vgae
+
+    vgae, vgae_cfg = load_run_model(vgae_dir, store)
+    if vgae_cfg.model_type != "vgae":
+        raise KdgatError(f"{vgae_dir}: --curriculum needs a vgae run")
+    scores = score_vgae(vgae, store.part("train"))
+    difficulty = scores["recon"] + 0.1 * scores["id"]
+    return CurriculumLoader(store.part("train"), difficulty, cfg.training.batch_size, cfg.training.max_epochs, cfg.seed)
+
+
+def run_train(
+    cfg: PipelineConfig,
+    graphs_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    teacher_dir: str | Path | None = None,
+    resume: bool = True,
+    progress_bar: bool | None = None,
+    callbacks: list | None = None,
+    tracking_uri: str | None = None,
+    dataset: str | None = None,
+    curriculum_vgae: str | Path | None = None,
+) -> dict:
+    """Train one model on a graph store; returns the run's metrics.
+
+    ``curriculum_vgae``: a VGAE run whose difficulty scores drive the GAT's
+    hard-sample curriculum (kdgat.training.curriculum); without it the GAT sees every
+    training window every epoch.
+    """
+    started = time.perf_counter()
+    graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
+    if cfg.model_type not in ("vgae", "gat"):
+        raise KdgatError(f"`kdgat train` trains vgae or gat models; {cfg.model_type} is trained by `kdgat fuse`")
+    if cfg.has_kd and teacher_dir is None:
+        raise KdgatError("the kd_standard auxiliary needs --teacher RUN_DIR (a finished large run)")
+    if teacher_dir is not None and not cfg.has_kd:
+        raise KdgatError("--teacher is only used with --aux kd_standard")
+    store = open_store(graphs_dir)
+    dataset = dataset or store.dataset
+    teacher = None
+    if teacher_dir is not None:
+        teacher, teacher_cfg = load_run_model(teacher_dir, store)
+        if teacher_cfg.model_type != cfg.model_type:
+            raise KdgatError(f"{teacher_dir}: a {teacher_cfg.model_type} run cannot teach a {cfg.model_type}")
+
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model = build_model(cfg.model_type, store.vocab_size, cfg.model_section, num_features=store.num_node_features)
+    lit_class = LitVGAE if cfg.model_type == "vgae" else LitGAT
+    lit = lit_class(model, cfg.effective_lr, cfg.training.weight_decay, teacher=teacher, kd=cfg.kd)
+    train_loader, val_loader = _loaders(store, cfg)
+    train_graphs = len(train_loader.sampler)  # the curriculum draws its epochs from these same graphs
+    if curriculum_vgae is not None:
+        if cfg.model_type != "gat":
+            raise KdgatError("--curriculum orders the GAT's training windows; it does not apply to a vgae")
+        train_loader = _curriculum_loader(store, cfg, Path(curriculum_vgae))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out_dir / "checkpoints"
+    last = ckpt_dir / "last.ckpt"
+    previous = out_dir / CONFIG_FILE
+    if resume and last.exists() and previous.exists():
+        if config_hash(load_frozen_config(previous)) != config_hash(cfg):
+            raise KdgatError(f"{out_dir}: holds a run with another config; use a new --out or --no-resume")
+    atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="best", monitor=cfg.training.monitor, mode=cfg.training.monitor_mode,
+        save_top_k=1, save_last=True, enable_version_counter=False,
+    )  # fmt: skip
+    stop = EarlyStopping(monitor=cfg.training.monitor, mode=cfg.training.monitor_mode, patience=cfg.effective_patience)
+    trainer = L.Trainer(
+        default_root_dir=out_dir,
+        max_epochs=cfg.training.max_epochs,
+        accelerator="auto",
+        devices=1,
+        precision=cfg.training.precision,
+        gradient_clip_val=cfg.training.gradient_clip or None,
+        callbacks=[best, stop, *(callbacks or [])],
+        logger=CSVLogger(out_dir, name="logs", version=""),
+        enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
+        enable_model_summary=False,
+        deterministic=True,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, len(train_loader))),
+        reload_dataloaders_every_n_epochs=1 if curriculum_vgae is not None else 0,
+    )
+    resuming = resume and last.exists()
+    curves = out_dir / "logs" / "metrics.csv"
+    earlier = curves.read_text() if resuming and curves.exists() else None
+    trainer.fit(lit, train_loader, val_loader, ckpt_path=str(last) if resuming else None)
+    if earlier is not None:
+        _keep_earlier_curves(earlier, curves)
+    if trainer.interrupted:
+        raise KdgatError(f"training interrupted; run the same command again to resume from {last}")
+
+    best_path = Path(best.best_model_path) if best.best_model_path else last
+    state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    tmp = out_dir / f".{MODEL_FILE}.tmp"
+    torch.save(weights, tmp)
+    tmp.replace(out_dir / MODEL_FILE)
+    metrics = {
+        "model": cfg.model_type,
+        "scale": cfg.scale,
+        "auxiliaries": list(cfg.auxiliaries),
+        "config_hash": config_hash(cfg),
+        "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
+        "epochs": int(trainer.current_epoch),
+        "stopped_early": bool(stop.stopped_epoch),
+        "parameters": count_parameters(model),
+        "num_node_features": store.num_node_features,
+        "vocab_size": store.vocab_size,
+        "train_graphs": train_graphs,
+        "val_graphs": len(val_loader.sampler),
+        "teacher": str(teacher_dir) if teacher_dir else None,
+        "curriculum_vgae": str(curriculum_vgae) if curriculum_vgae else None,
+        "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
+        "device": str(lit.device),
+    }
+    metrics["mlflow"] = log_stage(
+        stage="train",
+        out_dir=out_dir,
+        config=json.loads(config_to_json(cfg)),
+        tags={
+            "dataset": dataset,
+            "stage": "train",
+            "model": cfg.model_type,
+            "scale": cfg.scale,
+            "kd": cfg.has_kd,
+            "run_id": f"{cfg.model_type}_{cfg.scale}{'_kd' if cfg.has_kd else ''}_{config_hash(cfg)}",
+        },
+        summary={k: v for k, v in metrics.items() if k in ("best_val_loss", "epochs", "parameters")},
+        artifacts=[out_dir / CONFIG_FILE],
+        tracking_uri=tracking_uri,
+        curves=out_dir / "logs" / "metrics.csv",
+    )
+    atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
+    if teacher_dir is not None:
+        inputs.append(
+            {"path": str(Path(teacher_dir) / MODEL_FILE), "sha256": sha256_file(Path(teacher_dir) / MODEL_FILE)}
+        )
+    write_manifest(
+        out_dir,
+        stage="train",
+        inputs=inputs,
+        config=json.loads(config_to_json(cfg)),
+        outputs=[{"path": name} for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, "logs/metrics.csv")],
+        wall_time_s=time.perf_counter() - started,
+        extra={"dataset": dataset},
+    )
+    return metrics
