@@ -12,9 +12,9 @@ from pathlib import Path
 
 def load_evaluated_run(dataset_dir: Path, run: str):
     """``(store, model, cfg, threshold)`` of ``runs/<run>`` in a campaign's dataset folder."""
-    from kdgat.stages.evaluate import run_label
     from kdgat.data.store import open_store
-    from kdgat.stages.train import load_run_model
+    from kdgat.stages.evaluate import run_label
+    from kdgat.training.runs import load_run_model
 
     store = open_store(dataset_dir / "graphs")
     model, cfg = load_run_model(dataset_dir / "runs" / run, store)

@@ -1,7 +1,7 @@
 """Graph construction and batch assembly speed, against straightforward baselines in the same run.
 
   windows/s  : kdgat.data.windows.build_graphs on the DAGA clean capture (W=100, S=100 and S=50), one
-               core (numpy runs single-threaded here), versus bench/reference_graphs.py, a
+               core (numpy runs single-threaded here), versus tests/support/reference_graphs.py, a
                per-window Python implementation of the same definition, on a slice of it
   peak MB    : resident memory of the process after building all windows of the capture
   batch      : kdgat.data.batching.assemble_batch of 64 shuffled graphs from a store part, versus
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from reference_graphs import reference_graphs  # noqa: E402
+sys.path.insert(0, str(HERE.parent / "tests"))
+from support.reference_graphs import reference_graphs  # noqa: E402
 
 DATA = HERE.parent.parent / "shared" / "data"
 CAPTURE = DATA / "daga-v40/clean/V40_03.can.csv.xz"
@@ -43,11 +43,12 @@ def best(fn, repeat):
 def load_capture(tmp: Path):
     import pyarrow.parquet as pq
 
-    from kdgat.stages.ingest import run_ingest, sources_from_files
+    from kdgat.data.capture import sources_from_files
     from kdgat.data.vocab import Vocabulary, count_keys, id_keys
+    from kdgat.stages.ingest import run as run_ingest
 
     manifest = run_ingest(sources_from_files([CAPTURE], split="train", scenario="train"), tmp / "frames")
-    table = pq.read_table(tmp / "frames" / manifest["outputs"][0]["path"])
+    table = pq.read_table(tmp / "frames" / manifest.outputs[0].path)
     keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
     vocab = Vocabulary.from_counts(*count_keys([keys]))
     data = np.frombuffer(table["data"].combine_chunks().buffers()[1], np.uint8).reshape(-1, 8)[: len(keys)]
@@ -61,11 +62,11 @@ def main() -> None:
     import torch
     from torch_geometric.data import Batch
 
-    from kdgat.data.batching import assemble_batch
     from kdgat.core.config import resolve_config
-    from kdgat.stages.graphs import run_graphs
+    from kdgat.data.batching import assemble_batch
     from kdgat.data.store import open_store
     from kdgat.data.windows import build_graphs
+    from kdgat.stages.graphs import run as run_graphs
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -29,10 +29,10 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def build_store(tmp: Path) -> Path:
-    from kdgat.data.catalog import dataset_sources, load_catalog
     from kdgat.core.config import resolve_config
-    from kdgat.stages.graphs import run_graphs
-    from kdgat.stages.ingest import run_ingest
+    from kdgat.data.catalog import dataset_sources, load_catalog
+    from kdgat.stages.graphs import run as run_graphs
+    from kdgat.stages.ingest import run as run_ingest
 
     run_ingest(dataset_sources("daga_v40", load_catalog()["daga_v40"], DATA), tmp / "frames", dataset="daga_v40")
     run_graphs(tmp / "frames", tmp / "graphs", resolve_config("gat", "large").preprocessing)
@@ -100,7 +100,7 @@ def latency(kind, model, part, device, windows):
 
 def epoch_time(kind, scale, store_dir, out):
     from kdgat.core.config import resolve_config
-    from kdgat.stages.train import run_train
+    from kdgat.stages.train import run as run_train
 
     cfg = resolve_config(kind, scale, overrides=["training.max_epochs=1", "training.batch_size=256"])
     started = time.perf_counter()
@@ -116,10 +116,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing passes per model (median)")
     args = parser.parse_args()
     from kdgat.core.config import resolve_config
-    from kdgat.training.kd import count_parameters
+    from kdgat.data.store import open_store
     from kdgat.models import build_model
     from kdgat.models.compiled import compile_for_inference
-    from kdgat.data.store import open_store
+    from kdgat.training.kd import count_parameters
 
     torch.set_num_threads(2)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -1,7 +1,7 @@
 """Datalake: append, build and leaderboard over ~1,000 hand-made runs, against baselines from the same run.
 
 Runs are hand-made folders shaped like real train/fuse/evaluate outputs
-(bench/lake_sample.py: 5 trainings, 1 DQN fusion and 1 evaluation per set), so no
+(tests/support/lake_sample.py: 5 trainings, 1 DQN fusion and 1 evaluation per set), so no
 training happens. Measured:
 
   append          : kdgat.lake.append_runs over every folder (one process)
@@ -26,6 +26,7 @@ import argparse
 import math
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,9 +34,11 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-from lake_sample import write_run_set
 
-from kdgat.lake import append_runs, build_lake, leaderboard
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from support.lake_sample import write_run_set  # noqa: E402
+
+from kdgat.lake import append_runs, build_lake, leaderboard  # noqa: E402
 from kdgat.lake.store import pending_commits
 from kdgat.lake.views import LEADERBOARD_SQL
 

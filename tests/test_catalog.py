@@ -7,9 +7,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from kdgat.data.catalog import dataset_sources, dataset_status, get_dataset, load_catalog, resolve_data_root
 from kdgat.core.errors import ConfigError, KdgatError
-from kdgat.stages.ingest import run_ingest
+from kdgat.data.catalog import dataset_sources, dataset_status, get_dataset, load_catalog, resolve_data_root
+from kdgat.stages.ingest import run as run_ingest
 
 STUDY = ["hcrl_ch", "hcrl_sa", "set_01", "set_02", "set_03", "set_04"]
 REAL = [
@@ -82,12 +82,12 @@ def test_user_catalog_adds_a_dataset(tmp_path, data_root):
     assert "my_road" in catalog and "daga_v40" in catalog
     sources = dataset_sources("my_road", catalog["my_road"], data_root)
     manifest = run_ingest(sources, tmp_path / "frames", dataset="my_road")
-    assert [o["path"] for o in manifest["outputs"]] == [
+    assert [o.path for o in manifest.outputs] == [
         "train/fuzzing_attack_1.parquet",
         "test/fuzz2/fuzzing_attack_2.parquet",
     ]
-    assert manifest["totals"] == {"rows": 49_342 + 32_351, "attack_rows": 592 + 352, "skipped_rows": 0}
-    test_table = pq.read_table(tmp_path / "frames" / manifest["outputs"][1]["path"])
+    assert manifest.summary["totals"] == {"rows": 49_342 + 32_351, "attack_rows": 592 + 352, "skipped_rows": 0}
+    test_table = pq.read_table(tmp_path / "frames" / manifest.outputs[1].path)
     assert set(test_table["split"].to_pylist()) == {"test"} and set(test_table["scenario"].to_pylist()) == {"fuzz2"}
 
 
@@ -148,15 +148,15 @@ def test_rerun_replaces_and_never_duplicates(tmp_path, data_root):
     out = tmp_path / "frames"
     first = run_ingest(dataset_sources("two", catalog["two"], data_root), out, dataset="two")
     second = run_ingest(dataset_sources("two", catalog["two"], data_root), out, dataset="two")
-    assert [o["path"] for o in first["outputs"]] == [o["path"] for o in second["outputs"]]
+    assert first.output_paths() == second.output_paths()
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == sorted(
-        o["path"] for o in second["outputs"]
+        second.output_paths()
     )
     # drop one file from the dataset: its old output disappears
     user.write_text(
         "datasets:\n  two:\n    description: d\n    root: road/attacks\n    train: [fuzzing_attack_2.csv*]\n"
     )
     third = run_ingest(dataset_sources("two", load_catalog([user])["two"], data_root), out, dataset="two")
-    assert [p.relative_to(out).as_posix() for p in out.rglob("*.parquet")] == [third["outputs"][0]["path"]]
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.parquet")] == third.output_paths()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["inputs"][0]["sha256"] == first["inputs"][0]["sha256"]
+    assert manifest["inputs"][0]["sha256"] == first.inputs[0].sha256

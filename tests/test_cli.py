@@ -82,7 +82,7 @@ def test_ingest_dataset(data_root, tmp_path):
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["dataset"] == "road_masquerade" and manifest["stage"] == "ingest"
-    assert manifest["totals"]["rows"] == 67_517 + 61_881 + 67_230
+    assert manifest["summary"]["totals"]["rows"] == 67_517 + 61_881 + 67_230
     assert {o["scenario"] for o in manifest["outputs"]} == {"train", "masquerade"}
     assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
     assert "versions" in manifest and manifest["config_hash"]
@@ -115,4 +115,4 @@ def test_synth_then_ingest_synthetic_dataset(tmp_path):
     scenarios = {o["scenario"] for o in manifest["outputs"]}
     assert scenarios == {"train", "test_01_known_vehicle_known_attack", "test_02_unknown_vehicle_known_attack",
                          "test_03_known_vehicle_unknown_attack", "test_04_unknown_vehicle_unknown_attack"}  # fmt: skip
-    assert manifest["totals"]["attack_rows"] > 0
+    assert manifest["summary"]["totals"]["attack_rows"] > 0

@@ -13,7 +13,6 @@ import yaml
 from pydantic import ValidationError
 
 from kdgat.core.config import (
-    PipelineConfig,
     config_hash,
     config_to_json,
     config_to_yaml,
@@ -24,6 +23,7 @@ from kdgat.core.config import (
     resolve_config,
 )
 from kdgat.core.errors import ConfigError
+from kdgat.core.schema import PipelineConfig
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -249,7 +249,9 @@ def test_hash_changes_when_one_override_changes():
 
 
 def test_hash_is_the_same_in_another_process():
-    code = "from kdgat.core.config import resolve_config, config_hash; print(config_hash(resolve_config('dqn', 'large')))"
+    code = (
+        "from kdgat.core.config import resolve_config, config_hash; print(config_hash(resolve_config('dqn', 'large')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == config_hash(resolve_config("dqn", "large"))
 

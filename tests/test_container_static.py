@@ -1,8 +1,8 @@
 """containers/kdgat.def checked as text; built and tested with Apptainer when it is on PATH.
 
 The image must keep a CUDA 12.x PyTorch with sm_70 kernels (V100), install the project from its
-wheel with constraints.txt without replacing that torch, carry `ps` for Nextflow's trace and the
-YAML presets under $KDGAT_CONFIG_DIR.
+wheel with constraints.txt without replacing that torch, and carry `ps` for Nextflow's trace; the
+YAML presets come inside the wheel.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -80,15 +81,38 @@ def test_constraints_filter_drops_only_the_torch_pin():
     assert any(line.startswith("torch-geometric==") for line in kept)
 
 
-def test_presets_are_in_the_image():
-    assert re.search(r"(?m)^\s*config\s+/opt/kdgat/config\s*$", SECTION["files"])
-    assert re.search(r"(?m)^\s*export KDGAT_CONFIG_DIR=/opt/kdgat/config\s*$", SECTION["environment"])
+def test_presets_come_with_the_wheel_not_an_environment_variable(tmp_path):
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("kdgat-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for preset in (
+        "defaults.yaml",
+        "datasets.yaml",
+        "models/gat/large.yaml",
+        "models/dqn/small.yaml",
+        "auxiliaries/kd_standard.yaml",
+    ):
+        assert f"kdgat/presets/{preset}" in names, preset
+    assert "KDGAT_CONFIG_DIR" not in SECTION["environment"] and "/opt/kdgat/config" not in SECTION["files"]
+    assert "KDGAT_CONFIG_DIR" not in (ROOT / "nextflow.config").read_text()
     for var in ("PYTHONNOUSERSITE=1", "PYTHONUNBUFFERED=1"):
         assert f"export {var}" in SECTION["environment"]
     environment = [line.strip() for line in SECTION["environment"].splitlines() if line.strip()]
     assert all(line.startswith(("export ", "#")) for line in environment), "%environment only exports"
-    nextflow_config = (ROOT / "nextflow.config").read_text()
-    assert "env.KDGAT_CONFIG_DIR = '/opt/kdgat/config'" in nextflow_config
 
 
 def test_runscript_forwards_to_kdgat():
@@ -98,7 +122,7 @@ def test_runscript_forwards_to_kdgat():
 def test_self_test_runs_without_gpu_and_checks_sm70():
     script = SECTION["test"]
     assert "kdgat --version" in script and "command -v ps" in script
-    assert "kdgat config show" in script, "the presets must be found through $KDGAT_CONFIG_DIR"
+    assert "kdgat config show" in script, "the presets must be found inside the installed package"
     python = re.search(r"python - <<'PY'\n(.*?)\nPY", script, flags=re.S)
     assert python, "%test runs its torch checks as a python heredoc"
     code = python.group(1)

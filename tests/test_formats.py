@@ -5,8 +5,9 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
+from kdgat.data.capture import IngestOptions, sources_from_files
 from kdgat.data.formats import FORMATS, detect_format
-from kdgat.stages.ingest import IngestOptions, run_ingest, sources_from_files
+from kdgat.stages.ingest import run as run_ingest
 
 from conftest import COMPRESSORS, write_capture
 
@@ -14,7 +15,7 @@ from conftest import COMPRESSORS, write_capture
 def ingest_rows(path, tmp_path, **options):
     out = tmp_path / "out"
     manifest = run_ingest(sources_from_files([path]), out, IngestOptions(**options))
-    (item,) = manifest["outputs"]
+    (item,) = [o.model_dump() for o in manifest.outputs]
     return item, pq.read_table(out / item["path"]).to_pylist()
 
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from kdgat.core.config import resolve_config
+from kdgat.evaluation.metrics import binary_metrics
 from kdgat.fusion import (
     DQNFusion,
     FusionData,
@@ -22,7 +23,6 @@ from kdgat.fusion import (
     make_fusion,
 )
 from kdgat.training.kd import count_parameters
-from kdgat.evaluation.metrics import binary_metrics
 
 DQN_SMALL = resolve_config("dqn", "small").dqn
 FUSION = resolve_config("dqn", "small").fusion

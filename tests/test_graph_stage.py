@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.cli import app
 from kdgat.core.config import resolve_config
 from kdgat.core.errors import KdgatError
-from kdgat.stages.graphs import run_graphs
-from kdgat.stages.ingest import run_ingest, sources_from_files
+from kdgat.data.capture import sources_from_files
+from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.data.store import open_store
-from kdgat.data.synthetic import generate
 from kdgat.data.windows import window_starts
+from kdgat.stages.graphs import run as run_graphs
+from kdgat.stages.ingest import run as run_ingest
+from kdgat.stages.synth import run as run_synth
 
 
 def prep(**overrides):
@@ -30,7 +31,7 @@ def prep(**overrides):
 @pytest.fixture(scope="module")
 def synthetic_frames(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    generate(root / "data" / "synthetic", seed=5, duration_s=4)
+    run_synth(root / "data" / "synthetic", seed=5, duration_s=4)
     sources = dataset_sources("synthetic", load_catalog()["synthetic"], root / "data")
     run_ingest(sources, root / "frames", dataset="synthetic")
     return root / "frames"
@@ -41,13 +42,13 @@ def daga_store(data_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("daga")
     sources = dataset_sources("daga_v40", load_catalog()["daga_v40"], data_root)
     manifest = run_ingest(sources, root / "frames", dataset="daga_v40")
-    meta = run_graphs(root / "frames", root / "store", prep())
+    meta = run_graphs(root / "frames", root / "store", prep()).summary
     return root, manifest, meta
 
 
 def test_daga_graph_counts(daga_store):
     root, manifest, meta = daga_store
-    windows = {o["path"]: len(window_starts(o["rows"], 100, 100)) for o in manifest["outputs"]}
+    windows = {o.path: len(window_starts(o.rows, 100, 100)) for o in manifest.outputs}
     train_windows = sum(n for path, n in windows.items() if path.startswith("train/"))
     parts = meta["parts"]
     assert parts["train"]["graphs"] + parts["val"]["graphs"] + meta["dropped_straddling_windows"] == train_windows
@@ -64,7 +65,7 @@ def test_daga_graph_counts(daga_store):
 
 def test_split_has_no_shared_frames_with_overlapping_windows(synthetic_frames, tmp_path):
     window, stride = 100, 30
-    meta = run_graphs(synthetic_frames, tmp_path / "store", prep(stride=stride, val_fraction=0.3))
+    meta = run_graphs(synthetic_frames, tmp_path / "store", prep(stride=stride, val_fraction=0.3)).summary
     store = open_store(tmp_path / "store")
     train, val = store.part("train"), store.part("val")
     assert meta["dropped_straddling_windows"] > 0 and val.num_graphs > 0
@@ -82,13 +83,13 @@ def test_split_has_no_shared_frames_with_overlapping_windows(synthetic_frames, t
 
 def test_store_is_reused_then_rebuilt_when_a_parameter_changes(synthetic_frames, tmp_path):
     out = tmp_path / "store"
-    first = run_graphs(synthetic_frames, out, prep())
+    first = run_graphs(synthetic_frames, out, prep()).summary
     assert first["reused"] is False
-    assert run_graphs(synthetic_frames, out, prep())["reused"] is True
+    assert run_graphs(synthetic_frames, out, prep()).summary["reused"] is True
     for change in ({"window": 50}, {"stride": 50}, {"val_fraction": 0.3}):
-        rebuilt = run_graphs(synthetic_frames, out, prep(**change))
+        rebuilt = run_graphs(synthetic_frames, out, prep(**change)).summary
         assert rebuilt["reused"] is False and rebuilt["fingerprint"] != first["fingerprint"]
-    assert run_graphs(synthetic_frames, out, prep(stride=50), force=True)["reused"] is False
+    assert run_graphs(synthetic_frames, out, prep(stride=50), force=True).summary["reused"] is False
 
 
 def test_store_is_rebuilt_when_an_input_file_changes(data_root, tmp_path):
@@ -98,7 +99,7 @@ def test_store_is_rebuilt_when_an_input_file_changes(data_root, tmp_path):
     first = run_graphs(frames, tmp_path / "store", prep())
     run_ingest(sources_from_files([road / "fuzzing_attack_1.csv.xz"], split="train", scenario="train"), frames)
     second = run_graphs(frames, tmp_path / "store", prep())
-    assert second["reused"] is False and second["inputs"] != first["inputs"]
+    assert second.summary["reused"] is False and second.inputs != first.inputs
 
 
 def test_builds_are_deterministic(synthetic_frames, tmp_path):
@@ -116,7 +117,8 @@ def test_like_reuses_vocabulary_and_maps_unseen_ids_to_oov(synthetic_frames, dat
     ref = open_store(tmp_path / "ref").metadata
     frames = tmp_path / "frames"
     run_ingest(sources_from_files([data_root / "j1939/normal.log.xz"], benign=True), frames)  # 29-bit IDs
-    meta = run_graphs(frames, tmp_path / "scored", prep(), like=tmp_path / "ref")
+    run_graphs(frames, tmp_path / "scored", prep(), like=tmp_path / "ref")
+    meta = open_store(tmp_path / "scored").metadata
     assert (
         meta["vocab_size"] == ref["vocab_size"]
         and meta["attack_types"][: len(ref["attack_types"])] == ref["attack_types"]
@@ -139,7 +141,7 @@ def test_a_failed_build_keeps_the_old_store(synthetic_frames, tmp_path):
     with pytest.raises(KdgatError, match="missing"):
         run_graphs(broken, out, prep())
     assert (out / "metadata.json").read_text() == before
-    assert not list(tmp_path.glob(".store.staging-*"))
+    assert not list(tmp_path.glob(".staging-*"))
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_store(synthetic_frames, tmp_path):

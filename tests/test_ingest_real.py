@@ -9,8 +9,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from kdgat.data.capture import IngestOptions, sources_from_files
 from kdgat.data.frames import FRAME_SCHEMA
-from kdgat.stages.ingest import IngestOptions, run_ingest, sources_from_files
+from kdgat.stages.ingest import run as run_ingest
 
 # (relative path, format detected, rows, attack rows or None when the capture has no labels)
 REAL_CAPTURES = [
@@ -57,7 +58,7 @@ def test_every_capture_is_listed(data_root):
 
 def _ingest(path, tmp_path):
     manifest = run_ingest(sources_from_files([path]), tmp_path / "out", IngestOptions())
-    (item,) = manifest["outputs"]
+    (item,) = [o.model_dump() for o in manifest.outputs]
     return item, pq.read_table(tmp_path / "out" / item["path"])
 
 

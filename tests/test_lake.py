@@ -17,15 +17,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from support.lake_sample import SCENARIOS, write_run_set
 from typer.testing import CliRunner
 
 from kdgat.cli import app
 from kdgat.core.errors import KdgatError
+from kdgat.core.manifest import write_manifest
 from kdgat.lake import append_runs, build_lake, compare_runs, kd_impact, leaderboard, query
-from kdgat.lake.store import LAKE_FILE, PARTS, PAUSE_ENV, STAGING, generations, pending_commits
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from lake_sample import SCENARIOS, write_run_set  # noqa: E402
+from kdgat.lake.store import LAKE_FILE, PARTS, PAUSE_ENV, generations, pending_commits
 
 RUN_LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
 SCENARIO_ROWS = 1 + len(SCENARIOS)  # validation + test scenarios per evaluated model
@@ -98,7 +97,7 @@ def test_unfinished_run_is_a_clear_error_and_writes_nothing(run_set, tmp_path):
     assert not lake.exists()
     graphs = tmp_path / "graphs"
     shutil.copytree(run_set["graphs"], graphs)
-    (graphs / "manifest.json").write_text(json.dumps({"stage": "graphs", "dataset": "synthetic"}))
+    write_manifest(graphs, stage="graphs", inputs=[], config={}, outputs=[], wall_time_s=0.1, dataset="synthetic")
     with pytest.raises(KdgatError, match="a graphs stage output"):
         append_runs([graphs], lake)
 
@@ -140,7 +139,7 @@ def test_eight_concurrent_appender_processes_lose_and_duplicate_nothing(run_set,
     assert count(lake, "SELECT count(DISTINCT run_id) FROM runs") == 9 * len(RUN_LABELS)
     assert count(lake, "SELECT count(*) FROM metrics") == 9 * 5 * SCENARIO_ROWS
     assert count(lake, "SELECT count(*) FROM datasets") == 9
-    assert not list((lake / PARTS / STAGING).iterdir())
+    assert not list((lake / PARTS).glob(".staging-*"))
 
 
 def _killed_while_paused(point: str, code: str, tmp_path: Path) -> None:
@@ -168,10 +167,11 @@ def test_writer_killed_mid_commit_leaves_nothing_visible(run_set, tmp_path):
     other = write_run_set(tmp_path / "other", dataset="other", seed=5)
     code = f"from kdgat.lake import append_runs; append_runs([{str(other['gat_large'])!r}], {str(lake)!r})"
     _killed_while_paused("append", code, tmp_path)
-    assert list((lake / PARTS / STAGING).iterdir()), "the killed writer had started a commit"
+    assert list((lake / PARTS).glob(".staging-*")), "the killed writer had started a commit"
     assert pending_commits(lake) == []
     assert _all_visible_parquet_reads(lake) > 0
     build_lake(lake)
+    assert not list((lake / PARTS).glob(".staging-*")), "the next build removes what the dead writer left"
     assert count(lake, "SELECT count(*) FROM runs WHERE dataset = 'other'") == 0
     assert count(lake, "SELECT count(*) FROM runs") == len(RUN_LABELS)
     append_runs([other["gat_large"]], lake)  # the same run appended again goes through

@@ -10,10 +10,10 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import GATConv
 
 from kdgat.core.config import resolve_config
-from kdgat.training.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
 from kdgat.models import GATJK, VGAE, build_model
 from kdgat.models.inputs import with_self_loops
 from kdgat.models.vgae import neighbourhood_targets
+from kdgat.training.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
 
 SCALES = ("large", "small")
 NUM_IDS = 30

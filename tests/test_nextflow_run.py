@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from kdgat.pipeline import plan_steps
+from kdgat.pipeline.plan import plan_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 NEXTFLOW = shutil.which("nextflow")

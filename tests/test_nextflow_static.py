@@ -28,7 +28,7 @@ import pytest
 import typer
 
 from kdgat.cli import app
-from kdgat.pipeline import plan_steps
+from kdgat.pipeline.plan import plan_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = sorted((ROOT / "modules" / "local").glob("*/main.nf"))

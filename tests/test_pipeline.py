@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
-from kdgat.pipeline import TRAIN_VARIANTS, plan_steps
+from kdgat.pipeline.plan import TRAIN_VARIANTS, plan_steps
 
 STEPS = {s.name: s for s in plan_steps()}
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from support.lake_sample import SCENARIOS, write_run_set
 from typer.testing import CliRunner
 
 from kdgat.cli import app
 from kdgat.core.errors import KdgatError
 from kdgat.lake import append_runs, build_lake
-from kdgat.report import write_report
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from lake_sample import SCENARIOS, write_run_set  # noqa: E402
+from kdgat.stages.report import run as write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
@@ -50,7 +47,7 @@ def lake(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(lake, tmp_path_factory) -> Path:
-    return write_report(lake, tmp_path_factory.mktemp("out") / "report")
+    return Path(write_report(lake, tmp_path_factory.mktemp("out") / "report").summary["index"])
 
 
 def test_every_referenced_figure_is_a_non_empty_png(report):

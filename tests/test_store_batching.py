@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from kdgat.data.batching import GraphBatchLoader, assemble_batch
-from kdgat.training.datamodule import GraphDataModule
 from kdgat.core.errors import KdgatError
+from kdgat.data.batching import GraphBatchLoader, assemble_batch
 from kdgat.data.store import PART_ARRAYS, concat_parts, open_part, open_store, write_part
+from kdgat.training.datamodule import GraphDataModule
 
 F_NODE, F_EDGE = 11, 5
 

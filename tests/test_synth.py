@@ -1,4 +1,4 @@
-"""Tests for kdgat.data.synthetic: the synthetic dataset must look exactly like can-train-and-test and be labelled right."""
+"""kdgat.data.synthetic and the synth stage: the dataset must look exactly like can-train-and-test, labelled right."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ import pyarrow.csv as pacsv
 import pytest
 
 from kdgat.core.errors import KdgatError
-from kdgat.stages.ingest import attack_type_from_name
-from kdgat.data.synthetic import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, generate, is_synthetic
+from kdgat.data.capture import attack_type_from_name
+from kdgat.data.synthetic import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, is_synthetic
+from kdgat.stages.synth import run as run_synth
+
+
+def synthesize(out, **kwargs) -> SynthSummary:
+    return SynthSummary.from_dict(run_synth(out, **kwargs).summary)
 
 DURATION = 3.0
 EXPECTED = {
@@ -42,7 +47,7 @@ def read(path: Path) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> tuple[Path, SynthSummary]:
     out = tmp_path_factory.mktemp("synth") / "data"
-    return out, generate(out, seed=3, duration_s=DURATION)
+    return out, synthesize(out, seed=3, duration_s=DURATION)
 
 
 def files_of(summary: SynthSummary, kind: str):
@@ -111,11 +116,11 @@ def test_benign_traffic_is_periodic_with_short_dlcs(dataset):
 
 def test_determinism(tmp_path, dataset):
     out, summary = dataset
-    again = generate(tmp_path / "again", seed=3, duration_s=DURATION)
+    again = synthesize(tmp_path / "again", seed=3, duration_s=DURATION)
     assert again == summary
     for f in summary.files:
         assert (out / f.path).read_bytes() == (tmp_path / "again" / f.path).read_bytes()
-    other = generate(tmp_path / "other", seed=4, duration_s=DURATION)
+    other = synthesize(tmp_path / "other", seed=4, duration_s=DURATION)
     for f in other.files:
         assert (out / f.path).read_bytes() != (tmp_path / "other" / f.path).read_bytes()
 
@@ -227,7 +232,7 @@ def test_second_vehicle_differs(dataset):
 
 
 def test_small_size_budget(tmp_path):
-    summary = generate(tmp_path / "small", seed=0)
+    summary = synthesize(tmp_path / "small", seed=0)
     assert summary.size == "small" and summary.duration_s == 10.0
     assert 100_000 < summary.total_rows <= 150_000
     assert all(f.attack_rows > 0 for f in summary.files if f.attack != "attack-free")
@@ -238,25 +243,25 @@ def test_refuses_foreign_directory(tmp_path):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     with pytest.raises(KdgatError, match="refusing"):
-        generate(out, duration_s=DURATION)
+        synthesize(out, duration_s=DURATION)
     assert (out / "precious.txt").read_text() == "keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]  # no temporary left behind
     afile = tmp_path / "file.csv"
     afile.write_text("x")
     with pytest.raises(KdgatError):
-        generate(afile, duration_s=DURATION)
+        synthesize(afile, duration_s=DURATION)
     with pytest.raises(KdgatError):
-        generate(tmp_path / "x", size="huge")
+        synthesize(tmp_path / "x", size="huge")
     with pytest.raises(KdgatError):
-        generate(tmp_path / "x", duration_s=0.1)
+        synthesize(tmp_path / "x", duration_s=0.1)
 
 
 def test_replaces_previous_synthetic_output(tmp_path):
     out = tmp_path / "data"
     out.mkdir()  # an empty directory is fine
-    generate(out, seed=1, duration_s=DURATION)
+    synthesize(out, seed=1, duration_s=DURATION)
     (out / "stale.txt").write_text("from an earlier run")
-    summary = generate(out, seed=2, duration_s=DURATION)
+    summary = synthesize(out, seed=2, duration_s=DURATION)
     assert not (out / "stale.txt").exists()
     assert json.loads((out / MARKER).read_text())["seed"] == 2 == summary.seed
     assert {p.relative_to(out).as_posix() for p in out.rglob("*.csv")} == EXPECTED

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.core.config import resolve_config
-from kdgat.stages.graphs import run_graphs
-from kdgat.stages.ingest import run_ingest, sources_from_files
+from kdgat.data.capture import sources_from_files
+from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.data.store import open_store
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.windows import build_graphs
+from kdgat.stages.graphs import run as run_graphs
+from kdgat.stages.ingest import run as run_ingest
 
 
 def e4t(**overrides):
@@ -55,7 +56,8 @@ def test_early_frames_raise_the_node_features():
 def test_daga_early_share_separates_attack_windows(data_root, tmp_path):
     sources = dataset_sources("daga_v40", load_catalog()["daga_v40"], data_root)
     run_ingest(sources, tmp_path / "frames", dataset="daga_v40")
-    meta = run_graphs(tmp_path / "frames", tmp_path / "store", e4t())
+    run_graphs(tmp_path / "frames", tmp_path / "store", e4t())
+    meta = open_store(tmp_path / "store").metadata
     assert meta["node_features"][11:] == [
         "dt_ratio_mean",
         "dt_ratio_min",
@@ -86,9 +88,9 @@ def test_without_timestamps_timing_degrades_explicitly(data_root, tmp_path):
     run_graphs(frames, tmp_path / "ref", e4t())
     scored = tmp_path / "scored"
     run_ingest(sources_from_files([data_root / "nissan-juke/2020-11-24T042548.log.xz"], benign=True), scored)
-    meta = run_graphs(scored, tmp_path / "new", e4t(), like=tmp_path / "ref")
+    meta = run_graphs(scored, tmp_path / "new", e4t(), like=tmp_path / "ref").summary
     assert meta["timestamps_missing"] == [str(data_root / "nissan-juke/2020-11-24T042548.log.xz")]
     x = np.asarray(open_store(tmp_path / "new").part("test__2020-11-24T042548").x)
     assert np.all(x[:, 15] == 0.0) and np.all(x[:, 11:15] == 0.0)
     stored = json.loads((tmp_path / "ref" / "metadata.json").read_text())["timing"]["median_period"]
-    assert stored == meta["timing"]["median_period"]  # --like reuses the training periods
+    assert stored == open_store(tmp_path / "new").metadata["timing"]["median_period"]  # --like reuses them

@@ -11,16 +11,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from kdgat.data.batching import assemble_batch
-from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.cli import app
 from kdgat.core.config import resolve_config
 from kdgat.core.errors import KdgatError
-from kdgat.stages.graphs import run_graphs
-from kdgat.stages.ingest import run_ingest
+from kdgat.data.batching import assemble_batch
+from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.data.store import open_store
-from kdgat.data.synthetic import generate
-from kdgat.stages.train import load_run_model, run_train
+from kdgat.stages.graphs import run as run_graphs
+from kdgat.stages.ingest import run as run_ingest
+from kdgat.stages.synth import run as run_synth
+from kdgat.stages.train import run as run_train
+from kdgat.training.runs import load_run_model
 
 FAST = ["training.max_epochs=2", "training.batch_size=64"]
 
@@ -28,7 +29,7 @@ FAST = ["training.max_epochs=2", "training.batch_size=64"]
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    generate(root / "data" / "synthetic", seed=2, duration_s=4)
+    run_synth(root / "data" / "synthetic", seed=2, duration_s=4)
     run_ingest(dataset_sources("synthetic", load_catalog()["synthetic"], root / "data"), root / "frames")
     run_graphs(root / "frames", root / "graphs", resolve_config("gat", "large").preprocessing)
     return root / "graphs"
@@ -72,7 +73,7 @@ def test_vgae_trains_on_benign_graphs_only(store_dir, teachers):
 @pytest.mark.parametrize("kind", ["gat", "vgae"])
 def test_kd_student_from_the_teacher_run(store_dir, teachers, tmp_path, kind):
     cfg = resolve_config(kind, "small", "kd_standard", FAST)
-    metrics = run_train(cfg, store_dir, tmp_path / kind, teacher_dir=teachers / kind, progress_bar=False)
+    metrics = run_train(cfg, store_dir, tmp_path / kind, teacher_dir=teachers / kind, progress_bar=False).summary
     assert metrics["teacher"] == str(teachers / kind)
     assert metrics["parameters"] < 0.25 * metrics["teacher_parameters"]
     header = (tmp_path / kind / "logs" / "metrics.csv").read_text().splitlines()[0]
@@ -118,7 +119,7 @@ def test_resume_after_an_interrupted_run(store_dir, tmp_path):
         run_train(cfg, store_dir, run, progress_bar=False, callbacks=[_CrashAfter(1)])
     assert (run / "checkpoints" / "last.ckpt").exists() and not (run / "model.pt").exists()
     assert _epochs_logged(run) == [0, 1]  # the crash came after epoch 1's checkpoint
-    metrics = run_train(cfg, store_dir, run, progress_bar=False)
+    metrics = run_train(cfg, store_dir, run, progress_bar=False).summary
     assert metrics["epochs"] == 4
     assert _epochs_logged(run) == [0, 1, 2, 3]  # continued from epoch 2, not restarted
     with open(run / "logs" / "metrics.csv") as handle:
@@ -155,11 +156,13 @@ def test_cli_train(store_dir, tmp_path):
 
 
 def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, teachers, tmp_path):
-    from kdgat.stages.evaluate import run_evaluate
     from kdgat.evaluation.metrics import binary_metrics, choose_threshold
     from kdgat.evaluation.scoring import score_gat
+    from kdgat.stages.evaluate import read_results
+    from kdgat.stages.evaluate import run as run_evaluate
 
-    document = run_evaluate([teachers / "gat", teachers / "vgae"], store_dir, tmp_path / "eval")
+    run_evaluate([teachers / "gat", teachers / "vgae"], store_dir, tmp_path / "eval")
+    document = read_results(tmp_path / "eval")
     store = open_store(store_dir)
     assert set(document["runs"]) == {"gat_large", "vgae_large"}
     gat = document["runs"]["gat_large"]
@@ -194,11 +197,13 @@ def test_cli_evaluate(store_dir, teachers, tmp_path):
 
 
 def test_evaluate_with_compiled_models_gives_the_same_metrics(store_dir, teachers, tmp_path):
-    from kdgat.stages.evaluate import run_evaluate
+    from kdgat.stages.evaluate import read_results
+    from kdgat.stages.evaluate import run as run_evaluate
 
     runs = [teachers / "gat", teachers / "vgae"]
-    eager = run_evaluate(runs, store_dir, tmp_path / "eager", explain=0)
-    compiled = run_evaluate(runs, store_dir, tmp_path / "compiled", explain=0, compile_models=True)
+    run_evaluate(runs, store_dir, tmp_path / "eager", explain=0)
+    manifest = run_evaluate(runs, store_dir, tmp_path / "compiled", explain=0, compile_models=True)
+    eager, compiled = read_results(tmp_path / "eager"), read_results(tmp_path / "compiled")
     for label, result in eager["runs"].items():
         other = compiled["runs"][label]
         assert other["threshold"]["threshold"] == pytest.approx(result["threshold"]["threshold"], rel=1e-4)
@@ -206,8 +211,7 @@ def test_evaluate_with_compiled_models_gives_the_same_metrics(store_dir, teacher
             got = other["validation"] if scenario == "validation" else other["test"][scenario]
             assert got["f1"] == pytest.approx(metrics["f1"], abs=1e-6), (label, scenario)
             assert got["roc_auc"] == pytest.approx(metrics["roc_auc"], abs=1e-4), (label, scenario)
-    manifest = json.loads((tmp_path / "compiled" / "manifest.json").read_text())
-    assert manifest["config"]["compile"] is True
+    assert manifest.config["compile"] is True
 
 
 def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, monkeypatch):
@@ -222,11 +226,12 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
-    from kdgat.stages.evaluate import run_evaluate
-    from kdgat.stages.fuse import run_fuse
+    from kdgat.stages.evaluate import read_results
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
 
     cfg = resolve_config("dqn", "small", overrides=["dqn.episodes=10", "fusion.epochs=5"])
-    metrics = run_fuse(cfg, method, teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion")
+    metrics = run_fuse(cfg, method, teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion").summary
     assert metrics["train_windows"] == int((np.asarray(open_store(store_dir).part("train").y) >= 0).sum())
     for name in ("fusion.pt", "members.json", "config.json", "metrics.json", "manifest.json"):
         assert (tmp_path / "fusion" / name).is_file()
@@ -234,7 +239,8 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     policies = {p.name for p in (tmp_path / "fusion").glob("*policy.json")}
     assert listed == {"fusion.pt", "members.json", "config.json", "metrics.json"} | policies
     assert policies == {"dqn": {"dqn_policy.json"}, "weighted": {"policy.json"}, "mlp": set()}[method]
-    document = run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "eval")
+    run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "eval")
+    document = read_results(tmp_path / "eval")
     (label,) = document["runs"]
     assert label == f"fusion_{method}_large"
     result = document["runs"][label]
@@ -247,7 +253,7 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
 
 
 def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):
-    from kdgat.stages.fuse import run_fuse
+    from kdgat.stages.fuse import run as run_fuse
 
     with pytest.raises(KdgatError, match="needs a vgae run"):
         run_fuse(resolve_config("dqn", "small"), "mlp", teachers / "gat", teachers / "vgae", store_dir, tmp_path / "f")
@@ -264,7 +270,7 @@ def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
         tmp_path / "run",
         tracking_uri=uri,
         dataset="synthetic",
-    )
+    ).summary
     (run,) = find_runs(uri, stage="train")
     assert run["run_id"] == metrics["mlflow"]["run_id"] and run["status"] == "FINISHED"
     assert run["tags"]["dataset"] == "synthetic" and run["tags"]["model"] == "gat" and run["tags"]["kd"] == "False"
@@ -273,7 +279,7 @@ def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
 
 def test_gat_curriculum_sample_changes_per_epoch_in_training(store_dir, teachers, tmp_path):
     cfg = resolve_config("gat", "small", overrides=["training.max_epochs=4", "training.batch_size=16"])
-    metrics = run_train(cfg, store_dir, tmp_path / "cur", progress_bar=False, curriculum_vgae=teachers / "vgae")
+    metrics = run_train(cfg, store_dir, tmp_path / "cur", progress_bar=False, curriculum_vgae=teachers / "vgae").summary
     assert metrics["curriculum_vgae"] == str(teachers / "vgae") and metrics["epochs"] == 4
     with open(tmp_path / "cur" / "logs" / "metrics.csv") as handle:
         steps = [int(r["step"]) for r in csv.DictReader(handle) if r.get("train_loss")]
@@ -289,9 +295,9 @@ def test_gat_curriculum_sample_changes_per_epoch_in_training(store_dir, teachers
 
 
 def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path, monkeypatch):
-    from kdgat.stages.evaluate import run_evaluate
-    from kdgat.stages.fuse import run_fuse
     from kdgat.core.tracking import find_runs
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
@@ -319,8 +325,8 @@ def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path,
 
 @pytest.mark.parametrize("kind", ["gat", "vgae"])
 def test_teacher_stays_frozen_while_the_student_learns(store_dir, teachers, kind):
-    from kdgat.training.lit import LitGAT, LitVGAE
     from kdgat.models import build_model
+    from kdgat.training.lit import LitGAT, LitVGAE
 
     store = open_store(store_dir)
     teacher, _ = load_run_model(teachers / kind, store)

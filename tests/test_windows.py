@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from support.reference_graphs import reference_graphs
 
-from kdgat.stages.ingest import run_ingest, sources_from_files
+from kdgat.data.capture import sources_from_files
 from kdgat.data.vocab import Vocabulary, id_keys
 from kdgat.data.windows import build_graphs, window_starts
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from reference_graphs import reference_graphs  # noqa: E402
+from kdgat.stages.ingest import run as run_ingest
 
 # 8 frames: IDs 5 7 5 5 9 7 5 9; window 4, stride 2 -> windows at 0, 2, 4.
 IDS = np.array([5, 7, 5, 5, 9, 7, 5, 9])
@@ -118,7 +114,7 @@ def daga_frames(data_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("daga")
     path = data_root / "daga-v40/infected/DenialOfService/lowestID_V40_03.can.csv.xz"
     manifest = run_ingest(sources_from_files([path], attack_type="dos"), out)
-    table = pq.read_table(out / manifest["outputs"][0]["path"]).slice(20_000, 6_000)  # includes DoS bursts
+    table = pq.read_table(out / manifest.outputs[0].path).slice(20_000, 6_000)  # includes DoS bursts
     keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
     uniq, counts = np.unique(keys, return_counts=True)
     vocab = Vocabulary.from_counts(uniq, counts)

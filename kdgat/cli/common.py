@@ -1,6 +1,6 @@
 """What every `kdgat` command module shares: the consoles, the error mapping, common options.
 
-Command modules (cli.py, cli_lake.py, ...) import from here so that none imports another.
+The command modules (one per stage or command group) import from here so that none imports another.
 """
 
 from __future__ import annotations
@@ -40,6 +40,28 @@ class SynthSize(str, Enum):
     small = "small"
     medium = "medium"
     large = "large"
+
+
+class ModelKind(str, Enum):
+    vgae = "vgae"
+    gat = "gat"
+
+
+class Scale(str, Enum):
+    large = "large"
+    small = "small"
+
+
+class FusionMethod(str, Enum):
+    dqn = "dqn"
+    mlp = "mlp"
+    weighted = "weighted"
+
+
+class ThresholdMethod(str, Enum):
+    f1 = "f1"
+    youden = "youden"
+    fpr = "fpr"
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""Datalake, analytics and report commands (`kdgat lake ...`, `leaderboard`, `kd-impact`, `compare`, `report`)."""
+"""Datalake and analytics commands (`kdgat lake ...`, `leaderboard`, `kd-impact`, `compare`)."""
 
 from __future__ import annotations
 
@@ -119,22 +119,9 @@ def compare_command(
     _show(table, fmt, f"{first} (a) vs {second} (b)")
 
 
-def report_command(
-    lake: LakeOpt,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for index.html and figures/.")],
-) -> None:
-    """Write a static HTML report with PNG figures from the lake."""
-    from kdgat.report import write_report
-
-    with user_errors():
-        index = write_report(lake, out_dir)
-    out.print(f"report: {index}", highlight=False)
-
-
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the `kdgat` app."""
     app.add_typer(lake_app, name="lake")
     app.command("leaderboard")(leaderboard_command)
     app.command("kd-impact")(kd_impact_command)
     app.command("compare")(compare_command)
-    app.command("report")(report_command)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from kdgat.core.manifest import Manifest
+
 
 def _columns(table: Table, spec: list[tuple[str, str]]) -> Table:
     for name, justify in spec:
@@ -20,15 +22,15 @@ def _share(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def ingest_table(manifest: dict, out_dir: Path) -> Table:
+def ingest_table(manifest: Manifest, out_dir: Path) -> Table:
     table = _columns(
         Table(title=f"Ingested into {out_dir}"),
         [("output", "name"), ("format", "left"), ("frames", "right"), ("attack", "right"), ("skipped", "right")],
     )
-    for item in manifest["outputs"]:
-        attack = "unlabelled" if item["unlabelled_rows"] == item["rows"] else f"{item['attack_rows']:,}"
-        table.add_row(item["path"], item["format"], f"{item['rows']:,}", attack, f"{item['skipped_rows']:,}")
-    totals = manifest["totals"]
+    for item in manifest.outputs:
+        attack = "unlabelled" if item.unlabelled_rows == item.rows else f"{item.attack_rows:,}"
+        table.add_row(item.path, item.format, f"{item.rows:,}", attack, f"{item.skipped_rows:,}")
+    totals = manifest.summary["totals"]
     table.add_row(
         "[bold]total",
         "",

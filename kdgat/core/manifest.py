@@ -1,42 +1,64 @@
-"""Stage manifests and atomic writes (the stage contract's bookkeeping).
+"""The stage manifest: the typed record every stage writes last into its output folder.
 
-Every stage ends by writing ``manifest.json``: what went in (with content
-hashes), the frozen config and its hash, package versions, wall time and what
-came out. A manifest is written last, so its presence means the outputs it
-lists are complete.
+``manifest.json`` says what went in (with content hashes), the frozen config and its hash, package
+versions, wall time and what came out. It is written last and removed first when a stage runs
+again into the same folder (:func:`begin_output`), so its presence means the outputs it lists are
+complete and belong together; the lake and the pipeline trust nothing else.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import platform
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kdgat.core.atomic import atomic_write_text, clean_stale
+from kdgat.core.errors import KdgatError
+from kdgat.core.hashing import content_hash, sha256_file
 
 MANIFEST_NAME = "manifest.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _PACKAGES = ("kdgat", "numpy", "pyarrow", "pydantic", "typer", "torch", "torch-geometric", "lightning")
+Stage = Literal["ingest", "graphs", "train", "fuse", "evaluate", "lake", "report", "synth", "export", "detect"]
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+class FileEntry(BaseModel):
+    """An input or output file. Stages may add fields (ingest: split, scenario, rows, ...)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    path: str
+    sha256: str | None = None
 
 
-def content_hash(obj: Any) -> str:
-    """Stable hash of a JSON-serialisable object (sorted keys, compact)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+class Manifest(BaseModel):
+    """What one stage run read, ran with and wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stage: Stage
+    created_at: str
+    dataset: str | None = None
+    inputs: list[FileEntry]
+    config: dict[str, Any]
+    config_hash: str
+    versions: dict[str, str]
+    wall_time_s: float
+    outputs: list[FileEntry]
+    summary: dict[str, Any] = {}
+
+    def output_paths(self) -> list[str]:
+        return [entry.path for entry in self.outputs]
+
+
+def file_entry(path: str | Path, *, name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """An input or output record: ``name`` (default: the path as given) and the file's sha256."""
+    return {"path": name or str(path), "sha256": sha256_file(path), **fields}
 
 
 def package_versions() -> dict[str, str]:
@@ -55,50 +77,64 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
     return tuple(versions)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same directory, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def begin_output(outdir: str | Path) -> Path:
+    """Prepare ``outdir`` for a stage run: create it, drop a dead writer's leftovers and the old manifest.
+
+    The manifest goes first, so a run that dies half way never leaves an old manifest vouching for
+    a mix of old and new files.
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    clean_stale(outdir)
+    (outdir / MANIFEST_NAME).unlink(missing_ok=True)
+    return outdir
 
 
 def write_manifest(
     outdir: str | Path,
     *,
-    stage: str,
+    stage: Stage,
     inputs: list[dict[str, Any]],
     config: dict[str, Any],
     outputs: list[dict[str, Any]],
     wall_time_s: float,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    manifest = {
-        "stage": stage,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "inputs": inputs,
-        "config": config,
-        "config_hash": content_hash(config),
-        "versions": package_versions(),
-        "wall_time_s": round(wall_time_s, 3),
-        "outputs": outputs,
-        **(extra or {}),
-    }
-    atomic_write_text(Path(outdir) / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+    dataset: str | None = None,
+    summary: dict[str, Any] | None = None,
+) -> Manifest:
+    """Write ``outdir/manifest.json`` (atomically); call it after every output is in place."""
+    manifest = Manifest(
+        stage=stage,
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        dataset=dataset,
+        inputs=[FileEntry(**item) for item in inputs],
+        config=config,
+        config_hash=content_hash(config),
+        versions=package_versions(),
+        wall_time_s=round(wall_time_s, 3),
+        outputs=[FileEntry(**item) for item in outputs],
+        summary=summary or {},
+    )
+    atomic_write_text(Path(outdir) / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
     return manifest
 
 
-def read_manifest(outdir: str | Path) -> dict[str, Any] | None:
+def read_manifest(outdir: str | Path) -> Manifest | None:
+    """The folder's manifest, or None when there is none (the stage did not finish)."""
     path = Path(outdir) / MANIFEST_NAME
-    if not path.exists():
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise KdgatError(f"{path}: unreadable manifest: {exc}") from None
+    if not isinstance(data, dict):
+        raise KdgatError(f"{path}: unreadable manifest: not a JSON object")
+    # manifests of older versions kept stage-specific values at the top level
+    known = set(Manifest.model_fields)
+    summary = {**{k: v for k, v in data.items() if k not in known}, **(data.get("summary") or {})}
+    try:
+        return Manifest.model_validate({**{k: v for k, v in data.items() if k in known}, "summary": summary})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise KdgatError(f"{path}: unreadable manifest: {where}: {problem['msg']}") from None

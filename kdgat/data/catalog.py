@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from kdgat.core.config import default_config_dir
 from kdgat.core.errors import ConfigError, KdgatError
-from kdgat.stages.ingest import IngestSource, attack_type_from_name, capture_stem
 from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
+from kdgat.data.capture import IngestSource, attack_type_from_name, capture_stem
 
 DATA_ROOT_ENV = "KDGAT_DATA_ROOT"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

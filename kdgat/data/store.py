@@ -30,15 +30,13 @@ failed write never leaves a half-written part behind; hidden folders are ignored
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kdgat.core.atomic import staged_folder
 from kdgat.core.errors import KdgatError
 
 __all__ = [
@@ -176,24 +174,6 @@ def _check_values(
 # ----------------------------------------------------------------------------------------------
 
 
-def _staging_dir(final: Path) -> Path:
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Replace ``final`` (if any) by ``tmp``; the old folder is removed only once the new one is in place."""
-    old = None
-    if final.exists() or final.is_symlink():
-        old = final.parent / f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _part_json(
     name: str, split: str, scenario: str, num_graphs: int, num_nodes: int, num_edges: int, files: list[str]
 ) -> dict[str, Any]:
@@ -229,6 +209,7 @@ def write_part(
     attack_type: Any,
     window_start: Any,
     file_index: Any,
+    fsync: bool = True,
 ) -> dict[str, Any]:
     """Validate one part's arrays and write them (``.npy`` files and ``part.json``) to ``part_dir``.
 
@@ -294,15 +275,10 @@ def write_part(
     _check_values(where, "file_index", a["file_index"], lo=0, hi=len(files) - 1)
 
     info = _part_json(name, split, scenario, num_graphs, num_nodes, num_edges, files)
-    tmp = _staging_dir(part_dir)
-    try:
+    with staged_folder(part_dir, fsync=fsync) as tmp:
         for spec in PART_ARRAYS:
             np.save(tmp / spec.filename, a[spec.name], allow_pickle=False)
         _write_json(tmp / PART_JSON, info)
-        _move_into_place(tmp, part_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return info
 
 
@@ -334,6 +310,7 @@ def concat_parts(
     name: str,
     split: str,
     scenario: str,
+    fsync: bool = True,
 ) -> dict[str, Any]:
     """Concatenate part folders ``inputs`` (in that order) into one part at ``out_dir``.
 
@@ -386,39 +363,35 @@ def concat_parts(
         "file_index": (G,),
     }
     info = _part_json(name, split, scenario, G, N, E, files)
-    tmp = _staging_dir(out_dir)
     try:
-        out = {
-            s.name: np.lib.format.open_memmap(tmp / s.filename, mode="w+", dtype=s.dtype, shape=shapes[s.name])
-            for s in PART_ARRAYS
-        }
-        g0 = n0 = e0 = 0
-        for p, mapping in zip(parts, mappings, strict=True):
-            # offsets: all but the last entry of each input, shifted; the final total comes at the end
-            _copy_chunked(out["node_offsets"], g0, p.node_offsets[:-1], add=n0)
-            _copy_chunked(out["edge_offsets"], g0, p.edge_offsets[:-1], add=e0)
-            _copy_chunked(out["x"], n0, p.x)
-            _copy_chunked(out["node_y"], n0, p.node_y)
-            for r in range(2):
-                _copy_chunked(out["edge_index"][r], e0, p.edge_index[r])
-            _copy_chunked(out["edge_attr"], e0, p.edge_attr)
-            for k in ("y", "attack_type", "window_start"):
-                _copy_chunked(out[k], g0, getattr(p, k))
-            if p.num_graphs:
-                _copy_chunked(out["file_index"], g0, p.file_index, mapping=mapping)
-            g0 += p.num_graphs
-            n0 += p.num_nodes
-            e0 += p.num_edges
-        out["node_offsets"][G] = N
-        out["edge_offsets"][G] = E
-        for arr in out.values():
-            arr.flush()
-        del out
-        _write_json(tmp / PART_JSON, info)
-        _move_into_place(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with staged_folder(out_dir, fsync=fsync) as tmp:
+            out = {
+                s.name: np.lib.format.open_memmap(tmp / s.filename, mode="w+", dtype=s.dtype, shape=shapes[s.name])
+                for s in PART_ARRAYS
+            }
+            g0 = n0 = e0 = 0
+            for p, mapping in zip(parts, mappings, strict=True):
+                # offsets: all but the last entry of each input, shifted; the final total comes at the end
+                _copy_chunked(out["node_offsets"], g0, p.node_offsets[:-1], add=n0)
+                _copy_chunked(out["edge_offsets"], g0, p.edge_offsets[:-1], add=e0)
+                _copy_chunked(out["x"], n0, p.x)
+                _copy_chunked(out["node_y"], n0, p.node_y)
+                for r in range(2):
+                    _copy_chunked(out["edge_index"][r], e0, p.edge_index[r])
+                _copy_chunked(out["edge_attr"], e0, p.edge_attr)
+                for k in ("y", "attack_type", "window_start"):
+                    _copy_chunked(out[k], g0, getattr(p, k))
+                if p.num_graphs:
+                    _copy_chunked(out["file_index"], g0, p.file_index, mapping=mapping)
+                g0 += p.num_graphs
+                n0 += p.num_nodes
+                e0 += p.num_edges
+            out["node_offsets"][G] = N
+            out["edge_offsets"][G] = E
+            for arr in out.values():
+                arr.flush()
+            del out
+            _write_json(tmp / PART_JSON, info)
     finally:
         for p in parts:
             p.close()

@@ -24,9 +24,6 @@ Layout written under ``out`` (folder = split, file stem = attack kind, ``-N`` = 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,7 +42,9 @@ __all__ = [
     "TRAIN_KINDS",
     "SynthFile",
     "SynthSummary",
-    "generate",
+    "write_captures",
+    "check_target",
+    "check_parameters",
     "is_synthetic",
 ]
 
@@ -100,7 +99,7 @@ class SynthFile:
 
 @dataclass(frozen=True)
 class SynthSummary:
-    """What :func:`generate` wrote; also stored in ``synth.json`` so a later run knows it may replace it."""
+    """What :func:`write_captures` wrote; also stored in ``synth.json`` so a later run knows it may replace it."""
 
     seed: int
     size: str
@@ -616,7 +615,7 @@ def is_synthetic(path: str | Path) -> bool:
     return isinstance(d, dict) and d.get("generator") == GENERATOR
 
 
-def _check_target(out: Path) -> None:
+def check_target(out: Path) -> None:
     """Refuse to replace anything that is not empty and not ours: the user's files are never deleted."""
     if out.is_symlink():
         raise KdgatError(f"{out}: is a symbolic link; give the real directory to write the synthetic dataset to")
@@ -631,78 +630,60 @@ def _check_target(out: Path) -> None:
         )
 
 
-def generate(out: Path, seed: int = 0, size: str = "small", duration_s: float | None = None) -> SynthSummary:
-    """Write the synthetic dataset under ``out`` and return its summary.
+def write_captures(folder: Path, seed: int = 0, size: str = "small", duration_s: float | None = None) -> SynthSummary:
+    """Write the synthetic captures and the ``synth.json`` marker into the empty ``folder``; returns the summary.
 
-    ``size`` picks the per-file duration (:data:`SIZES`), ``duration_s`` overrides it. The dataset is built
-    in a temporary sibling directory and then swapped in, so ``out`` is either the old dataset or the
-    complete new one; an existing ``out`` is replaced only if it is empty or carries our marker.
+    ``size`` picks the per-file duration (:data:`SIZES`), ``duration_s`` overrides it.
 
     Labels: injected frames (dos, fuzzing, spoofing, replay) and the masquerader's replacement frames
     are ``attack=1``. A suppress attack injects nothing, so there would be no frame to label; instead
     every frame sent during a suppression interval is labelled 1, so that windows covering the
     suppression are attack windows and the interval can be recovered from the labels.
     """
+    duration = check_parameters(seed, size, duration_s)
+    vehicles: dict[str, _Vehicle] = {}
+    vehicles["A"] = _vehicle(seed, 0)
+    vehicles["B"] = _vehicle(seed, 1, other=vehicles["A"])
+    files = []
+    for split, kind, capture, vname in LAYOUT:
+        rng = np.random.default_rng([seed, _VEHICLE_INDEX[vname], capture, _KIND_CODE[kind]])
+        frames, target, iv = _capture(vehicles[vname], kind, rng, duration)
+        rel = f"{split}/{kind}-{capture}.csv"
+        (folder / split).mkdir(exist_ok=True)
+        (folder / rel).write_bytes(_csv_bytes(frames))
+        start = START_TIMESTAMP * _US
+        files.append(
+            SynthFile(
+                path=rel,
+                split=split,
+                attack=kind,
+                capture=capture,
+                vehicle=vname,
+                rows=int(frames.t_us.size),
+                attack_rows=int(frames.label.sum()),
+                target_id=None if target is None else f"{target:03X}",
+                intervals=tuple(((start + int(a)) / _US, (start + int(b)) / _US) for a, b in iv),
+            )
+        )
+    summary = SynthSummary(
+        seed=seed,
+        size=size,
+        duration_s=duration,
+        files=tuple(files),
+        vehicle_ids={k: tuple(f"{s.can_id:03X}" for s in v.ids) for k, v in vehicles.items()},
+    )
+    marker = {"generator": GENERATOR, "format_version": FORMAT_VERSION, **summary.to_dict()}
+    (folder / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def check_parameters(seed: int, size: str, duration_s: float | None) -> float:
+    """Validate seed, size and duration; returns the seconds per file."""
     if size not in SIZES:
         raise KdgatError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     duration = SIZES[size] if duration_s is None else float(duration_s)
     if not np.isfinite(duration) or duration < _MIN_DURATION:
         raise KdgatError(f"synthetic duration must be at least {_MIN_DURATION:g} s, got {duration_s!r}")
-    seed = int(seed)
-    if seed < 0:
+    if int(seed) < 0:
         raise KdgatError(f"synthetic seed must be >= 0, got {seed}")
-    out = Path(out).expanduser().absolute()
-    _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    vehicles: dict[str, _Vehicle] = {}
-    vehicles["A"] = _vehicle(seed, 0)
-    vehicles["B"] = _vehicle(seed, 1, other=vehicles["A"])
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.synth-", dir=out.parent))
-    try:
-        umask = os.umask(0o022)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it 0700; the result should look like a normal mkdir
-        files = []
-        for split, kind, capture, vname in LAYOUT:
-            rng = np.random.default_rng([seed, _VEHICLE_INDEX[vname], capture, _KIND_CODE[kind]])
-            frames, target, iv = _capture(vehicles[vname], kind, rng, duration)
-            rel = f"{split}/{kind}-{capture}.csv"
-            (tmp / split).mkdir(exist_ok=True)
-            (tmp / rel).write_bytes(_csv_bytes(frames))
-            start = START_TIMESTAMP * _US
-            files.append(
-                SynthFile(
-                    path=rel,
-                    split=split,
-                    attack=kind,
-                    capture=capture,
-                    vehicle=vname,
-                    rows=int(frames.t_us.size),
-                    attack_rows=int(frames.label.sum()),
-                    target_id=None if target is None else f"{target:03X}",
-                    intervals=tuple(((start + int(a)) / _US, (start + int(b)) / _US) for a, b in iv),
-                )
-            )
-        summary = SynthSummary(
-            seed=seed,
-            size=size,
-            duration_s=duration,
-            files=tuple(files),
-            vehicle_ids={k: tuple(f"{s.can_id:03X}" for s in v.ids) for k, v in vehicles.items()},
-        )
-        marker = {"generator": GENERATOR, "format_version": FORMAT_VERSION, **summary.to_dict()}
-        (tmp / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
-        _check_target(out)  # re-check: something may have appeared while we were generating
-        if out.exists():
-            old = out.parent / f"{tmp.name}.old"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return summary
+    return duration

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import MANIFEST_NAME, content_hash, read_manifest, sha256_file
+from kdgat.core.hashing import content_hash, sha256_file
+from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 RUN_STAGES = ("train", "fuse", "evaluate")
 _ARTIFACT_TYPES = {
@@ -71,19 +72,16 @@ def _read_json(path: Path) -> Any:
         raise KdgatError(f"{path}: unreadable: {exc}") from None
 
 
-def _manifest(run_dir: Path) -> dict[str, Any]:
+def _manifest(run_dir: Path) -> Manifest:
     if not run_dir.is_dir():
         raise KdgatError(f"{run_dir}: no such run folder")
-    try:
-        manifest = read_manifest(run_dir)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise KdgatError(f"{run_dir / MANIFEST_NAME}: unreadable: {exc}") from None
+    manifest = read_manifest(run_dir)
     if manifest is None:
         raise KdgatError(f"{run_dir}: no {MANIFEST_NAME}, so the run did not finish (a stage writes it last)")
-    stage = manifest.get("stage")
+    stage = manifest.stage
     if stage not in RUN_STAGES:
         raise KdgatError(f"{run_dir}: a {stage} stage output; the lake records train, fuse and evaluate folders")
-    if not manifest.get("dataset"):
+    if not manifest.dataset:
         raise KdgatError(f"{run_dir / MANIFEST_NAME}: no `dataset` recorded; re-run the stage with this kdgat")
     return manifest
 
@@ -102,7 +100,7 @@ def identify(run_dir: Path) -> Identity:
     if cached is not None:
         return cached
     manifest = _manifest(run_dir)
-    stage, dataset = manifest["stage"], manifest["dataset"]
+    stage, dataset = manifest.stage, manifest.dataset
     if stage == "evaluate":
         document = _read_json(run_dir / "metrics.json")
         parts = tuple(sorted(identify(_evaluated_dir(run_dir, r["run_dir"])).run_id for r in document["runs"].values()))
@@ -128,12 +126,12 @@ def identify(run_dir: Path) -> Identity:
         fields["model"] = f"{fields['family']}_{fields['scale']}" + ("_kd" if fields["has_kd"] else "")
     key = {
         "dataset": dataset, "stage": stage, "model": fields["family"], "scale": fields["scale"],
-        "auxiliaries": sorted(fields["auxiliaries"]), "config_hash": manifest["config_hash"], "seed": fields["seed"],
+        "auxiliaries": sorted(fields["auxiliaries"]), "config_hash": manifest.config_hash, "seed": fields["seed"],
         "parts": list(parts),
     }  # fmt: skip
     identity = Identity(
         run_id=_make_id(fields["model"], key), dataset=dataset, stage=stage,
-        config_hash=manifest["config_hash"], parts=parts, **fields,
+        config_hash=manifest.config_hash, parts=parts, **fields,
     )  # fmt: skip
     _IDENTITIES[str(run_dir)] = identity
     return identity
@@ -194,8 +192,8 @@ def _int(value: Any) -> int | None:
 # --------------------------------------------------------------------------- tables
 
 
-def _artifacts(run_dir: Path, run_id: str, manifest: dict) -> list[dict]:
-    names = [o["path"] for o in manifest.get("outputs", [])] + [MANIFEST_NAME]
+def _artifacts(run_dir: Path, run_id: str, manifest: Manifest) -> list[dict]:
+    names = manifest.output_paths() + [MANIFEST_NAME]
     rows = []
     for name in names:
         path = run_dir / name
@@ -244,10 +242,10 @@ def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
     )  # fmt: skip
 
 
-def _store_dir(manifest: dict, run_dir: Path) -> Path | None:
+def _store_dir(manifest: Manifest, run_dir: Path) -> Path | None:
     """The graph store a run read (its metadata.json is the first input of every stage after `graphs`)."""
-    for item in manifest.get("inputs", []):
-        path = Path(item.get("path", ""))
+    for item in manifest.inputs:
+        path = Path(item.path)
         if path.name == "metadata.json":
             for candidate in (path,) if path.is_absolute() else (Path.cwd() / path, run_dir / path):
                 if candidate.is_file():
@@ -302,7 +300,7 @@ def _dataset_row(name: str, run_id: str, store: Path | None) -> dict:
     return row
 
 
-def _run_row(ident: Identity, run_dir: Path, manifest: dict, metrics: dict, appended_at: datetime) -> dict:
+def _run_row(ident: Identity, run_dir: Path, manifest: Manifest, metrics: dict, appended_at: datetime) -> dict:
     # the teacher is looked up like fusion members (moved folders are found); a deleted one leaves no link
     teacher = _find_run(run_dir, metrics["teacher"]) if metrics.get("teacher") else None
     teacher_id = identify(teacher).run_id if teacher else None
@@ -314,8 +312,8 @@ def _run_row(ident: Identity, run_dir: Path, manifest: dict, metrics: dict, appe
         parameters=parameters, teacher_run_id=teacher_id, teacher_parameters=metrics.get("teacher_parameters"),
         epochs=metrics.get("epochs"), best_val_loss=metrics.get("best_val_loss"),
         evaluated_runs=list(ident.parts) if ident.stage == "evaluate" else None, success=True,
-        created_at=_timestamp(manifest.get("created_at")), duration_seconds=manifest.get("wall_time_s"),
-        run_dir=str(run_dir), kdgat_version=_get(manifest, "versions", "kdgat"), appended_at=appended_at,
+        created_at=_timestamp(manifest.created_at), duration_seconds=manifest.wall_time_s,
+        run_dir=str(run_dir), kdgat_version=manifest.versions.get("kdgat"), appended_at=appended_at,
     )  # fmt: skip
 
 
@@ -361,7 +359,7 @@ def read_run(run_dir: Path, appended_at: datetime | None = None) -> RunRecord:
     manifest = _manifest(run_dir)
     appended_at = appended_at or datetime.now(timezone.utc)
     metrics = _read_json(run_dir / "metrics.json") if ident.stage != "evaluate" else {}
-    cfg = _read_json(run_dir / "config.json") if ident.stage != "evaluate" else manifest.get("config", {})
+    cfg = _read_json(run_dir / "config.json") if ident.stage != "evaluate" else manifest.config
     record = RunRecord(ident, run_dir)
     record.rows["runs"] = [_run_row(ident, run_dir, manifest, metrics, appended_at)]
     record.rows["configs"] = [_config_row(ident.run_id, ident, cfg)]

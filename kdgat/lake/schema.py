@@ -12,7 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import content_hash
+from kdgat.core.hashing import content_hash
 
 SCHEMA_VERSION = 1
 

@@ -4,13 +4,13 @@ Layout under the lake root::
 
     lake.json                      schema version + fingerprint (checked on every open)
     parts/<run_id>@<stamp>/        one commit of one run: <table>.parquet for each table it has rows in
-    parts/.staging/                commits being written (never read)
+    parts/.staging-<writer>.<name>  a commit being written (hidden, never read; kdgat.core.atomic)
     tables/<stamp>/<table>.parquet the compacted generation the views read
     analytics.duckdb               views only (kdgat.lake.views)
 
 Writers never share a file (pitfall 10): a commit is written into a staging
 directory and made visible by one atomic ``rename``, so a writer killed half
-way leaves only an invisible staging directory, and eight appenders at once
+way leaves only a hidden staging directory (removed by the next build), and eight appenders at once
 never touch each other's files. Stamps sort by time, so when a run is appended
 again the newest commit wins at compaction and rows are replaced, never
 duplicated. Compaction (one builder at a time, under ``flock``) merges new
@@ -35,16 +35,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kdgat.core.atomic import atomic_write_text, clean_stale, staged_folder
 from kdgat.core.errors import KdgatError
 from kdgat.lake.schema import OWNER, SCHEMA_VERSION, TABLES, UNIQUE_KEY, check_schema, empty, fingerprint
-from kdgat.core.manifest import atomic_write_text
 
 LAKE_FILE = "lake.json"
 PARTS = "parts"
-STAGING = ".staging"
 GENERATIONS = "tables"
 COMMITS = "_commits"  # per generation: which commit (stamp) of each run it holds
-STALE_STAGING_S = 3600.0
 PAUSE_ENV = "KDGAT_LAKE_TEST_PAUSE"
 
 
@@ -61,19 +59,8 @@ def _pause(point: str) -> None:
         time.sleep(600)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_parquet(table: pa.Table, path: Path) -> None:
-    with open(path, "wb") as handle:
-        pq.write_table(table, handle, compression="zstd", row_group_size=1 << 20)
-        handle.flush()
-        os.fsync(handle.fileno())
+    pq.write_table(table, path, compression="zstd", row_group_size=1 << 20)
 
 
 # --------------------------------------------------------------------------- the lake root
@@ -89,7 +76,7 @@ def open_lake(lake_dir: Path, create: bool) -> Path:
             raise KdgatError(f"{lake_dir}: not a kdgat lake (no {LAKE_FILE}); fill it with `kdgat lake append`")
         if lake_dir.exists() and not lake_dir.is_dir():
             raise KdgatError(f"{lake_dir}: exists and is not a directory")
-        (lake_dir / PARTS / STAGING).mkdir(parents=True, exist_ok=True)
+        (lake_dir / PARTS).mkdir(parents=True, exist_ok=True)
         atomic_write_text(meta_path, json.dumps(expected, indent=2) + "\n")  # same content from every writer
         return lake_dir
     try:
@@ -102,29 +89,19 @@ def open_lake(lake_dir: Path, create: bool) -> Path:
             f"(fingerprint {found.get('fingerprint')}), this kdgat uses v{SCHEMA_VERSION} "
             f"(fingerprint {expected['fingerprint']}); append the run folders into a new --lake DIR"
         )
-    (lake_dir / PARTS / STAGING).mkdir(parents=True, exist_ok=True)
+    (lake_dir / PARTS).mkdir(parents=True, exist_ok=True)
     return lake_dir
 
 
 # --------------------------------------------------------------------------- commits
 
 
-def _publish(staging: Path, target: Path, tables: dict[str, pa.Table], pause: str) -> Path:
-    """Write ``tables`` into a new ``staging`` folder, fsync it and rename it to ``target`` in one step.
-
-    Readers see the whole folder or nothing; on any failure the staging folder is removed.
-    """
-    staging.mkdir(parents=True)
-    try:
+def _publish(target: Path, tables: dict[str, pa.Table], pause: str) -> Path:
+    """Write ``tables`` into the new folder ``target``, visible whole or not at all (a staged folder)."""
+    with staged_folder(target) as staging:
         for name, table in tables.items():
             _write_parquet(table, staging / f"{name}.parquet")
             _pause(pause)
-        _fsync_dir(staging)
-        os.rename(staging, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
 
 
@@ -132,7 +109,7 @@ def commit_run(lake_dir: Path, run_id: str, tables: dict[str, pa.Table]) -> Path
     """Write one run's tables as a new commit, made visible atomically; returns the commit directory."""
     stamp = new_stamp()
     name = f"{run_id}@{stamp}"
-    return _publish(lake_dir / PARTS / STAGING / name, lake_dir / PARTS / name, tables, "append")
+    return _publish(lake_dir / PARTS / name, tables, "append")
 
 
 @dataclass(frozen=True)
@@ -248,7 +225,7 @@ def compact(lake_dir: Path) -> tuple[Path, list[Commit]]:
     ids = sorted(committed)
     merged[COMMITS] = pa.table({"run_id": pa.array(ids, pa.string()), "stamp": [committed[i] for i in ids]})
     stamp = new_stamp()
-    target = _publish(lake_dir / GENERATIONS / f".{stamp}", lake_dir / GENERATIONS / stamp, merged, "build")
+    target = _publish(lake_dir / GENERATIONS / stamp, merged, "build")
     return target, pending
 
 
@@ -258,10 +235,5 @@ def clean_up(lake_dir: Path, consumed: list[Commit], keep: int = 2) -> None:
         shutil.rmtree(commit.path, ignore_errors=True)
     for gen in generations(lake_dir)[:-keep]:
         shutil.rmtree(gen, ignore_errors=True)
-    now = time.time()
-    for leftover in [*(Path(lake_dir) / PARTS / STAGING).glob("*"), *(Path(lake_dir) / GENERATIONS).glob(".*")]:
-        try:
-            if now - leftover.stat().st_mtime > STALE_STAGING_S:  # a writer killed long ago
-                shutil.rmtree(leftover, ignore_errors=True)
-        except FileNotFoundError:
-            continue
+    for folder in (Path(lake_dir), Path(lake_dir) / PARTS, Path(lake_dir) / GENERATIONS):
+        clean_stale(folder)  # what killed appenders and builders left

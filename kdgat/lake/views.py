@@ -7,12 +7,12 @@ either opens the previous views (whose generation is kept) or the new ones.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from kdgat.core.atomic import atomic_path
 from kdgat.core.errors import KdgatError
 from kdgat.lake.schema import TABLES
-from kdgat.lake.store import build_lock, clean_up, compact, new_stamp, open_lake
+from kdgat.lake.store import build_lock, clean_up, compact, open_lake
 
 DB_NAME = "analytics.duckdb"
 
@@ -83,14 +83,12 @@ def _build(lake_dir: Path) -> Path:
     target = lake_dir / DB_NAME
     with build_lock(lake_dir):
         generation, consumed = compact(lake_dir)
-        tmp = lake_dir / f".{DB_NAME}.{new_stamp()}"
-        try:
-            with duckdb.connect(str(tmp)) as con:
-                for statement in view_statements(generation):
-                    con.execute(statement)
-            os.replace(tmp, target)
-        finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
-                leftover.unlink(missing_ok=True)
+        with atomic_path(target) as tmp:
+            try:
+                with duckdb.connect(str(tmp)) as con:
+                    for statement in view_statements(generation):
+                        con.execute(statement)
+            finally:
+                tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         clean_up(lake_dir, consumed)
     return target

@@ -6,7 +6,7 @@ from typing import Literal
 
 from torch import nn
 
-from kdgat.core.config import GATConfig, VGAEConfig
+from kdgat.core.schema import GATConfig, VGAEConfig
 from kdgat.models.gat import GATJK
 from kdgat.models.vgae import VGAE
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import GATConv, JumpingKnowledge, global_mean_pool
 
-from kdgat.core.config import GATConfig
+from kdgat.core.schema import GATConfig
 from kdgat.models.inputs import check_sizes, embed_ids, with_self_loops
 
 __all__ = ["GATJK", "NUM_CLASSES"]

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import GATConv
 from torch_geometric.utils import scatter
 
-from kdgat.core.config import VGAEConfig
+from kdgat.core.schema import VGAEConfig
 from kdgat.models.inputs import check_sizes, embed_ids, with_self_loops
 
 __all__ = [

@@ -1,27 +1,21 @@
 """A static HTML report of the lake: leaderboard, KD impact, model sizes, and per dataset the latest
 evaluation's ROC/PR curves, confusion matrices, training curves and DQN fusion weights.
 
-Everything comes from the lake's views, so the report needs no run folder. The
-figures are written into a fresh folder that replaces ``figures/`` and
-``index.html`` is written last, atomically: an interrupted report never leaves
-a page pointing at half-written figures.
+Everything comes from the lake's views, so the report needs no run folder. This package builds
+the page's sections and figures; :mod:`kdgat.stages.report` writes them.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from collections import defaultdict
-from datetime import datetime, timezone
 from pathlib import Path
 
-from kdgat.core.errors import KdgatError
-from kdgat.lake.queries import connect, run_sql
-from kdgat.core.manifest import atomic_write_text
+from kdgat.lake.queries import run_sql
 from kdgat.report import figures
-from kdgat.report.page import esc, figure_html, page, table_html
+from kdgat.report.page import esc, figure_html, table_html
 
-__all__ = ["write_report"]
+__all__ = ["FIGURES", "Figures", "lake_counts", "sections"]
 
 FIGURES = "figures"
 _LEADERBOARD_COLUMNS = ["model", "scale", "has_kd", "n_runs", "best_f1", "best_accuracy", "best_auc", "best_mcc",
@@ -37,7 +31,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "x"
 
 
-class _Figures:
+class Figures:
     """Collects figure files under a staging folder; hands out the relative paths the page links to."""
 
     def __init__(self, staging: Path):
@@ -50,7 +44,7 @@ class _Figures:
         return self.staging / file, f"{FIGURES}/{file}"
 
 
-def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, figs: _Figures) -> str:
+def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, figs: Figures) -> str:
     parts = [f'<p class="meta">Latest evaluation <code>{esc(eval_id)}</code> ({esc(created_at)}); '
              "thresholds chosen on validation, applied unchanged to every test scenario.</p>"]  # fmt: skip
     rows = [r for r in leaderboard.to_pylist() if r["dataset"] == dataset]
@@ -103,41 +97,13 @@ def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, f
     return "".join(parts)
 
 
-def write_report(lake_dir: Path, out_dir: Path) -> Path:
-    """Write ``out_dir/index.html`` and ``out_dir/figures/*.png`` from the lake; returns the index path."""
-    lake_dir, out_dir = Path(lake_dir), Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise KdgatError(f"{out_dir}: exists and is not a directory")
-    with connect(lake_dir) as con:
-        counts = run_sql(con, "SELECT count(*) AS runs, count(*) FILTER (WHERE stage = 'evaluate') AS evals, "
-                      "count(DISTINCT dataset) AS datasets FROM runs").to_pylist()[0]  # fmt: skip
-        if counts["runs"] == 0:
-            raise KdgatError(f"{lake_dir}: the lake has no runs; add some with `kdgat lake append`")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging = out_dir / f".{FIGURES}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        figs = _Figures(staging)
-        try:
-            sections = _sections(con, figs)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    old = out_dir / f".{FIGURES}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (out_dir / FIGURES).exists():
-        (out_dir / FIGURES).rename(old)
-    staging.rename(out_dir / FIGURES)
-    shutil.rmtree(old, ignore_errors=True)
-    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    meta = (f"Lake <code>{esc(lake_dir.resolve())}</code>: {counts['runs']} runs, {counts['evals']} evaluations, "
-            f"{counts['datasets']} dataset(s). Generated {esc(generated)} by kdgat.")  # fmt: skip
-    index = out_dir / "index.html"
-    atomic_write_text(index, page("KD-GAT report", meta, sections))
-    return index
+def lake_counts(con) -> dict:
+    """How many runs, evaluations and datasets the lake holds."""
+    return run_sql(con, "SELECT count(*) AS runs, count(*) FILTER (WHERE stage = 'evaluate') AS evals, "
+                   "count(DISTINCT dataset) AS datasets FROM runs").to_pylist()[0]  # fmt: skip
 
 
-def _sections(con, figs: _Figures) -> list[tuple[str, str, str]]:
+def sections(con, figs: Figures) -> list[tuple[str, str, str]]:
     leaderboard = run_sql(con, "SELECT * FROM v_leaderboard")
     sections = []
     inner = ['<p class="meta">Best over runs (seeds) of validation metrics; <b>best_test_f1</b> is the best mean F1 '

@@ -17,18 +17,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdgat.data.batching import assemble_batch
+from kdgat.core.atomic import atomic_path, atomic_write_text
 from kdgat.core.errors import KdgatError
-from kdgat.evaluation.explain import explain_gat, sample_graphs
-from kdgat.core.manifest import atomic_write_text, sha256_file, write_manifest
-from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
-from kdgat.models.compiled import compile_for_inference
-from kdgat.evaluation.scoring import score_model
+from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.stage_log import log_stage
+from kdgat.data.batching import assemble_batch
 from kdgat.data.store import GraphStore, open_store
-from kdgat.stages.train import MODEL_FILE, load_run_model
+from kdgat.evaluation.explain import explain_gat, sample_graphs
+from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
+from kdgat.evaluation.scoring import score_model
+from kdgat.fusion.ensemble import FUSION_FILE, is_fusion_run, load_fusion_run
+from kdgat.models.compiled import compile_for_inference
+from kdgat.training.runs import MODEL_FILE, load_run_model
 
 ATTENTION_SAMPLE = 50
+RESULTS_FILE = "metrics.json"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
 
 
@@ -102,8 +105,6 @@ def evaluate_run(
 
 
 def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[str, dict, dict, dict]:
-    from kdgat.stages.fuse import load_fusion_run
-
     ensemble, fusion, members = load_fusion_run(run_dir, store)
     label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
     val, _ = ensemble.data(store.part("val"))
@@ -134,7 +135,7 @@ def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[
     return label, result, curves, extras
 
 
-def run_evaluate(
+def run(
     run_dirs: list[str | Path],
     graphs_dir: str | Path,
     out_dir: str | Path,
@@ -145,16 +146,14 @@ def run_evaluate(
     compile_models: bool = False,
     tracking_uri: str | None = None,
     dataset: str | None = None,
-) -> dict:
-    """Evaluate every run on the store's validation and test parts; returns metrics.json's content."""
+) -> Manifest:
+    """Evaluate every run on the store's validation and test parts (``metrics.json``, :func:`read_results`)."""
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     if not run_dirs:
         raise KdgatError("nothing to evaluate: pass one or more --runs RUN_DIR")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
-    from kdgat.stages.fuse import is_fusion_run
-
     metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
     for run in map(Path, run_dirs):
         if is_fusion_run(run):
@@ -168,17 +167,14 @@ def run_evaluate(
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
         explanations.update(arrays.get("explanations", {}))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    begin_output(out_dir)
     document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
-    np.savez_compressed(out_dir / ".embeddings.tmp.npz", **embeddings)
-    (out_dir / ".embeddings.tmp.npz").replace(out_dir / "embeddings.npz")
+    _save_npz(out_dir / "embeddings.npz", embeddings)
     if attention:
-        np.savez_compressed(out_dir / ".attention.tmp.npz", **attention)
-        (out_dir / ".attention.tmp.npz").replace(out_dir / "attention.npz")
+        _save_npz(out_dir / "attention.npz", attention)
     atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
     if explanations:
-        np.savez_compressed(out_dir / ".explanations.tmp.npz", **explanations)
-        (out_dir / ".explanations.tmp.npz").replace(out_dir / "explanations.npz")
+        _save_npz(out_dir / "explanations.npz", explanations)
     if policies:
         atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
     for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
@@ -205,21 +201,30 @@ def run_evaluate(
             artifacts=[],
             tracking_uri=tracking_uri,
         )
-    atomic_write_text(out_dir / "metrics.json", json.dumps(document, indent=2) + "\n")
-    inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
+    atomic_write_text(out_dir / RESULTS_FILE, json.dumps(document, indent=2) + "\n")
+    inputs = [file_entry(graphs_dir / "metadata.json")]
     for r in map(Path, run_dirs):
-        weights = r / MODEL_FILE if (r / MODEL_FILE).exists() else r / "fusion.pt"
-        inputs.append({"path": str(weights), "sha256": sha256_file(weights)})
-    outputs = ["metrics.json", "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
+        inputs.append(file_entry(r / MODEL_FILE if (r / MODEL_FILE).exists() else r / FUSION_FILE))
+    outputs = [RESULTS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
     outputs += ["explanations.npz"] if explanations else []
-    write_manifest(
+    return write_manifest(
         out_dir,
         stage="evaluate",
         inputs=inputs,
         config={"threshold_method": method, "batch_size": batch_size, "explain": explain, "compile": compile_models},
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
-        extra={"dataset": dataset},
+        dataset=dataset,
+        summary={"threshold_method": method, "models": list(metrics)},
     )
-    return document
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp:
+        np.savez_compressed(tmp, **arrays)
+
+
+def read_results(out_dir: str | Path) -> dict:
+    """The evaluation's ``metrics.json``: per model, its threshold and validation and per-scenario metrics."""
+    return json.loads((Path(out_dir) / RESULTS_FILE).read_text())

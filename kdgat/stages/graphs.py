@@ -13,11 +13,9 @@ folder that replaces the old store only when complete.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdgat.core.config import PreprocessingConfig
+from kdgat.core.atomic import atomic_write_text, clean_stale, staged_folder
 from kdgat.core.errors import KdgatError
+from kdgat.core.hashing import content_hash, sha256_file
+from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from kdgat.core.schema import PreprocessingConfig
 from kdgat.data.features import get_feature_set
 from kdgat.data.frames import BENIGN_ATTACK_TYPE
-from kdgat.core.manifest import atomic_write_text, content_hash, read_manifest, sha256_file, write_manifest
+from kdgat.data.split import block_split, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
@@ -54,50 +55,15 @@ class FramesFile:
 def frames_inputs(frames_dir: Path) -> list[FramesFile]:
     """The frame files listed by an ingest manifest, with content hashes."""
     manifest = read_manifest(frames_dir)
-    if manifest is None or manifest.get("stage") != "ingest":
+    if manifest is None or manifest.stage != "ingest":
         raise KdgatError(f"{frames_dir}: not an ingest output (no ingest manifest.json); run `kdgat ingest` first")
     files = []
-    for item in manifest["outputs"]:
-        path = frames_dir / item["path"]
+    for item in manifest.outputs:
+        path = frames_dir / item.path
         if not path.is_file():
-            raise KdgatError(f"{path}: listed in {frames_dir / 'manifest.json'} but missing")
-        files.append(FramesFile(path, item["path"], item["split"], item["scenario"], item["source"], sha256_file(path)))
+            raise KdgatError(f"{path}: listed in {frames_dir / MANIFEST_NAME} but missing")
+        files.append(FramesFile(path, item.path, item.split, item.scenario, item.source, sha256_file(path)))
     return files
-
-
-def part_name(split: str, scenario: str) -> str:
-    """'test' + 'fuzzing' -> 'test__fuzzing'; a scenario already named after its split stays as is."""
-    if scenario in (split, ""):
-        return split
-    return scenario if scenario.startswith(f"{split}_") else f"{split}__{scenario}"
-
-
-def _stable_int(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-
-
-def block_split(
-    n: int, starts: np.ndarray, window: int, cfg: PreprocessingConfig, key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation masks over ``starts`` from contiguous time blocks of one file.
-
-    A window uses frames s .. s+W (its last transition's target included); it
-    goes to the side whose block holds all of them, and is dropped if they
-    straddle a block boundary, so no frame is shared between the two sides.
-    """
-    blocks = int(min(cfg.val_blocks, max(len(starts), 1)))
-    if blocks < 2:
-        return np.ones(len(starts), bool), np.zeros(len(starts), bool)
-    edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)
-    n_val = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
-    rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
-    val_blocks = rng.choice(blocks, size=n_val, replace=False)
-    last_frame = np.minimum(starts + window, n - 1)
-    first_block = np.searchsorted(edges, starts, side="right") - 1
-    last_block = np.searchsorted(edges, last_frame, side="right") - 1
-    whole = first_block == last_block
-    in_val = np.isin(first_block, val_blocks)
-    return whole & ~in_val, whole & in_val
 
 
 def _read_frames(path: Path):
@@ -209,7 +175,7 @@ def _feature_stats(part_dir: Path) -> dict:
     return {"node": stats(x), "edge": stats(e)}
 
 
-def run_graphs(
+def run(
     frames_dir: str | Path,
     out_dir: str | Path,
     cfg: PreprocessingConfig,
@@ -218,8 +184,12 @@ def run_graphs(
     force: bool = False,
     config_hash: str | None = None,
     progress=None,
-) -> dict:
-    """Build (or reuse) the graph store of a frames folder; returns its metadata."""
+) -> Manifest:
+    """Build (or reuse) the graph store of a frames folder; its summary says what the store holds.
+
+    A store that is already up to date is not rebuilt: its own manifest comes back, with
+    ``summary["reused"]`` true.
+    """
     started = time.perf_counter()
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     feature_set = get_feature_set(cfg.feature_set)
@@ -231,9 +201,8 @@ def run_graphs(
         if like_meta["feature_set"]["tag"] != feature_set.tag:
             raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")
     fingerprint = _fingerprint(files, cfg, like_meta)
-    if not force and store_is_current(out_dir, fingerprint):
-        meta = json.loads((out_dir / METADATA).read_text())
-        return {**meta, "reused": True}
+    if not force and store_is_current(out_dir, fingerprint) and (current := read_manifest(out_dir)) is not None:
+        return current.model_copy(update={"summary": {**current.summary, "reused": True}})
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
         raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
@@ -252,10 +221,11 @@ def run_graphs(
             ids = [vocab.lookup(keys) for keys in scan.train_gap_keys]
             periods = median_periods(scan.train_gaps, ids, vocab.size)
     no_timestamps: list[str] = []
+    dataset = read_manifest(frames_dir).dataset or frames_dir.name
 
-    staging = out_dir.parent / f".{out_dir.name}.staging-{uuid.uuid4().hex[:8]}"
-    shards = staging / "shards"
-    try:
+    clean_stale(out_dir.parent)
+    with staged_folder(out_dir) as staging:
+        shards = staging / "shards"
         shard_dirs: dict[str, list[Path]] = {}
         part_files: dict[str, list[str]] = {}
         part_split: dict[str, tuple[str, str]] = {}
@@ -307,6 +277,7 @@ def run_graphs(
                     attack_type=graphs.attack_type,
                     window_start=graphs.window_start,
                     file_index=np.zeros(graphs.num_graphs, np.int32),
+                    fsync=False,  # shards live in the store's staging folder, flushed once at the swap
                 )
                 shard_dirs.setdefault(name, []).append(shard)
                 part_files.setdefault(name, []).append(f.source)
@@ -315,7 +286,7 @@ def run_graphs(
         parts_meta = {}
         for name, dirs in shard_dirs.items():
             split, scenario = part_split[name]
-            info = concat_parts(staging / "parts" / name, dirs, name=name, split=split, scenario=scenario)
+            info = concat_parts(staging / "parts" / name, dirs, name=name, split=split, scenario=scenario, fsync=False)
             parts_meta[name] = _describe_part(staging / "parts" / name, info)
         shutil.rmtree(shards)
 
@@ -327,7 +298,7 @@ def run_graphs(
             raise KdgatError("no training windows were produced (files shorter than one window?)")
         metadata = {
             "kind": "kdgat-graph-store",
-            "dataset": (read_manifest(frames_dir) or {}).get("dataset") or frames_dir.name,
+            "dataset": dataset,
             "fingerprint": fingerprint,
             "window": cfg.window,
             "stride": cfg.stride,
@@ -351,19 +322,19 @@ def run_graphs(
         }
         atomic_write_text(staging / VOCAB, json.dumps(vocab.to_json()) + "\n")
         atomic_write_text(staging / METADATA, json.dumps(metadata, indent=2) + "\n")
-        write_manifest(
+        summary_keys = ("window", "stride", "vocab_size", "feature_set", "parts", "dropped_straddling_windows",
+                        "timestamps_missing", "fingerprint")  # fmt: skip
+        manifest = write_manifest(
             staging,
             stage="graphs",
-            inputs=[{"path": str(f.path), "sha256": f.sha256} for f in files],
-            config={"preprocessing": cfg.model_dump(mode="json"), "like": str(like) if like else None},
+            inputs=[{"path": str(f.path.resolve()), "sha256": f.sha256} for f in files],
+            config={"preprocessing": cfg.model_dump(mode="json"), "like": str(Path(like).resolve()) if like else None},
             outputs=[{"path": f"parts/{name}", **meta} for name, meta in parts_meta.items()],
             wall_time_s=time.perf_counter() - started,
-            extra={"fingerprint": fingerprint},
+            dataset=dataset,
+            summary={**{k: metadata[k] for k in summary_keys}, "reused": False},
         )
-        _swap_in(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {**metadata, "reused": False}
+    return manifest
 
 
 def _describe_part(part_dir: Path, info: dict) -> dict:
@@ -382,14 +353,3 @@ def _describe_part(part_dir: Path, info: dict) -> dict:
         "attack_share": round(float((y == 1).sum() / labelled.sum()), 4) if labelled.any() else None,
         "files": len(info["files"]),
     }
-
-
-def _swap_in(staging: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by the finished staging folder (old store removed only after)."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

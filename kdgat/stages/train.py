@@ -25,39 +25,18 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from kdgat.data.batching import GraphBatchLoader
-from kdgat.core.config import PipelineConfig, config_hash, config_to_json, load_frozen_config
+from kdgat.core.atomic import atomic_path, atomic_write_text
+from kdgat.core.config import config_hash, config_to_json, load_frozen_config
 from kdgat.core.errors import KdgatError
+from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.schema import PipelineConfig
+from kdgat.core.stage_log import log_stage
+from kdgat.data.batching import GraphBatchLoader
+from kdgat.data.store import GraphStore, open_store
+from kdgat.models import build_model
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
-from kdgat.core.manifest import atomic_write_text, sha256_file, write_manifest
-from kdgat.models import build_model
-from kdgat.core.stage_log import log_stage
-from kdgat.data.store import GraphStore, open_store
-
-MODEL_FILE = "model.pt"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-
-
-def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
-    """Rebuild a trained model from its run directory (frozen config + weights), in eval mode."""
-    run_dir = Path(run_dir)
-    for name in (CONFIG_FILE, MODEL_FILE):
-        if not (run_dir / name).is_file():
-            raise KdgatError(f"{run_dir}: not a finished training run (no {name})")
-    cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
-    num_ids = state["id_embedding.weight"].shape[0]
-    num_features = json.loads((run_dir / METRICS_FILE).read_text())["num_node_features"]
-    if store is not None and (num_ids, num_features) != (store.vocab_size, store.num_node_features):
-        raise KdgatError(
-            f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
-            f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
-        )
-    model = build_model(cfg.model_type, num_ids, cfg.model_section, num_features=num_features)
-    model.load_state_dict(state)
-    return model.eval(), cfg
+from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model
 
 
 def _loaders(store: GraphStore, cfg: PipelineConfig) -> tuple[GraphBatchLoader, GraphBatchLoader]:
@@ -99,8 +78,8 @@ def _quiet_lightning() -> None:
 
 
 def _curriculum_loader(store: GraphStore, cfg: PipelineConfig, vgae_dir: Path):
-    from kdgat.training.curriculum import CurriculumLoader
     from kdgat.evaluation.scoring import score_vgae
+    from kdgat.training.curriculum import CurriculumLoader
 
     vgae, vgae_cfg = load_run_model(vgae_dir, store)
     if vgae_cfg.model_type != "vgae":
@@ -110,7 +89,7 @@ def _curriculum_loader(store: GraphStore, cfg: PipelineConfig, vgae_dir: Path):
     return CurriculumLoader(store.part("train"), difficulty, cfg.training.batch_size, cfg.training.max_epochs, cfg.seed)
 
 
-def run_train(
+def run(
     cfg: PipelineConfig,
     graphs_dir: str | Path,
     out_dir: str | Path,
@@ -122,8 +101,8 @@ def run_train(
     tracking_uri: str | None = None,
     dataset: str | None = None,
     curriculum_vgae: str | Path | None = None,
-) -> dict:
-    """Train one model on a graph store; returns the run's metrics.
+) -> Manifest:
+    """Train one model on a graph store; the manifest's summary holds the run's metrics.
 
     ``curriculum_vgae``: a VGAE run whose difficulty scores drive the GAT's
     hard-sample curriculum (kdgat.training.curriculum); without it the GAT sees every
@@ -157,7 +136,7 @@ def run_train(
             raise KdgatError("--curriculum orders the GAT's training windows; it does not apply to a vgae")
         train_loader = _curriculum_loader(store, cfg, Path(curriculum_vgae))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    begin_output(out_dir)
     ckpt_dir = out_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     previous = out_dir / CONFIG_FILE
@@ -198,9 +177,8 @@ def run_train(
     best_path = Path(best.best_model_path) if best.best_model_path else last
     state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    tmp = out_dir / f".{MODEL_FILE}.tmp"
-    torch.save(weights, tmp)
-    tmp.replace(out_dir / MODEL_FILE)
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        torch.save(weights, tmp)
     metrics = {
         "model": cfg.model_type,
         "scale": cfg.scale,
@@ -237,18 +215,16 @@ def run_train(
         curves=out_dir / "logs" / "metrics.csv",
     )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    inputs = [{"path": str(graphs_dir / "metadata.json"), "sha256": sha256_file(graphs_dir / "metadata.json")}]
+    inputs = [file_entry(graphs_dir / "metadata.json")]
     if teacher_dir is not None:
-        inputs.append(
-            {"path": str(Path(teacher_dir) / MODEL_FILE), "sha256": sha256_file(Path(teacher_dir) / MODEL_FILE)}
-        )
-    write_manifest(
+        inputs.append(file_entry(Path(teacher_dir) / MODEL_FILE))
+    return write_manifest(
         out_dir,
         stage="train",
         inputs=inputs,
         config=json.loads(config_to_json(cfg)),
         outputs=[{"path": name} for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, "logs/metrics.csv")],
         wall_time_s=time.perf_counter() - started,
-        extra={"dataset": dataset},
+        dataset=dataset,
+        summary=metrics,
     )
-    return metrics

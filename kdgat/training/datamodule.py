@@ -14,8 +14,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 
-from kdgat.data.batching import GraphBatchLoader
 from kdgat.core.errors import KdgatError
+from kdgat.data.batching import GraphBatchLoader
 from kdgat.data.store import GraphPart, GraphStore, open_store
 
 __all__ = ["GraphDataModule"]

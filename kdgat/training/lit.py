@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdgat.core.config import KDConfig
+from kdgat.core.schema import KDConfig
 from kdgat.training.kd import LatentProjection, gat_kd_loss, vgae_kd_loss
 
 

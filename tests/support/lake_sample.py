@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from kdgat.core.config import config_to_json, resolve_config
-from kdgat.core.manifest import content_hash, sha256_file, write_manifest
+from kdgat.core.hashing import content_hash
+from kdgat.core.manifest import file_entry, write_manifest
 from kdgat.evaluation.metrics import binary_metrics, curve_points
 
 SCENARIOS = ("test_01_known_vehicle_known_attack", "test_02_unknown_vehicle_known_attack")
@@ -42,8 +43,8 @@ def _write_json(path: Path, value) -> None:
 
 def _manifest(out_dir: Path, stage: str, inputs: list[Path], config: dict, outputs: list[str], dataset: str) -> None:
     write_manifest(
-        out_dir, stage=stage, inputs=[{"path": str(p), "sha256": sha256_file(p)} for p in inputs], config=config,
-        outputs=[{"path": p} for p in outputs], wall_time_s=1.0, extra={"dataset": dataset},
+        out_dir, stage=stage, inputs=[file_entry(p) for p in inputs], config=config,
+        outputs=[{"path": p} for p in outputs], wall_time_s=1.0, dataset=dataset,
     )  # fmt: skip
 
 

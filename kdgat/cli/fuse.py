@@ -1,0 +1,41 @@
+"""`kdgat fuse`: learn per-window weights of a frozen VGAE and GAT (:mod:`kdgat.stages.fuse`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kdgat.cli.common import DatasetTagOpt, FusionMethod, Scale, TrackingUriOpt, out, user_errors
+
+
+def fuse(
+    method: Annotated[FusionMethod, typer.Option("--method", help="dqn agent, or the mlp / weighted baselines.")] = ...,
+    vgae: Annotated[Path, typer.Option("--vgae", help="Run directory of the VGAE.")] = ...,
+    gat: Annotated[Path, typer.Option("--gat", help="Run directory of the GAT.")] = ...,
+    graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store both were trained on.")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
+    scale: Annotated[Scale, typer.Option("--scale", "-s", help="DQN preset (large or small).")] = Scale.small,
+    override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
+    tracking_uri: TrackingUriOpt = None,
+    dataset: DatasetTagOpt = None,
+) -> None:
+    """Learn per-window fusion weights of a frozen VGAE and GAT (decision: fused score vs a validation threshold)."""
+    from kdgat.core.config import resolve_config
+    from kdgat.stages import fuse as stage
+
+    with user_errors():
+        cfg = resolve_config("dqn", scale.value, "none", override)
+        metrics = stage.run(
+            cfg, method.value, vgae, gat, graphs_dir, out_dir, tracking_uri=tracking_uri, dataset=dataset
+        ).summary
+    out.print(
+        f"fusion {metrics['method']} fitted on {metrics['train_windows']:,} windows "
+        f"({metrics['fusion_parameters']:,} parameters; ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `kdgat` app."""
+    app.command("fuse")(fuse)

@@ -1,0 +1,51 @@
+"""`kdgat graphs`: frames -> graph store (:mod:`kdgat.stages.graphs`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kdgat.cli.common import err, out, user_errors
+from kdgat.cli.tables import store_table
+
+
+def graphs(
+    frames: Annotated[Path, typer.Option("--frames", help="An ingest output folder (frame Parquet + manifest).")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Graph store folder to write.")] = ...,
+    like: Annotated[
+        Optional[Path],
+        typer.Option("--like", help="Existing store whose vocabulary, attack types, window and scaling to reuse."),
+    ] = None,
+    override: Annotated[
+        list[str], typer.Option("--override", "-O", help="Override a key, e.g. -O preprocessing.stride=50.")
+    ] = [],
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if the store is up to date.")] = False,
+) -> None:
+    """Cut frames into windows and build the graph store (train/val by time blocks, one part per test scenario)."""
+    from kdgat.core.config import config_hash, resolve_config
+    from kdgat.stages import graphs as stage
+
+    with user_errors():
+        cfg = resolve_config("gat", "large", "none", override)
+
+        def progress(i: int, n: int, item) -> None:
+            err.print(f"[dim][{i + 1}/{n}][/] {item.relative}", highlight=False)
+
+        meta = stage.run(
+            frames, out_dir, cfg.preprocessing, like=like, force=force, config_hash=config_hash(cfg),
+            progress=progress if err.is_terminal else None,
+        ).summary  # fmt: skip
+    out.print(store_table(meta, out_dir))
+    if meta.get("timestamps_missing"):
+        err.print(
+            f"warning: {len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "
+            "are neutral and has_timestamps = 0: " + ", ".join(meta["timestamps_missing"]),
+            highlight=False,
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `kdgat` app."""
+    app.command("graphs")(graphs)

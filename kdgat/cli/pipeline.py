@@ -1,0 +1,65 @@
+"""`kdgat pipeline`: the whole chain on one machine (:mod:`kdgat.pipeline`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kdgat.cli.common import CatalogOpt, DataRootOpt, FusionMethod, TrackingUriOpt, out, user_errors
+from kdgat.cli.tables import evaluation_table
+
+
+def pipeline(
+    datasets: Annotated[list[str], typer.Option("--dataset", "-d", help="Catalog dataset (repeatable).")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Campaign folder (one subfolder per dataset).")] = ...,
+    data_root: DataRootOpt = None,
+    catalog: CatalogOpt = None,
+    override: Annotated[
+        list[str], typer.Option("--override", "-O", help="Override a key for every stage (repeatable).")
+    ] = [],
+    epochs: Annotated[
+        Optional[int], typer.Option("--epochs", min=1, help="Shorthand for -O training.max_epochs=N.")
+    ] = None,
+    episodes: Annotated[Optional[int], typer.Option("--episodes", min=1, help="-O dqn.episodes=N.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="-O seed=N (training, fusion).")] = None,
+    method: Annotated[FusionMethod, typer.Option("--fusion", help="Fusion of both ensembles.")] = FusionMethod.dqn,
+    lake: Annotated[Optional[Path], typer.Option("--lake", help="Datalake folder (default: OUT/lake).")] = None,
+    no_lake: Annotated[bool, typer.Option("--no-lake", help="Stop after evaluate (no lake, no report).")] = False,
+    explain: Annotated[int, typer.Option("--explain", min=0, help="GNNExplainer graphs per GAT run.")] = 10,
+    tracking_uri: TrackingUriOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
+) -> None:
+    """Run the whole chain on one machine (ingest -> graphs -> train x6 -> fuse x2 -> evaluate -> lake -> report).
+
+    Steps whose inputs, arguments and upstream steps are unchanged since they last finished are skipped.
+    """
+    from kdgat.pipeline.runner import PipelineOptions, PipelineRunner
+    from kdgat.stages.evaluate import read_results
+
+    shorthand = {"training.max_epochs": epochs, "dqn.episodes": episodes, "seed": seed}
+    overrides = [*override, *(f"{key}={value}" for key, value in shorthand.items() if value is not None)]
+    options = PipelineOptions(
+        data_root=data_root, catalog=catalog or [], overrides=overrides, fusion_method=method.value,
+        lake_dir=lake, tracking_uri=tracking_uri, explain=explain, force=force, lake=not no_lake,
+    )  # fmt: skip
+    with user_errors():
+        runner = PipelineRunner(datasets, out_dir, options, console=out)
+        record = runner.run()
+        for dataset in runner.datasets:
+            out.print(evaluation_table(read_results(runner.layout.eval(dataset))))
+        if options.lake:
+            from kdgat.lake import leaderboard
+            from kdgat.lake.render import rich_table
+
+            board = leaderboard(runner.layout.lake, dataset=None if len(runner.datasets) > 1 else runner.datasets[0])
+            out.print(rich_table(board, title=f"Leaderboard ({runner.layout.lake})"))
+            out.print(f"report: {runner.layout.report / 'index.html'}")
+    ran = sum(r["status"] == "ran" for r in record)
+    out.print(f"steps: {ran} ran, {len(record) - ran} cached; outputs under {out_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `kdgat` app."""
+    app.command("pipeline")(pipeline)

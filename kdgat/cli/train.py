@@ -1,0 +1,49 @@
+"""`kdgat train`: one model on a graph store (:mod:`kdgat.stages.train`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, TrackingUriOpt, out, user_errors
+from kdgat.cli.tables import run_table
+
+
+def train(
+    model: Annotated[ModelKind, typer.Option("--model", "-m", help="vgae (trained on benign graphs) or gat.")] = ...,
+    scale: Annotated[Scale, typer.Option("--scale", "-s", help="large (teacher) or small (student).")] = ...,
+    graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store built by `kdgat graphs`.")] = ...,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
+    aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard.")] = ["none"],
+    teacher: Annotated[
+        Optional[Path], typer.Option("--teacher", help="Run directory of the large model to distil (with kd_standard).")
+    ] = None,
+    override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt if present.")
+    ] = True,
+    tracking_uri: TrackingUriOpt = None,
+    dataset: DatasetTagOpt = None,
+    curriculum: Annotated[
+        Optional[Path],
+        typer.Option("--curriculum", help="VGAE run whose difficulty scores drive the GAT's hard-sample curriculum."),
+    ] = None,
+) -> None:
+    """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
+    from kdgat.core.config import resolve_config
+    from kdgat.stages import train as stage
+
+    with user_errors():
+        cfg = resolve_config(model.value, scale.value, aux, override)
+        metrics = stage.run(
+            cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
+            curriculum_vgae=curriculum,
+        ).summary  # fmt: skip
+    out.print(run_table(metrics, out_dir))
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `kdgat` app."""
+    app.command("train")(train)

@@ -1,0 +1,251 @@
+"""The run configuration's schema: frozen Pydantic models, one per config section.
+
+Every model is frozen (a run cannot change its config after it is hashed) and forbids extra keys
+(a typo must fail, not be ignored). Values live in the presets (``kdgat/presets``), never here;
+:mod:`kdgat.core.config` composes and validates them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+
+SCHEMA_VERSION = "1.0.0"
+
+# --------------------------------------------------------------------------
+# Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
+# true -> 1) because YAML already yields real ints; floats stay lax so that
+# YAML-1.1 strings like "1e-4" (PyYAML reads them as str) still work, but
+# booleans, inf and nan are refused.
+# --------------------------------------------------------------------------
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("expected a number, not a boolean")
+    return value
+
+
+PosInt = Annotated[int, Field(strict=True, gt=0)]
+NonNegInt = Annotated[int, Field(strict=True, ge=0)]
+PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, allow_inf_nan=False)]
+UnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1, allow_inf_nan=False)]
+Dropout = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1, allow_inf_nan=False)]
+OpenUnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, lt=1, allow_inf_nan=False)]
+HalfOpenUnitFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1, allow_inf_nan=False)]
+Discount = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1, allow_inf_nan=False)]
+
+
+# --------------------------------------------------------------------------
+# Sections.  Every model is frozen (a run cannot change its config after it is
+# hashed) and forbids extra keys (a typo must fail, not be ignored).  Values
+# live in config/defaults.yaml and the model files only, so fields have no
+# Python defaults except the optional ones that mean "not set".
+# --------------------------------------------------------------------------
+
+
+class PreprocessingConfig(BaseModel):
+    """Windows -> graphs and the train/val split (reference design 2.3, 2.4)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: PosInt
+    stride: PosInt
+    feature_set: Literal["e4", "e4t"]
+    val_fraction: OpenUnitFloat
+    split_seed: NonNegInt
+    # Each training file is cut into this many contiguous time blocks and whole
+    # blocks go to validation, so overlapping windows never straddle the split
+    # and validation holds both classes where the file does.
+    val_blocks: PosInt
+    # CAN IDs seen fewer times than this in training map to the OOV index
+    # (1 = every training ID gets its own embedding, as in the original study).
+    vocab_min_count: PosInt
+
+
+class TrainingConfig(BaseModel):
+    """Lightning loop settings shared by the VGAE and GAT stages (reference design 4.1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # None: each model trains with its own section's lr (the 3.1 table); set it
+    # to force one learning rate whatever the model.
+    lr: PosFloat | None = None
+    weight_decay: NonNegFloat
+    max_epochs: PosInt
+    patience: PosInt
+    batch_size: PosInt
+    # 16-mixed only runs on a GPU; the gpu profile passes -O training.precision=16-mixed.
+    precision: Literal["64-true", "32-true", "16-mixed", "bf16-mixed"]
+    gradient_clip: NonNegFloat  # 0 disables clipping
+    num_workers: NonNegInt
+    monitor: Annotated[str, Field(min_length=1)]
+    monitor_mode: Literal["min", "max"]
+
+
+class VGAEConfig(BaseModel):
+    """Variational graph autoencoder (reference design 3.1, 3.2).
+
+    ``hidden_dims`` ends with the latent width (the encoder uses the entries
+    before it), so the last entry must equal ``latent_dim``; layer 0 splits its
+    width over ``heads``, so it must divide evenly.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    latent_dim: PosInt
+    heads: PosInt
+    hidden_dims: tuple[PosInt, ...]
+    id_emb_dim: PosInt
+    dropout: Dropout
+    lr: PosFloat
+    patience: PosInt | None = None  # None: training.patience
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _check_hidden_dims(cls, dims: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        if len(dims) < 2:
+            raise ValueError("needs at least one encoder width followed by the latent width")
+        latent = info.data.get("latent_dim")
+        if latent is not None and dims[-1] != latent:
+            raise ValueError(f"last entry must equal latent_dim ({latent})")
+        heads = info.data.get("heads")
+        if heads is not None and dims[0] % heads:
+            raise ValueError(f"first width must be divisible by heads ({heads})")
+        return dims
+
+
+class GATConfig(BaseModel):
+    """GAT with jumping knowledge (reference design 3.1, 3.3); ``hidden`` is per head."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden: PosInt
+    layers: PosInt
+    heads: PosInt
+    id_emb_dim: PosInt
+    dropout: Dropout
+    fc_layers: PosInt
+    lr: PosFloat
+    jk_mode: Literal["cat", "last", "max", "lstm"]
+    patience: PosInt | None = None  # None: training.patience
+
+
+class DQNConfig(BaseModel):
+    """DQN fusion agent (reference design 3.5).
+
+    The task is one-step (s' = s, no transitions), so defaults.yaml sets
+    ``gamma`` to 0: a contextual bandit (E4 used 0.99, bootstrapping on s).
+    Epsilon decays multiplicatively once per episode,
+    ``eps_e = max(epsilon_end, epsilon_start * epsilon_decay**e)``; E4 listed a
+    decay but never applied it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hidden: PosInt
+    layers: PosInt
+    dropout: Dropout
+    lr: PosFloat
+    weight_decay: NonNegFloat
+    buffer_size: PosInt
+    batch_size: PosInt
+    target_update: PosInt
+    gamma: Discount
+    epsilon_start: UnitFloat
+    epsilon_end: UnitFloat
+    epsilon_decay: HalfOpenUnitFloat
+    episodes: PosInt
+    samples_per_episode: PosInt
+    updates_per_episode: PosInt
+    validate_every: PosInt
+    action_step: HalfOpenUnitFloat
+
+    @field_validator("action_step")
+    @classmethod
+    def _check_action_step(cls, step: float) -> float:
+        n = round(1.0 / step)
+        if abs(n * step - 1.0) > 1e-9:
+            raise ValueError("must divide 1 evenly (the actions are the fusion weights 0, step, ..., 1)")
+        return step
+
+    @field_validator("epsilon_end")
+    @classmethod
+    def _check_epsilon_end(cls, end: float, info: ValidationInfo) -> float:
+        start = info.data.get("epsilon_start")
+        if start is not None and end > start:
+            raise ValueError(f"must not exceed epsilon_start ({start})")
+        return end
+
+    @property
+    def num_actions(self) -> int:
+        """Number of fusion weights alpha in linspace(0, 1, n) (21 for step 0.05)."""
+        return round(1.0 / self.action_step) + 1
+
+
+class FusionConfig(BaseModel):
+    """Which fusion method the fuse stage trains, and the two baselines' settings (reference design 3.5)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["dqn", "mlp", "weighted"]
+    decision_threshold: UnitFloat
+    epochs: PosInt  # mlp and weighted baselines
+    mlp_hidden: tuple[PosInt, ...]
+    mlp_dropout: Dropout
+    mlp_lr: PosFloat
+    weighted_lr: PosFloat
+
+
+class KDConfig(BaseModel):
+    """Teacher -> student distillation weights (reference design 4.4); present only with a KD auxiliary."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temperature: PosFloat
+    alpha: UnitFloat
+    vgae_latent_weight: NonNegFloat
+    vgae_recon_weight: NonNegFloat
+
+
+class PipelineConfig(BaseModel):
+    """Everything one stage run depends on; frozen, hashed by :func:`config_hash`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+    schema_version: Literal["1.0.0"]
+    model_type: Literal["vgae", "gat", "dqn"]
+    scale: Literal["large", "small"]
+    auxiliaries: tuple[str, ...]
+    seed: NonNegInt
+    preprocessing: PreprocessingConfig
+    training: TrainingConfig
+    vgae: VGAEConfig
+    gat: GATConfig
+    dqn: DQNConfig
+    fusion: FusionConfig
+    kd: KDConfig | None = None
+
+    @property
+    def model_section(self) -> VGAEConfig | GATConfig | DQNConfig:
+        """The section of the model this run trains."""
+        return getattr(self, self.model_type)
+
+    @property
+    def effective_lr(self) -> float:
+        """training.lr when set, else the model section's lr."""
+        return self.training.lr if self.training.lr is not None else self.model_section.lr
+
+    @property
+    def effective_patience(self) -> int:
+        """The model section's patience when set (GAT small: 50), else training.patience."""
+        own = getattr(self.model_section, "patience", None)
+        return own if own is not None else self.training.patience
+
+    @property
+    def has_kd(self) -> bool:
+        return self.kd is not None
+
+

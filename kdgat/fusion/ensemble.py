@@ -1,0 +1,63 @@
+"""A fusion run folder as other stages read it: the frozen VGAE + GAT pair and the fitted fusion.
+
+``members.json`` names the two member runs and the VGAE score scale; ``fusion.pt`` holds the fitted
+fusion method; evaluation and export rebuild the ensemble from them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdgat.core.config import load_frozen_config
+from kdgat.core.errors import KdgatError
+from kdgat.data.store import GraphPart, GraphStore
+from kdgat.evaluation.scoring import fusion_state, score_gat, score_vgae
+from kdgat.fusion import FusionData, make_fusion
+from kdgat.training.runs import CONFIG_FILE, load_run_model
+
+FUSION_FILE = "fusion.pt"
+MEMBERS_FILE = "members.json"
+
+
+class Ensemble:
+    """A frozen VGAE + GAT pair and the squashing of the VGAE score."""
+
+    def __init__(self, vgae_dir: Path, gat_dir: Path, store: GraphStore, vgae_scale: float | None = None):
+        self.vgae, self.vgae_cfg = load_run_model(vgae_dir, store)
+        self.gat, self.gat_cfg = load_run_model(gat_dir, store)
+        if self.vgae_cfg.model_type != "vgae" or self.gat_cfg.model_type != "gat":
+            raise KdgatError(f"fusion needs a vgae run ({vgae_dir}) and a gat run ({gat_dir})")
+        self.vgae_scale = vgae_scale
+
+    def data(self, part: GraphPart, batch_size: int = 1024) -> tuple[FusionData, np.ndarray]:
+        """Fusion inputs for the labelled windows of ``part`` (and which windows those are)."""
+        vgae = score_vgae(self.vgae, part, batch_size)
+        gat = score_gat(self.gat, part, batch_size)
+        y = np.asarray(part.y)
+        keep = y >= 0
+        if self.vgae_scale is None:
+            benign = vgae["recon"][y == 0]
+            self.vgae_scale = float(np.median(benign)) if len(benign) else float(np.median(vgae["recon"]))
+        error = vgae["recon"]
+        squashed = error / (error + max(self.vgae_scale, 1e-12))
+        data = FusionData(fusion_state(vgae, gat)[keep], squashed[keep], gat["p_attack"][keep], y[keep])
+        return data, keep
+
+
+def load_fusion_run(run_dir: str | Path, store: GraphStore):
+    """Rebuild (ensemble, fusion, method, members) from a fuse run directory."""
+    run_dir = Path(run_dir)
+    members = json.loads((run_dir / MEMBERS_FILE).read_text())
+    cfg = load_frozen_config(run_dir / CONFIG_FILE)
+    ensemble = Ensemble(Path(members["vgae"]), Path(members["gat"]), store, vgae_scale=members["vgae_scale"])
+    fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
+    fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=True))
+    return ensemble, fusion, members
+
+
+def is_fusion_run(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / MEMBERS_FILE).is_file()

@@ -1,0 +1,74 @@
+"""The pipeline's plan: every stage of a campaign and what it needs, in dependency order.
+
+`plan_steps()` is the one description of the stages and their dependencies: the single-machine
+runner walks it, and `main.nf` mirrors it (a static test compares the two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TRAIN_VARIANTS = (
+    # (model, scale, knowledge distillation)
+    ("vgae", "large", False),
+    ("gat", "large", False),
+    ("vgae", "small", True),
+    ("gat", "small", True),
+    ("vgae", "small", False),
+    ("gat", "small", False),
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage invocation; `process` is its Nextflow process (or alias) name."""
+
+    name: str
+    stage: str
+    needs: tuple[str, ...] = ()
+    model: str | None = None
+    scale: str | None = None
+    kd: bool = False
+    teacher: str | None = None
+    members: tuple[str, ...] = ()
+    per_dataset: bool = True
+
+    @property
+    def process(self) -> str:
+        return self.name.upper()
+
+    @property
+    def run_name(self) -> str:
+        """Folder of a train or fuse run under `<dataset>/runs/` (the step name without `train_`)."""
+        return self.name.removeprefix("train_")
+
+
+def train_step_name(model: str, scale: str, kd: bool) -> str:
+    return f"train_{model}_{scale}" + ("_kd" if kd else "")
+
+
+def plan_steps() -> list[Step]:
+    """Every stage of one campaign in dependency order (lake and report collect all datasets)."""
+    steps = [Step("ingest", "ingest"), Step("graphs", "graphs", needs=("ingest",))]
+    for model, scale, kd in TRAIN_VARIANTS:
+        teacher = train_step_name(model, "large", False) if kd else None
+        steps.append(
+            Step(
+                train_step_name(model, scale, kd),
+                "train",
+                needs=("graphs",) + ((teacher,) if teacher else ()),
+                model=model,
+                scale=scale,
+                kd=kd,
+                teacher=teacher,
+            )
+        )
+    for scale, kd in (("large", False), ("small", True)):
+        members = (train_step_name("vgae", scale, kd), train_step_name("gat", scale, kd))
+        name = f"fuse_{scale}" + ("_kd" if kd else "")
+        steps.append(Step(name, "fuse", needs=("graphs", *members), scale=scale, kd=kd, members=members))
+    runs = tuple(s.name for s in steps if s.stage in ("train", "fuse"))
+    steps.append(Step("evaluate", "evaluate", needs=("graphs", *runs)))
+    steps.append(Step("lake", "lake", needs=(*runs, "evaluate"), per_dataset=False))
+    steps.append(Step("report", "report", needs=("lake",), per_dataset=False))
+    return steps

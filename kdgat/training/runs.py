@@ -1,0 +1,42 @@
+"""A training run folder as other stages read it: the file names and rebuilding its model.
+
+``model.pt`` holds the best weights, ``config.json`` the frozen config the run trained with and
+``metrics.json`` its figures; together they rebuild the model anywhere, without the training store.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from kdgat.core.config import load_frozen_config
+from kdgat.core.errors import KdgatError
+from kdgat.core.schema import PipelineConfig
+from kdgat.data.store import GraphStore
+from kdgat.models import build_model
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+
+
+def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
+    """Rebuild a trained model from its run directory (frozen config + weights), in eval mode."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, MODEL_FILE):
+        if not (run_dir / name).is_file():
+            raise KdgatError(f"{run_dir}: not a finished training run (no {name})")
+    cfg = load_frozen_config(run_dir / CONFIG_FILE)
+    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    num_ids = state["id_embedding.weight"].shape[0]
+    num_features = json.loads((run_dir / METRICS_FILE).read_text())["num_node_features"]
+    if store is not None and (num_ids, num_features) != (store.vocab_size, store.num_node_features):
+        raise KdgatError(
+            f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
+            f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
+        )
+    model = build_model(cfg.model_type, num_ids, cfg.model_section, num_features=num_features)
+    model.load_state_dict(state)
+    return model.eval(), cfg
