@@ -23,7 +23,7 @@ from kdgat.core.config import (
     resolve_config,
 )
 from kdgat.core.errors import ConfigError
-from kdgat.core.schema import PipelineConfig
+from kdgat.core.schema import SCHEMA_VERSION, PipelineConfig
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -125,7 +125,7 @@ def test_model_files_load_reference_table(model, scale):
     cfg = resolve_config(model, scale)
     section = getattr(cfg, model).model_dump()
     assert {k: section[k] for k in REFERENCE_TABLE[model, scale]} == REFERENCE_TABLE[model, scale]
-    assert (cfg.model_type, cfg.scale, cfg.schema_version) == (model, scale, "1.0.0")
+    assert (cfg.model_type, cfg.scale, cfg.schema_version) == (model, scale, SCHEMA_VERSION)
     assert cfg.gat.jk_mode == "cat"
 
 
@@ -135,9 +135,14 @@ def test_common_defaults_follow_reference_and_cpu():
     assert (cfg.preprocessing.window, cfg.preprocessing.stride, cfg.preprocessing.feature_set) == (100, 100, "e4t")
     assert cfg.preprocessing.vocab_min_count == 5
     t = cfg.training
-    assert (t.weight_decay, t.max_epochs, t.patience, t.gradient_clip, t.num_workers) == (1e-4, 300, 100, 1.0, 0)
+    assert (t.weight_decay, t.max_epochs, t.patience, t.gradient_clip) == (1e-4, 300, 100, 1.0)
     assert (t.precision, t.monitor) == ("32-true", "val_loss")
-    assert cfg.fusion.method == "dqn"
+
+
+@pytest.mark.parametrize("key", ["training.num_workers=0", "fusion.method=dqn", "fusion.decision_threshold=0.5"])
+def test_keys_that_nothing_reads_are_not_config(key):
+    with pytest.raises(ConfigError, match=f"{key.split('=')[0]}: unknown key"):
+        resolve_config("dqn", "small", overrides=[key])
 
 
 def test_dqn_is_one_step_with_a_decaying_epsilon():

@@ -371,36 +371,27 @@ def store_dir(tmp_path):
     return tmp_path
 
 
-def test_datamodule_loaders(store_dir):
-    dm = GraphDataModule(store_dir, batch_size=8, eval_batch_size=5, seed=1)
-    assert dm.num_node_features == F_NODE and dm.num_edge_features == F_EDGE and dm.vocab_size == 42
-    dm.setup("fit")
-    counts = dm.class_counts("train")
-    assert counts[0] + counts[1] + counts[-1] == 50 and counts[-1] == 0
-    assert dm.class_counts() == counts
-
+def test_datamodule_serves_the_windows_a_model_learns_from(store_dir):
+    store = open_store(store_dir)
+    train_y, val_y = np.asarray(store.part("train").y), np.asarray(store.part("val").y)
+    dm = GraphDataModule(store, batch_size=8, seed=1)
+    assert dm.train_indices.tolist() == np.flatnonzero(train_y >= 0).tolist()
     first, second = dm.train_dataloader(), dm.train_dataloader()
-    assert len(first) == 7 and first.batch_size == 8
-    o1, o2 = first.sampler.order(), second.sampler.order()
-    assert sorted(o1.tolist()) == sorted(o2.tolist()) == list(range(50))
-    assert o1.tolist() != o2.tolist()  # a new epoch each call
-    assert sum(b.num_graphs for b in first) == 50
+    assert first.batch_size == 8 and sum(b.num_graphs for b in first) == len(dm.train_indices)
+    assert first.sampler.order(0).tolist() == second.sampler.order(0).tolist()  # a pure function of (seed, epoch)
+    assert first.sampler.order(0).tolist() != first.sampler.order(1).tolist()  # reshuffled every epoch
 
-    val = dm.val_dataloader()
-    assert [b.num_graphs for b in val] == [5, 5, 2]
+    benign = GraphDataModule(store, batch_size=8, labels=(0,))  # what the VGAE trains on
+    assert len(benign.train_indices) == int((train_y == 0).sum()) < len(train_y)
+    assert {int(y) for b in benign.train_dataloader() for y in b.y} == {0}
+    assert {int(y) for b in benign.val_dataloader() for y in b.y} == {0}
+    assert sum(b.num_graphs for b in benign.val_dataloader()) == int((val_y == 0).sum())
+
     tests = dm.test_dataloader()
-    assert dm.test_part_names == ["test__dos", "test__replay"]
-    assert [lo.part.name for lo in tests] == dm.test_part_names
+    assert [lo.part.name for lo in tests] == ["test__dos", "test__replay"]
     assert [sum(b.num_graphs for b in lo) for lo in tests] == [17, 9]
-    assert tests[0].batch_size == 5
-
-    balanced = GraphDataModule(store_dir, batch_size=8, balanced=True)
-    loader = balanced.train_dataloader()
-    assert loader.sampler.balanced and len(loader) == 7
-
-    with pytest.raises(KdgatError, match="no part 'nope'"):
-        GraphDataModule(store_dir, val_part="nope").setup("fit")
-    assert GraphDataModule(store_dir, val_part=None).val_dataloader() == []
+    with pytest.raises(KdgatError, match="no labelled graphs"):
+        GraphDataModule(store, batch_size=8, labels=(7,))
 
 
 def test_datamodule_with_lightning_trainer(store_dir):
@@ -433,7 +424,7 @@ def test_datamodule_with_lightning_trainer(store_dir):
         def configure_optimizers(self):
             return torch.optim.Adam(self.parameters(), lr=1e-2)
 
-    dm = GraphDataModule(store_dir, batch_size=16, seed=0)
+    dm = GraphDataModule(open_store(store_dir), batch_size=16, seed=0)
     trainer = pl.Trainer(
         max_epochs=2,
         accelerator="cpu",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import warnings
 
 import lightning as L
 import numpy as np
@@ -119,12 +121,26 @@ def test_resume_after_an_interrupted_run(store_dir, tmp_path):
         run_train(cfg, store_dir, run, progress_bar=False, callbacks=[_CrashAfter(1)])
     assert (run / "checkpoints" / "last.ckpt").exists() and not (run / "model.pt").exists()
     assert _epochs_logged(run) == [0, 1]  # the crash came after epoch 1's checkpoint
-    metrics = run_train(cfg, store_dir, run, progress_bar=False).summary
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = run_train(cfg, store_dir, run, progress_bar=False).summary
+    assert not [w for w in caught if "will be deleted" in str(w.message)]  # the earlier curves are kept
     assert metrics["epochs"] == 4
     assert _epochs_logged(run) == [0, 1, 2, 3]  # continued from epoch 2, not restarted
     with open(run / "logs" / "metrics.csv") as handle:
         epoch0 = [row for row in csv.DictReader(handle) if row.get("val_loss") and row["epoch"] == "0"]
     assert len(epoch0) == 1
+
+
+def test_a_rerun_removes_the_old_manifest_first(store_dir, teachers, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(teachers / "gat", run)
+    assert (run / "manifest.json").is_file()
+    cfg = resolve_config("gat", "large", overrides=FAST)
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_train(cfg, store_dir, run, resume=False, progress_bar=False, callbacks=[_CrashAfter(0)])
+    # the old weights are still there, but no manifest vouches for the folder's mix of old and new files
+    assert (run / "model.pt").is_file() and not (run / "manifest.json").exists()
 
 
 def test_resume_refuses_another_config(store_dir, teachers, tmp_path):
@@ -275,23 +291,6 @@ def test_training_is_recorded_in_mlflow(store_dir, tmp_path, monkeypatch):
     assert run["run_id"] == metrics["mlflow"]["run_id"] and run["status"] == "FINISHED"
     assert run["tags"]["dataset"] == "synthetic" and run["tags"]["model"] == "gat" and run["tags"]["kd"] == "False"
     assert run["params"]["gat.heads"] == "4" and "val_loss" in run["metrics"]
-
-
-def test_gat_curriculum_sample_changes_per_epoch_in_training(store_dir, teachers, tmp_path):
-    cfg = resolve_config("gat", "small", overrides=["training.max_epochs=4", "training.batch_size=16"])
-    metrics = run_train(cfg, store_dir, tmp_path / "cur", progress_bar=False, curriculum_vgae=teachers / "vgae").summary
-    assert metrics["curriculum_vgae"] == str(teachers / "vgae") and metrics["epochs"] == 4
-    with open(tmp_path / "cur" / "logs" / "metrics.csv") as handle:
-        steps = [int(r["step"]) for r in csv.DictReader(handle) if r.get("train_loss")]
-    per_epoch = np.diff([-1, *steps])
-    assert len(set(per_epoch.tolist())) > 1  # the number of batches follows the schedule
-    with pytest.raises(KdgatError, match="does not apply to a vgae"):
-        run_train(
-            resolve_config("vgae", "small", overrides=FAST),
-            store_dir,
-            tmp_path / "x",
-            curriculum_vgae=teachers / "vgae",
-        )
 
 
 def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path, monkeypatch):

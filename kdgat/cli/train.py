@@ -26,10 +26,6 @@ def train(
     ] = True,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
-    curriculum: Annotated[
-        Optional[Path],
-        typer.Option("--curriculum", help="VGAE run whose difficulty scores drive the GAT's hard-sample curriculum."),
-    ] = None,
 ) -> None:
     """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
     from kdgat.core.config import resolve_config
@@ -39,7 +35,6 @@ def train(
         cfg = resolve_config(model.value, scale.value, aux, override)
         metrics = stage.run(
             cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
-            curriculum_vgae=curriculum,
         ).summary  # fmt: skip
     out.print(run_table(metrics, out_dir))
 

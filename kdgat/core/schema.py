@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "1.1.0"  # 1.1: training.num_workers, fusion.method and fusion.decision_threshold removed
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -80,7 +80,6 @@ class TrainingConfig(BaseModel):
     # 16-mixed only runs on a GPU; the gpu profile passes -O training.precision=16-mixed.
     precision: Literal["64-true", "32-true", "16-mixed", "bf16-mixed"]
     gradient_clip: NonNegFloat  # 0 disables clipping
-    num_workers: NonNegInt
     monitor: Annotated[str, Field(min_length=1)]
     monitor_mode: Literal["min", "max"]
 
@@ -186,12 +185,10 @@ class DQNConfig(BaseModel):
 
 
 class FusionConfig(BaseModel):
-    """Which fusion method the fuse stage trains, and the two baselines' settings (reference design 3.5)."""
+    """The two fusion baselines' settings (reference design 3.5); the method is the fuse stage's --method."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    method: Literal["dqn", "mlp", "weighted"]
-    decision_threshold: UnitFloat
     epochs: PosInt  # mlp and weighted baselines
     mlp_hidden: tuple[PosInt, ...]
     mlp_dropout: Dropout
@@ -215,7 +212,7 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    schema_version: Literal["1.0.0"]
+    schema_version: Literal["1.1.0"]
     model_type: Literal["vgae", "gat", "dqn"]
     scale: Literal["large", "small"]
     auxiliaries: tuple[str, ...]

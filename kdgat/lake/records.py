@@ -118,9 +118,6 @@ def identify(run_dir: Path) -> Identity:
             fields.update(scale=members["scale"])
         else:
             parts = ()
-            metrics = _read_json(run_dir / "metrics.json")
-            if metrics.get("curriculum_vgae"):
-                parts = ("curriculum",)
             fields.update(model_type=cfg["model_type"], family=cfg["model_type"], method=None)
             fields.update(has_kd=cfg.get("kd") is not None)
         fields["model"] = f"{fields['family']}_{fields['scale']}" + ("_kd" if fields["has_kd"] else "")

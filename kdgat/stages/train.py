@@ -20,7 +20,6 @@ import warnings
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -31,29 +30,12 @@ from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
-from kdgat.data.batching import GraphBatchLoader
-from kdgat.data.store import GraphStore, open_store
+from kdgat.data.store import open_store
 from kdgat.models import build_model
+from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
 from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model
-
-
-def _loaders(store: GraphStore, cfg: PipelineConfig) -> tuple[GraphBatchLoader, GraphBatchLoader]:
-    train, val = store.part("train"), store.part("val")
-    size = cfg.training.batch_size
-    if cfg.model_type == "vgae":  # the autoencoder learns what benign traffic looks like
-        train_idx = np.flatnonzero(np.asarray(train.y) == 0)
-        val_idx = np.flatnonzero(np.asarray(val.y) == 0)
-    else:
-        train_idx = np.flatnonzero(np.asarray(train.y) >= 0)
-        val_idx = np.flatnonzero(np.asarray(val.y) >= 0)
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise KdgatError(f"{store.path}: no usable training or validation graphs for {cfg.model_type}")
-    return (
-        GraphBatchLoader(train, size, shuffle=True, seed=cfg.seed, indices=train_idx),
-        GraphBatchLoader(val, size, indices=val_idx),
-    )
 
 
 def _keep_earlier_curves(earlier: str, curves: Path) -> None:
@@ -75,18 +57,9 @@ def _quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")  # lightning 2.6 internals
-
-
-def _curriculum_loader(store: GraphStore, cfg: PipelineConfig, vgae_dir: Path):
-    from kdgat.evaluation.scoring import score_vgae
-    from kdgat.training.curriculum import CurriculumLoader
-
-    vgae, vgae_cfg = load_run_model(vgae_dir, store)
-    if vgae_cfg.model_type != "vgae":
-        raise KdgatError(f"{vgae_dir}: --curriculum needs a vgae run")
-    scores = score_vgae(vgae, store.part("train"))
-    difficulty = scores["recon"] + 0.1 * scores["id"]
-    return CurriculumLoader(store.part("train"), difficulty, cfg.training.batch_size, cfg.training.max_epochs, cfg.seed)
+    # On resume the CSV logger announces that earlier log files "will be deleted"; _keep_earlier_curves
+    # puts the earlier epochs back, so the warning is wrong here.
+    warnings.filterwarnings("ignore", message=r".*Previous log files in this directory will be deleted.*")
 
 
 def run(
@@ -100,14 +73,8 @@ def run(
     callbacks: list | None = None,
     tracking_uri: str | None = None,
     dataset: str | None = None,
-    curriculum_vgae: str | Path | None = None,
 ) -> Manifest:
-    """Train one model on a graph store; the manifest's summary holds the run's metrics.
-
-    ``curriculum_vgae``: a VGAE run whose difficulty scores drive the GAT's
-    hard-sample curriculum (kdgat.training.curriculum); without it the GAT sees every
-    training window every epoch.
-    """
+    """Train one model on a graph store; the manifest's summary holds the run's metrics."""
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     if cfg.model_type not in ("vgae", "gat"):
@@ -129,12 +96,10 @@ def run(
     model = build_model(cfg.model_type, store.vocab_size, cfg.model_section, num_features=store.num_node_features)
     lit_class = LitVGAE if cfg.model_type == "vgae" else LitGAT
     lit = lit_class(model, cfg.effective_lr, cfg.training.weight_decay, teacher=teacher, kd=cfg.kd)
-    train_loader, val_loader = _loaders(store, cfg)
-    train_graphs = len(train_loader.sampler)  # the curriculum draws its epochs from these same graphs
-    if curriculum_vgae is not None:
-        if cfg.model_type != "gat":
-            raise KdgatError("--curriculum orders the GAT's training windows; it does not apply to a vgae")
-        train_loader = _curriculum_loader(store, cfg, Path(curriculum_vgae))
+    # the autoencoder learns what benign traffic looks like; the classifier learns from every labelled window
+    data = GraphDataModule(
+        store, cfg.training.batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
+    )
 
     begin_output(out_dir)
     ckpt_dir = out_dir / "checkpoints"
@@ -162,13 +127,12 @@ def run(
         enable_model_summary=False,
         deterministic=True,
         num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, len(train_loader))),
-        reload_dataloaders_every_n_epochs=1 if curriculum_vgae is not None else 0,
+        log_every_n_steps=max(1, min(50, -(-len(data.train_indices) // data.batch_size))),
     )
     resuming = resume and last.exists()
     curves = out_dir / "logs" / "metrics.csv"
     earlier = curves.read_text() if resuming and curves.exists() else None
-    trainer.fit(lit, train_loader, val_loader, ckpt_path=str(last) if resuming else None)
+    trainer.fit(lit, datamodule=data, ckpt_path=str(last) if resuming else None)
     if earlier is not None:
         _keep_earlier_curves(earlier, curves)
     if trainer.interrupted:
@@ -190,10 +154,9 @@ def run(
         "parameters": count_parameters(model),
         "num_node_features": store.num_node_features,
         "vocab_size": store.vocab_size,
-        "train_graphs": train_graphs,
-        "val_graphs": len(val_loader.sampler),
+        "train_graphs": len(data.train_indices),
+        "val_graphs": len(data.val_indices),
         "teacher": str(teacher_dir) if teacher_dir else None,
-        "curriculum_vgae": str(curriculum_vgae) if curriculum_vgae else None,
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
         "device": str(lit.device),
     }

@@ -100,7 +100,7 @@ def write_train_run(
         "model": model, "scale": scale, "auxiliaries": cfg["auxiliaries"], "config_hash": content_hash(cfg),
         "best_val_loss": 0.7 / epochs, "epochs": epochs, "stopped_early": False, "parameters": sizes[(model, scale)],
         "num_node_features": 11, "vocab_size": 64, "train_graphs": 400, "val_graphs": 100,
-        "teacher": str(teacher) if teacher else None, "curriculum_vgae": None,
+        "teacher": str(teacher) if teacher else None,
         "teacher_parameters": sizes[(model, "large")] if teacher else None, "device": "cpu",
     }  # fmt: skip
     _write_json(run_dir / "metrics.json", metrics)
