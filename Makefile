@@ -9,9 +9,11 @@ DEMO_OUT ?= work/demo
 .PHONY: demo test bench install clean
 
 $(STAMP): pyproject.toml constraints.txt
+	@echo "Installing kdgat into $(VENV) with the pinned versions of constraints.txt (torch CPU wheel, torch-geometric, lightning, mlflow, ...): 1-3 minutes on a fresh machine, quiet while pip works"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	touch $(STAMP)
+	@echo "Installed: $$($(BIN)/kdgat --version)"
 
 install: $(STAMP)
 

@@ -86,7 +86,7 @@ def test_store_is_reused_then_rebuilt_when_a_parameter_changes(synthetic_frames,
     first = run_graphs(synthetic_frames, out, prep()).summary
     assert first["reused"] is False
     assert run_graphs(synthetic_frames, out, prep()).summary["reused"] is True
-    for change in ({"window": 50}, {"stride": 50}, {"val_fraction": 0.3}):
+    for change in ({"window": 200}, {"stride": 50}, {"val_fraction": 0.3}):
         rebuilt = run_graphs(synthetic_frames, out, prep(**change)).summary
         assert rebuilt["reused"] is False and rebuilt["fingerprint"] != first["fingerprint"]
     assert run_graphs(synthetic_frames, out, prep(stride=50), force=True).summary["reused"] is False
@@ -162,13 +162,33 @@ def test_cli_graphs(synthetic_frames, tmp_path):
     runner = CliRunner()
     result = runner.invoke(
         app,
-        ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "s"), "-O", "preprocessing.window=50"],
+        [
+            "graphs",
+            "--frames",
+            str(synthetic_frames),
+            "--out",
+            str(tmp_path / "s"),
+            "-O",
+            "preprocessing.window=50",
+            "-O",
+            "preprocessing.stride=50",
+        ],
     )
     assert result.exit_code == 0, result.stderr
     assert "window 50" in result.output and "train" in result.output
     again = runner.invoke(
         app,
-        ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "s"), "-O", "preprocessing.window=50"],
+        [
+            "graphs",
+            "--frames",
+            str(synthetic_frames),
+            "--out",
+            str(tmp_path / "s"),
+            "-O",
+            "preprocessing.window=50",
+            "-O",
+            "preprocessing.stride=50",
+        ],
     )
     assert "reused" in again.output
     bad = runner.invoke(app, ["graphs", "--frames", str(tmp_path), "--out", str(tmp_path / "t")])

@@ -177,8 +177,10 @@ def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, te
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
 
-    run_evaluate([teachers / "gat", teachers / "vgae"], store_dir, tmp_path / "eval")
+    heard = []
+    run_evaluate([teachers / "gat", teachers / "vgae"], store_dir, tmp_path / "eval", explain=10, progress=heard.append)
     document = read_results(tmp_path / "eval")
+    assert heard[0].startswith("[1/2]") and any("GNNExplainer, graph 1/" in message for message in heard)
     store = open_store(store_dir)
     assert set(document["runs"]) == {"gat_large", "vgae_large"}
     gat = document["runs"]["gat_large"]
@@ -237,7 +239,7 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     assert "'no-such-g++' is not on PATH" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not out.exists()
+    assert not out.exists()  # found before any scoring, and before the output folder is made
 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])

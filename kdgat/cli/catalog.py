@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from kdgat.cli.common import CatalogOpt, DataRootOpt, OutputFormat, out, user_errors
 
@@ -33,7 +34,7 @@ def datasets(
     for name, row in rows.items():
         table.add_row(
             name,
-            f"[{style[row['status']]}]{row['status']}[/]",
+            Text(row["status"], style=style[row["status"]]),
             str(row["files"]),
             f"{row['bytes'] / 1e6:.1f}",
             ", ".join(row["test_scenarios"]) or "-",

@@ -13,12 +13,16 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from kdgat.core.errors import KdgatError
 
+# Messages and file names are printed literally: no markup, no emoji codes (a file named
+# `train:fire:.csv` must not become an emoji), no highlighting. Styles come from Text objects.
 # Pipes and CI logs get wide tables instead of rich's 80-column default.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+_LITERAL = dict(markup=False, emoji=False, highlight=False)
+out = Console(width=None if sys.stdout.isatty() else 160, **_LITERAL)
+err = Console(stderr=True, **_LITERAL)
 
 
 class OutputFormat(str, Enum):
@@ -64,14 +68,35 @@ class ThresholdMethod(str, Enum):
     fpr = "fpr"
 
 
+def print_error(message: str) -> None:
+    err.print(Text("error:", style="bold red"), Text(message), soft_wrap=True)
+
+
+def print_warning(message: str) -> None:
+    err.print(Text("warning:", style="bold yellow"), Text(message), soft_wrap=True)
+
+
+def progress_line(step: str, message: str) -> None:
+    """One plain progress line on stderr (``[2/8] message``): readable in a terminal and in a job log."""
+    err.print(Text(step, style="dim"), Text(message), soft_wrap=True)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn user-fixable errors into `error: ...` on stderr and a non-zero exit."""
+    """Turn user-fixable errors into `error: ...` on stderr and a non-zero exit.
+
+    An OSError that reaches here (a disk that fills up, a file removed under a running stage) is
+    the environment's, not a bug: it is reported on one line with the file it names.
+    """
     try:
         yield
     except KdgatError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print_error(f"{where}{(exc.strerror or str(exc)).lower()}")
+        raise typer.Exit(1) from None
 
 
 DataRootOpt = Annotated[

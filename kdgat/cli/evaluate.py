@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ThresholdMethod, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import DatasetTagOpt, ThresholdMethod, TrackingUriOpt, out, progress_line, user_errors
 from kdgat.cli.tables import evaluation_table
 
 
@@ -19,8 +19,11 @@ def evaluate(
         ThresholdMethod, typer.Option("--threshold", help="How the threshold is chosen on validation.")
     ] = ThresholdMethod.f1,
     explain: Annotated[
-        int, typer.Option("--explain", min=0, help="Validation graphs explained per GAT run (GNNExplainer); 0 skips.")
-    ] = 10,
+        int,
+        typer.Option(
+            "--explain", min=0, help="Validation graphs explained per GAT run with GNNExplainer (slow; off by default)."
+        ),
+    ] = 0,
     compile_models: Annotated[
         bool,
         typer.Option(
@@ -43,6 +46,7 @@ def evaluate(
             compile_models=compile_models,
             tracking_uri=tracking_uri,
             dataset=dataset,
+            progress=lambda message: progress_line("evaluate", message),
         )
     out.print(evaluation_table(stage.read_results(out_dir)))
 

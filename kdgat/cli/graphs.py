@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import err, out, user_errors
+from kdgat.cli.common import err, out, print_warning, progress_line, user_errors
 from kdgat.cli.tables import store_table
 
 
@@ -31,7 +31,7 @@ def graphs(
         cfg = resolve_config("gat", "large", "none", override)
 
         def progress(i: int, n: int, item) -> None:
-            err.print(f"[dim][{i + 1}/{n}][/] {item.relative}", highlight=False)
+            progress_line(f"[{i + 1}/{n}]", item.relative)
 
         meta = stage.run(
             frames, out_dir, cfg.preprocessing, like=like, force=force, config_hash=config_hash(cfg),
@@ -39,10 +39,9 @@ def graphs(
         ).summary  # fmt: skip
     out.print(store_table(meta, out_dir))
     if meta.get("timestamps_missing"):
-        err.print(
-            f"warning: {len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "
-            "are neutral and has_timestamps = 0: " + ", ".join(meta["timestamps_missing"]),
-            highlight=False,
+        print_warning(
+            f"{len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "
+            "are neutral and has_timestamps = 0: " + ", ".join(meta["timestamps_missing"])
         )
 
 

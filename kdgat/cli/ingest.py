@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import BadRows, CatalogOpt, DataRootOpt, err, out, user_errors
+from kdgat.cli.common import BadRows, CatalogOpt, DataRootOpt, err, out, progress_line, user_errors
 from kdgat.cli.tables import ingest_table
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import UsageError
 
 
 def ingest(
@@ -60,7 +60,7 @@ def ingest(
 
     with user_errors():
         if bool(files) == bool(dataset):
-            raise KdgatError("give either capture FILEs or --dataset NAME (not both, not neither)")
+            raise UsageError("give either capture FILEs or --dataset NAME (not both, not neither)")
         options = IngestOptions(format=fmt, on_bad_rows=on_bad_rows.value)
         if dataset:
             entry = get_dataset(load_catalog(catalog), dataset)
@@ -71,7 +71,7 @@ def ingest(
             sources = sources_from_files(files, split=split, scenario=scenario, attack_type=attack_type, benign=benign)
 
         def progress(i: int, n: int, src) -> None:
-            err.print(f"[dim][{i + 1}/{n}][/] {src.path}", highlight=False)
+            progress_line(f"[{i + 1}/{n}]", str(src.path))
 
         show = progress if err.is_terminal else None  # keep logs and pipes to results and errors
         manifest = stage.run(sources, out_dir, options, dataset=dataset, progress=show)

@@ -37,7 +37,7 @@ def _show(table, fmt: TableFormat, title: str) -> None:
     from kdgat.lake.render import rich_table, to_text
 
     if fmt is TableFormat.table:
-        out.print(rich_table(table, title))
+        out.print(rich_table(table, title, width=out.width))
     else:
         typer.echo(to_text(table, fmt.value))
 

@@ -27,7 +27,10 @@ def pipeline(
     method: Annotated[FusionMethod, typer.Option("--fusion", help="Fusion of both ensembles.")] = FusionMethod.dqn,
     lake: Annotated[Optional[Path], typer.Option("--lake", help="Datalake folder (default: OUT/lake).")] = None,
     no_lake: Annotated[bool, typer.Option("--no-lake", help="Stop after evaluate (no lake, no report).")] = False,
-    explain: Annotated[int, typer.Option("--explain", min=0, help="GNNExplainer graphs per GAT run.")] = 10,
+    explain: Annotated[
+        int,
+        typer.Option("--explain", min=0, help="GNNExplainer graphs per GAT run in evaluate (slow; off by default)."),
+    ] = 0,
     tracking_uri: TrackingUriOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
 ) -> None:
@@ -54,7 +57,7 @@ def pipeline(
             from kdgat.lake.render import rich_table
 
             board = leaderboard(runner.layout.lake, dataset=None if len(runner.datasets) > 1 else runner.datasets[0])
-            out.print(rich_table(board, title=f"Leaderboard ({runner.layout.lake})"))
+            out.print(rich_table(board, title=f"Leaderboard ({runner.layout.lake})", width=out.width))
             out.print(f"report: {runner.layout.report / 'index.html'}")
     ran = sum(r["status"] == "ran" for r in record)
     out.print(f"steps: {ran} ran, {len(record) - ran} cached; outputs under {out_dir}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from kdgat.core.manifest import Manifest
 
@@ -32,10 +33,10 @@ def ingest_table(manifest: Manifest, out_dir: Path) -> Table:
         table.add_row(item.path, item.format, f"{item.rows:,}", attack, f"{item.skipped_rows:,}")
     totals = manifest.summary["totals"]
     table.add_row(
-        "[bold]total",
+        Text("total", style="bold"),
         "",
-        f"[bold]{totals['rows']:,}",
-        f"[bold]{totals['attack_rows']:,}",
+        Text(f"{totals['rows']:,}", style="bold"),
+        Text(f"{totals['attack_rows']:,}", style="bold"),
         f"{totals['skipped_rows']:,}",
     )
     return table

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from kdgat.core.errors import KdgatError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 _HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
@@ -33,6 +35,30 @@ STALE_AFTER_S = 24 * 3600.0  # a leftover of another host is removed once it is 
 def temporary_name(kind: str, name: str) -> str:
     """``.<kind>-<host>-<pid>-<rand>.<name>``: unique, hidden, and traceable to its writer."""
     return f".{kind}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.{name}"
+
+
+def ensure_folder(path: str | Path) -> Path:
+    """Create ``path`` (and its parents) if needed and check that files can be written in it.
+
+    Every output-path problem becomes one :class:`KdgatError` line before any work is done: a file
+    where a folder should be, a read-only place, a path that cannot be created.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise KdgatError(f"{path}: exists and is not a folder; give a folder for the output") from None
+    except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        problem = f"{blocker} is not a folder (it is a file)" if blocker else (exc.strerror or str(exc)).lower()
+        raise KdgatError(f"{path}: cannot create the output folder: {problem}") from None
+    probe = path / temporary_name("tmp", "probe")
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise KdgatError(f"{path}: cannot write in the output folder: {(exc.strerror or str(exc)).lower()}") from None
+    return path
 
 
 def fsync_dir(path: Path) -> None:
@@ -71,7 +97,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     missing (``np.savez``) keep it. On an exception the temporary file is removed.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     tmp = path.parent / temporary_name("tmp", path.name)
     try:
         yield tmp
@@ -104,7 +130,9 @@ def staged_folder(final: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     flushes them all once).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists() and not final.is_dir():
+        raise KdgatError(f"{final}: exists and is not a folder; give a folder for the output")
+    ensure_folder(final.parent)
     staging = final.parent / temporary_name("staging", final.name)
     staging.mkdir()
     try:
@@ -128,8 +156,7 @@ def staged_folder(final: str | Path, *, fsync: bool = True) -> Iterator[Path]:
 @contextmanager
 def staging_area(folder: str | Path, name: str) -> Iterator[Path]:
     """A hidden scratch folder inside ``folder`` for files that :func:`publish_files` moves out; always removed."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(folder)
     staging = folder / temporary_name("staging", name)
     staging.mkdir()
     try:

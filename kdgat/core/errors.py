@@ -22,6 +22,12 @@ class ConfigError(KdgatError):
     exit_code = 2
 
 
+class UsageError(KdgatError):
+    """The command line asks for something kdgat does not know or cannot combine (exit 2, like click's)."""
+
+    exit_code = 2
+
+
 class BadInputError(KdgatError):
     """A capture file cannot be read: names the file, the line (if known) and the problem."""
 

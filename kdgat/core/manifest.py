@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kdgat.core.atomic import atomic_write_text, clean_stale
+from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 
@@ -83,8 +83,7 @@ def begin_output(outdir: str | Path) -> Path:
     The manifest goes first, so a run that dies half way never leaves an old manifest vouching for
     a mix of old and new files.
     """
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = ensure_folder(outdir)
     clean_stale(outdir)
     (outdir / MANIFEST_NAME).unlink(missing_ok=True)
     return outdir

@@ -64,6 +64,17 @@ class PreprocessingConfig(BaseModel):
     # (1 = every training ID gets its own embedding, as in the original study).
     vocab_min_count: PosInt
 
+    @field_validator("stride")
+    @classmethod
+    def _stride_within_window(cls, stride: int, info: ValidationInfo) -> int:
+        window = info.data.get("window")
+        if window is not None and stride > window:
+            raise ValueError(
+                f"must not exceed preprocessing.window ({window}): the {stride - window} frames between "
+                "two windows would be read by no graph"
+            )
+        return stride
+
 
 class TrainingConfig(BaseModel):
     """Lightning loop settings shared by the VGAE and GAT stages (reference design 4.1)."""

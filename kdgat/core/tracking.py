@@ -43,6 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kdgat.core.atomic import ensure_folder
 from kdgat.core.errors import KdgatError
 
 __all__ = [
@@ -307,7 +308,7 @@ def _store_lock(uri: str, budget_s: float) -> Iterator[None]:
         return
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(db.parent)
     deadline = time.monotonic() + budget_s
     with open(db.with_name(db.name + ".lock"), "a") as handle:
         while True:

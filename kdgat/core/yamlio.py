@@ -38,22 +38,24 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def describe_validation_error(err: ValidationError, source_of=None) -> str:
-    """One line for the first error: 'FILE: dotted.key: message'.
+def describe_validation_error(err: ValidationError, source_of=None, prefix: str = "") -> str:
+    """Every error on one line: 'FILE: dotted.key: message; other.key: message; OTHER_FILE: key: message'.
 
-    ``source_of(dotted_key)`` returns where that key was set (a file path or a
-    -O override); without it the location is omitted.
+    ``source_of(dotted_key)`` returns where that key was set (a file path or a -O override); without
+    it the location is omitted. Consecutive errors from the same place share it. ``prefix`` goes
+    before every key (where the validated mapping sits in its file).
     """
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    else:
-        message = first["msg"]
-        if "input" in first and first["type"] != "missing":
-            message += f" (got {first['input']!r})"
-    origin = source_of(key) if source_of else None
-    prefix = f"{origin}: " if origin else ""
-    more = len(err.errors()) - 1
-    tail = f" (and {more} more error{'s' if more > 1 else ''})" if more else ""
-    return f"{prefix}{key}: {message}{tail}"
+    parts, previous = [], None
+    for problem in err.errors():
+        key = prefix + ".".join(str(p) for p in problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = problem["msg"]
+            if "input" in problem and problem["type"] != "missing":
+                message += f" (got {problem['input']!r})"
+        origin = source_of(key) if source_of else None
+        where = f"{origin}: " if origin and origin != previous else ""
+        parts.append(f"{where}{key}: {message}")
+        previous = origin
+    return "; ".join(parts)

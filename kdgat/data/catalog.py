@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kdgat.core.config import default_config_dir
-from kdgat.core.errors import ConfigError, KdgatError
+from kdgat.core.errors import ConfigError, KdgatError, UsageError
 from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
 from kdgat.data.capture import IngestSource, attack_type_from_name, capture_stem
 
@@ -108,13 +108,14 @@ def load_catalog(extra: list[Path] | None = None, *, include_builtin: bool = Tru
             try:
                 catalog[str(name)] = DatasetEntry.model_validate(body)
             except ValidationError as err:
-                raise ConfigError(f"{file}: datasets.{name}." + describe_validation_error(err)) from None
+                problems = describe_validation_error(err, prefix=f"datasets.{name}.")
+                raise ConfigError(f"{file}: {problems}") from None
     return catalog
 
 
 def get_dataset(catalog: dict[str, DatasetEntry], name: str) -> DatasetEntry:
     if name not in catalog:
-        raise KdgatError(f"unknown dataset {name!r}; known: {', '.join(sorted(catalog))} (kdgat datasets lists them)")
+        raise UsageError(f"unknown dataset {name!r}; known: {', '.join(sorted(catalog))} (kdgat datasets lists them)")
     return catalog[name]
 
 

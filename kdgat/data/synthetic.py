@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 
 __all__ = [
     "ATTACK_KINDS",
@@ -622,7 +622,7 @@ def check_target(out: Path) -> None:
     if not out.exists():
         return
     if not out.is_dir():
-        raise KdgatError(f"{out}: exists and is not a directory; refusing to replace it with a synthetic dataset")
+        raise KdgatError(f"{out}: exists and is not a folder; refusing to replace it with a synthetic dataset")
     if any(out.iterdir()) and not is_synthetic(out):
         raise KdgatError(
             f"{out}: directory is not empty and has no {MARKER} marker; "
@@ -680,7 +680,7 @@ def write_captures(folder: Path, seed: int = 0, size: str = "small", duration_s:
 def check_parameters(seed: int, size: str, duration_s: float | None) -> float:
     """Validate seed, size and duration; returns the seconds per file."""
     if size not in SIZES:
-        raise KdgatError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
+        raise UsageError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     duration = SIZES[size] if duration_s is None else float(duration_s)
     if not np.isfinite(duration) or duration < _MIN_DURATION:
         raise KdgatError(f"synthetic duration must be at least {_MIN_DURATION:g} s, got {duration_s!r}")

@@ -7,6 +7,8 @@ being explained are held fixed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -30,8 +32,18 @@ class _NumericInput(nn.Module):
         return self.model(x, edge_index, batch)
 
 
-def explain_gat(model: nn.Module, part: GraphPart, graphs: np.ndarray, epochs: int = 50, seed: int = 0) -> dict:
-    """Node-feature and edge masks of each graph in ``graphs``, flat with offsets (no pickled objects)."""
+def explain_gat(
+    model: nn.Module,
+    part: GraphPart,
+    graphs: np.ndarray,
+    epochs: int = 50,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Node-feature and edge masks of each graph in ``graphs``, flat with offsets (no pickled objects).
+
+    ``progress(i, n)`` is called before graph i of n (each takes ``epochs`` optimisation steps).
+    """
     torch.manual_seed(seed)
     wrapper = _NumericInput(model.eval())
     explainer = Explainer(
@@ -43,7 +55,9 @@ def explain_gat(model: nn.Module, part: GraphPart, graphs: np.ndarray, epochs: i
         model_config={"mode": "multiclass_classification", "task_level": "graph", "return_type": "raw"},
     )
     node_masks, edge_masks, predictions = [], [], []
-    for index in graphs:
+    for position, index in enumerate(graphs, 1):
+        if progress:
+            progress(position, len(graphs))
         batch = assemble_batch(part, np.array([index]))
         wrapper.ids = batch.x[:, 0]
         explanation = explainer(batch.x[:, 1:], batch.edge_index, batch=batch.batch)

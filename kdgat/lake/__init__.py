@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.lake.queries import compare_runs, kd_impact, leaderboard, query
 from kdgat.lake.records import forget, read_run
 from kdgat.lake.schema import from_rows
@@ -28,7 +28,7 @@ def append_runs(run_dirs: list[Path], lake_dir: Path) -> list[str]:
     folder leaves the lake untouched; each run is then one atomic commit.
     """
     if not run_dirs:
-        raise KdgatError("nothing to append: pass one or more --runs RUN_DIR")
+        raise UsageError("nothing to append: pass one or more --runs RUN_DIR")
     forget()
     appended_at = datetime.now(timezone.utc)
     records = [read_run(Path(d), appended_at) for d in run_dirs]

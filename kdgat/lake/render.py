@@ -8,7 +8,11 @@ import json
 from datetime import datetime
 
 import pyarrow as pa
+from rich.console import Console, Group, RenderableType
+from rich.measure import Measurement
+from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
 
 
 def cell_text(value, digits: int | None = 4, grouping: bool = False) -> str:
@@ -42,15 +46,43 @@ def _json_value(value):
     return value
 
 
-def rich_table(table: pa.Table, title: str | None = None) -> Table:
+def rich_table(table: pa.Table, title: str | None = None, width: int | None = None) -> RenderableType:
+    """A table for the terminal; when it would not fit ``width`` columns, one block per row instead.
+
+    A wide table squeezed into a narrow terminal wraps numbers mid-digit; the vertical layout keeps
+    every value whole (``name  value`` lines, one group per row).
+    """
     shown = Table(title=title)
     for field in table.schema:
-        shown.add_column(field.name, justify="right" if is_numeric(field) else "left", overflow="fold")
-    for row in table.to_pylist():
-        shown.add_row(*(cell_text(v) for v in row.values()))
+        numeric = is_numeric(field)
+        shown.add_column(field.name, justify="right" if numeric else "left", overflow="fold", no_wrap=numeric)
+    rows = [[cell_text(v) for v in row.values()] for row in table.to_pylist()]
+    for cells in rows:
+        shown.add_row(*cells)
     if table.num_rows == 0:
         shown.caption = "no rows"
-    return shown
+    if width is None or _natural_width(shown) <= width:
+        return shown
+    return _vertical(table.column_names, rows, title)
+
+
+def _natural_width(table: Table) -> int:
+    console = Console(width=100_000, file=io.StringIO())
+    return Measurement.get(console, console.options, table).maximum
+
+
+def _vertical(names: list[str], rows: list[list[str]], title: str | None) -> RenderableType:
+    blocks: list[RenderableType] = [Text(title, style="bold")] if title else []
+    for index, cells in enumerate(rows, 1):
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="dim", no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, value in zip(names, cells, strict=True):
+            grid.add_row(name, value)
+        blocks += [Rule(f"{index}/{len(rows)}", style="dim"), grid]
+    if not rows:
+        blocks.append(Text("no rows"))
+    return Group(*blocks)
 
 
 def to_text(table: pa.Table, fmt: str) -> str:

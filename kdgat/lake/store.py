@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdgat.core.atomic import atomic_write_text, clean_stale, staged_folder
+from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
 from kdgat.lake.schema import OWNER, SCHEMA_VERSION, TABLES, UNIQUE_KEY, check_schema, empty, fingerprint
 
@@ -74,9 +74,7 @@ def open_lake(lake_dir: Path, create: bool) -> Path:
     if not meta_path.is_file():
         if not create:
             raise KdgatError(f"{lake_dir}: not a kdgat lake (no {LAKE_FILE}); fill it with `kdgat lake append`")
-        if lake_dir.exists() and not lake_dir.is_dir():
-            raise KdgatError(f"{lake_dir}: exists and is not a directory")
-        (lake_dir / PARTS).mkdir(parents=True, exist_ok=True)
+        ensure_folder(lake_dir / PARTS)
         atomic_write_text(meta_path, json.dumps(expected, indent=2) + "\n")  # same content from every writer
         return lake_dir
     try:
@@ -89,7 +87,7 @@ def open_lake(lake_dir: Path, create: bool) -> Path:
             f"(fingerprint {found.get('fingerprint')}), this kdgat uses v{SCHEMA_VERSION} "
             f"(fingerprint {expected['fingerprint']}); append the run folders into a new --lake DIR"
         )
-    (lake_dir / PARTS).mkdir(parents=True, exist_ok=True)
+    ensure_folder(lake_dir / PARTS)
     return lake_dir
 
 

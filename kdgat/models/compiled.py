@@ -24,7 +24,7 @@ from kdgat.core.errors import KdgatError
 __all__ = ["compile_for_inference"]
 
 
-def _check_compiler() -> None:
+def check_compiler() -> None:
     cxx = os.environ.get("CXX", "g++")
     if shutil.which(cxx) is None:
         message = f"torch.compile needs a C++ compiler and {cxx!r} is not on PATH: install g++ or drop --compile"
@@ -37,5 +37,5 @@ def compile_for_inference(model: nn.Module) -> nn.Module:
     Attributes and methods of ``model`` stay reachable through the returned wrapper (e.g.
     ``VGAE.graph_scores``), uncompiled. The compilation itself happens on the first call.
     """
-    _check_compiler()
+    check_compiler()
     return torch.compile(model.eval(), dynamic=True)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from kdgat.core import tracking
 from kdgat.core.atomic import atomic_write_text
@@ -38,7 +39,7 @@ class PipelineOptions:
     fusion_method: str = "dqn"
     lake_dir: Path | None = None  # default OUT/lake
     tracking_uri: str | None = None  # default sqlite:///OUT/mlruns.db
-    explain: int = 10
+    explain: int = 0  # GNNExplainer graphs per GAT run: slow, so opt-in
     force: bool = False
     lake: bool = True  # False stops after evaluate (no lake, no report)
 
@@ -104,7 +105,7 @@ class PipelineRunner:
         self.datasets = list(dict.fromkeys(datasets))
         self.options = options
         self.layout = Layout(out_dir, options)
-        self.console = console or Console()
+        self.console = console or Console(markup=False, emoji=False, highlight=False)
         self.catalog = load_catalog(options.catalog)
         self.entries = {name: get_dataset(self.catalog, name) for name in self.datasets}
         self.data_root = resolve_data_root(options.data_root)
@@ -115,6 +116,7 @@ class PipelineRunner:
         self.record: list[dict] = []
         self._configs: dict[tuple, object] = {}
         self._captures: dict[str, list] = {}
+        self._progress = lambda message: None
 
     # -- configuration ----------------------------------------------------------------------------
     def _config(self, model: str, scale: str, kd: bool = False):
@@ -214,6 +216,7 @@ class PipelineRunner:
             return f"{sum(p['graphs'] for p in manifest.summary['parts'].values()):,} graphs"
         if step.stage == "train":
             from kdgat.stages import train
+            from kdgat.training.progress import EpochProgress
 
             cfg = self._config(step.model, step.scale, step.kd)
             if not resume:  # a checkpoint left there belongs to other inputs: never continue from it
@@ -222,6 +225,7 @@ class PipelineRunner:
                 cfg, lay.graphs(dataset), lay.run(dataset, step),
                 teacher_dir=lay.run(dataset, self.steps[step.teacher]) if step.teacher else None,
                 progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset, resume=resume,
+                callbacks=[EpochProgress(self._progress)],
             ).summary  # fmt: skip
             return f"{metrics['parameters']:,} parameters, {metrics['epochs']} epochs"
         if step.stage == "fuse":
@@ -239,7 +243,7 @@ class PipelineRunner:
 
             runs = [lay.run(dataset, self.steps[need]) for need in step.needs if need != "graphs"]
             manifest = evaluate.run(
-                runs, lay.graphs(dataset), lay.eval(dataset), explain=opts.explain,
+                runs, lay.graphs(dataset), lay.eval(dataset), explain=opts.explain, progress=self._progress,
                 tracking_uri=self.tracking_uri, dataset=dataset,
             )  # fmt: skip
             return f"{len(manifest.summary['models'])} models"
@@ -259,8 +263,36 @@ class PipelineRunner:
             return report.run(lay.lake, lay.report).summary["index"]
         raise KdgatError(f"unknown stage {step.stage!r}")  # pragma: no cover
 
+    def preflight(self) -> None:
+        """Everything a campaign can get wrong before its first step, checked before that step runs.
+
+        Every override resolves in every stage config, every dataset's captures are found (the
+        synthetic one is generated), and the campaign and lake folders are writable: a mistake in
+        the last dataset no longer costs the first dataset's hours.
+        """
+        from kdgat.core.atomic import ensure_folder
+
+        ensure_folder(self.layout.out)
+        if self.options.lake:
+            ensure_folder(self.layout.lake)
+        for step in self.steps.values():
+            if step.stage == "train":
+                self._config(step.model, step.scale, step.kd)
+            elif step.stage == "fuse":
+                self._config("dqn", step.scale)
+        self._config("gat", "large")  # the graphs step's preprocessing
+        for dataset in self.datasets:
+            self._sources(dataset)
+
+    def _reporter(self, label: str, status):
+        """Where a running step's progress goes: the spinner line in a terminal, a log line otherwise."""
+        if self.console.is_terminal:
+            return lambda message: status.update(f"{label}: {message}")
+        return lambda message: self.console.print(Text(f"{label}: {message}", style="dim"))
+
     def run(self) -> list[dict]:
         """Every step of every dataset in plan order; returns what ran and what was cached."""
+        self.preflight()
         steps = list(self.steps.values())
         todo = [(d, s) for d in self.datasets for s in steps if s.per_dataset]  # one dataset after the other
         todo += [(None, s) for s in steps if not s.per_dataset and self.options.lake]
@@ -271,15 +303,16 @@ class PipelineRunner:
             previous = {} if self.options.force else self._previous(dataset, step)
             same_key = previous.get("key") == key
             if same_key and previous["finished"] and self.layout.done_marker(dataset, step).exists():
-                self.console.print(f"{label}: [dim]cached[/]")
+                self.console.print(Text.assemble(f"{label}: ", ("cached", "dim")))
                 self.record.append({"dataset": dataset, "step": step.name, "status": "cached", "seconds": 0.0})
                 continue
             self._record(dataset, step, key=key, finished=False)
             started = time.perf_counter()
-            with self.console.status(f"{label} ..."):
+            with self.console.status(f"{label} ...") as status:
+                self._progress = self._reporter(label, status)
                 summary = self._execute(dataset, step, resume=same_key and not previous["finished"])
             seconds = time.perf_counter() - started
             self._record(dataset, step, key=key, finished=True, seconds=round(seconds, 3))
-            self.console.print(f"{label}: {summary} [dim]({seconds:.1f} s)[/]")
+            self.console.print(Text.assemble(f"{label}: {summary} ", (f"({seconds:.1f} s)", "dim")))
             self.record.append({"dataset": dataset, "step": step.name, "status": "ran", "seconds": round(seconds, 3)})
         return self.record

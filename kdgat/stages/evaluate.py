@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from kdgat.core.atomic import atomic_path, atomic_write_text
-from kdgat.core.errors import KdgatError
+from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.stage_log import log_stage
 from kdgat.data.batching import assemble_batch
@@ -27,9 +28,10 @@ from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import FUSION_FILE, is_fusion_run, load_fusion_run
-from kdgat.models.compiled import compile_for_inference
+from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.training.runs import MODEL_FILE, load_run_model
 
+Progress = Callable[[str], None]
 ATTENTION_SAMPLE = 50
 RESULTS_FILE = "metrics.json"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
@@ -59,7 +61,13 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
 
 
 def evaluate_run(
-    run_dir: Path, store: GraphStore, method: str, batch_size: int, explain: int = 0, compile_models: bool = False
+    run_dir: Path,
+    store: GraphStore,
+    method: str,
+    batch_size: int,
+    explain: int = 0,
+    compile_models: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[str, dict, dict, dict]:
     model, cfg = load_run_model(run_dir, store)
     # scores may come from the compiled model; attention and explanations need the eager one
@@ -95,7 +103,9 @@ def evaluate_run(
     explanations = {}
     if kind == "gat" and explain > 0:
         graphs = sample_graphs(np.asarray(val.y), explain, seed=cfg.seed)
-        explanations = {f"{label}_{k}": v for k, v in explain_gat(model, val, graphs, seed=cfg.seed).items()}
+        report = (lambda i, n: progress(f"{label}: GNNExplainer, graph {i}/{n}")) if progress else None
+        explained = explain_gat(model, val, graphs, seed=cfg.seed, progress=report)
+        explanations = {f"{label}_{k}": v for k, v in explained.items()}
     extras = {
         "embeddings": embeddings,
         "attention": {f"{label}_{k}": v for k, v in attention.items()},
@@ -142,24 +152,37 @@ def run(
     *,
     method: str = "f1",
     batch_size: int = 1024,
-    explain: int = 10,
+    explain: int = 0,
     compile_models: bool = False,
     tracking_uri: str | None = None,
     dataset: str | None = None,
+    progress: Progress | None = None,
 ) -> Manifest:
-    """Evaluate every run on the store's validation and test parts (``metrics.json``, :func:`read_results`)."""
+    """Evaluate every run on the store's validation and test parts (``metrics.json``, :func:`read_results`).
+
+    ``explain``: validation graphs explained per GAT run with GNNExplainer (slow: tens of seconds a
+    graph for a teacher on CPU). ``progress(message)`` hears about each run and each explained graph.
+    """
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
+    if compile_models:
+        check_compiler()
+    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     if not run_dirs:
-        raise KdgatError("nothing to evaluate: pass one or more --runs RUN_DIR")
+        raise UsageError("nothing to evaluate: pass one or more --runs RUN_DIR")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    begin_output(out_dir)
     metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
-    for run in map(Path, run_dirs):
+    for index, run in enumerate(map(Path, run_dirs), 1):
+        if progress:
+            progress(f"[{index}/{len(run_dirs)}] {run}: scoring validation and {len(store.test_parts())} test parts")
         if is_fusion_run(run):
             label, result, run_curves, arrays = evaluate_fusion_run(run, store, method)
         else:
-            label, result, run_curves, arrays = evaluate_run(run, store, method, batch_size, explain, compile_models)
+            label, result, run_curves, arrays = evaluate_run(
+                run, store, method, batch_size, explain, compile_models, progress
+            )
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
         metrics[label], curves[label] = result, run_curves
@@ -167,7 +190,6 @@ def run(
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
         explanations.update(arrays.get("explanations", {}))
-    begin_output(out_dir)
     document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
     _save_npz(out_dir / "embeddings.npz", embeddings)
     if attention:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdgat.core.atomic import atomic_path, atomic_write_text
+from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
@@ -42,16 +42,17 @@ def run(
     """Fit one fusion method on the training windows; the manifest's summary holds its metrics."""
     started = time.perf_counter()
     vgae_dir, gat_dir, graphs_dir, out_dir = map(Path, (vgae_dir, gat_dir, graphs_dir, out_dir))
+    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     ensemble = Ensemble(vgae_dir, gat_dir, store)
+    begin_output(out_dir)
     train, _ = ensemble.data(store.part("train"))
     val, _ = ensemble.data(store.part("val"))
     if len(np.unique(train.labels)) < 2:
         raise KdgatError(f"{graphs_dir}: fusion needs attack and benign training windows")
     fusion = make_fusion(method, cfg.dqn, cfg.fusion, seed=cfg.seed)
     history = fusion.fit(train, val)
-    begin_output(out_dir)
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     members = {

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdgat.core.atomic import atomic_write_text, clean_stale, staged_folder
+from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
@@ -203,7 +203,8 @@ def run(
     fingerprint = _fingerprint(files, cfg, like_meta)
     if not force and store_is_current(out_dir, fingerprint) and (current := read_manifest(out_dir)) is not None:
         return current.model_copy(update={"summary": {**current.summary, "reused": True}})
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
+    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
+    if any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
         raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
     scan = _scan_inputs(files, with_timing=feature_set.needs_timestamps and like_meta is None)

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kdgat.core.atomic import clean_stale, publish_files, staging_area
-from kdgat.core.errors import KdgatError
+from kdgat.core.atomic import clean_stale, ensure_folder, publish_files, staging_area
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, read_manifest, write_manifest
 from kdgat.data.capture import IngestOptions, IngestSource, ingest_one
 from kdgat.data.frames import FRAME_SCHEMA
@@ -40,10 +40,9 @@ def run(
     """Ingest every source into ``outdir``; all-or-nothing, manifest written last."""
     options = options or IngestOptions()
     if not sources:
-        raise KdgatError("nothing to ingest: no input files")
+        raise UsageError("nothing to ingest: no input files")
     _check_unique_outputs(sources)
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = ensure_folder(outdir)
     clean_stale(outdir)
     started = time.perf_counter()
     with staging_area(outdir, "ingest") as staging:

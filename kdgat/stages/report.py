@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kdgat.core.atomic import atomic_write_text, staged_folder
+from kdgat.core.atomic import atomic_write_text, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.lake.queries import connect
@@ -25,8 +25,7 @@ def run(lake_dir: Path, out_dir: Path) -> Manifest:
     """Write ``out_dir/index.html`` and ``out_dir/figures/*.png`` from the lake."""
     started = time.perf_counter()
     lake_dir, out_dir = Path(lake_dir), Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise KdgatError(f"{out_dir}: exists and is not a directory")
+    ensure_folder(out_dir)
     with connect(lake_dir) as con:
         counts = lake_counts(con)
         if counts["runs"] == 0:

@@ -24,9 +24,9 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from kdgat.core.atomic import atomic_path, atomic_write_text
+from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json, load_frozen_config
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -77,12 +77,13 @@ def run(
     """Train one model on a graph store; the manifest's summary holds the run's metrics."""
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
+    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     if cfg.model_type not in ("vgae", "gat"):
         raise KdgatError(f"`kdgat train` trains vgae or gat models; {cfg.model_type} is trained by `kdgat fuse`")
     if cfg.has_kd and teacher_dir is None:
-        raise KdgatError("the kd_standard auxiliary needs --teacher RUN_DIR (a finished large run)")
+        raise UsageError("the kd_standard auxiliary needs --teacher RUN_DIR (a finished large run)")
     if teacher_dir is not None and not cfg.has_kd:
-        raise KdgatError("--teacher is only used with --aux kd_standard")
+        raise UsageError("--teacher is only used with --aux kd_standard")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     teacher = None

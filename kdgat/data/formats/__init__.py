@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdgat.core.errors import BadInputError, KdgatError
+from kdgat.core.errors import BadInputError, UsageError
 from kdgat.data.formats.base import CaptureFormat, first_lines
 from kdgat.data.formats.csv_formats import CSV_FORMATS
 from kdgat.data.formats.line_formats import LINE_FORMATS
@@ -17,7 +17,7 @@ def get_format(name: str) -> CaptureFormat:
     try:
         return FORMATS[name]
     except KeyError:
-        raise KdgatError(f"unknown format {name!r}; choose from: auto, {', '.join(FORMATS)}") from None
+        raise UsageError(f"unknown format {name!r}; choose from: auto, {', '.join(FORMATS)}") from None
 
 
 def detect_format(path: str | Path) -> CaptureFormat:

@@ -1,0 +1,230 @@
+"""What a new user meets first: one-line errors, names printed as they are, early checks, readable tables.
+
+Each test stands for one item of the list a fresh-clone trial produced (see the README's Commands
+section for the exit codes promised).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import typer
+from rich.console import Console
+from support.lake_sample import write_run_set
+from typer.testing import CliRunner
+
+from kdgat.cli import app
+from kdgat.core.atomic import clean_stale, temporary_name
+from kdgat.core.config import resolve_config
+from kdgat.core.errors import ConfigError
+from kdgat.lake import append_runs, build_lake
+from kdgat.lake.render import rich_table
+
+READ_ONLY = Path("/sys/kdgat-test-output")  # mkdir there fails even for root
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_line_error(result, *fragments: str, code: int = 1) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def capture(data_root) -> Path:
+    return data_root / "crysys" / "S-1-1-orig.csv.xz"
+
+
+@pytest.fixture(scope="module")
+def frames(capture, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("frames") / "frames"
+    assert invoke("ingest", capture, "--split", "train", "--scenario", "train", "--benign", "--out", out).exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    runs = write_run_set(root / "runs")
+    append_runs([runs[k] for k in ("gat_large", "gat_small", "eval")], root / "lake")
+    build_lake(root / "lake")
+    return root / "lake"
+
+
+@pytest.fixture
+def a_file(tmp_path) -> Path:
+    path = tmp_path / "afile"
+    path.write_text("not a folder")
+    return path
+
+
+def test_every_output_path_problem_is_one_line(capture, frames, lake, a_file, tmp_path):
+    nowhere = str(tmp_path / "none")
+    commands = {
+        "ingest": ["ingest", capture, "--out"],
+        "graphs": ["graphs", "--frames", frames, "--out"],
+        "train": ["train", "-m", "gat", "-s", "small", "--graphs", nowhere, "--out"],
+        "fuse": ["fuse", "--method", "mlp", "--vgae", nowhere, "--gat", nowhere, "--graphs", nowhere, "--out"],
+        "evaluate": ["evaluate", "--runs", nowhere, "--graphs", nowhere, "--out"],
+        "synth": ["synth", "--out"],
+        "report": ["report", "--lake", lake, "--out"],
+        "pipeline": ["pipeline", "-d", "synthetic", "--data-root", tmp_path / "data", "--out"],
+    }
+    for name, args in commands.items():
+        one_line_error(invoke(*args, a_file), str(a_file), "not a folder")  # a file where a folder goes
+        one_line_error(invoke(*args, a_file / "sub"), "afile", "not a folder")  # a file on the way to it
+        if name != "synth":  # synth swaps its folder in beside READ_ONLY, in /sys itself
+            one_line_error(invoke(*args, READ_ONLY), str(READ_ONLY))  # a place nobody may write
+
+
+def test_lake_commands_refuse_a_file_as_the_lake(a_file, tmp_path):
+    runs = write_run_set(tmp_path / "runs")
+    one_line_error(invoke("lake", "append", "--runs", runs["gat_large"], "--lake", a_file), "not a folder")
+
+
+def test_names_and_messages_are_printed_literally(capture, tmp_path):
+    odd = tmp_path / "[red]bad:fire:.csv.xz"
+    odd.write_bytes(capture.read_bytes())
+    result = invoke("ingest", odd, "--out", tmp_path / "frames")
+    assert result.exit_code == 0, result.stderr
+    assert "[red]bad:fire:" in result.stdout and "🔥" not in result.stdout
+    missing = tmp_path / "train:train:fuzzing.csv"
+    line = one_line_error(invoke("ingest", missing, "--out", tmp_path / "o"), str(missing), "file not found")
+    assert "🚋" not in line
+
+
+def test_pipeline_checks_every_dataset_and_override_before_the_first_step(data_root, tmp_path):
+    result = invoke("pipeline", "-d", "road", "-d", "set_01", "--data-root", data_root, "--out", tmp_path / "c")
+    one_line_error(result, "dataset set_01", "no file matches")
+    assert not (tmp_path / "c" / "road").exists(), "road must not start before set_01's files are checked"
+    result = invoke("pipeline", "-d", "road", "--data-root", data_root, "--out", tmp_path / "c", "-O", "gat.hiden=3")
+    one_line_error(result, "gat.hiden: unknown key", code=2)
+    assert not (tmp_path / "c" / "road").exists()
+
+
+@pytest.mark.parametrize(
+    ("window", "stride", "ok"), [(100, 100, True), (100, 10, True), (1, 100, False), (50, 51, False)]
+)
+def test_stride_may_not_exceed_the_window(window, stride, ok):
+    overrides = [f"preprocessing.window={window}", f"preprocessing.stride={stride}"]
+    if ok:
+        assert resolve_config("gat", "large", overrides=overrides).preprocessing.stride == stride
+    else:
+        with pytest.raises(ConfigError, match="stride: .*must not exceed preprocessing.window"):
+            resolve_config("gat", "large", overrides=overrides)
+
+
+def test_a_killed_ingest_leaves_nothing_the_next_run_keeps(capture, tmp_path):
+    out = tmp_path / "frames"
+    code = f"""
+import os, signal
+from pathlib import Path
+import kdgat.data.capture as capture
+from kdgat.data.capture import sources_from_files
+from kdgat.stages import ingest
+real = capture.read_capture
+def dying(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)  # killed with every row read, before the files move into place
+capture.read_capture = dying
+ingest.run(sources_from_files([Path({str(capture)!r})]), Path({str(out)!r}))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr.decode()
+    leftovers = [p.name for p in out.iterdir() if p.name.startswith(".staging-")]
+    assert leftovers, "the killed run had started staging"
+    assert invoke("ingest", capture, "--out", out).exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test"]
+
+
+def test_stale_leftovers_are_removed_only_when_their_writer_is_gone(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_name = temporary_name("staging", "x").replace(f"-{os.getpid()}-", f"-{dead.stdout.strip()}-")
+    (tmp_path / dead_name).mkdir()
+    mine = tmp_path / temporary_name("tmp", "y")
+    mine.write_text("being written")
+    elsewhere = tmp_path / ".tmp-otherhost-12-0123abcd.z"
+    elsewhere.write_text("another node's writer")
+    old = tmp_path / ".staging-otherhost-13-0123abcd.w"
+    old.mkdir()
+    os.utime(old, (0, 0))
+    removed = {p.name for p in clean_stale(tmp_path)}
+    assert removed == {dead_name, old.name}
+    assert mine.exists() and elsewhere.exists()
+
+
+def test_explanations_are_opt_in():
+    commands = typer.main.get_command(app).commands
+    for name in ("pipeline", "evaluate"):
+        (option,) = [p for p in commands[name].params if p.name == "explain"]
+        assert option.default == 0 and "off by default" in option.help
+    from kdgat.pipeline.runner import PipelineOptions
+
+    assert PipelineOptions().explain == 0
+    nextflow_config = (Path(__file__).resolve().parents[1] / "nextflow.config").read_text()
+    assert "explain = 0" in nextflow_config
+
+
+def test_a_wide_table_becomes_one_block_per_row_in_80_columns():
+    board = pa.table(
+        {
+            "dataset": ["road", "daga_v40"],
+            "model": ["gat_small_kd", "fusion_dqn_large"],
+            **{f"metric_{i}": [0.987654 + i / 1000, 0.5] for i in range(8)},
+        }
+    )
+    console = Console(width=80, file=io.StringIO(), markup=False)
+    console.print(rich_table(board, "Leaderboard", width=80))
+    text = console.file.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    for i in range(8):
+        assert f"{0.987654 + i / 1000:.4f}" in text  # every number whole, never wrapped mid-digit
+    wide = Console(width=400, file=io.StringIO(), markup=False)
+    wide.print(rich_table(board, "Leaderboard", width=400))
+    assert "metric_7" in wide.file.getvalue().splitlines()[2]  # one header row when it fits
+
+
+def test_usage_problems_exit_2_data_problems_exit_1(capture, tmp_path):
+    one_line_error(invoke("ingest", capture, "--format", "pcap", "--out", tmp_path / "o"), "unknown format", code=2)
+    one_line_error(invoke("ingest", "--out", tmp_path / "o"), "either capture FILEs or --dataset", code=2)
+    one_line_error(invoke("ingest", "--dataset", "no_such", "--out", tmp_path / "o"), "unknown dataset", code=2)
+    assert invoke("leaderboard", "--lake", tmp_path, "--format", "xml").exit_code == 2  # click's own usage error
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,arbitration_id,data_field,attack\n0.1,0G9,00,0\n")
+    one_line_error(invoke("ingest", bad, "--out", tmp_path / "o"), "bad.csv:2:", code=1)
+
+
+def test_every_catalog_mistake_is_listed(tmp_path):
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text("datasets:\n  mine:\n    root: x\n    bogus: 1\n    train: 5\n")
+    line = one_line_error(invoke("datasets", "--catalog", catalog), code=2)
+    for problem in (
+        "datasets.mine.description: Field required",
+        "datasets.mine.train:",
+        "datasets.mine.bogus: unknown key",
+    ):
+        assert problem in line
+    assert "more error" not in line
+
+
+def test_install_says_what_it_is_doing():
+    root = Path(__file__).resolve().parents[1]
+    recipe = subprocess.run(
+        ["make", "-n", "-B", "install"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    lines = recipe.splitlines()
+    first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
+    assert any(line.startswith("echo") and "minutes" in line for line in lines[:first_pip])
