@@ -160,36 +160,11 @@ def test_frames_without_training_split_need_like(data_root, tmp_path):
 
 def test_cli_graphs(synthetic_frames, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(
-        app,
-        [
-            "graphs",
-            "--frames",
-            str(synthetic_frames),
-            "--out",
-            str(tmp_path / "s"),
-            "-O",
-            "preprocessing.window=50",
-            "-O",
-            "preprocessing.stride=50",
-        ],
-    )
+    args = ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "s")]
+    args += ["-O", "preprocessing.window=50", "-O", "preprocessing.stride=50"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "window 50" in result.output and "train" in result.output
-    again = runner.invoke(
-        app,
-        [
-            "graphs",
-            "--frames",
-            str(synthetic_frames),
-            "--out",
-            str(tmp_path / "s"),
-            "-O",
-            "preprocessing.window=50",
-            "-O",
-            "preprocessing.stride=50",
-        ],
-    )
-    assert "reused" in again.output
+    assert "reused" in runner.invoke(app, args).output
     bad = runner.invoke(app, ["graphs", "--frames", str(tmp_path), "--out", str(tmp_path / "t")])
     assert bad.exit_code != 0 and "not an ingest output" in bad.stderr
