@@ -147,6 +147,7 @@ def test_detection_covers_every_format():
         "hcrl-txt": ["Timestamp:          0.000000        ID: 0316    000    DLC: 8    05 20 ea 0a 20 1a 00 7f"],
         "hcrl-ch": ["1478198376.389427,0316,8,05,21,68,09,21,21,00,6f,R"],
         "crysys-txt": ["1618676990.693704        0110    000    8    02 20 2e 13 00 18 13 00"],
+        "road-decimal": ["1760,0,0,0,0,0,0,0,0,0.0", "852,1,2,3,4,255,6,7,8,1.0"],
     }
     assert set(samples) == set(FORMATS)
     for name, lines in samples.items():
@@ -179,3 +180,53 @@ def test_attack_type_defaults_to_the_file_name(tmp_path):
     path = write_capture(tmp_path / "DoS-3.csv", text)
     _, rows = ingest_rows(path, tmp_path)
     assert [r["attack_type"] for r in rows] == ["dos", "normal"]
+
+
+DAGA_FLOAT_IDS = """\
+timestamp,CAN_ID,DLC,PAYLOAD_HEX,PAYLOAD_BIN,ANOMALY
+0.100,1,64,0,0,FALSE
+0.200,1.0,64,ff,11111111,TRUE
+0.300,290.0,64,1122334455667788,0,True
+0.400,290,64,1122334455667788,0,false
+"""
+
+
+def test_daga_ids_written_as_hex_digits_with_a_trailing_point_zero(tmp_path):
+    path = write_capture(tmp_path / "ID_1_V40.can.csv", DAGA_FLOAT_IDS)
+    item, rows = ingest_rows(path, tmp_path)
+    assert [r["can_id"] for r in rows] == [0x1, 0x1, 0x290, 0x290]  # hex, like the rows without ".0"
+    assert [r["label"] for r in rows] == [0, 1, 1, 0] and item["attack_rows"] == 2
+    bad = write_capture(tmp_path / "bad.csv", DAGA_FLOAT_IDS.replace("290.0", "290.5"))
+    with pytest.raises(Exception, match=r"bad.csv:4: CAN ID is not hexadecimal: '290.5'"):
+        ingest_rows(bad, tmp_path / "b")
+
+
+ROAD_DECIMAL = "1760,0,0,0,0,0,0,0,0,0.0\n852,1,2,3,4,255,6,7,8,1.0\n1760,0,0,0,0,0,0,0,9,0.0\n"
+
+
+def test_headerless_decimal_road_without_timestamps(tmp_path):
+    path = write_capture(tmp_path / "correlated_signal_attack_1.csv", ROAD_DECIMAL)
+    assert detect_format(path).name == "road-decimal"
+    item, rows = ingest_rows(path, tmp_path)
+    assert [r["can_id"] for r in rows] == [1760, 852, 1760] and all(r["timestamp"] is None for r in rows)
+    assert [r["label"] for r in rows] == [0, 1, 0] and [r["dlc"] for r in rows] == [8, 8, 8]
+    assert rows[1]["data"] == bytes([1, 2, 3, 4, 255, 6, 7, 8])
+    assert rows[1]["attack_type"] == "correlated_signal_attack" and rows[0]["attack_type"] == "normal"
+    broken = write_capture(tmp_path / "b.csv", ROAD_DECIMAL + "852,1,2,3,4,256,6,7,8,1.0\n")
+    with pytest.raises(Exception, match=r"b.csv:4: byte 4 must be a value 0..255"):
+        ingest_rows(broken, tmp_path / "b")
+
+
+def test_skipping_bad_rows_counts_the_attack_rows_it_drops_and_says_so(tmp_path):
+    from typer.testing import CliRunner
+
+    from kdgat.cli import app
+
+    text = DAGA_FLOAT_IDS.replace("290.0", "2Z0").replace("1.0,64", "1.5,64")
+    path = write_capture(tmp_path / "mixed.csv", text)
+    item, rows = ingest_rows(path, tmp_path, on_bad_rows="skip")
+    assert (item["skipped_rows"], item["skipped_attack_rows"], len(rows)) == (2, 2, 2)
+    result = CliRunner().invoke(app, ["ingest", str(path), "--on-bad-rows", "skip", "--out", str(tmp_path / "cli")])
+    assert result.exit_code == 0
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert "2 malformed rows dropped (2 of them labelled attack)" in warning and "lines 3, 4" in warning

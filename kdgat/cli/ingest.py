@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import BadRows, CatalogOpt, DataRootOpt, err, out, progress_line, user_errors
+from kdgat.cli.common import BadRows, CatalogOpt, DataRootOpt, err, out, print_warning, progress_line, user_errors
 from kdgat.cli.tables import ingest_table
 from kdgat.core.errors import UsageError
 
@@ -76,6 +76,16 @@ def ingest(
         show = progress if err.is_terminal else None  # keep logs and pipes to results and errors
         manifest = stage.run(sources, out_dir, options, dataset=dataset, progress=show)
     out.print(ingest_table(manifest, out_dir))
+    for item in manifest.outputs:
+        if item.skipped_rows:
+            labelled = item.unlabelled_rows < item.rows
+            attack = (
+                f"{item.skipped_attack_rows:,} of them labelled attack" if labelled else "the capture has no labels"
+            )
+            print_warning(
+                f"{item.source}: {item.skipped_rows:,} malformed rows dropped ({attack}); the first are on lines "
+                f"{', '.join(map(str, item.skipped_lines[:5]))} (every problem is in {out_dir / 'manifest.json'})"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -64,6 +64,7 @@ class FileReport:
     unlabelled_rows: int = 0
     ignored_lines: int = 0
     skipped_rows: int = 0
+    skipped_attack_rows: int = 0  # skipped rows whose own label column said "attack"
     skipped_by_problem: dict[str, int] = field(default_factory=dict)
     skipped_lines: list[int] = field(default_factory=list)
 
@@ -123,6 +124,8 @@ def read_capture(
             if cols is None:
                 continue
             if block.checks.bad.any():
+                if cols.label is not None:
+                    report.skipped_attack_rows += int(cols.label[block.checks.bad].sum())
                 cols = cols.take(~block.checks.bad)
             if len(cols) == 0:
                 continue
@@ -253,6 +256,7 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
         "unlabelled_rows": report.unlabelled_rows,
         "ignored_lines": report.ignored_lines,
         "skipped_rows": report.skipped_rows,
+        "skipped_attack_rows": report.skipped_attack_rows,
         "skipped_by_problem": report.skipped_by_problem,
         "skipped_lines": report.skipped_lines,
         "seconds": round(time.perf_counter() - started, 3),

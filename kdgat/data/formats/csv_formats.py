@@ -232,7 +232,8 @@ class Daga(CsvFormat):
 
     def convert(self, t: pa.Table, checks: RowChecks) -> FrameColumns:
         ts = timestamps(t["timestamp"], checks)
-        can_id, ext = can_ids(t["CAN_ID"], checks)
+        # some DAGA captures print injected rows' IDs as a float of the hex digits ("1.0", "290.0")
+        can_id, ext = can_ids(pc.replace_substring_regex(t["CAN_ID"], pattern=r"\.0$", replacement=""), checks)
         bits, bad_bits = to_uint(t["DLC"], maximum=64)
         checks.flag(bad_bits | (bits % 8 != 0), "DLC must be a bit count from 0 to 64 in steps of 8", t["DLC"])
         data, dlc = payload(_left_pad_to_dlc(t["PAYLOAD_HEX"], bits // 8), checks, dlc=bits // 8)

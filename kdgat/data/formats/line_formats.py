@@ -21,11 +21,12 @@ from kdgat.data.formats.base import (
     CaptureFormat,
     ParsedBlock,
     can_ids,
+    decimal_can_ids,
     dlc_values,
     matches_all,
     timestamps,
 )
-from kdgat.data.formats.convert import RowChecks, hex_to_payload, in_set, lower
+from kdgat.data.formats.convert import RowChecks, hex_to_payload, in_set, lower, to_uint
 from kdgat.data.formats.stream import CaptureStream, iter_line_blocks
 from kdgat.data.frames import FrameColumns
 
@@ -209,4 +210,27 @@ class CrysysText(LineFormat):
         return FrameColumns(ts, can_id, ext, remote, dlc, data, None)
 
 
-LINE_FORMATS: list[LineFormat] = [CandumpLog(), CandumpColumns(), HcrlText(), HcrlCarHacking(), CrysysText()]
+class RoadDecimal(LineFormat):
+    name = "road-decimal"
+    description = "ROAD repackaged: 'ID,B0,...,B7,label', decimal, no header, no timestamps, label 0.0/1.0"
+    layout = "'id,b0,b1,b2,b3,b4,b5,b6,b7,label' (decimal)"
+    sniff_pattern = r"^\s*\d+(,\d{1,3}){8},[01](\.0)?\s*$"
+    pattern = r"^\s*(?P<id>[^,]*)," + "".join(f"(?P<b{i}>[^,]*)," for i in range(8)) + r"(?P<label>[^,]*?)\s*$"
+
+    def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
+        can_id, ext = decimal_can_ids(g.field("id"), checks)
+        n = len(can_id)
+        data = np.zeros((n, 8), np.uint8)
+        for i in range(8):
+            values, bad = to_uint(g.field(f"b{i}"), maximum=255)
+            checks.flag(bad, f"byte {i} must be a value 0..255", g.field(f"b{i}"))
+            data[:, i] = values
+        label = g.field("label")
+        checks.flag(~in_set(label, ["0", "1", "0.0", "1.0"]), "label must be 0.0 or 1.0", label)
+        attack = in_set(label, ["1", "1.0"]).astype(np.uint8)
+        return FrameColumns(None, can_id, ext, np.zeros(n, bool), np.full(n, 8, np.uint8), data, attack)
+
+
+LINE_FORMATS: list[LineFormat] = [
+    CandumpLog(), CandumpColumns(), HcrlText(), HcrlCarHacking(), CrysysText(), RoadDecimal()
+]  # fmt: skip
