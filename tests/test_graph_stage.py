@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
 from kdgat.core.config import resolve_config
 from kdgat.core.errors import KdgatError
+from kdgat.core.manifest import write_manifest
 from kdgat.data.capture import sources_from_files
 from kdgat.data.catalog import dataset_sources, load_catalog
+from kdgat.data.split import BlockSplit
 from kdgat.data.store import open_store
 from kdgat.data.windows import window_starts
 from kdgat.stages.graphs import run as run_graphs
@@ -168,3 +172,37 @@ def test_cli_graphs(synthetic_frames, tmp_path):
     assert "reused" in runner.invoke(app, args).output
     bad = runner.invoke(app, ["graphs", "--frames", str(tmp_path), "--out", str(tmp_path / "t")])
     assert bad.exit_code != 0 and "not an ingest output" in bad.stderr
+
+
+def test_vocabulary_and_periods_come_from_training_blocks_only(data_root, tmp_path):
+    """An ID that appears only in validation blocks changes neither the vocabulary nor the periods."""
+    source = pq.read_table(_road_train_frames(data_root, tmp_path))
+    n = source.num_rows
+    cfg = prep(feature_set="e4t", vocab_min_count=1)
+    split = BlockSplit.of_file(n, len(window_starts(n, cfg.window, cfg.stride)), cfg, "train/fuzzing.parquet")
+    val_block = int(split.val_blocks[0])
+    inside = np.arange(split.edges[val_block] + 50, split.edges[val_block + 1] - 50, 7)  # away from the edges
+    can_id = source["can_id"].to_numpy().copy()
+    can_id[inside] = 0x7AB  # an ID the training blocks never carry
+    changed = source.set_column(source.schema.get_field_index("can_id"), "can_id", pa.array(can_id, pa.uint32()))
+    stores = {}
+    for name, table in (("plain", source), ("val_only_id", changed)):
+        frames = tmp_path / name / "frames"
+        (frames / "train").mkdir(parents=True)
+        pq.write_table(table, frames / "train" / "fuzzing.parquet")
+        write_manifest(frames, stage="ingest", inputs=[], config={}, wall_time_s=0.0, dataset="road", outputs=[
+            {"path": "train/fuzzing.parquet", "split": "train", "scenario": "train", "source": "fuzzing"}
+        ])  # fmt: skip
+        run_graphs(frames, tmp_path / name / "store", cfg)
+        stores[name] = open_store(tmp_path / name / "store")
+    assert (tmp_path / "plain/store/vocab.json").read_text() == (tmp_path / "val_only_id/store/vocab.json").read_text()
+    plain, other = (s.metadata["timing"]["median_period"] for s in stores.values())
+    assert plain == other
+    val_ids = np.asarray(stores["val_only_id"].part("val").x)[:, 0]
+    assert (val_ids == stores["val_only_id"].metadata["oov_index"]).any()  # the new ID is scored as unknown
+
+
+def _road_train_frames(data_root, tmp_path):
+    frames = tmp_path / "road_frames"
+    run_ingest(sources_from_files([data_root / "road/attacks/fuzzing_attack_2.csv.xz"], split="train"), frames)
+    return next(frames.rglob("*.parquet"))

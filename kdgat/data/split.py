@@ -8,6 +8,7 @@ blocks is dropped.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -25,25 +26,51 @@ def _stable_int(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-def block_split(
-    n: int, starts: np.ndarray, window: int, cfg: PreprocessingConfig, key: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation masks over ``starts`` from contiguous time blocks of one file.
+@dataclass(frozen=True)
+class BlockSplit:
+    """One training file cut into contiguous time blocks, some of which go to validation."""
 
-    A window uses frames s .. s+W (its last transition's target included); it
-    goes to the side whose block holds all of them, and is dropped if they
-    straddle a block boundary, so no frame is shared between the two sides.
-    """
-    blocks = int(min(cfg.val_blocks, max(len(starts), 1)))
-    if blocks < 2:
-        return np.ones(len(starts), bool), np.zeros(len(starts), bool)
-    edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)
-    n_val = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
-    rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
-    val_blocks = rng.choice(blocks, size=n_val, replace=False)
-    last_frame = np.minimum(starts + window, n - 1)
-    first_block = np.searchsorted(edges, starts, side="right") - 1
-    last_block = np.searchsorted(edges, last_frame, side="right") - 1
-    whole = first_block == last_block
-    in_val = np.isin(first_block, val_blocks)
-    return whole & ~in_val, whole & in_val
+    edges: np.ndarray  # frame index where each block starts, plus the file length
+    val_blocks: np.ndarray  # indices of the validation blocks
+
+    @classmethod
+    def of_file(cls, n: int, n_windows: int, cfg: PreprocessingConfig, key: str) -> BlockSplit:
+        """The split of a file of ``n`` frames and ``n_windows`` windows (seeded by ``key``, the file's name)."""
+        blocks = int(min(cfg.val_blocks, max(n_windows, 1)))
+        edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)
+        if blocks < 2:
+            return cls(edges, np.zeros(0, np.int64))
+        n_val = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
+        rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
+        return cls(edges, rng.choice(blocks, size=n_val, replace=False))
+
+    def block_of(self, frames: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.edges, frames, side="right") - 1
+
+    def training_segments(self) -> np.ndarray:
+        """Per frame, which run of consecutive training blocks it lies in (-1 in a validation block).
+
+        What vocabulary and periods may be fitted on: frames with a segment, and gaps between two
+        frames of the same segment (a gap across a validation block would carry its timing).
+        """
+        blocks = self.block_of(np.arange(self.edges[-1]))
+        is_val = np.zeros(len(self.edges) - 1, bool)
+        is_val[self.val_blocks] = True
+        segment = np.cumsum(is_val)[blocks]
+        return np.where(is_val[blocks], -1, segment)
+
+    def window_masks(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """Train and validation masks over ``starts``.
+
+        A window uses frames s .. s+W (its last transition's target included); it goes to the side
+        whose block holds all of them, and is dropped if they straddle a block boundary, so no frame
+        is shared between the two sides.
+        """
+        n = int(self.edges[-1])
+        if len(self.val_blocks) == 0:
+            return np.ones(len(starts), bool), np.zeros(len(starts), bool)
+        first_block = self.block_of(starts)
+        last_block = self.block_of(np.minimum(starts + window, n - 1))
+        whole = first_block == last_block
+        in_val = np.isin(first_block, self.val_blocks)
+        return whole & ~in_val, whole & in_val

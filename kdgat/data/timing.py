@@ -15,15 +15,22 @@ RATIO_CLIP = 10.0
 EARLY_RATIO = 0.5
 
 
-def inter_arrival(timestamps: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Seconds since the previous frame with the same ID in this capture (NaN for the first)."""
+def inter_arrival(timestamps: np.ndarray, ids: np.ndarray, with_previous: bool = False):
+    """Seconds since the previous frame with the same ID in this capture (NaN for the first).
+
+    ``with_previous`` also returns that previous frame's index (-1 for an ID's first frame).
+    """
     order = np.lexsort((np.arange(len(ids)), ids))
     sorted_ids = ids[order]
     sorted_t = timestamps[order]
     gaps = np.full(len(ids), np.nan)
     same = sorted_ids[1:] == sorted_ids[:-1]
     gaps[order[1:][same]] = (sorted_t[1:] - sorted_t[:-1])[same]
-    return gaps
+    if not with_previous:
+        return gaps
+    previous = np.full(len(ids), -1, np.int64)
+    previous[order[1:][same]] = order[:-1][same]
+    return gaps, previous
 
 
 def median_periods(gaps: list[np.ndarray], ids: list[np.ndarray], vocab_size: int) -> np.ndarray:
@@ -56,9 +63,8 @@ def timing_frame_values(timestamps: np.ndarray | None, id_keys: np.ndarray, voca
     for an ID's first frame or an ID without a known period.
     """
     n = len(vocab_ids)
-    if timestamps is None:
-        zeros = np.zeros(n)
-        return [(zeros, ("mean", "min", "max")), (zeros, ("mean",)), (zeros, ("mean",))]
+    if timestamps is None:  # neutral: every frame on time (ratio 1), none early, and the model is told why
+        return [(np.ones(n), ("mean", "min", "max")), (np.zeros(n), ("mean",)), (np.zeros(n), ("mean",))]
     period = periods[vocab_ids]
     ratio = inter_arrival(timestamps, id_keys) / np.where(period > 0, period, np.nan)
     ratio = np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, RATIO_CLIP)

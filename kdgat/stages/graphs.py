@@ -31,13 +31,13 @@ from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_ma
 from kdgat.core.schema import PreprocessingConfig
 from kdgat.data.features import get_feature_set
 from kdgat.data.frames import BENIGN_ATTACK_TYPE
-from kdgat.data.split import block_split, part_name
+from kdgat.data.split import BlockSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
 from kdgat.data.windows import build_graphs, window_starts
 
-BUILDER_VERSION = "2"  # bump when the store layout or naming changes
+BUILDER_VERSION = "3"  # bump when the store layout, naming or fitting changes (3: fitted on training blocks)
 METADATA = "metadata.json"
 VOCAB = "vocab.json"
 
@@ -96,8 +96,13 @@ class _Scan:
     attack_names: set[str]
 
 
-def _scan_inputs(files: list[FramesFile], with_timing: bool) -> _Scan:
-    """Training ID keys (and arrival gaps) and the attack names of every file, reading each file once."""
+def _scan_inputs(files: list[FramesFile], cfg: PreprocessingConfig, with_timing: bool, fitting: bool) -> _Scan:
+    """Training ID keys (and arrival gaps) and the attack names of every file, reading each file once.
+
+    With ``fitting`` (a store of its own, not ``--like``), only the frames of the training blocks
+    count, and a gap only when both of its frames lie in the same run of training blocks: the
+    vocabulary and the periods are fitted on no frame a validation window will be scored on.
+    """
     scan = _Scan([], [], [], set())
     for f in files:
         train = f.split == "train"
@@ -111,11 +116,18 @@ def _scan_inputs(files: list[FramesFile], with_timing: bool) -> _Scan:
         if not train:
             continue
         keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
-        scan.train_keys.append(keys)
-        if with_timing and table["timestamp"].null_count < table.num_rows:
+        n = len(keys)
+        segment = np.zeros(n, np.int64)
+        if fitting:
+            n_windows = len(window_starts(n, cfg.window, cfg.stride))
+            segment = BlockSplit.of_file(n, n_windows, cfg, f.relative).training_segments()
+        scan.train_keys.append(keys[segment >= 0])
+        if with_timing and table["timestamp"].null_count < n:
             timestamps = pc.fill_null(table["timestamp"], np.nan).to_numpy().astype(np.float64)
-            scan.train_gaps.append(inter_arrival(timestamps, keys))
-            scan.train_gap_keys.append(keys)
+            gaps, previous = inter_arrival(timestamps, keys, with_previous=True)
+            both = (segment >= 0) & (previous >= 0) & (segment[np.maximum(previous, 0)] == segment)
+            scan.train_gaps.append(gaps[both])
+            scan.train_gap_keys.append(keys[both])
     return scan
 
 
@@ -207,7 +219,9 @@ def run(
     if any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
         raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
-    scan = _scan_inputs(files, with_timing=feature_set.needs_timestamps and like_meta is None)
+    scan = _scan_inputs(
+        files, cfg, with_timing=feature_set.needs_timestamps and like_meta is None, fitting=like_meta is None
+    )
     if like_meta is not None:
         vocab = Vocabulary.from_json(json.loads((Path(like) / VOCAB).read_text()))
         attack_types = _attack_table(scan.attack_names, like_meta["attack_types"])
@@ -244,7 +258,8 @@ def run(
                     no_timestamps.append(f.source)
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
-                train_mask, val_mask = block_split(len(ids), starts, cfg.window, cfg, f.relative)
+                split_of_file = BlockSplit.of_file(len(ids), len(starts), cfg, f.relative)
+                train_mask, val_mask = split_of_file.window_masks(starts, cfg.window)
                 dropped += int((~train_mask & ~val_mask).sum())
                 selections = [("train", "train", "train", starts[train_mask]), ("val", "val", "val", starts[val_mask])]
             else:
