@@ -16,6 +16,7 @@ from kdgat.evaluation.metrics import (
     curve_points,
     detection_rate_at_fpr,
     format_mean_std,
+    parse_policy,
     summarize_seeds,
 )
 
@@ -457,3 +458,62 @@ def test_summarize_seeds():
     assert format_mean_std(summarize_seeds([])) == "n/a"
     assert all(type(v) in (float, int) for v in d.values())
     strict_json(d)
+
+
+# --------------------------------------------------------------------------- threshold policies
+
+
+def test_margin_takes_the_middle_of_a_separating_gap_in_logit_space():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    s = np.array([0.001, 0.01, 0.2, 0.9998, 0.9999, 1.0])  # every threshold in (0.2, 0.9998] is perfect
+    edge, middle = choose_threshold(y, s, "f1"), choose_threshold(y, s, "margin")
+    assert edge["threshold"] == pytest.approx(0.9998) and edge["value"] == 1.0
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    expected = 1 / (1 + np.exp(-(logit(0.2) + logit(0.9998)) / 2))
+    assert middle["threshold"] == pytest.approx(expected) and 0.2 < middle["threshold"] < 0.9998
+    assert middle["interval"] == pytest.approx([0.2, 0.9998]) and middle["space"] == "logit"
+    assert binary_metrics(y, s, middle["threshold"])["f1"] == 1.0  # validation is predicted identically
+
+
+def test_margin_with_ties_and_overlap_keeps_the_optimal_predictions():
+    y = np.array([0, 0, 1, 0, 1, 1, 1])
+    s = np.array([0.1, 0.3, 0.3, 0.6, 0.6, 0.8, 0.8])  # ties across classes: the optimum flags >= 0.3
+    edge, middle = choose_threshold(y, s, "f1"), choose_threshold(y, s, "margin")
+    assert middle["value"] == pytest.approx(edge["value"])
+    low, high = middle["interval"]
+    assert low < middle["threshold"] <= high and high == edge["threshold"]
+    same = {k: v for k, v in binary_metrics(y, s, middle["threshold"]).items() if k != "threshold"}
+    assert same == {k: v for k, v in binary_metrics(y, s, edge["threshold"]).items() if k != "threshold"}
+
+
+def test_margin_on_reconstruction_errors_is_a_geometric_midpoint():
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.5, 2.0, 8.0, 30.0])
+    r = choose_threshold(y, s, "margin")
+    assert r["space"] == "log" and r["threshold"] == pytest.approx(4.0)  # sqrt(2 * 8)
+
+
+def test_margin_when_the_optimum_flags_everything():
+    y = np.array([1, 1, 0])
+    s = np.array([0.5, 0.4, 0.9])  # the lone benign window scores highest: flag all (F1 0.8)
+    r = choose_threshold(y, s, "margin")
+    assert r["threshold"] == pytest.approx(0.4) and r["interval"] == pytest.approx([0.4, 0.4])
+
+
+@pytest.mark.parametrize(
+    ("policy", "parsed"),
+    [
+        ("f1", ("f1", {})),
+        ("margin", ("margin", {})),
+        ("youden", ("youden", {})),
+        ("fpr:0.01", ("fpr", {"max_fpr": 0.01})),
+    ],
+)
+def test_policies_parse(policy, parsed):
+    assert parse_policy(policy) == parsed
+
+
+@pytest.mark.parametrize("bad", ["fpr", "fpr:x", "fpr:2", "f1:0.1", "best"])
+def test_bad_policies_are_refused(bad):
+    with pytest.raises(ValueError, match="policy"):
+        parse_policy(bad)

@@ -188,7 +188,7 @@ def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, te
     # the reported threshold is the F1-optimal one on validation, and test metrics use it unchanged
     model, _ = load_run_model(teachers / "gat", store)
     val_y = np.asarray(store.part("val").y)
-    expected = choose_threshold(val_y, score_gat(model, store.part("val"))["score"], "f1")
+    expected = choose_threshold(val_y, score_gat(model, store.part("val"))["score"], "margin")
     assert gat["threshold"]["threshold"] == pytest.approx(expected["threshold"])
     name = sorted(store.test_parts())[0]
     part = store.part(name)
@@ -262,7 +262,7 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     (label,) = document["runs"]
     assert label == f"fusion_{method}_large"
     result = document["runs"][label]
-    assert result["threshold"]["method"] == "f1" and set(result["test"]) == set(open_store(store_dir).test_parts())
+    assert result["threshold"]["policy"] == "margin" and set(result["test"]) == set(open_store(store_dir).test_parts())
     members = sum(json.loads((teachers / k / "metrics.json").read_text())["parameters"] for k in ("vgae", "gat"))
     assert result["parameters"] == metrics["ensemble_parameters"] == members + metrics["fusion_parameters"]
     if method == "dqn":

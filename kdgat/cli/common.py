@@ -62,12 +62,6 @@ class FusionMethod(str, Enum):
     weighted = "weighted"
 
 
-class ThresholdMethod(str, Enum):
-    f1 = "f1"
-    youden = "youden"
-    fpr = "fpr"
-
-
 def print_error(message: str) -> None:
     err.print(Text("error:", style="bold red"), Text(message), soft_wrap=True)
 

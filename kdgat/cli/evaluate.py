@@ -7,17 +7,23 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ThresholdMethod, TrackingUriOpt, out, progress_line, user_errors
+from kdgat.cli.common import DatasetTagOpt, TrackingUriOpt, out, progress_line, user_errors
 from kdgat.cli.tables import evaluation_table
+from kdgat.evaluation.metrics import DEFAULT_POLICY
 
 
 def evaluate(
     runs: Annotated[list[Path], typer.Option("--runs", help="Run directories to evaluate (repeatable).")] = ...,
     graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store with val and test parts.")] = ...,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Evaluation output folder.")] = ...,
-    method: Annotated[
-        ThresholdMethod, typer.Option("--threshold", help="How the threshold is chosen on validation.")
-    ] = ThresholdMethod.f1,
+    policy: Annotated[
+        str,
+        typer.Option(
+            "--threshold",
+            help="Validation threshold policy: margin (middle of the F1-optimal range), f1 (its upper edge), "
+            "youden, or fpr:<rate> (the most sensitive threshold with benign FPR <= rate).",
+        ),
+    ] = DEFAULT_POLICY,
     explain: Annotated[
         int,
         typer.Option(
@@ -41,7 +47,7 @@ def evaluate(
             runs,
             graphs_dir,
             out_dir,
-            method=method.value,
+            policy=policy,
             explain=explain,
             compile_models=compile_models,
             tracking_uri=tracking_uri,

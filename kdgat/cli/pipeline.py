@@ -9,6 +9,7 @@ import typer
 
 from kdgat.cli.common import CatalogOpt, DataRootOpt, FusionMethod, TrackingUriOpt, out, user_errors
 from kdgat.cli.tables import evaluation_table
+from kdgat.evaluation.metrics import DEFAULT_POLICY
 
 
 def pipeline(
@@ -31,6 +32,10 @@ def pipeline(
         int,
         typer.Option("--explain", min=0, help="GNNExplainer graphs per GAT run in evaluate (slow; off by default)."),
     ] = 0,
+    policy: Annotated[
+        str,
+        typer.Option("--threshold", help="Validation threshold policy of evaluate: margin, f1, youden, fpr:<rate>."),
+    ] = DEFAULT_POLICY,
     tracking_uri: TrackingUriOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
 ) -> None:
@@ -45,7 +50,8 @@ def pipeline(
     overrides = [*override, *(f"{key}={value}" for key, value in shorthand.items() if value is not None)]
     options = PipelineOptions(
         data_root=data_root, catalog=catalog or [], overrides=overrides, fusion_method=method.value,
-        lake_dir=lake, tracking_uri=tracking_uri, explain=explain, force=force, lake=not no_lake,
+        lake_dir=lake, tracking_uri=tracking_uri, explain=explain, threshold_policy=policy, force=force,
+        lake=not no_lake,
     )  # fmt: skip
     with user_errors():
         runner = PipelineRunner(datasets, out_dir, options, console=out)

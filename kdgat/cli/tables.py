@@ -91,7 +91,7 @@ def _fmt(value, digits: int = 3) -> str:
 def evaluation_table(document: dict) -> Table:
     """One row per run and scenario: F1, precision, recall, FPR, ROC-AUC, PR-AUC at the validation threshold."""
     table = _columns(
-        Table(title=f"Evaluation (thresholds chosen on validation by {document['threshold_method']})"),
+        Table(title=f"Evaluation (thresholds chosen on validation, policy {document['threshold_policy']})"),
         [("run", "left"), ("scenario", "name"), ("F1", "right"), ("precision", "right"), ("recall", "right"),
          ("FPR", "right"), ("ROC-AUC", "right"), ("PR-AUC", "right")],
     )  # fmt: skip

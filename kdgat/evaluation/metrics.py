@@ -37,7 +37,9 @@ import numpy as np
 from sklearn.metrics import confusion_matrix_at_thresholds, precision_recall_curve, roc_curve
 
 FPR_LEVELS = {"detection_rate_at_fpr_1pct": 0.01, "detection_rate_at_fpr_0_1pct": 0.001}
-THRESHOLD_METHODS = ("f1", "youden", "fpr")
+THRESHOLD_METHODS = ("f1", "margin", "youden", "fpr")
+DEFAULT_POLICY = "margin"
+_LOGIT_EPS = 1e-7
 
 
 # --------------------------------------------------------------------------- helpers
@@ -189,20 +191,68 @@ def detection_rate_at_fpr(y_true, scores, max_fpr: float) -> float | None:
 # --------------------------------------------------------------------------- thresholds
 
 
+def parse_policy(policy: str) -> tuple[str, dict]:
+    """``"f1"``, ``"margin"``, ``"youden"`` or ``"fpr:<rate>"`` -> (method, keyword arguments)."""
+    method, _, rate = policy.partition(":")
+    if method == "fpr" and rate:
+        try:
+            max_fpr = float(rate)
+        except ValueError:
+            raise ValueError(f"threshold policy {policy!r}: the rate must be a number, e.g. fpr:0.01") from None
+        if not 0.0 <= max_fpr <= 1.0:
+            raise ValueError(f"threshold policy {policy!r}: the rate must lie within [0, 1]")
+        return "fpr", {"max_fpr": max_fpr}
+    if method in THRESHOLD_METHODS and not rate and method != "fpr":
+        return method, {}
+    choices = "f1, margin, youden, fpr:<rate> (e.g. fpr:0.01)"
+    raise ValueError(f"unknown threshold policy {policy!r} (choose from: {choices})")
+
+
+def score_space(scores: np.ndarray) -> str:
+    """Where a margin's midpoint is taken: ``logit`` for scores in [0, 1] (probabilities, fused
+    scores), ``log`` for non-negative unbounded ones (reconstruction errors), else ``linear``."""
+    low, high = float(np.min(scores)), float(np.max(scores))
+    if low >= 0.0 and high <= 1.0:
+        return "logit"
+    return "log" if low >= 0.0 else "linear"
+
+
+def _midpoint(low: float, high: float, space: str) -> float:
+    """The midpoint of (low, high] in ``space``, mapped back to a score strictly above ``low``."""
+    if space == "logit":
+        a, b = np.clip([low, high], _LOGIT_EPS, 1.0 - _LOGIT_EPS)
+        z = (np.log(a / (1 - a)) + np.log(b / (1 - b))) / 2
+        mid = float(1.0 / (1.0 + np.exp(-z)))
+    elif space == "log":
+        a, b = np.maximum([low, high], np.finfo(np.float64).tiny)
+        mid = float(np.exp((np.log(a) + np.log(b)) / 2))
+    else:
+        mid = (low + high) / 2
+    return mid if low < mid <= high else high
+
+
 def choose_threshold(y_val, scores_val, method: str = "f1", *, max_fpr: float = 0.01) -> dict:
-    """Threshold chosen on validation scores; returns ``{threshold, method, value, fallback}``.
+    """Threshold chosen on validation scores; returns ``{threshold, method, value, fallback, ...}``.
 
     Candidates are the distinct validation scores (prediction ``score >= threshold``):
 
-    - ``"f1"``: maximal validation F1; ``value`` = that F1;
+    - ``"f1"``: maximal validation F1, at the highest threshold that reaches it (the edge of the
+      optimal range: as close to the attack scores as validation allows); ``value`` = that F1;
+    - ``"margin"``: maximal validation F1 too, but in the middle of the range of thresholds that
+      give it (every threshold in it predicts validation identically): the midpoint between the
+      lowest flagged and the highest unflagged validation score, in logit space for scores in
+      [0, 1], log space for non-negative scores (:func:`score_space`). On separable validation
+      data it is the midpoint between the highest benign and the lowest attack score, so a test
+      capture whose scores shift a little does not fall off the edge. The result also holds
+      ``interval`` (the optimal range) and ``space``;
     - ``"youden"``: maximal TPR - FPR (Youden's J); ``value`` = J;
     - ``"fpr"``: the lowest threshold whose validation FPR is <= ``max_fpr`` (so the highest TPR
       under that false-alarm budget); ``value`` = validation TPR there; the result also holds
       ``max_fpr``. When even the highest score is a benign window that breaks the budget, the
       threshold is just above the highest score (nothing flagged, value 0.0).
 
-    Ties go to the highest threshold (fewer alarms). Degenerate validation sets give
-    ``"fallback": True`` and ``value`` None:
+    Ties go to the highest threshold (fewer alarms) except for ``"margin"``. Degenerate validation
+    sets give ``"fallback": True`` and ``value`` None:
 
     - only benign windows: just above the highest score (no false positive on validation); for
       ``"fpr"`` the lowest threshold keeping the benign FPR <= ``max_fpr`` (a benign-score quantile);
@@ -239,13 +289,20 @@ def choose_threshold(y_val, scores_val, method: str = "f1", *, max_fpr: float = 
     elif fallback:
         threshold, value = _next_above(thresholds[0], s.dtype), None
     else:
-        if method == "f1":
+        if method in ("f1", "margin"):
             # F1 = 2 TP / (2 TP + FP + FN) at every point of the precision-recall curve
             objective = 2 * tps / (2 * tps + fps + (positives - tps))
         else:
             objective = tps / positives - fps / negatives
         best = int(np.argmax(objective))  # first maximum = highest threshold among ties
         threshold, value = float(thresholds[best]), float(objective[best])
+        if method == "margin":
+            # thresholds in (next lower score, thresholds[best]] all flag the same validation windows
+            low = float(thresholds[best + 1]) if best + 1 < len(thresholds) else threshold
+            space = score_space(s)
+            if low < threshold:
+                threshold = _midpoint(low, threshold, space)
+            result.update(interval=[low, float(thresholds[best])], space=space)
     return {"threshold": threshold, **result, "value": None if fallback else value, "fallback": fallback}
 
 

@@ -329,7 +329,9 @@ def _evaluation_rows(run_dir: Path, eval_id: str, dataset: str) -> dict[str, lis
             row = dict(base, dataset=dataset, family=target.family, model_type=target.model_type, scale=target.scale)
             row.update(has_kd=target.has_kd, split=split, scenario=scenario)
             row.update({k: values.get(k) for k in _METRIC_COLUMNS}, auc=values.get("roc_auc"))
-            row.update(threshold_method=_get(result, "threshold", "method") or document.get("threshold_method"))
+            threshold = result.get("threshold") or {}
+            policy = threshold.get("policy") or threshold.get("method") or document.get("threshold_policy")
+            row.update(threshold_method=policy)
             metric_rows.append(row)
         for scenario, points in (curves.get(label) or {}).items():
             for curve, (xs, ys) in (("roc", ("fpr", "tpr")), ("pr", ("recall", "precision"))):

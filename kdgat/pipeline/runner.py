@@ -21,9 +21,10 @@ from rich.text import Text
 
 from kdgat.core import tracking
 from kdgat.core.atomic import atomic_write_text
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash
 from kdgat.core.manifest import MANIFEST_NAME
+from kdgat.evaluation.metrics import DEFAULT_POLICY, parse_policy
 from kdgat.pipeline.plan import Step, plan_steps
 
 STATE_DIR = ".pipeline"
@@ -40,6 +41,7 @@ class PipelineOptions:
     lake_dir: Path | None = None  # default OUT/lake
     tracking_uri: str | None = None  # default sqlite:///OUT/mlruns.db
     explain: int = 0  # GNNExplainer graphs per GAT run: slow, so opt-in
+    threshold_policy: str = DEFAULT_POLICY  # how evaluate chooses each model's threshold on validation
     force: bool = False
     lake: bool = True  # False stops after evaluate (no lake, no report)
 
@@ -154,7 +156,7 @@ class PipelineRunner:
         if step.stage == "fuse":
             return {"config": config_hash(self._config("dqn", step.scale)), "method": self.options.fusion_method}
         if step.stage == "evaluate":
-            return {"explain": self.options.explain}
+            return {"explain": self.options.explain, "threshold": self.options.threshold_policy}
         return {"datasets": self.datasets, "lake": str(self.layout.lake.resolve())}
 
     def _previous(self, dataset: str | None, step: Step) -> dict:
@@ -244,6 +246,7 @@ class PipelineRunner:
             runs = [lay.run(dataset, self.steps[need]) for need in step.needs if need != "graphs"]
             manifest = evaluate.run(
                 runs, lay.graphs(dataset), lay.eval(dataset), explain=opts.explain, progress=self._progress,
+                policy=opts.threshold_policy,
                 tracking_uri=self.tracking_uri, dataset=dataset,
             )  # fmt: skip
             return f"{len(manifest.summary['models'])} models"
@@ -281,6 +284,10 @@ class PipelineRunner:
             elif step.stage == "fuse":
                 self._config("dqn", step.scale)
         self._config("gat", "large")  # the graphs step's preprocessing
+        try:
+            parse_policy(self.options.threshold_policy)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         for dataset in self.datasets:
             self._sources(dataset)
 

@@ -25,7 +25,7 @@ from kdgat.core.stage_log import log_stage
 from kdgat.data.batching import assemble_batch
 from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
-from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
+from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import FUSION_FILE, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
@@ -40,6 +40,12 @@ _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc"
 def run_label(cfg) -> str:
     """gat_large, gat_small_kd, vgae_small ... (unique per model variant)."""
     return f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
+
+
+def choose_by_policy(y_val: np.ndarray, scores_val: np.ndarray, policy: str) -> dict:
+    """The validation threshold of ``policy`` (f1, margin, youden, fpr:<rate>), recorded with the policy."""
+    method, options = parse_policy(policy)
+    return {**choose_threshold(y_val, scores_val, method, **options), "policy": policy}
 
 
 def _labelled(part) -> tuple[np.ndarray, np.ndarray]:
@@ -63,7 +69,7 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
 def evaluate_run(
     run_dir: Path,
     store: GraphStore,
-    method: str,
+    policy: str,
     batch_size: int,
     explain: int = 0,
     compile_models: bool = False,
@@ -78,7 +84,7 @@ def evaluate_run(
     keep, y_val = _labelled(val)
     scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
     val_scores = scored["score"][keep]
-    threshold = choose_threshold(y_val, val_scores, method=method)
+    threshold = choose_by_policy(y_val, val_scores, policy)
     result = {
         "run_dir": str(run_dir),
         "model": kind,
@@ -114,12 +120,12 @@ def evaluate_run(
     return label, result, curves, extras
 
 
-def evaluate_fusion_run(run_dir: Path, store: GraphStore, method: str) -> tuple[str, dict, dict, dict]:
+def evaluate_fusion_run(run_dir: Path, store: GraphStore, policy: str) -> tuple[str, dict, dict, dict]:
     ensemble, fusion, members = load_fusion_run(run_dir, store)
     label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
     val, _ = ensemble.data(store.part("val"))
     val_scores = fusion.score(val)
-    threshold = choose_threshold(val.labels.astype(np.int64), val_scores, method=method)
+    threshold = choose_by_policy(val.labels.astype(np.int64), val_scores, policy)
     result = {
         "run_dir": str(run_dir),
         "model": "fusion",
@@ -150,7 +156,7 @@ def run(
     graphs_dir: str | Path,
     out_dir: str | Path,
     *,
-    method: str = "f1",
+    policy: str = DEFAULT_POLICY,
     batch_size: int = 1024,
     explain: int = 0,
     compile_models: bool = False,
@@ -170,6 +176,10 @@ def run(
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     if not run_dirs:
         raise UsageError("nothing to evaluate: pass one or more --runs RUN_DIR")
+    try:
+        parse_policy(policy)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     begin_output(out_dir)
@@ -178,10 +188,10 @@ def run(
         if progress:
             progress(f"[{index}/{len(run_dirs)}] {run}: scoring validation and {len(store.test_parts())} test parts")
         if is_fusion_run(run):
-            label, result, run_curves, arrays = evaluate_fusion_run(run, store, method)
+            label, result, run_curves, arrays = evaluate_fusion_run(run, store, policy)
         else:
             label, result, run_curves, arrays = evaluate_run(
-                run, store, method, batch_size, explain, compile_models, progress
+                run, store, policy, batch_size, explain, compile_models, progress
             )
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
@@ -190,7 +200,7 @@ def run(
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
         explanations.update(arrays.get("explanations", {}))
-    document = {"store": str(graphs_dir), "threshold_method": method, "runs": metrics}
+    document = {"store": str(graphs_dir), "threshold_policy": policy, "runs": metrics}
     _save_npz(out_dir / "embeddings.npz", embeddings)
     if attention:
         _save_npz(out_dir / "attention.npz", attention)
@@ -207,7 +217,7 @@ def run(
             stage="evaluate",
             out_dir=out_dir,
             config={
-                "threshold_method": method,
+                "threshold_policy": policy,
                 "threshold": result["threshold"]["threshold"],
                 "run_dir": result["run_dir"],
             },
@@ -234,11 +244,11 @@ def run(
         out_dir,
         stage="evaluate",
         inputs=inputs,
-        config={"threshold_method": method, "batch_size": batch_size, "explain": explain, "compile": compile_models},
+        config={"threshold_policy": policy, "batch_size": batch_size, "explain": explain, "compile": compile_models},
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
-        summary={"threshold_method": method, "models": list(metrics)},
+        summary={"threshold_policy": policy, "models": list(metrics)},
     )
 
 

@@ -139,7 +139,7 @@ def write_eval_run(
 ) -> Path:  # fmt: skip
     """An evaluate folder over ``runs`` (label -> run folder) with the given confusion counts per scenario."""
     eval_dir.mkdir(parents=True, exist_ok=True)
-    document = {"store": str(store), "threshold_method": "f1", "runs": {}}
+    document = {"store": str(store), "threshold_policy": "f1", "runs": {}}
     curves, policies = {}, {}
     for label, run_dir in runs.items():
         family, scale, kd = label.rsplit("_kd", 1)[0].rsplit("_", 1) + [label.endswith("_kd")]
@@ -172,7 +172,7 @@ def write_eval_run(
         outputs.append("dqn_policy.json")
     inputs = [store / "metadata.json"] + [r / ("fusion.pt" if (r / "fusion.pt").exists() else "model.pt")
                                           for r in runs.values()]  # fmt: skip
-    _manifest(eval_dir, "evaluate", inputs, {"threshold_method": "f1", "batch_size": 1024, "explain": 0}, outputs,
+    _manifest(eval_dir, "evaluate", inputs, {"threshold_policy": "f1", "batch_size": 1024, "explain": 0}, outputs,
               dataset)  # fmt: skip
     return eval_dir
 
