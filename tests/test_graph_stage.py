@@ -55,11 +55,12 @@ def test_daga_graph_counts(daga_store):
     windows = {o.path: len(window_starts(o.rows, 100, 100)) for o in manifest.outputs}
     train_windows = sum(n for path, n in windows.items() if path.startswith("train/"))
     parts = meta["parts"]
-    assert parts["train"]["graphs"] + parts["val"]["graphs"] + meta["dropped_straddling_windows"] == train_windows
+    held_out = parts["val"]["graphs"] + parts["fusion"]["graphs"]
+    assert parts["train"]["graphs"] + held_out + meta["dropped_straddling_windows"] == train_windows
     assert parts["test__payload_fuzzing_id_1"]["graphs"] == 2_457  # 245,756 frames
     assert parts["test__single_id_replay_id_1"]["graphs"] == 2_457
     assert 0 < parts["val"]["graphs"] / (parts["train"]["graphs"] + parts["val"]["graphs"]) < 0.3
-    for name in ("train", "val", "test__payload_fuzzing_id_1"):
+    for name in ("train", "val", "fusion", "test__payload_fuzzing_id_1"):
         assert parts[name]["attack_graphs"] > 0  # both classes on every side
     store = open_store(root / "store")
     assert store.metadata["vocab_size"] == meta["vocab_size"]
@@ -206,3 +207,22 @@ def _road_train_frames(data_root, tmp_path):
     frames = tmp_path / "road_frames"
     run_ingest(sources_from_files([data_root / "road/attacks/fuzzing_attack_2.csv.xz"], split="train"), frames)
     return next(frames.rglob("*.parquet"))
+
+
+def test_training_validation_and_fusion_windows_share_no_frame(daga_store):
+    """What the members train on, what the fusion is fitted on and what thresholds are chosen on are disjoint."""
+    root, _, _ = daga_store
+    store = open_store(root / "store")
+    frames: dict[str, dict[str, np.ndarray]] = {}
+    for name in ("train", "val", "fusion"):
+        part = store.part(name)
+        files = np.asarray(part.files)[np.asarray(part.file_index)]
+        for source in np.unique(files):
+            starts = np.asarray(part.window_start)[files == source]
+            used = np.unique((starts[:, None] + np.arange(store.metadata["window"] + 1)).ravel())
+            frames.setdefault(source, {})[name] = used
+    assert frames
+    for source, sides in frames.items():
+        for a, b in (("train", "val"), ("train", "fusion"), ("val", "fusion")):
+            if a in sides and b in sides:
+                assert not np.intersect1d(sides[a], sides[b]).size, (source, a, b)

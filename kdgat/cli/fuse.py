@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, FusionMethod, Scale, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import DatasetTagOpt, FusionMethod, Scale, TrackingUriOpt, out, print_warning, user_errors
 
 
 def fuse(
@@ -31,9 +31,15 @@ def fuse(
             cfg, method.value, vgae, gat, graphs_dir, out_dir, tracking_uri=tracking_uri, dataset=dataset
         ).summary
     out.print(
-        f"fusion {metrics['method']} fitted on {metrics['train_windows']:,} windows "
+        f"fusion {metrics['method']} fitted on {metrics['fusion_windows']:,} held-out windows "
         f"({metrics['fusion_parameters']:,} parameters; ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"
     )
+    ranking = ", ".join(f"{k} {v:.4f}" for k, v in metrics["pr_auc_on_fusion_windows"].items())
+    if metrics["fallback"]:
+        print_warning(f"the fusion ranked those windows worse than its {metrics['fallback']} ({ranking}, PR-AUC): "
+                      f"the ensemble scores with the {metrics['fallback']} alone")  # fmt: skip
+    elif metrics["collapsed_to"]:
+        print_warning(f"the fusion gives almost every window to the {metrics['collapsed_to']} ({ranking}, PR-AUC)")
 
 
 def register(app: typer.Typer) -> None:

@@ -1,8 +1,10 @@
-"""Where a window goes: train/validation by contiguous time blocks of each training file, test parts by scenario.
+"""Where a window goes: train, validation and fusion by contiguous time blocks of each training file.
 
 Windows overlap when stride < window, so shuffling windows into train and validation would leak
 frames across the split; whole time blocks go to one side instead, and a window straddling two
-blocks is dropped.
+blocks is dropped. The held-out blocks are shared between two parts: ``fusion`` (what the fusion of
+two trained models is fitted on: windows neither model trained on) and ``val`` (where every model,
+fusions included, is selected and gets its threshold: windows no fitted thing has seen).
 """
 
 from __future__ import annotations
@@ -31,21 +33,29 @@ class BlockSplit:
     """One training file cut into contiguous time blocks, some of which go to validation."""
 
     edges: np.ndarray  # frame index where each block starts, plus the file length
-    val_blocks: np.ndarray  # indices of the validation blocks
+    val_blocks: np.ndarray  # indices of the validation blocks (the threshold half)
+    fusion_blocks: np.ndarray  # indices of the held-out blocks the fusion is fitted on
 
     @classmethod
     def of_file(cls, n: int, n_windows: int, cfg: PreprocessingConfig, key: str) -> BlockSplit:
         """The split of a file of ``n`` frames and ``n_windows`` windows (seeded by ``key``, the file's name)."""
         blocks = int(min(cfg.val_blocks, max(n_windows, 1)))
         edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)
+        none = np.zeros(0, np.int64)
         if blocks < 2:
-            return cls(edges, np.zeros(0, np.int64))
-        n_val = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
+            return cls(edges, none, none)
+        n_held = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
         rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
-        return cls(edges, rng.choice(blocks, size=n_val, replace=False))
+        held = rng.choice(blocks, size=n_held, replace=False)
+        # half of the held-out blocks (rounded down) fit the fusion; the rest choose thresholds
+        return cls(edges, np.sort(held[n_held // 2 :]), np.sort(held[: n_held // 2]))
 
     def block_of(self, frames: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges, frames, side="right") - 1
+
+    @property
+    def held_out(self) -> np.ndarray:
+        return np.concatenate((self.val_blocks, self.fusion_blocks))
 
     def training_segments(self) -> np.ndarray:
         """Per frame, which run of consecutive training blocks it lies in (-1 in a validation block).
@@ -55,22 +65,21 @@ class BlockSplit:
         """
         blocks = self.block_of(np.arange(self.edges[-1]))
         is_val = np.zeros(len(self.edges) - 1, bool)
-        is_val[self.val_blocks] = True
+        is_val[self.held_out] = True
         segment = np.cumsum(is_val)[blocks]
         return np.where(is_val[blocks], -1, segment)
 
-    def window_masks(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-        """Train and validation masks over ``starts``.
+    def window_masks(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Train, validation and fusion masks over ``starts``.
 
         A window uses frames s .. s+W (its last transition's target included); it goes to the side
         whose block holds all of them, and is dropped if they straddle a block boundary, so no frame
-        is shared between the two sides.
+        is shared between two sides.
         """
         n = int(self.edges[-1])
-        if len(self.val_blocks) == 0:
-            return np.ones(len(starts), bool), np.zeros(len(starts), bool)
         first_block = self.block_of(starts)
         last_block = self.block_of(np.minimum(starts + window, n - 1))
         whole = first_block == last_block
         in_val = np.isin(first_block, self.val_blocks)
-        return whole & ~in_val, whole & in_val
+        in_fusion = np.isin(first_block, self.fusion_blocks)
+        return whole & ~in_val & ~in_fusion, whole & in_val, whole & in_fusion

@@ -1,7 +1,9 @@
 """A fusion run folder as other stages read it: the frozen VGAE + GAT pair and the fitted fusion.
 
-``members.json`` names the two member runs and the VGAE score scale; ``fusion.pt`` holds the fitted
-fusion method; evaluation and export rebuild the ensemble from them.
+``members.json`` names the two member runs, the VGAE score scale and, when the fitted fusion ranked
+worse than one of its members on the windows it was fitted on, that member (``fallback``): the
+ensemble then scores with it alone, so a fusion is never worse than its best member there.
+``fusion.pt`` holds the fitted fusion method; evaluation and export rebuild the ensemble from them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,26 @@ class Ensemble:
         squashed = error / (error + max(self.vgae_scale, 1e-12))
         data = FusionData(fusion_state(vgae, gat)[keep], squashed[keep], gat["p_attack"][keep], y[keep])
         return data, keep
+
+
+def fused_scores(fusion, data: FusionData, members: dict) -> np.ndarray:
+    """The ensemble's score per window: the fusion's, or its fallback member's (see the module docstring)."""
+    fallback = members.get("fallback")
+    if fallback == "gat":
+        return data.gat_prob
+    if fallback == "vgae":
+        return data.vgae_score
+    return fusion.score(data)
+
+
+def collapsed_to(alpha: np.ndarray, share: float = 0.99) -> str | None:
+    """The member a per-window weighting gives (almost) every window to: 'gat' (alpha 1), 'vgae' (alpha 0)."""
+    alpha = np.asarray(alpha, dtype=np.float64)
+    if len(alpha) and np.mean(alpha >= 1.0 - 1e-6) >= share:
+        return "gat"
+    if len(alpha) and np.mean(alpha <= 1e-6) >= share:
+        return "vgae"
+    return None
 
 
 def load_fusion_run(run_dir: str | Path, store: GraphStore):

@@ -239,7 +239,7 @@ class PipelineRunner:
                 cfg, opts.fusion_method, vgae, gat, lay.graphs(dataset), lay.run(dataset, step),
                 tracking_uri=self.tracking_uri, dataset=dataset,
             ).summary  # fmt: skip
-            return f"{opts.fusion_method} over {metrics['train_windows']:,} windows"
+            return f"{opts.fusion_method} over {metrics['fusion_windows']:,} held-out windows"
         if step.stage == "evaluate":
             from kdgat.stages import evaluate
 

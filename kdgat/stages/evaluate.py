@@ -27,7 +27,7 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import FUSION_FILE, is_fusion_run, load_fusion_run
+from kdgat.fusion.ensemble import FUSION_FILE, fused_scores, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.training.runs import MODEL_FILE, load_run_model
 
@@ -124,7 +124,7 @@ def evaluate_fusion_run(run_dir: Path, store: GraphStore, policy: str) -> tuple[
     ensemble, fusion, members = load_fusion_run(run_dir, store)
     label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
     val, _ = ensemble.data(store.part("val"))
-    val_scores = fusion.score(val)
+    val_scores = fused_scores(fusion, val, members)
     threshold = choose_by_policy(val.labels.astype(np.int64), val_scores, policy)
     result = {
         "run_dir": str(run_dir),
@@ -133,6 +133,8 @@ def evaluate_fusion_run(run_dir: Path, store: GraphStore, policy: str) -> tuple[
         "scale": members["scale"],
         "kd": members["kd"],
         "members": {"vgae": members["vgae"], "gat": members["gat"]},
+        "fallback": members.get("fallback"),
+        "collapsed_to": json.loads((Path(run_dir) / "metrics.json").read_text()).get("collapsed_to"),
         "parameters": json.loads((Path(run_dir) / "metrics.json").read_text())["ensemble_parameters"],
         "score": "fused",
         "threshold": threshold,
@@ -144,7 +146,7 @@ def evaluate_fusion_run(run_dir: Path, store: GraphStore, policy: str) -> tuple[
         data, _ = ensemble.data(part)
         if len(data) == 0:
             continue
-        scores = fusion.score(data)
+        scores = fused_scores(fusion, data, members)
         result["test"][name] = binary_metrics(data.labels.astype(np.int64), scores, threshold["threshold"])
         curves[name] = curve_points(data.labels.astype(np.int64), scores)
     extras = {"policy": {label: fusion.policy_summary(val)} if hasattr(fusion, "policy_summary") else {}}

@@ -1,10 +1,13 @@
 """The fuse stage: learn how to weigh a frozen VGAE and a frozen GAT per window.
 
-States come from both models on the store's training windows (fit) and
-validation windows (model selection). The VGAE's reconstruction error is
-squashed to [0, 1] as e / (e + m), with m the median error of benign training
-windows: 0.5 at a typical benign window, towards 1 for unusual ones. The run
-directory records the two member runs, so evaluation rebuilds the ensemble.
+The fusion is fitted on the store's ``fusion`` part: held-out time blocks that neither member
+trained on and that no threshold is chosen on (``kdgat.data.split``); a fusion fitted on the
+members' own training windows learns to trust whichever member overfits most. The VGAE's
+reconstruction error is squashed to [0, 1] as e / (e + m), with m the median error of the benign
+windows of that part: 0.5 at a typical benign window, towards 1 for unusual ones. When the fitted
+fusion ranks those windows worse (PR-AUC) than one of its members, the run falls back to that
+member, so the ensemble is never worse than its best member there. The run directory records the
+two member runs, so evaluation rebuilds the ensemble.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
@@ -24,8 +28,13 @@ from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.data.store import open_store
 from kdgat.fusion import make_fusion, trainable_parameters
-from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, Ensemble
+from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, Ensemble, collapsed_to
+from kdgat.stages.graphs import FUSION_PART
 from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
+
+
+def average_precision(labels, scores) -> float:
+    return float(average_precision_score(np.asarray(labels, dtype=np.int64), scores))
 
 
 def run(
@@ -39,20 +48,33 @@ def run(
     tracking_uri: str | None = None,
     dataset: str | None = None,
 ) -> Manifest:
-    """Fit one fusion method on the training windows; the manifest's summary holds its metrics."""
+    """Fit one fusion method on the store's fusion part; the manifest's summary holds its metrics."""
     started = time.perf_counter()
     vgae_dir, gat_dir, graphs_dir, out_dir = map(Path, (vgae_dir, gat_dir, graphs_dir, out_dir))
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     ensemble = Ensemble(vgae_dir, gat_dir, store)
+    if FUSION_PART not in store.parts:
+        raise KdgatError(
+            f"{graphs_dir}: no '{FUSION_PART}' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
+        )
     begin_output(out_dir)
-    train, _ = ensemble.data(store.part("train"))
-    val, _ = ensemble.data(store.part("val"))
-    if len(np.unique(train.labels)) < 2:
-        raise KdgatError(f"{graphs_dir}: fusion needs attack and benign training windows")
+    held_out, _ = ensemble.data(store.part(FUSION_PART))
+    if len(np.unique(held_out.labels)) < 2:
+        raise KdgatError(
+            f"{graphs_dir}: the '{FUSION_PART}' part needs attack and benign windows; the held-out blocks of the "
+            "training captures hold one class only (raise preprocessing.val_blocks or val_fraction)"
+        )
     fusion = make_fusion(method, cfg.dqn, cfg.fusion, seed=cfg.seed)
-    history = fusion.fit(train, val)
+    history = fusion.fit(held_out, held_out)  # its model selection reads the same held-out windows
+    ranking = {
+        "fusion": average_precision(held_out.labels, fusion.score(held_out)),
+        "gat": average_precision(held_out.labels, held_out.gat_prob),
+        "vgae": average_precision(held_out.labels, held_out.vgae_score),
+    }
+    best_member = max(("gat", "vgae"), key=ranking.get)
+    fallback = best_member if ranking["fusion"] < ranking[best_member] else None
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     members = {
@@ -62,10 +84,11 @@ def run(
         "vgae_scale": ensemble.vgae_scale,
         "scale": ensemble.gat_cfg.scale,
         "kd": ensemble.gat_cfg.has_kd,
+        "fallback": fallback,
     }
     atomic_write_text(out_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
-    policy = fusion.policy_summary(val) if hasattr(fusion, "policy_summary") else None
+    policy = fusion.policy_summary(held_out) if hasattr(fusion, "policy_summary") else None
     policy_file = "dqn_policy.json" if method == "dqn" else "policy.json"
     if policy is not None:
         atomic_write_text(out_dir / policy_file, json.dumps(policy) + "\n")
@@ -76,8 +99,10 @@ def run(
         "method": method,
         "scale": ensemble.gat_cfg.scale,
         "config_hash": config_hash(cfg),
-        "train_windows": len(train),
-        "val_windows": len(val),
+        "fusion_windows": len(held_out),
+        "pr_auc_on_fusion_windows": ranking,
+        "fallback": fallback,
+        "collapsed_to": collapsed_to(policy["alpha"]) if policy else None,
         "history": {k: v for k, v in history.items() if not isinstance(v, (list, dict))},
         "ensemble_parameters": parameters + fusion_parameters,
         "fusion_parameters": fusion_parameters,

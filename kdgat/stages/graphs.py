@@ -37,7 +37,8 @@ from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
 from kdgat.data.windows import build_graphs, window_starts
 
-BUILDER_VERSION = "3"  # bump when the store layout, naming or fitting changes (3: fitted on training blocks)
+BUILDER_VERSION = "4"  # bump when the store layout, naming or fitting changes (4: a fusion part beside val)
+FUSION_PART = "fusion"  # held-out windows the fusion is fitted on (kdgat.data.split)
 METADATA = "metadata.json"
 VOCAB = "vocab.json"
 
@@ -259,9 +260,13 @@ def run(
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
                 split_of_file = BlockSplit.of_file(len(ids), len(starts), cfg, f.relative)
-                train_mask, val_mask = split_of_file.window_masks(starts, cfg.window)
-                dropped += int((~train_mask & ~val_mask).sum())
-                selections = [("train", "train", "train", starts[train_mask]), ("val", "val", "val", starts[val_mask])]
+                train_mask, val_mask, fusion_mask = split_of_file.window_masks(starts, cfg.window)
+                dropped += int((~train_mask & ~val_mask & ~fusion_mask).sum())
+                selections = [
+                    ("train", "train", "train", starts[train_mask]),
+                    ("val", "val", "val", starts[val_mask]),
+                    (FUSION_PART, "val", FUSION_PART, starts[fusion_mask]),
+                ]
             else:
                 selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts)]
             for name, split, scenario, chosen in selections:

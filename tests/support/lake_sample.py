@@ -124,7 +124,7 @@ def write_fuse_run(run_dir: Path, store: Path, dataset: str, vgae: Path, gat: Pa
         {"n_windows": 100, "mean_alpha": 0.8, "mean_alpha_by_class": {"benign": 0.7, "attack": 0.9}, "alpha": []},
     )
     metrics = {"model": "fusion", "method": "dqn", "scale": "small", "config_hash": content_hash(cfg),
-               "train_windows": 400, "val_windows": 100, "history": {"episodes": 20},
+               "fusion_windows": 100, "fallback": None, "collapsed_to": None, "history": {"episodes": 20},
                "ensemble_parameters": 162581, "fusion_parameters": 32341}  # fmt: skip
     _write_json(run_dir / "metrics.json", metrics)
     inputs = [store / "metadata.json", vgae / "model.pt", gat / "model.pt"]
