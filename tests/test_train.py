@@ -354,3 +354,53 @@ def test_teacher_stays_frozen_while_the_student_learns(store_dir, teachers, kind
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())  # buffers (BatchNorm) too
     assert not any(p is q for p in lit.parameters() for q in teacher.parameters())  # not in the optimiser
+
+
+def test_hgb_through_train_evaluate_and_the_lake(store_dir, tmp_path):
+    """The classical yardstick is a run like the others: trained, evaluated, in the lake."""
+    from kdgat.data.window_vectors import window_vectors
+    from kdgat.evaluation.metrics import binary_metrics
+    from kdgat.lake import append_runs, build_lake, query
+    from kdgat.stages.evaluate import read_results
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    store = open_store(store_dir)
+    metrics = run_train(resolve_config("hgb", "large", overrides=["hgb.max_iter=20"]), store_dir, tmp_path / "hgb")
+    summary = metrics.summary
+    assert summary["model"] == "hgb" and summary["parameters"] > 0 and summary["epochs"] == 20
+    assert {o.path for o in metrics.outputs} == {"model.joblib", "config.json", "metrics.json"}
+    model, cfg = load_run_model(tmp_path / "hgb", store)
+    assert cfg.model_type == "hgb"
+
+    run_evaluate([tmp_path / "hgb"], store_dir, tmp_path / "eval")
+    result = read_results(tmp_path / "eval")["runs"]["hgb_large"]
+    assert set(result["test"]) == set(store.test_parts()) and result["threshold"]["policy"] == "margin"
+    part = store.part("val")
+    vectors, names = window_vectors(part, store.vocab_size, store.metadata["node_features"])
+    p_attack = model.estimator.predict_proba(vectors)[:, 1]
+    y = np.asarray(part.y)
+    recomputed = binary_metrics(y[y >= 0], p_attack[y >= 0], result["threshold"]["threshold"])
+    assert result["validation"]["f1"] == pytest.approx(recomputed["f1"])
+    assert len(names) == vectors.shape[1] and "nodes" in names
+
+    lake = tmp_path / "lake"
+    append_runs([tmp_path / "hgb", tmp_path / "eval"], lake)
+    build_lake(lake)
+    rows = query(lake, "SELECT model, family, parameters FROM runs WHERE stage = 'train'").to_pylist()
+    assert rows == [{"model": "hgb_large", "family": "hgb", "parameters": summary["parameters"]}]
+    scenarios = query(lake, "SELECT count(*) AS n FROM metrics WHERE model = 'hgb_large'").to_pylist()[0]["n"]
+    assert scenarios == 1 + len(store.test_parts())
+
+
+def test_window_vectors_describe_each_graph(store_dir):
+    from kdgat.data.window_vectors import window_vectors
+
+    store = open_store(store_dir)
+    part = store.part(sorted(store.test_parts())[0])
+    vectors, names = window_vectors(part, store.vocab_size, store.metadata["node_features"])
+    offsets = np.asarray(part.node_offsets)
+    ids = np.asarray(part.x)[:, 0].astype(int)
+    present = vectors[:, [names.index(f"id{i}_present") for i in range(store.vocab_size)]]
+    for g in (0, part.num_graphs // 2, part.num_graphs - 1):
+        assert set(np.flatnonzero(present[g])) == set(ids[offsets[g] : offsets[g + 1]])
+        assert vectors[g, names.index("nodes")] == offsets[g + 1] - offsets[g]

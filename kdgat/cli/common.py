@@ -49,6 +49,7 @@ class SynthSize(str, Enum):
 class ModelKind(str, Enum):
     vgae = "vgae"
     gat = "gat"
+    hgb = "hgb"
 
 
 class Scale(str, Enum):

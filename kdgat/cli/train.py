@@ -9,11 +9,17 @@ import typer
 
 from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, TrackingUriOpt, out, user_errors
 from kdgat.cli.tables import run_table
+from kdgat.core.errors import UsageError
 
 
 def train(
-    model: Annotated[ModelKind, typer.Option("--model", "-m", help="vgae (trained on benign graphs) or gat.")] = ...,
-    scale: Annotated[Scale, typer.Option("--scale", "-s", help="large (teacher) or small (student).")] = ...,
+    model: Annotated[
+        ModelKind,
+        typer.Option("--model", "-m", help="vgae (trained on benign graphs), gat, or hgb (the classical yardstick)."),
+    ] = ...,
+    scale: Annotated[
+        Optional[Scale], typer.Option("--scale", "-s", help="large (teacher) or small (student); hgb has one size.")
+    ] = None,
     graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store built by `kdgat graphs`.")] = ...,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
     aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard.")] = ["none"],
@@ -32,7 +38,9 @@ def train(
     from kdgat.stages import train as stage
 
     with user_errors():
-        cfg = resolve_config(model.value, scale.value, aux, override)
+        if scale is None and model is not ModelKind.hgb:
+            raise UsageError(f"--scale large|small is needed for a {model.value}")
+        cfg = resolve_config(model.value, scale.value if scale else "large", aux, override)
         metrics = stage.run(
             cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
         ).summary  # fmt: skip

@@ -35,7 +35,7 @@ from kdgat.core.hashing import content_hash
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
 
-MODELS: tuple[str, ...] = ("vgae", "gat", "dqn")
+MODELS: tuple[str, ...] = ("vgae", "gat", "dqn", "hgb")
 SCALES: tuple[str, ...] = ("large", "small")
 NO_AUX = "none"
 CONFIG_DIR_ENV = "KDGAT_CONFIG_DIR"

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-SCHEMA_VERSION = "1.1.0"  # 1.1: training.num_workers, fusion.method and fusion.decision_threshold removed
+SCHEMA_VERSION = "1.2.0"  # 1.1: dead keys removed; 1.2: hgb section
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -207,6 +207,19 @@ class FusionConfig(BaseModel):
     weighted_lr: PosFloat
 
 
+class HGBConfig(BaseModel):
+    """The classical yardstick (kdgat.models.boosting): scikit-learn HistGradientBoostingClassifier settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_iter: PosInt
+    learning_rate: PosFloat
+    max_leaf_nodes: Annotated[int, Field(strict=True, ge=2)]
+    min_samples_leaf: PosInt
+    l2_regularization: NonNegFloat
+    balanced: bool  # weigh the classes inversely to their frequency
+
+
 class KDConfig(BaseModel):
     """Teacher -> student distillation weights (reference design 4.4); present only with a KD auxiliary."""
 
@@ -223,8 +236,8 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    schema_version: Literal["1.1.0"]
-    model_type: Literal["vgae", "gat", "dqn"]
+    schema_version: Literal["1.2.0"]
+    model_type: Literal["vgae", "gat", "dqn", "hgb"]
     scale: Literal["large", "small"]
     auxiliaries: tuple[str, ...]
     seed: NonNegInt
@@ -233,11 +246,12 @@ class PipelineConfig(BaseModel):
     vgae: VGAEConfig
     gat: GATConfig
     dqn: DQNConfig
+    hgb: HGBConfig
     fusion: FusionConfig
     kd: KDConfig | None = None
 
     @property
-    def model_section(self) -> VGAEConfig | GATConfig | DQNConfig:
+    def model_section(self) -> VGAEConfig | GATConfig | DQNConfig | HGBConfig:
         """The section of the model this run trains."""
         return getattr(self, self.model_type)
 

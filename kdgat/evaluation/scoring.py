@@ -72,8 +72,13 @@ def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: b
     return result
 
 
+def score_boosting(model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False):
+    """p(attack) of the hgb yardstick per window (no embedding: it has none)."""
+    return {"score": model.p_attack(part)}
+
+
 def score_model(kind: str, model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False):
-    scorer = score_gat if kind == "gat" else score_vgae
+    scorer = {"gat": score_gat, "vgae": score_vgae, "hgb": score_boosting}[kind]
     return scorer(model, part, batch_size, with_embedding)
 
 

@@ -29,7 +29,7 @@ from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_thre
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import FUSION_FILE, fused_scores, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
-from kdgat.training.runs import MODEL_FILE, load_run_model
+from kdgat.training.runs import load_run_model, model_file
 
 Progress = Callable[[str], None]
 ATTENTION_SAMPLE = 50
@@ -77,8 +77,8 @@ def evaluate_run(
 ) -> tuple[str, dict, dict, dict]:
     model, cfg = load_run_model(run_dir, store)
     # scores may come from the compiled model; attention and explanations need the eager one
-    scorer = compile_for_inference(model) if compile_models else model
     kind = cfg.model_type
+    scorer = compile_for_inference(model) if compile_models and kind != "hgb" else model
     label = run_label(cfg)
     val = store.part("val")
     keep, y_val = _labelled(val)
@@ -90,8 +90,8 @@ def evaluate_run(
         "model": kind,
         "scale": cfg.scale,
         "kd": cfg.has_kd,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "score": "p_attack" if kind == "gat" else "reconstruction_error",
+        "parameters": model.parameters if kind == "hgb" else sum(p.numel() for p in model.parameters()),
+        "score": "reconstruction_error" if kind == "vgae" else "p_attack",
         "threshold": threshold,
         "validation": binary_metrics(y_val, val_scores, threshold["threshold"]),
         "test": {},
@@ -104,7 +104,9 @@ def evaluate_run(
         scores = score_model(kind, scorer, part, batch_size)["score"][keep_t]
         result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
         curves[name] = curve_points(y_t, scores)
-    embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
+    embeddings = {}
+    if "embedding" in scored:
+        embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
     attention = _attention_sample(model, val) if kind == "gat" else {}
     explanations = {}
     if kind == "gat" and explain > 0:
@@ -238,7 +240,7 @@ def run(
     atomic_write_text(out_dir / RESULTS_FILE, json.dumps(document, indent=2) + "\n")
     inputs = [file_entry(graphs_dir / "metadata.json")]
     for r in map(Path, run_dirs):
-        inputs.append(file_entry(r / MODEL_FILE if (r / MODEL_FILE).exists() else r / FUSION_FILE))
+        inputs.append(file_entry(r / FUSION_FILE if is_fusion_run(r) else model_file(r)))
     outputs = [RESULTS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
     outputs += ["explanations.npz"] if explanations else []

@@ -32,10 +32,11 @@ from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.data.store import open_store
 from kdgat.models import build_model
+from kdgat.training.boosting import fit_boosting
 from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
-from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model
+from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model, model_file
 
 
 def _keep_earlier_curves(earlier: str, curves: Path) -> None:
@@ -78,14 +79,19 @@ def run(
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
-    if cfg.model_type not in ("vgae", "gat"):
-        raise KdgatError(f"`kdgat train` trains vgae or gat models; {cfg.model_type} is trained by `kdgat fuse`")
+    if cfg.model_type not in ("vgae", "gat", "hgb"):
+        raise KdgatError(f"`kdgat train` trains vgae, gat or hgb models; {cfg.model_type} is trained by `kdgat fuse`")
     if cfg.has_kd and teacher_dir is None:
         raise UsageError("the kd_standard auxiliary needs --teacher RUN_DIR (a finished large run)")
     if teacher_dir is not None and not cfg.has_kd:
         raise UsageError("--teacher is only used with --aux kd_standard")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    if cfg.model_type == "hgb":
+        begin_output(out_dir)
+        atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
+        metrics = fit_boosting(cfg, store, out_dir)
+        return _record(cfg, graphs_dir, out_dir, metrics, started, None, dataset, tracking_uri)
     teacher = None
     if teacher_dir is not None:
         teacher, teacher_cfg = load_run_model(teacher_dir, store)
@@ -161,6 +167,21 @@ def run(
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
         "device": str(lit.device),
     }
+    return _record(cfg, graphs_dir, out_dir, metrics, started, teacher_dir, dataset, tracking_uri)
+
+
+def _record(
+    cfg: PipelineConfig,
+    graphs_dir: Path,
+    out_dir: Path,
+    metrics: dict,
+    started: float,
+    teacher_dir: str | Path | None,
+    dataset: str | None,
+    tracking_uri: str | None,
+) -> Manifest:
+    """MLflow, metrics.json and the manifest (last) of a finished training run of any kind."""
+    curves = out_dir / "logs" / "metrics.csv"
     metrics["mlflow"] = log_stage(
         stage="train",
         out_dir=out_dir,
@@ -176,18 +197,19 @@ def run(
         summary={k: v for k, v in metrics.items() if k in ("best_val_loss", "epochs", "parameters")},
         artifacts=[out_dir / CONFIG_FILE],
         tracking_uri=tracking_uri,
-        curves=out_dir / "logs" / "metrics.csv",
+        curves=curves if curves.is_file() else None,
     )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     inputs = [file_entry(graphs_dir / "metadata.json")]
     if teacher_dir is not None:
-        inputs.append(file_entry(Path(teacher_dir) / MODEL_FILE))
+        inputs.append(file_entry(model_file(teacher_dir)))
+    written = [model_file(out_dir).name, CONFIG_FILE, METRICS_FILE] + (["logs/metrics.csv"] if curves.is_file() else [])
     return write_manifest(
         out_dir,
         stage="train",
         inputs=inputs,
         config=json.loads(config_to_json(cfg)),
-        outputs=[{"path": name} for name in (MODEL_FILE, CONFIG_FILE, METRICS_FILE, "logs/metrics.csv")],
+        outputs=[{"path": name} for name in written],
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
         summary=metrics,

@@ -22,13 +22,35 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 
 
-def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
-    """Rebuild a trained model from its run directory (frozen config + weights), in eval mode."""
+def model_file(run_dir: str | Path) -> Path:
+    """The weights of a training run: ``model.pt`` for the GNNs, ``model.joblib`` for the hgb yardstick."""
+    from kdgat.training.boosting import BOOSTING_FILE
+
     run_dir = Path(run_dir)
-    for name in (CONFIG_FILE, MODEL_FILE):
-        if not (run_dir / name).is_file():
-            raise KdgatError(f"{run_dir}: not a finished training run (no {name})")
+    return run_dir / BOOSTING_FILE if (run_dir / BOOSTING_FILE).is_file() else run_dir / MODEL_FILE
+
+
+def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
+    """Rebuild a trained model from its run directory (frozen config + weights), in eval mode.
+
+    A GNN comes back as an ``nn.Module``; the hgb yardstick as a
+    :class:`~kdgat.models.boosting.WindowBoosting`.
+    """
+    run_dir = Path(run_dir)
+    for path in (run_dir / CONFIG_FILE, model_file(run_dir)):
+        if not path.is_file():
+            raise KdgatError(f"{run_dir}: not a finished training run (no {path.name})")
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
+    if cfg.model_type == "hgb":
+        from kdgat.training.boosting import load_boosting
+
+        model = load_boosting(run_dir)
+        if store is not None and model.vocab_size != store.vocab_size:
+            raise KdgatError(
+                f"{run_dir}: trained on a store with {model.vocab_size} IDs, this one has {store.vocab_size} "
+                "(build it with --like)"
+            )
+        return model, cfg
     state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
     num_ids = state["id_embedding.weight"].shape[0]
     num_features = json.loads((run_dir / METRICS_FILE).read_text())["num_node_features"]
