@@ -41,7 +41,7 @@ def build_store(tmp: Path) -> Path:
 
 def forward(kind, model, batch):
     if kind == "gat":
-        return model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
+        return model(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs)
     return model(batch.x, batch.edge_index, batch.batch)["recon"]
 
 

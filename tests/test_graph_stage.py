@@ -180,7 +180,8 @@ def test_vocabulary_and_periods_come_from_training_blocks_only(data_root, tmp_pa
     source = pq.read_table(_road_train_frames(data_root, tmp_path))
     n = source.num_rows
     cfg = prep(feature_set="e4t", vocab_min_count=1)
-    split = BlockSplit.of_file(n, len(window_starts(n, cfg.window, cfg.stride)), cfg, "train/fuzzing.parquet")
+    labels = source["label"].to_numpy()
+    split = BlockSplit.of_file(n, len(window_starts(n, cfg.window, cfg.stride)), cfg, "train/fuzzing.parquet", labels)
     val_block = int(split.val_blocks[0])
     inside = np.arange(split.edges[val_block] + 50, split.edges[val_block + 1] - 50, 7)  # away from the edges
     can_id = source["can_id"].to_numpy().copy()
@@ -226,3 +227,19 @@ def test_training_validation_and_fusion_windows_share_no_frame(daga_store):
         for a, b in (("train", "val"), ("train", "fusion"), ("val", "fusion")):
             if a in sides and b in sides:
                 assert not np.intersect1d(sides[a], sides[b]).size, (source, a, b)
+
+
+def test_a_file_whose_attacks_sit_in_few_blocks_still_validates_them(data_root, tmp_path):
+    """ROAD fuzzing_attack_1 has its attacks in 2 of 10 blocks: one is trained on, one is held out."""
+    frames = tmp_path / "frames"
+    run_ingest(sources_from_files([data_root / "road/attacks/fuzzing_attack_1.csv.xz"], split="train"), frames)
+    run_graphs(frames, tmp_path / "store", prep(feature_set="e4t"))
+    store = open_store(tmp_path / "store")
+    attacks = {name: int((np.asarray(store.part(name).y) == 1).sum()) for name in ("train", "val", "fusion")}
+    assert attacks["train"] > 0 and attacks["val"] + attacks["fusion"] > 0, attacks
+    source = pq.read_table(next(frames.rglob("*.parquet")), columns=["label"])["label"].to_numpy()
+    n = len(source)
+    split = BlockSplit.of_file(n, len(window_starts(n, 100, 100)), prep(), "x", source)
+    blocks_with_attacks = set(np.unique(split.block_of(np.flatnonzero(source == 1))).tolist())
+    held = set(split.held_out.tolist())
+    assert blocks_with_attacks & held and blocks_with_attacks - held  # some held out, some trained on

@@ -140,7 +140,8 @@ def test_vgae_shapes(scale):
     for key in ("z", "mu", "logvar"):
         assert out[key].shape == (n, cfg.latent_dim)
     assert out["recon"].shape == (n, 10)
-    assert ((out["recon"] >= 0) & (out["recon"] <= 1)).all()
+    if cfg.target == "raw":  # the study's sigmoid output; standardised targets are unbounded (linear output)
+        assert ((out["recon"] >= 0) & (out["recon"] <= 1)).all()
     assert out["id_logits"].shape == (n, NUM_IDS)
     assert out["nbr_logits"].shape == (n, NUM_IDS)
 
@@ -149,7 +150,8 @@ def test_vgae_shapes(scale):
     for value in scores.values():
         assert value.shape == (3,)
         assert torch.isfinite(value).all()
-    assert torch.equal(scores["anomaly"], scores["recon"])
+    if cfg.window_score == "mean":
+        assert torch.equal(scores["anomaly"], scores["recon"])
 
 
 def test_vgae_other_feature_width():
@@ -405,3 +407,98 @@ def test_one_self_loop_pass_matches_pyg_per_layer(kind, monkeypatch):
     else:
         for key in ("z", "recon", "id_logits", "nbr_logits"):
             torch.testing.assert_close(ours[key], reference[key])
+
+
+# -- issue 13: a VGAE that detects, a GNN that sees one abnormal node ---------------------------------
+
+
+def test_vgae_reconstructs_standardised_features_through_a_linear_output():
+    cfg = section("vgae", "small")
+    assert cfg.target == "standardized"
+    stats = {
+        "node": {"mean": [0.0] + [0.5] * 10, "std": [1.0] + [2.0] * 9 + [0.0]},
+        "edge": {"mean": [0.0] * 11, "std": [1.0] * 11},
+    }
+    model = build_model("vgae", NUM_IDS, cfg, feature_stats=stats).eval()
+    batch = tiny_batch()
+    expected = (batch.x[:, 1:] - 0.5) / torch.tensor([2.0] * 9 + [1.0])  # std 0 -> 1
+    torch.testing.assert_close(model.target(batch.x), expected)
+    out = model(batch.x, batch.edge_index, batch.batch)
+    loss = model.loss(out, batch.x, batch.edge_index)
+    torch.testing.assert_close(loss["recon"], torch.nn.functional.mse_loss(out["recon"], expected))
+    raw = build_model("vgae", NUM_IDS, section("vgae", "small", target="raw"), feature_stats=stats).eval()
+    torch.testing.assert_close(raw.target(batch.x), batch.x[:, 1:])  # the study's: raw, through a sigmoid
+    out = raw(batch.x, batch.edge_index, batch.batch)
+    assert ((out["recon"] >= 0) & (out["recon"] <= 1)).all()
+
+
+def test_one_abnormal_node_moves_the_vgae_window_score():
+    model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=0)).eval()
+    batch = tiny_batch(sizes=(6, 6))
+    model.calibrate([batch])
+    assert (model.benign_id_count[batch.x[:, 0].long()] >= 1).all()
+    base = model.graph_scores(model(batch.x, batch.edge_index, batch.batch), batch.x, batch.edge_index, batch.batch)
+    changed = batch.x.clone()
+    changed[8, 1:6] += 3.0  # one node of the second window
+    out = model(changed, batch.edge_index, batch.batch)
+    scores = model.graph_scores(out, changed, batch.edge_index, batch.batch)
+    nodes = model.node_scores(out, changed)
+    assert scores["anomaly"][1] > 2 * base["anomaly"][1] and int(nodes[6:].argmax()) == 2  # node 8 explains it
+    mean = build_model("vgae", NUM_IDS, section("vgae", "small", window_score="mean", novel_min_count=0)).eval()
+    mean.load_state_dict(model.state_dict())
+    out = mean(changed, batch.edge_index, batch.batch)
+    assert torch.equal(mean.graph_scores(out, changed, batch.edge_index, batch.batch)["anomaly"], scores["recon"])
+
+
+def test_vgae_node_scores_novel_ids_and_target_only_nodes():
+    model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=2)).eval()
+    batch = tiny_batch(sizes=(5,))
+    model.benign_id_count[:] = 5.0
+    unseen = int(batch.x[0, 0])
+    model.benign_id_count[unseen] = 1.0  # seen on fewer benign nodes than novel_min_count
+    x = batch.x.clone()
+    x[4, 1:] = 0.0  # a node that only receives the last transition: nothing of its own to reconstruct
+    nodes = model.node_scores(model(x, batch.edge_index, batch.batch), x)
+    assert nodes[0] >= 1e3 and nodes[1:4].max() < 1e3 and nodes[4] == 0.0
+
+
+@pytest.mark.parametrize("readout", ["mean", "max", "meanmax", "attention"])
+def test_gat_readouts(readout):
+    cfg = section("gat", "small", readout=readout)
+    model = build_model("gat", NUM_IDS, cfg).eval()
+    batch = tiny_batch()
+    logits, emb = model(batch.x, batch.edge_index, batch.batch, num_graphs=3, return_embedding=True)
+    width = cfg.hidden * cfg.heads * cfg.layers
+    assert logits.shape == (3, 2) and emb.shape == (3, 2 * width if readout == "meanmax" else width)
+    reference = count_parameters(build_model("gat", NUM_IDS, section("gat", "small", readout="mean")))
+    extra = {"mean": 0, "max": 0, "meanmax": width * width, "attention": width + 1}[readout]
+    assert count_parameters(model) == reference + extra  # gat mean/max: the study's exact counts
+
+
+def test_max_readout_lets_one_node_move_the_graph_vector():
+    model = build_model("gat", 60, section("gat", "small", readout="max", dropout=0.0)).eval()
+    batch = tiny_batch(num_ids=60, sizes=(40,))
+    _, before = model(batch.x, batch.edge_index, batch.batch, return_embedding=True)
+    x = batch.x.clone()
+    x[17, 1:] += 5.0
+    _, after = model(x, batch.edge_index, batch.batch, return_embedding=True)
+    mean = build_model("gat", 60, section("gat", "small", readout="mean", dropout=0.0)).eval()
+    mean.load_state_dict(model.state_dict())
+    _, mean_before = mean(batch.x, batch.edge_index, batch.batch, return_embedding=True)
+    _, mean_after = mean(x, batch.edge_index, batch.batch, return_embedding=True)
+    assert (after - before).abs().max() > (mean_after - mean_before).abs().max()
+
+
+@pytest.mark.parametrize("conv_type", ["gatv2", "transformer"])
+def test_edge_reading_layers_use_the_edge_features(conv_type):
+    stats = {"node": {"mean": [0.0] * 11, "std": [1.0] * 11}, "edge": {"mean": [0.5] * 11, "std": [0.25] * 11}}
+    model = build_model("gat", NUM_IDS, section("gat", "small", conv_type=conv_type), feature_stats=stats).eval()
+    batch = tiny_batch()
+    with pytest.raises(ValueError, match="pass edge_attr"):
+        model(batch.x, batch.edge_index, batch.batch)
+    logits = model(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr)
+    shifted = model(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr + 1.0)
+    assert logits.shape == (3, 2) and not torch.allclose(logits, shifted)
+    assert torch.equal(model.edge_mean, torch.full((11,), 0.5))  # saved with the weights: no store at scoring
+    plain = build_model("gat", NUM_IDS, section("gat", "small"))
+    assert not plain.uses_edges and count_parameters(model) > count_parameters(plain)

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
-SCHEMA_VERSION = "1.2.0"  # 1.1: dead keys removed; 1.2: hgb section
+SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE score, GAT readout/conv
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -63,6 +63,9 @@ class PreprocessingConfig(BaseModel):
     # CAN IDs seen fewer times than this in training map to the OOV index
     # (1 = every training ID gets its own embedding, as in the original study).
     vocab_min_count: PosInt
+    # Hold out some attack blocks of a file whose attacks sit in a few blocks (keeping one for training),
+    # so validation measures those attacks too (ROAD fuzzing_attack_1's attacks lie in 2 of 10 blocks).
+    held_out_attacks: bool
 
     @field_validator("stride")
     @classmethod
@@ -112,6 +115,17 @@ class VGAEConfig(BaseModel):
     dropout: Dropout
     lr: PosFloat
     patience: PosInt | None = None  # None: training.patience
+    batch_size: PosInt | None = None  # None: training.batch_size
+    # standardized: encoder input and reconstruction target are (x - mean) / std with the store's training
+    # statistics, through a linear output; raw: the study's sigmoid over raw features (timing ratios up to 10
+    # can never be reconstructed by a sigmoid)
+    target: Literal["standardized", "raw"]
+    # id_feature_max: the window's most abnormal node, each node's squared error divided by its CAN ID's
+    # (and feature's) 99th percentile on benign training windows, IDs seen on fewer than novel_min_count
+    # benign training nodes scoring as novel; mean: the study's mean error over nodes (one injected frame
+    # among 100 barely moves it)
+    window_score: Literal["id_feature_max", "mean"]
+    novel_min_count: NonNegInt
 
     @field_validator("hidden_dims")
     @classmethod
@@ -141,6 +155,13 @@ class GATConfig(BaseModel):
     lr: PosFloat
     jk_mode: Literal["cat", "last", "max", "lstm"]
     patience: PosInt | None = None  # None: training.patience
+    batch_size: PosInt | None = None  # None: training.batch_size
+    # graph vector from node vectors: mean (the study's; dilutes the one node an injected frame changes),
+    # max, meanmax (both, concatenated) or attention (a learned gate per node)
+    readout: Literal["mean", "max", "meanmax", "attention"]
+    # gat: the study's GATConv without edge features (exact reference parameter counts); gatv2 and
+    # transformer read the 11 edge features (standardised with the store's training statistics)
+    conv_type: Literal["gat", "gatv2", "transformer"]
 
 
 class DQNConfig(BaseModel):
@@ -236,7 +257,7 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
-    schema_version: Literal["1.2.0"]
+    schema_version: Literal["1.3.0"]
     model_type: Literal["vgae", "gat", "dqn", "hgb"]
     scale: Literal["large", "small"]
     auxiliaries: tuple[str, ...]
@@ -261,6 +282,12 @@ class PipelineConfig(BaseModel):
         return self.training.lr if self.training.lr is not None else self.model_section.lr
 
     @property
+    def effective_batch_size(self) -> int:
+        """The model section's batch size when set (GAT students: 64), else training.batch_size."""
+        own = getattr(self.model_section, "batch_size", None)
+        return own if own is not None else self.training.batch_size
+
+    @property
     def effective_patience(self) -> int:
         """The model section's patience when set (GAT small: 50), else training.patience."""
         own = getattr(self.model_section, "patience", None)
@@ -269,5 +296,3 @@ class PipelineConfig(BaseModel):
     @property
     def has_kd(self) -> bool:
         return self.kd is not None
-
-

@@ -28,6 +28,12 @@ def _stable_int(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
+def _attack_blocks(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Indices of the blocks holding at least one attack frame."""
+    attacks = np.flatnonzero(np.asarray(labels) > 0)
+    return np.unique(np.searchsorted(edges, attacks, side="right") - 1).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class BlockSplit:
     """One training file cut into contiguous time blocks, some of which go to validation."""
@@ -37,8 +43,22 @@ class BlockSplit:
     fusion_blocks: np.ndarray  # indices of the held-out blocks the fusion is fitted on
 
     @classmethod
-    def of_file(cls, n: int, n_windows: int, cfg: PreprocessingConfig, key: str) -> BlockSplit:
-        """The split of a file of ``n`` frames and ``n_windows`` windows (seeded by ``key``, the file's name)."""
+    def of_file(
+        cls,
+        n: int,
+        n_windows: int,
+        cfg: PreprocessingConfig,
+        key: str,
+        labels: np.ndarray | None = None,
+        attack_to_val: bool = True,
+    ) -> BlockSplit:
+        """The split of a file of ``n`` frames and ``n_windows`` windows (seeded by ``key``, the file's name).
+
+        With ``cfg.held_out_attacks`` and frame ``labels``, a file whose attacks lie in a few blocks
+        still holds some of them out (and keeps at least one for training): validation then measures
+        what the models learnt from that file. The first held-out attack block goes to validation when
+        ``attack_to_val``, to the fusion part otherwise (:func:`plan_splits` alternates it across files).
+        """
         blocks = int(min(cfg.val_blocks, max(n_windows, 1)))
         edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)
         none = np.zeros(0, np.int64)
@@ -46,9 +66,22 @@ class BlockSplit:
             return cls(edges, none, none)
         n_held = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
         rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
-        held = rng.choice(blocks, size=n_held, replace=False)
-        # half of the held-out blocks (rounded down) fit the fusion; the rest choose thresholds
-        return cls(edges, np.sort(held[n_held // 2 :]), np.sort(held[: n_held // 2]))
+        attack = _attack_blocks(labels, edges) if cfg.held_out_attacks and labels is not None else none
+        n_fusion = n_held // 2  # half of the held-out blocks (rounded down) fit the fusion, the rest validate
+        if len(attack) < 2 or len(attack) == blocks:
+            held = rng.choice(blocks, size=n_held, replace=False)
+            return cls(edges, np.sort(held[n_fusion:]), np.sort(held[:n_fusion]))
+        k = int(min(len(attack) - 1, n_held, max(1, round(n_held * len(attack) / blocks))))
+        held_attack = rng.choice(attack, size=k, replace=False)
+        clean = np.setdiff1d(np.arange(blocks), attack)
+        held_clean = rng.choice(clean, size=min(len(clean), n_held - k), replace=False)
+        # attack blocks alternate between the two halves, starting with the one asked for
+        val, fusion = [], []
+        for i, block in enumerate(held_attack):
+            (val if (i % 2 == 0) == attack_to_val else fusion).append(int(block))
+        for block in held_clean:
+            (fusion if len(fusion) < n_fusion else val).append(int(block))
+        return cls(edges, np.sort(np.array(val, np.int64)), np.sort(np.array(fusion, np.int64)))
 
     def block_of(self, frames: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges, frames, side="right") - 1

@@ -26,10 +26,10 @@ class _NumericInput(nn.Module):
         self.model = model
         self.ids: torch.Tensor | None = None
 
-    def forward(self, x_numeric, edge_index, batch=None):
+    def forward(self, x_numeric, edge_index, batch=None, edge_attr=None):
         x = torch.cat([self.ids.unsqueeze(1), x_numeric], dim=1)
         batch = torch.zeros(x.size(0), dtype=torch.long) if batch is None else batch
-        return self.model(x, edge_index, batch)
+        return self.model(x, edge_index, batch, edge_attr=edge_attr)
 
 
 def explain_gat(
@@ -60,11 +60,12 @@ def explain_gat(
             progress(position, len(graphs))
         batch = assemble_batch(part, np.array([index]))
         wrapper.ids = batch.x[:, 0]
-        explanation = explainer(batch.x[:, 1:], batch.edge_index, batch=batch.batch)
+        explanation = explainer(batch.x[:, 1:], batch.edge_index, batch=batch.batch, edge_attr=batch.edge_attr)
         node_masks.append(explanation.node_mask.detach().numpy())
         edge_masks.append(explanation.edge_mask.detach().numpy())
         with torch.no_grad():
-            predictions.append(int(wrapper(batch.x[:, 1:], batch.edge_index, batch.batch).argmax(dim=1)))
+            logits = wrapper(batch.x[:, 1:], batch.edge_index, batch.batch, edge_attr=batch.edge_attr)
+            predictions.append(int(logits.argmax(dim=1)))
     labels = np.asarray(part.y)[graphs]
     return {
         "graph_indices": np.asarray(graphs),

@@ -32,7 +32,14 @@ def score_gat(model, part: GraphPart, batch_size: int = 1024, with_embedding: bo
     out: dict[str, list] = {k: [] for k in GAT_STATE}
     embeddings = []
     for batch in _batches(part, batch_size):
-        logits, emb = model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs, return_embedding=True)
+        logits, emb = model(
+            batch.x,
+            batch.edge_index,
+            batch.batch,
+            edge_attr=batch.edge_attr,
+            num_graphs=batch.num_graphs,
+            return_embedding=True,
+        )
         prob = F.softmax(logits, dim=1)
         entropy = -(prob * prob.clamp_min(1e-12).log()).sum(dim=1)
         out["p_benign"].append(prob[:, 0])
@@ -53,20 +60,21 @@ def score_gat(model, part: GraphPart, batch_size: int = 1024, with_embedding: bo
 
 @torch.inference_mode()
 def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False) -> dict[str, np.ndarray]:
-    """Anomaly score (reconstruction error) per window and the VGAE half of the fusion state."""
+    """Anomaly score per window (the model's window score) and the VGAE half of the fusion state."""
     model.eval()
     out: dict[str, list] = {k: [] for k in VGAE_STATE}
-    embeddings = []
+    embeddings, anomaly = [], []
     for batch in _batches(part, batch_size):
         result = model(batch.x, batch.edge_index, batch.batch)
         scores = model.graph_scores(result, batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
         for key in VGAE_STATE[:-1]:
             out[key].append(scores[key])
+        anomaly.append(scores["anomaly"])
         out["confidence"].append(1.0 / (1.0 + scores["recon"]))
         if with_embedding:
             embeddings.append(scatter(result["z"], batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
-    result["score"] = result["recon"]
+    result["score"] = torch.cat(anomaly).numpy() if anomaly else np.zeros(0, np.float32)
     if with_embedding:
         result["embedding"] = torch.cat(embeddings).numpy()
     return result

@@ -42,9 +42,9 @@ class Ensemble:
         y = np.asarray(part.y)
         keep = y >= 0
         if self.vgae_scale is None:
-            benign = vgae["recon"][y == 0]
-            self.vgae_scale = float(np.median(benign)) if len(benign) else float(np.median(vgae["recon"]))
-        error = vgae["recon"]
+            benign = vgae["score"][y == 0]
+            self.vgae_scale = float(np.median(benign)) if len(benign) else float(np.median(vgae["score"]))
+        error = vgae["score"]  # the VGAE's window score (its most abnormal node, by default)
         squashed = error / (error + max(self.vgae_scale, 1e-12))
         data = FusionData(fusion_state(vgae, gat)[keep], squashed[keep], gat["p_attack"][keep], y[keep])
         return data, keep

@@ -1,22 +1,37 @@
 """GAT with jumping knowledge: the graph classifier (reference design 3.3, "GATWithJK").
 
 Node input: column 0 of ``x`` is the CAN-ID vocabulary index, looked up in an embedding and
-concatenated with the numeric columns ``x[:, 1:]``. ``layers`` GATConv layers (``heads`` heads of
+concatenated with the numeric columns ``x[:, 1:]``. ``layers`` attention layers (``heads`` heads of
 ``hidden`` channels, concatenated), each followed by ReLU then dropout; jumping knowledge over the
-layer outputs (cat / max / lstm with PyG's ``JumpingKnowledge``, or just the last layer); global mean
-pool; FC head; two logits (benign, attack).
+layer outputs (cat / max / lstm with PyG's ``JumpingKnowledge``, or just the last layer); a readout
+over the nodes; FC head; two logits (benign, attack).
+
+``conv_type`` picks the layer: ``gat`` (the study's GATConv, which ignores edge features: exact
+reference parameter counts), ``gatv2`` or ``transformer`` (GATv2Conv / TransformerConv with
+``edge_dim``, reading the 11 edge features standardised with the store's training statistics).
+``readout`` picks the graph vector: ``mean`` (the study's), ``max``, ``meanmax`` or ``attention``; a
+mean over ~40 nodes dilutes the one node an injected frame changes.
 
 Pure ``nn.Module``: no I/O, no logging, no device logic.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.nn import GATConv, JumpingKnowledge, global_mean_pool
+from torch_geometric.nn import GATConv, GATv2Conv, JumpingKnowledge, TransformerConv, global_max_pool, global_mean_pool
+from torch_geometric.nn.aggr import AttentionalAggregation
 
 from kdgat.core.schema import GATConfig
-from kdgat.models.inputs import check_sizes, embed_ids, with_self_loops
+from kdgat.models.inputs import (
+    check_sizes,
+    embed_ids,
+    standardize,
+    stat_buffers,
+    with_self_loops,
+    with_self_loops_and_attributes,
+)
 
 __all__ = ["GATJK", "NUM_CLASSES"]
 
@@ -34,13 +49,21 @@ class GATJK(nn.Module):
     Parameter count with the E4 configs (reference 3.4): large 310,658 + 16·N, small 48,962 + 8·N.
     """
 
-    def __init__(self, num_ids: int, cfg: GATConfig, num_features: int = 11):
+    def __init__(
+        self,
+        num_ids: int,
+        cfg: GATConfig,
+        num_features: int = 11,
+        num_edge_features: int = 11,
+        feature_stats: dict | None = None,
+    ):
         super().__init__()
         check_sizes(num_ids, num_features)
         self.num_ids = num_ids
         self.num_features = num_features
         self.cfg = cfg
         self.dropout = cfg.dropout
+        self.uses_edges = cfg.conv_type != "gat"
 
         self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim)
         width = cfg.hidden * cfg.heads
@@ -48,8 +71,11 @@ class GATJK(nn.Module):
         self.convs = nn.ModuleList()
         for i in range(cfg.layers):
             conv_in = in_channels if i == 0 else width
-            # self-loops are added once per forward pass (with_self_loops), not by every layer
-            self.convs.append(GATConv(conv_in, cfg.hidden, heads=cfg.heads, concat=True, add_self_loops=False))
+            self.convs.append(_conv(cfg, conv_in, num_edge_features))
+        if self.uses_edges:  # buffers: saved with the weights, so scoring needs no store
+            mean, std = stat_buffers(feature_stats, "edge", num_edge_features)
+            self.register_buffer("edge_mean", mean)
+            self.register_buffer("edge_std", std)
 
         # PyG's JumpingKnowledge covers cat / max / lstm; "last" is the last layer's output (as in BasicGNN)
         self.jk: JumpingKnowledge | None
@@ -59,13 +85,16 @@ class GATJK(nn.Module):
             self.jk = JumpingKnowledge("lstm", channels=width, num_layers=cfg.layers)
         else:
             self.jk = JumpingKnowledge(cfg.jk_mode)
-        self.embedding_dim = width * cfg.layers if cfg.jk_mode == "cat" else width
+        d = width * cfg.layers if cfg.jk_mode == "cat" else width
+        self.pool = AttentionalAggregation(gate_nn=nn.Linear(d, 1)) if cfg.readout == "attention" else None
+        self.embedding_dim = 2 * d if cfg.readout == "meanmax" else d
 
-        d = self.embedding_dim
         head: list[nn.Module] = []
-        for _ in range(cfg.fc_layers - 1):
-            head += [nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.dropout)]
-        head.append(nn.Linear(d, NUM_CLASSES))
+        width_in = self.embedding_dim
+        for _ in range(cfg.fc_layers - 1):  # hidden FC layers keep the JK width d
+            head += [nn.Linear(width_in, d), nn.ReLU(), nn.Dropout(cfg.dropout)]
+            width_in = d
+        head.append(nn.Linear(width_in, NUM_CLASSES))
         self.head = nn.Sequential(*head)
 
     def node_input(self, x: Tensor) -> Tensor:
@@ -78,12 +107,14 @@ class GATJK(nn.Module):
         edge_index: Tensor,
         batch: Tensor,
         *,
+        edge_attr: Tensor | None = None,
         num_graphs: int | None = None,
         return_embedding: bool = False,
         return_attention: bool = False,
     ):
         """Logits ``(B, 2)``.
 
+        ``edge_attr`` (the store's 11 edge features) is read by the ``gatv2`` and ``transformer`` layers.
         ``num_graphs`` (B) saves reading ``batch.max()`` back, a sync that also breaks a compiled graph.
 
         With ``return_embedding`` and/or ``return_attention`` a tuple ``(logits, [embedding], [attention])``
@@ -93,18 +124,25 @@ class GATJK(nn.Module):
         ``(E + N, heads)``).
         """
         h = self.node_input(x)
-        edge_index = with_self_loops(edge_index, x.size(0))
+        edges: dict[str, Tensor] = {}
+        if self.uses_edges:
+            if edge_attr is None:
+                raise ValueError(f"a {self.cfg.conv_type} GAT reads edge features: pass edge_attr")
+            edge_attr = standardize(edge_attr, self.edge_mean, self.edge_std)
+            edge_index, edges["edge_attr"] = with_self_loops_and_attributes(edge_index, edge_attr, x.size(0))
+        else:
+            edge_index = with_self_loops(edge_index, x.size(0))
         outs: list[Tensor] = []
         attention: list[tuple[Tensor, Tensor]] = []
         for conv in self.convs:
             if return_attention:
-                h, (att_index, alpha) = conv(h, edge_index, return_attention_weights=True)
+                h, (att_index, alpha) = conv(h, edge_index, return_attention_weights=True, **edges)
                 attention.append((att_index, alpha))
             else:
-                h = conv(h, edge_index)
+                h = conv(h, edge_index, **edges)
             h = F.dropout(F.relu(h), p=self.dropout, training=self.training)
             outs.append(h)
-        pooled = global_mean_pool(outs[-1] if self.jk is None else self.jk(outs), batch, size=num_graphs)
+        pooled = self.readout(outs[-1] if self.jk is None else self.jk(outs), batch, num_graphs)
         logits = self.head(pooled)
         if not (return_embedding or return_attention):
             return logits
@@ -115,7 +153,22 @@ class GATJK(nn.Module):
             result += (attention,)
         return result
 
+    def readout(self, h: Tensor, batch: Tensor, num_graphs: int | None) -> Tensor:
+        """The graph vector of every window from its node vectors (``cfg.readout``)."""
+        kind = self.cfg.readout
+        if kind == "mean":
+            return global_mean_pool(h, batch, size=num_graphs)
+        if kind == "max":
+            return global_max_pool(h, batch, size=num_graphs)
+        if kind == "meanmax":
+            return torch.cat(
+                [global_mean_pool(h, batch, size=num_graphs), global_max_pool(h, batch, size=num_graphs)], -1
+            )
+        return self.pool(h, batch, dim_size=num_graphs)
+
     def reset_parameters(self) -> None:
+        if self.pool is not None:
+            self.pool.reset_parameters()
         self.id_embedding.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
@@ -129,5 +182,14 @@ class GATJK(nn.Module):
         c = self.cfg
         return (
             f"{self.__class__.__name__}(num_ids={self.num_ids}, hidden={c.hidden}, heads={c.heads}, "
-            f"layers={c.layers}, jk={c.jk_mode}, fc_layers={c.fc_layers})"
+            f"layers={c.layers}, jk={c.jk_mode}, fc_layers={c.fc_layers}, conv={c.conv_type}, readout={c.readout})"
         )
+
+
+def _conv(cfg: GATConfig, in_channels: int, edge_dim: int) -> nn.Module:
+    """One attention layer; self-loops are added once per forward pass, not by every layer."""
+    if cfg.conv_type == "gatv2":
+        return GATv2Conv(in_channels, cfg.hidden, heads=cfg.heads, concat=True, edge_dim=edge_dim, add_self_loops=False)
+    if cfg.conv_type == "transformer":
+        return TransformerConv(in_channels, cfg.hidden, heads=cfg.heads, concat=True, edge_dim=edge_dim)
+    return GATConv(in_channels, cfg.hidden, heads=cfg.heads, concat=True, add_self_loops=False)

@@ -20,6 +20,29 @@ def embed_ids(embedding: nn.Embedding, x: Tensor) -> Tensor:
     return torch.cat([embedding(x[:, 0].long()), x[:, 1:]], dim=-1)
 
 
+EDGE_CLIP = 10.0  # standardised edge features are clipped here (a new capture's outliers stay finite)
+
+
+def standardize(values: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """(values - mean) / std with the store's training statistics, clipped to +-EDGE_CLIP."""
+    return ((values - mean) / std).clamp(-EDGE_CLIP, EDGE_CLIP)
+
+
+def stat_buffers(stats: dict | None, key: str, width: int, skip: int = 0) -> tuple[Tensor, Tensor]:
+    """The store's training mean and std of ``feature_stats[key]`` (std 0 -> 1), or 0 / 1 without stats."""
+    if stats is None:
+        return torch.zeros(width), torch.ones(width)
+    mean = torch.tensor(stats[key]["mean"][skip:], dtype=torch.float32)
+    std = torch.tensor(stats[key]["std"][skip:], dtype=torch.float32)
+    return mean, torch.where(std < 1e-6, torch.ones_like(std), std)
+
+
+def with_self_loops_and_attributes(edge_index: Tensor, edge_attr: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    """:func:`with_self_loops` for layers that read edge features: a loop gets the mean of its node's incoming edges."""
+    edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
+    return add_self_loops(edge_index, edge_attr, fill_value="mean", num_nodes=num_nodes)
+
+
 def with_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
     """``edge_index`` with its self-loops replaced by exactly one per node.
 

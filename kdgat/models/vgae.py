@@ -8,10 +8,19 @@ Three decoders read the latent ``z`` of every node:
 
 * node features: a GATConv stack over the same ``edge_index`` with as many layers as the encoder
   (intermediate widths ``reversed(hidden_dims[:-1])[:-1]`` with 4 heads + BN + ReLU + dropout, the last
-  layer one head -> the numeric columns ``x[:, 1:]``, sigmoid);
+  layer one head -> the numeric columns ``x[:, 1:]``: standardised with the store's training mean and
+  std through a linear output (``target: standardized``), or raw through a sigmoid (the study's
+  ``raw``, which cannot reach timing ratios up to 10);
 * CAN ID: Linear(latent -> num_ids) logits;
 * neighbourhood: MLP latent -> latent -> latent -> num_ids, logits of the multi-hot set of vocabulary
   IDs the node has an outgoing edge to.
+
+The window score (``window_score: id_feature_max``) is its most abnormal node: each node's squared
+error per feature divided by its CAN ID's 99th percentile on benign training windows
+(:meth:`VGAE.calibrate`, after training), the worst feature, plus a large term for IDs seen on fewer
+than ``novel_min_count`` benign training nodes; a node that only receives a transition (no frame of
+its own, every feature 0) scores 0. One abnormal node among 100 moves it; the study's mean error
+over nodes (``mean``) does not.
 
 Deliberate difference from the reference: ``z = mu + eps * sigma`` only in training; in eval mode
 ``z = mu``, so scoring a graph twice gives the same numbers (the reference also sampled at eval).
@@ -28,7 +37,7 @@ from torch_geometric.nn import GATConv
 from torch_geometric.utils import scatter
 
 from kdgat.core.schema import VGAEConfig
-from kdgat.models.inputs import check_sizes, embed_ids, with_self_loops
+from kdgat.models.inputs import check_sizes, stat_buffers, with_self_loops
 
 __all__ = [
     "VGAE",
@@ -45,6 +54,8 @@ DECODER_HEADS = 4  # heads of the intermediate feature-decoder layers (a fixed d
 ID_WEIGHT = 0.1  # task loss = recon MSE + ID_WEIGHT * ID CE + NBR_WEIGHT * neighbourhood BCE + KL_WEIGHT * KL
 NBR_WEIGHT = 0.05
 KL_WEIGHT = 0.01
+NOVEL_SCORE = 1.0e3  # added to the node score of a CAN ID rarely or never seen in benign training windows
+CALIBRATION_MIN_NODES = 20  # per-ID error percentiles need this many benign training nodes, else the global one
 
 
 def neighbourhood_targets(ids: Tensor, edge_index: Tensor, num_ids: int) -> Tensor:
@@ -78,7 +89,7 @@ class VGAE(nn.Module):
     Parameter count with the E4 configs (reference 3.4): large 181,950 + 130·N, small 8,046 + 38·N.
     """
 
-    def __init__(self, num_ids: int, cfg: VGAEConfig, num_features: int = 11):
+    def __init__(self, num_ids: int, cfg: VGAEConfig, num_features: int = 11, feature_stats: dict | None = None):
         super().__init__()
         check_sizes(num_ids, num_features)
         self.num_ids = num_ids
@@ -111,6 +122,14 @@ class VGAE(nn.Module):
             in_channels = width
         self.dec_out = GATConv(in_channels, num_features - 1, heads=1, add_self_loops=False)
 
+        # buffers, saved with the weights: the standardisation and the per-ID calibration (calibrate())
+        stats = feature_stats if cfg.target == "standardized" else None
+        mean, std = stat_buffers(stats, "node", num_features - 1, skip=1)
+        self.register_buffer("feature_mean", mean)
+        self.register_buffer("feature_std", std)
+        self.register_buffer("error_q99", torch.ones(num_ids, num_features - 1))
+        self.register_buffer("benign_id_count", torch.zeros(num_ids))
+
         self.id_head = nn.Linear(latent, num_ids)
         self.nbr_head = nn.Sequential(
             nn.Linear(latent, latent),
@@ -124,9 +143,13 @@ class VGAE(nn.Module):
 
     # -- model -----------------------------------------------------------------------------------
 
+    def target(self, x: Tensor) -> Tensor:
+        """What the feature decoder reconstructs: ``x[:, 1:]``, standardised for ``target: standardized``."""
+        return (x[:, 1:] - self.feature_mean) / self.feature_std
+
     def node_input(self, x: Tensor) -> Tensor:
-        """``[embedding(x[:, 0]) | x[:, 1:]]``, width ``id_emb_dim + num_features - 1``."""
-        return embed_ids(self.id_embedding, x)
+        """``[embedding(x[:, 0]) | target(x)]``, width ``id_emb_dim + num_features - 1``."""
+        return torch.cat([self.id_embedding(x[:, 0].long()), self.target(x)], dim=-1)
 
     def _block(self, conv: GATConv, norm: nn.BatchNorm1d, h: Tensor, edge_index: Tensor) -> Tensor:
         h = F.relu(norm(conv(h, edge_index)))
@@ -151,11 +174,13 @@ class VGAE(nn.Module):
         return self.reparametrize(mu, logvar), mu, logvar
 
     def decode(self, z: Tensor, edge_index: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``(recon, id_logits, nbr_logits)``: ``(N, num_features - 1)`` in [0, 1], ``(N, num_ids)`` twice."""
+        """``(recon, id_logits, nbr_logits)``: ``(N, num_features - 1)`` ([0, 1] if ``raw``), ``(N, num_ids)`` x2."""
         h = z
         for conv, norm in zip(self.dec_convs, self.dec_norms, strict=True):
             h = self._block(conv, norm, h, edge_index)
-        recon = torch.sigmoid(self.dec_out(h, edge_index))
+        recon = self.dec_out(h, edge_index)
+        if self.cfg.target == "raw":  # the study's [0, 1] output; standardised targets need a linear one
+            recon = torch.sigmoid(recon)
         return recon, self.id_head(z), self.nbr_head(z)
 
     def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None) -> dict[str, Tensor]:
@@ -173,11 +198,11 @@ class VGAE(nn.Module):
     def loss(self, out: dict[str, Tensor], x: Tensor, edge_index: Tensor) -> dict[str, Tensor]:
         """Task loss of a batch: ``total`` and the unweighted parts ``recon``, ``id``, ``nbr``, ``kl``.
 
-        total = MSE(recon, x[:, 1:]) + 0.1·CE(id_logits, id) + 0.05·BCE-with-logits(nbr_logits, multi-hot)
+        total = MSE(recon, target(x)) + 0.1·CE(id_logits, id) + 0.05·BCE-with-logits(nbr_logits, multi-hot)
         + 0.01·KL, KL = -½·mean(1 + logvar - mu² - exp(logvar)); every mean is over all elements.
         """
         ids = x[:, 0].long()
-        recon = F.mse_loss(out["recon"], x[:, 1:])
+        recon = F.mse_loss(out["recon"], self.target(x))
         id_ce = F.cross_entropy(out["id_logits"], ids)
         nbr = F.binary_cross_entropy_with_logits(
             out["nbr_logits"], neighbourhood_targets(ids, edge_index, self.num_ids)
@@ -199,11 +224,13 @@ class VGAE(nn.Module):
         """Per-graph scores, each ``(B,)``: ``recon`` (MSE over nodes and features), ``nbr`` (neighbourhood
         BCE over nodes and vocabulary), ``id`` (ID cross-entropy over nodes), ``z_mean`` / ``z_std`` /
         ``z_max`` / ``z_min`` (over the graph's nodes and latent dimensions; ``z_std`` is the population
-        standard deviation) and ``anomaly`` (= ``recon``).
+        standard deviation) and ``anomaly``: the window score of ``window_score`` (the most abnormal node's
+        :meth:`node_scores`, or ``recon`` for ``mean``).
         """
         b = int(batch.max()) + 1 if num_graphs is None else num_graphs
         ids = x[:, 0].long()
-        node_recon = (out["recon"] - x[:, 1:]).pow(2).mean(dim=1)
+        node_sq = (out["recon"] - self.target(x)).pow(2)
+        node_recon = node_sq.mean(dim=1)
         targets = neighbourhood_targets(ids, edge_index, self.num_ids)
         node_nbr = F.binary_cross_entropy_with_logits(out["nbr_logits"], targets, reduction="none").mean(dim=1)
         node_id = F.cross_entropy(out["id_logits"], ids, reduction="none")
@@ -220,8 +247,42 @@ class VGAE(nn.Module):
             "z_std": z_var.sqrt(),
             "z_max": scatter(z.amax(dim=1), batch, dim_size=b, reduce="max"),
             "z_min": scatter(z.amin(dim=1), batch, dim_size=b, reduce="min"),
-            "anomaly": recon,
+            "anomaly": recon
+            if self.cfg.window_score == "mean"
+            else scatter(self.node_scores(out, x, node_sq), batch, dim_size=b, reduce="max"),
         }
+
+    def node_scores(self, out: dict[str, Tensor], x: Tensor, node_sq: Tensor | None = None) -> Tensor:
+        """How abnormal each node is ``(N,)``: its worst feature's squared error over that CAN ID's benign 99th
+        percentile, plus NOVEL_SCORE for an ID seen on fewer than ``novel_min_count`` benign training nodes.
+
+        A node that only receives the window's last transition has no frame of its own (every feature 0) and
+        nothing to reconstruct: it scores 0. These are also the per-node attributions of a window's score.
+        """
+        if node_sq is None:
+            node_sq = (out["recon"] - self.target(x)).pow(2)
+        ids = x[:, 0].long()
+        node = (node_sq / self.error_q99[ids]).amax(dim=1)
+        node = node * (x[:, 1:] != 0).any(dim=1).to(node.dtype)
+        return node + NOVEL_SCORE * (self.benign_id_count[ids] < self.cfg.novel_min_count).to(node.dtype)
+
+    @torch.no_grad()
+    def calibrate(self, batches) -> None:
+        """Per-ID, per-feature 99th percentile of the squared reconstruction error and nodes per ID over benign
+        training windows (``batches``: PyG batches); sets the buffers :meth:`node_scores` reads. Call it in
+        eval mode once the weights are final."""
+        errors, ids = [], []
+        for batch in batches:
+            out = self(batch.x, batch.edge_index, batch.batch)
+            errors.append((out["recon"] - self.target(batch.x)).pow(2))
+            ids.append(batch.x[:, 0].long())
+        err, idx = torch.cat(errors), torch.cat(ids)
+        count = torch.bincount(idx, minlength=self.num_ids).to(err.dtype)
+        q99 = torch.quantile(err, 0.99, dim=0).expand(self.num_ids, -1).clone()
+        for i in torch.nonzero(count >= CALIBRATION_MIN_NODES).flatten().tolist():
+            q99[i] = torch.quantile(err[idx == i], 0.99, dim=0)
+        self.error_q99.copy_(q99.clamp_min(1e-6))
+        self.benign_id_count.copy_(count)
 
     def reset_parameters(self) -> None:
         for m in self.modules():

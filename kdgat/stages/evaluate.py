@@ -58,7 +58,7 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
     """Per-layer attention of the first validation graphs, flattened with offsets per layer."""
     batch = assemble_batch(part, np.arange(min(ATTENTION_SAMPLE, part.num_graphs)))
     with torch.inference_mode():
-        _, attention = model(batch.x, batch.edge_index, batch.batch, return_attention=True)
+        _, attention = model(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, return_attention=True)
     arrays = {"graph_ptr": batch.ptr.numpy(), "node_ids": batch.x[:, 0].long().numpy(), "y": batch.y.numpy()}
     for layer, (edge_index, alpha) in enumerate(attention):
         arrays[f"layer{layer}_edge_index"] = edge_index.numpy()

@@ -37,7 +37,7 @@ from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
 from kdgat.data.windows import build_graphs, window_starts
 
-BUILDER_VERSION = "4"  # bump when the store layout, naming or fitting changes (4: a fusion part beside val)
+BUILDER_VERSION = "5"  # bump when the store layout, naming or fitting changes (5: held-out attacks, benign periods)
 FUSION_PART = "fusion"  # held-out windows the fusion is fitted on (kdgat.data.split)
 METADATA = "metadata.json"
 VOCAB = "vocab.json"
@@ -95,21 +95,24 @@ class _Scan:
     train_gaps: list[np.ndarray]  # inter-arrival times per training capture with timestamps
     train_gap_keys: list[np.ndarray]
     attack_names: set[str]
+    splits: dict[str, BlockSplit]  # per training file (by its relative path): train, val and fusion blocks
 
 
 def _scan_inputs(files: list[FramesFile], cfg: PreprocessingConfig, with_timing: bool, fitting: bool) -> _Scan:
-    """Training ID keys (and arrival gaps) and the attack names of every file, reading each file once.
+    """Training ID keys (and arrival gaps), the attack names of every file and the training files' splits.
 
     With ``fitting`` (a store of its own, not ``--like``), only the frames of the training blocks
-    count, and a gap only when both of its frames lie in the same run of training blocks: the
-    vocabulary and the periods are fitted on no frame a validation window will be scored on.
+    count, and a gap only when both of its frames lie in the same run of training blocks and, in a
+    labelled capture, are both benign: the vocabulary and the normal periods are fitted on no frame
+    a validation window will be scored on, and no attack flood sets an ID's "normal" period.
     """
-    scan = _Scan([], [], [], set())
+    scan = _Scan([], [], [], set(), {})
+    attack_to_val = True
     for f in files:
         train = f.split == "train"
         columns = (
             ["attack_type"]
-            + (["can_id", "is_extended"] if train else [])
+            + (["can_id", "is_extended", "label"] if train else [])
             + (["timestamp"] if train and with_timing else [])
         )
         table = pq.read_table(f.path, columns=columns)
@@ -118,15 +121,22 @@ def _scan_inputs(files: list[FramesFile], cfg: PreprocessingConfig, with_timing:
             continue
         keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
         n = len(keys)
+        labels = None if table["label"].null_count == n else pc.fill_null(table["label"], 0).to_numpy()
         segment = np.zeros(n, np.int64)
         if fitting:
             n_windows = len(window_starts(n, cfg.window, cfg.stride))
-            segment = BlockSplit.of_file(n, n_windows, cfg, f.relative).training_segments()
+            split = BlockSplit.of_file(n, n_windows, cfg, f.relative, labels, attack_to_val=attack_to_val)
+            if len(split.held_out) and labels is not None and cfg.held_out_attacks:
+                attack_to_val ^= bool(np.isin(split.block_of(np.flatnonzero(labels > 0)), split.held_out).any())
+            scan.splits[f.relative] = split
+            segment = split.training_segments()
         scan.train_keys.append(keys[segment >= 0])
         if with_timing and table["timestamp"].null_count < n:
             timestamps = pc.fill_null(table["timestamp"], np.nan).to_numpy().astype(np.float64)
             gaps, previous = inter_arrival(timestamps, keys, with_previous=True)
             both = (segment >= 0) & (previous >= 0) & (segment[np.maximum(previous, 0)] == segment)
+            if labels is not None:
+                both &= (labels == 0) & (labels[np.maximum(previous, 0)] == 0)
             scan.train_gaps.append(gaps[both])
             scan.train_gap_keys.append(keys[both])
     return scan
@@ -259,8 +269,7 @@ def run(
                     no_timestamps.append(f.source)
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
-                split_of_file = BlockSplit.of_file(len(ids), len(starts), cfg, f.relative)
-                train_mask, val_mask, fusion_mask = split_of_file.window_masks(starts, cfg.window)
+                train_mask, val_mask, fusion_mask = scan.splits[f.relative].window_masks(starts, cfg.window)
                 dropped += int((~train_mask & ~val_mask & ~fusion_mask).sum())
                 selections = [
                     ("train", "train", "train", starts[train_mask]),

@@ -100,12 +100,15 @@ def run(
 
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = build_model(cfg.model_type, store.vocab_size, cfg.model_section, num_features=store.num_node_features)
+    model = build_model(
+        cfg.model_type, store.vocab_size, cfg.model_section, num_features=store.num_node_features,
+        feature_stats=store.metadata.get("feature_stats"),
+    )  # fmt: skip
     lit_class = LitVGAE if cfg.model_type == "vgae" else LitGAT
     lit = lit_class(model, cfg.effective_lr, cfg.training.weight_decay, teacher=teacher, kd=cfg.kd)
     # the autoencoder learns what benign traffic looks like; the classifier learns from every labelled window
     data = GraphDataModule(
-        store, cfg.training.batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
+        store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
     )
 
     begin_output(out_dir)
@@ -148,6 +151,11 @@ def run(
     best_path = Path(best.best_model_path) if best.best_model_path else last
     state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    if cfg.model_type == "vgae":  # per-ID error percentiles of the best weights on the benign training windows
+        model.load_state_dict(weights)
+        model.eval().cpu()
+        model.calibrate(data.train_dataloader_in_order())
+        weights = model.state_dict()
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         torch.save(weights, tmp)
     metrics = {

@@ -43,6 +43,10 @@ class GraphDataModule(pl.LightningDataModule):
         part = self.store.part("train")
         return GraphBatchLoader(part, self.batch_size, shuffle=True, seed=self.seed, indices=self.train_indices)
 
+    def train_dataloader_in_order(self, batch_size: int = 1024) -> GraphBatchLoader:
+        """The training windows once, in store order (for statistics of a trained model, not for training)."""
+        return GraphBatchLoader(self.store.part("train"), batch_size, indices=self.train_indices)
+
     def val_dataloader(self) -> GraphBatchLoader:
         return GraphBatchLoader(self.store.part("val"), self.batch_size, indices=self.val_indices)
 

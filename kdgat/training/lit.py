@@ -53,13 +53,17 @@ class LitGAT(_Base):
     """Window classifier: cross-entropy, or logit distillation from a frozen teacher."""
 
     def forward(self, batch):
-        return self.model(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
+        return self.model(
+            batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs
+        )
 
     def training_step(self, batch, batch_idx):
         logits = self(batch)
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_logits = self.teacher(batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
+                teacher_logits = self.teacher(
+                    batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs
+                )
             loss, soft, hard = gat_kd_loss(logits, teacher_logits, batch.y, self.kd.temperature, self.kd.alpha)
             self.log_dict(
                 {"train_kd_soft": soft, "train_kd_hard": hard},
