@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ThresholdMethod, TrackingUriOpt, out, progress_line, user_errors
+from kdgat.cli.common import (
+    DatasetTagOpt,
+    ThreadsOpt,
+    ThresholdMethod,
+    TrackingUriOpt,
+    out,
+    progress_line,
+    user_errors,
+)
 from kdgat.cli.tables import evaluation_table
 
 
@@ -32,6 +40,7 @@ def evaluate(
     ] = False,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Metrics of every run on validation and every test scenario, thresholds chosen on validation."""
     from kdgat.stages import evaluate as stage
@@ -47,6 +56,7 @@ def evaluate(
             tracking_uri=tracking_uri,
             dataset=dataset,
             progress=lambda message: progress_line("evaluate", message),
+            threads=threads,
         )
     out.print(evaluation_table(stage.read_results(out_dir)))
 

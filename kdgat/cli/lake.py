@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import out, user_errors
+from kdgat.cli.common import ThreadsOpt, out, user_errors
 
 LAKE_ENV = "KDGAT_LAKE"
 
@@ -46,11 +46,14 @@ def _show(table, fmt: TableFormat, title: str) -> None:
 def lake_append(
     runs: Annotated[list[Path], typer.Option("--runs", help="A finished train, fuse or evaluate folder (repeatable).")],
     lake: LakeOpt,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Record finished runs; appending a run again replaces its rows."""
+    from kdgat.core.threads import set_threads
     from kdgat.lake import append_runs
 
     with user_errors():
+        set_threads(threads)
         ids = append_runs(runs, lake)
     for run_dir, run_id in zip(runs, ids, strict=True):
         out.print(f"{run_id}  <- {run_dir}", highlight=False)
@@ -58,11 +61,13 @@ def lake_append(
 
 
 @lake_app.command("build")
-def lake_build(lake: LakeOpt) -> None:
+def lake_build(lake: LakeOpt, threads: ThreadsOpt = None) -> None:
     """Compact the appended runs into one Parquet file per table and recreate analytics.duckdb (views only)."""
+    from kdgat.core.threads import set_threads
     from kdgat.lake import build_lake, query
 
     with user_errors():
+        set_threads(threads)
         db = build_lake(lake)
         counts = query(lake, "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM metrics) AS metrics")
     row = counts.to_pylist()[0]

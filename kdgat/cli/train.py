@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, ThreadsOpt, TrackingUriOpt, out, user_errors
 from kdgat.cli.tables import run_table
 
 
@@ -26,6 +26,7 @@ def train(
     ] = True,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
     from kdgat.core.config import resolve_config
@@ -35,6 +36,7 @@ def train(
         cfg = resolve_config(model.value, scale.value, aux, override)
         metrics = stage.run(
             cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
+            threads=threads,
         ).summary  # fmt: skip
     out.print(run_table(metrics, out_dir))
 

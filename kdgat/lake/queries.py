@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from kdgat.core.errors import KdgatError
+from kdgat.core.threads import current_threads
 from kdgat.lake.store import current_generation, open_lake, pending_commits
 
 _COMPARED_METRICS = ("f1", "accuracy", "auc", "mcc", "precision", "recall", "fpr", "pr_auc")
@@ -30,8 +31,9 @@ def connect(lake_dir: Path):
     db = lake_dir / DB_NAME
     if not db.is_file() or pending_commits(lake_dir) or current_generation(lake_dir) is None:
         build_lake(lake_dir)
+    threads = current_threads()  # a stage's --threads (Nextflow's task.cpus); DuckDB's default is every core
     try:
-        return duckdb.connect(str(db), read_only=True)
+        return duckdb.connect(str(db), read_only=True, config={"threads": threads} if threads else {})
     except duckdb.Error as exc:
         raise KdgatError(f"{db}: cannot open: {_first_line(exc)}") from None
 
