@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -24,6 +25,7 @@ from kdgat.cli import app
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import write_manifest
 from kdgat.lake import append_runs, build_lake, compare_runs, kd_impact, leaderboard, query
+from kdgat.lake.schema import SCHEMA_VERSION
 from kdgat.lake.store import LAKE_FILE, PARTS, PAUSE_ENV, generations, pending_commits
 
 RUN_LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
@@ -85,6 +87,112 @@ def test_run_id_is_deterministic_and_made_of_what_defines_the_run(run_set, tmp_p
     shutil.rmtree(tmp_path / "moved" / "runs" / "gat_large")
     with pytest.raises(KdgatError, match="evaluated run .*gat_large not found"):
         append_runs([moved["eval"]], lake)
+
+
+def _nextflow_tasks(work: Path, monkeypatch, seed: int = 1) -> dict[str, Path]:
+    """Run folders made the way Nextflow makes them: each task in its own folder (its working
+    directory), inputs staged there as links under their own names, paths recorded as staged
+    (relative), as `kdgat` versions before absolute recorded paths did. Returns label -> task output."""
+    from support.lake_sample import default_counts, write_eval_run, write_fuse_run, write_store, write_train_run
+
+    def task(name: str, staged: dict[str, Path]) -> Path:
+        folder = work / f"{seed}-{name}"
+        folder.mkdir(parents=True)
+        for link, target in staged.items():
+            (folder / link).parent.mkdir(parents=True, exist_ok=True)
+            (folder / link).symlink_to(target)
+        monkeypatch.chdir(folder)
+        return folder
+
+    task("graphs", {})
+    store = write_store(work / f"{seed}-graphs", "nf", SCENARIOS)
+    out: dict[str, Path] = {}
+    for label, (model, scale, kd) in {"vgae_large": ("vgae", "large", False), "gat_large": ("gat", "large", False),
+                                      "vgae_small_kd": ("vgae", "small", True), "gat_small_kd": ("gat", "small", True),
+                                      "gat_small": ("gat", "small", False)}.items():  # fmt: skip
+        teacher = f"{model}_large" if kd else None
+        folder = task(label, {"graphs": store, **({teacher: out[teacher]} if teacher else {})})
+        write_train_run(Path(label), Path("graphs"), "nf", model, scale, kd, seed, Path(teacher) if teacher else None)
+        out[label] = folder / label
+    folder = task("fuse", {"graphs": store, "vgae_small_kd": out["vgae_small_kd"], "gat_small_kd": out["gat_small_kd"]})
+    write_fuse_run(
+        Path("fusion_dqn_small"), Path("graphs"), "nf", Path("vgae_small_kd"), Path("gat_small_kd"), True, seed
+    )
+    out["fusion_dqn_small_kd"] = folder / "fusion_dqn_small"
+    evaluated = ("gat_large", "gat_small_kd", "gat_small", "vgae_large", "fusion_dqn_small_kd")
+    folder = task("evaluate", {"graphs": store, **{f"runs/{out[k].name}": out[k] for k in evaluated}})  # runs/*
+    rng = np.random.default_rng(seed)
+    counts = {k: default_counts(rng, SCENARIOS) for k in evaluated}
+    write_eval_run(Path("eval"), Path("graphs"), "nf", {k: Path("runs") / out[k].name for k in evaluated}, counts)
+    out["eval"] = folder / "eval"
+    return out
+
+
+def _lake_task(work: Path, outputs: list[Path], monkeypatch, copy: bool) -> list[Path]:
+    """LAKE's own folder: every input staged as runs/<n>/<name> (links, or copies as with stageInMode 'copy')."""
+    folder = work / f"lake-{'copy' if copy else 'link'}"
+    staged = []
+    for n, output in enumerate(outputs, 1):
+        target = folder / "runs" / str(n) / output.name
+        target.parent.mkdir(parents=True)
+        if copy:
+            shutil.copytree(output, target, symlinks=False)
+        else:
+            target.symlink_to(output)
+        staged.append(Path("runs") / str(n) / output.name)
+    monkeypatch.chdir(folder)
+    return staged
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["linked", "copied"])
+def test_runs_staged_like_nextflows_lake_task_keep_their_links(tmp_path, monkeypatch, copy):
+    """Issue 12: LAKE stages its inputs as runs/<n>/<name>, and evaluations and students recorded their
+    runs as staged (`runs/vgae_large`, `vgae_large`): every metric row and teacher link still resolves."""
+    work = tmp_path / "work"
+    outputs = _nextflow_tasks(work, monkeypatch)
+    labels = list(RUN_LABELS)
+    recorded = json.loads((outputs["eval"] / "metrics.json").read_text())["runs"]["vgae_large"]["run_dir"]
+    assert recorded == "runs/vgae_large"  # the case that broke
+    expected = append_runs([outputs[k] for k in labels], tmp_path / "direct")  # from the task folders themselves
+    staged = _lake_task(work, [outputs[k] for k in labels], monkeypatch, copy)
+    lake = tmp_path / f"lake-{copy}"
+    assert append_runs(staged, lake) == expected
+    by_model = {r["model"]: r for r in query(lake, "SELECT * FROM runs").to_pylist()}
+    for student in ("gat_small_kd", "vgae_small_kd"):
+        teacher = student.replace("small_kd", "large")
+        assert by_model[student]["teacher_run_id"] == by_model[teacher]["run_id"], student
+    assert by_model["gat_small"]["teacher_run_id"] is None
+    assert count(lake, "SELECT count(*) FROM metrics m JOIN runs r USING (run_id) WHERE r.stage <> 'evaluate'") == (
+        5 * SCENARIO_ROWS
+    )
+
+
+def test_published_results_without_work_folders_keep_their_links(tmp_path, monkeypatch):
+    """The copies publishDir makes (<dataset>/seed<k>/runs/<run>, <dataset>/seed<k>/eval) once work/ is gone."""
+    work = tmp_path / "work"
+    outputs = _nextflow_tasks(work, monkeypatch)
+    published = tmp_path / "results" / "nf" / "seed1"
+    for label in RUN_LABELS:
+        dest = published / ("eval" if label == "eval" else f"runs/{outputs[label].name}")
+        shutil.copytree(outputs[label], dest, symlinks=False)
+    expected = append_runs([outputs[k] for k in RUN_LABELS], tmp_path / "direct")
+    shutil.rmtree(work)
+    monkeypatch.chdir(tmp_path)
+    lake = tmp_path / "lake"
+    assert append_runs([published / "eval"], lake) == [expected[-1]]  # found beside it: runs/ next to eval/
+    ids = append_runs([published / "runs" / outputs[k].name for k in RUN_LABELS[:-1]], lake)
+    assert ids == expected[:-1]
+    (teacher,) = query(lake, "SELECT teacher_run_id FROM runs WHERE model = 'gat_small_kd'").column(0).to_pylist()
+    assert teacher == expected[RUN_LABELS.index("gat_large")]
+
+
+def test_a_run_of_another_seed_with_the_same_name_is_never_taken(tmp_path, monkeypatch):
+    """The fallback looks for moved folders by name, and accepts one only with the weights the stage read."""
+    one = _nextflow_tasks(tmp_path / "work", monkeypatch, seed=1)
+    two = _nextflow_tasks(tmp_path / "work", monkeypatch, seed=2)
+    staged = _lake_task(tmp_path / "work", [two[k] for k in RUN_LABELS[:-1]] + [one["eval"]], monkeypatch, copy=True)
+    with pytest.raises(KdgatError, match="evaluated run runs/gat_large not found"):
+        append_runs(staged, tmp_path / "lake")
 
 
 def test_unfinished_run_is_a_clear_error_and_writes_nothing(run_set, tmp_path):
@@ -291,7 +399,7 @@ def test_lake_of_another_schema_version_is_refused_with_a_clear_message(run_set,
     append_runs(run_dirs(run_set)[:1], lake)
     meta = json.loads((lake / LAKE_FILE).read_text())
     (lake / LAKE_FILE).write_text(json.dumps({**meta, "schema_version": 0}))
-    with pytest.raises(KdgatError, match=r"written with lake schema v0 .* this kdgat uses v1"):
+    with pytest.raises(KdgatError, match=rf"written with lake schema v0 .* this kdgat uses v{SCHEMA_VERSION}"):
         append_runs(run_dirs(run_set)[:1], lake)
     result = CliRunner().invoke(app, ["leaderboard", "--lake", str(lake)])
     assert result.exit_code == 1

@@ -30,6 +30,7 @@ from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
+from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.models import build_model
 from kdgat.training.datamodule import GraphDataModule
@@ -73,8 +74,10 @@ def run(
     callbacks: list | None = None,
     tracking_uri: str | None = None,
     dataset: str | None = None,
+    threads: int | None = None,
 ) -> Manifest:
     """Train one model on a graph store; the manifest's summary holds the run's metrics."""
+    set_threads(threads)
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
@@ -88,6 +91,7 @@ def run(
     dataset = dataset or store.dataset
     teacher = None
     if teacher_dir is not None:
+        teacher_dir = Path(teacher_dir).resolve()  # recorded absolute and resolved: the lake finds it anywhere
         teacher, teacher_cfg = load_run_model(teacher_dir, store)
         if teacher_cfg.model_type != cfg.model_type:
             raise KdgatError(f"{teacher_dir}: a {teacher_cfg.model_type} run cannot teach a {cfg.model_type}")
