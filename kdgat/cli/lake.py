@@ -91,23 +91,28 @@ def lake_query(
 def leaderboard_command(
     lake: LakeOpt,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset.")] = None,
+    scenarios: Annotated[
+        bool, typer.Option("--scenarios", help="Test figures per test scenario (v_leaderboard_scenarios).")
+    ] = False,
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
-    """Best validation F1, accuracy, AUC and MCC per dataset x model (and best mean test F1)."""
+    """Per dataset x model: seeds, validation and test F1 / PR-AUC / FPR (mean +- std over seeds), and the test
+    figures of the run with the best validation F1 (nothing is selected on test)."""
     from kdgat.lake import leaderboard
 
     with user_errors():
-        table = leaderboard(lake, dataset)
-    _show(table, fmt, "Leaderboard (validation; best over runs)")
+        table = leaderboard(lake, dataset, scenarios=scenarios)
+    what = "per test scenario" if scenarios else "test = mean over scenarios"
+    _show(table, fmt, f"Leaderboard (mean and std over seeds; {what}; selected = best validation F1)")
 
 
 def kd_impact_command(lake: LakeOpt, fmt: FormatOpt = TableFormat.table) -> None:
-    """F1 of the small model with KD minus without KD, per dataset and model, beside the teacher's."""
+    """Small model with KD minus without KD, paired by seed (mean +- std), per dataset and model, teacher beside."""
     from kdgat.lake import kd_impact
 
     with user_errors():
         table = kd_impact(lake)
-    _show(table, fmt, "Knowledge distillation impact (F1, small + KD - small)")
+    _show(table, fmt, "Knowledge distillation impact (small + KD - small, paired by seed)")
 
 
 def compare_command(
