@@ -22,11 +22,24 @@ def train(
     ] = None,
     override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
     resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt if present.")
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue from the last checkpoint if present (OUT/checkpoints, or the --checkpoint-dir run key's).",
+        ),
     ] = True,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
     threads: ThreadsOpt = None,
+    checkpoint_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint-dir",
+            help="Keep checkpoints and the epoch log in DIR/<run key> (durable storage; the key is made of the "
+            "dataset, config, graph store and teacher) instead of OUT/checkpoints, so that a retry in another "
+            "OUT resumes from them.",
+        ),
+    ] = None,
 ) -> None:
     """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
     from kdgat.core.config import resolve_config
@@ -36,7 +49,7 @@ def train(
         cfg = resolve_config(model.value, scale.value, aux, override)
         metrics = stage.run(
             cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
-            threads=threads,
+            threads=threads, checkpoint_dir=checkpoint_dir,
         ).summary  # fmt: skip
     out.print(run_table(metrics, out_dir))
 
