@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 # Steps that prepare a dataset's data: run once per dataset, shared by every seed.
 DATA_STAGES = ("ingest", "graphs")
+# Models whose training uses a GPU when the task has one (Nextflow label process_gpu).
+GPU_MODELS = ("vgae", "gat")
 
 TRAIN_VARIANTS = (
     # (model, scale, knowledge distillation)
@@ -45,6 +47,11 @@ class Step:
     def per_seed(self) -> bool:
         """Runs once per dataset and seed (everything per dataset after the data steps)."""
         return self.per_dataset and self.stage not in DATA_STAGES
+
+    @property
+    def gpu(self) -> bool:
+        """Asks for a GPU on a cluster: the training of a graph neural network."""
+        return self.stage == "train" and self.model in GPU_MODELS
 
     @property
     def process(self) -> str:
