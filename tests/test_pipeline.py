@@ -62,8 +62,9 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     assert student["teacher"] == str((out / "synthetic/seed42/runs/gat_large").resolve())
     evaluated = json.loads((out / "synthetic/seed42/eval/metrics.json").read_text())["runs"]
     assert len(evaluated) == 8
+    runs = out.resolve() / "synthetic/seed42/runs"
     assert {run["run_dir"] for run in evaluated.values()} == {
-        str((out / "synthetic/seed42/runs" / s.run_name).resolve()) for s in plan_steps() if s.stage in ("train", "fuse")
+        str(runs / s.run_name) for s in plan_steps() if s.stage in ("train", "fuse")
     }  # absolute, resolved: the lake finds them from anywhere
     assert (tmp_path / "data/synthetic").is_dir()  # generated on first use
 
