@@ -20,6 +20,9 @@ workflow {
     if (!(params.fusion_method in ['dqn', 'mlp', 'weighted'])) {
         error("--fusion_method must be dqn, mlp or weighted, not '${params.fusion_method}'")
     }
+    if (params['seed'] != null) {
+        error("--seed is now --seeds (a comma list: every training, fusion and evaluation runs once per seed)")
+    }
     def seeds = params.seeds.toString().tokenize(',').collect { s -> s.trim() }
     if (!seeds || seeds.any { s -> !s.isInteger() || (s as Integer) < 0 }) {
         error("--seeds must be a comma list of whole numbers (e.g. --seeds 0,1,2), not '${params.seeds}'")
