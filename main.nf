@@ -4,7 +4,7 @@
     kdgat: CAN-bus intrusion detection with graph neural networks, one campaign over several datasets
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
     nextflow run main.nf -profile test                                   # synthetic data, minutes
-    nextflow run main.nf -profile slurm,apptainer --datasets set_01,set_02 -resume
+    nextflow run main.nf -profile slurm,apptainer --datasets set_01,set_02 --seeds 0,1,2 -resume
     Parameters: nextflow.config (defaults) and nextflow_schema.json (descriptions).
     The stages and their dependencies: workflows/kdgat.nf.
 */
@@ -20,6 +20,13 @@ workflow {
     if (!(params.fusion_method in ['dqn', 'mlp', 'weighted'])) {
         error("--fusion_method must be dqn, mlp or weighted, not '${params.fusion_method}'")
     }
+    if (params['seed'] != null) {
+        error("--seed is now --seeds (a comma list: every training, fusion and evaluation runs once per seed)")
+    }
+    def seeds = params.seeds.toString().tokenize(',').collect { s -> s.trim() }
+    if (!seeds || seeds.any { s -> !s.isInteger() || (s as Integer) < 0 }) {
+        error("--seeds must be a comma list of whole numbers (e.g. --seeds 0,1,2), not '${params.seeds}'")
+    }
     if (workflow.containerEngine && !params.container) {
         error("the ${workflow.containerEngine} profile needs --container (a .sif path or an image URI)")
     }
@@ -27,10 +34,13 @@ workflow {
     def lake = params.lake ? file(params.lake) : outdir.resolve('lake')
     def tracking_uri = params.tracking_uri ?: "sqlite:///${outdir}/mlruns.db"
     def catalog = params.catalog ? [file(params.catalog, checkIfExists: true)] : []
-    // Tasks write the tracking store and the lake in place (and Apptainer binds these folders),
-    // so both must exist before the first task starts.
+    // training checkpoints outlive a task's work folder: a retried training resumes from them
+    def checkpoints = outdir.resolve('checkpoints')
+    // Tasks write the tracking store, the lake and the checkpoints in place (and Apptainer binds
+    // outdir and the lake), so they must exist before the first task starts.
     outdir.mkdirs()
     lake.mkdirs()
+    checkpoints.mkdirs()
 
     KDGAT(
         params.datasets.toString(),
@@ -40,7 +50,9 @@ workflow {
         catalog,
         params.fusion_method,
         tracking_uri.toString(),
-        lake.toString()
+        lake.toString(),
+        seeds.collect { s -> s as Integer }.unique(),
+        checkpoints.toString()
     )
 
     workflow.onComplete = {

@@ -1,21 +1,26 @@
-"""Quality table over seeds: F1, PR-AUC and FPR per dataset, test scenario and model, mean +/- std.
+"""Quality tables over seeds: F1, PR-AUC and FPR per dataset, test scenario and model, mean +/- std.
 
-Reads the `eval/metrics.json` of `kdgat pipeline` campaigns (one folder per seed) and prints a
-Markdown table (docs/results.md is made of its output):
+The numbers come from the lake's views (``v_leaderboard``, ``v_leaderboard_scenarios``,
+``v_kd_impact``), the same ones `kdgat leaderboard`, `kdgat kd-impact` and the report print: the
+run folders of `kdgat pipeline` campaigns are appended to a lake (a temporary one unless ``--lake``
+is given) and the views are read back as Markdown (docs/results.md is made of this output):
 
-    python bench/quality.py work/results/e4/seed0 work/results/e4/seed1 work/results/e4/seed2
+    python bench/quality.py work/results/e4                  # OUT/<dataset>/seed<k>/... of one or more campaigns
+    python bench/quality.py --lake work/results/e4/lake      # an existing lake as it is
 
-Thresholds are the ones `kdgat evaluate` chose on validation; nothing is re-tuned on the tests.
+Thresholds are the ones `kdgat evaluate` chose on validation; "selected" is the run with the best
+validation F1; nothing is chosen on the tests.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-from collections import defaultdict
+import tempfile
 from pathlib import Path
 
-import numpy as np
+from kdgat.evaluation.metrics import format_mean_std
+from kdgat.lake import append_runs, query
+from kdgat.lake.queries import connect, run_sql
 
 ROLES = {
     "gat_large": "teacher GAT",
@@ -25,95 +30,148 @@ ROLES = {
     "fusion_dqn_small_kd": "student fusion (DQN, KD)",
     "vgae_large": "teacher VGAE",
     "vgae_small_kd": "student VGAE + KD",
+    "vgae_small": "student VGAE, no KD",
 }
-METRICS = ("f1", "pr_auc", "fpr")
 
 
-def _ensemble_parameters(run_dir: str) -> int:
-    """A fusion counts its whole ensemble; `kdgat evaluate` records it, evaluations written before it did do not."""
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()).get("ensemble_parameters", 0) if path.exists() else 0
+def campaign_runs(campaign: Path) -> list[Path]:
+    """Every finished train, fuse and evaluate folder of a `kdgat pipeline` campaign (any number of seeds)."""
+    found = []
+    for pattern in ("*/seed*/runs/*", "*/seed*/eval", "*/runs/*", "*/eval"):  # the last two: single-seed layout
+        found += [p for p in sorted(campaign.glob(pattern)) if (p / "manifest.json").is_file()]
+    return found
 
 
-def collect(campaigns: list[Path]) -> tuple[dict, dict, dict]:
-    """values[(dataset, split, model)][metric] = one value per seed; params[(dataset, model)] = parameters;
-    f1[(dataset, split)][campaign][model] = F1 (to pair models of the same seed)."""
-    values: dict = defaultdict(lambda: defaultdict(list))
-    params: dict = {}
-    f1: dict = defaultdict(lambda: defaultdict(dict))
-    for campaign in campaigns:
-        for metrics_file in sorted(campaign.glob("*/eval/metrics.json")):
-            dataset = metrics_file.parent.parent.name
-            for label, run in json.loads(metrics_file.read_text())["runs"].items():
-                params[(dataset, label)] = run.get("parameters") or _ensemble_parameters(run["run_dir"])
-                splits = {"validation": run["validation"], **run["test"]}
-                for split, m in splits.items():
-                    for key in METRICS:
-                        values[(dataset, split, label)][key].append(m[key])
-                    f1[(dataset, split)][campaign][label] = m["f1"]
-    return values, params, f1
+def _ms(row: dict, name: str) -> str:
+    return format_mean_std({"mean": row.get(f"{name}_mean"), "std": row.get(f"{name}_std")})
 
 
-def student_gap(f1: dict, student: str = "fusion_dqn_small_kd", teacher: str = "fusion_dqn_large") -> list[str]:
-    """Teacher minus student F1 in points, paired by seed, per dataset and test scenario."""
+def _num(value, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _order(model: str) -> tuple:
+    return (list(ROLES).index(model) if model in ROLES else len(ROLES), model)
+
+
+def _label(model: str) -> str:
+    return f"{ROLES[model]} (`{model}`)" if model in ROLES else f"`{model}`"
+
+
+def tables(lake: Path, dataset: str | None = None) -> str:
+    """The Markdown tables of one lake: per scenario (validation first), KD impact, sizes, student gap."""
+    where = "WHERE dataset = ?" if dataset else ""
+    args = [dataset] if dataset else None
+    with connect(lake) as con:
+        board = run_sql(con, f"SELECT * FROM v_leaderboard {where}", args).to_pylist()
+        scenarios = run_sql(con, f"SELECT * FROM v_leaderboard_scenarios {where}", args).to_pylist()
+        kd = run_sql(con, f"SELECT * FROM v_kd_impact {where}", args).to_pylist()
+        sizes = {
+            (r["dataset"], r["model"]): r["parameters"]
+            for r in run_sql(
+                con, "SELECT dataset, model, max(parameters) AS parameters FROM runs WHERE parameters IS NOT NULL "
+                "GROUP BY ALL").to_pylist()
+        }  # fmt: skip
+    several = {(r["dataset"], r["model"]) for r in board if sum(
+        (b["dataset"], b["model"]) == (r["dataset"], r["model"]) for b in board) > 1}  # fmt: skip
+
+    def name(r: dict) -> str:
+        setup = f" [{r['setup'][:6]}]" if (r["dataset"], r["model"]) in several else ""
+        return _label(r["model"]) + setup
+
+    lines = [
+        "| dataset | scenario | model | params | seeds | F1 | PR-AUC | FPR | selected: seed, F1 |",
+        "|---|---|---|---:|---:|---|---|---|---|",
+    ]
+    overall = "all test scenarios (mean)"
+    rows = [(r["dataset"], "validation", r, "val_f1", "val_pr_auc", None, "selected_val_f1") for r in board]
+    rows += [(r["dataset"], overall, r, "test_f1", "test_pr_auc", "test_fpr", "selected_test_f1") for r in board]
+    rows += [(r["dataset"], r["scenario"], r, "test_f1", "test_pr_auc", "test_fpr", "selected_test_f1")
+             for r in scenarios]  # fmt: skip
+    for ds, scenario, r, f1, pr, fpr, chosen in sorted(
+        rows,
+        key=lambda x: (x[0], x[1] != "validation", x[1] != overall, x[1], _order(x[2]["model"]), x[2]["setup"] or ""),
+    ):
+        params = sizes.get((ds, r["model"]))
+        lines.append(
+            f"| {ds} | {scenario} | {name(r)} | {params if params is None else f'{params:,}'} | {r['n_seeds']} | "
+            f"{_ms(r, f1)} | {_ms(r, pr)} | {_ms(r, fpr) if fpr else '–'} | "
+            f"{r['selected_seed']}, {_num(r[chosen])} |"
+        )
+    out = ["\n".join(lines)]
+    if kd:
+        out.append(
+            "Knowledge distillation: small + KD minus small without KD, paired by seed (mean ± std over pairs):\n\n"
+            "| dataset | family | pairs | teacher val F1 | val F1 delta | teacher test F1 | test F1 delta "
+            "| test PR-AUC delta |\n|---|---|---:|---|---|---|---|---|\n"
+            + "\n".join(
+                f"| {r['dataset']} | {r['family']} | {r['n_pairs']} | {_num(r['teacher_val_f1'])} | "
+                f"{_ms(r, 'val_f1_delta')} | {_num(r['teacher_test_f1'])} | {_ms(r, 'test_f1_delta')} | "
+                f"{_ms(r, 'test_pr_auc_delta')} |"
+                for r in kd
+            )
+        )
+    for ds in sorted({d for d, _ in sizes if dataset in (None, d)}):
+        teacher, student = sizes.get((ds, "fusion_dqn_large")), sizes.get((ds, "fusion_dqn_small_kd"))
+        if teacher and student:
+            out.append(f"{ds}: student ensemble {student:,} parameters = {student / teacher:.1%} of the teacher's "
+                       f"{teacher:,}")  # fmt: skip
+    gaps = student_gap(lake, dataset)
+    if gaps:
+        out.append("F1 lost by the student fusion (DQN, KD) against the teacher fusion (DQN), paired by seed:\n"
+                   + "\n".join(f"- {line}" for line in gaps))  # fmt: skip
+    return "\n\n".join(out)
+
+
+def student_gap(
+    lake: Path, dataset: str | None = None, student: str = "fusion_dqn_small_kd", teacher: str = "fusion_dqn_large"
+) -> list[str]:
+    """Teacher minus student F1 in points, paired by seed, per dataset and test scenario (from v_run_scores)."""
+    sql = f"""
+        WITH gaps AS (
+            SELECT t.dataset, t.scenario, t.seed, 100 * (avg(t.f1) - avg(s.f1)) AS gap
+            FROM v_run_scores t JOIN v_run_scores s
+              ON s.dataset = t.dataset AND s.scenario = t.scenario AND s.seed = t.seed AND s.split = 'test'
+            WHERE t.model = '{teacher}' AND s.model = '{student}' AND t.split = 'test'
+            GROUP BY ALL)
+        SELECT dataset, scenario, list(gap ORDER BY seed) AS gaps FROM gaps GROUP BY ALL ORDER BY dataset, scenario
+    """
     lines = []
-    for (dataset, split), by_seed in sorted(f1.items()):
-        gaps = [100 * (m[teacher] - m[student]) for m in by_seed.values() if teacher in m and student in m]
-        if split != "validation" and gaps:
-            spread = f" ± {np.std(gaps):.1f}" if len(gaps) > 1 else ""
-            worst = f", at most {max(gaps):.1f}" if len(gaps) > 1 else ""
-            lines.append(f"{dataset} {split}: {np.mean(gaps):+.1f}{spread} points{worst} ({len(gaps)} seed(s))")
+    for row in query(lake, sql).to_pylist():
+        if dataset not in (None, row["dataset"]):
+            continue
+        gaps = [g for g in row["gaps"] if g is not None]
+        if not gaps:
+            continue
+        mean = sum(gaps) / len(gaps)
+        spread = f" ± {format_mean_std({'mean': mean, 'std': _std(gaps)}, 1).split(' ± ')[1]}" if len(gaps) > 1 else ""
+        worst = f", at most {max(gaps):.1f}" if len(gaps) > 1 else ""
+        lines.append(f"{row['dataset']} {row['scenario']}: {mean:+.1f}{spread} points{worst} ({len(gaps)} seed(s))")
     return lines
 
 
-def fmt(xs: list) -> str:
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return "–"
-    return f"{np.mean(xs):.3f} ± {np.std(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
+def _std(values: list[float]) -> float:
+    from kdgat.evaluation.metrics import summarize_seeds
 
-
-def table(values: dict, params: dict) -> str:
-    lines = [
-        "| dataset | scenario | model | params | seeds | F1 | PR-AUC | FPR |",
-        "|---|---|---|---:|---:|---|---|---|",
-    ]
-    for (dataset, split, label), m in sorted(
-        values.items(),
-        key=lambda kv: (
-            kv[0][0],
-            kv[0][1] != "validation",
-            kv[0][1],
-            list(ROLES).index(kv[0][2]) if kv[0][2] in ROLES else 99,
-        ),
-    ):
-        if label not in ROLES:
-            continue
-        lines.append(
-            f"| {dataset} | {split} | {ROLES[label]} (`{label}`) | {params[(dataset, label)]:,} | {len(m['f1'])} | "
-            + " | ".join(fmt(m[k]) for k in METRICS)
-            + " |"
-        )
-    return "\n".join(lines)
+    return summarize_seeds(values)["std"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("campaigns", nargs="+", type=Path, help="kdgat pipeline output folders, one per seed")
+    parser.add_argument("campaigns", nargs="*", type=Path, help="kdgat pipeline output folders (OUT of --out)")
+    parser.add_argument("--lake", type=Path, help="the lake to append to and read (default: a temporary one)")
+    parser.add_argument("--dataset", help="only this dataset")
     args = parser.parse_args()
-    values, params, f1 = collect(args.campaigns)
-    if not values:
-        raise SystemExit(f"no */eval/metrics.json under {', '.join(map(str, args.campaigns))}")
-    print(table(values, params))
-    for dataset in sorted({d for d, _ in params}):
-        teacher, student = params.get((dataset, "fusion_dqn_large")), params.get((dataset, "fusion_dqn_small_kd"))
-        if teacher and student:
-            share = student / teacher
-            print(f"\n{dataset}: student ensemble {student:,} parameters = {share:.1%} of the teacher's {teacher:,}")
-    gaps = student_gap(f1)
-    if gaps:
-        print("\nF1 lost by the student fusion (DQN, KD) against the teacher fusion (DQN), paired by seed:")
-        print("\n".join(f"- {line}" for line in gaps))
+    if not args.campaigns and args.lake is None:
+        parser.error("give campaign folders, --lake, or both")
+    with tempfile.TemporaryDirectory(prefix="kdgat-quality-") as scratch:
+        lake = args.lake or Path(scratch) / "lake"
+        runs = [run for campaign in args.campaigns for run in campaign_runs(campaign)]
+        if args.campaigns and not runs:
+            raise SystemExit(f"no finished runs under {', '.join(map(str, args.campaigns))}")
+        if runs:
+            append_runs(runs, lake)
+        print(tables(lake, args.dataset))
 
 
 if __name__ == "__main__":

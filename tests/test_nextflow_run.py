@@ -2,9 +2,14 @@
 the manifest requires it).
 
 - `nextflow lint .` reports no error;
-- `-profile test -stub-run` runs the whole DAG with the stubs and publishes every stage's outputs;
+- `nextflow config` shows, for every profile combination a campaign uses, one complete
+  process_gpu block (time, queue, clusterOptions, containerOptions, accelerator: nothing replaced
+  by a profile's partial block);
+- `-profile test -stub-run --seeds 0,1` runs the whole DAG with the stubs, every per-seed process
+  once per seed, and publishes every stage's outputs under <dataset>[/seed<k>];
 - a real `-profile test` run (the installed kdgat on the synthetic dataset, a few minutes on 2
-  CPUs) publishes metrics, the lake and the report; `-resume` then runs nothing again.
+  CPUs) publishes metrics, the lake (every metric row linked to its run, every KD student to its
+  teacher) and the report; `-resume` then runs nothing again.
 
 Each run gets its own launch folder under pytest's tmp_path (its own .nextflow cache and work/).
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,16 +82,33 @@ def test_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_stub_run_covers_every_stage(tmp_path):
-    result = run_pipeline(tmp_path, "stub", "-stub-run")
+@pytest.mark.parametrize("profiles", ["test", "slurm", "slurm,apptainer", "slurm,apptainer,gpu"])
+def test_config_keeps_one_complete_gpu_block(profiles):
+    result = nextflow("config", "-profile", profiles, "-flat", str(ROOT), cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = result.stdout
+    for key in ("time", "accelerator", "queue", "clusterOptions", "containerOptions"):
+        assert re.search(rf"withLabel:process_gpu'?\.{key}\s*=", text), f"{profiles}: process_gpu has no {key}"
+    assert re.search(r"withLabel:process_gpu'?\.time\s*=\s*\{\s*12\.h", text), "the 12 h were replaced"
+    assert "slurm_gres" in text and "--nv" in text  # only the process_gpu block mentions them
+
+
+def test_stub_run_covers_every_stage_and_seed(tmp_path):
+    result = run_pipeline(tmp_path, "stub", "-stub-run", "--seeds", "0,1")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     outdir = tmp_path / "results"
-    ran = {process_of(row) for row in trace(outdir, "stub")}
-    assert {step.process for step in plan_steps()} <= ran
-    for path in ("synthetic/frames", "synthetic/graphs", "synthetic/eval", "report/index.html"):
+    rows = trace(outdir, "stub")
+    ran = [process_of(row) for row in rows]
+    assert {step.process for step in plan_steps()} <= set(ran)
+    for step in plan_steps():  # per-seed steps twice, the others once
+        expected = 2 if step.per_seed and step.per_dataset else 1
+        assert ran.count(step.process) == expected, (step.process, ran.count(step.process))
+    for path in ("synthetic/frames", "synthetic/graphs", "synthetic/seed0/eval", "synthetic/seed1/eval",
+                 "report/index.html"):  # fmt: skip
         assert (outdir / path).exists(), path
     for run in RUNS:
-        assert (outdir / "synthetic" / "runs" / run).is_dir(), run
+        for seed in (0, 1):
+            assert (outdir / "synthetic" / f"seed{seed}" / "runs" / run).is_dir(), (seed, run)
     for report in ("execution_report_stub.html", "execution_timeline_stub.html", "pipeline_dag_stub.html"):
         assert (outdir / "pipeline_info" / report).is_file(), report
 
@@ -103,12 +126,20 @@ def test_real_test_profile_run(real_run):
     rows = trace(outdir, "first")
     assert {step.process for step in plan_steps()} <= {process_of(row) for row in rows}
     assert all(row["status"] == "COMPLETED" for row in rows), [(r["name"], r["status"]) for r in rows]
-    assert (outdir / "synthetic" / "eval" / "metrics.json").is_file()
+    assert (outdir / "synthetic" / "seed42" / "eval" / "metrics.json").is_file()
     for run in RUNS:
-        assert (outdir / "synthetic" / "runs" / run / "manifest.json").is_file(), run
+        assert (outdir / "synthetic" / "seed42" / "runs" / run / "manifest.json").is_file(), run
     assert (outdir / "lake" / "analytics.duckdb").is_file()
     assert (outdir / "report" / "index.html").is_file()
     assert (outdir / "mlruns.db").is_file()
+    assert list((outdir / "checkpoints" / "synthetic").glob("gat_small_kd-*/checkpoints/last.ckpt"))
+    from kdgat.lake import query
+
+    lake = outdir / "lake"
+    orphans = "SELECT count(*) FROM metrics m LEFT JOIN runs r USING (run_id) WHERE r.run_id IS NULL"
+    assert query(lake, orphans).column(0)[0].as_py() == 0  # every metric row is linked to its run
+    students = query(lake, "SELECT model, teacher_run_id FROM runs WHERE has_kd AND stage = 'train'").to_pylist()
+    assert len(students) == 2 and all(s["teacher_run_id"] for s in students)
 
 
 def test_resume_runs_nothing_again(real_run):

@@ -7,7 +7,11 @@ bracket-aware scanner, not a Groovy parser) and checks them against the code the
   (introspecting the Typer app) and gives its required options;
 - every process has a tag, resource labels, a publishDir and a stub that creates each output;
 - the processes of workflows/kdgat.nf and the channel dependencies between them are the steps and
-  `needs` of kdgat.pipeline.plan_steps();
+  `needs` of kdgat.pipeline.plan_steps(); the plan's per-seed steps read the seeded channels and
+  publish under seed<k>, its GPU steps carry process_gpu, every stage gets `--threads ${task.cpus}`;
+- the effective settings of every process under the profile combinations a campaign uses (test,
+  slurm, slurm+apptainer, slurm+apptainer+gpu), merged as Nextflow merges the configs
+  (tests/support/nfconfig.py);
 - nextflow_schema.json is valid JSON Schema (draft 2020-12) and describes exactly the params;
 - the strict-syntax rules `nextflow lint` enforces that a regular expression can see.
 
@@ -26,6 +30,7 @@ from pathlib import Path
 
 import pytest
 import typer
+from support import nfconfig
 
 from kdgat.cli import app
 from kdgat.pipeline.plan import plan_steps
@@ -352,9 +357,33 @@ def test_process_conventions(module):
     assert re.search(r"emit:\s*\w+", proc.sections["output"]), f"{proc.name}: outputs need emit: names"
     assert "script" in proc.sections and "stub" in proc.sections, f"{proc.name}: script: and stub: needed"
     assert "task.ext.args" in proc.script, f"{proc.name}: the script should read task.ext.args"
+    steps = {step.process: step for step in plan_steps()}
     for alias in aliases_of(proc.name) or [proc.name]:
-        gpu = alias.startswith("TRAIN_")
-        assert ("process_gpu" in proc.labels) == gpu, f"{alias}: only training tasks carry process_gpu"
+        gpu = steps[alias].gpu if alias in steps else False
+        assert ("process_gpu" in proc.labels) == gpu, f"{alias}: process_gpu exactly on the plan's GPU steps"
+
+
+# the kdgat commands that are stages (kdgat datasets only lists the catalog)
+STAGE_COMMANDS = {"synth", "ingest", "graphs", "train", "fuse", "evaluate", "lake append", "lake build", "report"}
+
+
+@pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)
+def test_every_stage_gets_the_tasks_cpus_as_threads(module):
+    proc = Process(module)
+    script = proc.script.replace("\\\n", " ")
+    for line in re.findall(r"(?m)^\s*kdgat\s+(.*)$", script):
+        words = " ".join(w for w in line.split()[:2] if re.fullmatch(r"[a-z][\w-]*", w))
+        command = words if words in STAGE_COMMANDS else words.split()[0]
+        if command in STAGE_COMMANDS:
+            assert "--threads ${task.cpus}" in line, f"{proc.name}: kdgat {command} without --threads ${{task.cpus}}"
+
+
+def test_training_keeps_durable_checkpoints_and_resumes():
+    script = processes()["KDGAT_TRAIN"].script
+    assert "--checkpoint-dir '${checkpoints}/${meta.id}'" in script
+    assert "--no-resume" not in script  # the retry must continue from the checkpoint (resume is the default)
+    main = strip_comments(MAIN.read_text())
+    assert "outdir.resolve('checkpoints')" in main and "checkpoints.mkdirs()" in main
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)
@@ -461,6 +490,33 @@ def test_runs_are_the_plans_variants(step):
         found = re.findall(r"variant:\s*'(\w+)',\s*scale:\s*'(\w+)'", span)
         assert found == [(step.run_name, step.scale)], found
         assert "fusion_method" in span
+
+
+def test_per_seed_steps_run_on_the_seeded_channels_and_publish_per_seed():
+    """--seeds fans out everything after GRAPHS: one item per dataset and seed, joined on meta.key."""
+    text = strip_comments(WORKFLOW.read_text())
+    main = sections(block(text, r"workflow\s+KDGAT"), ("take", "main", "emit"))["main"]
+    fan_out = re.search(r"ch_graphs = GRAPHS\.out\.graphs\s*\.combine\(channel\.fromList\(seeds\)\)", main)
+    assert fan_out and 'key: "${meta.id}/seed${seed}"' in main
+    assert "meta.id, run]" not in main and ".join(" in main  # joins on meta.key only
+    _, calls = workflow_graph()
+    for step in plan_steps():
+        span = calls[step.process]
+        if step.per_seed and step.per_dataset:
+            assert re.search(r"\bch_graphs(_by_key)?\b", span), f"{step.process} does not read the seeded graphs"
+            publish = [body for body in config_for(step.process) if "publishDir" in body]
+            assert "seed${meta.seed}" in publish[0], f"{step.process} is not published per seed"
+        elif step.per_dataset:
+            assert "ch_graphs" not in span, f"{step.process} is a data step: once per dataset"
+    for name in ("KDGAT_TRAIN", "KDGAT_FUSE"):  # the stages whose config holds the seed get the item's own
+        assert 'def seed = "-O seed=${meta.seed}"' in processes()[name].script and "${seed}" in processes()[name].script
+    assert "params.seed" not in strip_comments((ROOT / "conf" / "modules.config").read_text())
+
+
+def test_the_default_seed_is_the_presets():
+    from kdgat.core.config import resolve_config
+
+    assert config_params(NEXTFLOW_CONFIG)["seeds"] == str(resolve_config("gat", "large").seed)
 
 
 def test_train_variant_names_are_the_plans_run_names():
@@ -584,9 +640,11 @@ def test_profiles():
     apptainer = block(profiles, r"(?m)^\s*apptainer")
     assert "apptainer.enabled = true" in apptainer and "apptainer.autoMounts = true" in apptainer
     assert "process.container = params.container" in apptainer
-    assert "--nv" not in re.sub(r"withLabel:\s*process_gpu\s*\{[^}]*\}", "", apptainer), "--nv only on GPU tasks"
-    assert re.search(r"withLabel:\s*process_gpu\s*\{\s*containerOptions = '--nv'", apptainer)
     assert "singularity.enabled = false" in apptainer
+    whitelist = re.search(r"apptainer\.envWhitelist = '([^']+)'", apptainer).group(1).split(",")
+    for name in ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_CPUS_PER_TASK", "SLURM_JOB_GPUS", "MLFLOW_TRACKING_URI",
+                 "MLFLOW_TRACKING_TOKEN"):  # fmt: skip
+        assert name in whitelist, f"{name} does not reach the container"
     binds = re.search(r"apptainer\.runOptions = '--bind ' \+ (.*)", apptainer).group(1)
     for bound in ("params.outdir", "params.lake", "params.apptainer_bind", '"${projectDir}/bin"'):
         assert bound in binds, f"the apptainer profile does not bind {bound}"
@@ -594,9 +652,19 @@ def test_profiles():
     assert "executor = 'slurm'" in slurm and "queue = params.slurm_queue" in slurm
     assert "--account=${params.slurm_account}" in slurm
     assert "queueSize = params.slurm_queue_size" in slurm and "submitRateLimit = params.slurm_submit_rate" in slurm
-    gpu_block = block(slurm, r"withLabel:\s*process_gpu")
-    assert '"--gres=${params.slurm_gres}"' in gpu_block
     assert config_params(NEXTFLOW_CONFIG)["slurm_gres"] == "gpu:v100:1"
+
+
+def test_each_selector_block_is_defined_once():
+    """With Nextflow's config parser a later `withLabel: x { }` block replaces an earlier one as a whole
+    (issue 12: the profiles' process_gpu blocks dropped the base block's 12 h), so every selector is
+    written in exactly one place."""
+    seen: dict[str, Path] = {}
+    for path in CONFIGS:
+        for selector in re.findall(r"(with(?:Label|Name)\s*:\s*['\"]?[\w|.*-]+)", strip_comments(path.read_text())):
+            key = re.sub(r"\s|['\"]", "", selector)
+            assert key not in seen, f"{key} is defined in {seen[key].name} and again in {path.name}"
+            seen[key] = path
     test = strip_comments((ROOT / "conf" / "test.config").read_text())
     assert "resourceLimits" in test and "synthetic = true" in test and "datasets = 'synthetic'" in test
 
@@ -612,6 +680,84 @@ def test_resources_escalate_on_retry_within_limits():
         assert re.search(r"memory\s*=\s*\{[^}]*task\.attempt", body), f"{label}: memory does not escalate"
         assert re.search(r"time\s*=\s*\{[^}]*task\.attempt", body), f"{label}: time does not escalate"
     assert re.search(r"resourceLimits\s*=\s*\[\s*cpus:\s*params\.max_cpus,\s*memory:\s*params\.max_memory,", base)
+
+
+# --------------------------------------------------------------------------------------------------
+# Effective settings per profile combination (tests/support/nfconfig.py merges the configs)
+# --------------------------------------------------------------------------------------------------
+
+COMBINATIONS = ["test", "slurm", "slurm,apptainer", "slurm,apptainer,gpu"]
+GB = nfconfig.GB
+
+
+def settings(profiles: str, alias: str, attempt: int = 1, **params) -> dict:
+    names = profiles.split(",")
+    config = nfconfig.read_config(NEXTFLOW_CONFIG, names)
+    name, _module = includes().get(alias, (alias, None))
+    labels = processes()[name if name.startswith("KDGAT_") else "KDGAT_" + alias].labels
+    values = nfconfig.params_of(config, params)
+    return nfconfig.effective(config, names, alias, labels, attempt, values) | {"params": values}
+
+
+def _hours(q) -> float:
+    return q.value / 3600
+
+
+@pytest.mark.parametrize("profiles", COMBINATIONS)
+def test_training_gets_the_intended_resources_in_every_profile_combination(profiles):
+    names = profiles.split(",")
+    train, evaluate = settings(profiles, "TRAIN_GAT_LARGE"), settings(profiles, "EVALUATE")
+    retry = settings(profiles, "TRAIN_GAT_LARGE", attempt=2)
+    if "test" in names:  # capped by the test profile's limits: 2 CPUs, 6 GB, 1 h
+        assert (train["cpus"], train["memory"].value, _hours(train["time"])) == (2, 6 * GB, 1)
+        assert train["executor"] == "local" and train["accelerator"] is None and not train["apptainer"]
+        return
+    assert train["executor"] == evaluate["executor"] == "slurm"
+    # process_medium's CPUs and memory, process_gpu's 12 h (not process_medium's 8 h); doubled on retry
+    assert (train["cpus"], train["memory"].value, _hours(train["time"])) == (6, 36 * GB, 12)
+    assert (retry["cpus"], retry["memory"].value, _hours(retry["time"])) == (12, 72 * GB, 24)
+    assert (evaluate["cpus"], evaluate["memory"].value, _hours(evaluate["time"])) == (6, 36 * GB, 8)
+    assert train["clusterOptions"] == ["--gres=gpu:v100:1", "--signal=B:USR2@120"]
+    assert evaluate["clusterOptions"] == []  # CPU stages ask for no GPU
+    assert train["errorStrategy"] == "retry" and train["maxRetries"] == 1  # exit 143 after a stop signal
+    assert train["accelerator"] == (1 if "gpu" in names else None)
+    assert train["params"]["precision"] == ("16-mixed" if "gpu" in names else None)
+    if "apptainer" in names:
+        assert train["containerOptions"] == "--nv" and not evaluate["containerOptions"]  # --nv on GPU tasks only
+        assert train["container"] == evaluate["container"] == train["params"]["container"]
+        assert "CUDA_VISIBLE_DEVICES" in train["envWhitelist"].split(",")
+    else:
+        assert not train["containerOptions"] and train["container"] is None
+
+
+def test_cluster_params_reach_the_training_jobs():
+    train = settings("slurm,apptainer,gpu", "TRAIN_GAT_SMALL_KD", slurm_account="lab", slurm_queue="cpu",
+                     slurm_gpu_queue="gpu", slurm_gres="gpu:a100:1", slurm_signal_seconds=300)  # fmt: skip
+    assert train["queue"] == "gpu" and train["clusterOptions"] == [
+        "--account=lab", "--gres=gpu:a100:1", "--signal=B:USR2@300"
+    ]  # fmt: skip
+    other = settings("slurm", "GRAPHS", slurm_account="lab", slurm_queue="cpu", slurm_gpu_queue="gpu")
+    assert other["queue"] == "cpu" and other["clusterOptions"] == ["--account=lab"]
+    cpu_only = settings("slurm", "TRAIN_GAT_LARGE", slurm_gres="", slurm_signal_seconds=0, slurm_queue="cpu")
+    assert cpu_only["clusterOptions"] == [] and cpu_only["queue"] == "cpu"
+    capped = settings("slurm", "TRAIN_GAT_LARGE", attempt=2, max_time="16.h", max_cpus=8)
+    assert (capped["cpus"], _hours(capped["time"])) == (8, 16)
+
+
+def test_the_config_reader_sees_a_profile_block_replace_the_base_block(tmp_path):
+    """The merge rule the tests above rely on, on a config that breaks it the way issue 12 found."""
+    (tmp_path / "base.config").write_text(
+        "process {\n  withLabel: process_gpu {\n    time = { 12.h * task.attempt }\n  }\n}\n"
+    )
+    (tmp_path / "nextflow.config").write_text(
+        "includeConfig 'base.config'\nprofiles {\n  gpu {\n    process {\n      withLabel: process_gpu {\n"
+        "        accelerator = 1\n      }\n    }\n  }\n}\n"
+    )
+    config = nfconfig.read_config(tmp_path / "nextflow.config", ["gpu"])
+    got = nfconfig.effective(config, ["gpu"], "TRAIN", ["process_gpu"], 1, {})
+    assert got["accelerator"] == 1 and got["time"] is None  # the base block's time is gone
+    assert nfconfig.effective(nfconfig.read_config(tmp_path / "nextflow.config", []), [], "T", ["process_gpu"], 1,
+                              {})["time"].value == 12 * 3600  # fmt: skip
 
 
 def test_reports_are_written_to_pipeline_info():

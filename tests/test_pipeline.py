@@ -52,28 +52,33 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     tmp_path, output = campaign
     out = tmp_path / "out"
     assert "steps: 13 ran, 0 cached" in output
-    assert "Evaluation (thresholds chosen on validation" in output and "fuse_small_kd" in output
+    assert "Evaluation of synthetic, seed 42 (thresholds chosen on validation" in output and "fuse_small_kd" in output
+    # one seed, the presets' (42): ingest and graphs per dataset, runs and evaluation per seed
     for path in ("synthetic/frames/manifest.json", "synthetic/graphs/metadata.json",
-                 "synthetic/runs/gat_small_kd/model.pt", "synthetic/runs/fuse_large/fusion.pt",
-                 "synthetic/eval/metrics.json", "lake/analytics.duckdb", "report/index.html"):  # fmt: skip
+                 "synthetic/seed42/runs/gat_small_kd/model.pt", "synthetic/seed42/runs/fuse_large/fusion.pt",
+                 "synthetic/seed42/eval/metrics.json", "lake/analytics.duckdb", "report/index.html"):  # fmt: skip
         assert (out / path).exists(), path
-    student = json.loads((out / "synthetic/runs/gat_small_kd/metrics.json").read_text())
-    assert student["teacher"] == str(out / "synthetic/runs/gat_large")
-    evaluated = json.loads((out / "synthetic/eval/metrics.json").read_text())["runs"]
+    student = json.loads((out / "synthetic/seed42/runs/gat_small_kd/metrics.json").read_text())
+    assert student["teacher"] == str((out / "synthetic/seed42/runs/gat_large").resolve())
+    evaluated = json.loads((out / "synthetic/seed42/eval/metrics.json").read_text())["runs"]
     assert len(evaluated) == 8
+    runs = out.resolve() / "synthetic/seed42/runs"
+    assert {run["run_dir"] for run in evaluated.values()} == {
+        str(runs / s.run_name) for s in plan_steps() if s.stage in ("train", "fuse")
+    }  # absolute, resolved: the lake finds them from anywhere
     assert (tmp_path / "data/synthetic").is_dir()  # generated on first use
 
 
 def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
     # one test, in order: every call below starts from the state the previous one left
     tmp_path, _ = campaign
-    runs = tmp_path / "out/synthetic/runs"
+    runs = tmp_path / "out/synthetic/seed42/runs"
     assert "steps: 0 ran, 13 cached" in _pipeline(tmp_path)
     before = (runs / "gat_large/model.pt").stat().st_mtime_ns
     output = _pipeline(tmp_path, "--fusion", "weighted")
     # fusion changes: both fuse steps, then evaluate, lake and report; training is reused
     assert "steps: 5 ran, 8 cached" in output
-    assert "fuse_large (synthetic): weighted" in output
+    assert "fuse_large (synthetic, seed42): weighted" in output
     assert (runs / "gat_large/model.pt").stat().st_mtime_ns == before
 
     # a removed output re-runs its step alone
@@ -96,3 +101,23 @@ def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
     assert result.exit_code != 0
     assert "unknown dataset 'nope'" in result.output + (result.stderr if result.stderr_bytes else "")
     assert not (tmp_path / "o").exists()
+
+
+def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(campaign):
+    # after the ordered test above: same options plus a second seed
+    from kdgat.lake import kd_impact, leaderboard
+
+    tmp_path, _ = campaign
+    out = tmp_path / "out"
+    output = _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2", "--seed", "42", "--seed", "7")
+    # seed 42's runs are reused; seed 7 trains, fuses and evaluates; lake and report see both seeds
+    assert "steps: 11 ran, 11 cached" in output
+    assert "train_gat_large (synthetic, seed7)" in output and "Evaluation of synthetic, seed 7" in output
+    for seed in (42, 7):
+        cfg = json.loads((out / f"synthetic/seed{seed}/runs/gat_small/config.json").read_text())
+        assert cfg["seed"] == seed
+    # the lake also holds the first campaign's runs (1 epoch, dqn): another setup, so another row
+    board = leaderboard(out / "lake", "synthetic").to_pylist()
+    for model in ("gat_small_kd", "fusion_weighted_large"):
+        assert sorted(r["n_seeds"] for r in board if r["model"] == model)[-1] == 2, model
+    assert max(r["n_pairs"] for r in kd_impact(out / "lake").to_pylist() if r["family"] == "gat") == 2

@@ -77,7 +77,8 @@ def test_cli_report_rewrites_cleanly_and_shows_the_leaderboard(lake, report):
     assert result.output.strip() == f"report: {report}"
     text = report.read_text(encoding="utf-8")
     best = leaderboard(lake, "alpha").to_pylist()[0]
-    assert f"{best['best_f1']:.4f}" in text and "Knowledge distillation impact" in text
+    assert f"{best['val_f1_mean']:.3f} ± 0.000" in text and f"{best['selected_test_f1']:.4f}" in text  # one seed
+    assert "Knowledge distillation impact" in text and "Per test scenario" in text
     assert not (out / "figures" / "stale.png").exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     assert all((out / src).is_file() for src in referenced(report))

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -23,9 +29,11 @@ from kdgat.stages.graphs import run as run_graphs
 from kdgat.stages.ingest import run as run_ingest
 from kdgat.stages.synth import run as run_synth
 from kdgat.stages.train import run as run_train
+from kdgat.training.preemption import PAUSE_ENV
 from kdgat.training.runs import load_run_model
 
 FAST = ["training.max_epochs=2", "training.batch_size=64"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +138,66 @@ def test_resume_after_an_interrupted_run(store_dir, tmp_path):
     with open(run / "logs" / "metrics.csv") as handle:
         epoch0 = [row for row in csv.DictReader(handle) if row.get("val_loss") and row["epoch"] == "0"]
     assert len(epoch0) == 1
+
+
+def _train_process(store_dir, out, checkpoints, tmp_path, pause: str | None = None) -> subprocess.Popen:
+    """A real `kdgat train` process (a GAT student, 4 epochs) keeping its checkpoints under ``checkpoints``."""
+    args = ["train", "-m", "gat", "-s", "small", "--graphs", store_dir, "--out", out, "--checkpoint-dir", checkpoints,
+            "-O", "training.max_epochs=4", "-O", "training.batch_size=32", "--threads", "1",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop(PAUSE_ENV, None)
+    if pause:
+        env[PAUSE_ENV] = pause
+    code = "from kdgat.cli import app; app()"
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
+def test_a_signal_mid_epoch_stops_cleanly_and_a_retry_elsewhere_resumes(store_dir, tmp_path, sig):
+    """Issue 12: preemption (SIGTERM) or SLURM's time-limit warning (USR2) during epoch 2 of a real training
+    process: it exits 128 + signal (a retried code), the checkpoint of epoch 1 is in the durable folder, and
+    the same command with a new --out (Nextflow's retry runs in a new work folder) continues from it."""
+    checkpoints, flag = tmp_path / "checkpoints", tmp_path / "paused"
+    first = _train_process(store_dir, tmp_path / "attempt1" / "gat_small", checkpoints, tmp_path, f"2:{flag}")
+    deadline = time.monotonic() + 300
+    while not flag.exists():
+        assert first.poll() is None, first.communicate()[1]
+        assert time.monotonic() < deadline, "training never reached epoch 2"
+        time.sleep(0.05)
+    first.send_signal(sig)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 128 + sig, stderr
+    assert stderr.strip().splitlines()[-1].startswith(f"error: training stopped by {sig.name} during epoch 2; ")
+    assert not (tmp_path / "attempt1" / "gat_small" / "manifest.json").exists()
+    (state,) = checkpoints.iterdir()  # <checkpoint dir>/<run key>
+    assert state.name.startswith("gat_small-") and (state / "checkpoints" / "last.ckpt").is_file()
+    assert torch.load(state / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    assert not [p for p in (state / "checkpoints").iterdir() if p.name.startswith(".")]  # no half-written file
+
+    retry = _train_process(store_dir, tmp_path / "attempt2" / "gat_small", checkpoints, tmp_path)
+    _, stderr = retry.communicate(timeout=600)
+    assert retry.returncode == 0, stderr
+    run = tmp_path / "attempt2" / "gat_small"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 4
+    assert _epochs_logged(run) == [0, 1, 2, 3]  # the first attempt's epochs are kept in the copied log
+    assert (run / "manifest.json").is_file() and not (run / "checkpoints").exists()
+    assert list(checkpoints.iterdir()) == [state]  # same inputs, same key
+
+
+def test_the_checkpoint_key_is_the_runs_identity(store_dir, teachers, tmp_path):
+    from kdgat.training.preemption import run_key
+
+    base = run_key("gat_small_kd", "synthetic", "abc", store_dir, teachers / "gat")
+    assert base == run_key("gat_small_kd", "synthetic", "abc", store_dir, teachers / "gat")
+    assert base.startswith("gat_small_kd-")
+    others = {run_key("gat_small_kd", "other", "abc", store_dir, teachers / "gat"),
+              run_key("gat_small_kd", "synthetic", "abd", store_dir, teachers / "gat"),
+              run_key("gat_small_kd", "synthetic", "abc", store_dir, teachers / "vgae"),
+              run_key("gat_small_kd", "synthetic", "abc", store_dir, None)}  # fmt: skip
+    assert base not in others and len(others) == 4
 
 
 def test_a_rerun_removes_the_old_manifest_first(store_dir, teachers, tmp_path):

@@ -2,14 +2,18 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
     KDGAT: one campaign over several datasets
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-    Per dataset: INGEST -> GRAPHS -> six TRAIN_* -> FUSE_LARGE, FUSE_SMALL_KD -> EVALUATE;
-    then one LAKE task over every dataset, then REPORT. These are the steps and dependencies of
-    kdgat.pipeline.plan_steps() (`kdgat pipeline`); tests/test_nextflow_static.py compares the two.
+    Per dataset: INGEST -> GRAPHS; then per dataset and seed: six TRAIN_* -> FUSE_LARGE,
+    FUSE_SMALL_KD -> EVALUATE; then one LAKE task over every dataset and seed, then REPORT. These
+    are the steps and dependencies of kdgat.pipeline.plan_steps() (`kdgat pipeline`);
+    tests/test_nextflow_static.py compares the two.
 
-    Every channel item starts with meta ([id: dataset] plus, for a run, its variant); a stage that
-    needs the outputs of two others joins them on the dataset name. DATASETS (resolve --datasets
-    against the catalog) and SYNTH (the synthetic captures of the test profile) only provide the
-    inputs of INGEST and are not stages of the plan.
+    Every channel item starts with meta ([id: dataset], then seed and key "<dataset>/seed<k>" once
+    the graph store is fanned out over the seeds, plus, for a run, its variant); a stage that needs
+    the outputs of two others joins them on meta.key, so each dataset and seed progresses on its own.
+    A step added after GRAPHS reads ch_graphs (already one item per seed) and joins on meta.key: it
+    runs per seed with nothing else to change. DATASETS (resolve --datasets against the catalog) and
+    SYNTH (the synthetic captures of the test profile) only provide the inputs of INGEST and are not
+    stages of the plan.
 */
 
 include { KDGAT_SYNTH as SYNTH } from '../modules/local/kdgat_synth/main'
@@ -59,6 +63,8 @@ workflow KDGAT {
     fusion_method // string: dqn | mlp | weighted
     tracking_uri // string: the MLflow store every task logs to
     lake // string: absolute path of the Parquet datalake
+    seeds // list of integers: every training, fusion and evaluation runs once per seed
+    checkpoints // string: absolute path of the durable training checkpoints (<outdir>/checkpoints)
 
     main:
     // ---- Inputs: the data root and the datasets to run ------------------------------------------
@@ -84,59 +90,65 @@ workflow KDGAT {
     // ---- Per dataset: captures -> frames -> graph store -----------------------------------------
     INGEST(ch_sources, catalog)
     GRAPHS(INGEST.out.frames)
+
+    // ---- The seed fan-out: one item per dataset and seed from here on, keyed by meta.key ---------
     ch_graphs = GRAPHS.out.graphs
-    ch_graphs_by_id = ch_graphs.map { meta, graphs -> [meta.id, meta, graphs] }
+        .combine(channel.fromList(seeds))
+        .map { meta, graphs, seed -> [meta + [seed: seed, key: "${meta.id}/seed${seed}".toString()], graphs] }
+    ch_graphs_by_key = ch_graphs.map { meta, graphs -> [meta.key, meta, graphs] }
 
     // ---- Teachers and the no-KD students: graphs only -------------------------------------------
-    TRAIN_VGAE_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'large', false), graphs, []] }, tracking_uri)
-    TRAIN_GAT_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'large', false), graphs, []] }, tracking_uri)
-    TRAIN_VGAE_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'small', false), graphs, []] }, tracking_uri)
-    TRAIN_GAT_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'small', false), graphs, []] }, tracking_uri)
+    TRAIN_VGAE_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'large', false), graphs, []] }, tracking_uri, checkpoints)
+    TRAIN_GAT_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'large', false), graphs, []] }, tracking_uri, checkpoints)
+    TRAIN_VGAE_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'small', false), graphs, []] }, tracking_uri, checkpoints)
+    TRAIN_GAT_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'small', false), graphs, []] }, tracking_uri, checkpoints)
 
-    ch_vgae_large = TRAIN_VGAE_LARGE.out.run.map { meta, run -> [meta.id, run] }
-    ch_gat_large = TRAIN_GAT_LARGE.out.run.map { meta, run -> [meta.id, run] }
-    ch_vgae_small = TRAIN_VGAE_SMALL.out.run.map { meta, run -> [meta.id, run] }
-    ch_gat_small = TRAIN_GAT_SMALL.out.run.map { meta, run -> [meta.id, run] }
+    ch_vgae_large = TRAIN_VGAE_LARGE.out.run.map { meta, run -> [meta.key, run] }
+    ch_gat_large = TRAIN_GAT_LARGE.out.run.map { meta, run -> [meta.key, run] }
+    ch_vgae_small = TRAIN_VGAE_SMALL.out.run.map { meta, run -> [meta.key, run] }
+    ch_gat_small = TRAIN_GAT_SMALL.out.run.map { meta, run -> [meta.key, run] }
 
-    // ---- KD students: the graphs joined with the large run of the same model and dataset --------
+    // ---- KD students: the graphs joined with the large run of the same model, dataset and seed ---
     TRAIN_VGAE_SMALL_KD(
-        ch_graphs_by_id
+        ch_graphs_by_key
             .join(ch_vgae_large)
-            .map { _id, meta, graphs, teacher -> [trainMeta(meta, 'vgae', 'small', true), graphs, teacher] },
-        tracking_uri
+            .map { _key, meta, graphs, teacher -> [trainMeta(meta, 'vgae', 'small', true), graphs, teacher] },
+        tracking_uri,
+        checkpoints
     )
     TRAIN_GAT_SMALL_KD(
-        ch_graphs_by_id
+        ch_graphs_by_key
             .join(ch_gat_large)
-            .map { _id, meta, graphs, teacher -> [trainMeta(meta, 'gat', 'small', true), graphs, teacher] },
-        tracking_uri
+            .map { _key, meta, graphs, teacher -> [trainMeta(meta, 'gat', 'small', true), graphs, teacher] },
+        tracking_uri,
+        checkpoints
     )
-    ch_vgae_small_kd = TRAIN_VGAE_SMALL_KD.out.run.map { meta, run -> [meta.id, run] }
-    ch_gat_small_kd = TRAIN_GAT_SMALL_KD.out.run.map { meta, run -> [meta.id, run] }
+    ch_vgae_small_kd = TRAIN_VGAE_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
+    ch_gat_small_kd = TRAIN_GAT_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
 
     // ---- Fusion of the VGAE and GAT of one scale -------------------------------------------------
     FUSE_LARGE(
-        ch_graphs_by_id
+        ch_graphs_by_key
             .join(ch_vgae_large)
             .join(ch_gat_large)
-            .map { _id, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_large', scale: 'large'], graphs, vgae, gat] },
+            .map { _key, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_large', scale: 'large'], graphs, vgae, gat] },
         fusion_method,
         tracking_uri
     )
     FUSE_SMALL_KD(
-        ch_graphs_by_id
+        ch_graphs_by_key
             .join(ch_vgae_small_kd)
             .join(ch_gat_small_kd)
-            .map { _id, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_small_kd', scale: 'small'], graphs, vgae, gat] },
+            .map { _key, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_small_kd', scale: 'small'], graphs, vgae, gat] },
         fusion_method,
         tracking_uri
     )
-    ch_fuse_large = FUSE_LARGE.out.run.map { meta, run -> [meta.id, run] }
-    ch_fuse_small_kd = FUSE_SMALL_KD.out.run.map { meta, run -> [meta.id, run] }
+    ch_fuse_large = FUSE_LARGE.out.run.map { meta, run -> [meta.key, run] }
+    ch_fuse_small_kd = FUSE_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
 
-    // ---- Evaluate every run of a dataset (fixed order: the same command line on -resume) ---------
+    // ---- Evaluate every run of a dataset and seed (fixed order: the same command line on -resume) -
     EVALUATE(
-        ch_graphs_by_id
+        ch_graphs_by_key
             .join(ch_vgae_large)
             .join(ch_gat_large)
             .join(ch_vgae_small_kd)
@@ -145,13 +157,13 @@ workflow KDGAT {
             .join(ch_gat_small)
             .join(ch_fuse_large)
             .join(ch_fuse_small_kd)
-            .map { _id, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8 -> [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8]] },
+            .map { _key, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8 -> [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8]] },
         tracking_uri
     )
 
-    // ---- Every dataset: append all runs and evaluations to the lake, then the report ------------
-    // Sorted by dataset/run so that LAKE's inputs (and so its cache key) do not depend on which task
-    // finished first.
+    // ---- Every dataset and seed: append all runs and evaluations to the lake, then the report ---
+    // Sorted by dataset/seed/run so that LAKE's inputs (and so its cache key) do not depend on which
+    // task finished first.
     ch_lake_runs = TRAIN_VGAE_LARGE.out.run
         .mix(
             TRAIN_GAT_LARGE.out.run,
@@ -163,7 +175,7 @@ workflow KDGAT {
             FUSE_SMALL_KD.out.run,
             EVALUATE.out.eval.map { meta, dir -> [meta + [variant: 'eval'], dir] }
         )
-        .map { meta, dir -> ["${meta.id}/${meta.variant}".toString(), dir] }
+        .map { meta, dir -> ["${meta.key}/${meta.variant}".toString(), dir] }
         .toSortedList { a, b -> a[0].compareTo(b[0]) }
         .filter { items -> !items.isEmpty() }
         .map { items -> items.collect { item -> item[1] } }
@@ -171,6 +183,6 @@ workflow KDGAT {
     REPORT(LAKE.out.receipt, lake)
 
     emit:
-    evaluation = EVALUATE.out.eval // channel: [meta, eval folder] per dataset
+    evaluation = EVALUATE.out.eval // channel: [meta, eval folder] per dataset and seed
     report = REPORT.out.report // channel: the report folder
 }

@@ -105,6 +105,15 @@ TrackingUriOpt = Annotated[
     typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite in OUT)."),
 ]
 DatasetTagOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")]
+ThreadsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for torch and the numeric libraries (default: $KDGAT_THREADS, else $OMP_NUM_THREADS, "
+        "else every core this process may use). Nextflow passes the task's cpus.",
+    ),
+]
 CatalogOpt = Annotated[
     Optional[list[Path]],
     typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, TrackingUriOpt, out, progress_line, user_errors
+from kdgat.cli.common import DatasetTagOpt, ThreadsOpt, TrackingUriOpt, out, progress_line, user_errors
 from kdgat.cli.tables import evaluation_table
 from kdgat.evaluation.metrics import DEFAULT_POLICY
 
@@ -38,6 +38,7 @@ def evaluate(
     ] = False,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Metrics of every run on validation and every test scenario, thresholds chosen on validation."""
     from kdgat.stages import evaluate as stage
@@ -53,6 +54,7 @@ def evaluate(
             tracking_uri=tracking_uri,
             dataset=dataset,
             progress=lambda message: progress_line("evaluate", message),
+            threads=threads,
         )
     out.print(evaluation_table(stage.read_results(out_dir)))
 

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, FusionMethod, Scale, TrackingUriOpt, out, print_warning, user_errors
+from kdgat.cli.common import (
+    DatasetTagOpt,
+    FusionMethod,
+    Scale,
+    ThreadsOpt,
+    TrackingUriOpt,
+    out,
+    print_warning,
+    user_errors,
+)
 
 
 def fuse(
@@ -20,6 +29,7 @@ def fuse(
     override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Learn per-window fusion weights of a frozen VGAE and GAT (decision: fused score vs a validation threshold)."""
     from kdgat.core.config import resolve_config
@@ -28,8 +38,9 @@ def fuse(
     with user_errors():
         cfg = resolve_config("dqn", scale.value, "none", override)
         metrics = stage.run(
-            cfg, method.value, vgae, gat, graphs_dir, out_dir, tracking_uri=tracking_uri, dataset=dataset
-        ).summary
+            cfg, method.value, vgae, gat, graphs_dir, out_dir, tracking_uri=tracking_uri, dataset=dataset,
+            threads=threads,
+        ).summary  # fmt: skip
     out.print(
         f"fusion {metrics['method']} fitted on {metrics['fusion_windows']:,} held-out windows "
         f"({metrics['fusion_parameters']:,} parameters; ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"

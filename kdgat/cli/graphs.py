@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import err, out, print_warning, progress_line, user_errors
+from kdgat.cli.common import ThreadsOpt, err, out, print_warning, progress_line, user_errors
 from kdgat.cli.tables import store_table
 
 
@@ -22,6 +22,7 @@ def graphs(
         list[str], typer.Option("--override", "-O", help="Override a key, e.g. -O preprocessing.stride=50.")
     ] = [],
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if the store is up to date.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Cut frames into windows and build the graph store (train/val by time blocks, one part per test scenario)."""
     from kdgat.core.config import config_hash, resolve_config
@@ -35,7 +36,7 @@ def graphs(
 
         meta = stage.run(
             frames, out_dir, cfg.preprocessing, like=like, force=force, config_hash=config_hash(cfg),
-            progress=progress if err.is_terminal else None,
+            progress=progress if err.is_terminal else None, threads=threads,
         ).summary  # fmt: skip
     out.print(store_table(meta, out_dir))
     if meta.get("timestamps_missing"):

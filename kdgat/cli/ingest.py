@@ -8,7 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import BadRows, CatalogOpt, DataRootOpt, err, out, print_warning, progress_line, user_errors
+from kdgat.cli.common import (
+    BadRows,
+    CatalogOpt,
+    DataRootOpt,
+    ThreadsOpt,
+    err,
+    out,
+    print_warning,
+    progress_line,
+    user_errors,
+)
 from kdgat.cli.tables import ingest_table
 from kdgat.core.errors import UsageError
 
@@ -52,6 +62,7 @@ def ingest(
             help="With --dataset: ingest the files that exist even if some catalog patterns match nothing.",
         ),
     ] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw captures to canonical frame Parquet (one file per capture) plus manifest.json."""
     from kdgat.data.capture import IngestOptions, sources_from_files
@@ -74,7 +85,7 @@ def ingest(
             progress_line(f"[{i + 1}/{n}]", str(src.path))
 
         show = progress if err.is_terminal else None  # keep logs and pipes to results and errors
-        manifest = stage.run(sources, out_dir, options, dataset=dataset, progress=show)
+        manifest = stage.run(sources, out_dir, options, dataset=dataset, progress=show, threads=threads)
     out.print(ingest_table(manifest, out_dir))
     for item in manifest.outputs:
         if item.skipped_rows:

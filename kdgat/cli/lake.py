@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from kdgat.cli.common import out, user_errors
+from kdgat.cli.common import ThreadsOpt, out, user_errors
 
 LAKE_ENV = "KDGAT_LAKE"
 
@@ -46,11 +46,14 @@ def _show(table, fmt: TableFormat, title: str) -> None:
 def lake_append(
     runs: Annotated[list[Path], typer.Option("--runs", help="A finished train, fuse or evaluate folder (repeatable).")],
     lake: LakeOpt,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Record finished runs; appending a run again replaces its rows."""
+    from kdgat.core.threads import set_threads
     from kdgat.lake import append_runs
 
     with user_errors():
+        set_threads(threads)
         ids = append_runs(runs, lake)
     for run_dir, run_id in zip(runs, ids, strict=True):
         out.print(f"{run_id}  <- {run_dir}", highlight=False)
@@ -58,11 +61,13 @@ def lake_append(
 
 
 @lake_app.command("build")
-def lake_build(lake: LakeOpt) -> None:
+def lake_build(lake: LakeOpt, threads: ThreadsOpt = None) -> None:
     """Compact the appended runs into one Parquet file per table and recreate analytics.duckdb (views only)."""
+    from kdgat.core.threads import set_threads
     from kdgat.lake import build_lake, query
 
     with user_errors():
+        set_threads(threads)
         db = build_lake(lake)
         counts = query(lake, "SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM metrics) AS metrics")
     row = counts.to_pylist()[0]
@@ -86,23 +91,28 @@ def lake_query(
 def leaderboard_command(
     lake: LakeOpt,
     dataset: Annotated[str | None, typer.Option("--dataset", help="Only this dataset.")] = None,
+    scenarios: Annotated[
+        bool, typer.Option("--scenarios", help="Test figures per test scenario (v_leaderboard_scenarios).")
+    ] = False,
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
-    """Best validation F1, accuracy, AUC and MCC per dataset x model (and best mean test F1)."""
+    """Per dataset x model: seeds, validation and test F1 / PR-AUC / FPR (mean +- std over seeds), and the test
+    figures of the run with the best validation F1 (nothing is selected on test)."""
     from kdgat.lake import leaderboard
 
     with user_errors():
-        table = leaderboard(lake, dataset)
-    _show(table, fmt, "Leaderboard (validation; best over runs)")
+        table = leaderboard(lake, dataset, scenarios=scenarios)
+    what = "per test scenario" if scenarios else "test = mean over scenarios"
+    _show(table, fmt, f"Leaderboard (mean and std over seeds; {what}; selected = best validation F1)")
 
 
 def kd_impact_command(lake: LakeOpt, fmt: FormatOpt = TableFormat.table) -> None:
-    """F1 of the small model with KD minus without KD, per dataset and model, beside the teacher's."""
+    """Small model with KD minus without KD, paired by seed (mean +- std), per dataset and model, teacher beside."""
     from kdgat.lake import kd_impact
 
     with user_errors():
         table = kd_impact(lake)
-    _show(table, fmt, "Knowledge distillation impact (F1, small + KD - small)")
+    _show(table, fmt, "Knowledge distillation impact (small + KD - small, paired by seed)")
 
 
 def compare_command(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import CatalogOpt, DataRootOpt, FusionMethod, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import CatalogOpt, DataRootOpt, FusionMethod, ThreadsOpt, TrackingUriOpt, out, user_errors
 from kdgat.cli.tables import evaluation_table
 from kdgat.evaluation.metrics import DEFAULT_POLICY
 
@@ -24,7 +24,15 @@ def pipeline(
         Optional[int], typer.Option("--epochs", min=1, help="Shorthand for -O training.max_epochs=N.")
     ] = None,
     episodes: Annotated[Optional[int], typer.Option("--episodes", min=1, help="-O dqn.episodes=N.")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="-O seed=N (training, fusion).")] = None,
+    seeds: Annotated[
+        Optional[list[int]],
+        typer.Option(
+            "--seed",
+            min=0,
+            help="Seed of training, fusion and evaluation (repeatable: every seed gets its own runs under "
+            "OUT/<dataset>/seed<N>; default: the presets' seed).",
+        ),
+    ] = None,
     method: Annotated[FusionMethod, typer.Option("--fusion", help="Fusion of both ensembles.")] = FusionMethod.dqn,
     lake: Annotated[Optional[Path], typer.Option("--lake", help="Datalake folder (default: OUT/lake).")] = None,
     no_lake: Annotated[bool, typer.Option("--no-lake", help="Stop after evaluate (no lake, no report).")] = False,
@@ -38,26 +46,30 @@ def pipeline(
     ] = DEFAULT_POLICY,
     tracking_uri: TrackingUriOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Run the whole chain on one machine (ingest -> graphs -> train x6 -> fuse x2 -> evaluate -> lake -> report).
 
-    Steps whose inputs, arguments and upstream steps are unchanged since they last finished are skipped.
+    Training, fusion and evaluation run once per --seed. Steps whose inputs, arguments and upstream
+    steps are unchanged since they last finished are skipped.
     """
     from kdgat.pipeline.runner import PipelineOptions, PipelineRunner
     from kdgat.stages.evaluate import read_results
 
-    shorthand = {"training.max_epochs": epochs, "dqn.episodes": episodes, "seed": seed}
+    shorthand = {"training.max_epochs": epochs, "dqn.episodes": episodes}
     overrides = [*override, *(f"{key}={value}" for key, value in shorthand.items() if value is not None)]
     options = PipelineOptions(
         data_root=data_root, catalog=catalog or [], overrides=overrides, fusion_method=method.value,
         lake_dir=lake, tracking_uri=tracking_uri, explain=explain, threshold_policy=policy, force=force,
-        lake=not no_lake,
+        lake=not no_lake, seeds=list(seeds or []), threads=threads,
     )  # fmt: skip
     with user_errors():
         runner = PipelineRunner(datasets, out_dir, options, console=out)
         record = runner.run()
         for dataset in runner.datasets:
-            out.print(evaluation_table(read_results(runner.layout.eval(dataset))))
+            for seed in runner.seeds:
+                where = f"{dataset}, seed {seed}"
+                out.print(evaluation_table(read_results(runner.layout.eval(dataset, seed)), where))
         if options.lake:
             from kdgat.lake import leaderboard
             from kdgat.lake.render import rich_table

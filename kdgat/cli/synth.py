@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from kdgat.cli.common import SynthSize, out, user_errors
+from kdgat.cli.common import SynthSize, ThreadsOpt, out, user_errors
 
 
 def synth(
@@ -20,13 +20,15 @@ def synth(
     duration: Annotated[
         Optional[float], typer.Option("--duration", help="Seconds of traffic per file (overrides --size).")
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Generate synthetic CAN traffic with labelled attacks in the can-train-and-test layout."""
     from kdgat.data.synthetic import SynthSummary
     from kdgat.stages import synth as stage
 
     with user_errors():
-        summary = SynthSummary.from_dict(stage.run(out_dir, seed=seed, size=size.value, duration_s=duration).summary)
+        manifest = stage.run(out_dir, seed=seed, size=size.value, duration_s=duration, threads=threads)
+        summary = SynthSummary.from_dict(manifest.summary)
     data = summary.to_dict()
     table = Table(title=f"Synthetic dataset in {out_dir} (seed {seed})")
     for col, justify in (("file", "left"), ("attack kind", "left"), ("frames", "right"), ("attack frames", "right")):

@@ -88,10 +88,12 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def evaluation_table(document: dict) -> Table:
+def evaluation_table(document: dict, where: str = "") -> Table:
     """One row per run and scenario: F1, precision, recall, FPR, ROC-AUC, PR-AUC at the validation threshold."""
+    policy = document["threshold_policy"]
+    title = f"Evaluation{f' of {where}' if where else ''} (thresholds chosen on validation, policy {policy})"
     table = _columns(
-        Table(title=f"Evaluation (thresholds chosen on validation, policy {document['threshold_policy']})"),
+        Table(title=title),
         [("run", "left"), ("scenario", "name"), ("F1", "right"), ("precision", "right"), ("recall", "right"),
          ("FPR", "right"), ("ROC-AUC", "right"), ("PR-AUC", "right")],
     )  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, ThreadsOpt, TrackingUriOpt, out, user_errors
 from kdgat.cli.tables import run_table
 from kdgat.core.errors import UsageError
 
@@ -28,10 +28,24 @@ def train(
     ] = None,
     override: Annotated[list[str], typer.Option("--override", "-O", help="Override a key (repeatable).")] = [],
     resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Continue from OUT/checkpoints/last.ckpt if present.")
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue from the last checkpoint if present (OUT/checkpoints, or the --checkpoint-dir run key's).",
+        ),
     ] = True,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
+    threads: ThreadsOpt = None,
+    checkpoint_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--checkpoint-dir",
+            help="Keep checkpoints and the epoch log in DIR/<run key> (durable storage; the key is made of the "
+            "dataset, config, graph store and teacher) instead of OUT/checkpoints, so that a retry in another "
+            "OUT resumes from them.",
+        ),
+    ] = None,
 ) -> None:
     """Train one model on a graph store (Lightning; early stopping, best checkpoint, resumable)."""
     from kdgat.core.config import resolve_config
@@ -43,6 +57,7 @@ def train(
         cfg = resolve_config(model.value, scale.value if scale else "large", aux, override)
         metrics = stage.run(
             cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
+            threads=threads, checkpoint_dir=checkpoint_dir,
         ).summary  # fmt: skip
     out.print(run_table(metrics, out_dir))
 

@@ -28,6 +28,15 @@ class UsageError(KdgatError):
     exit_code = 2
 
 
+class Interrupted(KdgatError):
+    """A stage stopped on a signal after keeping what it needs to continue: exit 128 + the signal's number
+    (143 for SIGTERM, 140 for SIGUSR2), codes a scheduler's retry rule retries."""
+
+    def __init__(self, message: str, signum: int = 15):
+        super().__init__(message)
+        self.exit_code = 128 + int(signum)
+
+
 class BadInputError(KdgatError):
     """A capture file cannot be read: names the file, the line (if known) and the problem."""
 

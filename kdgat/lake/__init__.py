@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.lake.queries import compare_runs, kd_impact, leaderboard, query
-from kdgat.lake.records import forget, read_run
+from kdgat.lake.records import forget, read_run, remember_peers
 from kdgat.lake.schema import from_rows
 from kdgat.lake.store import commit_run, open_lake
 from kdgat.lake.views import DB_NAME, build_lake
@@ -30,6 +30,7 @@ def append_runs(run_dirs: list[Path], lake_dir: Path) -> list[str]:
     if not run_dirs:
         raise UsageError("nothing to append: pass one or more --runs RUN_DIR")
     forget()
+    remember_peers(run_dirs)
     appended_at = datetime.now(timezone.utc)
     records = [read_run(Path(d), appended_at) for d in run_dirs]
     ids = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from kdgat.core.errors import KdgatError
+from kdgat.core.threads import current_threads
 from kdgat.lake.store import current_generation, open_lake, pending_commits
 
 _COMPARED_METRICS = ("f1", "accuracy", "auc", "mcc", "precision", "recall", "fpr", "pr_auc")
@@ -28,12 +29,26 @@ def connect(lake_dir: Path):
 
     lake_dir = open_lake(Path(lake_dir), create=False)
     db = lake_dir / DB_NAME
-    if not db.is_file() or pending_commits(lake_dir) or current_generation(lake_dir) is None:
+    if not db.is_file() or pending_commits(lake_dir) or current_generation(lake_dir) is None or _stale_views(db):
         build_lake(lake_dir)
+    threads = current_threads()  # a stage's --threads (Nextflow's task.cpus); DuckDB's default is every core
     try:
-        return duckdb.connect(str(db), read_only=True)
+        return duckdb.connect(str(db), read_only=True, config={"threads": threads} if threads else {})
     except duckdb.Error as exc:
         raise KdgatError(f"{db}: cannot open: {_first_line(exc)}") from None
+
+
+def _stale_views(db: Path) -> bool:
+    """The database's views were built by a kdgat with other view definitions (or cannot be read)."""
+    import duckdb
+
+    from kdgat.lake.views import views_fingerprint
+
+    try:
+        with duckdb.connect(str(db), read_only=True) as con:
+            return con.execute("SELECT views_fingerprint FROM lake_info").fetchall() != [(views_fingerprint(),)]
+    except duckdb.Error:
+        return True
 
 
 def _first_line(exc: Exception) -> str:
@@ -52,19 +67,24 @@ def run_sql(con, sql: str, params: list | None = None) -> pa.Table:
 
 def query(lake_dir: Path, sql: str) -> pa.Table:
     """Any read-only SQL over the views (runs, metrics, configs, datasets, artifacts, training_curves, curves,
-    policies, v_leaderboard, v_kd_impact)."""
+    policies, v_run_scores, v_leaderboard, v_leaderboard_scenarios, v_kd_impact)."""
     if not sql.strip():
         raise KdgatError("empty query")
     with connect(lake_dir) as con:
         return run_sql(con, sql)
 
 
-def leaderboard(lake_dir: Path, dataset: str | None = None) -> pa.Table:
-    """``v_leaderboard`` rows (all datasets, or one): best validation F1/accuracy/AUC/MCC per evaluated model."""
+def leaderboard(lake_dir: Path, dataset: str | None = None, *, scenarios: bool = False) -> pa.Table:
+    """``v_leaderboard`` rows (all datasets, or one): per model and setup, seeds, validation and test figures as
+    mean +- std over seeds, and the test figures of the run with the best validation F1.
+
+    ``scenarios``: ``v_leaderboard_scenarios`` instead, the test figures per test scenario.
+    """
+    view = "v_leaderboard_scenarios" if scenarios else "v_leaderboard"
     with connect(lake_dir) as con:
         if dataset is None:
-            return run_sql(con, "SELECT * FROM v_leaderboard")
-        table = run_sql(con, "SELECT * FROM v_leaderboard WHERE dataset = ?", [dataset])
+            return run_sql(con, f"SELECT * FROM {view}")
+        table = run_sql(con, f"SELECT * FROM {view} WHERE dataset = ?", [dataset])
         if table.num_rows == 0:
             known = run_sql(con, "SELECT DISTINCT dataset FROM metrics ORDER BY 1").column(0).to_pylist()
             raise KdgatError(f"no evaluated runs of dataset {dataset!r} in the lake (has: {', '.join(known) or '-'})")
@@ -72,7 +92,7 @@ def leaderboard(lake_dir: Path, dataset: str | None = None) -> pa.Table:
 
 
 def kd_impact(lake_dir: Path) -> pa.Table:
-    """``v_kd_impact``: F1 of the small model with KD minus without, per dataset and model family."""
+    """``v_kd_impact``: the small model with KD minus without, paired by seed (mean +- std), per dataset and family."""
     with connect(lake_dir) as con:
         return run_sql(con, "SELECT * FROM v_kd_impact")
 

@@ -6,6 +6,19 @@ the evaluated runs of an evaluation) — so appending the same folder twice, or
 the folder of a re-run, gives the same id and replaces rows instead of adding
 them. Metric rows of an evaluation carry the id of the run they evaluate,
 derived from that run's own folder in the same way, so they join to ``runs``.
+
+Two more hashes group runs across seeds: ``setup_hash`` (the config without its
+seed, plus the teacher's or the members' setups) is shared by the seeds of one
+experiment, and ``pair_hash`` (also without the KD settings) by a KD student and
+the no-KD student it is compared with.
+
+A stage records the runs it read (an evaluation's runs, a fusion's members, a
+student's teacher) as absolute paths, and the sha256 of each one's weights in
+its manifest. :func:`_find_run` looks for such a run where it was recorded, then
+where Nextflow and ``kdgat pipeline`` put it (the recording task's own folder,
+the folders appended together, ``runs/`` beside an ``eval/``), and accepts a
+folder only when its weights have the recorded hash: a moved campaign is found,
+another seed's or another campaign's run with the same name never is.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 RUN_STAGES = ("train", "fuse", "evaluate")
 _ARTIFACT_TYPES = {
-    "model.pt": "checkpoint", "fusion.pt": "checkpoint", "config.json": "config", "metrics.json": "metrics",
+    "model.pt": "checkpoint", "model.joblib": "checkpoint", "fusion.pt": "checkpoint", "config.json": "config", "metrics.json": "metrics",
     "metrics.csv": "training_curves", "curves.json": "curves", "embeddings.npz": "embeddings",
     "attention.npz": "attention", "dqn_policy.json": "policy", "policy.json": "policy",
     "explanations.npz": "explanations", "members.json": "members", MANIFEST_NAME: "manifest",
@@ -54,6 +67,8 @@ class Identity:
     seed: int | None
     config_hash: str
     parts: tuple[str, ...] = ()  # fusion members / evaluated runs
+    setup_hash: str | None = None  # the same for every seed of one experiment (None for an evaluation)
+    pair_hash: str | None = None  # ... and also for the KD student and the no-KD student it is compared with
 
 
 @dataclass
@@ -91,6 +106,16 @@ def _make_id(prefix: str, key: dict[str, Any]) -> str:
 
 
 _IDENTITIES: dict[str, Identity] = {}
+_PEERS: list[Path] = []  # the folders of the append in progress: a recorded run may be one of them
+WEIGHT_FILES = ("model.pt", "model.joblib", "fusion.pt")  # what a GNN, the hgb yardstick, a fusion keep
+
+
+def _short(value: Any) -> str:
+    return content_hash(value)[:16]
+
+
+def _without(cfg: dict, *keys: str) -> dict:
+    return {k: v for k, v in cfg.items() if k not in keys}
 
 
 def identify(run_dir: Path) -> Identity:
@@ -103,23 +128,35 @@ def identify(run_dir: Path) -> Identity:
     stage, dataset = manifest.stage, manifest.dataset
     if stage == "evaluate":
         document = _read_json(run_dir / "metrics.json")
-        parts = tuple(sorted(identify(_evaluated_dir(run_dir, r["run_dir"])).run_id for r in document["runs"].values()))
+        parts = tuple(
+            sorted(identify(_evaluated_dir(run_dir, r["run_dir"], manifest)).run_id for r in document["runs"].values())
+        )
         fields = dict(model_type="eval", model="eval", family="eval", scale=None, auxiliaries=(), has_kd=None)
-        fields.update(method=None, seed=None)
+        fields.update(method=None, seed=None, setup_hash=None, pair_hash=None)
     else:
         cfg = _read_json(run_dir / "config.json")
         aux = tuple(cfg.get("auxiliaries") or ())
         fields = dict(scale=cfg.get("scale"), auxiliaries=aux, seed=cfg.get("seed"))
         if stage == "fuse":
-            members = _read_json(run_dir / "members.json")
-            parts = tuple(sorted(identify(_member_dir(run_dir, members[k])).run_id for k in ("vgae", "gat")))
-            family = f"fusion_{members['method']}"
-            fields.update(model_type="fusion", family=family, method=members["method"], has_kd=bool(members["kd"]))
-            fields.update(scale=members["scale"])
+            recorded = _read_json(run_dir / "members.json")
+            members = [identify(_member_dir(run_dir, recorded[k], manifest)) for k in ("vgae", "gat")]
+            parts = tuple(sorted(m.run_id for m in members))
+            family = f"fusion_{recorded['method']}"
+            fields.update(model_type="fusion", family=family, method=recorded["method"], has_kd=bool(recorded["kd"]))
+            fields.update(scale=recorded["scale"])
+            fields.update(
+                setup_hash=_short([_without(cfg, "seed"), family, [m.setup_hash for m in members]]),
+                pair_hash=_short([_without(cfg, "seed", "auxiliaries", "kd"), family, [m.pair_hash for m in members]]),
+            )
         else:
             parts = ()
             fields.update(model_type=cfg["model_type"], family=cfg["model_type"], method=None)
             fields.update(has_kd=cfg.get("kd") is not None)
+            teacher = _teacher_dir(run_dir, manifest)
+            fields.update(
+                setup_hash=_short([_without(cfg, "seed"), identify(teacher).setup_hash if teacher else None]),
+                pair_hash=_short(_without(cfg, "seed", "auxiliaries", "kd")),
+            )
         fields["model"] = f"{fields['family']}_{fields['scale']}" + ("_kd" if fields["has_kd"] else "")
     key = {
         "dataset": dataset, "stage": stage, "model": fields["family"], "scale": fields["scale"],
@@ -134,37 +171,96 @@ def identify(run_dir: Path) -> Identity:
     return identity
 
 
-def _candidates(base: Path, recorded: str) -> list[Path]:
-    """Where a run folder recorded by another stage may be: as recorded, or, when the folders were moved
-    together, its last one to three path components under ``base`` or one of base's two parents."""
+def remember_peers(run_dirs: list[Path]) -> None:
+    """The folders of one append: a run another of them recorded may be staged among them under its name
+    (Nextflow's LAKE task stages its inputs as ``runs/<n>/<name>``)."""
+    _PEERS[:] = [Path(d).resolve() for d in run_dirs]
+
+
+def _recorded_hash(manifest: Manifest, recorded: str) -> str | None:
+    """sha256 of the weights the recording stage read from run folder ``recorded`` (its manifest's inputs)."""
     path = Path(recorded)
-    found = [path] if path.is_absolute() else [Path.cwd() / path, base / path]
-    tails = [Path(*path.parts[-k:]) for k in (1, 2, 3) if len(path.parts) > k]
+    weights = [Path(i.path) for i in manifest.inputs if Path(i.path).name in WEIGHT_FILES and i.sha256]
+    hashes = {str(Path(i.path)): i.sha256 for i in manifest.inputs if i.sha256}
+    exact = [w for w in weights if w.parent == path]
+    if not exact:  # written before run folders were recorded resolved: the input of the same folder name
+        exact = [w for w in weights if w.parent.name == path.name]
+    return hashes[str(exact[0])] if len(exact) == 1 else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _weights_hash(run_dir: Path, stamp: tuple) -> str | None:
+    for name in WEIGHT_FILES:
+        if (run_dir / name).is_file():
+            return sha256_file(run_dir / name)
+    return None
+
+
+def _is_recorded_run(candidate: Path, expected: str | None) -> bool:
+    if not (candidate / MANIFEST_NAME).is_file():
+        return False
+    if expected is None:
+        return True
+    weights = [candidate / n for n in WEIGHT_FILES if (candidate / n).is_file()]
+    stamp = tuple((w.stat().st_size, w.stat().st_mtime_ns) for w in weights)
+    return _weights_hash(candidate.resolve(), stamp) == expected
+
+
+def _candidates(base: Path, recorded: str) -> tuple[list[Path], list[Path]]:
+    """Where a run folder that the stage writing ``base`` recorded as ``recorded`` may be.
+
+    First the recorded path itself (relative paths against the folder the stage ran in, which holds
+    ``base``, then ``base`` and the current folder); then, for folders that moved, the same name among
+    the folders appended together, in ``runs/`` beside ``base`` (the layout of ``kdgat pipeline`` and
+    of the published Nextflow results), beside ``base``, and the last one to three path components
+    under ``base`` or one of its two parents.
+    """
+    path = Path(recorded)
+    exact = [path] if path.is_absolute() else [base.parent / path, base / path, Path.cwd() / path]
+    moved = [peer for peer in _PEERS if peer.name == path.name and peer != base]
+    moved += [base.parent / "runs" / path.name, base.parent / path.name]
+    tails = [Path(*path.parts[-k:]) for k in (1, 2, 3) if len(path.parts) >= k]
     for root in (base, *list(base.parents)[:2]):
-        found += [root / tail for tail in tails]
-    return found
+        moved += [root / tail for tail in tails]
+    return exact, moved
 
 
-def _find_run(base: Path, recorded: str) -> Path | None:
-    """The finished run folder another stage recorded as ``recorded`` (see :func:`_candidates`), if any."""
-    return next((c for c in _candidates(base, recorded) if (c / MANIFEST_NAME).is_file()), None)
+def _find_run(base: Path, recorded: str, manifest: Manifest) -> Path | None:
+    """The finished run folder the stage that wrote ``base`` (with ``manifest``) recorded as ``recorded``.
+
+    A candidate is accepted when it is a finished run whose weights have the sha256 the stage recorded
+    for that run; without a recorded hash (manifests of very old versions) only the recorded path is.
+    """
+    expected = _recorded_hash(manifest, recorded)
+    exact, moved = _candidates(base, recorded)
+    for candidate in exact + (moved if expected is not None else []):
+        if _is_recorded_run(candidate, expected):
+            return candidate.resolve()
+    return None
 
 
-def _evaluated_dir(eval_dir: Path, recorded: str) -> Path:
-    found = _find_run(eval_dir, recorded)
+def _evaluated_dir(eval_dir: Path, recorded: str, manifest: Manifest) -> Path:
+    found = _find_run(eval_dir, recorded, manifest)
     if found is None:
         raise KdgatError(
-            f"{eval_dir}: evaluated run {recorded} not found; its metrics are linked to that run's id, "
-            "which is read from its folder"
+            f"{eval_dir}: evaluated run {recorded} not found (nor a moved copy with the weights it evaluated); "
+            "its metrics are linked to that run's id, which is read from its folder"
         )
     return found
 
 
-def _member_dir(fuse_dir: Path, recorded: str) -> Path:
-    found = _find_run(fuse_dir, recorded)
+def _member_dir(fuse_dir: Path, recorded: str, manifest: Manifest) -> Path:
+    found = _find_run(fuse_dir, recorded, manifest)
     if found is None:
         raise KdgatError(f"{fuse_dir}: fusion member {recorded} not found; the fusion's id includes its members' ids")
     return found
+
+
+def _teacher_dir(run_dir: Path, manifest: Manifest) -> Path | None:
+    """A KD student's teacher run (found like fusion members), or None: not a student, or the teacher is gone."""
+    metrics_file = run_dir / "metrics.json"
+    recorded = _read_json(metrics_file).get("teacher") if metrics_file.is_file() else None
+    return _find_run(run_dir, recorded, manifest) if recorded else None
 
 
 def _timestamp(text: str | None) -> datetime | None:
@@ -244,7 +340,8 @@ def _store_dir(manifest: Manifest, run_dir: Path) -> Path | None:
     for item in manifest.inputs:
         path = Path(item.path)
         if path.name == "metadata.json":
-            for candidate in (path,) if path.is_absolute() else (Path.cwd() / path, run_dir / path):
+            relative = (run_dir.parent / path, run_dir / path, Path.cwd() / path)
+            for candidate in (path,) if path.is_absolute() else relative:
                 if candidate.is_file():
                     return candidate.parent
     return None
@@ -271,6 +368,8 @@ def _catalog() -> dict:
 def forget() -> None:
     """Drop what this process has cached about run folders (they may have been re-run since)."""
     _IDENTITIES.clear()
+    _PEERS.clear()
+    _weights_hash.cache_clear()
     _dir_size.cache_clear()
     _catalog.cache_clear()
 
@@ -299,13 +398,14 @@ def _dataset_row(name: str, run_id: str, store: Path | None) -> dict:
 
 def _run_row(ident: Identity, run_dir: Path, manifest: Manifest, metrics: dict, appended_at: datetime) -> dict:
     # the teacher is looked up like fusion members (moved folders are found); a deleted one leaves no link
-    teacher = _find_run(run_dir, metrics["teacher"]) if metrics.get("teacher") else None
+    teacher = _teacher_dir(run_dir, manifest) if ident.stage == "train" else None
     teacher_id = identify(teacher).run_id if teacher else None
     parameters = metrics.get("parameters", metrics.get("ensemble_parameters"))
     return dict(
         run_id=ident.run_id, dataset=ident.dataset, stage=ident.stage, model_type=ident.model_type,
         model=ident.model, family=ident.family, scale=ident.scale, auxiliaries=list(ident.auxiliaries),
         has_kd=ident.has_kd, method=ident.method, seed=ident.seed, config_hash=ident.config_hash,
+        setup_hash=ident.setup_hash, pair_hash=ident.pair_hash,
         parameters=parameters, teacher_run_id=teacher_id, teacher_parameters=metrics.get("teacher_parameters"),
         epochs=metrics.get("epochs"), best_val_loss=metrics.get("best_val_loss"),
         evaluated_runs=list(ident.parts) if ident.stage == "evaluate" else None, success=True,
@@ -317,11 +417,12 @@ def _run_row(ident: Identity, run_dir: Path, manifest: Manifest, metrics: dict, 
 def _evaluation_rows(run_dir: Path, eval_id: str, dataset: str) -> dict[str, list[dict]]:
     """metrics, curves and policies rows of an evaluate folder, keyed to the evaluated runs' ids."""
     document = _read_json(run_dir / "metrics.json")
+    manifest = _manifest(run_dir)
     curves = _read_json(run_dir / "curves.json") if (run_dir / "curves.json").is_file() else {}
     policies = _read_json(run_dir / "dqn_policy.json") if (run_dir / "dqn_policy.json").is_file() else {}
     metric_rows, curve_rows, policy_rows = [], [], []
     for label, result in document["runs"].items():
-        target = identify(_evaluated_dir(run_dir, result["run_dir"]))
+        target = identify(_evaluated_dir(run_dir, result["run_dir"], manifest))
         base = dict(run_id=target.run_id, eval_run_id=eval_id, model=target.model)
         scenarios = [("val", "validation", result["validation"])]
         scenarios += [("test", name, values) for name, values in result["test"].items()]

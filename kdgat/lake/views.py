@@ -16,41 +16,132 @@ from kdgat.lake.store import build_lock, clean_up, compact, open_lake
 
 DB_NAME = "analytics.duckdb"
 
-# Best validation F1/accuracy/AUC/MCC over runs (seeds), per dataset x model type x scale x KD x evaluated model;
-# best_test_f1 is the best over runs of the mean F1 across test scenarios.
-LEADERBOARD_SQL = """
-WITH per_eval AS (
-    SELECT dataset, model, family, model_type, scale, has_kd, run_id, eval_run_id,
-           max(f1) FILTER (WHERE split = 'val') AS f1,
-           max(accuracy) FILTER (WHERE split = 'val') AS accuracy,
-           max(auc) FILTER (WHERE split = 'val') AS auc,
-           max(mcc) FILTER (WHERE split = 'val') AS mcc,
-           avg(f1) FILTER (WHERE split = 'test') AS test_f1
-    FROM metrics
-    GROUP BY ALL
+# Aggregates over seeds: mean and sample standard deviation (ddof 1; 0.0 for one value; NULL for none),
+# like kdgat.evaluation.metrics.summarize_seeds. NaN (a metric undefined for that run) counts as missing.
+
+
+def _mean_std(expr: str, name: str) -> str:
+    return (
+        f"avg({expr}) AS {name}_mean, "
+        f"CASE WHEN count({expr}) > 1 THEN stddev_samp({expr}) WHEN count({expr}) = 1 THEN 0.0 END AS {name}_std"
+    )
+
+
+# v_run_scores: the latest evaluation of every evaluated run, one row per split x scenario, with the run's seed and
+# the hashes that group seeds (runs.setup_hash) and pair a KD student with its no-KD twin (runs.pair_hash).
+RUN_SCORES_SQL = """
+WITH latest AS (
+    SELECT m.run_id, m.eval_run_id
+    FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics) m JOIN runs e ON e.run_id = m.eval_run_id
+    QUALIFY row_number() OVER (PARTITION BY m.run_id ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id) = 1
 )
-SELECT dataset, model, model_type, family, scale, has_kd,
-       count(DISTINCT run_id) AS n_runs,
-       max(f1) AS best_f1, max(accuracy) AS best_accuracy, max(auc) AS best_auc, max(mcc) AS best_mcc,
-       max(test_f1) AS best_test_f1
-FROM per_eval
-GROUP BY ALL
-ORDER BY dataset, best_f1 DESC NULLS LAST, model
+SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
+       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold,
+       nullif(m.f1, 'NaN'::DOUBLE) AS f1, nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc,
+       nullif(m.fpr, 'NaN'::DOUBLE) AS fpr, nullif(m.auc, 'NaN'::DOUBLE) AS auc, nullif(m.mcc, 'NaN'::DOUBLE) AS mcc
+FROM metrics m JOIN latest l USING (run_id, eval_run_id) LEFT JOIN runs r ON r.run_id = m.run_id
 """
 
-# Small with KD minus small without KD, per dataset and model family, with the (large, no-KD) teacher beside it.
-KD_IMPACT_SQL = """
-SELECT s.dataset, s.family,
-       t.best_f1 AS teacher_f1, n.best_f1 AS student_f1, s.best_f1 AS student_kd_f1,
-       s.best_f1 - n.best_f1 AS f1_delta,
-       t.best_test_f1 AS teacher_test_f1, n.best_test_f1 AS student_test_f1, s.best_test_f1 AS student_kd_test_f1,
-       s.best_test_f1 - n.best_test_f1 AS test_f1_delta
-FROM v_leaderboard s
-LEFT JOIN v_leaderboard n ON n.dataset = s.dataset AND n.family = s.family AND n.scale = 'small' AND NOT n.has_kd
-LEFT JOIN v_leaderboard t ON t.dataset = s.dataset AND t.family = s.family AND t.scale = 'large' AND NOT t.has_kd
-WHERE s.scale = 'small' AND s.has_kd
-ORDER BY s.dataset, s.family
+# One row per evaluated run: validation F1 / PR-AUC, and test F1 / PR-AUC / FPR averaged over its test scenarios;
+# `pick` = 1 for the run a researcher would keep: the best validation F1 of its group (ties: lowest seed, run id).
+_PER_RUN = """
+per_run AS (
+    SELECT dataset, model, model_type, family, scale, has_kd, setup_hash, pair_hash, teacher_run_id, seed, run_id,
+           max(f1) FILTER (WHERE split = 'val') AS val_f1, max(pr_auc) FILTER (WHERE split = 'val') AS val_pr_auc,
+           avg(f1) FILTER (WHERE split = 'test') AS test_f1, avg(pr_auc) FILTER (WHERE split = 'test') AS test_pr_auc,
+           avg(fpr) FILTER (WHERE split = 'test') AS test_fpr
+    FROM v_run_scores GROUP BY ALL
+),
+picked AS (
+    SELECT *, row_number() OVER (PARTITION BY dataset, model, setup_hash
+                                 ORDER BY val_f1 DESC NULLS LAST, seed NULLS LAST, run_id) AS pick
+    FROM per_run
+)"""
+
+# Per dataset x model x setup (one experiment over seeds): seeds, validation and mean-over-scenarios test figures as
+# mean +- std over runs, and the test figures of the run with the best validation F1 (never chosen on test).
+LEADERBOARD_SQL = f"""
+WITH {_PER_RUN}
+SELECT dataset, model, model_type, family, scale, has_kd, setup_hash AS setup,
+       count(*) AS n_runs, count(DISTINCT seed) AS n_seeds,
+       {_mean_std("val_f1", "val_f1")}, {_mean_std("val_pr_auc", "val_pr_auc")},
+       {_mean_std("test_f1", "test_f1")}, {_mean_std("test_pr_auc", "test_pr_auc")},
+       {_mean_std("test_fpr", "test_fpr")},
+       any_value(seed) FILTER (WHERE pick = 1) AS selected_seed,
+       any_value(run_id) FILTER (WHERE pick = 1) AS selected_run_id,
+       any_value(val_f1) FILTER (WHERE pick = 1) AS selected_val_f1,
+       any_value(test_f1) FILTER (WHERE pick = 1) AS selected_test_f1,
+       any_value(test_pr_auc) FILTER (WHERE pick = 1) AS selected_test_pr_auc,
+       any_value(test_fpr) FILTER (WHERE pick = 1) AS selected_test_fpr
+FROM picked
+GROUP BY ALL
+ORDER BY dataset, val_f1_mean DESC NULLS LAST, model, setup
 """
+
+# The same per test scenario; the selected run is the leaderboard's (best validation F1), not the scenario's best.
+LEADERBOARD_SCENARIOS_SQL = f"""
+WITH {_PER_RUN}
+SELECT s.dataset, s.model, s.model_type, s.family, s.scale, s.has_kd, s.setup_hash AS setup, s.scenario,
+       count(*) AS n_runs, count(DISTINCT s.seed) AS n_seeds,
+       {_mean_std("s.f1", "test_f1")}, {_mean_std("s.pr_auc", "test_pr_auc")}, {_mean_std("s.fpr", "test_fpr")},
+       any_value(s.seed) FILTER (WHERE p.pick = 1) AS selected_seed,
+       any_value(s.f1) FILTER (WHERE p.pick = 1) AS selected_test_f1,
+       any_value(s.pr_auc) FILTER (WHERE p.pick = 1) AS selected_test_pr_auc,
+       any_value(s.fpr) FILTER (WHERE p.pick = 1) AS selected_test_fpr
+FROM v_run_scores s JOIN picked p USING (run_id)
+WHERE s.split = 'test'
+GROUP BY ALL
+ORDER BY s.dataset, s.scenario, test_f1_mean DESC NULLS LAST, s.model, setup
+"""
+
+# Small with KD minus small without KD, paired by seed (same dataset, model family and settings but KD), as
+# mean +- std over the pairs; the KD students' own teachers (runs.teacher_run_id) beside them. A KD student with
+# no twin of its seed (e.g. a fusion of KD students) keeps its row with n_pairs 0.
+KD_IMPACT_SQL = f"""
+WITH {_PER_RUN},
+kd AS (
+    SELECT s.dataset, s.family, s.pair_hash, s.seed,
+           avg(s.val_f1) AS val_f1, avg(s.test_f1) AS test_f1, avg(s.test_pr_auc) AS test_pr_auc,
+           avg(t.val_f1) AS teacher_val_f1, avg(t.test_f1) AS teacher_test_f1
+    FROM per_run s LEFT JOIN per_run t ON t.run_id = s.teacher_run_id
+    WHERE s.scale = 'small' AND s.has_kd
+    GROUP BY ALL
+),
+plain AS (
+    SELECT dataset, family, pair_hash, seed, true AS paired,
+           avg(val_f1) AS val_f1, avg(test_f1) AS test_f1, avg(test_pr_auc) AS test_pr_auc
+    FROM per_run WHERE scale = 'small' AND NOT has_kd
+    GROUP BY ALL
+),
+pairs AS (
+    SELECT k.dataset, k.family, k.pair_hash, k.seed, coalesce(p.paired, false) AS paired,
+           k.teacher_val_f1, k.teacher_test_f1,
+           p.val_f1 AS student_val_f1, k.val_f1 AS student_kd_val_f1,
+           p.test_f1 AS student_test_f1, k.test_f1 AS student_kd_test_f1,
+           k.val_f1 - p.val_f1 AS val_f1_delta, k.test_f1 - p.test_f1 AS test_f1_delta,
+           k.test_pr_auc - p.test_pr_auc AS test_pr_auc_delta
+    FROM kd k LEFT JOIN plain p
+      ON p.dataset = k.dataset AND p.family = k.family AND p.pair_hash = k.pair_hash AND p.seed = k.seed
+)
+SELECT dataset, family, pair_hash AS setup, count(*) FILTER (WHERE paired) AS n_pairs,
+       avg(teacher_val_f1) FILTER (WHERE paired) AS teacher_val_f1,
+       avg(student_val_f1) AS student_val_f1, avg(student_kd_val_f1) FILTER (WHERE paired) AS student_kd_val_f1,
+       {_mean_std("val_f1_delta", "val_f1_delta")},
+       avg(teacher_test_f1) FILTER (WHERE paired) AS teacher_test_f1,
+       avg(student_test_f1) AS student_test_f1, avg(student_kd_test_f1) FILTER (WHERE paired) AS student_kd_test_f1,
+       {_mean_std("test_f1_delta", "test_f1_delta")}, {_mean_std("test_pr_auc_delta", "test_pr_auc_delta")}
+FROM pairs
+GROUP BY ALL
+ORDER BY dataset, family, setup
+"""
+
+# The views besides one per table, in creation order (later ones read earlier ones).
+ANALYTIC_VIEWS = {
+    "v_run_scores": RUN_SCORES_SQL,
+    "v_leaderboard": LEADERBOARD_SQL,
+    "v_leaderboard_scenarios": LEADERBOARD_SCENARIOS_SQL,
+    "v_kd_impact": KD_IMPACT_SQL,
+}
 
 
 def _quote(path: Path) -> str:
@@ -58,14 +149,21 @@ def _quote(path: Path) -> str:
 
 
 def view_statements(generation: Path) -> list[str]:
-    """CREATE VIEW statements for every table of a generation, then the two analytic views."""
+    """CREATE VIEW statements for every table of a generation, then the analytic views and ``lake_info``."""
     statements = [
         f"CREATE VIEW {name} AS SELECT * FROM read_parquet({_quote(generation.resolve() / f'{name}.parquet')})"
         for name in TABLES
     ]
-    statements.append(f"CREATE VIEW v_leaderboard AS {LEADERBOARD_SQL}")
-    statements.append(f"CREATE VIEW v_kd_impact AS {KD_IMPACT_SQL}")
+    statements += [f"CREATE VIEW {name} AS {sql}" for name, sql in ANALYTIC_VIEWS.items()]
+    statements.append(f"CREATE VIEW lake_info AS SELECT '{views_fingerprint()}' AS views_fingerprint")
     return statements
+
+
+def views_fingerprint() -> str:
+    """Hash of the analytic views' SQL: a database built by another kdgat version is rebuilt before a query."""
+    from kdgat.core.hashing import content_hash
+
+    return content_hash(ANALYTIC_VIEWS)[:16]
 
 
 def build_lake(lake_dir: Path) -> Path:

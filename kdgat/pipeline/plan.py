@@ -2,11 +2,21 @@
 
 `plan_steps()` is the one description of the stages and their dependencies: the single-machine
 runner walks it, and `main.nf` mirrors it (a static test compares the two).
+
+Each step runs once per dataset (the data steps: ingest, graphs), once per dataset and seed (every
+other per-dataset step: training, fusion, evaluation and whatever is added after graphs), or once
+for the whole campaign (lake, report). The seed fan-out is that rule, not a list: a new per-dataset
+step is per seed unless it is a data step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Steps that prepare a dataset's data: run once per dataset, shared by every seed.
+DATA_STAGES = ("ingest", "graphs")
+# Models whose training uses a GPU when the task has one (Nextflow label process_gpu).
+GPU_MODELS = ("vgae", "gat")
 
 TRAIN_VARIANTS = (
     # (model, scale, knowledge distillation)
@@ -32,6 +42,16 @@ class Step:
     teacher: str | None = None
     members: tuple[str, ...] = ()
     per_dataset: bool = True
+
+    @property
+    def per_seed(self) -> bool:
+        """Runs once per dataset and seed (everything per dataset after the data steps)."""
+        return self.per_dataset and self.stage not in DATA_STAGES
+
+    @property
+    def gpu(self) -> bool:
+        """Asks for a GPU on a cluster: the training of a graph neural network."""
+        return self.stage == "train" and self.model in GPU_MODELS
 
     @property
     def process(self) -> str:

@@ -1,11 +1,15 @@
 """The single-machine runner: the Nextflow DAG as a plain loop over the plan.
 
-`PipelineRunner` walks :func:`kdgat.pipeline.plan.plan_steps` in order for each dataset, calls the
-same stage functions as the CLI, and skips a step whose key (its arguments, the keys of the steps it
-reads and, for ingest, the size and mtime of every capture — Nextflow's own cache rule) matches the
-one recorded when it last finished and whose output is still there. That is this runner's
-`-resume`. A training step that was interrupted resumes from its last checkpoint only when its key
-is the one it started with; any other training step starts from an empty run folder.
+`PipelineRunner` walks :func:`kdgat.pipeline.plan.plan_steps` in order for each dataset (the data
+steps once, every other per-dataset step once per seed), calls the same stage functions as the CLI,
+and skips a step whose key (its arguments, the keys of the steps it reads and, for ingest, the size
+and mtime of every capture — Nextflow's own cache rule) matches the one recorded when it last
+finished and whose output is still there. That is this runner's `-resume`. A training step that was
+interrupted resumes from its last checkpoint only when its key is the one it started with; any other
+training step starts from an empty run folder.
+
+Layout: ``OUT/<dataset>/{frames,graphs}`` per dataset, ``OUT/<dataset>/seed<k>/{runs/<run>,eval}``
+per dataset and seed, ``OUT/lake`` and ``OUT/report`` for the campaign.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from kdgat.core.atomic import atomic_write_text
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash
 from kdgat.core.manifest import MANIFEST_NAME
+from kdgat.core.threads import set_threads
 from kdgat.evaluation.metrics import DEFAULT_POLICY, parse_policy
 from kdgat.pipeline.plan import Step, plan_steps
 
 STATE_DIR = ".pipeline"
+RUN_STAGES = ("train", "fuse")  # steps whose output is a run folder that evaluate scores
 
 
 @dataclass
@@ -44,10 +50,21 @@ class PipelineOptions:
     threshold_policy: str = DEFAULT_POLICY  # how evaluate chooses each model's threshold on validation
     force: bool = False
     lake: bool = True  # False stops after evaluate (no lake, no report)
+    seeds: list[int] = field(default_factory=list)  # one run of every per-seed step each; [] = the config's seed
+    threads: int | None = None  # CPU threads of every stage (None: $KDGAT_THREADS, else every core)
+
+
+# One instance of a step: (dataset, seed); dataset is None for the campaign steps, seed None for the data steps.
+Instance = tuple[str | None, int | None]
+
+
+def seed_folder(seed: int) -> str:
+    """``seed<k>``: the folder of one seed's runs and evaluation under a dataset (also Nextflow's)."""
+    return f"seed{seed}"
 
 
 class Layout:
-    """Where each step of each dataset writes under the campaign folder."""
+    """Where each step writes under the campaign folder: per dataset, per dataset and seed, or once."""
 
     def __init__(self, out_dir: Path, options: PipelineOptions):
         self.out = Path(out_dir)
@@ -60,13 +77,30 @@ class Layout:
     def graphs(self, dataset: str) -> Path:
         return self.out / dataset / "graphs"
 
-    def run(self, dataset: str, step: Step) -> Path:
-        return self.out / dataset / "runs" / step.run_name
+    def seed_dir(self, dataset: str, seed: int) -> Path:
+        return self.out / dataset / seed_folder(seed)
 
-    def eval(self, dataset: str) -> Path:
-        return self.out / dataset / "eval"
+    def run(self, dataset: str, seed: int, step: Step) -> Path:
+        return self.seed_dir(dataset, seed) / "runs" / step.run_name
 
-    def done_marker(self, dataset: str | None, step: Step) -> Path:
+    def eval(self, dataset: str, seed: int) -> Path:
+        return self.seed_dir(dataset, seed) / "eval"
+
+    def output(self, dataset: str | None, seed: int | None, step: Step) -> Path:
+        """The folder a step instance writes."""
+        if step.stage == "lake":
+            return self.lake
+        if step.stage == "report":
+            return self.report
+        if step.stage == "ingest":
+            return self.frames(dataset)
+        if step.stage == "graphs":
+            return self.graphs(dataset)
+        if step.stage == "evaluate":
+            return self.eval(dataset, seed)
+        return self.run(dataset, seed, step)  # train, fuse and any other per-seed step: a run folder
+
+    def done_marker(self, dataset: str | None, seed: int | None, step: Step) -> Path:
         """The file that proves a step finished: its stage manifest, the lake's views, the report page."""
         if step.stage == "lake":
             from kdgat.lake import DB_NAME
@@ -74,11 +108,11 @@ class Layout:
             return self.lake / DB_NAME
         if step.stage == "report":
             return self.report / "index.html"
-        folder = {"ingest": self.frames, "graphs": self.graphs, "evaluate": self.eval}.get(step.stage)
-        return (folder(dataset) if folder else self.run(dataset, step)) / MANIFEST_NAME
+        return self.output(dataset, seed, step) / MANIFEST_NAME
 
-    def state(self, dataset: str | None, step: Step) -> Path:
-        return self.out / STATE_DIR / (dataset or "_all") / f"{step.name}.json"
+    def state(self, dataset: str | None, seed: int | None, step: Step) -> Path:
+        folder = self.out / STATE_DIR / (dataset or "_all")
+        return (folder / seed_folder(seed) if seed is not None else folder) / f"{step.name}.json"
 
 
 def _capture_stamp(sources) -> list:
@@ -114,36 +148,58 @@ class PipelineRunner:
         # the campaign's own store unless one is given; $MLFLOW_TRACKING_URI still wins in the stages
         self.tracking_uri = options.tracking_uri or f"sqlite:///{(self.layout.out / tracking.DB_NAME).resolve()}"
         self.steps = {s.name: s for s in plan_steps()}
-        self.keys: dict[tuple[str | None, str], str] = {}
+        self.keys: dict[tuple[str | None, int | None, str], str] = {}
         self.record: list[dict] = []
         self._configs: dict[tuple, object] = {}
         self._captures: dict[str, list] = {}
         self._progress = lambda message: None
+        self.threads = set_threads(options.threads)  # every stage gets the same count (default: every core)
+        self.seeds = self._resolve_seeds()
 
     # -- configuration ----------------------------------------------------------------------------
-    def _config(self, model: str, scale: str, kd: bool = False):
-        """Resolved once per (model, scale, kd): the step key and the stage call use the same object."""
+    def _config(self, model: str, scale: str, kd: bool = False, seed: int | None = None):
+        """Resolved once per (model, scale, kd, seed): the step key and the stage call use the same object.
+
+        ``seed`` (one of ``--seed``) comes after every other override; None leaves the presets' or -O's.
+        """
         from kdgat.core.config import resolve_config
 
-        if (model, scale, kd) not in self._configs:
+        if (model, scale, kd, seed) not in self._configs:
             aux = ["kd_standard"] if kd else ["none"]
-            self._configs[model, scale, kd] = resolve_config(model, scale, aux, self.options.overrides)
-        return self._configs[model, scale, kd]
+            overrides = [*self.options.overrides, *([f"seed={seed}"] if seed is not None else [])]
+            self._configs[model, scale, kd, seed] = resolve_config(model, scale, aux, overrides)
+        return self._configs[model, scale, kd, seed]
+
+    def _resolve_seeds(self) -> list[int]:
+        """``--seed`` values in the order given, or the one seed of the resolved config."""
+        if self.options.seeds:
+            return list(dict.fromkeys(int(s) for s in self.options.seeds))
+        return [self._config("gat", "large").seed]
+
+    def instances(self, step: Step) -> list[Instance]:
+        """Every (dataset, seed) a step runs for."""
+        if not step.per_dataset:
+            return [(None, None)]
+        if not step.per_seed:
+            return [(d, None) for d in self.datasets]
+        return [(d, s) for d in self.datasets for s in self.seeds]
 
     # -- keys ---------------------------------------------------------------------------------------
-    def _key(self, dataset: str | None, step: Step) -> str:
+    def _key(self, dataset: str | None, seed: int | None, step: Step) -> str:
+        """Arguments plus the keys of every instance of each needed step this instance reads.
+
+        An instance reads the instances of a need that agree with it on dataset and seed wherever both
+        have one: a seed's training reads its dataset's graphs, the lake reads every dataset and seed.
+        """
         upstream = []
         for need in step.needs:
-            if not self.steps[need].per_dataset:
-                upstream.append(self.keys[(None, need)])
-            elif step.per_dataset:
-                upstream.append(self.keys[(dataset, need)])
-            else:  # a collector reads that step of every dataset
-                upstream += [self.keys[(d, need)] for d in self.datasets]
-        own = {"step": asdict(step), "upstream": upstream, **self._arguments(dataset, step)}
+            for d, s in self.instances(self.steps[need]):
+                if (dataset is None or d is None or d == dataset) and (seed is None or s is None or s == seed):
+                    upstream.append(self.keys[(d, s, need)])
+        own = {"step": asdict(step), "upstream": upstream, **self._arguments(dataset, seed, step)}
         return content_hash(own)
 
-    def _arguments(self, dataset: str | None, step: Step) -> dict:
+    def _arguments(self, dataset: str | None, seed: int | None, step: Step) -> dict:
         """What the step's result depends on besides its upstream steps (the resolved config, not raw -O)."""
         from kdgat.core.config import config_hash
 
@@ -152,16 +208,19 @@ class PipelineRunner:
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
-            return {"config": config_hash(self._config(step.model, step.scale, step.kd))}
+            return {"config": config_hash(self._config(step.model, step.scale, step.kd, seed))}
         if step.stage == "fuse":
-            return {"config": config_hash(self._config("dqn", step.scale)), "method": self.options.fusion_method}
+            return {
+                "config": config_hash(self._config("dqn", step.scale, seed=seed)),
+                "method": self.options.fusion_method,
+            }
         if step.stage == "evaluate":
             return {"explain": self.options.explain, "threshold": self.options.threshold_policy}
-        return {"datasets": self.datasets, "lake": str(self.layout.lake.resolve())}
+        return {"datasets": self.datasets, "seeds": self.seeds, "lake": str(self.layout.lake.resolve())}
 
-    def _previous(self, dataset: str | None, step: Step) -> dict:
+    def _previous(self, dataset: str | None, seed: int | None, step: Step) -> dict:
         """The step's recorded state: ``{"key", "finished", ...}``, or ``{}`` when there is none."""
-        state = self.layout.state(dataset, step)
+        state = self.layout.state(dataset, seed, step)
         try:
             recorded = json.loads(state.read_text())
         except (OSError, ValueError):
@@ -169,8 +228,8 @@ class PipelineRunner:
         # states written before "finished" existed were only ever written on success
         return {"finished": True, **recorded} if isinstance(recorded, dict) and "key" in recorded else {}
 
-    def _record(self, dataset: str | None, step: Step, **state) -> None:
-        path = self.layout.state(dataset, step)
+    def _record(self, dataset: str | None, seed: int | None, step: Step, **state) -> None:
+        path = self.layout.state(dataset, seed, step)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(state) + "\n")
 
@@ -193,19 +252,19 @@ class PipelineRunner:
         root = dataset_root(self.entries["synthetic"], self.data_root)
         if not root.exists():
             self.console.print(f"synthetic captures not found: generating them in {root}")
-            synth.run(root, seed=0, size="small")
+            synth.run(root, seed=0, size="small", threads=self.threads)
 
-    def _execute(self, dataset: str | None, step: Step, resume: bool = False) -> str:
-        """Run one step; returns a short summary for the progress line.
+    def _execute(self, dataset: str | None, seed: int | None, step: Step, resume: bool = False) -> str:
+        """Run one step instance; returns a short summary for the progress line.
 
         ``resume``: the step was interrupted with the same key, so training may continue from its
         last checkpoint.
         """
-        lay, opts = self.layout, self.options
+        lay, opts, threads = self.layout, self.options, self.threads
         if step.stage == "ingest":
             from kdgat.stages import ingest
 
-            manifest = ingest.run(self._sources(dataset), lay.frames(dataset), dataset=dataset)
+            manifest = ingest.run(self._sources(dataset), lay.frames(dataset), dataset=dataset, threads=threads)
             return f"{manifest.summary['totals']['rows']:,} frames"
         if step.stage == "graphs":
             from kdgat.core.config import config_hash
@@ -213,57 +272,57 @@ class PipelineRunner:
 
             cfg = self._config("gat", "large")
             manifest = graphs.run(
-                lay.frames(dataset), lay.graphs(dataset), cfg.preprocessing, config_hash=config_hash(cfg)
-            )
+                lay.frames(dataset), lay.graphs(dataset), cfg.preprocessing, config_hash=config_hash(cfg),
+                threads=threads,
+            )  # fmt: skip
             return f"{sum(p['graphs'] for p in manifest.summary['parts'].values()):,} graphs"
         if step.stage == "train":
             from kdgat.stages import train
             from kdgat.training.progress import EpochProgress
 
-            cfg = self._config(step.model, step.scale, step.kd)
+            cfg = self._config(step.model, step.scale, step.kd, seed)
+            out = lay.run(dataset, seed, step)
             if not resume:  # a checkpoint left there belongs to other inputs: never continue from it
-                shutil.rmtree(lay.run(dataset, step), ignore_errors=True)
+                shutil.rmtree(out, ignore_errors=True)
             metrics = train.run(
-                cfg, lay.graphs(dataset), lay.run(dataset, step),
-                teacher_dir=lay.run(dataset, self.steps[step.teacher]) if step.teacher else None,
+                cfg, lay.graphs(dataset), out,
+                teacher_dir=lay.run(dataset, seed, self.steps[step.teacher]) if step.teacher else None,
                 progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset, resume=resume,
-                callbacks=[EpochProgress(self._progress)],
+                callbacks=[EpochProgress(self._progress)], threads=threads,
             ).summary  # fmt: skip
             return f"{metrics['parameters']:,} parameters, {metrics['epochs']} epochs"
         if step.stage == "fuse":
             from kdgat.stages import fuse
 
-            cfg = self._config("dqn", step.scale)
-            vgae, gat = (lay.run(dataset, self.steps[m]) for m in step.members)
+            cfg = self._config("dqn", step.scale, seed=seed)
+            vgae, gat = (lay.run(dataset, seed, self.steps[m]) for m in step.members)
             metrics = fuse.run(
-                cfg, opts.fusion_method, vgae, gat, lay.graphs(dataset), lay.run(dataset, step),
-                tracking_uri=self.tracking_uri, dataset=dataset,
+                cfg, opts.fusion_method, vgae, gat, lay.graphs(dataset), lay.run(dataset, seed, step),
+                tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
             ).summary  # fmt: skip
             return f"{opts.fusion_method} over {metrics['fusion_windows']:,} held-out windows"
         if step.stage == "evaluate":
             from kdgat.stages import evaluate
 
-            runs = [lay.run(dataset, self.steps[need]) for need in step.needs if need != "graphs"]
+            runs = [lay.run(dataset, seed, self.steps[n]) for n in step.needs if self.steps[n].stage in RUN_STAGES]
             manifest = evaluate.run(
-                runs, lay.graphs(dataset), lay.eval(dataset), explain=opts.explain, progress=self._progress,
-                policy=opts.threshold_policy,
-                tracking_uri=self.tracking_uri, dataset=dataset,
+                runs, lay.graphs(dataset), lay.eval(dataset, seed), explain=opts.explain, progress=self._progress,
+                policy=opts.threshold_policy, tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
             )  # fmt: skip
             return f"{len(manifest.summary['models'])} models"
         if step.stage == "lake":
             from kdgat.stages import lake
 
             dirs = [
-                lay.eval(d) if need == "evaluate" else lay.run(d, self.steps[need])
-                for d in self.datasets
-                for need in step.needs
+                lay.output(d, s, self.steps[need]) for need in step.needs for d, s in self.instances(self.steps[need])
             ]
-            manifest = lake.run(dirs, lay.lake)
+            dirs.sort(key=lambda path: str(path))  # dataset, seed, run: the same order on every re-run
+            manifest = lake.run(dirs, lay.lake, threads=threads)
             return f"{len(manifest.summary['run_ids'])} runs in {lay.lake}"
         if step.stage == "report":
             from kdgat.stages import report
 
-            return report.run(lay.lake, lay.report).summary["index"]
+            return report.run(lay.lake, lay.report, threads=threads).summary["index"]
         raise KdgatError(f"unknown stage {step.stage!r}")  # pragma: no cover
 
     def preflight(self) -> None:
@@ -279,10 +338,11 @@ class PipelineRunner:
         if self.options.lake:
             ensure_folder(self.layout.lake)
         for step in self.steps.values():
-            if step.stage == "train":
-                self._config(step.model, step.scale, step.kd)
-            elif step.stage == "fuse":
-                self._config("dqn", step.scale)
+            for seed in self.seeds:
+                if step.stage == "train":
+                    self._config(step.model, step.scale, step.kd, seed)
+                elif step.stage == "fuse":
+                    self._config("dqn", step.scale, seed=seed)
         self._config("gat", "large")  # the graphs step's preprocessing
         try:
             parse_policy(self.options.threshold_policy)
@@ -297,29 +357,40 @@ class PipelineRunner:
             return lambda message: status.update(f"{label}: {message}")
         return lambda message: self.console.print(Text(f"{label}: {message}", style="dim"))
 
-    def run(self) -> list[dict]:
-        """Every step of every dataset in plan order; returns what ran and what was cached."""
-        self.preflight()
+    def todo(self) -> list[tuple[str | None, int | None, Step]]:
+        """Every step instance in run order: one dataset after the other (its data steps, then each seed's
+        steps), then the campaign steps."""
         steps = list(self.steps.values())
-        todo = [(d, s) for d in self.datasets for s in steps if s.per_dataset]  # one dataset after the other
-        todo += [(None, s) for s in steps if not s.per_dataset and self.options.lake]
-        for i, (dataset, step) in enumerate(todo, 1):
-            label = f"[{i}/{len(todo)}] {step.name}" + (f" ({dataset})" if dataset else "")
-            key = self._key(dataset, step)
-            self.keys[(dataset, step.name)] = key
-            previous = {} if self.options.force else self._previous(dataset, step)
+        todo: list[tuple[str | None, int | None, Step]] = []
+        for dataset in self.datasets:
+            todo += [(dataset, None, s) for s in steps if s.per_dataset and not s.per_seed]
+            todo += [(dataset, seed, s) for seed in self.seeds for s in steps if s.per_seed]
+        todo += [(None, None, s) for s in steps if not s.per_dataset and self.options.lake]
+        return todo
+
+    def run(self) -> list[dict]:
+        """Every step instance in plan order; returns what ran and what was cached."""
+        self.preflight()
+        todo = self.todo()
+        for i, (dataset, seed, step) in enumerate(todo, 1):
+            where = ", ".join(x for x in (dataset, None if seed is None else seed_folder(seed)) if x)
+            label = f"[{i}/{len(todo)}] {step.name}" + (f" ({where})" if where else "")
+            key = self._key(dataset, seed, step)
+            self.keys[(dataset, seed, step.name)] = key
+            previous = {} if self.options.force else self._previous(dataset, seed, step)
             same_key = previous.get("key") == key
-            if same_key and previous["finished"] and self.layout.done_marker(dataset, step).exists():
+            entry = {"dataset": dataset, "seed": seed, "step": step.name}
+            if same_key and previous["finished"] and self.layout.done_marker(dataset, seed, step).exists():
                 self.console.print(Text.assemble(f"{label}: ", ("cached", "dim")))
-                self.record.append({"dataset": dataset, "step": step.name, "status": "cached", "seconds": 0.0})
+                self.record.append({**entry, "status": "cached", "seconds": 0.0})
                 continue
-            self._record(dataset, step, key=key, finished=False)
+            self._record(dataset, seed, step, key=key, finished=False)
             started = time.perf_counter()
             with self.console.status(f"{label} ...") as status:
                 self._progress = self._reporter(label, status)
-                summary = self._execute(dataset, step, resume=same_key and not previous["finished"])
+                summary = self._execute(dataset, seed, step, resume=same_key and not previous["finished"])
             seconds = time.perf_counter() - started
-            self._record(dataset, step, key=key, finished=True, seconds=round(seconds, 3))
+            self._record(dataset, seed, step, key=key, finished=True, seconds=round(seconds, 3))
             self.console.print(Text.assemble(f"{label}: {summary} ", (f"({seconds:.1f} s)", "dim")))
-            self.record.append({"dataset": dataset, "step": step.name, "status": "ran", "seconds": round(seconds, 3)})
+            self.record.append({**entry, "status": "ran", "seconds": round(seconds, 3)})
         return self.record

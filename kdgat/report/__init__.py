@@ -18,8 +18,13 @@ from kdgat.report.page import esc, figure_html, table_html
 __all__ = ["FIGURES", "Figures", "lake_counts", "sections"]
 
 FIGURES = "figures"
-_LEADERBOARD_COLUMNS = ["model", "scale", "has_kd", "n_runs", "best_f1", "best_accuracy", "best_auc", "best_mcc",
-                        "best_test_f1"]  # fmt: skip
+_LEADERBOARD_COLUMNS = ["model", "setup", "n_seeds", "val_f1", "val_pr_auc", "test_f1", "test_pr_auc", "test_fpr",
+                        "selected_seed", "selected_test_f1", "selected_test_pr_auc", "selected_test_fpr"]  # fmt: skip
+_SCENARIO_COLUMNS = ["scenario", "model", "setup", "n_seeds", "test_f1", "test_pr_auc", "test_fpr", "selected_test_f1",
+                     "selected_test_pr_auc", "selected_test_fpr"]  # fmt: skip
+_KD_COLUMNS = ["dataset", "family", "setup", "n_pairs", "teacher_val_f1", "student_val_f1", "student_kd_val_f1",
+               "val_f1_delta", "teacher_test_f1", "student_test_f1", "student_kd_test_f1", "test_f1_delta",
+               "test_pr_auc_delta"]  # fmt: skip
 _LATEST_EVALS = """
     SELECT dataset, run_id, created_at FROM runs WHERE stage = 'evaluate'
     QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY created_at DESC, appended_at DESC, run_id) = 1
@@ -44,6 +49,23 @@ class Figures:
         return self.staging / file, f"{FIGURES}/{file}"
 
 
+def _with_mean_std(table, columns: list[str]):
+    """``columns`` of a view's table, each ``<name>_mean`` / ``<name>_std`` pair shown as one "mean ± std" cell."""
+    import pyarrow as pa
+
+    from kdgat.evaluation.metrics import format_mean_std
+
+    names = set(table.column_names)
+    out = {}
+    for column in columns:
+        if column in names:
+            out[column] = table.column(column)
+        elif f"{column}_mean" in names:
+            means, stds = table.column(f"{column}_mean").to_pylist(), table.column(f"{column}_std").to_pylist()
+            out[column] = pa.array([format_mean_std({"mean": m, "std": s}) for m, s in zip(means, stds, strict=True)])
+    return pa.table(out)
+
+
 def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, figs: Figures) -> str:
     parts = [f'<p class="meta">Latest evaluation <code>{esc(eval_id)}</code> ({esc(created_at)}); '
              "thresholds chosen on validation, applied unchanged to every test scenario.</p>"]  # fmt: skip
@@ -51,6 +73,10 @@ def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, f
     path, src = figs.path(f"leaderboard-{dataset}")
     figures.leaderboard_bars(rows, dataset, path)
     parts.append(figure_html(src, f"leaderboard of {dataset}"))
+    per_scenario = run_sql(con, "SELECT * FROM v_leaderboard_scenarios WHERE dataset = ?", [dataset])
+    if per_scenario.num_rows:
+        parts += ["<h3>Per test scenario (mean ± std over seeds; selected = the run with the best validation F1)</h3>",
+                  table_html(_with_mean_std(per_scenario, _SCENARIO_COLUMNS))]  # fmt: skip
 
     # one row per (scenario, model, curve) with its points as lists, in point order
     lines = run_sql(con, "SELECT scenario, model, curve, list(x ORDER BY point) AS xs, list(y ORDER BY point) AS ys "
@@ -106,19 +132,21 @@ def lake_counts(con) -> dict:
 def sections(con, figs: Figures) -> list[tuple[str, str, str]]:
     leaderboard = run_sql(con, "SELECT * FROM v_leaderboard")
     sections = []
-    inner = ['<p class="meta">Best over runs (seeds) of validation metrics; <b>best_test_f1</b> is the best mean F1 '
-             "over the test scenarios.</p>"]  # fmt: skip
+    inner = ['<p class="meta">Per model and setup (one experiment over seeds): validation and test figures as mean ± '
+             "std over seeds (test: the mean over the test scenarios of each run), and the test figures of the "
+             "<b>selected</b> run, the one with the best validation F1. Nothing is chosen on test.</p>"]  # fmt: skip
     for dataset in sorted(set(leaderboard.column("dataset").to_pylist())):
         rows = leaderboard.filter(leaderboard.column("dataset").to_numpy(zero_copy_only=False) == dataset)
-        inner += [f"<h3>{esc(dataset)}</h3>", table_html(rows, _LEADERBOARD_COLUMNS)]
+        inner += [f"<h3>{esc(dataset)}</h3>", table_html(_with_mean_std(rows, _LEADERBOARD_COLUMNS))]
     if leaderboard.num_rows == 0:
         inner.append('<p class="note">No evaluations in the lake yet.</p>')
     sections.append(("leaderboard", "Leaderboard", "".join(inner)))
 
     kd = run_sql(con, "SELECT * FROM v_kd_impact")
-    inner = ['<p class="meta">Small model with KD minus small model without KD (F1), the large teacher beside '
-             "them.</p>", table_html(kd)]  # fmt: skip
-    if kd.num_rows:
+    inner = ['<p class="meta">Small model with KD minus small model without KD, paired by seed (mean ± std over the '
+             "pairs), the KD students' own teachers beside them; means over the paired seeds.</p>",
+             table_html(_with_mean_std(kd, _KD_COLUMNS))]  # fmt: skip
+    if any(kd.column("n_pairs").to_pylist()):
         path, src = figs.path("kd-impact")
         figures.kd_impact_bars(kd.to_pylist(), path)
         inner.append(figure_html(src, "knowledge distillation impact"))

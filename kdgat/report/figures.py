@@ -31,17 +31,20 @@ def _none(value) -> float:
 
 
 def leaderboard_bars(rows: list[dict], dataset: str, path: Path) -> Path:
-    """Best validation F1 and best mean test F1 per evaluated model of one dataset."""
-    rows = sorted(rows, key=lambda r: _none(r["best_f1"]))
+    """Validation F1 and mean test F1 per evaluated model of one dataset: mean over seeds, std as error bars."""
+    rows = sorted(rows, key=lambda r: _none(r["val_f1_mean"]))
     fig, ax = _figure(7, 0.9 + 0.42 * len(rows))
     ax = ax[0, 0]
     y = np.arange(len(rows))
-    ax.barh(y + 0.2, [_none(r["best_f1"]) for r in rows], height=0.4, label="validation F1 (best)", color="#4c72b0")
-    ax.barh(y - 0.2, [_none(r["best_test_f1"]) for r in rows], height=0.4, label="test F1 (mean of scenarios)",
-            color="#c44e52")  # fmt: skip
-    ax.set_yticks(y, [r["model"] for r in rows])
+    for offset, key, label, color in ((0.2, "val_f1", "validation F1", "#4c72b0"),
+                                      (-0.2, "test_f1", "test F1 (mean of scenarios)", "#c44e52")):  # fmt: skip
+        means, stds = [_none(r[f"{key}_mean"]) for r in rows], [_none(r[f"{key}_std"]) for r in rows]
+        ax.barh(y + offset, means, xerr=stds, height=0.4, label=label, color=color, error_kw={"lw": 0.8})
+    several = len({r["model"] for r in rows}) < len(rows)  # a model with two setups: name the setup
+    names = [f"{r['model']} ({r['setup'][:6]})" if several and r.get("setup") else r["model"] for r in rows]
+    ax.set_yticks(y, [f"{name}, {r['n_seeds']} seed(s)" for name, r in zip(names, rows, strict=True)])
     ax.set_xlim(0, 1.0)
-    ax.set_xlabel("F1")
+    ax.set_xlabel("F1 (mean ± std over seeds)")
     ax.set_title(f"Leaderboard — {dataset}")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.06), ncols=2, fontsize=8, frameon=False)
     ax.grid(axis="x", alpha=0.3)
@@ -111,11 +114,13 @@ def training_curves(series: dict[str, dict[str, tuple[list, list]]], title: str,
 
 
 def kd_impact_bars(rows: list[dict], path: Path) -> Path:
-    """Teacher, student without KD and student with KD, validation and mean test F1, per dataset and family."""
+    """Teacher, student without KD and student with KD, validation and mean test F1 over the seeds they pair on,
+    per dataset and family (rows without a pair are left out)."""
+    rows = [r for r in rows if r["n_pairs"]]
     fig, axes = _figure(max(10.0, 2.4 * len(rows) + 3), 4.2, 1, 2)
-    labels = [f"{r['dataset']}\n{r['family']}" for r in rows]
+    labels = [f"{r['dataset']}\n{r['family']}, {r['n_pairs']} seed(s)" for r in rows]
     x = np.arange(len(rows))
-    for ax, prefix, name in ((axes[0, 0], "", "validation F1"), (axes[0, 1], "test_", "mean test F1")):
+    for ax, prefix, name in ((axes[0, 0], "val_", "validation F1"), (axes[0, 1], "test_", "mean test F1")):
         for k, (key, label) in enumerate((("teacher", "teacher (large)"), ("student", "small, no KD"),
                                           ("student_kd", "small + KD"))):  # fmt: skip
             values = [_none(r[f"{key}_{prefix}f1"]) for r in rows]

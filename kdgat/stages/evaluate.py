@@ -22,6 +22,7 @@ from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.stage_log import log_stage
+from kdgat.core.threads import set_threads
 from kdgat.data.batching import assemble_batch
 from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
@@ -167,12 +168,14 @@ def run(
     tracking_uri: str | None = None,
     dataset: str | None = None,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> Manifest:
     """Evaluate every run on the store's validation and test parts (``metrics.json``, :func:`read_results`).
 
     ``explain``: validation graphs explained per GAT run with GNNExplainer (slow: tens of seconds a
     graph for a teacher on CPU). ``progress(message)`` hears about each run and each explained graph.
     """
+    set_threads(threads)
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     if compile_models:
@@ -184,6 +187,8 @@ def run(
         parse_policy(policy)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    # recorded absolute and resolved (a staged link becomes the folder it points to): the lake finds them anywhere
+    run_dirs = [Path(r).resolve() for r in run_dirs]
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     begin_output(out_dir)

@@ -26,6 +26,7 @@ from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
+from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.fusion import make_fusion, trainable_parameters
 from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, Ensemble, collapsed_to
@@ -47,10 +48,13 @@ def run(
     *,
     tracking_uri: str | None = None,
     dataset: str | None = None,
+    threads: int | None = None,
 ) -> Manifest:
     """Fit one fusion method on the store's fusion part; the manifest's summary holds its metrics."""
+    set_threads(threads)
     started = time.perf_counter()
     vgae_dir, gat_dir, graphs_dir, out_dir = map(Path, (vgae_dir, gat_dir, graphs_dir, out_dir))
+    vgae_dir, gat_dir = vgae_dir.resolve(), gat_dir.resolve()  # recorded absolute: the lake finds them anywhere
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset

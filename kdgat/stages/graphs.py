@@ -29,6 +29,7 @@ from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from kdgat.core.schema import PreprocessingConfig
+from kdgat.core.threads import set_threads
 from kdgat.data.features import get_feature_set
 from kdgat.data.frames import BENIGN_ATTACK_TYPE
 from kdgat.data.split import BlockSplit, part_name
@@ -207,12 +208,14 @@ def run(
     force: bool = False,
     config_hash: str | None = None,
     progress=None,
+    threads: int | None = None,
 ) -> Manifest:
     """Build (or reuse) the graph store of a frames folder; its summary says what the store holds.
 
     A store that is already up to date is not rebuilt: its own manifest comes back, with
     ``summary["reused"]`` true.
     """
+    set_threads(threads)
     started = time.perf_counter()
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     feature_set = get_feature_set(cfg.feature_set)

@@ -15,6 +15,7 @@ from typing import Callable
 from kdgat.core.atomic import clean_stale, ensure_folder, publish_files, staging_area
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, read_manifest, write_manifest
+from kdgat.core.threads import set_threads
 from kdgat.data.capture import IngestOptions, IngestSource, ingest_one
 from kdgat.data.frames import FRAME_SCHEMA
 
@@ -36,8 +37,10 @@ def run(
     *,
     dataset: str | None = None,
     progress: Callable[[int, int, IngestSource], None] | None = None,
+    threads: int | None = None,
 ) -> Manifest:
     """Ingest every source into ``outdir``; all-or-nothing, manifest written last."""
+    set_threads(threads)
     options = options or IngestOptions()
     if not sources:
         raise UsageError("nothing to ingest: no input files")

@@ -10,12 +10,14 @@ import time
 from pathlib import Path
 
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.threads import set_threads
 from kdgat.lake import DB_NAME, append_runs, build_lake
 from kdgat.lake.store import current_generation
 
 
-def run(run_dirs: list[Path], lake_dir: Path) -> Manifest:
+def run(run_dirs: list[Path], lake_dir: Path, *, threads: int | None = None) -> Manifest:
     """Append ``run_dirs`` (train, fuse and evaluate folders) to the lake and rebuild its views."""
+    set_threads(threads)
     started = time.perf_counter()
     lake_dir = Path(lake_dir)
     inputs = [file_entry(Path(d) / MANIFEST_NAME) for d in run_dirs]

@@ -13,6 +13,7 @@ from pathlib import Path
 from kdgat.core.atomic import atomic_write_text, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.threads import set_threads
 from kdgat.lake.queries import connect
 from kdgat.lake.store import current_generation
 from kdgat.report import FIGURES, Figures, lake_counts, sections
@@ -21,8 +22,9 @@ from kdgat.report.page import esc, page
 INDEX = "index.html"
 
 
-def run(lake_dir: Path, out_dir: Path) -> Manifest:
+def run(lake_dir: Path, out_dir: Path, *, threads: int | None = None) -> Manifest:
     """Write ``out_dir/index.html`` and ``out_dir/figures/*.png`` from the lake."""
+    set_threads(threads)
     started = time.perf_counter()
     lake_dir, out_dir = Path(lake_dir), Path(out_dir)
     ensure_folder(out_dir)

@@ -12,11 +12,15 @@ from pathlib import Path
 
 from kdgat.core.atomic import clean_stale, staged_folder
 from kdgat.core.manifest import Manifest, file_entry, write_manifest
+from kdgat.core.threads import set_threads
 from kdgat.data.synthetic import MARKER, check_parameters, check_target, write_captures
 
 
-def run(out: str | Path, seed: int = 0, size: str = "small", duration_s: float | None = None) -> Manifest:
+def run(
+    out: str | Path, seed: int = 0, size: str = "small", duration_s: float | None = None, *, threads: int | None = None
+) -> Manifest:
     """Write the synthetic dataset under ``out``; the manifest's summary is the dataset's description."""
+    set_threads(threads)
     started = time.perf_counter()
     check_parameters(seed, size, duration_s)
     out = Path(out).expanduser().absolute()

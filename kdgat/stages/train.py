@@ -6,6 +6,13 @@ A run directory holds everything needed to rebuild the model elsewhere:
 ``checkpoints/`` (``last.ckpt`` lets an interrupted run resume) and
 ``logs/metrics.csv`` (per-epoch curves). A KD student is trained against a
 teacher rebuilt from the teacher's own run directory and frozen config.
+
+With ``checkpoint_dir`` the checkpoints and the epoch log live in
+``<checkpoint_dir>/<run key>/`` instead (durable storage keyed by what the run
+is, :func:`kdgat.training.preemption.run_key`), and the log is copied into the
+run directory at the end. SIGTERM or SIGUSR2 stop training at the end of the
+current batch; the stage then raises :class:`kdgat.core.errors.Interrupted`
+(exit 143 / 140) and the same command resumes from the last finished epoch.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import csv
 import io
 import json
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -23,19 +31,23 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.environments import LightningEnvironment
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json, load_frozen_config
-from kdgat.core.errors import KdgatError, UsageError
+from kdgat.core.errors import Interrupted, KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
+from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.models import build_model
 from kdgat.training.boosting import fit_boosting
 from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
+from kdgat.training.preemption import AtomicCheckpointIO, StopOnSignal, TrainingStopped, run_key, test_pause
 from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model, model_file
 
 
@@ -74,8 +86,11 @@ def run(
     callbacks: list | None = None,
     tracking_uri: str | None = None,
     dataset: str | None = None,
+    threads: int | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> Manifest:
     """Train one model on a graph store; the manifest's summary holds the run's metrics."""
+    set_threads(threads)
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
@@ -94,6 +109,7 @@ def run(
         return _record(cfg, graphs_dir, out_dir, metrics, started, None, dataset, tracking_uri)
     teacher = None
     if teacher_dir is not None:
+        teacher_dir = Path(teacher_dir).resolve()  # recorded absolute and resolved: the lake finds it anywhere
         teacher, teacher_cfg = load_run_model(teacher_dir, store)
         if teacher_cfg.model_type != cfg.model_type:
             raise KdgatError(f"{teacher_dir}: a {teacher_cfg.model_type} run cannot teach a {cfg.model_type}")
@@ -112,13 +128,23 @@ def run(
     )
 
     begin_output(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
+    # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
+    state_dir = out_dir
+    if checkpoint_dir is not None:
+        label = f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
+        state_dir = ensure_folder(
+            Path(checkpoint_dir) / run_key(label, dataset, config_hash(cfg), graphs_dir, teacher_dir)
+        )
+    ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
-    previous = out_dir / CONFIG_FILE
+    previous = state_dir / CONFIG_FILE
     if resume and last.exists() and previous.exists():
         if config_hash(load_frozen_config(previous)) != config_hash(cfg):
-            raise KdgatError(f"{out_dir}: holds a run with another config; use a new --out or --no-resume")
+            raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
+    if state_dir != out_dir:
+        atomic_write_text(state_dir / CONFIG_FILE, config_to_json(cfg))
+    stopper = StopOnSignal()
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor=cfg.training.monitor, mode=cfg.training.monitor_mode,
         save_top_k=1, save_last=True, enable_version_counter=False,
@@ -131,8 +157,11 @@ def run(
         devices=1,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip or None,
-        callbacks=[best, stop, *(callbacks or [])],
-        logger=CSVLogger(out_dir, name="logs", version=""),
+        callbacks=[best, stop, stopper, *(callbacks or []), *test_pause(stopper)],
+        logger=CSVLogger(state_dir, name="logs", version=""),
+        # one process, no cluster logic: under SLURM, Lightning would otherwise requeue the job itself on
+        # SIGUSR1 and "bypass" SIGTERM; checkpoints are written atomically
+        plugins=[LightningEnvironment(), AtomicCheckpointIO()],
         enable_progress_bar=sys.stderr.isatty() if progress_bar is None else progress_bar,
         enable_model_summary=False,
         deterministic=True,
@@ -140,13 +169,35 @@ def run(
         log_every_n_steps=max(1, min(50, -(-len(data.train_indices) // data.batch_size))),
     )
     resuming = resume and last.exists()
-    curves = out_dir / "logs" / "metrics.csv"
+    # the epoch the checkpoint ends (mmap: no need to read the weights to know it)
+    resumed_after = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"] if resuming else None
+    curves = state_dir / "logs" / "metrics.csv"
     earlier = curves.read_text() if resuming and curves.exists() else None
-    trainer.fit(lit, datamodule=data, ckpt_path=str(last) if resuming else None)
+    if resuming:  # the checkpoint folder is not empty: it holds what this run continues from
+        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+    stopped = None
+    with stopper.installed():
+        try:
+            trainer.fit(lit, datamodule=data, ckpt_path=str(last) if resuming else None)
+        except (TrainingStopped, SIGTERMException):
+            stopped = stopper.received or signal.SIGTERM
     if earlier is not None:
         _keep_earlier_curves(earlier, curves)
+    if stopped is not None:
+        where = (
+            f"the checkpoint of the last finished epoch, {last}"
+            if last.exists()
+            else "the start (no epoch had finished)"
+        )
+        raise Interrupted(
+            f"training stopped by {signal.Signals(stopped).name} during epoch {trainer.current_epoch}; "
+            f"run the same command again to continue from {where}",
+            signum=stopped,
+        )
     if trainer.interrupted:
         raise KdgatError(f"training interrupted; run the same command again to resume from {last}")
+    if state_dir != out_dir and curves.exists():
+        atomic_write_text(out_dir / "logs" / "metrics.csv", curves.read_text())
 
     best_path = Path(best.best_model_path) if best.best_model_path else last
     state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
@@ -166,6 +217,7 @@ def run(
         "best_val_loss": float(best.best_model_score) if best.best_model_score is not None else None,
         "epochs": int(trainer.current_epoch),
         "stopped_early": bool(stop.stopped_epoch),
+        "resumed_after_epoch": resumed_after,
         "parameters": count_parameters(model),
         "num_node_features": store.num_node_features,
         "vocab_size": store.vocab_size,

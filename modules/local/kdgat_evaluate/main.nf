@@ -1,9 +1,9 @@
 /*
- * kdgat evaluate: every run of one dataset on validation and each test scenario (thresholds chosen
- * on validation). The runs are staged under runs/ with their variant names.
+ * kdgat evaluate: every run of one dataset and seed on validation and each test scenario
+ * (thresholds chosen on validation). The runs are staged under runs/ with their variant names.
  */
 process KDGAT_EVALUATE {
-    tag "${meta.id}"
+    tag "${meta.id}:seed${meta.seed}"
     label 'process_medium'
 
     input:
@@ -23,6 +23,7 @@ process KDGAT_EVALUATE {
         --graphs ${graphs} \\
         --out eval \\
         --dataset ${meta.id} \\
+        --threads ${task.cpus} \\
         ${tracking} \\
         ${args}
     """

@@ -1,8 +1,8 @@
 /*
- * kdgat fuse: fusion of a frozen VGAE and GAT of one scale (FUSE_LARGE, FUSE_SMALL_KD).
+ * kdgat fuse: fusion of a frozen VGAE and GAT of one scale and seed (FUSE_LARGE, FUSE_SMALL_KD).
  */
 process KDGAT_FUSE {
-    tag "${meta.id}:${meta.variant}"
+    tag "${meta.id}:seed${meta.seed}:${meta.variant}"
     label 'process_medium'
 
     input:
@@ -15,6 +15,7 @@ process KDGAT_FUSE {
 
     script:
     def args = task.ext.args ?: ''
+    def seed = "-O seed=${meta.seed}"
     def tracking = tracking_uri ? "--tracking-uri '${tracking_uri}'" : ''
     """
     kdgat fuse \\
@@ -25,6 +26,8 @@ process KDGAT_FUSE {
         --out ${meta.variant} \\
         --scale ${meta.scale} \\
         --dataset ${meta.id} \\
+        ${seed} \\
+        --threads ${task.cpus} \\
         ${tracking} \\
         ${args}
     """

@@ -17,6 +17,7 @@ process KDGAT_GRAPHS {
     kdgat graphs \\
         --frames ${frames} \\
         --out graphs \\
+        --threads ${task.cpus} \\
         ${args}
     """
 

@@ -25,6 +25,7 @@ process KDGAT_INGEST {
         --dataset ${meta.id} \\
         --data-root data \\
         --out frames \\
+        --threads ${task.cpus} \\
         ${catalog_arg} \\
         ${args}
     """

@@ -21,8 +21,9 @@ process KDGAT_LAKE {
     kdgat lake append \\
         ${run_args} \\
         --lake '${lake}' \\
+        --threads ${task.cpus} \\
         ${args} | tee lake_append.txt
-    kdgat lake build --lake '${lake}' | tee -a lake_append.txt
+    kdgat lake build --lake '${lake}' --threads ${task.cpus} | tee -a lake_append.txt
     """
 
     stub:

@@ -19,6 +19,7 @@ process KDGAT_REPORT {
     kdgat report \\
         --lake '${lake}' \\
         --out report \\
+        --threads ${task.cpus} \\
         ${args}
     """
 

@@ -16,7 +16,7 @@ process KDGAT_SYNTH {
     script:
     def args = task.ext.args ?: ''
     """
-    kdgat synth --out data/synthetic --seed ${seed} --size ${size} ${args}
+    kdgat synth --out data/synthetic --seed ${seed} --size ${size} --threads ${task.cpus} ${args}
     """
 
     stub:

@@ -1,16 +1,22 @@
 /*
- * kdgat train: one model variant of one dataset. Included once per variant (TRAIN_VGAE_LARGE,
- * TRAIN_GAT_SMALL_KD, ...); meta carries model, scale, kd and variant (the run folder's name).
- * A KD student gets its teacher's run folder; the others get [] (no teacher).
+ * kdgat train: one model variant of one dataset and seed. Included once per variant
+ * (TRAIN_VGAE_LARGE, TRAIN_GAT_SMALL_KD, ...); meta carries model, scale, kd, variant (the run
+ * folder's name) and seed. A KD student gets its teacher's run folder (of the same seed); the others
+ * get [] (no teacher).
+ *
+ * Checkpoints go to <checkpoints>/<dataset>/<run key> (durable, outside the work folder; the key is
+ * made of dataset, config, graph store and teacher): a task stopped by SIGTERM or SLURM's USR2 keeps
+ * its last finished epoch there and exits 143, and the retry, in a new work folder, resumes from it.
  */
 process KDGAT_TRAIN {
-    tag "${meta.id}:${meta.variant}"
+    tag "${meta.id}:seed${meta.seed}:${meta.variant}"
     label 'process_medium'
     label 'process_gpu'
 
     input:
     tuple val(meta), path(graphs), path(teacher)
     val tracking_uri
+    val checkpoints
 
     output:
     tuple val(meta), path("${meta.variant}"), emit: run
@@ -18,6 +24,7 @@ process KDGAT_TRAIN {
     script:
     def args = task.ext.args ?: ''
     def kd = meta.kd ? "--aux kd_standard --teacher ${teacher}" : ''
+    def seed = "-O seed=${meta.seed}"
     def tracking = tracking_uri ? "--tracking-uri '${tracking_uri}'" : ''
     """
     kdgat train \\
@@ -27,7 +34,9 @@ process KDGAT_TRAIN {
         --graphs ${graphs} \\
         --out ${meta.variant} \\
         --dataset ${meta.id} \\
-        --no-resume \\
+        ${seed} \\
+        --checkpoint-dir '${checkpoints}/${meta.id}' \\
+        --threads ${task.cpus} \\
         ${tracking} \\
         ${args}
     """

@@ -1,0 +1,123 @@
+"""Training that survives preemption and time limits.
+
+On a cluster a training job is stopped from outside: SLURM sends SIGTERM when it preempts a job or
+kills it at its time limit, and (with ``--signal=B:USR2@<seconds>``, which the Nextflow slurm profile
+asks for) SIGUSR2 to the job's shell shortly before the limit, which Nextflow's task wrapper turns
+into a SIGTERM for the task. :class:`StopOnSignal` turns either signal into a clean stop at the end
+of the current batch; the stage then exits with ``128 + signal`` (143 for SIGTERM), an exit status
+the pipeline's retry rule retries.
+
+The checkpoint a retry continues from is Lightning's ``last.ckpt`` of the last finished epoch, so a
+resumed run repeats at most the interrupted epoch and its data order is the one an uninterrupted run
+would have had (a mid-epoch checkpoint could not promise that with a plain data loader). Checkpoints
+are written atomically (:class:`AtomicCheckpointIO`), so a kill during a save leaves the previous one.
+With ``--checkpoint-dir`` they live under ``<dir>/<run key>/`` (:func:`run_key`: dataset, config,
+graph store and teacher), outside the task's work folder, so the retried task, which starts in a new
+work folder, finds them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import lightning as L
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+
+from kdgat.core.atomic import atomic_path
+from kdgat.core.hashing import content_hash, sha256_file
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+PAUSE_ENV = "KDGAT_TRAIN_TEST_PAUSE"  # test hook: "<epoch>:<flag file>" (see _PauseForTest)
+
+
+class TrainingStopped(Exception):
+    """Raised inside the fit loop at the end of the batch during which a stop signal arrived."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopOnSignal(L.Callback):
+    """SIGTERM / SIGUSR2 stop training at the end of the current batch (training or validation)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handler(self, signum, _frame) -> None:
+        self.received = self.received or signum
+
+    @contextmanager
+    def installed(self) -> Iterator[StopOnSignal]:
+        """Handle the stop signals while the block runs (main thread only), then restore the old handlers."""
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handler) for sig in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
+            self._previous = {}
+
+    def _check(self) -> None:
+        if self.received is not None:
+            raise TrainingStopped(self.received)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._check()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._check()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but through a temporary file renamed into place (and fsynced)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def run_key(label: str, dataset: str, config_hash: str, store_dir: Path, teacher_dir: Path | None) -> str:
+    """``<label>-<16 hex>``: what makes two trainings the same (so one may continue the other's checkpoint).
+
+    The dataset, the resolved config (its seed included), the graph store's metadata and the teacher's
+    weights; not the output folder, which is a new one for each Nextflow task attempt.
+    """
+    key = {
+        "dataset": dataset,
+        "config": config_hash,
+        "store": sha256_file(Path(store_dir) / "metadata.json"),
+        "teacher": sha256_file(Path(teacher_dir) / "model.pt") if teacher_dir is not None else None,
+    }
+    return f"{label}-{content_hash(key)[:16]}"
+
+
+class _PauseForTest(L.Callback):
+    """Test hook (``KDGAT_TRAIN_TEST_PAUSE=<epoch>:<flag>``): in the middle of that epoch, touch the flag and
+    wait for a stop signal, so a test can stop a real training process at a known point."""
+
+    def __init__(self, stopper: StopOnSignal, epoch: int, flag: Path):
+        self.stopper, self.epoch, self.flag = stopper, epoch, flag
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == 1:
+            self.flag.touch()
+            deadline = time.monotonic() + 120
+            while self.stopper.received is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
+def test_pause(stopper: StopOnSignal) -> list[L.Callback]:
+    epoch, _, flag = os.environ.get(PAUSE_ENV, "").partition(":")
+    return [_PauseForTest(stopper, int(epoch), Path(flag))] if epoch and flag else []
