@@ -38,9 +38,9 @@ from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 RUN_STAGES = ("train", "fuse", "evaluate")
 _ARTIFACT_TYPES = {
-    "model.pt": "checkpoint", "model.joblib": "checkpoint", "fusion.pt": "checkpoint", "config.json": "config", "metrics.json": "metrics",
-    "metrics.csv": "training_curves", "curves.json": "curves", "embeddings.npz": "embeddings",
-    "attention.npz": "attention", "dqn_policy.json": "policy", "policy.json": "policy",
+    "model.pt": "checkpoint", "model.joblib": "checkpoint", "fusion.pt": "checkpoint", "config.json": "config",
+    "metrics.json": "metrics", "metrics.csv": "training_curves", "curves.json": "curves",
+    "embeddings.npz": "embeddings", "attention.npz": "attention", "dqn_policy.json": "policy", "policy.json": "policy",
     "explanations.npz": "explanations", "members.json": "members", MANIFEST_NAME: "manifest",
 }  # fmt: skip
 _METRIC_COLUMNS = (
