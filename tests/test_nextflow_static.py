@@ -306,6 +306,7 @@ def test_there_is_one_module_per_stage():
         "KDGAT_INGEST",
         "KDGAT_GRAPHS",
         "KDGAT_TRAIN",
+        "KDGAT_TRAIN_HGB",
         "KDGAT_FUSE",
         "KDGAT_EVALUATE",
         "KDGAT_LAKE",
@@ -456,9 +457,13 @@ def workflow_graph() -> tuple[dict[str, set[str]], dict[str, str]]:
 def test_workflow_runs_the_processes_of_the_plan():
     graph, _ = workflow_graph()
     assert set(graph) == {step.process for step in plan_steps()} | HELPERS
+    steps = {step.process: step for step in plan_steps()}
     for alias, (name, module) in includes().items():
         assert module == name.lower(), f"{alias}: {name} should live in modules/local/{name.lower()}"
-        expected = "KDGAT_" + (alias.split("_")[0] if alias.startswith(("TRAIN_", "FUSE_")) else alias)
+        step = steps.get(alias)
+        expected = "KDGAT_" + (step.stage.upper() if step else alias)
+        if step and step.stage == "train" and not step.gpu:  # a CPU model trains in a process of its own
+            expected += f"_{step.model.upper()}"
         assert name == expected, f"{alias} is {name}, expected {expected}"
 
 
@@ -523,7 +528,15 @@ def test_train_variant_names_are_the_plans_run_names():
     text = strip_comments(WORKFLOW.read_text())
     assert "\"${model}_${scale}${kd ? '_kd' : ''}\"" in text  # the run folder: vgae_small_kd, gat_large, ...
     trained = {step.run_name for step in plan_steps() if step.stage == "train"}
-    assert trained == {"vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "vgae_small", "gat_small"}
+    assert trained == {
+        "vgae_large",
+        "gat_large",
+        "vgae_small_kd",
+        "gat_small_kd",
+        "vgae_small",
+        "gat_small",
+        "hgb_large",
+    }
 
 
 # --------------------------------------------------------------------------------------------------

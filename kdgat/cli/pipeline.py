@@ -48,7 +48,7 @@ def pipeline(
     force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Run the whole chain on one machine (ingest -> graphs -> train x6 -> fuse x2 -> evaluate -> lake -> report).
+    """Run the whole chain on one machine (ingest -> graphs -> train x7 -> fuse x2 -> evaluate -> lake -> report).
 
     Training, fusion and evaluation run once per --seed. Steps whose inputs, arguments and upstream
     steps are unchanged since they last finished are skipped.

@@ -83,6 +83,8 @@ def plan_steps() -> list[Step]:
                 teacher=teacher,
             )
         )
+    # the classical yardstick every GNN row is read against (gradient-boosted trees, CPU)
+    steps.append(Step(train_step_name("hgb", "large", False), "train", needs=("graphs",), model="hgb", scale="large"))
     for scale, kd in (("large", False), ("small", True)):
         members = (train_step_name("vgae", scale, kd), train_step_name("gat", scale, kd))
         name = f"fuse_{scale}" + ("_kd" if kd else "")

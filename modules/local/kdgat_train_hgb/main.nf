@@ -1,0 +1,37 @@
+/*
+ * kdgat train --model hgb: the classical yardstick (gradient-boosted trees on per-window vectors of
+ * the same graph store) of one dataset and seed. CPU only, so it has its own process: no GPU label,
+ * no checkpoints (it fits in minutes). meta carries variant (the run folder's name) and seed.
+ */
+process KDGAT_TRAIN_HGB {
+    tag "${meta.id}:seed${meta.seed}:${meta.variant}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(graphs)
+    val tracking_uri
+
+    output:
+    tuple val(meta), path("${meta.variant}"), emit: run
+
+    script:
+    def args = task.ext.args ?: ''
+    def tracking = tracking_uri ? "--tracking-uri '${tracking_uri}'" : ''
+    """
+    kdgat train \\
+        --model ${meta.model} \\
+        --graphs ${graphs} \\
+        --out ${meta.variant} \\
+        --dataset ${meta.id} \\
+        -O seed=${meta.seed} \\
+        --threads ${task.cpus} \\
+        ${tracking} \\
+        ${args}
+    """
+
+    stub:
+    """
+    mkdir -p ${meta.variant}
+    touch ${meta.variant}/manifest.json
+    """
+}
