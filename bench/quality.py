@@ -31,6 +31,7 @@ ROLES = {
     "vgae_large": "teacher VGAE",
     "vgae_small_kd": "student VGAE + KD",
     "vgae_small": "student VGAE, no KD",
+    "hgb_large": "classical yardstick (hgb)",
 }
 
 
