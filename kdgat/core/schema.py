@@ -255,5 +255,3 @@ class PipelineConfig(BaseModel):
     @property
     def has_kd(self) -> bool:
         return self.kd is not None
-
-

@@ -117,6 +117,7 @@ class WindowStream:
         periods: np.ndarray | None = None,
         group: int = 1,
         max_windows: int = 4096,
+        observer=None,
     ):
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be positive, got {window} / {stride}")
@@ -133,6 +134,7 @@ class WindowStream:
         self._labelled: bool | None = None
         self._last_time: dict[int, float] = {}  # ID key -> timestamp of its latest frame
         self._finished = False
+        self._observer = observer  # observer(vocab_ids, dt_ratio or None) sees every pushed block
 
     # -- input ----------------------------------------------------------------------------------
 
@@ -179,6 +181,9 @@ class WindowStream:
             columns["ratio"], columns["early"], columns["has"] = timing_columns(gaps, ids, self.periods)
         if labelled:
             columns["labels"] = block.labels
+        if self._observer is not None:
+            has_ratio = self.periods is not None and block.timestamps is not None
+            self._observer(ids, columns["ratio"] if has_ratio else None)
         if self._buffer.size + n > len(self._buffer.arrays["ids"]):
             self._compact()  # only when full: moving the kept frames on every push would cost more
         self._buffer.append(columns)

@@ -81,3 +81,21 @@ def fusion_state(vgae: dict[str, np.ndarray], gat: dict[str, np.ndarray]) -> np.
     """The 15-value state per window: VGAE (8) then GAT (7), as in the reference design."""
     columns = [vgae[k] for k in VGAE_STATE] + [gat[k] for k in GAT_STATE]
     return np.stack(columns, axis=1).astype(np.float32)
+
+
+def fused_scores(fusion, data, batch_size: int = 1024) -> np.ndarray:
+    """A fusion's scores in batches of ``batch_size`` windows.
+
+    Why batches: a matrix product's rows can differ in the last bit with the number of rows, so
+    evaluate and detect score the same windows in the same batches to give the same numbers.
+    """
+    from kdgat.fusion import FusionData
+
+    if len(data) == 0:
+        return np.zeros(0, np.float32)
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        part = slice(start, start + batch_size)
+        chunk = FusionData(data.states[part], data.vgae_score[part], data.gat_prob[part], data.labels[part])
+        chunks.append(fusion.score(chunk))
+    return np.concatenate(chunks)

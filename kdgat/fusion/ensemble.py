@@ -48,12 +48,14 @@ class Ensemble:
         return data, keep
 
 
-def load_fusion_run(run_dir: str | Path, store: GraphStore):
+def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
     """Rebuild (ensemble, fusion, method, members) from a fuse run directory."""
     run_dir = Path(run_dir)
     members = json.loads((run_dir / MEMBERS_FILE).read_text())
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    ensemble = Ensemble(Path(members["vgae"]), Path(members["gat"]), store, vgae_scale=members["vgae_scale"])
+    # member folders are absolute (fuse) or relative to the fusion folder (a detector bundle)
+    vgae_dir, gat_dir = run_dir / members["vgae"], run_dir / members["gat"]
+    ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"])
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
     fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=True))
     return ensemble, fusion, members
