@@ -30,7 +30,7 @@ from kdgat.cli import app
 from kdgat.core.config import resolve_config
 from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.data.windows import window_starts
-from kdgat.detection.bundle import SPEC_FILE, load_spec
+from kdgat.detection.bundle import load_spec
 from kdgat.detection.outputs import RowSink
 from kdgat.detection.sources import read_frames
 from kdgat.stages import detect as detect_stage
