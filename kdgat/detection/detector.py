@@ -26,7 +26,7 @@ from kdgat.data.features import get_feature_set
 from kdgat.data.vocab import EXTENDED_BIT, Vocabulary
 from kdgat.data.windows import GraphArrays
 from kdgat.detection import bundle as b
-from kdgat.evaluation.scoring import score_model
+from kdgat.evaluation.scoring import fused_scores, score_model
 from kdgat.fusion.ensemble import load_fusion_run
 from kdgat.models.compiled import compile_for_inference
 from kdgat.training.runs import load_run_model
@@ -103,7 +103,7 @@ class Detector:
             if label in self.fusions:
                 ensemble, fusion = self.fusions[label]
                 data, _ = ensemble.data(_labelled_view(graphs), self.batch_size)
-                scores[label] = fusion.score(data)
+                scores[label] = fused_scores(fusion, data, self.batch_size)
             else:
                 model, kind = self.models[label]
                 scores[label] = score_model(kind, model, graphs, self.batch_size)["score"]
