@@ -68,7 +68,9 @@ def prepare(root: Path) -> dict[str, Path]:
         run_fuse(cfg, "dqn", runs / "vgae", runs / "gat", root / "graphs", runs / "fusion", tracking_uri=uri)
         run_evaluate([runs / "fusion", runs / "gat"], root / "graphs", runs / "eval", tracking_uri=uri)
         run_export([runs / "fusion", runs / "gat"], root / f"bundle_{scale}", evaluation=runs / "eval")
+        run_export([runs / "fusion"], root / f"ensemble_{scale}", evaluation=runs / "eval")  # the ensemble alone
         bundles[scale] = root / f"bundle_{scale}"
+        bundles[f"ensemble_{scale}"] = root / f"ensemble_{scale}"
     return bundles
 
 
@@ -114,15 +116,17 @@ def live_table(bundles: dict[str, Path], seconds: float) -> None:
     rate = native_rate()
     print(f"\nlive path: {CAPTURE.name} (recorded at {rate:,.0f} frames/s) replayed at {TARGET_RATE:,} frames/s, "
           f"1 scoring thread (the live default), {seconds:.0f} s per row")  # fmt: skip
-    print(f"{'ensemble':9s} {'stride':>6s} {'frames/s':>9s} {'windows/s':>10s} {'p50 ms':>8s} {'p99 ms':>9s} "
-          f"{'max ms':>9s} {'keeps up':>8s}")  # fmt: skip
+    print("(frames/s counts from the detector's start; 'keeps up': no backlog, every verdict within 1 s)")
+    print(f"{'ensemble':9s} {'stride':>6s} {'frames/s':>9s} {'windows/s':>10s} {'alerts':>7s} {'p50 ms':>8s} "
+          f"{'p99 ms':>9s} {'max ms':>9s} {'keeps up':>8s}")  # fmt: skip
     for scale, name in (("small", "student"), ("large", "teacher")):
         for stride in (1, 10, 100):
-            paced = live(bundles[scale], stride, TARGET_RATE / rate, seconds)
+            paced = live(bundles[f"ensemble_{scale}"], stride, TARGET_RATE / rate, seconds)
             lat = paced["latency_ms"]
-            keeps = paced["frames_per_s"] >= 0.97 * TARGET_RATE and lat["p99"] < 1000
+            keeps = lat["max"] < 1000
             print(f"{name:9s} {stride:6d} {paced['frames_per_s']:9,.0f} {paced['windows'] / paced['seconds']:10,.0f} "
-                  f"{lat['p50']:8.2f} {lat['p99']:9.2f} {lat['max']:9.2f} {'yes' if keeps else 'no':>8s}")  # fmt: skip
+                  f"{100 * (paced['alert_rate'] or 0):6.1f}% {lat['p50']:8.2f} {lat['p99']:9.2f} {lat['max']:9.2f} "
+                  f"{'yes' if keeps else 'no':>8s}")  # fmt: skip
 
 
 def in_memory(part):
@@ -242,9 +246,10 @@ def memory(bundle: Path, root: Path, gb: float) -> None:
     path = root / "big.csv"
     frames = big_capture(path, gb)
     size = path.stat().st_size
-    code = ("import resource, sys, time; from kdgat.stages.detect import run; t = time.perf_counter(); "
+    code = ("import sys, time; from kdgat.stages.detect import run; t = time.perf_counter(); "
             f"m = run([{str(path)!r}], {str(bundle)!r}, out={str(root / 'big.parquet')!r}, threads=2); "
-            "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+            # VmHWM, not ru_maxrss: ru_maxrss survives exec and would report the forking parent's peak
+            "rss = next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')); "
             "print(m.summary['windows'], time.perf_counter() - t, rss)")  # fmt: skip
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     windows, seconds, rss = result.stdout.split()
@@ -286,7 +291,7 @@ def main() -> None:
         if "windows" in only:
             windows_table()
         if "memory" in only and not args.no_memory:
-            memory(bundles["small"], root, args.gb)
+            memory(bundles["ensemble_small"], root, args.gb)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"\nmax resident memory of this process: {peak:,.0f} MB")
 

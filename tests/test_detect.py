@@ -143,6 +143,8 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
     assert invoke("ingest", road_test, other_vehicle, "--out", tmp_path / "frames").exit_code == 0
     like = invoke("graphs", "--frames", tmp_path / "frames", "--like", store, "--out", tmp_path / "like")
     assert like.exit_code == 0, like.stderr
+    (warning,) = [line for line in like.stderr.splitlines() if line.startswith("warning:")]
+    assert "1.0 nodes per graph" in warning and "v40_03" in warning.lower()  # the other vehicle, said out loud
     runs = [trained / "runs" / r for r in ("fusion", "gat", "vgae")]
     without = invoke("evaluate", *[a for r in runs for a in ("--runs", r)], "--graphs", tmp_path / "like",
                      "--out", tmp_path / "e0")  # fmt: skip

@@ -180,10 +180,11 @@ class Pacer:
     behind, its latency shows it.
     """
 
-    def __init__(self, consume: Consume, speed: float, stop: threading.Event, path: Path):
+    def __init__(self, consume: Consume, speed: float, stop: threading.Event, path: Path, max_batch: int = 256):
         if speed <= 0:
             raise UsageError(f"--speed must be positive, got {speed}")
         self.consume, self.speed, self.stop, self.path = consume, float(speed), stop, path
+        self.max_batch = max_batch  # frames per hand-over at most, as from a bus (a stop is seen between them)
         self.t0: float | None = None  # first frame's recorded time
         self.start = 0.0  # wall clock (perf_counter) at the first frame
 
@@ -200,7 +201,7 @@ class Pacer:
             if self.stop.is_set():
                 raise StopStream
             now = time.perf_counter()
-            j = int(np.searchsorted(due, now, side="right"))
+            j = min(int(np.searchsorted(due, now, side="right")), i + self.max_batch)
             if j <= i:
                 time.sleep(min(due[i] - now, 0.05))
                 continue
