@@ -20,12 +20,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/kdgat pipeline --dataset synthetic --data-root $(DEMO_OUT)/data --out $(DEMO_OUT) \
 		--epochs 15 --episodes 100 -O training.batch_size=128
+	$(BIN)/kdgat export --run $(DEMO_OUT)/synthetic/runs/fuse_small_kd --run $(DEMO_OUT)/synthetic/runs/gat_small_kd \
+		--eval $(DEMO_OUT)/synthetic/eval --out $(DEMO_OUT)/detector
+	$(BIN)/kdgat detect $(DEMO_OUT)/data/synthetic/test_01_known_vehicle_known_attack/dos-2.csv \
+		--detector $(DEMO_OUT)/detector --out $(DEMO_OUT)/detections.csv
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/detect.py
 
 clean:
 	rm -rf $(VENV) work .pytest_cache

@@ -149,9 +149,7 @@ def test_rerun_replaces_and_never_duplicates(tmp_path, data_root):
     first = run_ingest(dataset_sources("two", catalog["two"], data_root), out, dataset="two")
     second = run_ingest(dataset_sources("two", catalog["two"], data_root), out, dataset="two")
     assert first.output_paths() == second.output_paths()
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == sorted(
-        second.output_paths()
-    )
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet")) == sorted(second.output_paths())
     # drop one file from the dataset: its old output disappears
     user.write_text(
         "datasets:\n  two:\n    description: d\n    root: road/attacks\n    train: [fuzzing_attack_2.csv*]\n"

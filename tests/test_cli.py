@@ -20,6 +20,7 @@ def test_every_command_is_registered_and_in_the_help():
     import typer
 
     commands = {"config", "datasets", "formats", "ingest", "graphs", "train", "fuse", "evaluate", "synth", "pipeline"}
+    commands |= {"export", "detect"}
     commands |= {"lake", "leaderboard", "kd-impact", "compare", "report"}
     # the registered names, not words in the help text (the pipeline's own line names most stages)
     assert set(typer.main.get_command(app).commands) == commands

@@ -21,6 +21,7 @@ from kdgat.stages.synth import run as run_synth
 def synthesize(out, **kwargs) -> SynthSummary:
     return SynthSummary.from_dict(run_synth(out, **kwargs).summary)
 
+
 DURATION = 3.0
 EXPECTED = {
     "train_01_attack_free/attack-free-1.csv",

@@ -312,7 +312,7 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
-    from kdgat.fusion.ensemble import fused_scores, load_fusion_run
+    from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
     from kdgat.stages.fuse import average_precision
@@ -325,7 +325,7 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     # fitted on held-out windows, and never worse than its best member there (else it falls back to it)
     ensemble, fusion, members = load_fusion_run(tmp_path / "fusion", store)
     held_out, _ = ensemble.data(store.part("fusion"))
-    ranked = average_precision(held_out.labels, fused_scores(fusion, held_out, members))
+    ranked = average_precision(held_out.labels, ensemble_scores(fusion, held_out, members))
     best_member = max(average_precision(held_out.labels, s) for s in (held_out.gat_prob, held_out.vgae_score))
     assert ranked >= best_member - 1e-12
     assert members["fallback"] == metrics["fallback"] and metrics["collapsed_to"] in (None, "gat", "vgae")

@@ -12,7 +12,21 @@ from typing import Annotated
 import typer
 
 from kdgat import __version__
-from kdgat.cli import catalog, config, evaluate, fuse, graphs, ingest, lake, pipeline, report, synth, train
+from kdgat.cli import (
+    catalog,
+    config,
+    detect,
+    evaluate,
+    export,
+    fuse,
+    graphs,
+    ingest,
+    lake,
+    pipeline,
+    report,
+    synth,
+    train,
+)
 from kdgat.cli.common import out
 
 app = typer.Typer(
@@ -39,7 +53,7 @@ def main(
     """CAN-bus intrusion detection with graph neural networks."""
 
 
-for _module in (config, catalog, ingest, graphs, train, fuse, evaluate, synth, pipeline, lake, report):
+for _module in (config, catalog, ingest, graphs, train, fuse, evaluate, export, detect, synth, pipeline, lake, report):
     _module.register(app)
 
 if __name__ == "__main__":  # pragma: no cover

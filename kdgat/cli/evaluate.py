@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -36,6 +36,17 @@ def evaluate(
             "--compile", help="Score with torch.compile'd models: faster on large parts, tens of seconds to compile."
         ),
     ] = False,
+    thresholds: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--thresholds",
+            help="An earlier evaluation (folder or metrics.json) of the same runs: use its recorded thresholds "
+            "(needed for a store built with --like, which has no validation part).",
+        ),
+    ] = None,
+    scores: Annotated[
+        bool, typer.Option("--scores", help="Also write scores.parquet: one row per scored window and run.")
+    ] = False,
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
     threads: ThreadsOpt = None,
@@ -55,6 +66,8 @@ def evaluate(
             dataset=dataset,
             progress=lambda message: progress_line("evaluate", message),
             threads=threads,
+            thresholds=thresholds,
+            scores=scores,
         )
     out.print(evaluation_table(stage.read_results(out_dir)))
 

@@ -39,6 +39,13 @@ def graphs(
             progress=progress if err.is_terminal else None, threads=threads,
         ).summary  # fmt: skip
     out.print(store_table(meta, out_dir))
+    for name, part in meta["parts"].items() if like is not None else ():
+        if part["graphs"] and part["mean_nodes"] < 2:  # every window one OOV node: nothing to score
+            print_warning(
+                f"{name}: {part['mean_nodes']:.1f} nodes per graph: almost every CAN ID is unknown to the "
+                f"vocabulary of {like} (another vehicle?); its models cannot judge these windows "
+                "(`kdgat detect` reports the share of unknown IDs)"
+            )
     if meta.get("timestamps_missing"):
         print_warning(
             f"{len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "

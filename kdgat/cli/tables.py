@@ -88,20 +88,82 @@ def _fmt(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _evaluation_title(policy: str, where: str) -> str:
+    subject = f"Evaluation{f' of {where}' if where else ''}"
+    if policy.startswith("recorded"):
+        return f"{subject} (thresholds {policy})"
+    return f"{subject} (thresholds chosen on validation, policy {policy})"
+
+
 def evaluation_table(document: dict, where: str = "") -> Table:
     """One row per run and scenario: F1, precision, recall, FPR, ROC-AUC, PR-AUC at the validation threshold."""
-    policy = document["threshold_policy"]
-    title = f"Evaluation{f' of {where}' if where else ''} (thresholds chosen on validation, policy {policy})"
     table = _columns(
-        Table(title=title),
+        Table(title=_evaluation_title(document["threshold_policy"], where)),
         [("run", "left"), ("scenario", "name"), ("F1", "right"), ("precision", "right"), ("recall", "right"),
          ("FPR", "right"), ("ROC-AUC", "right"), ("PR-AUC", "right")],
     )  # fmt: skip
     for label, run in document["runs"].items():
-        rows = [("validation", run["validation"])] + list(run["test"].items())
+        rows = ([("validation", run["validation"])] if run.get("validation") else []) + list(run["test"].items())
         for scenario, m in rows:
             table.add_row(
                 label, scenario, _fmt(m["f1"]), _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["fpr"], 4),
                 _fmt(m["roc_auc"]), _fmt(m["pr_auc"]),
             )  # fmt: skip
+    return table
+
+
+def _when(first: dict | None) -> str:
+    """The first alert: seconds after the capture's first frame, and its window."""
+    if first is None:
+        return "-"
+    if first.get("after_s") is None:
+        return f"window {first['window']}"
+    return f"+{first['after_s']:.3f} s (window {first['window']})"
+
+
+def detect_table(summary: dict) -> Table:
+    """One row per capture (or bus): windows, alerts, first alert, top suspect IDs, unknown IDs, OOD."""
+    title = (f"Detections by {summary['detector']} (threshold {summary['threshold']:.6g}, "
+             f"{summary['threshold_policy']}; window {summary['window']}, stride {summary['stride']})")  # fmt: skip
+    table = _columns(
+        Table(title=title),
+        [("capture", "name"), ("frames", "right"), ("windows", "right"), ("alerts", "right"), ("alert %", "right"),
+         ("first alert", "right"), ("top suspect IDs", "left"), ("unknown IDs %", "right"), ("OOD", "left")],
+    )  # fmt: skip
+    for f in summary["files"]:
+        suspects = ", ".join(f"{s['id']} ({s['alert_windows']})" for s in f["top_suspects"][:3]) or "-"
+        table.add_row(
+            f["file"], f"{f['frames']:,}", f"{f['windows']:,}", f"{f['alerts']:,}", _share(f["alert_rate"]),
+            _when(f["first_alert"]), suspects, _share(f["ood_figures"]["unknown_id_share"]),
+            Text("yes", style="bold yellow") if f["out_of_distribution"] else "no",
+        )  # fmt: skip
+    return table
+
+
+def detect_metrics_table(summary: dict) -> Table | None:
+    """Per labelled capture and detector: the metrics kdgat evaluate reports, at the bundle's thresholds."""
+    rows = [(f["file"], label, m) for f in summary["files"] for label, m in (f.get("metrics") or {}).items()]
+    if not rows:
+        return None
+    table = _columns(
+        Table(title="Metrics on the labelled captures (thresholds from the bundle)"),
+        [("capture", "name"), ("detector", "left"), ("F1", "right"), ("precision", "right"), ("recall", "right"),
+         ("FPR", "right"), ("ROC-AUC", "right"), ("PR-AUC", "right")],
+    )  # fmt: skip
+    for file, label, m in rows:
+        table.add_row(file, label, _fmt(m["f1"]), _fmt(m["precision"]), _fmt(m["recall"]), _fmt(m["fpr"], 4),
+                      _fmt(m["roc_auc"]), _fmt(m["pr_auc"]))  # fmt: skip
+    return table
+
+
+def export_table(summary: dict, out_dir: Path) -> Table:
+    table = _columns(
+        Table(title=f"Detector bundle {out_dir} (feature set {summary['feature_set']}, window {summary['window']}, "
+                    f"{summary['files']} files, {summary['bytes']:,} bytes)"),
+        [("detector", "left"), ("kind", "left"), ("parameters", "right"), ("threshold", "right"), ("policy", "left")],
+    )  # fmt: skip
+    for label in summary["detectors"]:
+        t = summary["thresholds"][label]
+        table.add_row(label, summary["models"][label], f"{summary['parameters'][label]:,}", f"{t['value']:.6g}",
+                      t["policy"])  # fmt: skip
     return table

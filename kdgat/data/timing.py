@@ -62,11 +62,28 @@ def timing_frame_values(timestamps: np.ndarray | None, id_keys: np.ndarray, voca
     index. dt ratio = inter-arrival / period, clipped to [0, 10]; 1 (neutral)
     for an ID's first frame or an ID without a known period.
     """
+    if timestamps is None:
+        return as_frame_values(*timing_columns(None, vocab_ids, periods))
+    return as_frame_values(*timing_columns(inter_arrival(timestamps, id_keys), vocab_ids, periods))
+
+
+def timing_columns(gaps: np.ndarray | None, vocab_ids: np.ndarray, periods: np.ndarray):
+    """Per-frame (dt ratio, early, has_timestamps) from inter-arrival times (None: no timestamps).
+
+    Split from :func:`timing_frame_values` so that the incremental window builder, which carries
+    each ID's previous timestamp across blocks, computes the very same numbers. Without timestamps
+    the values are neutral: every frame on time (ratio 1), none early, and the model is told why.
+    """
     n = len(vocab_ids)
-    if timestamps is None:  # neutral: every frame on time (ratio 1), none early, and the model is told why
-        return [(np.ones(n), ("mean", "min", "max")), (np.zeros(n), ("mean",)), (np.zeros(n), ("mean",))]
+    if gaps is None:
+        return np.ones(n), np.zeros(n), np.zeros(n)
     period = periods[vocab_ids]
-    ratio = inter_arrival(timestamps, id_keys) / np.where(period > 0, period, np.nan)
+    ratio = gaps / np.where(period > 0, period, np.nan)
     ratio = np.clip(np.nan_to_num(ratio, nan=1.0), 0.0, RATIO_CLIP)
     early = (ratio < EARLY_RATIO).astype(np.float64)
-    return [(ratio, ("mean", "min", "max")), (early, ("mean",)), (np.ones(n), ("mean",))]
+    return ratio, early, np.ones(n)
+
+
+def as_frame_values(ratio: np.ndarray, early: np.ndarray, has_timestamps: np.ndarray):
+    """The ``frame_values`` argument of ``windows.build_graphs`` for the e4t timing node features."""
+    return [(ratio, ("mean", "min", "max")), (early, ("mean",)), (has_timestamps, ("mean",))]

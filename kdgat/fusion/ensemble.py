@@ -50,14 +50,25 @@ class Ensemble:
         return data, keep
 
 
-def fused_scores(fusion, data: FusionData, members: dict) -> np.ndarray:
-    """The ensemble's score per window: the fusion's, or its fallback member's (see the module docstring)."""
+def ensemble_scores(fusion, data: FusionData, members: dict, batch_size: int = 1024) -> np.ndarray:
+    """The ensemble's score per window: its fallback member's, or the fusion's in batches of ``batch_size``.
+
+    Why batches: a matrix product's rows can differ in the last bit with the number of rows, so
+    evaluate and detect score the same windows in the same batches to give the same numbers.
+    """
     fallback = members.get("fallback")
     if fallback == "gat":
         return data.gat_prob
     if fallback == "vgae":
         return data.vgae_score
-    return fusion.score(data)
+    if len(data) == 0:
+        return np.zeros(0, np.float32)
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        part = slice(start, start + batch_size)
+        chunk = FusionData(data.states[part], data.vgae_score[part], data.gat_prob[part], data.labels[part])
+        chunks.append(fusion.score(chunk))
+    return np.concatenate(chunks)
 
 
 def collapsed_to(alpha: np.ndarray, share: float = 0.99) -> str | None:
@@ -70,12 +81,14 @@ def collapsed_to(alpha: np.ndarray, share: float = 0.99) -> str | None:
     return None
 
 
-def load_fusion_run(run_dir: str | Path, store: GraphStore):
+def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
     """Rebuild (ensemble, fusion, method, members) from a fuse run directory."""
     run_dir = Path(run_dir)
     members = json.loads((run_dir / MEMBERS_FILE).read_text())
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    ensemble = Ensemble(Path(members["vgae"]), Path(members["gat"]), store, vgae_scale=members["vgae_scale"])
+    # member folders are absolute (fuse) or relative to the fusion folder (a detector bundle)
+    vgae_dir, gat_dir = run_dir / members["vgae"], run_dir / members["gat"]
+    ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"])
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
     fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=True))
     return ensemble, fusion, members

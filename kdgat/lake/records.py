@@ -424,7 +424,7 @@ def _evaluation_rows(run_dir: Path, eval_id: str, dataset: str) -> dict[str, lis
     for label, result in document["runs"].items():
         target = identify(_evaluated_dir(run_dir, result["run_dir"], manifest))
         base = dict(run_id=target.run_id, eval_run_id=eval_id, model=target.model)
-        scenarios = [("val", "validation", result["validation"])]
+        scenarios = [("val", "validation", result["validation"])] if result.get("validation") else []
         scenarios += [("test", name, values) for name, values in result["test"].items()]
         for split, scenario, values in scenarios:
             row = dict(base, dataset=dataset, family=target.family, model_type=target.model_type, scale=target.scale)

@@ -5,7 +5,11 @@ then applied unchanged to every test scenario; threshold-free ROC-AUC and
 PR-AUC are reported beside it. Outputs: ``metrics.json``, ``curves.json``
 (ROC/PR points per run and scenario), ``embeddings.npz`` (validation
 embeddings and labels per run), ``attention.npz`` (GAT attention on a sample
-of validation graphs) and ``manifest.json``.
+of validation graphs) and ``manifest.json``; with ``scores``, ``scores.parquet`` (one row per scored
+window: run, part, window, file, label, score, alert).
+
+A store built with ``kdgat graphs --like`` has no validation part: the thresholds then come from an
+earlier evaluation of the same runs (``thresholds``: its folder or ``metrics.json``), as recorded there.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import FUSION_FILE, fused_scores, is_fusion_run, load_fusion_run
+from kdgat.fusion.ensemble import FUSION_FILE, ensemble_scores, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.training.runs import load_run_model, model_file
 
 Progress = Callable[[str], None]
 ATTENTION_SAMPLE = 50
 RESULTS_FILE = "metrics.json"
+SCORES_FILE = "scores.parquet"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
 
 
@@ -67,6 +72,46 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
     return arrays
 
 
+def read_thresholds(source: str | Path) -> dict[str, dict]:
+    """Thresholds an evaluation recorded, by run folder (resolved) and by label."""
+    path = Path(source) / RESULTS_FILE if Path(source).is_dir() else Path(source)
+    try:
+        runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KdgatError(f"{path}: not an evaluation's {RESULTS_FILE} ({exc})") from None
+    recorded = {}
+    for label, entry in runs.items():
+        recorded[label] = entry["threshold"]
+        recorded[str(Path(entry["run_dir"]).resolve())] = entry["threshold"]
+    return recorded
+
+
+def _threshold(recorded: dict | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
+    """The recorded threshold of the run if given, else one chosen on validation."""
+    if recorded is not None:
+        found = recorded.get(str(Path(run_dir).resolve())) or recorded.get(label)
+        if found is None:
+            raise KdgatError(f"--thresholds: the evaluation records no threshold for {run_dir} ({label})")
+        return {**found, "recorded": True}
+    if y_val is None:
+        raise KdgatError(
+            f"graph store {store.path}: no part 'val' to choose thresholds on (a store built with --like); "
+            "pass --thresholds EVAL_DIR, an evaluation of these runs on their training store"
+        )
+    return choose_by_policy(y_val, val_scores, policy)
+
+
+def _score_rows(rows: list, label: str, name: str, part, keep: np.ndarray, scores: np.ndarray, threshold: float):
+    """Per-window score rows (for ``scores.parquet``) of the scored windows of one part."""
+    index = np.flatnonzero(keep)
+    files = np.array(part.files, dtype=object)[np.asarray(part.file_index)[index]] if len(index) else []
+    rows.append({
+        "run": label, "part": name, "window": index, "window_start": np.asarray(part.window_start)[index],
+        "file": files, "label": np.asarray(part.y)[index], "score": np.asarray(scores, np.float32),
+        "alert": np.asarray(scores, np.float64) >= threshold,
+    })  # fmt: skip
+
+
 def evaluate_run(
     run_dir: Path,
     store: GraphStore,
@@ -75,17 +120,23 @@ def evaluate_run(
     explain: int = 0,
     compile_models: bool = False,
     progress: Progress | None = None,
+    recorded: dict | None = None,
+    score_rows: list | None = None,
 ) -> tuple[str, dict, dict, dict]:
     model, cfg = load_run_model(run_dir, store)
     # scores may come from the compiled model; attention and explanations need the eager one
     kind = cfg.model_type
     scorer = compile_for_inference(model) if compile_models and kind != "hgb" else model
     label = run_label(cfg)
-    val = store.part("val")
-    keep, y_val = _labelled(val)
-    scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
-    val_scores = scored["score"][keep]
-    threshold = choose_by_policy(y_val, val_scores, policy)
+    val = store.parts.get("val")
+    keep, y_val, scored, val_scores = None, None, None, None
+    if val is not None:
+        keep, y_val = _labelled(val)
+        scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
+        val_scores = scored["score"][keep]
+    threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
+    if score_rows is not None and val is not None:
+        _score_rows(score_rows, label, "val", val, keep, val_scores, threshold["threshold"])
     result = {
         "run_dir": str(run_dir),
         "model": kind,
@@ -94,10 +145,10 @@ def evaluate_run(
         "parameters": model.parameters if kind == "hgb" else sum(p.numel() for p in model.parameters()),
         "score": "reconstruction_error" if kind == "vgae" else "p_attack",
         "threshold": threshold,
-        "validation": binary_metrics(y_val, val_scores, threshold["threshold"]),
+        "validation": None if val is None else binary_metrics(y_val, val_scores, threshold["threshold"]),
         "test": {},
     }
-    curves = {"validation": curve_points(y_val, val_scores)}
+    curves = {} if val is None else {"validation": curve_points(y_val, val_scores)}
     for name, part in store.test_parts().items():
         keep_t, y_t = _labelled(part)
         if len(y_t) == 0:
@@ -105,6 +156,10 @@ def evaluate_run(
         scores = score_model(kind, scorer, part, batch_size)["score"][keep_t]
         result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
         curves[name] = curve_points(y_t, scores)
+        if score_rows is not None:
+            _score_rows(score_rows, label, name, part, keep_t, scores, threshold["threshold"])
+    if val is None:
+        return label, result, curves, {}
     embeddings = {}
     if "embedding" in scored:
         embeddings = {f"{label}_embedding": scored["embedding"], f"{label}_labels": np.asarray(val.y)}
@@ -123,12 +178,25 @@ def evaluate_run(
     return label, result, curves, extras
 
 
-def evaluate_fusion_run(run_dir: Path, store: GraphStore, policy: str) -> tuple[str, dict, dict, dict]:
+def evaluate_fusion_run(
+    run_dir: Path,
+    store: GraphStore,
+    policy: str,
+    batch_size: int = 1024,
+    recorded: dict | None = None,
+    score_rows: list | None = None,
+) -> tuple[str, dict, dict, dict]:
     ensemble, fusion, members = load_fusion_run(run_dir, store)
     label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
-    val, _ = ensemble.data(store.part("val"))
-    val_scores = fused_scores(fusion, val, members)
-    threshold = choose_by_policy(val.labels.astype(np.int64), val_scores, policy)
+    val_part = store.parts.get("val")
+    val, val_scores, y_val = None, None, None
+    if val_part is not None:
+        val, keep = ensemble.data(val_part, batch_size)
+        val_scores = ensemble_scores(fusion, val, members, batch_size)
+        y_val = val.labels.astype(np.int64)
+    threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
+    if score_rows is not None and val_part is not None:
+        _score_rows(score_rows, label, "val", val_part, keep, val_scores, threshold["threshold"])
     result = {
         "run_dir": str(run_dir),
         "model": "fusion",
@@ -141,18 +209,21 @@ def evaluate_fusion_run(run_dir: Path, store: GraphStore, policy: str) -> tuple[
         "parameters": json.loads((Path(run_dir) / "metrics.json").read_text())["ensemble_parameters"],
         "score": "fused",
         "threshold": threshold,
-        "validation": binary_metrics(val.labels.astype(np.int64), val_scores, threshold["threshold"]),
+        "validation": None if val is None else binary_metrics(y_val, val_scores, threshold["threshold"]),
         "test": {},
     }
-    curves = {"validation": curve_points(val.labels.astype(np.int64), val_scores)}
+    curves = {} if val is None else {"validation": curve_points(y_val, val_scores)}
     for name, part in store.test_parts().items():
-        data, _ = ensemble.data(part)
+        data, keep_t = ensemble.data(part, batch_size)
         if len(data) == 0:
             continue
-        scores = fused_scores(fusion, data, members)
+        scores = ensemble_scores(fusion, data, members, batch_size)
         result["test"][name] = binary_metrics(data.labels.astype(np.int64), scores, threshold["threshold"])
         curves[name] = curve_points(data.labels.astype(np.int64), scores)
-    extras = {"policy": {label: fusion.policy_summary(val)} if hasattr(fusion, "policy_summary") else {}}
+        if score_rows is not None:
+            _score_rows(score_rows, label, name, part, keep_t, scores, threshold["threshold"])
+    policy = hasattr(fusion, "policy_summary") and val is not None
+    extras = {"policy": {label: fusion.policy_summary(val)} if policy else {}}
     return label, result, curves, extras
 
 
@@ -169,11 +240,16 @@ def run(
     dataset: str | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
+    thresholds: str | Path | None = None,
+    scores: bool = False,
 ) -> Manifest:
     """Evaluate every run on the store's validation and test parts (``metrics.json``, :func:`read_results`).
 
     ``explain``: validation graphs explained per GAT run with GNNExplainer (slow: tens of seconds a
     graph for a teacher on CPU). ``progress(message)`` hears about each run and each explained graph.
+    ``thresholds``: an earlier evaluation of the same runs whose thresholds are used instead of
+    choosing them here (needed for a store without a validation part). ``scores``: also write
+    ``scores.parquet``.
     """
     set_threads(threads)
     started = time.perf_counter()
@@ -191,16 +267,23 @@ def run(
     run_dirs = [Path(r).resolve() for r in run_dirs]
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    recorded = None if thresholds is None else read_thresholds(thresholds)
+    if recorded is None and "val" not in store.parts:
+        _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
+    score_rows: list | None = [] if scores else None
     begin_output(out_dir)
     metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
     for index, run in enumerate(map(Path, run_dirs), 1):
         if progress:
-            progress(f"[{index}/{len(run_dirs)}] {run}: scoring validation and {len(store.test_parts())} test parts")
+            what = "validation and " if "val" in store.parts else ""
+            progress(f"[{index}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
         if is_fusion_run(run):
-            label, result, run_curves, arrays = evaluate_fusion_run(run, store, policy)
+            label, result, run_curves, arrays = evaluate_fusion_run(
+                run, store, policy, batch_size, recorded, score_rows
+            )
         else:
             label, result, run_curves, arrays = evaluate_run(
-                run, store, policy, batch_size, explain, compile_models, progress
+                run, store, policy, batch_size, explain, compile_models, progress, recorded, score_rows
             )
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
@@ -209,8 +292,11 @@ def run(
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
         explanations.update(arrays.get("explanations", {}))
-    document = {"store": str(graphs_dir), "threshold_policy": policy, "runs": metrics}
+    threshold_policy = policy if thresholds is None else f"recorded in {thresholds}"
+    document = {"store": str(graphs_dir), "threshold_policy": threshold_policy, "runs": metrics}
     _save_npz(out_dir / "embeddings.npz", embeddings)
+    if score_rows is not None:
+        _save_scores(out_dir / SCORES_FILE, score_rows)
     if attention:
         _save_npz(out_dir / "attention.npz", attention)
     atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
@@ -219,7 +305,7 @@ def run(
     if policies:
         atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
     for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
-        summary = {f"val_{k}": v for k, v in result["validation"].items() if k in _LOGGED}
+        summary = {f"val_{k}": v for k, v in (result["validation"] or {}).items() if k in _LOGGED}
         for scenario, values in result["test"].items():
             summary.update({f"{scenario}.{k}": v for k, v in values.items() if k in _LOGGED})
         result["mlflow"] = log_stage(
@@ -249,16 +335,44 @@ def run(
     outputs = [RESULTS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
     outputs += ["explanations.npz"] if explanations else []
+    outputs += [SCORES_FILE] if score_rows is not None else []
+    if thresholds is not None:
+        inputs.append(file_entry(Path(thresholds) / RESULTS_FILE if Path(thresholds).is_dir() else thresholds))
     return write_manifest(
         out_dir,
         stage="evaluate",
         inputs=inputs,
-        config={"threshold_policy": policy, "batch_size": batch_size, "explain": explain, "compile": compile_models},
+        config={
+            "threshold_policy": policy,
+            "batch_size": batch_size,
+            "explain": explain,
+            "compile": compile_models,
+            "thresholds": None if thresholds is None else str(thresholds),
+            "scores": scores,
+        },
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
         summary={"threshold_policy": policy, "models": list(metrics)},
     )
+
+
+def _save_scores(path: Path, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {k: np.concatenate([np.asarray(r[k]) for r in rows]) if rows else [] for k in
+               ("window", "window_start", "file", "label", "score", "alert")}  # fmt: skip
+    runs = np.concatenate([np.full(len(r["score"]), r["run"], dtype=object) for r in rows]) if rows else []
+    parts = np.concatenate([np.full(len(r["score"]), r["part"], dtype=object) for r in rows]) if rows else []
+    types = {"window": pa.int64(), "window_start": pa.int64(), "file": pa.string(), "label": pa.int8(),
+             "score": pa.float32(), "alert": pa.bool_()}  # fmt: skip
+    table = pa.table({
+        "run": pa.array(runs, pa.string()), "part": pa.array(parts, pa.string()),
+        **{name: pa.array(columns[name], kind) for name, kind in types.items()},
+    })  # fmt: skip
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,111 @@
+"""`kdgat detect`: a detector bundle on captures, a replay or a live bus (:mod:`kdgat.stages.detect`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from kdgat.cli.common import err, out, print_warning, user_errors
+from kdgat.cli.tables import detect_metrics_table, detect_table
+
+
+def detect(
+    captures: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Capture files: every format `kdgat ingest` reads, and Vector ASC/BLF, PEAK TRC."),
+    ] = None,
+    detector: Annotated[Path, typer.Option("--detector", "-d", help="Detector bundle from `kdgat export`.")] = ...,
+    out_path: Annotated[
+        Optional[str],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Verdicts per window: .parquet, .csv or .jsonl file, or - for JSON lines "
+            "on stdout (default: - for --bus and --replay, else the summary only).",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Capture reader (see `kdgat formats`; asc, blf, trc), or auto.")
+    ] = "auto",
+    stride: Annotated[
+        Optional[int], typer.Option("--stride", min=1, help="Frames between windows (default: the training stride).")
+    ] = None,
+    use: Annotated[
+        Optional[str],
+        typer.Option("--use", help="Which detector of the bundle gives the verdict (default: the first)."),
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: all cores).")
+    ] = None,
+    bus: Annotated[
+        Optional[str],
+        typer.Option("--bus", help="A live bus through python-can: INTERFACE:CHANNEL, e.g. socketcan:can0."),
+    ] = None,
+    bus_option: Annotated[
+        list[str],
+        typer.Option("--bus-option", help="KEY=VALUE passed to python-can's Bus (repeatable), e.g. bitrate=500000."),
+    ] = [],
+    replay: Annotated[bool, typer.Option("--replay", help="Feed the captures at their recorded timing.")] = False,
+    speed: Annotated[float, typer.Option("--speed", help="Replay speed factor (2 = twice as fast).")] = 1.0,
+    duration: Annotated[
+        Optional[float], typer.Option("--duration", help="Stop a --bus or --replay after this many seconds.")
+    ] = None,
+    compile_models: Annotated[
+        bool, typer.Option("--compile", help="Score with torch.compile'd models (tens of seconds to compile).")
+    ] = False,
+) -> None:
+    """Which windows are attacks: a verdict per window, with the CAN IDs behind each alert, and a summary."""
+    from kdgat.stages import detect as stage
+
+    live = replay or bus is not None
+    target = out_path if out_path is not None else ("-" if live else None)
+    # the summary table goes to stderr when stdout carries the verdicts
+    show = err if target == "-" else out
+    with user_errors():
+        summary = stage.run(
+            captures or [], detector, out=target, fmt=fmt, stride=stride, use=use, threads=threads,
+            replay=replay, speed=speed, bus=bus, bus_options=_options(bus_option), duration=duration,
+            compile_models=compile_models,
+        ).summary  # fmt: skip
+    _report(show, summary)
+
+
+def _options(items: list[str]) -> dict:
+    """KEY=VALUE strings -> keyword arguments (numbers and true/false converted)."""
+    from kdgat.core.errors import UsageError
+
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--bus-option {item!r}: expected KEY=VALUE")
+        for convert in (int, float):
+            try:
+                value = convert(value)
+                break
+            except ValueError:
+                continue
+        options[key] = {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+    return options
+
+
+def _report(console: Console, summary: dict) -> None:
+    console.print(detect_table(summary))
+    metrics = detect_metrics_table(summary)
+    if metrics is not None:
+        console.print(metrics)
+    for f in summary["files"]:
+        if f["out_of_distribution"]:
+            print_warning(f"{f['file']}: does not look like the training vehicle: " + "; ".join(f["ood_reasons"]))
+        if "latency_ms" in f:
+            lat = f["latency_ms"]
+            console.print(f"{f['file']}: frame-to-verdict latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms; "
+                          f"{f['frames_per_s']:,.0f} frames/s")  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the `kdgat` app."""
+    app.command("detect")(detect)

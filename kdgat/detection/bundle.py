@@ -1,0 +1,147 @@
+"""The detector bundle: one self-describing folder with everything scoring needs, and no training store.
+
+Layout (written by ``kdgat export``, :mod:`kdgat.stages.export`)::
+
+    detector.json          DetectorSpec: detectors, models, feature set, window/stride, thresholds,
+                           parameter counts, versions, every file with its sha256
+    vocab.json             the training vocabulary (CAN ID -> embedding row)
+    store.json             what the models were trained on: window, stride, feature set, feature
+                           statistics, timing periods (from the training store's metadata.json)
+    reference.json         per-ID payload means of the training windows (out-of-distribution check)
+    models/<label>/        a training run (model.pt, config.json, metrics.json) or a fusion run
+                           (fusion.pt, members.json naming member folders relative to it, ...)
+    manifest.json          the export's manifest (written last)
+
+:func:`load_spec` reads and checks ``detector.json``; :func:`verify_files` re-hashes every file, so a
+bundle copied to a vehicle and damaged on the way is refused instead of scoring with wrong weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kdgat.core.errors import KdgatError
+from kdgat.core.hashing import sha256_file
+
+SPEC_FILE = "detector.json"
+VOCAB_FILE = "vocab.json"
+STORE_FILE = "store.json"
+REFERENCE_FILE = "reference.json"
+MODELS_DIR = "models"
+BUNDLE_FORMAT = "kdgat-detector"
+BUNDLE_VERSION = 1
+
+ModelKind = Literal["gat", "vgae", "fusion"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BundleFile(_Frozen):
+    path: str  # relative to the bundle
+    sha256: str
+    bytes: int
+
+
+class Threshold(_Frozen):
+    """The decision threshold evaluate chose on validation, and how (``record`` is its entry verbatim)."""
+
+    value: float
+    policy: str
+    evaluation: str  # the evaluation folder it was read from
+    record: dict[str, Any]
+
+
+class ModelSpec(_Frozen):
+    label: str  # as evaluate names it: gat_small_kd, vgae_large, fusion_dqn_small_kd ...
+    kind: ModelKind
+    path: str  # folder inside the bundle
+    source: str  # the run folder it was exported from
+    parameters: int  # for a fusion: both members and the fusion itself
+    members: dict[str, str] | None = None  # fusion: {"vgae": label, "gat": label}
+    method: str | None = None  # fusion method
+    scale: str | None = None
+    kd: bool | None = None
+
+
+class Detector(_Frozen):
+    """One scorer whose verdicts the bundle offers: a model (or fusion) and its threshold."""
+
+    label: str
+    threshold: Threshold
+    validation: dict[str, Any]  # evaluate's validation metrics at that threshold
+
+
+class DetectorSpec(_Frozen):
+    format: Literal["kdgat-detector"] = BUNDLE_FORMAT
+    version: int = BUNDLE_VERSION
+    created_at: str
+    dataset: str | None
+    detectors: list[Detector]  # in --run order; the first gives the verdict unless another is chosen
+    models: list[ModelSpec]  # every model folder (detectors and fusion members)
+    feature_set: str  # tag, e.g. e4t@1
+    window: int  # what the models were trained with
+    stride: int
+    vocab_size: int
+    num_node_features: int
+    store_fingerprint: str | None
+    versions: dict[str, str]
+    files: list[BundleFile]
+
+    def model(self, label: str) -> ModelSpec:
+        for spec in self.models:
+            if spec.label == label:
+                return spec
+        raise KdgatError(f"detector bundle has no model {label!r}; it has {', '.join(m.label for m in self.models)}")
+
+    def detector(self, label: str | None) -> Detector:
+        if label is None:
+            return self.detectors[0]
+        for det in self.detectors:
+            if det.label == label:
+                return det
+        choices = ", ".join(d.label for d in self.detectors)
+        raise KdgatError(f"detector bundle has no detector {label!r}; choose from: {choices}")
+
+
+def load_spec(bundle: str | Path) -> DetectorSpec:
+    """``detector.json`` of a bundle, checked; a one-line error for anything else."""
+    bundle = Path(bundle)
+    path = bundle / SPEC_FILE
+    if not bundle.is_dir():
+        raise KdgatError(f"{bundle}: no such detector bundle (make one with `kdgat export`)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KdgatError(f"{bundle}: not a detector bundle (no {SPEC_FILE}; make one with `kdgat export`)") from None
+    except (OSError, ValueError) as exc:
+        raise KdgatError(f"{path}: unreadable: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+        raise KdgatError(f"{path}: not a kdgat detector description")
+    if data.get("version") != BUNDLE_VERSION:
+        raise KdgatError(f"{path}: bundle version {data.get('version')}, this kdgat reads version {BUNDLE_VERSION}")
+    try:
+        return DetectorSpec.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"])
+        raise KdgatError(f"{path}: {where}: {problem['msg']}") from None
+
+
+def verify_files(bundle: Path, spec: DetectorSpec) -> None:
+    """Every file the spec lists is there with its recorded sha256."""
+    for item in spec.files:
+        path = bundle / item.path
+        if not path.is_file():
+            raise KdgatError(f"{path}: missing from the detector bundle")
+        if sha256_file(path) != item.sha256:
+            raise KdgatError(f"{path}: sha256 differs from {SPEC_FILE}; the bundle was changed after export")
+
+
+def read_json(bundle: Path, name: str) -> Any:
+    return json.loads((Path(bundle) / name).read_text(encoding="utf-8"))

@@ -1,0 +1,176 @@
+"""A loaded detector bundle: window scores, verdicts and the CAN IDs behind an alert.
+
+Models are rebuilt only through :func:`kdgat.training.runs.load_run_model` and
+:func:`kdgat.fusion.ensemble.load_fusion_run`, and windows are scored only through
+:mod:`kdgat.evaluation.scoring` (and the fusion's own ``Ensemble.data``), exactly as ``kdgat
+evaluate`` scores them: same batches of the same windows give the same numbers, bit for bit.
+
+Attribution (which CAN IDs made a window an alert) is node level: the attention a node's
+frames receive from their neighbours in the GAT's last layer, the VGAE's reconstruction error of
+the node's features, and for a fusion the mean of its two members' shares. It is computed for
+alert windows only, so it costs nothing while the bus is quiet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_geometric.utils import scatter
+
+from kdgat.core.errors import KdgatError
+from kdgat.data.batching import assemble_batch
+from kdgat.data.features import get_feature_set
+from kdgat.data.vocab import EXTENDED_BIT, Vocabulary
+from kdgat.data.windows import GraphArrays
+from kdgat.detection import bundle as b
+from kdgat.evaluation.scoring import score_model
+from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run
+from kdgat.models.compiled import compile_for_inference
+from kdgat.training.runs import load_run_model
+
+UNKNOWN_ID = "unknown"
+TOP_SUSPECTS = 3
+
+
+def id_names(vocab: Vocabulary) -> np.ndarray:
+    """Printable CAN ID per vocabulary index: 0x1A0 (11-bit), 0x18FEDF00 (29-bit), 'unknown' for OOV."""
+    names = []
+    for key in vocab.keys.tolist():
+        can_id = key & 0xFFFFFFFF
+        names.append(f"0x{can_id:08X}" if key & int(EXTENDED_BIT) else f"0x{can_id:03X}")
+    return np.array([*names, UNKNOWN_ID], dtype=object)
+
+
+def _labelled_view(graphs: GraphArrays) -> GraphArrays:
+    """The same windows with unknown labels read as benign: ``Ensemble.data`` scores labelled windows only."""
+    return dataclasses.replace(graphs, y=np.where(graphs.y < 0, 0, graphs.y).astype(np.int8))
+
+
+class Detector:
+    """Scorers rebuilt from a bundle; ``score`` gives every detector's per-window scores."""
+
+    def __init__(self, bundle: Path, spec: b.DetectorSpec, *, compile_models: bool = False, batch_size: int = 1024):
+        self.bundle, self.spec, self.batch_size = bundle, spec, batch_size
+        self.vocab = Vocabulary.from_json(b.read_json(bundle, b.VOCAB_FILE))
+        self.store = b.read_json(bundle, b.STORE_FILE)
+        self.reference = b.read_json(bundle, b.REFERENCE_FILE)
+        self.feature_set = get_feature_set(spec.feature_set.split("@")[0])
+        if self.feature_set.tag != spec.feature_set:
+            raise KdgatError(f"{bundle}: feature set {spec.feature_set}, this kdgat builds {self.feature_set.tag}")
+        timing = self.store.get("timing")
+        self.periods = None
+        if self.feature_set.needs_timestamps:
+            self.periods = np.array([np.nan if p is None else p for p in timing["median_period"]], np.float64)
+        self.names = id_names(self.vocab)
+        if self.vocab.size != spec.vocab_size:
+            raise KdgatError(
+                f"{bundle}: vocab.json has {self.vocab.size} entries, {b.SPEC_FILE} says {spec.vocab_size}"
+            )
+        self.models: dict[str, torch.nn.Module] = {}
+        self.fusions: dict[str, tuple] = {}
+        self.thresholds = {d.label: d.threshold.value for d in spec.detectors}
+        for det in spec.detectors:
+            model = spec.model(det.label)
+            path = bundle / model.path
+            if model.kind == "fusion":
+                ensemble, fusion, members = load_fusion_run(path, None)
+                if compile_models:
+                    ensemble.gat, ensemble.vgae = (
+                        compile_for_inference(ensemble.gat),
+                        compile_for_inference(ensemble.vgae),
+                    )
+                self.fusions[det.label] = (ensemble, fusion, members)
+            else:
+                net, _cfg = load_run_model(path)
+                self.models[det.label] = (compile_for_inference(net) if compile_models else net, model.kind)
+
+    @property
+    def labels(self) -> list[str]:
+        return [d.label for d in self.spec.detectors]
+
+    def parameters(self, label: str) -> int:
+        return self.spec.model(label).parameters
+
+    # -- scores ---------------------------------------------------------------------------------
+
+    def score(self, graphs: GraphArrays, labels: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Per-window scores (higher = more likely attack) of each detector, in window order."""
+        scores = {}
+        for label in labels or self.labels:
+            if label in self.fusions:
+                ensemble, fusion, members = self.fusions[label]
+                data, _ = ensemble.data(_labelled_view(graphs), self.batch_size)
+                scores[label] = ensemble_scores(fusion, data, members, self.batch_size)
+            else:
+                model, kind = self.models[label]
+                scores[label] = score_model(kind, model, graphs, self.batch_size)["score"]
+        return scores
+
+    # -- attribution ----------------------------------------------------------------------------
+
+    def suspects(
+        self, label: str, graphs: GraphArrays, windows: np.ndarray, top: int = TOP_SUSPECTS
+    ) -> list[list[str]]:
+        """For each window in ``windows``: its ``top`` CAN IDs by node importance, most important first."""
+        if len(windows) == 0:
+            return []
+        batch = assemble_batch(graphs, windows)
+        with torch.inference_mode():
+            if label in self.fusions:
+                ensemble, _fusion, _members = self.fusions[label]
+                share = _share(_attention(ensemble.gat, batch), batch) + _share(
+                    _node_error(ensemble.vgae, batch), batch
+                )
+            else:
+                model, kind = self.models[label]
+                if kind == "hgb":  # trees over window vectors: no node to point at
+                    return [[] for _ in windows]
+                share = _attention(model, batch) if kind == "gat" else _node_error(model, batch)
+        ids = batch.x[:, 0].long().numpy()
+        ptr = batch.ptr.numpy()
+        share = share.numpy()
+        out = []
+        for g in range(len(windows)):
+            a, z = ptr[g], ptr[g + 1]
+            order = np.argsort(-share[a:z], kind="stable")[:top]
+            out.append(self.names[ids[a:z][order]].tolist())
+        return out
+
+
+def _attention(model, batch) -> torch.Tensor:
+    """Attention each node receives as a message source in the last GAT layer (self-loops excluded)."""
+    model = getattr(model, "_orig_mod", model)  # the eager module behind a compiled one
+    _, attention = model(
+        batch.x,
+        batch.edge_index,
+        batch.batch,
+        edge_attr=batch.edge_attr,
+        num_graphs=batch.num_graphs,
+        return_attention=True,
+    )
+    edge_index, alpha = attention[-1]
+    weight = alpha.mean(dim=1) * (edge_index[0] != edge_index[1])
+    return scatter(weight, edge_index[0], dim=0, dim_size=batch.num_nodes, reduce="sum")
+
+
+def _node_error(model, batch) -> torch.Tensor:
+    """How abnormal the VGAE finds each node: the node scores its window score is the maximum of."""
+    model = getattr(model, "_orig_mod", model)
+    return model.node_scores(model(batch.x, batch.edge_index, batch.batch), batch.x)
+
+
+def _share(values: torch.Tensor, batch) -> torch.Tensor:
+    """Each node's share of its graph's total (so two members' importances can be averaged)."""
+    total = scatter(values, batch.batch, dim=0, dim_size=batch.num_graphs, reduce="sum")
+    return values / total.clamp_min(1e-12)[batch.batch]
+
+
+def load_detector(bundle: str | Path, *, compile_models: bool = False, batch_size: int = 1024) -> Detector:
+    """Check a bundle (description, every file's sha256) and rebuild its scorers; no store needed."""
+    bundle = Path(bundle)
+    spec = b.load_spec(bundle)
+    b.verify_files(bundle, spec)
+    return Detector(bundle, spec, compile_models=compile_models, batch_size=batch_size)

@@ -1,0 +1,106 @@
+"""Does a capture look like the vehicle the detector was trained on? Four figures and their limits.
+
+A detector scoring another vehicle's traffic sees every CAN ID as unknown (one out-of-vocabulary
+node per window) and its verdicts mean nothing; a user must be told, with the figure, instead of
+reading a clean bill of health. The figures, accumulated while the capture streams by:
+
+- ``unknown_id_share``: frames whose ID the training vocabulary lacks (limit 20%);
+- ``training_id_coverage``: of the IDs present in at least half of the training windows, the share
+  seen in the capture (limit: below 50%; only once the capture has 20 windows);
+- ``timing_mismatch``: of the known IDs with 20 or more frames, the share whose mean log2
+  (inter-arrival / training period) is beyond +-1, i.e. a typical period off by more than 2x (limit 30%);
+- ``payload_mismatch``: of the known IDs with 5 or more windows, the share whose mean payload
+  bytes differ from training by more than 64 (of 255) in some byte (limit 50%).
+
+Attacks move these figures too (injected unknown IDs, early frames), but on a few IDs; the limits
+are set for whole-vehicle differences, and the output always carries the figures themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LIMITS = {"unknown_id_share": 0.2, "training_id_coverage": 0.5, "timing_mismatch": 0.3, "payload_mismatch": 0.5}
+MIN_WINDOWS = 20
+MIN_TIMING_FRAMES = 20
+MIN_PAYLOAD_NODES = 5
+PAYLOAD_TOLERANCE = 64 / 255
+
+
+class Profile:
+    """Running per-ID counts of one stream, compared with the training reference at the end."""
+
+    def __init__(self, vocab_size: int, oov_index: int, reference: dict, has_periods: bool):
+        self.vocab_size, self.oov = vocab_size, oov_index
+        self.frames = np.zeros(vocab_size, np.int64)
+        self.log_ratio = np.zeros(vocab_size)
+        self.timed = np.zeros(vocab_size, np.int64)
+        self.payload = np.zeros((vocab_size, 8))
+        self.nodes = np.zeros(vocab_size, np.int64)
+        self.windows = 0
+        self.has_periods = has_periods
+        ref_nodes = np.asarray(reference["nodes"], np.int64)
+        self.frequent = ref_nodes >= 0.5 * max(int(reference.get("windows", 0)), 1)
+        self.frequent[oov_index] = False
+        self.ref_payload = np.array([[np.nan] * 8 if row is None else row for row in reference["payload_mean"]])
+
+    def add_frames(self, ids: np.ndarray, ratio: np.ndarray | None) -> None:
+        self.frames += np.bincount(ids, minlength=self.vocab_size)
+        if ratio is not None:
+            timed = ratio != 1.0  # exactly 1: the ID's first frame, or no known period (neutral value)
+            self.timed += np.bincount(ids[timed], minlength=self.vocab_size)
+            logs = np.log2(np.maximum(ratio[timed], 1 / 64))
+            self.log_ratio += np.bincount(ids[timed], weights=logs, minlength=self.vocab_size)
+
+    def add_nodes(self, x: np.ndarray, windows: int) -> None:
+        ids = x[:, 0].astype(np.int64)
+        self.nodes += np.bincount(ids, minlength=self.vocab_size)
+        for byte in range(8):
+            self.payload[:, byte] += np.bincount(ids, weights=x[:, 1 + byte], minlength=self.vocab_size)
+        self.windows += windows
+
+    def figures(self) -> dict:
+        total = int(self.frames.sum())
+        known = np.arange(self.vocab_size) != self.oov
+        out: dict = {"unknown_id_share": float(self.frames[self.oov] / total) if total else None}
+        present = self.frames > 0
+        frequent = int(self.frequent.sum())
+        enough = self.windows >= MIN_WINDOWS and frequent > 0
+        out["training_id_coverage"] = float((present & self.frequent).sum() / frequent) if enough else None
+        timed = known & (self.timed >= MIN_TIMING_FRAMES)
+        if self.has_periods and timed.any():
+            mean_log = self.log_ratio[timed] / self.timed[timed]
+            out["timing_mismatch"] = float((np.abs(mean_log) > 1).mean())
+        else:
+            out["timing_mismatch"] = None
+        seen = known & (self.nodes >= MIN_PAYLOAD_NODES) & ~np.isnan(self.ref_payload).any(axis=1)
+        if seen.any():
+            means = self.payload[seen] / self.nodes[seen, None]
+            out["payload_mismatch"] = float(
+                (np.abs(means - self.ref_payload[seen]).max(axis=1) > PAYLOAD_TOLERANCE).mean()
+            )
+        else:
+            out["payload_mismatch"] = None
+        return out
+
+
+def verdict(figures: dict) -> list[str]:
+    """One sentence per figure beyond its limit (empty: the capture looks like the training vehicle)."""
+    reasons = []
+    share = figures.get("unknown_id_share")
+    if share is not None and share > LIMITS["unknown_id_share"]:
+        reasons.append(f"{100 * share:.1f}% of frames have CAN IDs the detector never saw in training "
+                       f"(limit {100 * LIMITS['unknown_id_share']:.0f}%)")  # fmt: skip
+    coverage = figures.get("training_id_coverage")
+    if coverage is not None and coverage < LIMITS["training_id_coverage"]:
+        reasons.append(f"only {100 * coverage:.1f}% of the training vehicle's regular CAN IDs appear "
+                       f"(limit {100 * LIMITS['training_id_coverage']:.0f}%)")  # fmt: skip
+    timing = figures.get("timing_mismatch")
+    if timing is not None and timing > LIMITS["timing_mismatch"]:
+        reasons.append(f"{100 * timing:.1f}% of known CAN IDs arrive at more than 2x or under half their "
+                       f"training period (limit {100 * LIMITS['timing_mismatch']:.0f}%)")  # fmt: skip
+    payload = figures.get("payload_mismatch")
+    if payload is not None and payload > LIMITS["payload_mismatch"]:
+        reasons.append(f"{100 * payload:.1f}% of known CAN IDs carry payloads unlike training "
+                       f"(limit {100 * LIMITS['payload_mismatch']:.0f}%)")  # fmt: skip
+    return reasons

@@ -1,0 +1,165 @@
+"""Where verdict rows go: Parquet, CSV or JSON lines (a file, or ``-`` for stdout), one row per window.
+
+Files are written under a temporary name and renamed into place when the run ends without error
+(:mod:`kdgat.core.atomic`), so a failed run never leaves half a file; the summary goes beside it
+as ``<name>.summary.json``. JSON lines on stdout are flushed window by window (a live bus), and the
+last line is ``{"summary": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from kdgat.core.atomic import atomic_path, atomic_write_text
+from kdgat.core.errors import UsageError
+
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+            ".json": "jsonl"}  # fmt: skip
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.name.rsplit(".", 1)[0] + ".summary.json")
+
+
+class RowSink:
+    """Takes verdict tables (one per batch of windows) and, at the end, the summary."""
+
+    streams = False  # True: rows reach the reader as they are written
+
+    def write(self, table: pa.Table) -> None: ...
+
+    def close(self, summary: dict | None) -> None:
+        """Finish (``summary``: the run's manifest as a dict) or abandon (None: an error stopped the run)."""
+
+
+class _FileSink(RowSink):
+    def __init__(self, path: Path):
+        self.path = path
+        self._stack = ExitStack()
+        self.tmp = self._stack.enter_context(atomic_path(path))
+
+    def _finish(self) -> None: ...
+
+    def close(self, summary: dict | None) -> None:
+        if summary is None:
+            self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)  # removes the temporary file
+            return
+        self._finish()
+        self._stack.close()
+        atomic_write_text(summary_path(self.path), json.dumps(summary, indent=2, default=str) + "\n")
+
+
+class ParquetSink(_FileSink):
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        self._writer.write_table(table)
+
+    def _finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            pq.write_table(pa.table({}), self.tmp)
+
+    def close(self, summary: dict | None) -> None:
+        if summary is not None and self._writer is not None:
+            self._writer.add_key_value_metadata({"kdgat.summary": json.dumps(summary, default=str)})
+        elif summary is None and self._writer is not None:
+            self._writer.close()
+        super().close(summary)
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Lists become space-separated strings (CSV has no lists)."""
+    if "suspects" in table.column_names:
+        index = table.column_names.index("suspects")
+        table = table.set_column(index, "suspects", pc.binary_join(table["suspects"], " "))
+    return table
+
+
+class CsvSink(_FileSink):
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._writer: pacsv.CSVWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        table = _csv_ready(table)
+        if self._writer is None:
+            self._writer = pacsv.CSVWriter(self.tmp, table.schema)
+        self._writer.write_table(table)
+
+    def _finish(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self.tmp.write_text("")
+
+    def close(self, summary: dict | None) -> None:
+        if summary is None and self._writer is not None:
+            self._writer.close()
+        super().close(summary)
+
+
+def _json_lines(table: pa.Table) -> str:
+    return "".join(json.dumps(row, separators=(",", ":")) + "\n" for row in table.to_pylist())
+
+
+class JsonLinesSink(_FileSink):
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self._handle: IO[str] | None = open(self.tmp, "w", encoding="utf-8")
+
+    def write(self, table: pa.Table) -> None:
+        self._handle.write(_json_lines(table))
+
+    def _finish(self) -> None:
+        self._handle.close()
+
+    def close(self, summary: dict | None) -> None:
+        if summary is None:
+            self._handle.close()
+        super().close(summary)
+
+
+class StdoutSink(RowSink):
+    """JSON lines on stdout, flushed per batch; the summary is the last line."""
+
+    streams = True
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+
+    def write(self, table: pa.Table) -> None:
+        self.stream.write(_json_lines(table))
+        self.stream.flush()
+
+    def close(self, summary: dict | None) -> None:
+        if summary is not None:  # the run's manifest; its summary is what a reader of the stream wants
+            self.stream.write(json.dumps({"summary": summary.get("summary", summary)}, default=str) + "\n")
+        self.stream.flush()
+
+
+def open_sink(out: str | Path | None) -> RowSink:
+    """The sink for ``--out``: None (summary only), ``-`` (JSON lines on stdout) or a file named by its suffix."""
+    if out is None:
+        return RowSink()
+    if str(out) == "-":
+        return StdoutSink()
+    path = Path(out)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise UsageError(f"--out {out}: name a .parquet, .csv or .jsonl file (or - for JSON lines on stdout)")
+    return {"parquet": ParquetSink, "csv": CsvSink, "jsonl": JsonLinesSink}[kind](path)

@@ -1,0 +1,259 @@
+"""The export stage: trained runs + their evaluation -> one detector bundle (:mod:`kdgat.detection.bundle`).
+
+Why a bundle: scoring a capture or a bus needs the weights, the frozen configs, the vocabulary,
+the timing periods and the validation thresholds, which otherwise live in four folders and a
+graph store of gigabytes. The bundle holds just those (sha256 of each), is written into a staging
+folder and swapped in when complete, and is loaded once before it is published, so a bundle that
+exists also loads.
+
+Every input is an explicit path (a pipeline step can call it): the runs, the evaluation that chose
+their thresholds (``metrics.json``) and, optionally, the training store (default: the store named
+in the first run's manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
+from kdgat.core.config import load_frozen_config
+from kdgat.core.errors import KdgatError, UsageError
+from kdgat.core.hashing import sha256_file
+from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_versions, read_manifest, write_manifest
+from kdgat.data.store import GraphStore, open_store
+from kdgat.detection import bundle as b
+from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, is_fusion_run
+from kdgat.stages.evaluate import RESULTS_FILE, run_label
+from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, model_file
+
+# metadata.json keys a detector needs (the rest describes the training data, not the features)
+_STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "feature_set", "node_features",
+               "edge_features", "vocab_size", "oov_index", "attack_types", "timing", "feature_stats")  # fmt: skip
+_VALIDATION_KEYS = ("n", "positives", "f1", "precision", "recall", "fpr", "roc_auc", "pr_auc")
+
+
+def _evaluation(eval_dir: Path) -> dict:
+    path = eval_dir / RESULTS_FILE if eval_dir.is_dir() else eval_dir
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise KdgatError(f"{path}: no evaluation here (run `kdgat evaluate` on the runs first)") from None
+    except (OSError, ValueError) as exc:
+        raise KdgatError(f"{path}: unreadable evaluation: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("runs"), dict):
+        raise KdgatError(f"{path}: not an evaluation's {RESULTS_FILE} (no 'runs')")
+    return document
+
+
+def _recorded(document: dict, run_dir: Path, label: str, eval_dir: Path) -> tuple[str, dict]:
+    """The evaluation's entry for ``run_dir`` (matched by folder, else by label)."""
+    target = run_dir.resolve()
+    for name, entry in document["runs"].items():
+        if Path(entry.get("run_dir", "")).resolve() == target:
+            return name, entry
+    if label in document["runs"]:
+        return label, document["runs"][label]
+    raise KdgatError(
+        f"{eval_dir}: holds no evaluation of {run_dir} (it evaluated {', '.join(document['runs']) or 'nothing'}); "
+        "evaluate the run first"
+    )
+
+
+def _threshold(entry: dict, name: str, eval_dir: Path) -> b.Threshold:
+    record = entry.get("threshold")
+    if not isinstance(record, dict) or not isinstance(record.get("threshold"), (int, float)):
+        raise KdgatError(f"{eval_dir}: the entry of {name} records no threshold")
+    policy = record.get("policy") or record.get("method") or "unknown"
+    if record.get("max_fpr") is not None and ":" not in str(policy):
+        policy = f"{policy}:{record['max_fpr']}"
+    return b.Threshold(value=float(record["threshold"]), policy=str(policy), evaluation=str(eval_dir), record=record)
+
+
+def _finished(run_dir: Path) -> None:
+    if not run_dir.is_dir():
+        raise KdgatError(f"{run_dir}: no such run folder")
+    manifest = read_manifest(run_dir)
+    if manifest is None or manifest.stage not in ("train", "fuse"):
+        raise KdgatError(f"{run_dir}: not a finished training or fusion run (no train/fuse manifest.json)")
+
+
+def _store_of(run_dir: Path) -> Path:
+    """The graph store a run was trained on, from its manifest."""
+    for item in read_manifest(run_dir).inputs:
+        if item.path.endswith("metadata.json"):
+            return Path(item.path).parent
+    raise KdgatError(f"{run_dir}: its manifest names no graph store; pass --graphs STORE")
+
+
+def _copy_model(run_dir: Path, target: Path) -> dict:
+    target.mkdir(parents=True)
+    for source in (model_file(run_dir), run_dir / CONFIG_FILE, run_dir / METRICS_FILE):
+        shutil.copy2(source, target / source.name)
+    return json.loads((run_dir / METRICS_FILE).read_text())
+
+
+def reference_statistics(store: GraphStore) -> dict:
+    """Mean payload byte (/255) per vocabulary index over the training windows' nodes (None: never seen).
+
+    The out-of-distribution check compares a capture's per-ID payload means with these.
+    """
+    part = store.part("train") if "train" in store.parts else next(iter(store.parts.values()))
+    x = np.asarray(part.x)
+    ids = x[:, 0].astype(np.int64)
+    counts = np.bincount(ids, minlength=store.vocab_size)
+    means = np.zeros((store.vocab_size, 8))
+    for byte in range(8):
+        means[:, byte] = np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
+    means /= np.maximum(counts, 1)[:, None]
+    return {
+        "windows": int(part.num_graphs),
+        "payload_mean": [
+            None if c == 0 else [round(float(v), 6) for v in row] for row, c in zip(means, counts, strict=True)
+        ],
+        "nodes": counts.tolist(),
+    }
+
+
+def run(
+    run_dirs: list[str | Path],
+    out_dir: str | Path,
+    *,
+    evaluation: str | Path,
+    graphs_dir: str | Path | None = None,
+) -> Manifest:
+    """Pack ``run_dirs`` (train or fuse folders; the first is the default detector) into a bundle at ``out_dir``."""
+    started = time.perf_counter()
+    if not run_dirs:
+        raise UsageError("nothing to export: pass one or more --run RUN_DIR")
+    out_dir, eval_dir = Path(out_dir), Path(evaluation)
+    run_dirs = [Path(r) for r in run_dirs]
+    for run_dir in run_dirs:
+        _finished(run_dir)
+    document = _evaluation(eval_dir)
+    graphs_dir = Path(graphs_dir) if graphs_dir is not None else _store_of(run_dirs[0])
+    store = open_store(graphs_dir)
+    ensure_folder(out_dir.parent)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists())):
+        raise KdgatError(f"{out_dir}: exists and is not a detector bundle; refusing to replace it")
+
+    models: dict[str, b.ModelSpec] = {}
+    sources: dict[str, Path] = {}
+    detectors: list[b.Detector] = []
+    inputs = [file_entry(graphs_dir / "metadata.json")]
+
+    clean_stale(out_dir.parent)
+    with staged_folder(out_dir) as staging:
+
+        def add_model(run_dir: Path) -> str:
+            """Copy a training run once; its label (evaluate's naming)."""
+            cfg = load_frozen_config(run_dir / CONFIG_FILE)
+            label = run_label(cfg)
+            if label in sources:
+                if sources[label] != run_dir.resolve():
+                    raise KdgatError(f"two different {label} runs ({sources[label]}, {run_dir}); export one")
+                return label
+            metrics = _copy_model(run_dir, staging / b.MODELS_DIR / label)
+            if metrics.get("vocab_size", store.vocab_size) != store.vocab_size:
+                raise KdgatError(f"{run_dir}: trained on another store than {graphs_dir} (vocabulary sizes differ)")
+            models[label] = b.ModelSpec(label=label, kind=cfg.model_type, path=f"{b.MODELS_DIR}/{label}",
+                                        source=str(run_dir.resolve()), parameters=int(metrics["parameters"]),
+                                        scale=cfg.scale, kd=cfg.has_kd)  # fmt: skip
+            sources[label] = run_dir.resolve()
+            inputs.append(file_entry(model_file(run_dir)))
+            return label
+
+        def add_fusion(run_dir: Path) -> str:
+            members = json.loads((run_dir / MEMBERS_FILE).read_text())
+            label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
+            if label in sources:
+                if sources[label] != run_dir.resolve():
+                    raise KdgatError(f"two different {label} runs ({sources[label]}, {run_dir}); export one")
+                return label
+            member_labels = {role: add_model(run_dir / members[role]) for role in ("vgae", "gat")}
+            target = staging / b.MODELS_DIR / label
+            target.mkdir(parents=True)
+            for name in (FUSION_FILE, CONFIG_FILE, METRICS_FILE):
+                shutil.copy2(run_dir / name, target / name)
+            # member folders relative to the fusion folder: the bundle can move
+            relative = {**members, **{role: f"../{member}" for role, member in member_labels.items()}}
+            (target / MEMBERS_FILE).write_text(json.dumps(relative, indent=2) + "\n")
+            metrics = json.loads((run_dir / METRICS_FILE).read_text())
+            models[label] = b.ModelSpec(label=label, kind="fusion", path=f"{b.MODELS_DIR}/{label}",
+                                        source=str(run_dir.resolve()), parameters=int(metrics["ensemble_parameters"]),
+                                        members=member_labels, method=members["method"], scale=members["scale"],
+                                        kd=bool(members["kd"]))  # fmt: skip
+            sources[label] = run_dir.resolve()
+            inputs.append(file_entry(run_dir / FUSION_FILE))
+            return label
+
+        for run_dir in run_dirs:
+            label = add_fusion(run_dir) if is_fusion_run(run_dir) else add_model(run_dir)
+            if any(d.label == label for d in detectors):
+                continue
+            name, entry = _recorded(document, run_dir, label, eval_dir)
+            validation = {k: entry.get("validation", {}).get(k) for k in _VALIDATION_KEYS}
+            detectors.append(
+                b.Detector(label=label, threshold=_threshold(entry, name, eval_dir), validation=validation)
+            )
+
+        meta = store.metadata
+        shutil.copy2(graphs_dir / "vocab.json", staging / b.VOCAB_FILE)
+        atomic_write_text(staging / b.STORE_FILE, json.dumps({k: meta.get(k) for k in _STORE_KEYS}, indent=2) + "\n")
+        atomic_write_text(staging / b.REFERENCE_FILE, json.dumps(reference_statistics(store)) + "\n")
+        files = sorted(p for p in staging.rglob("*") if p.is_file())
+        spec = b.DetectorSpec(
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            dataset=store.dataset,
+            detectors=detectors,
+            models=list(models.values()),
+            feature_set=meta["feature_set"]["tag"],
+            window=int(meta["window"]),
+            stride=int(meta["stride"]),
+            vocab_size=store.vocab_size,
+            num_node_features=store.num_node_features,
+            store_fingerprint=meta.get("fingerprint"),
+            versions=package_versions(),
+            files=[
+                b.BundleFile(path=str(p.relative_to(staging)), sha256=sha256_file(p), bytes=p.stat().st_size)
+                for p in files
+            ],  # fmt: skip
+        )
+        atomic_write_text(staging / b.SPEC_FILE, spec.model_dump_json(indent=2) + "\n")
+
+        from kdgat.detection.detector import load_detector
+
+        loaded = load_detector(staging)  # a bundle that exists also loads, without the store
+        summary = {
+            "detectors": [d.label for d in detectors],
+            "thresholds": {d.label: {"value": d.threshold.value, "policy": d.threshold.policy} for d in detectors},
+            "models": {m.label: m.kind for m in models.values()},
+            "parameters": {d.label: loaded.parameters(d.label) for d in detectors},
+            "feature_set": spec.feature_set,
+            "window": spec.window,
+            "stride": spec.stride,
+            "vocab_size": spec.vocab_size,
+            "files": len(spec.files) + 1,
+            "bytes": sum(f.bytes for f in spec.files),
+        }
+        manifest = write_manifest(
+            staging,
+            stage="export",
+            inputs=[*inputs, file_entry(eval_dir / RESULTS_FILE if eval_dir.is_dir() else eval_dir)],
+            config={
+                "runs": [str(r.resolve()) for r in run_dirs],
+                "evaluation": str(eval_dir.resolve()),
+                "graphs": str(graphs_dir.resolve()),
+            },  # fmt: skip
+            outputs=[{"path": b.SPEC_FILE}] + [{"path": f.path, "sha256": f.sha256} for f in spec.files],
+            wall_time_s=time.perf_counter() - started,
+            dataset=store.dataset,
+            summary=summary,
+        )
+    assert MANIFEST_NAME not in {f.path for f in spec.files}
+    return manifest
