@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kdgat-installed
 DEMO_OUT ?= work/demo
+DEMO_SEED ?= 42
 
 .PHONY: demo test bench install clean
 
@@ -18,12 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/kdgat pipeline --dataset synthetic --data-root $(DEMO_OUT)/data --out $(DEMO_OUT) \
+	$(BIN)/kdgat pipeline --dataset synthetic --data-root $(DEMO_OUT)/data --out $(DEMO_OUT) --seed $(DEMO_SEED) \
 		--epochs 15 --episodes 100 -O training.batch_size=128
-	$(BIN)/kdgat export --run $(DEMO_OUT)/synthetic/runs/fuse_small_kd --run $(DEMO_OUT)/synthetic/runs/gat_small_kd \
-		--eval $(DEMO_OUT)/synthetic/eval --out $(DEMO_OUT)/detector
 	$(BIN)/kdgat detect $(DEMO_OUT)/data/synthetic/test_01_known_vehicle_known_attack/dos-2.csv \
-		--detector $(DEMO_OUT)/detector --out $(DEMO_OUT)/detections.csv
+		--detector $(DEMO_OUT)/synthetic/seed$(DEMO_SEED)/detector --out $(DEMO_OUT)/detections.csv
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

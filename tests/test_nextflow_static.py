@@ -309,6 +309,7 @@ def test_there_is_one_module_per_stage():
         "KDGAT_TRAIN_HGB",
         "KDGAT_FUSE",
         "KDGAT_EVALUATE",
+        "KDGAT_EXPORT",
         "KDGAT_LAKE",
         "KDGAT_REPORT",
     }
@@ -342,6 +343,7 @@ def test_every_stage_command_is_called():
         "train",
         "fuse",
         "evaluate",
+        "export",
         "lake append",
         "lake build",
         "report",
@@ -365,7 +367,9 @@ def test_process_conventions(module):
 
 
 # the kdgat commands that are stages (kdgat datasets only lists the catalog)
-STAGE_COMMANDS = {"synth", "ingest", "graphs", "train", "fuse", "evaluate", "lake append", "lake build", "report"}
+STAGE_COMMANDS = {
+    "synth", "ingest", "graphs", "train", "fuse", "evaluate", "export", "lake append", "lake build", "report",
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: p.parent.name)

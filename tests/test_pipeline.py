@@ -32,6 +32,10 @@ def test_plan_wires_teachers_members_and_collectors():
     assert runs | {"graphs"} == set(STEPS["evaluate"].needs)
     assert runs | {"evaluate"} == set(STEPS["lake"].needs)
     assert [s.name for s in plan_steps() if not s.per_dataset] == ["lake", "report"]
+    # the in-vehicle detector: the student ensemble first (the default verdict), then its GAT
+    assert STEPS["export"].members == ("fuse_small_kd", "train_gat_small_kd")
+    assert set(STEPS["export"].needs) == {"graphs", "fuse_small_kd", "train_gat_small_kd", "evaluate"}
+    assert STEPS["export"].per_seed and "export" not in STEPS["lake"].needs
     assert STEPS["train_gat_small_kd"].process == "TRAIN_GAT_SMALL_KD"
 
 
@@ -52,7 +56,7 @@ def campaign(tmp_path_factory):
 def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     tmp_path, output = campaign
     out = tmp_path / "out"
-    assert "steps: 14 ran, 0 cached" in output
+    assert "steps: 15 ran, 0 cached" in output
     assert "Evaluation of synthetic, seed 42 (thresholds chosen on validation" in output and "fuse_small_kd" in output
     # one seed, the presets' (42): ingest and graphs per dataset, runs and evaluation per seed
     for path in ("synthetic/frames/manifest.json", "synthetic/graphs/metadata.json",
@@ -69,28 +73,35 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     }  # absolute, resolved: the lake finds them from anywhere
     assert (tmp_path / "data/synthetic").is_dir()  # generated on first use
 
+    from kdgat.detection.bundle import load_spec
+
+    spec = load_spec(out / "synthetic/seed42/detector")  # checks every file's sha256
+    assert [d.label for d in spec.detectors] == ["fusion_dqn_small_kd", "gat_small_kd"]  # evaluate's labels
+    for det in spec.detectors:  # the thresholds evaluate chose on validation, not new ones
+        assert det.threshold.value == evaluated[det.label]["threshold"]["threshold"]
+
 
 def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
     # one test, in order: every call below starts from the state the previous one left
     tmp_path, _ = campaign
     runs = tmp_path / "out/synthetic/seed42/runs"
-    assert "steps: 0 ran, 14 cached" in _pipeline(tmp_path)
+    assert "steps: 0 ran, 15 cached" in _pipeline(tmp_path)
     before = (runs / "gat_large/model.pt").stat().st_mtime_ns
     output = _pipeline(tmp_path, "--fusion", "weighted")
-    # fusion changes: both fuse steps, then evaluate, lake and report; training is reused
-    assert "steps: 5 ran, 9 cached" in output
+    # fusion changes: both fuse steps, then evaluate, export, lake and report; training is reused
+    assert "steps: 6 ran, 9 cached" in output
     assert "fuse_large (synthetic, seed42): weighted" in output
     assert (runs / "gat_large/model.pt").stat().st_mtime_ns == before
 
     # a removed output re-runs its step alone
     (tmp_path / "out/report/index.html").unlink()
     output = _pipeline(tmp_path, "--fusion", "weighted")
-    assert "steps: 1 ran, 13 cached" in output and (tmp_path / "out/report/index.html").exists()
+    assert "steps: 1 ran, 14 cached" in output and (tmp_path / "out/report/index.html").exists()
 
     # a changed training config retrains from an empty run folder; it used to stop on the old
     # run's checkpoint ("holds a run with another config")
     output = _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2")
-    assert "steps: 12 ran, 2 cached" in output  # 7 trainings (hgb too), 2 fusions, evaluate, lake, report
+    assert "steps: 13 ran, 2 cached" in output  # 7 trainings (hgb too), 2 fusions, evaluate, export, lake, report
     for model, scale, kd in TRAIN_VARIANTS:
         run = runs / f"{model}_{scale}{'_kd' if kd else ''}"
         assert json.loads((run / "config.json").read_text())["training"]["max_epochs"] == 2, run.name
@@ -111,8 +122,8 @@ def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(ca
     tmp_path, _ = campaign
     out = tmp_path / "out"
     output = _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2", "--seed", "42", "--seed", "7")
-    # seed 42's runs are reused; seed 7 trains, fuses and evaluates; lake and report see both seeds
-    assert "steps: 12 ran, 12 cached" in output
+    # seed 42's runs are reused; seed 7 trains, fuses, evaluates and exports; lake and report see both seeds
+    assert "steps: 13 ran, 13 cached" in output
     assert "train_gat_large (synthetic, seed7)" in output and "Evaluation of synthetic, seed 7" in output
     for seed in (42, 7):
         cfg = json.loads((out / f"synthetic/seed{seed}/runs/gat_small/config.json").read_text())

@@ -3,8 +3,8 @@
     KDGAT: one campaign over several datasets
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
     Per dataset: INGEST -> GRAPHS; then per dataset and seed: six TRAIN_* GNNs and TRAIN_HGB_LARGE
-    (the classical yardstick) -> FUSE_LARGE,
-    FUSE_SMALL_KD -> EVALUATE; then one LAKE task over every dataset and seed, then REPORT. These
+    (the classical yardstick) -> FUSE_LARGE, FUSE_SMALL_KD -> EVALUATE -> EXPORT (the student
+    detector bundle); then one LAKE task over every dataset and seed, then REPORT. These
     are the steps and dependencies of kdgat.pipeline.plan_steps() (`kdgat pipeline`);
     tests/test_nextflow_static.py compares the two.
 
@@ -31,6 +31,7 @@ include { KDGAT_TRAIN_HGB as TRAIN_HGB_LARGE } from '../modules/local/kdgat_trai
 include { KDGAT_FUSE as FUSE_LARGE } from '../modules/local/kdgat_fuse/main'
 include { KDGAT_FUSE as FUSE_SMALL_KD } from '../modules/local/kdgat_fuse/main'
 include { KDGAT_EVALUATE as EVALUATE } from '../modules/local/kdgat_evaluate/main'
+include { KDGAT_EXPORT as EXPORT } from '../modules/local/kdgat_export/main'
 include { KDGAT_LAKE as LAKE } from '../modules/local/kdgat_lake/main'
 include { KDGAT_REPORT as REPORT } from '../modules/local/kdgat_report/main'
 
@@ -168,6 +169,15 @@ workflow KDGAT {
         tracking_uri
     )
 
+    // ---- The in-vehicle detector: the student ensemble (default) and its GAT, EVALUATE's thresholds --
+    EXPORT(
+        ch_graphs_by_key
+            .join(ch_fuse_small_kd)
+            .join(ch_gat_small_kd)
+            .join(EVALUATE.out.eval.map { meta, dir -> [meta.key, dir] })
+            .map { _key, meta, graphs, fusion, gat, evaluation -> [meta, graphs, [fusion, gat], evaluation] }
+    )
+
     // ---- Every dataset and seed: append all runs and evaluations to the lake, then the report ---
     // Sorted by dataset/seed/run so that LAKE's inputs (and so its cache key) do not depend on which
     // task finished first.
@@ -192,5 +202,6 @@ workflow KDGAT {
 
     emit:
     evaluation = EVALUATE.out.eval // channel: [meta, eval folder] per dataset and seed
+    detector = EXPORT.out.detector // channel: [meta, detector bundle] per dataset and seed
     report = REPORT.out.report // channel: the report folder
 }

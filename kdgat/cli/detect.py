@@ -38,7 +38,13 @@ def detect(
         typer.Option("--use", help="Which detector of the bundle gives the verdict (default: the first)."),
     ] = None,
     threads: Annotated[
-        Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: all cores).")
+        Optional[int],
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads (default: 1 on a live bus, where a few windows at a time gain nothing from more; "
+            "otherwise $KDGAT_THREADS, else every core).",
+        ),
     ] = None,
     bus: Annotated[
         Optional[str],

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import out, user_errors
+from kdgat.cli.common import ThreadsOpt, out, user_errors
 from kdgat.cli.tables import export_table
 
 
@@ -26,12 +26,13 @@ def export(
         Optional[Path],
         typer.Option("--graphs", help="The training store (default: the one in the first run's manifest)."),
     ] = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Pack trained runs into one self-describing detector bundle for `kdgat detect` (no store needed)."""
     from kdgat.stages import export as stage
 
     with user_errors():
-        summary = stage.run(runs, out_dir, evaluation=evaluation, graphs_dir=graphs_dir).summary
+        summary = stage.run(runs, out_dir, evaluation=evaluation, graphs_dir=graphs_dir, threads=threads).summary
     out.print(export_table(summary, out_dir))
 
 

@@ -91,6 +91,10 @@ def plan_steps() -> list[Step]:
         steps.append(Step(name, "fuse", needs=("graphs", *members), scale=scale, kd=kd, members=members))
     runs = tuple(s.name for s in steps if s.stage in ("train", "fuse"))
     steps.append(Step("evaluate", "evaluate", needs=("graphs", *runs)))
+    # the in-vehicle detector: the distilled student ensemble (default) and its GAT, with the
+    # thresholds evaluate chose on validation, packed for `kdgat detect`
+    exported = ("fuse_small_kd", train_step_name("gat", "small", True))
+    steps.append(Step("export", "export", needs=("graphs", *exported, "evaluate"), members=exported))
     steps.append(Step("lake", "lake", needs=(*runs, "evaluate"), per_dataset=False))
     steps.append(Step("report", "report", needs=("lake",), per_dataset=False))
     return steps

@@ -86,6 +86,9 @@ class Layout:
     def eval(self, dataset: str, seed: int) -> Path:
         return self.seed_dir(dataset, seed) / "eval"
 
+    def detector(self, dataset: str, seed: int) -> Path:
+        return self.seed_dir(dataset, seed) / "detector"
+
     def output(self, dataset: str | None, seed: int | None, step: Step) -> Path:
         """The folder a step instance writes."""
         if step.stage == "lake":
@@ -98,6 +101,8 @@ class Layout:
             return self.graphs(dataset)
         if step.stage == "evaluate":
             return self.eval(dataset, seed)
+        if step.stage == "export":
+            return self.detector(dataset, seed)
         return self.run(dataset, seed, step)  # train, fuse and any other per-seed step: a run folder
 
     def done_marker(self, dataset: str | None, seed: int | None, step: Step) -> Path:
@@ -216,6 +221,8 @@ class PipelineRunner:
             }
         if step.stage == "evaluate":
             return {"explain": self.options.explain, "threshold": self.options.threshold_policy}
+        if step.stage == "export":
+            return {}  # everything it packs comes from its upstream steps
         return {"datasets": self.datasets, "seeds": self.seeds, "lake": str(self.layout.lake.resolve())}
 
     def _previous(self, dataset: str | None, seed: int | None, step: Step) -> dict:
@@ -310,6 +317,15 @@ class PipelineRunner:
                 policy=opts.threshold_policy, tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
             )  # fmt: skip
             return f"{len(manifest.summary['models'])} models"
+        if step.stage == "export":
+            from kdgat.stages import export
+
+            manifest = export.run(
+                [lay.run(dataset, seed, self.steps[m]) for m in step.members], lay.detector(dataset, seed),
+                evaluation=lay.eval(dataset, seed), graphs_dir=lay.graphs(dataset), threads=threads,
+            )  # fmt: skip
+            summary = manifest.summary
+            return f"{', '.join(summary['detectors'])}: {summary['bytes'] / 1e6:.1f} MB bundle"
         if step.stage == "lake":
             from kdgat.stages import lake
 

@@ -26,6 +26,7 @@ from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_versions, read_manifest, write_manifest
+from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
 from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, is_fusion_run
@@ -126,9 +127,11 @@ def run(
     *,
     evaluation: str | Path,
     graphs_dir: str | Path | None = None,
+    threads: int | None = None,
 ) -> Manifest:
     """Pack ``run_dirs`` (train or fuse folders; the first is the default detector) into a bundle at ``out_dir``."""
     started = time.perf_counter()
+    set_threads(threads)  # loading the bundle back runs torch
     if not run_dirs:
         raise UsageError("nothing to export: pass one or more --run RUN_DIR")
     out_dir, eval_dir = Path(out_dir), Path(evaluation)
