@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import sha256_file
+from kdgat.core.jsonfile import read_json as read_json_file
 
 SPEC_FILE = "detector.json"
 VOCAB_FILE = "vocab.json"
@@ -115,12 +116,7 @@ def load_spec(bundle: str | Path) -> DetectorSpec:
     path = bundle / SPEC_FILE
     if not bundle.is_dir():
         raise KdgatError(f"{bundle}: no such detector bundle (make one with `kdgat export`)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KdgatError(f"{bundle}: not a detector bundle (no {SPEC_FILE}; make one with `kdgat export`)") from None
-    except (OSError, ValueError) as exc:
-        raise KdgatError(f"{path}: unreadable: {exc}") from None
+    data = read_json_file(path, missing=f"not a detector bundle (no {SPEC_FILE}; make one with `kdgat export`)")
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         raise KdgatError(f"{path}: not a kdgat detector description")
     if data.get("version") != BUNDLE_VERSION:

@@ -34,6 +34,7 @@ from typing import Any
 
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
+from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest
 
 RUN_STAGES = ("train", "fuse", "evaluate")
@@ -79,12 +80,7 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KdgatError(f"{path}: missing (the run folder is incomplete)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise KdgatError(f"{path}: unreadable: {exc}") from None
+    return read_json(path, missing="missing (the run folder is incomplete)")
 
 
 def _manifest(run_dir: Path) -> Manifest:

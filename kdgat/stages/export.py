@@ -25,6 +25,7 @@ from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, sta
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
+from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_versions, read_manifest, write_manifest
 from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
@@ -41,12 +42,7 @@ _VALIDATION_KEYS = ("n", "positives", "f1", "precision", "recall", "fpr", "roc_a
 
 def _evaluation(eval_dir: Path) -> dict:
     path = eval_dir / RESULTS_FILE if eval_dir.is_dir() else eval_dir
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise KdgatError(f"{path}: no evaluation here (run `kdgat evaluate` on the runs first)") from None
-    except (OSError, ValueError) as exc:
-        raise KdgatError(f"{path}: unreadable evaluation: {exc}") from None
+    document = read_json(path, missing="no evaluation here (run `kdgat evaluate` on the runs first)", what="evaluation")
     if not isinstance(document, dict) or not isinstance(document.get("runs"), dict):
         raise KdgatError(f"{path}: not an evaluation's {RESULTS_FILE} (no 'runs')")
     return document
