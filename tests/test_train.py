@@ -209,6 +209,8 @@ def test_a_rerun_removes_the_old_manifest_first(store_dir, teachers, tmp_path):
         run_train(cfg, store_dir, run, resume=False, progress_bar=False, callbacks=[_CrashAfter(0)])
     # the old weights are still there, but no manifest vouches for the folder's mix of old and new files
     assert (run / "model.pt").is_file() and not (run / "manifest.json").exists()
+    # and no checkpoint of the old run is left for a later resume to continue from as if it were this one's
+    assert not (run / "checkpoints" / "last.ckpt").exists()
 
 
 def test_resume_refuses_another_config(store_dir, teachers, tmp_path):

@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import logging
+import shutil
 import signal
 import sys
 import time
@@ -141,6 +142,9 @@ def run(
     if resume and last.exists() and previous.exists():
         if config_hash(load_frozen_config(previous)) != config_hash(cfg):
             raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
+    resuming = resume and last.exists()
+    if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
     if state_dir != out_dir:
         atomic_write_text(state_dir / CONFIG_FILE, config_to_json(cfg))
@@ -168,7 +172,6 @@ def run(
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, min(50, -(-len(data.train_indices) // data.batch_size))),
     )
-    resuming = resume and last.exists()
     # the epoch the checkpoint ends (mmap: no need to read the weights to know it)
     resumed_after = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"] if resuming else None
     curves = state_dir / "logs" / "metrics.csv"
