@@ -109,7 +109,7 @@ def test_names_and_messages_are_printed_literally(capture, tmp_path):
 def test_pipeline_checks_every_dataset_and_override_before_the_first_step(data_root, tmp_path):
     result = invoke("pipeline", "-d", "road", "-d", "set_01", "--data-root", data_root, "--out", tmp_path / "c")
     one_line_error(result, "dataset set_01", "no file matches")
-    assert not (tmp_path / "c" / "road").exists(), "road must not start before set_01's files are checked"
+    assert not (tmp_path / "c").exists(), "nothing is created (road not started) before set_01's files are checked"
     result = invoke("pipeline", "-d", "road", "--data-root", data_root, "--out", tmp_path / "c", "-O", "gat.hiden=3")
     one_line_error(result, "gat.hiden: unknown key", code=2)
     assert not (tmp_path / "c" / "road").exists()
@@ -209,12 +209,17 @@ def test_usage_problems_exit_2_data_problems_exit_1(capture, tmp_path):
 
 def test_every_catalog_mistake_is_listed(tmp_path):
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text("datasets:\n  mine:\n    root: x\n    bogus: 1\n    train: 5\n")
+    catalog.write_text(
+        "datasets:\n  mine:\n    root: x\n    bogus: 1\n    train: 5\n"
+        "  'bad name!':\n    root: y\n  theirs:\n    root: z\n    description: d\n"
+    )
     line = one_line_error(invoke("datasets", "--catalog", catalog), code=2)
-    for problem in (
+    for problem in (  # every entry's mistakes, not the first entry's only
         "datasets.mine.description: Field required",
         "datasets.mine.train:",
         "datasets.mine.bogus: unknown key",
+        "datasets.bad name!: dataset names are",
+        "datasets.theirs.train: Field required",
     ):
         assert problem in line
     assert "more error" not in line

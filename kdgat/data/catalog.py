@@ -102,14 +102,17 @@ def load_catalog(extra: list[Path] | None = None, *, include_builtin: bool = Tru
             raise ConfigError(f"{file}: {sorted(unknown)[0]}: unknown key (a catalog has one key, 'datasets')")
         if not isinstance(datasets, dict):
             raise ConfigError(f"{file}: datasets: must be a mapping of dataset name to entry")
+        problems = []  # every mistake of the file at once, not one per attempt
         for name, body in datasets.items():
             if not _SAFE_NAME.match(str(name)):
-                raise ConfigError(f"{file}: datasets.{name}: dataset names are letters, digits, '_', '.', '-'")
+                problems.append(f"datasets.{name}: dataset names are letters, digits, '_', '.', '-'")
+                continue
             try:
                 catalog[str(name)] = DatasetEntry.model_validate(body)
             except ValidationError as err:
-                problems = describe_validation_error(err, prefix=f"datasets.{name}.")
-                raise ConfigError(f"{file}: {problems}") from None
+                problems.append(describe_validation_error(err, prefix=f"datasets.{name}."))
+        if problems:
+            raise ConfigError(f"{file}: {'; '.join(problems)}")
     return catalog
 
 

@@ -350,9 +350,6 @@ class PipelineRunner:
         """
         from kdgat.core.atomic import ensure_folder
 
-        ensure_folder(self.layout.out)
-        if self.options.lake:
-            ensure_folder(self.layout.lake)
         for step in self.steps.values():
             for seed in self.seeds:
                 if step.stage == "train":
@@ -366,6 +363,10 @@ class PipelineRunner:
             raise UsageError(str(exc)) from None
         for dataset in self.datasets:
             self._sources(dataset)
+        # last: a campaign refused for its inputs leaves no folder behind
+        ensure_folder(self.layout.out)
+        if self.options.lake:
+            ensure_folder(self.layout.lake)
 
     def _reporter(self, label: str, status):
         """Where a running step's progress goes: the spinner line in a terminal, a log line otherwise."""
