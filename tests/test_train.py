@@ -474,3 +474,24 @@ def test_window_vectors_describe_each_graph(store_dir):
     for g in (0, part.num_graphs // 2, part.num_graphs - 1):
         assert set(np.flatnonzero(present[g])) == set(ids[offsets[g] : offsets[g + 1]])
         assert vectors[g, names.index("nodes")] == offsets[g + 1] - offsets[g]
+
+
+def test_hgb_fits_when_a_column_has_no_value_in_its_training_windows(store_dir):
+    """An ID that never occurs in the training windows (the unknown-ID slot on a capture without
+    fuzzing, as on DAGA) leaves its timing and payload columns all NaN; scikit-learn cannot bin such a
+    column, so the model must still fit and score every window."""
+    from kdgat.data.window_vectors import window_vectors
+    from kdgat.models.boosting import WindowBoosting
+
+    store = open_store(store_dir)
+    part = store.part("train")
+    vectors, names = window_vectors(part, store.vocab_size, store.metadata["node_features"])
+    y = np.asarray(part.y)
+    without_unknown = np.flatnonzero((vectors[:, names.index("unknown_ids")] == 0) & (y >= 0))
+    assert set(y[without_unknown]) == {0, 1}
+    assert np.isnan(vectors[without_unknown]).all(axis=0).any()  # the case under test is present
+
+    cfg = resolve_config("hgb", "large", overrides=["hgb.max_iter=5"]).hgb
+    model = WindowBoosting(cfg, store.vocab_size, store.metadata["node_features"]).fit(part, without_unknown)
+    p_attack = model.p_attack(part)
+    assert p_attack.shape == (part.num_graphs,) and np.isfinite(p_attack).all()

@@ -39,7 +39,12 @@ class WindowBoosting:
         return x
 
     def fit(self, part: GraphPart, indices: np.ndarray) -> WindowBoosting:
-        self.estimator.fit(self.vectors(part)[indices], np.asarray(part.y)[indices].astype(np.int64))
+        x = self.vectors(part)[indices]
+        # A column with no value in any training window (an ID absent from all of them, such as the
+        # unknown-ID slot of a capture without fuzzing) makes scikit-learn 1.9's binning fail; as a
+        # constant it is never split on, so scoring later windows is unchanged whatever they hold.
+        x[:, np.isnan(x).all(axis=0)] = 0.0
+        self.estimator.fit(x, np.asarray(part.y)[indices].astype(np.int64))
         return self
 
     def p_attack(self, part: GraphPart) -> np.ndarray:
