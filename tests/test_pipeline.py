@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -87,6 +89,12 @@ def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
     runs = tmp_path / "out/synthetic/seed42/runs"
     assert "steps: 0 ran, 15 cached" in _pipeline(tmp_path)
     before = (runs / "gat_large/model.pt").stat().st_mtime_ns
+
+    # the same captures copied elsewhere with new modification times (a re-mounted or moved data
+    # folder) are the same inputs: nothing re-runs
+    moved = tmp_path / "moved-data"
+    shutil.copytree(tmp_path / "data", moved, copy_function=shutil.copyfile)
+    assert "steps: 0 ran, 15 cached" in _pipeline(tmp_path, "--data-root", moved)
     output = _pipeline(tmp_path, "--fusion", "weighted")
     # fusion changes: both fuse steps, then evaluate, export, lake and report; training is reused
     assert "steps: 6 ran, 9 cached" in output
@@ -133,3 +141,24 @@ def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(ca
     for model in ("gat_small_kd", "fusion_weighted_large"):
         assert sorted(r["n_seeds"] for r in board if r["model"] == model)[-1] == 2, model
     assert max(r["n_pairs"] for r in kd_impact(out / "lake").to_pylist() if r["family"] == "gat") == 2
+
+
+def test_ingest_key_follows_capture_content_not_its_path_or_time(data_root, tmp_path):
+    """A re-mounted or copied capture keeps its key; one changed byte changes it."""
+    from types import SimpleNamespace
+
+    from kdgat.data.catalog import dataset_sources, load_catalog
+    from kdgat.pipeline.runner import _capture_stamp
+
+    sources = dataset_sources("road", load_catalog()["road"], data_root)
+    copies = []
+    for src in sources:
+        copy = tmp_path / Path(src.path).name
+        copy.write_bytes(Path(src.path).read_bytes())
+        copies.append(SimpleNamespace(path=copy, output_name=src.output_name))
+    assert _capture_stamp(copies) == _capture_stamp(sources)
+
+    raw = bytearray(copies[0].path.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    copies[0].path.write_bytes(bytes(raw))
+    assert _capture_stamp(copies) != _capture_stamp(sources)

@@ -26,7 +26,7 @@ from rich.text import Text
 from kdgat.core import tracking
 from kdgat.core.atomic import atomic_write_text
 from kdgat.core.errors import KdgatError, UsageError
-from kdgat.core.hashing import content_hash
+from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME
 from kdgat.core.threads import set_threads
 from kdgat.evaluation.metrics import DEFAULT_POLICY, parse_policy
@@ -121,12 +121,12 @@ class Layout:
 
 
 def _capture_stamp(sources) -> list:
-    """(path, size, mtime) of every capture: what Nextflow's default cache looks at."""
-    stamp = []
-    for src in sources:
-        st = Path(src.path).stat()
-        stamp.append([str(src.path), st.st_size, st.st_mtime_ns, src.output_name])
-    return stamp
+    """(name, SHA-256) of every capture: what it holds, not where it lies or when it was copied.
+
+    Keyed on path and mtime, a data folder that is re-mounted, copied or moved re-ran a whole campaign
+    (hours of training) for byte-identical captures; hashing costs about a second per GB.
+    """
+    return [[src.output_name, sha256_file(src.path)] for src in sources]
 
 
 class PipelineRunner:
@@ -209,7 +209,7 @@ class PipelineRunner:
         from kdgat.core.config import config_hash
 
         if step.stage == "ingest":
-            return {"captures": _capture_stamp(self._sources(dataset)), "data_root": str(self.data_root.resolve())}
+            return {"captures": _capture_stamp(self._sources(dataset))}
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
