@@ -22,20 +22,21 @@ import numpy as np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("campaigns", nargs="+", type=Path, help="kdgat pipeline output folders, one per seed")
+    parser.add_argument("campaigns", nargs="+", type=Path, help="kdgat pipeline output folders (every seed of each)")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--run", default="gat_large")
     parser.add_argument("--fraction", type=float, default=0.1, help="share of each capture used to calibrate")
     parser.add_argument("--quantile", type=float, default=0.99, help="score quantile of the calibration windows")
     args = parser.parse_args()
-    from campaign import load_evaluated_run
+    from campaign import load_evaluated_run, seed_folders
 
     from kdgat.evaluation.metrics import binary_metrics
     from kdgat.evaluation.scoring import score_model
 
     results: dict[str, list[tuple]] = {}
-    for campaign in args.campaigns:
-        store, model, cfg, chosen = load_evaluated_run(campaign / args.dataset, args.run)
+    seeds = [(c / args.dataset, d) for c in args.campaigns for d in seed_folders(c / args.dataset)]
+    for dataset_dir, seed_dir in seeds:
+        store, model, cfg, chosen = load_evaluated_run(dataset_dir, args.run, seed_dir)
         for name, part in store.test_parts().items():
             file_index, start = np.asarray(part.file_index), np.asarray(part.window_start)
             y, scores = np.asarray(part.y), score_model(cfg.model_type, model, part)["score"]
@@ -56,7 +57,7 @@ def main() -> None:
             )
     print(
         f"{args.dataset} {args.run}: first {args.fraction:.0%} of each capture calibrates (q{args.quantile}); "
-        f"{len(args.campaigns)} seed(s); F1 and FPR on the rest of the capture"
+        f"{len(seeds)} seed(s); F1 and FPR on the rest of the capture"
     )
     for name, rows in sorted(results.items()):
         a = np.array(rows, dtype=float)

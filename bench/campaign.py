@@ -10,16 +10,28 @@ import json
 from pathlib import Path
 
 
-def load_evaluated_run(dataset_dir: Path, run: str):
-    """``(store, model, cfg, threshold)`` of ``runs/<run>`` in a campaign's dataset folder."""
+def seed_folders(dataset_dir: Path) -> list[Path]:
+    """The folders holding a dataset's ``runs/`` and ``eval/``: one per seed (``seed<k>/``), or the dataset
+    folder itself in campaigns written before seeds were a dimension."""
+    if (dataset_dir / "runs").is_dir():
+        return [dataset_dir]
+    found = sorted(p for p in dataset_dir.glob("seed*") if (p / "eval" / "metrics.json").is_file())
+    if not found:
+        raise SystemExit(f"{dataset_dir}: no evaluated seed (no seed<k>/eval/metrics.json, no runs/)")
+    return found
+
+
+def load_evaluated_run(dataset_dir: Path, run: str, seed_dir: Path | None = None):
+    """``(store, model, cfg, threshold)`` of ``runs/<run>`` of one seed of a campaign's dataset folder."""
     from kdgat.data.store import open_store
     from kdgat.stages.evaluate import run_label
     from kdgat.training.runs import load_run_model
 
+    seed_dir = seed_dir or dataset_dir
     store = open_store(dataset_dir / "graphs")
-    model, cfg = load_run_model(dataset_dir / "runs" / run, store)
-    evaluated = json.loads((dataset_dir / "eval" / "metrics.json").read_text())["runs"]
+    model, cfg = load_run_model(seed_dir / "runs" / run, store)
+    evaluated = json.loads((seed_dir / "eval" / "metrics.json").read_text())["runs"]
     label = run_label(cfg)
     if label not in evaluated:
-        raise SystemExit(f"{dataset_dir}/eval/metrics.json has no {label} (evaluated: {', '.join(evaluated)})")
+        raise SystemExit(f"{seed_dir}/eval/metrics.json has no {label} (evaluated: {', '.join(evaluated)})")
     return store, model, cfg, evaluated[label]["threshold"]

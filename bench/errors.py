@@ -10,7 +10,7 @@ For each test scenario of a `kdgat pipeline` dataset folder, the run's scores ar
 
 FPs are given as a share of the errors and, for comparison, of all benign windows of the scenario.
 
-    python bench/errors.py work/results/e4t_min5_bs256/seed0/daga_v40 [--run gat_large]
+    python bench/errors.py work/results/e4/daga_v40 [--run gat_large]     # every seed<k>/ of the dataset
 
 Not a speed benchmark; it explains F1 figures in docs/results.md.
 """
@@ -28,7 +28,8 @@ def frame_labels(frames_dir: Path, sources: list[str]) -> list[np.ndarray]:
     """0/1 per frame of each source capture, found through the ingest manifest (source -> Parquet)."""
     from kdgat.core.manifest import read_manifest
 
-    parquet = {o["source"]: o["path"] for o in (read_manifest(frames_dir) or {"outputs": []})["outputs"]}
+    manifest = read_manifest(frames_dir)
+    parquet = {getattr(o, "source", None): o.path for o in (manifest.outputs if manifest else [])}
     missing = [s for s in sources if s not in parquet]
     if missing:
         raise SystemExit(f"{frames_dir}: the ingest manifest lists no frames for {', '.join(missing)}")
@@ -57,29 +58,31 @@ def main() -> None:
     parser.add_argument("dataset_dir", type=Path, help="a dataset folder of a kdgat pipeline campaign")
     parser.add_argument("--run", default="gat_large", help="run folder under runs/ (default: gat_large)")
     args = parser.parse_args()
-    from campaign import load_evaluated_run
+    from campaign import load_evaluated_run, seed_folders
 
     from kdgat.evaluation.scoring import score_model
 
-    store, model, cfg, chosen = load_evaluated_run(args.dataset_dir, args.run)
-    threshold, window = chosen["threshold"], cfg.preprocessing.window
-    method = chosen["method"]
-    print(f"{args.dataset_dir} {args.run}: threshold {threshold:.4g} ({method} on validation), window {window}")
-    for name, part in store.test_parts().items():
-        y = np.asarray(part.y)
-        pred = score_model(cfg.model_type, model, part)["score"] >= threshold
-        start, file_index = np.asarray(part.window_start), np.asarray(part.file_index)
-        labels = frame_labels(args.dataset_dir / "frames", part.files)
-        before = attack_frames(labels, file_index, start - window, start) > 0
-        inside = attack_frames(labels, file_index, start, start + window)
-        benign, attack = y == 0, y == 1
-        fp, fn = pred & benign, ~pred & attack
-        print(f"  {name}: {int(benign.sum())} benign, {int(attack.sum())} attack windows; FP {fp.sum()}, FN {fn.sum()}")
-        print(f"    FP after attack : {share(before, fp)} of FPs; {share(before, benign)} of benign windows")
-        counts = np.minimum(inside, 5)
-        groups = [(k, attack & (counts == k)) for k in range(1, 6)]
-        missed = [f"{k}{'+' if k == 5 else ''}: {share(fn, group)}" for k, group in groups if group.any()]
-        print("    missed by count : " + "; ".join(missed))
+    for seed_dir in seed_folders(args.dataset_dir):
+        store, model, cfg, chosen = load_evaluated_run(args.dataset_dir, args.run, seed_dir)
+        threshold, window = chosen["threshold"], cfg.preprocessing.window
+        method = chosen["method"]
+        print(f"{seed_dir} {args.run}: threshold {threshold:.4g} ({method} on validation), window {window}")
+        for name, part in store.test_parts().items():
+            y = np.asarray(part.y)
+            pred = score_model(cfg.model_type, model, part)["score"] >= threshold
+            start, file_index = np.asarray(part.window_start), np.asarray(part.file_index)
+            labels = frame_labels(args.dataset_dir / "frames", part.files)
+            before = attack_frames(labels, file_index, start - window, start) > 0
+            inside = attack_frames(labels, file_index, start, start + window)
+            benign, attack = y == 0, y == 1
+            fp, fn = pred & benign, ~pred & attack
+            counted = f"{int(benign.sum())} benign, {int(attack.sum())} attack windows"
+            print(f"  {name}: {counted}; FP {fp.sum()}, FN {fn.sum()}")
+            print(f"    FP after attack : {share(before, fp)} of FPs; {share(before, benign)} of benign windows")
+            counts = np.minimum(inside, 5)
+            groups = [(k, attack & (counts == k)) for k in range(1, 6)]
+            missed = [f"{k}{'+' if k == 5 else ''}: {share(fn, group)}" for k, group in groups if group.any()]
+            print("    missed by count : " + "; ".join(missed))
 
 
 if __name__ == "__main__":
