@@ -123,6 +123,19 @@ def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_pipeline_refuses_a_dataset_without_attacks_in_training_before_any_step(data_root, tmp_path):
+    """crysys trains on one attack-free capture: the GAT, hgb and fusions cannot be trained on it, and
+    the campaign says so (with the VGAE-only route) instead of failing at its eighth step."""
+    args = ["pipeline", "-d", "crysys", "-d", "road", "--data-root", str(data_root), "-o", str(tmp_path / "o"),
+            "--epochs", "1", "--episodes", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    message = result.stderr if result.stderr_bytes else result.output
+    assert "crysys: every training capture is attack-free" in message and "kdgat train -m vgae" in message
+    assert len(message.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(campaign):
     # after the ordered test above: same options plus a second seed
     from kdgat.lake import kd_impact, leaderboard

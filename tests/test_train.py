@@ -495,3 +495,18 @@ def test_hgb_fits_when_a_column_has_no_value_in_its_training_windows(store_dir):
     model = WindowBoosting(cfg, store.vocab_size, store.metadata["node_features"]).fit(part, without_unknown)
     p_attack = model.p_attack(part)
     assert p_attack.shape == (part.num_graphs,) and np.isfinite(p_attack).all()
+
+
+def test_supervised_models_refuse_a_store_without_attack_windows_and_write_nothing(data_root, tmp_path):
+    """A GAT (or hgb) trained on attack-free windows only would be a constant; refused in one line,
+    before the run folder is touched. The VGAE trains on the same store."""
+    from kdgat.data.catalog import dataset_sources, load_catalog
+
+    run_ingest(dataset_sources("crysys", load_catalog()["crysys"], data_root), tmp_path / "frames")
+    run_graphs(tmp_path / "frames", tmp_path / "graphs", resolve_config("gat", "large").preprocessing)
+    for model in ("gat", "hgb"):
+        with pytest.raises(KdgatError, match=f"{model} needs attack and benign training windows"):
+            run_train(resolve_config(model, "large", overrides=FAST), tmp_path / "graphs", tmp_path / model)
+        assert not (tmp_path / model).exists() or not any((tmp_path / model).iterdir())
+    metrics = run_train(resolve_config("vgae", "small", overrides=FAST), tmp_path / "graphs", tmp_path / "vgae")
+    assert metrics.summary["epochs"] == 2

@@ -29,6 +29,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -64,6 +65,13 @@ def _keep_earlier_curves(earlier: str, curves: Path) -> None:
     writer.writeheader()
     writer.writerows(kept + new)
     atomic_write_text(curves, buffer.getvalue())
+
+
+def _require_both_classes(store, model_type: str) -> None:
+    """A classifier trained on one class is a constant: refuse before the run folder is touched."""
+    labels = np.asarray(store.part("train").y)
+    if not ((labels == 0).any() and (labels == 1).any()):
+        raise KdgatError(f"{store.path}: {model_type} needs attack and benign training windows")
 
 
 def _quiet_lightning() -> None:
@@ -103,6 +111,8 @@ def run(
         raise UsageError("--teacher is only used with --aux kd_standard")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    if cfg.model_type in ("gat", "hgb"):
+        _require_both_classes(store, cfg.model_type)
     if cfg.model_type == "hgb":
         begin_output(out_dir)
         atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))

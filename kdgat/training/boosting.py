@@ -29,8 +29,6 @@ def fit_boosting(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> dict:
     train, val = store.part("train"), store.part("val")
     train_idx = np.flatnonzero(np.asarray(train.y) >= 0)
     val_idx = np.flatnonzero(np.asarray(val.y) >= 0)
-    if len(np.unique(np.asarray(train.y)[train_idx])) < 2:
-        raise KdgatError(f"{store.path}: hgb needs attack and benign training windows")
     model = WindowBoosting(cfg.hgb, store.vocab_size, store.metadata["node_features"], seed=cfg.seed)
     model.fit(train, train_idx)
     with atomic_path(out_dir / BOOSTING_FILE) as tmp:
