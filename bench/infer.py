@@ -40,8 +40,10 @@ def build_store(tmp: Path) -> Path:
 
 
 def forward(kind, model, batch):
+    from kdgat.models.gat import on_batch
+
     if kind == "gat":
-        return model(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs)
+        return on_batch(model, batch)
     return model(batch.x, batch.edge_index, batch.batch)["recon"]
 
 

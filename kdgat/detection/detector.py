@@ -29,6 +29,7 @@ from kdgat.detection import bundle as b
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run
 from kdgat.models.compiled import compile_for_inference
+from kdgat.models.gat import on_batch
 from kdgat.training.runs import load_run_model
 
 UNKNOWN_ID = "unknown"
@@ -143,14 +144,7 @@ class Detector:
 def _attention(model, batch) -> torch.Tensor:
     """Attention each node receives as a message source in the last GAT layer (self-loops excluded)."""
     model = getattr(model, "_orig_mod", model)  # the eager module behind a compiled one
-    _, attention = model(
-        batch.x,
-        batch.edge_index,
-        batch.batch,
-        edge_attr=batch.edge_attr,
-        num_graphs=batch.num_graphs,
-        return_attention=True,
-    )
+    _, attention = on_batch(model, batch, return_attention=True)
     edge_index, alpha = attention[-1]
     weight = alpha.mean(dim=1) * (edge_index[0] != edge_index[1])
     return scatter(weight, edge_index[0], dim=0, dim_size=batch.num_nodes, reduce="sum")

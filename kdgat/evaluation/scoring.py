@@ -15,6 +15,7 @@ from torch_geometric.utils import scatter
 
 from kdgat.data.batching import assemble_batch
 from kdgat.data.store import GraphPart
+from kdgat.models.gat import on_batch
 
 VGAE_STATE = ("recon", "nbr", "id", "z_mean", "z_std", "z_max", "z_min", "confidence")
 GAT_STATE = ("p_benign", "p_attack", "emb_mean", "emb_std", "emb_max", "emb_min", "confidence")
@@ -32,14 +33,7 @@ def score_gat(model, part: GraphPart, batch_size: int = 1024, with_embedding: bo
     out: dict[str, list] = {k: [] for k in GAT_STATE}
     embeddings = []
     for batch in _batches(part, batch_size):
-        logits, emb = model(
-            batch.x,
-            batch.edge_index,
-            batch.batch,
-            edge_attr=batch.edge_attr,
-            num_graphs=batch.num_graphs,
-            return_embedding=True,
-        )
+        logits, emb = on_batch(model, batch, return_embedding=True)
         prob = F.softmax(logits, dim=1)
         entropy = -(prob * prob.clamp_min(1e-12).log()).sum(dim=1)
         out["p_benign"].append(prob[:, 0])

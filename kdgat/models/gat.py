@@ -186,6 +186,14 @@ class GATJK(nn.Module):
         )
 
 
+def on_batch(model: nn.Module, batch, **outputs):
+    """``model`` (a :class:`GATJK`, compiled or not) on a PyG batch: every caller passes the same fields,
+    and ``num_graphs`` so that pooling needs no device sync. ``outputs``: return_embedding / return_attention."""
+    return model(
+        batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs, **outputs
+    )
+
+
 def _conv(cfg: GATConfig, in_channels: int, edge_dim: int) -> nn.Module:
     """One attention layer; self-loops are added once per forward pass, not by every layer."""
     if cfg.conv_type == "gatv2":

@@ -34,6 +34,7 @@ from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_thre
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import FUSION_FILE, ensemble_scores, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
+from kdgat.models.gat import on_batch
 from kdgat.training.runs import load_run_model, model_file
 
 Progress = Callable[[str], None]
@@ -64,7 +65,7 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
     """Per-layer attention of the first validation graphs, flattened with offsets per layer."""
     batch = assemble_batch(part, np.arange(min(ATTENTION_SAMPLE, part.num_graphs)))
     with torch.inference_mode():
-        _, attention = model(batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, return_attention=True)
+        _, attention = on_batch(model, batch, return_attention=True)
     arrays = {"graph_ptr": batch.ptr.numpy(), "node_ids": batch.x[:, 0].long().numpy(), "y": batch.y.numpy()}
     for layer, (edge_index, alpha) in enumerate(attention):
         arrays[f"layer{layer}_edge_index"] = edge_index.numpy()

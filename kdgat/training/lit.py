@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdgat.core.schema import KDConfig
+from kdgat.models.gat import on_batch
 from kdgat.training.kd import LatentProjection, gat_kd_loss, vgae_kd_loss
 
 
@@ -53,17 +54,13 @@ class LitGAT(_Base):
     """Window classifier: cross-entropy, or logit distillation from a frozen teacher."""
 
     def forward(self, batch):
-        return self.model(
-            batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs
-        )
+        return on_batch(self.model, batch)
 
     def training_step(self, batch, batch_idx):
         logits = self(batch)
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_logits = self.teacher(
-                    batch.x, batch.edge_index, batch.batch, edge_attr=batch.edge_attr, num_graphs=batch.num_graphs
-                )
+                teacher_logits = on_batch(self.teacher, batch)
             loss, soft, hard = gat_kd_loss(logits, teacher_logits, batch.y, self.kd.temperature, self.kd.alpha)
             self.log_dict(
                 {"train_kd_soft": soft, "train_kd_hard": hard},
