@@ -24,8 +24,7 @@ def seed_folders(dataset_dir: Path) -> list[Path]:
 def load_evaluated_run(dataset_dir: Path, run: str, seed_dir: Path | None = None):
     """``(store, model, cfg, threshold)`` of ``runs/<run>`` of one seed of a campaign's dataset folder."""
     from kdgat.data.store import open_store
-    from kdgat.stages.evaluate import run_label
-    from kdgat.training.runs import load_run_model
+    from kdgat.training.runs import load_run_model, run_label
 
     seed_dir = seed_dir or dataset_dir
     store = open_store(dataset_dir / "graphs")

@@ -447,11 +447,18 @@ def test_hgb_through_train_evaluate_and_the_lake(store_dir, tmp_path):
     assert set(result["test"]) == set(store.test_parts()) and result["threshold"]["policy"] == "margin"
     part = store.part("val")
     vectors, names = window_vectors(part, store.vocab_size, store.metadata["node_features"])
-    p_attack = model.estimator.predict_proba(vectors)[:, 1]
+    p_attack = model.estimator.predict_proba(vectors[:, model.keep])[:, 1]
     y = np.asarray(part.y)
     recomputed = binary_metrics(y[y >= 0], p_attack[y >= 0], result["threshold"]["threshold"])
     assert result["validation"]["f1"] == pytest.approx(recomputed["f1"])
     assert len(names) == vectors.shape[1] and "nodes" in names
+
+    # trees over window vectors have no node to point at: not a detector bundle member
+    from kdgat.stages.export import run as run_export
+
+    with pytest.raises(KdgatError, match="a hgb run cannot go into a detector bundle"):
+        run_export([tmp_path / "hgb"], tmp_path / "bundle", evaluation=tmp_path / "eval", graphs_dir=store_dir)
+    assert not (tmp_path / "bundle").exists()
 
     lake = tmp_path / "lake"
     append_runs([tmp_path / "hgb", tmp_path / "eval"], lake)
@@ -493,8 +500,11 @@ def test_hgb_fits_when_a_column_has_no_value_in_its_training_windows(store_dir):
 
     cfg = resolve_config("hgb", "large", overrides=["hgb.max_iter=5"]).hgb
     model = WindowBoosting(cfg, store.vocab_size, store.metadata["node_features"]).fit(part, without_unknown)
-    p_attack = model.p_attack(part)
+    empty = np.isnan(vectors[without_unknown]).all(axis=0)
+    assert np.array_equal(model.keep, ~empty) and len(model.columns) == int((~empty).sum())
+    p_attack = model.p_attack(part)  # scored on the same columns, including windows that do hold the slot
     assert p_attack.shape == (part.num_graphs,) and np.isfinite(p_attack).all()
+    assert model.estimator.n_features_in_ == len(model.columns)
 
 
 def test_supervised_models_refuse_a_store_without_attack_windows_and_write_nothing(data_root, tmp_path):
@@ -510,3 +520,19 @@ def test_supervised_models_refuse_a_store_without_attack_windows_and_write_nothi
         assert not (tmp_path / model).exists() or not any((tmp_path / model).iterdir())
     metrics = run_train(resolve_config("vgae", "small", overrides=FAST), tmp_path / "graphs", tmp_path / "vgae")
     assert metrics.summary["epochs"] == 2
+
+
+def test_a_run_folder_reused_for_another_model_kind_keeps_only_its_weights(store_dir, tmp_path):
+    """hgb then GAT into one folder: the GAT's model.pt is what model_file() and the manifest name."""
+    from kdgat.training.runs import model_file
+
+    run_train(resolve_config("hgb", "large", overrides=["hgb.max_iter=5"]), store_dir, tmp_path / "run")
+    assert model_file(tmp_path / "run").name == "model.joblib"
+    manifest = run_train(
+        resolve_config("gat", "small", overrides=FAST), store_dir, tmp_path / "run", progress_bar=False
+    )
+    assert not (tmp_path / "run" / "model.joblib").exists()
+    assert model_file(tmp_path / "run").name == "model.pt"
+    assert "model.pt" in {o.path for o in manifest.outputs}
+    model, cfg = load_run_model(tmp_path / "run", open_store(store_dir))
+    assert cfg.model_type == "gat" and isinstance(model, torch.nn.Module)

@@ -127,8 +127,6 @@ class Detector:
                 )
             else:
                 model, kind = self.models[label]
-                if kind == "hgb":  # trees over window vectors: no node to point at
-                    return [[] for _ in windows]
                 share = _attention(model, batch) if kind == "gat" else _node_error(model, batch)
         ids = batch.x[:, 0].long().numpy()
         ptr = batch.ptr.numpy()

@@ -32,19 +32,28 @@ class WindowBoosting:
             early_stopping=False,  # its own early stopping splits windows at random: overlapping ones leak
             random_state=seed,
         )
-        self.columns: list[str] = []
+        self.columns: list[str] = []  # the columns the estimator sees
+        self.keep: np.ndarray | None = None  # which window_vectors columns they are (set by fit)
 
     def vectors(self, part: GraphPart) -> np.ndarray:
-        x, self.columns = window_vectors(part, self.vocab_size, self.node_features)
-        return x
+        x, columns = window_vectors(part, self.vocab_size, self.node_features)
+        keep = getattr(self, "keep", None)  # None: before fit, or pickled before columns were dropped
+        keep = np.ones(x.shape[1], bool) if keep is None else keep
+        self.columns = np.asarray(columns)[keep].tolist()
+        return x[:, keep]
 
     def fit(self, part: GraphPart, indices: np.ndarray) -> WindowBoosting:
+        """Fit on the windows ``indices`` of ``part``, without the columns that hold no value in any of them.
+
+        An ID absent from every training window (the unknown-ID slot of a capture without fuzzing) leaves
+        its timing and payload columns all NaN: scikit-learn 1.9 cannot bin such a column, and it could
+        never be split on. They are dropped here and at every later scoring.
+        """
+        self.keep = None
         x = self.vectors(part)[indices]
-        # A column with no value in any training window (an ID absent from all of them, such as the
-        # unknown-ID slot of a capture without fuzzing) makes scikit-learn 1.9's binning fail; as a
-        # constant it is never split on, so scoring later windows is unchanged whatever they hold.
-        x[:, np.isnan(x).all(axis=0)] = 0.0
-        self.estimator.fit(x, np.asarray(part.y)[indices].astype(np.int64))
+        self.keep = ~np.isnan(x).all(axis=0)
+        self.columns = np.asarray(self.columns)[self.keep].tolist()
+        self.estimator.fit(x[:, self.keep], np.asarray(part.y)[indices].astype(np.int64))
         return self
 
     def p_attack(self, part: GraphPart) -> np.ndarray:

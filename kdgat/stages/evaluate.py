@@ -24,6 +24,7 @@ import torch
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.errors import KdgatError, UsageError
+from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
@@ -35,18 +36,13 @@ from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import FUSION_FILE, ensemble_scores, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
-from kdgat.training.runs import load_run_model, model_file
+from kdgat.training.runs import METRICS_FILE, load_run_model, model_file, run_label
 
 Progress = Callable[[str], None]
 ATTENTION_SAMPLE = 50
 RESULTS_FILE = "metrics.json"
 SCORES_FILE = "scores.parquet"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
-
-
-def run_label(cfg) -> str:
-    """gat_large, gat_small_kd, vgae_small ... (unique per model variant)."""
-    return f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
 
 
 def choose_by_policy(y_val: np.ndarray, scores_val: np.ndarray, policy: str) -> dict:
@@ -198,6 +194,7 @@ def evaluate_fusion_run(
     threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
     if score_rows is not None and val_part is not None:
         _score_rows(score_rows, label, "val", val_part, keep, val_scores, threshold["threshold"])
+    fitted = read_json(Path(run_dir) / METRICS_FILE, missing="missing (the fusion run is incomplete)")
     result = {
         "run_dir": str(run_dir),
         "model": "fusion",
@@ -206,8 +203,8 @@ def evaluate_fusion_run(
         "kd": members["kd"],
         "members": {"vgae": members["vgae"], "gat": members["gat"]},
         "fallback": members.get("fallback"),
-        "collapsed_to": json.loads((Path(run_dir) / "metrics.json").read_text()).get("collapsed_to"),
-        "parameters": json.loads((Path(run_dir) / "metrics.json").read_text())["ensemble_parameters"],
+        "collapsed_to": fitted.get("collapsed_to"),
+        "parameters": fitted["ensemble_parameters"],
         "score": "fused",
         "threshold": threshold,
         "validation": None if val is None else binary_metrics(y_val, val_scores, threshold["threshold"]),

@@ -31,8 +31,8 @@ from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
 from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, is_fusion_run
-from kdgat.stages.evaluate import RESULTS_FILE, run_label
-from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, model_file
+from kdgat.stages.evaluate import RESULTS_FILE
+from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, model_file, run_label
 
 # metadata.json keys a detector needs (the rest describes the training data, not the features)
 _STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "feature_set", "node_features",
@@ -152,6 +152,10 @@ def run(
         def add_model(run_dir: Path) -> str:
             """Copy a training run once; its label (evaluate's naming)."""
             cfg = load_frozen_config(run_dir / CONFIG_FILE)
+            if cfg.model_type not in ("gat", "vgae"):
+                raise KdgatError(
+                    f"{run_dir}: a {cfg.model_type} run cannot go into a detector bundle (GAT, VGAE or their fusion)"
+                )
             label = run_label(cfg)
             if label in sources:
                 if sources[label] != run_dir.resolve():

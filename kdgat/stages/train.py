@@ -45,12 +45,12 @@ from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.models import build_model
-from kdgat.training.boosting import fit_boosting
+from kdgat.training.boosting import BOOSTING_FILE, fit_boosting
 from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
 from kdgat.training.preemption import AtomicCheckpointIO, StopOnSignal, TrainingStopped, run_key, test_pause
-from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model, model_file
+from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model, model_file, run_label
 
 
 def _keep_earlier_curves(earlier: str, curves: Path) -> None:
@@ -65,6 +65,12 @@ def _keep_earlier_curves(earlier: str, curves: Path) -> None:
     writer.writeheader()
     writer.writerows(kept + new)
     atomic_write_text(curves, buffer.getvalue())
+
+
+def _begin_run_folder(out_dir: Path, model_type: str) -> None:
+    """Remove the old manifest, and weights of the other kind that model_file() would find instead."""
+    begin_output(out_dir)
+    (out_dir / (MODEL_FILE if model_type == "hgb" else BOOSTING_FILE)).unlink(missing_ok=True)
 
 
 def _require_both_classes(store, model_type: str) -> None:
@@ -114,7 +120,7 @@ def run(
     if cfg.model_type in ("gat", "hgb"):
         _require_both_classes(store, cfg.model_type)
     if cfg.model_type == "hgb":
-        begin_output(out_dir)
+        _begin_run_folder(out_dir, cfg.model_type)
         atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
         metrics = fit_boosting(cfg, store, out_dir)
         return _record(cfg, graphs_dir, out_dir, metrics, started, None, dataset, tracking_uri)
@@ -138,13 +144,12 @@ def run(
         store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
     )
 
-    begin_output(out_dir)
+    _begin_run_folder(out_dir, cfg.model_type)
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     state_dir = out_dir
     if checkpoint_dir is not None:
-        label = f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
         state_dir = ensure_folder(
-            Path(checkpoint_dir) / run_key(label, dataset, config_hash(cfg), graphs_dir, teacher_dir)
+            Path(checkpoint_dir) / run_key(run_label(cfg), dataset, config_hash(cfg), graphs_dir, teacher_dir)
         )
     ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"

@@ -22,6 +22,11 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 
 
+def run_label(cfg) -> str:
+    """gat_large, gat_small_kd, vgae_small ... (unique per model variant): a run's name everywhere."""
+    return f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
+
+
 def model_file(run_dir: str | Path) -> Path:
     """The weights of a training run: ``model.pt`` for the GNNs, ``model.joblib`` for the hgb yardstick."""
     from kdgat.training.boosting import BOOSTING_FILE
