@@ -57,7 +57,7 @@ class BlockSplit:
         With ``cfg.held_out_attacks`` and frame ``labels``, a file whose attacks lie in a few blocks
         still holds some of them out (and keeps at least one for training): validation then measures
         what the models learnt from that file. The first held-out attack block goes to validation when
-        ``attack_to_val``, to the fusion part otherwise (:func:`plan_splits` alternates it across files).
+        ``attack_to_val``, to the fusion part otherwise (the graph stage alternates it across files).
         """
         blocks = int(min(cfg.val_blocks, max(n_windows, 1)))
         edges = np.round(np.linspace(0, n, blocks + 1)).astype(np.int64)

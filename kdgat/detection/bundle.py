@@ -18,7 +18,6 @@ bundle copied to a vehicle and damaged on the way is refused instead of scoring 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,4 +139,5 @@ def verify_files(bundle: Path, spec: DetectorSpec) -> None:
 
 
 def read_json(bundle: Path, name: str) -> Any:
-    return json.loads((Path(bundle) / name).read_text(encoding="utf-8"))
+    """A JSON file of the bundle, with the one-line errors of every other input."""
+    return read_json_file(Path(bundle) / name, missing="missing from the detector bundle", what="bundle file")

@@ -2,8 +2,8 @@
 
 `PipelineRunner` walks :func:`kdgat.pipeline.plan.plan_steps` in order for each dataset (the data
 steps once, every other per-dataset step once per seed), calls the same stage functions as the CLI,
-and skips a step whose key (its arguments, the keys of the steps it reads and, for ingest, the size
-and mtime of every capture — Nextflow's own cache rule) matches the one recorded when it last
+and skips a step whose key (its arguments, the keys of the steps it reads and, for ingest, the
+SHA-256 of every capture) matches the one recorded when it last
 finished and whose output is still there. That is this runner's `-resume`. A training step that was
 interrupted resumes from its last checkpoint only when its key is the one it started with; any other
 training step starts from an empty run folder.

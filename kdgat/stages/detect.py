@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from kdgat.core.errors import BadInputError, UsageError
@@ -102,7 +102,7 @@ def run(
     files, inputs = [], []
     ok = False
     try:
-        with stop_on_signals(stop) if live else _nothing():
+        with stop_on_signals(stop) if live else nullcontext():
             _timer(stop, duration)
             if bus is not None:
                 session = Session(detector, bus, sink, stride=stride, use=use, live=True)
@@ -168,11 +168,6 @@ def run(
     finally:
         if not ok:
             sink.close(None)
-
-
-@contextmanager
-def _nothing():
-    yield
 
 
 def _summary(detector, label: str, stride: int, files: list[dict], threads: int, live: bool) -> dict:
