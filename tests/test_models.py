@@ -130,8 +130,10 @@ def test_gat_other_feature_width():
 
 
 @pytest.mark.parametrize("scale", SCALES)
-def test_vgae_shapes(scale):
-    cfg = section("vgae", scale)
+@pytest.mark.parametrize("target,window_score", [("standardized", "id_feature_max"), ("raw", "mean")])
+def test_vgae_shapes(scale, target, window_score):
+    """The default (standardised targets, most abnormal node) and the study's (sigmoid, mean error)."""
+    cfg = section("vgae", scale, target=target, window_score=window_score)
     model = VGAE(NUM_IDS, cfg)
     b = tiny_batch()
     out = model(b.x, b.edge_index, b.batch)
@@ -140,8 +142,10 @@ def test_vgae_shapes(scale):
     for key in ("z", "mu", "logvar"):
         assert out[key].shape == (n, cfg.latent_dim)
     assert out["recon"].shape == (n, 10)
-    if cfg.target == "raw":  # the study's sigmoid output; standardised targets are unbounded (linear output)
+    if target == "raw":  # the study's sigmoid output; standardised targets are unbounded (linear output)
         assert ((out["recon"] >= 0) & (out["recon"] <= 1)).all()
+    else:
+        assert (out["recon"] < 0).any() or (out["recon"] > 1).any()
     assert out["id_logits"].shape == (n, NUM_IDS)
     assert out["nbr_logits"].shape == (n, NUM_IDS)
 
@@ -150,8 +154,11 @@ def test_vgae_shapes(scale):
     for value in scores.values():
         assert value.shape == (3,)
         assert torch.isfinite(value).all()
-    if cfg.window_score == "mean":
+    if window_score == "mean":
         assert torch.equal(scores["anomaly"], scores["recon"])
+    else:  # the window's most abnormal node
+        nodes = model.node_scores(out, b.x)
+        assert torch.allclose(scores["anomaly"], torch.stack([nodes[b.batch == g].max() for g in range(3)]))
 
 
 def test_vgae_other_feature_width():
@@ -470,9 +477,9 @@ def test_gat_readouts(readout):
     logits, emb = model(batch.x, batch.edge_index, batch.batch, num_graphs=3, return_embedding=True)
     width = cfg.hidden * cfg.heads * cfg.layers
     assert logits.shape == (3, 2) and emb.shape == (3, 2 * width if readout == "meanmax" else width)
-    reference = count_parameters(build_model("gat", NUM_IDS, section("gat", "small", readout="mean")))
+    base, per_id = EXPECTED["gat", "small"]  # the study's counts (reference design 3.4)
     extra = {"mean": 0, "max": 0, "meanmax": width * width, "attention": width + 1}[readout]
-    assert count_parameters(model) == reference + extra  # gat mean/max: the study's exact counts
+    assert count_parameters(model) == base + per_id * NUM_IDS + extra
 
 
 def test_max_readout_lets_one_node_move_the_graph_vector():
