@@ -18,7 +18,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from kdgat.evaluation.metrics import format_mean_std
+from kdgat.evaluation.metrics import format_mean_std, summarize_seeds
 from kdgat.lake import append_runs, query
 from kdgat.lake.queries import connect, run_sql
 
@@ -144,17 +144,13 @@ def student_gap(
         gaps = [g for g in row["gaps"] if g is not None]
         if not gaps:
             continue
-        mean = sum(gaps) / len(gaps)
-        spread = f" ± {format_mean_std({'mean': mean, 'std': _std(gaps)}, 1).split(' ± ')[1]}" if len(gaps) > 1 else ""
+        summary = summarize_seeds(gaps)
+        spread = f" ± {summary['std']:.1f}" if len(gaps) > 1 else ""
         worst = f", at most {max(gaps):.1f}" if len(gaps) > 1 else ""
-        lines.append(f"{row['dataset']} {row['scenario']}: {mean:+.1f}{spread} points{worst} ({len(gaps)} seed(s))")
+        lines.append(
+            f"{row['dataset']} {row['scenario']}: {summary['mean']:+.1f}{spread} points{worst} ({len(gaps)} seed(s))"
+        )
     return lines
-
-
-def _std(values: list[float]) -> float:
-    from kdgat.evaluation.metrics import summarize_seeds
-
-    return summarize_seeds(values)["std"]
 
 
 def main() -> None:

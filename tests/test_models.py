@@ -509,3 +509,21 @@ def test_edge_reading_layers_use_the_edge_features(conv_type):
     assert torch.equal(model.edge_mean, torch.full((11,), 0.5))  # saved with the weights: no store at scoring
     plain = build_model("gat", NUM_IDS, section("gat", "small"))
     assert not plain.uses_edges and count_parameters(model) > count_parameters(plain)
+
+
+def test_vgae_calibration_is_each_ids_own_99th_percentile():
+    """Per ID with enough benign nodes: the 99th percentile of that ID's squared errors, per feature."""
+    from kdgat.models.vgae import CALIBRATION_MIN_NODES
+
+    model = build_model("vgae", 8, section("vgae", "small")).eval()
+    batches = [tiny_batch(num_ids=8, sizes=(8,) * 12, seed=s) for s in range(4)]
+    with torch.inference_mode():
+        model.calibrate(batches)
+        errors = [(model(b.x, b.edge_index, b.batch)["recon"] - model.target(b.x)).pow(2) for b in batches]
+    err, idx = torch.cat(errors), torch.cat([b.x[:, 0].long() for b in batches])
+    calibrated = 0
+    for i in range(8):
+        if (idx == i).sum() >= CALIBRATION_MIN_NODES:
+            torch.testing.assert_close(model.error_q99[i], torch.quantile(err[idx == i], 0.99, dim=0).clamp_min(1e-6))
+            calibrated += 1
+    assert calibrated >= 2

@@ -279,8 +279,10 @@ class VGAE(nn.Module):
         err, idx = torch.cat(errors), torch.cat(ids)
         count = torch.bincount(idx, minlength=self.num_ids).to(err.dtype)
         q99 = torch.quantile(err, 0.99, dim=0).expand(self.num_ids, -1).clone()
+        # one sort, then each ID's rows are a contiguous segment (not one mask over every node per ID)
+        per_id = torch.split(err[torch.argsort(idx, stable=True)], count.long().tolist())
         for i in torch.nonzero(count >= CALIBRATION_MIN_NODES).flatten().tolist():
-            q99[i] = torch.quantile(err[idx == i], 0.99, dim=0)
+            q99[i] = torch.quantile(per_id[i], 0.99, dim=0)
         self.error_q99.copy_(q99.clamp_min(1e-6))
         self.benign_id_count.copy_(count)
 
