@@ -246,3 +246,24 @@ def test_a_file_whose_attacks_sit_in_few_blocks_still_validates_them(data_root, 
     blocks_with_attacks = set(np.unique(split.block_of(np.flatnonzero(source == 1))).tolist())
     held = set(split.held_out.tolist())
     assert blocks_with_attacks & held and blocks_with_attacks - held  # some held out, some trained on
+
+
+def test_frame_arrays_of_a_real_capture_and_a_table_with_mixed_labels(data_root, tmp_path):
+    """The one reader of frame tables behind the graph stage and `kdgat detect`."""
+    from kdgat.data.frames import MixedLabelsError, frame_arrays
+    from kdgat.data.vocab import id_keys
+
+    table = pq.read_table(_road_train_frames(data_root, tmp_path))
+    keys, data, labels, timestamps = frame_arrays(table)
+    n = table.num_rows
+    assert np.array_equal(keys, id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy()))
+    assert data.shape == (n, 8) and data.dtype == np.uint8
+    assert np.array_equal(data[:, 0], [b[0] for b in table["data"].to_pylist()[:n]])
+    assert labels is not None and labels.sum() > 0 and np.isfinite(timestamps).all()
+
+    mixed = table.set_column(
+        table.schema.get_field_index("label"), "label",
+        pa.array([None] + table["label"].to_pylist()[1:], table.schema.field("label").type),
+    )  # fmt: skip
+    with pytest.raises(MixedLabelsError, match="some frames are labelled and some are not"):
+        frame_arrays(mixed)

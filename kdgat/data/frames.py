@@ -12,6 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kdgat.data.vocab import id_keys
+
 SCHEMA_VERSION = "1"
 MAX_STANDARD_ID = 0x7FF
 MAX_EXTENDED_ID = 0x1FFFFFFF
@@ -120,3 +122,29 @@ def build_frame_table(
         _constant_dict(scenario, n),
     ]
     return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
+
+
+class MixedLabelsError(ValueError):
+    """Some frames of a table are labelled and some are not: the capture needs ingesting again."""
+
+
+def frame_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``(ID keys, data (n, 8) uint8, labels or None, timestamps or None)`` of a table in the canonical
+    schema (what the graph builders read), without copying the payload bytes.
+
+    Labels are None when no frame has one; timestamps None when no frame has one (missing ones NaN).
+    """
+    n = table.num_rows
+    keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
+    data_arr = table["data"].combine_chunks()
+    data = np.frombuffer(data_arr.buffers()[1], dtype=np.uint8)[data_arr.offset * 8 : (data_arr.offset + n) * 8]
+    label = table["label"]
+    if label.null_count == n:
+        labels = None
+    elif label.null_count:
+        raise MixedLabelsError("some frames are labelled and some are not")
+    else:
+        labels = label.to_numpy().astype(np.int8)
+    ts = table["timestamp"]
+    timestamps = None if ts.null_count == n else pc.fill_null(ts, np.nan).to_numpy().astype(np.float64)
+    return keys, data.reshape(n, 8), labels, timestamps

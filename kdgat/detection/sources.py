@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture
 from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.stream import CaptureStream
+from kdgat.data.frames import MixedLabelsError, frame_arrays
 from kdgat.data.incremental import FrameBlock
 from kdgat.data.vocab import id_keys
 
@@ -69,20 +69,11 @@ def sniff_can_log(path: Path) -> str | None:
 
 def table_block(table: pa.Table, path: Path) -> FrameBlock:
     """A block of the canonical frame table (ingest's reader output) as arrays."""
-    n = table.num_rows
-    keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
-    data_arr = table["data"].combine_chunks()
-    data = np.frombuffer(data_arr.buffers()[1], dtype=np.uint8)[data_arr.offset * 8 : (data_arr.offset + n) * 8]
-    label = table["label"]
-    if label.null_count == n:
-        labels = None
-    elif label.null_count:
-        raise BadInputError(path, "some frames are labelled and some are not")
-    else:
-        labels = label.to_numpy().astype(np.int8)
-    ts = table["timestamp"]
-    timestamps = None if ts.null_count == n else pc.fill_null(ts, np.nan).to_numpy().astype(np.float64)
-    return FrameBlock(keys=keys, data=data.reshape(n, 8), timestamps=timestamps, labels=labels)
+    try:
+        keys, data, labels, timestamps = frame_arrays(table)
+    except MixedLabelsError as exc:
+        raise BadInputError(path, str(exc)) from None
+    return FrameBlock(keys=keys, data=data, timestamps=timestamps, labels=labels)
 
 
 def read_frames(path: Path, consume: Consume, fmt: str = "auto", block_size: int | None = None) -> CaptureInfo:

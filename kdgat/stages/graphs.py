@@ -31,7 +31,7 @@ from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_ma
 from kdgat.core.schema import PreprocessingConfig
 from kdgat.core.threads import set_threads
 from kdgat.data.features import get_feature_set
-from kdgat.data.frames import BENIGN_ATTACK_TYPE
+from kdgat.data.frames import BENIGN_ATTACK_TYPE, MixedLabelsError, frame_arrays
 from kdgat.data.split import BlockSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
@@ -70,22 +70,11 @@ def frames_inputs(frames_dir: Path) -> list[FramesFile]:
 
 def _read_frames(path: Path):
     table = pq.read_table(path, columns=["timestamp", "can_id", "is_extended", "data", "label", "attack_type"])
-    n = table.num_rows
-    keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
-    data_arr = table["data"].combine_chunks()
-    data = np.frombuffer(data_arr.buffers()[1], dtype=np.uint8)[data_arr.offset * 8 : (data_arr.offset + n) * 8]
-    data = data.reshape(n, 8)
-    label = table["label"]
-    if label.null_count == n:
-        labels = None
-    elif label.null_count:
-        raise KdgatError(f"{path}: some frames are labelled and some are not; re-ingest the capture")
-    else:
-        labels = label.to_numpy().astype(np.int8)
-    attack_names = pc.cast(table["attack_type"], "string")
-    ts = table["timestamp"]
-    timestamps = None if ts.null_count == n else pc.fill_null(ts, np.nan).to_numpy().astype(np.float64)
-    return keys, data, labels, attack_names, timestamps
+    try:
+        keys, data, labels, timestamps = frame_arrays(table)
+    except MixedLabelsError as exc:
+        raise KdgatError(f"{path}: {exc}; re-ingest the capture") from None
+    return keys, data, labels, pc.cast(table["attack_type"], "string"), timestamps
 
 
 @dataclass
