@@ -527,3 +527,75 @@ def test_vgae_calibration_is_each_ids_own_99th_percentile():
             torch.testing.assert_close(model.error_q99[i], torch.quantile(err[idx == i], 0.99, dim=0).clamp_min(1e-6))
             calibrated += 1
     assert calibrated >= 2
+
+
+# -- GAT node input without the CAN ID (gat.id_input) ---------------------------------------------
+
+
+def _relabel_known_ids(batch: Batch, num_ids: int) -> torch.Tensor:
+    """``batch.x`` with every in-vocabulary ID replaced by another in-vocabulary ID (OOV kept)."""
+    x = batch.x.clone()
+    known = x[:, 0] < num_ids - 1
+    x[known, 0] = (x[known, 0] + 7) % (num_ids - 1)
+    return x
+
+
+@pytest.mark.parametrize("id_input", ["none", "oov_flag", "relative"])
+def test_id_free_gat_inputs_do_not_say_which_id_a_node_is(id_input):
+    """The same traffic on other (known) IDs scores the same: what is learnt on one ID holds for every ID."""
+    batch = tiny_batch()
+    model = build_model("gat", NUM_IDS, section("gat", "small", id_input=id_input, dropout=0.0)).eval()
+    embedded = build_model("gat", NUM_IDS, section("gat", "small", dropout=0.0)).eval()
+    x = _relabel_known_ids(batch, NUM_IDS)
+    with torch.no_grad():
+        for net, same in ((model, True), (embedded, False)):
+            moved = net(batch.x, batch.edge_index, batch.batch), net(x, batch.edge_index, batch.batch)
+            assert torch.allclose(*moved) is same
+    # no per-ID parameters: the size does not grow with the vocabulary
+    wide = build_model("gat", 2049, section("gat", "small", id_input=id_input))
+    assert count_parameters(wide) == count_parameters(model)
+    embedded_wide = build_model("gat", 2049, section("gat", "small"))
+    assert count_parameters(embedded_wide) - count_parameters(embedded) == 8 * (2049 - NUM_IDS)
+
+
+def test_oov_flag_is_the_one_id_bit_the_gat_reads():
+    batch = tiny_batch()
+    x = batch.x.clone()
+    x[0, 0] = NUM_IDS - 1  # the vocabulary's OOV index
+    for id_input, moves in (("oov_flag", True), ("none", False)):
+        model = build_model("gat", NUM_IDS, section("gat", "small", id_input=id_input, dropout=0.0)).eval()
+        with torch.no_grad():
+            scores = model(batch.x, batch.edge_index, batch.batch), model(x, batch.edge_index, batch.batch)
+        assert torch.allclose(*scores) is not moves, id_input
+
+
+def test_relative_input_standardises_each_node_by_its_ids_benign_statistics():
+    from kdgat.models.gat import ID_STATS_MIN_NODES, ID_STD_FLOOR
+
+    num_ids = 6
+    model = build_model("gat", num_ids, section("gat", "small", id_input="relative")).eval()
+    g = torch.Generator().manual_seed(3)
+    graphs = []
+    for i in range(60):  # ID 0 on every graph, ID 1 on every other one, ID 2 on three, ID 3 constant
+        ids = [0, 3] + ([1] if i % 2 else []) + ([2] if i < 3 else [])
+        feats = torch.rand(len(ids), 10, generator=g) + torch.tensor(ids, dtype=torch.float)[:, None]
+        feats[1] = 0.25  # ID 3: constant features
+        x = torch.cat([torch.tensor(ids, dtype=torch.float)[:, None], feats], 1)
+        graphs.append(Data(x=x, edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([i % 5 == 4])))
+    batches = [Batch.from_data_list(graphs[:30]), Batch.from_data_list(graphs[30:])]
+    model.fit_id_statistics(batches)
+
+    benign = [d for d in graphs if d.y.item() == 0]  # attack windows take no part in what is normal
+    nodes = torch.cat([d.x for d in benign])
+    for i in (0, 1):
+        own = nodes[nodes[:, 0] == i, 1:]
+        assert len(own) >= ID_STATS_MIN_NODES
+        torch.testing.assert_close(model.id_mean[i], own.mean(0))
+        torch.testing.assert_close(model.id_std[i], own.std(0, correction=0))
+    torch.testing.assert_close(model.id_std[3], torch.full((10,), ID_STD_FLOOR))  # constant: the floor
+    for rare in (2, 4, num_ids - 1):  # seen on 3 nodes, never seen, the OOV index: every benign node's
+        torch.testing.assert_close(model.id_mean[rare], nodes[:, 1:].mean(0))
+    # the node input carries the z-score of each node against its own ID
+    node = graphs[0].x[:1]
+    expected = (node[0, 1:] - model.id_mean[0]) / model.id_std[0]
+    torch.testing.assert_close(model.node_input(node)[0, -10:], expected.clamp(-10, 10))

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
 SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE score, GAT readout/conv
+# (gat.id_input came later without a bump: its default, the only earlier behaviour, is not serialised)
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -162,6 +172,21 @@ class GATConfig(BaseModel):
     # gat: the study's GATConv without edge features (exact reference parameter counts); gatv2 and
     # transformer read the 11 edge features (standardised with the store's training statistics)
     conv_type: Literal["gat", "gatv2", "transformer"]
+    # embedding: each node starts from its CAN ID's learned embedding (the study's). The others describe a
+    # node without saying which ID it is, so what is learnt on an attacked ID carries over to IDs never
+    # attacked in training: none (its features alone: timing relative to the ID's own period, payload,
+    # position), oov_flag (plus one bit, "this ID is out of the vocabulary"), relative (plus the features
+    # standardised by the ID's own benign training mean and std, so a payload unusual for this ID stands out)
+    id_input: Literal["embedding", "none", "oov_flag", "relative"] = "embedding"
+
+    @model_serializer(mode="wrap")
+    def _omit_the_studys_id_input(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """``id_input: embedding`` (what every run had before the key existed) is left out of the dump, so
+        configs and run hashes recorded before it stay equal, and finished pipeline steps stay cached."""
+        dumped = handler(self)
+        if dumped.get("id_input") == "embedding":
+            del dumped["id_input"]
+        return dumped
 
 
 class DQNConfig(BaseModel):

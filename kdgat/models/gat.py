@@ -38,6 +38,10 @@ __all__ = ["GATJK", "NUM_CLASSES"]
 NUM_CLASSES = 2
 
 
+ID_STATS_MIN_NODES = 20  # an ID's own statistics need this many benign training nodes, else all nodes' are used
+ID_STD_FLOOR = 0.01  # a constant byte (std 0) still gets a finite z: one payload step (1/255) -> 0.4
+
+
 class GATJK(nn.Module):
     """Graph classifier: ID embedding -> GATConv stack -> jumping knowledge -> mean pool -> FC head.
 
@@ -65,9 +69,16 @@ class GATJK(nn.Module):
         self.dropout = cfg.dropout
         self.uses_edges = cfg.conv_type != "gat"
 
-        self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim)
+        self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim) if cfg.id_input == "embedding" else None
+        # the vocabulary size travels with the weights even without an embedding (loading checks it)
+        self.register_buffer("vocab_size", torch.tensor(num_ids), persistent=self.id_embedding is None)
         width = cfg.hidden * cfg.heads
-        in_channels = cfg.id_emb_dim + num_features - 1
+        numeric = num_features - 1
+        extra = {"embedding": cfg.id_emb_dim, "none": 0, "oov_flag": 1, "relative": 1 + numeric}[cfg.id_input]
+        in_channels = extra + numeric
+        if cfg.id_input == "relative":  # per-ID benign training statistics, set by fit_id_statistics
+            self.register_buffer("id_mean", torch.zeros(num_ids, numeric))
+            self.register_buffer("id_std", torch.ones(num_ids, numeric))
         self.convs = nn.ModuleList()
         for i in range(cfg.layers):
             conv_in = in_channels if i == 0 else width
@@ -98,8 +109,43 @@ class GATJK(nn.Module):
         self.head = nn.Sequential(*head)
 
     def node_input(self, x: Tensor) -> Tensor:
-        """``[embedding(x[:, 0]) | x[:, 1:]]``, width ``id_emb_dim + num_features - 1``."""
-        return embed_ids(self.id_embedding, x)
+        """What the first layer reads of each node (``cfg.id_input``): ``[embedding(x[:, 0]) | x[:, 1:]]``;
+        ``x[:, 1:]`` (none); ``[is OOV | x[:, 1:]]`` (oov_flag); ``[is OOV | x[:, 1:] | z]`` (relative), ``z``
+        the features standardised by the node's ID's benign training statistics, clipped to +-EDGE_CLIP."""
+        kind = self.cfg.id_input
+        if kind == "embedding":
+            return embed_ids(self.id_embedding, x)
+        numeric = x[:, 1:]
+        if kind == "none":
+            return numeric
+        ids = x[:, 0].long()
+        parts = [(ids == self.num_ids - 1).to(x.dtype).unsqueeze(1), numeric]
+        if kind == "relative":
+            parts.append(standardize(numeric, self.id_mean[ids], self.id_std[ids]))
+        return torch.cat(parts, dim=-1)
+
+    @torch.no_grad()
+    def fit_id_statistics(self, batches) -> None:
+        """Per-ID mean and std of the numeric node features over the benign windows of ``batches`` (PyG
+        batches of training windows); IDs on fewer than ID_STATS_MIN_NODES benign nodes, and the OOV
+        index, keep the statistics of all benign nodes. Only ``relative`` reads them; call before training."""
+        xs, ids = [], []
+        for batch in batches:
+            benign = batch.y[batch.batch] == 0
+            xs.append(batch.x[benign, 1:].double())
+            ids.append(batch.x[benign, 0].long())
+        x, idx = torch.cat(xs), torch.cat(ids)
+        if len(x) == 0:
+            raise ValueError("no benign training node to fit the per-ID statistics on")
+        count = torch.bincount(idx, minlength=self.num_ids).double().unsqueeze(1)
+        total = torch.zeros(self.num_ids, x.size(1), dtype=x.dtype).index_add_(0, idx, x)
+        squares = torch.zeros_like(total).index_add_(0, idx, x * x)
+        mean = total / count.clamp_min(1)
+        std = (squares / count.clamp_min(1) - mean * mean).clamp_min(0).sqrt()
+        rare = (count.squeeze(1) < ID_STATS_MIN_NODES) | (torch.arange(self.num_ids) == self.num_ids - 1)
+        mean[rare], std[rare] = x.mean(0), x.std(0, correction=0)
+        self.id_mean.copy_(mean.float())
+        self.id_std.copy_(std.clamp_min(ID_STD_FLOOR).float())
 
     def forward(
         self,
@@ -169,7 +215,8 @@ class GATJK(nn.Module):
     def reset_parameters(self) -> None:
         if self.pool is not None:
             self.pool.reset_parameters()
-        self.id_embedding.reset_parameters()
+        if self.id_embedding is not None:
+            self.id_embedding.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
         if self.jk is not None:

@@ -144,6 +144,9 @@ def run(
         store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
     )
 
+    if getattr(cfg.model_section, "id_input", None) == "relative":  # before training: the inputs depend on them
+        model.fit_id_statistics(data.train_dataloader_in_order())
+
     _begin_run_folder(out_dir, cfg.model_type)
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     state_dir = out_dir
