@@ -282,15 +282,19 @@ def test_load_frozen_config_validates_and_names_file(tmp_path):
 
 
 def test_gat_id_input_added_later_leaves_earlier_run_hashes_alone(tmp_path):
-    """Runs recorded before gat.id_input existed had the embedding: their dumps and hashes must not change."""
+    """Runs recorded before gat.id_input existed had the study's embedding: their config.json has no such key,
+    reads back as the embedding, and keeps its hash; the zscore default is written out."""
     from kdgat.core.config import config_hash, config_to_json, load_frozen_config
 
     default = resolve_config("gat", "small")
-    assert default.gat.id_input == "embedding" and "id_input" not in default.model_dump(mode="json")["gat"]
-    relative = resolve_config("gat", "small", overrides=["gat.id_input=relative"])
-    assert relative.model_dump(mode="json")["gat"]["id_input"] == "relative"
-    assert config_hash(relative) != config_hash(default)
-    for cfg in (default, relative):  # a config.json written by a run reads back as the same config
+    assert default.gat.id_input == "zscore" and default.model_dump(mode="json")["gat"]["id_input"] == "zscore"
+    study = resolve_config("gat", "small", overrides=["gat.id_input=embedding"])
+    dumped = study.model_dump(mode="json")
+    assert "id_input" not in dumped["gat"] and config_hash(study) != config_hash(default)
+    earlier = tmp_path / "earlier.json"  # what a run of an earlier kdgat wrote
+    earlier.write_text(json.dumps(dumped))
+    assert load_frozen_config(earlier).gat.id_input == "embedding"
+    for cfg in (default, study):  # a config.json written by a run reads back as the same config
         path = tmp_path / f"{cfg.gat.id_input}.json"
         path.write_text(config_to_json(cfg))
         again = load_frozen_config(path)

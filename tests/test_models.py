@@ -20,8 +20,12 @@ NUM_IDS = 30
 
 
 def section(kind: str, scale: str, **update):
+    """A model section of the presets; GATs with the study's ID embedding unless ``id_input`` is given (the
+    reference parameter counts are the study's; the zscore default has tests of its own below)."""
     cfg = getattr(resolve_config(kind, scale), kind)
-    return cfg.model_copy(update=update) if update else cfg
+    if kind == "gat":
+        update = {"id_input": "embedding", **update}
+    return cfg.model_copy(update=update)
 
 
 def tiny_batch(num_ids: int = NUM_IDS, sizes=(4, 5, 6), num_features: int = 11, seed: int = 0) -> Batch:
@@ -540,40 +544,28 @@ def _relabel_known_ids(batch: Batch, num_ids: int) -> torch.Tensor:
     return x
 
 
-@pytest.mark.parametrize("id_input", ["none", "oov_flag", "relative"])
-def test_id_free_gat_inputs_do_not_say_which_id_a_node_is(id_input):
-    """The same traffic on other (known) IDs scores the same: what is learnt on one ID holds for every ID."""
+def test_zscore_gat_input_does_not_say_which_id_a_node_is():
+    """The same (standardised) traffic on other known IDs scores the same: what is learnt on one ID holds
+    for every ID. The embedding variants do tell IDs apart."""
     batch = tiny_batch()
-    model = build_model("gat", NUM_IDS, section("gat", "small", id_input=id_input, dropout=0.0)).eval()
-    embedded = build_model("gat", NUM_IDS, section("gat", "small", dropout=0.0)).eval()
     x = _relabel_known_ids(batch, NUM_IDS)
-    with torch.no_grad():
-        for net, same in ((model, True), (embedded, False)):
-            moved = net(batch.x, batch.edge_index, batch.batch), net(x, batch.edge_index, batch.batch)
-            assert torch.allclose(*moved) is same
-    # no per-ID parameters: the size does not grow with the vocabulary
-    wide = build_model("gat", 2049, section("gat", "small", id_input=id_input))
-    assert count_parameters(wide) == count_parameters(model)
-    embedded_wide = build_model("gat", 2049, section("gat", "small"))
-    assert count_parameters(embedded_wide) - count_parameters(embedded) == 8 * (2049 - NUM_IDS)
-
-
-def test_oov_flag_is_the_one_id_bit_the_gat_reads():
-    batch = tiny_batch()
-    x = batch.x.clone()
-    x[0, 0] = NUM_IDS - 1  # the vocabulary's OOV index
-    for id_input, moves in (("oov_flag", True), ("none", False)):
+    for id_input, same in (("zscore", True), ("embedding", False), ("embedding_zscore", False)):
         model = build_model("gat", NUM_IDS, section("gat", "small", id_input=id_input, dropout=0.0)).eval()
         with torch.no_grad():
             scores = model(batch.x, batch.edge_index, batch.batch), model(x, batch.edge_index, batch.batch)
-        assert torch.allclose(*scores) is not moves, id_input
+        assert torch.allclose(*scores) is same, id_input
+    # no per-ID parameters: the size does not grow with the vocabulary (the embedding grows by id_emb_dim per ID)
+    for id_input, per_id in (("zscore", 0), ("embedding", 8), ("embedding_zscore", 8)):
+        cfg = section("gat", "small", id_input=id_input)
+        grown = count_parameters(build_model("gat", 2049, cfg)) - count_parameters(build_model("gat", NUM_IDS, cfg))
+        assert grown == per_id * (2049 - NUM_IDS), id_input
 
 
-def test_relative_input_standardises_each_node_by_its_ids_benign_statistics():
+def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
     from kdgat.models.gat import ID_STATS_MIN_NODES, ID_STD_FLOOR
 
     num_ids = 6
-    model = build_model("gat", num_ids, section("gat", "small", id_input="relative")).eval()
+    model = build_model("gat", num_ids, section("gat", "small", id_input="zscore")).eval()
     g = torch.Generator().manual_seed(3)
     graphs = []
     for i in range(60):  # ID 0 on every graph, ID 1 on every other one, ID 2 on three, ID 3 constant
@@ -595,7 +587,10 @@ def test_relative_input_standardises_each_node_by_its_ids_benign_statistics():
     torch.testing.assert_close(model.id_std[3], torch.full((10,), ID_STD_FLOOR))  # constant: the floor
     for rare in (2, 4, num_ids - 1):  # seen on 3 nodes, never seen, the OOV index: every benign node's
         torch.testing.assert_close(model.id_mean[rare], nodes[:, 1:].mean(0))
-    # the node input carries the z-score of each node against its own ID
-    node = graphs[0].x[:1]
+    # ... and they are the IDs the model is told are novel (normal traffic does not carry them)
+    assert model.id_novel.tolist() == [0.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+    # the node input: the novelty bit, then the z-score of each node against its own ID
+    node = torch.cat([graphs[0].x[:1], graphs[0].x[2:3]])  # ID 0 and ID 2 (graph 0 holds 0, 3, 2)
     expected = (node[0, 1:] - model.id_mean[0]) / model.id_std[0]
-    torch.testing.assert_close(model.node_input(node)[0, -10:], expected.clamp(-10, 10))
+    assert model.node_input(node)[:, 0].tolist() == [0.0, 1.0]
+    torch.testing.assert_close(model.node_input(node)[0, 1:], expected.clamp(-10, 10))

@@ -155,6 +155,16 @@ def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(ca
         assert sorted(r["n_seeds"] for r in board if r["model"] == model)[-1] == 2, model
     assert max(r["n_pairs"] for r in kd_impact(out / "lake").to_pylist() if r["family"] == "gat") == 2
 
+    # then a GAT-only setting retrains the GATs and what reads them, in both seeds; the VGAEs and hgb stay
+    # cached (a training step is keyed by its own model's config section, not by every model's)
+    runs = out / "synthetic/seed42/runs"
+    vgae_before = (runs / "vgae_large/model.pt").stat().st_mtime_ns
+    args = ("--fusion", "weighted", "--epochs", "2", "--seed", "42", "--seed", "7", "-O", "gat.dropout=0.3")
+    output = _pipeline(tmp_path, *args)
+    assert "steps: 16 ran, 10 cached" in output  # per seed 3 GATs, 2 fusions, evaluate, export; lake, report
+    assert (runs / "vgae_large/model.pt").stat().st_mtime_ns == vgae_before
+    assert json.loads((runs / "gat_small/config.json").read_text())["gat"]["dropout"] == 0.3
+
 
 def test_ingest_key_follows_capture_content_not_its_path_or_time(data_root, tmp_path):
     """A re-mounted or copied capture keeps its key; one changed byte changes it."""

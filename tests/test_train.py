@@ -539,15 +539,15 @@ def test_a_run_folder_reused_for_another_model_kind_keeps_only_its_weights(store
 
 
 def test_an_id_free_gat_keeps_its_per_id_statistics_with_its_weights(store_dir, tmp_path):
-    """``gat.id_input=relative``: the per-ID statistics are fitted on the benign training windows before
+    """``gat.id_input=zscore``: the per-ID statistics are fitted on the benign training windows before
     training, saved with the weights, and a reloaded run scores exactly as the trained one."""
     from kdgat.models.gat import ID_STATS_MIN_NODES
 
-    cfg = resolve_config("gat", "small", overrides=[*FAST, "gat.id_input=relative"])
+    cfg = resolve_config("gat", "small", overrides=[*FAST, "gat.id_input=zscore"])
     run_train(cfg, store_dir, tmp_path / "r", progress_bar=False)
     store = open_store(store_dir)
     model, loaded_cfg = load_run_model(tmp_path / "r", store)
-    assert loaded_cfg.gat.id_input == "relative" and "id_embedding.weight" not in model.state_dict()
+    assert loaded_cfg.gat.id_input == "zscore" and "id_embedding.weight" not in model.state_dict()
 
     train = store.part("train")
     batch = assemble_batch(train, np.arange(len(np.asarray(train.y))))
@@ -562,3 +562,13 @@ def test_an_id_free_gat_keeps_its_per_id_statistics_with_its_weights(store_dir, 
     again, _ = load_run_model(tmp_path / "r")
     with torch.no_grad():
         assert torch.equal(model(val.x, val.edge_index, val.batch), again(val.x, val.edge_index, val.batch))
+
+
+def test_weights_of_another_model_shape_are_refused_in_one_line(store_dir, teachers, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(teachers / "gat", run)
+    state = torch.load(run / "model.pt", weights_only=True)
+    state["from_another_version"] = torch.zeros(3)  # a buffer this model does not have
+    torch.save(state, run / "model.pt")
+    with pytest.raises(KdgatError, match=r"model.pt: the weights do not fit this kdgat's gat \(Unexpected key"):
+        load_run_model(run)

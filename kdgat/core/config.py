@@ -274,6 +274,20 @@ def config_hash(cfg: PipelineConfig) -> str:
     return content_hash(cfg.model_dump(mode="json"))
 
 
+MODEL_SECTIONS = ("vgae", "gat", "dqn", "hgb")
+
+
+def model_config_hash(cfg: PipelineConfig) -> str:
+    """:func:`config_hash` of the config without the other models' sections: what a run of
+    ``cfg.model_type`` can depend on, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of
+    a pipeline cached (a run's recorded ``config_hash`` still covers its whole frozen config)."""
+    dumped = cfg.model_dump(mode="json")
+    for section in MODEL_SECTIONS:
+        if section != cfg.model_type:
+            del dumped[section]
+    return content_hash(dumped)
+
+
 def config_to_json(cfg: PipelineConfig) -> str:
     """Indented JSON in field order (what stages write as config.json), newline-terminated."""
     return json.dumps(cfg.model_dump(mode="json"), indent=2) + "\n"

@@ -172,12 +172,12 @@ class GATConfig(BaseModel):
     # gat: the study's GATConv without edge features (exact reference parameter counts); gatv2 and
     # transformer read the 11 edge features (standardised with the store's training statistics)
     conv_type: Literal["gat", "gatv2", "transformer"]
-    # embedding: each node starts from its CAN ID's learned embedding (the study's). The others describe a
-    # node without saying which ID it is, so what is learnt on an attacked ID carries over to IDs never
-    # attacked in training: none (its features alone: timing relative to the ID's own period, payload,
-    # position), oov_flag (plus one bit, "this ID is out of the vocabulary"), relative (plus the features
-    # standardised by the ID's own benign training mean and std, so a payload unusual for this ID stands out)
-    id_input: Literal["embedding", "none", "oov_flag", "relative"] = "embedding"
+    # embedding: each node starts from its CAN ID's learned embedding beside its features (the study's).
+    # zscore: from its features standardised by its ID's own benign training mean and std (timing and payload
+    # as unusual *for this ID*) and one bit "normal traffic does not carry this ID", without saying which ID it
+    # is, so what is learnt on attacked IDs carries over to others; embedding_zscore: the embedding beside
+    # the standardised features
+    id_input: Literal["embedding", "zscore", "embedding_zscore"] = "embedding"
 
     @model_serializer(mode="wrap")
     def _omit_the_studys_id_input(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """GAT with jumping knowledge: the graph classifier (reference design 3.3, "GATWithJK").
 
 Node input: column 0 of ``x`` is the CAN-ID vocabulary index, looked up in an embedding and
-concatenated with the numeric columns ``x[:, 1:]``. ``layers`` attention layers (``heads`` heads of
-``hidden`` channels, concatenated), each followed by ReLU then dropout; jumping knowledge over the
-layer outputs (cat / max / lstm with PyG's ``JumpingKnowledge``, or just the last layer); a readout
-over the nodes; FC head; two logits (benign, attack).
+concatenated with the numeric columns ``x[:, 1:]`` (``id_input: embedding``, the study's); ``zscore``
+replaces both by the columns standardised with the ID's own benign training statistics and a
+"novel ID" bit (no ID identity, so it transfers to IDs never attacked in training), and
+``embedding_zscore`` keeps the embedding beside the standardised columns. ``layers`` attention
+layers (``heads`` heads of ``hidden`` channels, concatenated), each followed by ReLU then dropout;
+jumping knowledge over the layer outputs (cat / max / lstm with PyG's ``JumpingKnowledge``, or just
+the last layer); a readout over the nodes; FC head; two logits (benign, attack).
 
 ``conv_type`` picks the layer: ``gat`` (the study's GATConv, which ignores edge features: exact
 reference parameter counts), ``gatv2`` or ``transformer`` (GATv2Conv / TransformerConv with
@@ -69,16 +72,19 @@ class GATJK(nn.Module):
         self.dropout = cfg.dropout
         self.uses_edges = cfg.conv_type != "gat"
 
-        self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim) if cfg.id_input == "embedding" else None
+        uses_embedding = cfg.id_input in ("embedding", "embedding_zscore")
+        self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim) if uses_embedding else None
         # the vocabulary size travels with the weights even without an embedding (loading checks it)
-        self.register_buffer("vocab_size", torch.tensor(num_ids), persistent=self.id_embedding is None)
+        self.register_buffer("vocab_size", torch.tensor(num_ids), persistent=not uses_embedding)
+        self.uses_id_statistics = cfg.id_input in ("zscore", "embedding_zscore")
+        if self.uses_id_statistics:  # per-ID benign training statistics, set by fit_id_statistics before training
+            self.register_buffer("id_mean", torch.zeros(num_ids, num_features - 1))
+            self.register_buffer("id_std", torch.ones(num_ids, num_features - 1))
+            # 1 for an ID on fewer than ID_STATS_MIN_NODES benign training nodes (the OOV index included): one
+            # that normal traffic does not carry, such as an ID that only ever appeared in attack frames
+            self.register_buffer("id_novel", (torch.arange(num_ids) == num_ids - 1).float())
         width = cfg.hidden * cfg.heads
-        numeric = num_features - 1
-        extra = {"embedding": cfg.id_emb_dim, "none": 0, "oov_flag": 1, "relative": 1 + numeric}[cfg.id_input]
-        in_channels = extra + numeric
-        if cfg.id_input == "relative":  # per-ID benign training statistics, set by fit_id_statistics
-            self.register_buffer("id_mean", torch.zeros(num_ids, numeric))
-            self.register_buffer("id_std", torch.ones(num_ids, numeric))
+        in_channels = (cfg.id_emb_dim if uses_embedding else 1) + num_features - 1
         self.convs = nn.ModuleList()
         for i in range(cfg.layers):
             conv_in = in_channels if i == 0 else width
@@ -109,26 +115,21 @@ class GATJK(nn.Module):
         self.head = nn.Sequential(*head)
 
     def node_input(self, x: Tensor) -> Tensor:
-        """What the first layer reads of each node (``cfg.id_input``): ``[embedding(x[:, 0]) | x[:, 1:]]``;
-        ``x[:, 1:]`` (none); ``[is OOV | x[:, 1:]]`` (oov_flag); ``[is OOV | x[:, 1:] | z]`` (relative), ``z``
-        the features standardised by the node's ID's benign training statistics, clipped to +-EDGE_CLIP."""
-        kind = self.cfg.id_input
-        if kind == "embedding":
+        """What the first layer reads of each node (``cfg.id_input``): ``[embedding(id) | x[:, 1:]]``
+        (embedding), ``[novel(id) | z]`` (zscore) or ``[embedding(id) | z]`` (embedding_zscore); ``z`` is
+        ``x[:, 1:]`` standardised by the node's ID's benign training mean and std, clipped to +-EDGE_CLIP."""
+        if not self.uses_id_statistics:
             return embed_ids(self.id_embedding, x)
-        numeric = x[:, 1:]
-        if kind == "none":
-            return numeric
         ids = x[:, 0].long()
-        parts = [(ids == self.num_ids - 1).to(x.dtype).unsqueeze(1), numeric]
-        if kind == "relative":
-            parts.append(standardize(numeric, self.id_mean[ids], self.id_std[ids]))
-        return torch.cat(parts, dim=-1)
+        z = standardize(x[:, 1:], self.id_mean[ids], self.id_std[ids])
+        first = self.id_novel[ids].unsqueeze(1) if self.id_embedding is None else self.id_embedding(ids)
+        return torch.cat([first, z], dim=-1)
 
     @torch.no_grad()
     def fit_id_statistics(self, batches) -> None:
         """Per-ID mean and std of the numeric node features over the benign windows of ``batches`` (PyG
         batches of training windows); IDs on fewer than ID_STATS_MIN_NODES benign nodes, and the OOV
-        index, keep the statistics of all benign nodes. Only ``relative`` reads them; call before training."""
+        index, keep the statistics of all benign nodes and count as novel. Call it before training."""
         xs, ids = [], []
         for batch in batches:
             benign = batch.y[batch.batch] == 0
@@ -144,6 +145,7 @@ class GATJK(nn.Module):
         std = (squares / count.clamp_min(1) - mean * mean).clamp_min(0).sqrt()
         rare = (count.squeeze(1) < ID_STATS_MIN_NODES) | (torch.arange(self.num_ids) == self.num_ids - 1)
         mean[rare], std[rare] = x.mean(0), x.std(0, correction=0)
+        self.id_novel.copy_(rare.float())
         self.id_mean.copy_(mean.float())
         self.id_std.copy_(std.clamp_min(ID_STD_FLOOR).float())
 

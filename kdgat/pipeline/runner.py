@@ -206,17 +206,17 @@ class PipelineRunner:
 
     def _arguments(self, dataset: str | None, seed: int | None, step: Step) -> dict:
         """What the step's result depends on besides its upstream steps (the resolved config, not raw -O)."""
-        from kdgat.core.config import config_hash
+        from kdgat.core.config import model_config_hash
 
         if step.stage == "ingest":
             return {"captures": _capture_stamp(self._sources(dataset))}
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
-            return {"config": config_hash(self._config(step.model, step.scale, step.kd, seed))}
+            return {"config": model_config_hash(self._config(step.model, step.scale, step.kd, seed))}
         if step.stage == "fuse":
             return {
-                "config": config_hash(self._config("dqn", step.scale, seed=seed)),
+                "config": model_config_hash(self._config("dqn", step.scale, seed=seed)),
                 "method": self.options.fusion_method,
             }
         if step.stage == "evaluate":

@@ -144,7 +144,7 @@ def run(
         store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
     )
 
-    if getattr(cfg.model_section, "id_input", None) == "relative":  # before training: the inputs depend on them
+    if getattr(model, "uses_id_statistics", False):  # before training: the node inputs depend on them
         model.fit_id_statistics(data.train_dataloader_in_order())
 
     _begin_run_folder(out_dir, cfg.model_type)

@@ -65,5 +65,12 @@ def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tupl
             f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
         )
     model = build_model(cfg.model_type, num_ids, cfg.model_section, num_features=num_features)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:  # weights of another kdgat version's model: say so in one line
+        detail = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise KdgatError(
+            f"{run_dir / MODEL_FILE}: the weights do not fit this kdgat's {cfg.model_type} ({detail}); "
+            "train the run again with this version"
+        ) from None
     return model.eval(), cfg
