@@ -587,6 +587,15 @@ def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
     torch.testing.assert_close(model.id_std[3], torch.full((10,), ID_STD_FLOOR))  # constant: the floor
     for rare in (2, 4, num_ids - 1):  # seen on 3 nodes, never seen, the OOV index: every benign node's
         torch.testing.assert_close(model.id_mean[rare], nodes[:, 1:].mean(0))
+    # a column constant over every benign training node (has_timestamps with timestamps everywhere) reads ~0
+    # on a capture where it differs, instead of a clipped +-10 on every node
+    constant = torch.cat([graphs[0].x[:1, :1], torch.zeros(1, 10)], 1)
+    model_c = build_model("gat", num_ids, section("gat", "small", id_input="zscore")).eval()
+    batches_c = [b.clone() for b in batches]
+    for b in batches_c:
+        b.x[:, -1] = 1.0
+    model_c.fit_id_statistics(batches_c)
+    assert model_c.node_input(constant)[0, -1].abs() < 1e-5 and model.node_input(constant)[0, -1].abs() > 1
     # ... and they are the IDs the model is told are novel (normal traffic does not carry them)
     assert model.id_novel.tolist() == [0.0, 0.0, 1.0, 0.0, 1.0, 1.0]
     # the node input: the novelty bit, then the z-score of each node against its own ID

@@ -43,6 +43,7 @@ NUM_CLASSES = 2
 
 ID_STATS_MIN_NODES = 20  # an ID's own statistics need this many benign training nodes, else all nodes' are used
 ID_STD_FLOOR = 0.01  # a constant byte (std 0) still gets a finite z: one payload step (1/255) -> 0.4
+CONSTANT_COLUMN_STD = 1e6  # the "std" of a column constant over every benign training node: its z stays ~0
 
 
 class GATJK(nn.Module):
@@ -144,10 +145,15 @@ class GATJK(nn.Module):
         mean = total / count.clamp_min(1)
         std = (squares / count.clamp_min(1) - mean * mean).clamp_min(0).sqrt()
         rare = (count.squeeze(1) < ID_STATS_MIN_NODES) | (torch.arange(self.num_ids) == self.num_ids - 1)
-        mean[rare], std[rare] = x.mean(0), x.std(0, correction=0)
+        overall = x.std(0, correction=0)
+        mean[rare], std[rare] = x.mean(0), overall
+        std = std.clamp_min(ID_STD_FLOOR)
+        # a column no benign training node varies in (has_timestamps when every capture had them) taught the
+        # model nothing: it reads 0 there, not +-EDGE_CLIP on a capture where the column differs
+        std[:, overall < 1e-9] = CONSTANT_COLUMN_STD
         self.id_novel.copy_(rare.float())
         self.id_mean.copy_(mean.float())
-        self.id_std.copy_(std.clamp_min(ID_STD_FLOOR).float())
+        self.id_std.copy_(std.float())
 
     def forward(
         self,
