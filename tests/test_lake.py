@@ -196,6 +196,22 @@ def test_a_run_of_another_seed_with_the_same_name_is_never_taken(tmp_path, monke
         append_runs(staged, tmp_path / "lake")
 
 
+def test_a_runs_setup_does_not_change_with_another_models_settings(run_set, tmp_path):
+    """A pipeline keeps a VGAE cached when only the GAT's settings change, so seeds of one experiment may
+    carry different gat sections: they must still be one setup (seeds are counted per setup)."""
+    from kdgat.lake.records import identify
+
+    before = identify(run_set["vgae_large"])
+    for section, key, value in (("gat", "dropout", 0.33), ("vgae", "dropout", 0.33)):
+        copy = tmp_path / f"vgae_large_{section}"
+        shutil.copytree(run_set["vgae_large"], copy)
+        cfg = json.loads((copy / "config.json").read_text())
+        cfg[section][key] = value
+        (copy / "config.json").write_text(json.dumps(cfg))
+        same = identify(copy).setup_hash == before.setup_hash
+        assert same is (section == "gat"), section
+
+
 def test_unfinished_run_is_a_clear_error_and_writes_nothing(run_set, tmp_path):
     unfinished = tmp_path / "unfinished"
     shutil.copytree(run_set["gat_large"], unfinished)

@@ -294,5 +294,7 @@ def config_to_json(cfg: PipelineConfig) -> str:
 
 
 def config_to_yaml(cfg: PipelineConfig) -> str:
-    """Block YAML in field order, for display."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+    """Block YAML in field order, for display (with every value in effect, also those dumps leave out)."""
+    dumped = cfg.model_dump(mode="json")
+    dumped["gat"].setdefault("id_input", cfg.gat.id_input)
+    return yaml.safe_dump(dumped, sort_keys=False, default_flow_style=False)

@@ -182,7 +182,7 @@ class GATConfig(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_the_studys_id_input(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """``id_input: embedding`` (what every run had before the key existed) is left out of the dump, so
-        configs and run hashes recorded before it stay equal, and finished pipeline steps stay cached."""
+        the config_hash of a run recorded before it stays equal (``kdgat config show`` adds it back)."""
         dumped = handler(self)
         if dumped.get("id_input") == "embedding":
             del dumped["id_input"]

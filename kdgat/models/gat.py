@@ -47,7 +47,7 @@ CONSTANT_COLUMN_STD = 1e6  # the "std" of a column constant over every benign tr
 
 
 class GATJK(nn.Module):
-    """Graph classifier: ID embedding -> GATConv stack -> jumping knowledge -> mean pool -> FC head.
+    """Graph classifier: node input (``id_input``) -> GATConv stack -> jumping knowledge -> readout -> FC head.
 
     Args:
         num_ids (int): vocabulary size (including the out-of-vocabulary index).
@@ -140,11 +140,12 @@ class GATJK(nn.Module):
         if len(x) == 0:
             raise ValueError("no benign training node to fit the per-ID statistics on")
         count = torch.bincount(idx, minlength=self.num_ids).double().unsqueeze(1)
-        total = torch.zeros(self.num_ids, x.size(1), dtype=x.dtype).index_add_(0, idx, x)
+        total = torch.zeros(self.num_ids, x.size(1), dtype=x.dtype, device=x.device).index_add_(0, idx, x)
         squares = torch.zeros_like(total).index_add_(0, idx, x * x)
         mean = total / count.clamp_min(1)
         std = (squares / count.clamp_min(1) - mean * mean).clamp_min(0).sqrt()
-        rare = (count.squeeze(1) < ID_STATS_MIN_NODES) | (torch.arange(self.num_ids) == self.num_ids - 1)
+        oov = torch.arange(self.num_ids, device=x.device) == self.num_ids - 1
+        rare = (count.squeeze(1) < ID_STATS_MIN_NODES) | oov
         overall = x.std(0, correction=0)
         mean[rare], std[rare] = x.mean(0), overall
         std = std.clamp_min(ID_STD_FLOOR)

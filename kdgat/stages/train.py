@@ -37,7 +37,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
-from kdgat.core.config import config_hash, config_to_json, load_frozen_config
+from kdgat.core.config import config_hash, config_to_json, load_frozen_config, model_config_hash
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
@@ -158,7 +158,8 @@ def run(
     last = ckpt_dir / "last.ckpt"
     previous = state_dir / CONFIG_FILE
     if resume and last.exists() and previous.exists():
-        if config_hash(load_frozen_config(previous)) != config_hash(cfg):
+        # the pipeline resumes a step whose key (its own model's section) is unchanged: compare the same thing
+        if model_config_hash(load_frozen_config(previous)) != model_config_hash(cfg):
             raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
     resuming = resume and last.exists()
     if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own
