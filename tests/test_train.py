@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import unittest.mock
 import warnings
 from pathlib import Path
 
@@ -220,7 +221,8 @@ def test_resume_refuses_another_config(store_dir, teachers, tmp_path):
         run_train(resolve_config("gat", "small", overrides=FAST + ["gat.dropout=0.3"]), store_dir, run)
     # another model's section is not this run's config: the pipeline keeps such a step's key, and resumes it
     other = resolve_config("gat", "small", overrides=FAST + ["vgae.dropout=0.3", "hgb.max_iter=7"])
-    assert run_train(other, store_dir, run, progress_bar=False).summary["epochs"] == 2
+    summary = run_train(other, store_dir, run, progress_bar=False).summary
+    assert summary["resumed_after_epoch"] == 1 and summary["epochs"] == 2  # 0-based: after its last epoch
 
 
 def test_cli_train(store_dir, tmp_path):
@@ -543,7 +545,7 @@ def test_a_run_folder_reused_for_another_model_kind_keeps_only_its_weights(store
 
 def test_an_id_free_gat_keeps_its_per_id_statistics_with_its_weights(store_dir, tmp_path):
     """``gat.id_input=zscore``: the per-ID statistics are fitted on the benign training windows before
-    training, saved with the weights, and a reloaded run scores exactly as the trained one."""
+    training and saved with the weights; a resumed run keeps them (it does not fit them again)."""
     from kdgat.models.gat import ID_STATS_MIN_NODES
 
     cfg = resolve_config("gat", "small", overrides=[*FAST, "gat.id_input=zscore"])
@@ -560,21 +562,26 @@ def test_an_id_free_gat_keeps_its_per_id_statistics_with_its_weights(store_dir, 
     assert len(fitted) >= 3
     for i in fitted:
         torch.testing.assert_close(model.id_mean[i], feats[ids == i].mean(0), atol=1e-5, rtol=1e-4)
+        own_std = feats[ids == i].double().std(0, correction=0).clamp_min(0.01).float()
+        torch.testing.assert_close(model.id_std[i], own_std, atol=1e-5, rtol=1e-4)
     counts = torch.bincount(ids, minlength=store.vocab_size)
     assert model.id_novel.tolist() == [float(c < ID_STATS_MIN_NODES) for c in counts[:-1].tolist()] + [1.0]
 
-    val = assemble_batch(store.part("val"), np.arange(8))
-    again, _ = load_run_model(tmp_path / "r")
-    with torch.no_grad():
-        assert torch.equal(model(val.x, val.edge_index, val.batch), again(val.x, val.edge_index, val.batch))
+    # resuming (here: the finished run, with another model's setting changed) restores, not refits, them
+    fitted_mean = model.id_mean.clone()
+    with unittest.mock.patch("kdgat.models.gat.GATJK.fit_id_statistics", side_effect=AssertionError("refit")):
+        resumed = run_train(cfg.model_copy(update={"vgae": cfg.vgae.model_copy(update={"dropout": 0.3})}),
+                            store_dir, tmp_path / "r", progress_bar=False)  # fmt: skip
+    assert resumed.summary["resumed_after_epoch"] == 1  # 0-based: after its last epoch
+    assert torch.equal(load_run_model(tmp_path / "r")[0].id_mean, fitted_mean)
 
 
 def test_a_gat_with_the_studys_embedding_still_trains_and_reloads(store_dir, tmp_path):
-    """``gat.id_input=embedding``: the weights hold the embedding (and no vocab_size buffer, as before the
+    """``gat.id_input=embedding``: the weights hold the embedding (and no per-ID statistics, as before the
     option existed), and the run folder rebuilds the same model."""
     run_train(resolve_config("gat", "small", overrides=[*FAST, "gat.id_input=embedding"]), store_dir, tmp_path / "r")
     state = torch.load(tmp_path / "r" / "model.pt", weights_only=True)
-    assert "id_embedding.weight" in state and "vocab_size" not in state and "id_mean" not in state
+    assert "id_embedding.weight" in state and "id_mean" not in state
     assert "id_input" not in json.loads((tmp_path / "r" / "config.json").read_text())["gat"]
     model, cfg = load_run_model(tmp_path / "r", open_store(store_dir))
     assert cfg.gat.id_input == "embedding" and model.id_embedding.num_embeddings == open_store(store_dir).vocab_size

@@ -75,8 +75,6 @@ class GATJK(nn.Module):
 
         uses_embedding = cfg.id_input in ("embedding", "embedding_zscore")
         self.id_embedding = nn.Embedding(num_ids, cfg.id_emb_dim) if uses_embedding else None
-        # the vocabulary size travels with the weights even without an embedding (loading checks it)
-        self.register_buffer("vocab_size", torch.tensor(num_ids), persistent=not uses_embedding)
         self.uses_id_statistics = cfg.id_input in ("zscore", "embedding_zscore")
         if self.uses_id_statistics:  # per-ID benign training statistics, set by fit_id_statistics before training
             self.register_buffer("id_mean", torch.zeros(num_ids, num_features - 1))

@@ -144,15 +144,12 @@ def run(
         store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
     )
 
-    if getattr(model, "uses_id_statistics", False):  # before training: the node inputs depend on them
-        model.fit_id_statistics(data.train_dataloader_in_order())
-
     _begin_run_folder(out_dir, cfg.model_type)
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     state_dir = out_dir
     if checkpoint_dir is not None:
         state_dir = ensure_folder(
-            Path(checkpoint_dir) / run_key(run_label(cfg), dataset, config_hash(cfg), graphs_dir, teacher_dir)
+            Path(checkpoint_dir) / run_key(run_label(cfg), dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
         )
     ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -162,6 +159,8 @@ def run(
         if model_config_hash(load_frozen_config(previous)) != model_config_hash(cfg):
             raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
     resuming = resume and last.exists()
+    if getattr(model, "uses_id_statistics", False) and not resuming:  # a resumed run restores them
+        model.fit_id_statistics(data.train_dataloader_in_order())  # before training: the node inputs read them
     if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
@@ -274,7 +273,7 @@ def _record(
             "model": cfg.model_type,
             "scale": cfg.scale,
             "kd": cfg.has_kd,
-            "run_id": f"{cfg.model_type}_{cfg.scale}{'_kd' if cfg.has_kd else ''}_{config_hash(cfg)}",
+            "run_id": f"{run_label(cfg)}_{config_hash(cfg)}",
         },
         summary={k: v for k, v in metrics.items() if k in ("best_val_loss", "epochs", "parameters")},
         artifacts=[out_dir / CONFIG_FILE],

@@ -57,8 +57,8 @@ def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tupl
             )
         return model, cfg
     state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
-    num_ids = state["id_embedding.weight"].shape[0] if "id_embedding.weight" in state else int(state["vocab_size"])
-    num_features = json.loads((run_dir / METRICS_FILE).read_text())["num_node_features"]
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    num_ids, num_features = metrics["vocab_size"], metrics["num_node_features"]
     if store is not None and (num_ids, num_features) != (store.vocab_size, store.num_node_features):
         raise KdgatError(
             f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
