@@ -277,15 +277,17 @@ def config_hash(cfg: PipelineConfig) -> str:
 MODEL_SECTIONS = ("vgae", "gat", "dqn", "hgb")
 
 
+def without_other_models(dumped: dict) -> dict:
+    """A dumped config without the sections of the models other than its ``model_type``: what such a run
+    can depend on (a changed GAT setting does not change a VGAE run)."""
+    return {k: v for k, v in dumped.items() if k not in MODEL_SECTIONS or k == dumped.get("model_type")}
+
+
 def model_config_hash(cfg: PipelineConfig) -> str:
-    """:func:`config_hash` of the config without the other models' sections: what a run of
-    ``cfg.model_type`` can depend on, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of
-    a pipeline cached (a run's recorded ``config_hash`` still covers its whole frozen config)."""
-    dumped = cfg.model_dump(mode="json")
-    for section in MODEL_SECTIONS:
-        if section != cfg.model_type:
-            del dumped[section]
-    return content_hash(dumped)
+    """:func:`config_hash` of :func:`without_other_models`: the pipeline's step keys, the resume check and
+    the checkpoint key, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of a pipeline
+    cached (a run's recorded ``config_hash`` still covers its whole frozen config)."""
+    return content_hash(without_other_models(cfg.model_dump(mode="json")))
 
 
 def config_to_json(cfg: PipelineConfig) -> str:

@@ -81,6 +81,11 @@ def collapsed_to(alpha: np.ndarray, share: float = 0.99) -> str | None:
     return None
 
 
+def fusion_label(members: dict) -> str:
+    """fusion_dqn_large, fusion_dqn_small_kd ... from a fuse run's members.json: the fusion's run_label."""
+    return f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
+
+
 def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
     """Rebuild (ensemble, fusion, method, members) from a fuse run directory."""
     run_dir = Path(run_dir)

@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kdgat.core.config import MODEL_SECTIONS
+from kdgat.core.config import without_other_models
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.jsonfile import read_json
@@ -114,8 +114,7 @@ def _short(value: Any) -> str:
 def _without(cfg: dict, *keys: str) -> dict:
     """``cfg`` without ``keys`` and without the other models' sections (a VGAE's setup does not change
     with the GAT's settings: a pipeline keeps such a run cached, so its config may hold older ones)."""
-    others = {section for section in MODEL_SECTIONS if section != cfg.get("model_type")}
-    return {k: v for k, v in cfg.items() if k not in keys and k not in others}
+    return {k: v for k, v in without_other_models(cfg).items() if k not in keys}
 
 
 def identify(run_dir: Path) -> Identity:

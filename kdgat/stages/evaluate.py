@@ -33,7 +33,7 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import FUSION_FILE, ensemble_scores, is_fusion_run, load_fusion_run
+from kdgat.fusion.ensemble import FUSION_FILE, ensemble_scores, fusion_label, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
 from kdgat.training.runs import METRICS_FILE, load_run_model, model_file, run_label
@@ -184,7 +184,7 @@ def evaluate_fusion_run(
     score_rows: list | None = None,
 ) -> tuple[str, dict, dict, dict]:
     ensemble, fusion, members = load_fusion_run(run_dir, store)
-    label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
+    label = fusion_label(members)
     val_part = store.parts.get("val")
     val, val_scores, y_val = None, None, None
     if val_part is not None:

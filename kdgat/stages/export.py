@@ -30,7 +30,7 @@ from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_ver
 from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
-from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, is_fusion_run
+from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, fusion_label, is_fusion_run
 from kdgat.stages.evaluate import RESULTS_FILE
 from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, model_file, run_label
 
@@ -173,7 +173,7 @@ def run(
 
         def add_fusion(run_dir: Path) -> str:
             members = json.loads((run_dir / MEMBERS_FILE).read_text())
-            label = f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
+            label = fusion_label(members)
             if label in sources:
                 if sources[label] != run_dir.resolve():
                     raise KdgatError(f"two different {label} runs ({sources[label]}, {run_dir}); export one")
