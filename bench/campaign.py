@@ -6,7 +6,6 @@ not chosen again, so an analysis always matches the reported tables.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -24,12 +23,13 @@ def seed_folders(dataset_dir: Path) -> list[Path]:
 def load_evaluated_run(dataset_dir: Path, run: str, seed_dir: Path | None = None):
     """``(store, model, cfg, threshold)`` of ``runs/<run>`` of one seed of a campaign's dataset folder."""
     from kdgat.data.store import open_store
+    from kdgat.stages.evaluate import read_results
     from kdgat.training.runs import load_run_model, run_label
 
     seed_dir = seed_dir or dataset_dir
     store = open_store(dataset_dir / "graphs")
     model, cfg = load_run_model(seed_dir / "runs" / run, store)
-    evaluated = json.loads((seed_dir / "eval" / "metrics.json").read_text())["runs"]
+    evaluated = read_results(seed_dir / "eval")["runs"]
     label = run_label(cfg)
     if label not in evaluated:
         raise SystemExit(f"{seed_dir}/eval/metrics.json has no {label} (evaluated: {', '.join(evaluated)})")

@@ -4,7 +4,7 @@ The learnt fusions are fitted on held-out windows of the training captures, wher
 attack kind, so they learn to follow the GAT (docs/results.md). This rule keeps each member's own
 validation threshold (the one `kdgat evaluate` recorded) and alerts when the VGAE or the GAT does: it
 cannot learn to ignore the VGAE. For every seed folder of a campaign's dataset, the members are
-evaluated again with ``--scores`` (same thresholds: they are read from the campaign's evaluation) and
+scored again on the test scenarios only (at the thresholds read from the campaign's evaluation) and
 the rule is scored on every test scenario; the members and the DQN fusion are printed beside it.
 
     python bench/either_alert.py work/results/c/road [--threads 2]
@@ -15,12 +15,9 @@ Not a speed benchmark, and not a kdgat feature.
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 PAIRS = {"teacher": ("gat_large", "vgae_large", "fusion_dqn_large"),
          "student": ("gat_small_kd", "vgae_small_kd", "fusion_dqn_small_kd")}  # fmt: skip
@@ -29,30 +26,31 @@ PAIRS = {"teacher": ("gat_large", "vgae_large", "fusion_dqn_large"),
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset_dir", type=Path, help="a dataset folder of a kdgat pipeline campaign")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    from campaign import seed_folders
+    from campaign import load_evaluated_run, seed_folders
 
+    from kdgat.core.threads import set_threads
     from kdgat.evaluation.metrics import binary_metrics, format_mean_std, summarize_seeds
-    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.evaluation.scoring import score_model
+    from kdgat.stages.evaluate import read_results
 
+    set_threads(args.threads)
     f1: dict[tuple[str, str, str], list[float]] = {}
     fpr: dict[tuple[str, str, str], list[float]] = {}
     for seed_dir in seed_folders(args.dataset_dir):
-        recorded = json.loads((seed_dir / "eval" / "metrics.json").read_text())["runs"]
-        runs = [seed_dir / "runs" / name for pair in PAIRS.values() for name in pair[:2]]
-        with tempfile.TemporaryDirectory() as tmp:
-            run_evaluate(runs, args.dataset_dir / "graphs", tmp, thresholds=seed_dir / "eval", scores=True,
-                         tracking_uri=f"sqlite:///{tmp}/mlruns.db", threads=args.threads)  # fmt: skip
-            table = pq.read_table(Path(tmp) / "scores.parquet").to_pandas()
+        recorded = read_results(seed_dir / "eval")["runs"]
         for ensemble, (gat, vgae, fusion) in PAIRS.items():
-            for scenario in sorted(set(table["part"]) - {"val"}):
-                rows = {r: table[(table["run"] == r) & (table["part"] == scenario)].sort_values("window")
-                        for r in (gat, vgae)}  # fmt: skip
-                y = rows[gat]["label"].to_numpy()
-                either = rows[gat]["alert"].to_numpy() | rows[vgae]["alert"].to_numpy()
+            alerts: dict[str, dict[str, np.ndarray]] = {}  # member -> test scenario -> 0/1 per window
+            for member in (gat, vgae):  # each member at the threshold evaluate chose for it on validation
+                store, model, cfg, threshold = load_evaluated_run(args.dataset_dir, member, seed_dir)
+                parts = store.test_parts()
+                alerts[member] = {name: score_model(cfg.model_type, model, part)["score"] >= threshold["threshold"]
+                                  for name, part in parts.items()}  # fmt: skip
+            for scenario, part in sorted(parts.items()):
+                either = alerts[gat][scenario] | alerts[vgae][scenario]
                 measured = {
-                    "either": binary_metrics(y, either.astype(np.float64), 0.5),
+                    "either": binary_metrics(np.asarray(part.y), either.astype(np.float64), 0.5),
                     gat: recorded[gat]["test"][scenario],
                     vgae: recorded[vgae]["test"][scenario],
                     fusion: recorded[fusion]["test"][scenario],

@@ -44,15 +44,14 @@ def load_capture(tmp: Path):
     import pyarrow.parquet as pq
 
     from kdgat.data.capture import sources_from_files
-    from kdgat.data.vocab import Vocabulary, count_keys, id_keys
+    from kdgat.data.frames import frame_arrays
+    from kdgat.data.vocab import Vocabulary, count_keys
     from kdgat.stages.ingest import run as run_ingest
 
     manifest = run_ingest(sources_from_files([CAPTURE], split="train", scenario="train"), tmp / "frames")
-    table = pq.read_table(tmp / "frames" / manifest.outputs[0].path)
-    keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
+    keys, data, labels, _ = frame_arrays(pq.read_table(tmp / "frames" / manifest.outputs[0].path))
     vocab = Vocabulary.from_counts(*count_keys([keys]))
-    data = np.frombuffer(table["data"].combine_chunks().buffers()[1], np.uint8).reshape(-1, 8)[: len(keys)]
-    return tmp / "frames", vocab.lookup(keys), data, table["label"].to_numpy().astype(np.int8), vocab.size
+    return tmp / "frames", vocab.lookup(keys), data, labels, vocab.size
 
 
 def main() -> None:
