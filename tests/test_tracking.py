@@ -128,6 +128,17 @@ def test_exception_marks_run_failed_and_propagates(store_uri):
     assert found["status"] == "FAILED" and found["metrics"] == {"loss": 2.0}
 
 
+def test_a_store_mlflow_refuses_is_a_one_line_error(tmp_path, monkeypatch):
+    """MLflow 3 refuses a file:// store unless told otherwise: one line naming the URI, no traceback."""
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = f"file:{tmp_path / 'mlruns'}"
+    with pytest.raises(KdgatError) as caught:
+        with StageRun(uri, tags={**TAGS, "run_id": "file-store"}, params={"a": 1}):
+            pass
+    message = str(caught.value)
+    assert message.startswith(f"tracking store {uri}: MLflow cannot open it: ") and "\n" not in message
+
+
 def test_find_runs_does_not_create_a_store(tmp_path):
     uri = resolve_tracking_uri(None, tmp_path / "nothing")
     assert find_runs(uri, stage="train") == []

@@ -295,8 +295,14 @@ def _open_client(uri: str, on_retry: Callable[[int], None], budget_s: float) -> 
     if _sqlite_path(uri) is not None:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401  (seconds of imports: not under the lock)
 
-    with _store_lock(uri, budget_s):
-        return _retry(open_store, what="open", uri=uri, on_retry=on_retry, budget_s=budget_s)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _store_lock(uri, budget_s):
+            return _retry(open_store, what="open", uri=uri, on_retry=on_retry, budget_s=budget_s)
+    except MlflowException as exc:  # a store MLflow refuses (e.g. a file:// store): its first sentence, one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
+        raise KdgatError(f"tracking store {uri}: MLflow cannot open it: {first}") from None
 
 
 @contextmanager
