@@ -32,6 +32,7 @@ ROLES = {
     "vgae_small_kd": "student VGAE + KD",
     "vgae_small": "student VGAE, no KD",
     "hgb_large": "classical yardstick (hgb)",
+    "novelty_large": "benign-only yardstick (novelty)",
 }
 
 

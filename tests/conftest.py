@@ -33,3 +33,17 @@ def write_capture(path: Path, text: str, suffix: str = "") -> Path:
     target = path.with_name(path.name + suffix)
     target.write_bytes(COMPRESSORS[suffix](raw) if suffix else raw)
     return target
+
+
+def synthetic_store(root: Path, seed: int) -> Path:
+    """A graph store of 4 s of generated traffic with attacks (default preprocessing); its folder."""
+    from kdgat.core.config import resolve_config
+    from kdgat.data.catalog import dataset_sources, load_catalog
+    from kdgat.stages.graphs import run as run_graphs
+    from kdgat.stages.ingest import run as run_ingest
+    from kdgat.stages.synth import run as run_synth
+
+    run_synth(root / "data" / "synthetic", seed=seed, duration_s=4)
+    run_ingest(dataset_sources("synthetic", load_catalog()["synthetic"], root / "data"), root / "frames")
+    run_graphs(root / "frames", root / "graphs", resolve_config("gat", "large").preprocessing)
+    return root / "graphs"

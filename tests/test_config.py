@@ -232,7 +232,7 @@ def test_env_var_selects_config_dir(cfg_dir, monkeypatch):
 
 
 def test_listing_functions():
-    assert list_models() == ["vgae", "gat", "dqn", "hgb"]
+    assert list_models() == ["vgae", "gat", "dqn", "hgb", "novelty"]
     assert list_scales() == ["large", "small"]
     assert list_auxiliaries() == ["kd_standard", "none"]
 

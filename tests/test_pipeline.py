@@ -29,8 +29,9 @@ def test_plan_wires_teachers_members_and_collectors():
     assert STEPS["train_gat_small"].needs == ("graphs",) and not STEPS["train_gat_small"].kd
     assert STEPS["fuse_small_kd"].members == ("train_vgae_small_kd", "train_gat_small_kd")
     runs = {s.name for s in plan_steps() if s.stage in ("train", "fuse")}
-    assert len(runs) == len(TRAIN_VARIANTS) + 1 + 2  # the GNNs, the hgb yardstick, two fusions
-    assert STEPS["train_hgb_large"].needs == ("graphs",) and not STEPS["train_hgb_large"].gpu
+    assert len(runs) == len(TRAIN_VARIANTS) + 2 + 2  # the GNNs, the hgb and novelty yardsticks, two fusions
+    for yardstick in ("train_hgb_large", "train_novelty_large"):
+        assert STEPS[yardstick].needs == ("graphs",) and not STEPS[yardstick].gpu
     assert runs | {"graphs"} == set(STEPS["evaluate"].needs)
     assert runs | {"evaluate"} == set(STEPS["lake"].needs)
     assert [s.name for s in plan_steps() if not s.per_dataset] == ["lake", "report"]
@@ -58,7 +59,7 @@ def campaign(tmp_path_factory):
 def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     tmp_path, output = campaign
     out = tmp_path / "out"
-    assert "steps: 15 ran, 0 cached" in output
+    assert "steps: 16 ran, 0 cached" in output
     assert "Evaluation of synthetic, seed 42 (thresholds chosen on validation" in output and "fuse_small_kd" in output
     # one seed, the presets' (42): ingest and graphs per dataset, runs and evaluation per seed
     for path in ("synthetic/frames/manifest.json", "synthetic/graphs/metadata.json",
@@ -68,7 +69,7 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     student = json.loads((out / "synthetic/seed42/runs/gat_small_kd/metrics.json").read_text())
     assert student["teacher"] == str((out / "synthetic/seed42/runs/gat_large").resolve())
     evaluated = json.loads((out / "synthetic/seed42/eval/metrics.json").read_text())["runs"]
-    assert len(evaluated) == 9 and "hgb_large" in evaluated
+    assert len(evaluated) == 10 and {"hgb_large", "novelty_large"} <= set(evaluated)
     runs = out.resolve() / "synthetic/seed42/runs"
     assert {run["run_dir"] for run in evaluated.values()} == {
         str(runs / s.run_name) for s in plan_steps() if s.stage in ("train", "fuse")
@@ -87,29 +88,30 @@ def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
     # one test, in order: every call below starts from the state the previous one left
     tmp_path, _ = campaign
     runs = tmp_path / "out/synthetic/seed42/runs"
-    assert "steps: 0 ran, 15 cached" in _pipeline(tmp_path)
+    assert "steps: 0 ran, 16 cached" in _pipeline(tmp_path)
     before = (runs / "gat_large/model.pt").stat().st_mtime_ns
 
     # the same captures copied elsewhere with new modification times (a re-mounted or moved data
     # folder) are the same inputs: nothing re-runs
     moved = tmp_path / "moved-data"
     shutil.copytree(tmp_path / "data", moved, copy_function=shutil.copyfile)
-    assert "steps: 0 ran, 15 cached" in _pipeline(tmp_path, "--data-root", moved)
+    assert "steps: 0 ran, 16 cached" in _pipeline(tmp_path, "--data-root", moved)
     output = _pipeline(tmp_path, "--fusion", "weighted")
     # fusion changes: both fuse steps, then evaluate, export, lake and report; training is reused
-    assert "steps: 6 ran, 9 cached" in output
+    assert "steps: 6 ran, 10 cached" in output
     assert "fuse_large (synthetic, seed42): weighted" in output
     assert (runs / "gat_large/model.pt").stat().st_mtime_ns == before
 
     # a removed output re-runs its step alone
     (tmp_path / "out/report/index.html").unlink()
     output = _pipeline(tmp_path, "--fusion", "weighted")
-    assert "steps: 1 ran, 14 cached" in output and (tmp_path / "out/report/index.html").exists()
+    assert "steps: 1 ran, 15 cached" in output and (tmp_path / "out/report/index.html").exists()
 
     # a changed training config retrains from an empty run folder; it used to stop on the old
     # run's checkpoint ("holds a run with another config")
     output = _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2")
-    assert "steps: 13 ran, 2 cached" in output  # 7 trainings (hgb too), 2 fusions, evaluate, export, lake, report
+    # 8 trainings (the yardsticks too), 2 fusions, evaluate, export, lake, report
+    assert "steps: 14 ran, 2 cached" in output
     for model, scale, kd in TRAIN_VARIANTS:
         run = runs / f"{model}_{scale}{'_kd' if kd else ''}"
         assert json.loads((run / "config.json").read_text())["training"]["max_epochs"] == 2, run.name
@@ -144,7 +146,7 @@ def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(ca
     out = tmp_path / "out"
     output = _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2", "--seed", "42", "--seed", "7")
     # seed 42's runs are reused; seed 7 trains, fuses, evaluates and exports; lake and report see both seeds
-    assert "steps: 13 ran, 13 cached" in output
+    assert "steps: 14 ran, 14 cached" in output
     assert "train_gat_large (synthetic, seed7)" in output and "Evaluation of synthetic, seed 7" in output
     for seed in (42, 7):
         cfg = json.loads((out / f"synthetic/seed{seed}/runs/gat_small/config.json").read_text())
@@ -155,13 +157,13 @@ def test_more_seeds_run_only_the_new_seeds_steps_and_the_lake_aggregates_them(ca
         assert sorted(r["n_seeds"] for r in board if r["model"] == model)[-1] == 2, model
     assert max(r["n_pairs"] for r in kd_impact(out / "lake").to_pylist() if r["family"] == "gat") == 2
 
-    # then a GAT-only setting retrains the GATs and what reads them, in both seeds; the VGAEs and hgb stay
+    # then a GAT-only setting retrains the GATs and what reads them, in both seeds; the VGAEs and yardsticks stay
     # cached (a training step is keyed by its own model's config section, not by every model's)
     runs = out / "synthetic/seed42/runs"
     vgae_before = (runs / "vgae_large/model.pt").stat().st_mtime_ns
     args = ("--fusion", "weighted", "--epochs", "2", "--seed", "42", "--seed", "7", "-O", "gat.dropout=0.3")
     output = _pipeline(tmp_path, *args)
-    assert "steps: 16 ran, 10 cached" in output  # per seed 3 GATs, 2 fusions, evaluate, export; lake, report
+    assert "steps: 16 ran, 12 cached" in output  # per seed 3 GATs, 2 fusions, evaluate, export; lake, report
     assert (runs / "vgae_large/model.pt").stat().st_mtime_ns == vgae_before
     assert json.loads((runs / "gat_small/config.json").read_text())["gat"]["dropout"] == 0.3
 

@@ -28,10 +28,11 @@ from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.data.store import open_store
 from kdgat.stages.graphs import run as run_graphs
 from kdgat.stages.ingest import run as run_ingest
-from kdgat.stages.synth import run as run_synth
 from kdgat.stages.train import run as run_train
 from kdgat.training.preemption import PAUSE_ENV
 from kdgat.training.runs import load_run_model
+
+from conftest import synthetic_store
 
 FAST = ["training.max_epochs=2", "training.batch_size=64"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,11 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    run_synth(root / "data" / "synthetic", seed=2, duration_s=4)
-    run_ingest(dataset_sources("synthetic", load_catalog()["synthetic"], root / "data"), root / "frames")
-    run_graphs(root / "frames", root / "graphs", resolve_config("gat", "large").preprocessing)
-    return root / "graphs"
+    return synthetic_store(tmp_path_factory.mktemp("train"), seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -514,8 +511,8 @@ def test_hgb_fits_when_a_column_has_no_value_in_its_training_windows(store_dir):
 
 def test_supervised_models_refuse_a_store_without_attack_windows_and_write_nothing(data_root, tmp_path):
     """A GAT (or hgb) trained on attack-free windows only would be a constant; refused in one line,
-    before the run folder is touched. The VGAE trains on the same store."""
-    from kdgat.data.catalog import dataset_sources, load_catalog
+    before the run folder is touched. The VGAE and the benign-only novelty yardstick train on the same
+    store."""
 
     run_ingest(dataset_sources("crysys", load_catalog()["crysys"], data_root), tmp_path / "frames")
     run_graphs(tmp_path / "frames", tmp_path / "graphs", resolve_config("gat", "large").preprocessing)
@@ -525,6 +522,8 @@ def test_supervised_models_refuse_a_store_without_attack_windows_and_write_nothi
         assert not (tmp_path / model).exists() or not any((tmp_path / model).iterdir())
     metrics = run_train(resolve_config("vgae", "small", overrides=FAST), tmp_path / "graphs", tmp_path / "vgae")
     assert metrics.summary["epochs"] == 2
+    metrics = run_train(resolve_config("novelty", "large"), tmp_path / "graphs", tmp_path / "novelty")
+    assert metrics.summary["train_graphs"] == len(open_store(tmp_path / "graphs").part("train").y)
 
 
 def test_a_run_folder_reused_for_another_model_kind_keeps_only_its_weights(store_dir, tmp_path):

@@ -2,8 +2,8 @@
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
     KDGAT: one campaign over several datasets
 ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
-    Per dataset: INGEST -> GRAPHS; then per dataset and seed: six TRAIN_* GNNs and TRAIN_HGB_LARGE
-    (the classical yardstick) -> FUSE_LARGE, FUSE_SMALL_KD -> EVALUATE -> EXPORT (the student
+    Per dataset: INGEST -> GRAPHS; then per dataset and seed: six TRAIN_* GNNs, TRAIN_HGB_LARGE and
+    TRAIN_NOVELTY_LARGE (the classical yardsticks) -> FUSE_LARGE, FUSE_SMALL_KD -> EVALUATE -> EXPORT (the student
     detector bundle); then one LAKE task over every dataset and seed, then REPORT. These
     are the steps and dependencies of kdgat.pipeline.plan_steps() (`kdgat pipeline`);
     tests/test_nextflow_static.py compares the two.
@@ -27,7 +27,8 @@ include { KDGAT_TRAIN as TRAIN_VGAE_SMALL_KD } from '../modules/local/kdgat_trai
 include { KDGAT_TRAIN as TRAIN_GAT_SMALL_KD } from '../modules/local/kdgat_train/main'
 include { KDGAT_TRAIN as TRAIN_VGAE_SMALL } from '../modules/local/kdgat_train/main'
 include { KDGAT_TRAIN as TRAIN_GAT_SMALL } from '../modules/local/kdgat_train/main'
-include { KDGAT_TRAIN_HGB as TRAIN_HGB_LARGE } from '../modules/local/kdgat_train_hgb/main'
+include { KDGAT_TRAIN_CLASSICAL as TRAIN_HGB_LARGE } from '../modules/local/kdgat_train_classical/main'
+include { KDGAT_TRAIN_CLASSICAL as TRAIN_NOVELTY_LARGE } from '../modules/local/kdgat_train_classical/main'
 include { KDGAT_FUSE as FUSE_LARGE } from '../modules/local/kdgat_fuse/main'
 include { KDGAT_FUSE as FUSE_SMALL_KD } from '../modules/local/kdgat_fuse/main'
 include { KDGAT_EVALUATE as EVALUATE } from '../modules/local/kdgat_evaluate/main'
@@ -129,9 +130,14 @@ workflow KDGAT {
     ch_vgae_small_kd = TRAIN_VGAE_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
     ch_gat_small_kd = TRAIN_GAT_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
 
-    // ---- The classical yardstick: graphs only, on CPU ----------------------------------------------
+    // ---- The classical yardsticks (supervised; benign-only beside the VGAE): graphs only, on CPU --
     TRAIN_HGB_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'hgb', 'large', false), graphs] }, tracking_uri)
     ch_hgb_large = TRAIN_HGB_LARGE.out.run.map { meta, run -> [meta.key, run] }
+    TRAIN_NOVELTY_LARGE(
+        ch_graphs.map { meta, graphs -> [trainMeta(meta, 'novelty', 'large', false), graphs] },
+        tracking_uri
+    )
+    ch_novelty_large = TRAIN_NOVELTY_LARGE.out.run.map { meta, run -> [meta.key, run] }
 
     // ---- Fusion of the VGAE and GAT of one scale -------------------------------------------------
     FUSE_LARGE(
@@ -163,9 +169,12 @@ workflow KDGAT {
             .join(ch_vgae_small)
             .join(ch_gat_small)
             .join(ch_hgb_large)
+            .join(ch_novelty_large)
             .join(ch_fuse_large)
             .join(ch_fuse_small_kd)
-            .map { _key, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8, r9 -> [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8, r9]] },
+            .map { _key, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10 ->
+                [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8, r9, r10]]
+            },
         tracking_uri
     )
 
@@ -189,6 +198,7 @@ workflow KDGAT {
             TRAIN_VGAE_SMALL.out.run,
             TRAIN_GAT_SMALL.out.run,
             TRAIN_HGB_LARGE.out.run,
+            TRAIN_NOVELTY_LARGE.out.run,
             FUSE_LARGE.out.run,
             FUSE_SMALL_KD.out.run,
             EVALUATE.out.eval.map { meta, dir -> [meta + [variant: 'eval'], dir] }

@@ -50,6 +50,7 @@ class ModelKind(str, Enum):
     vgae = "vgae"
     gat = "gat"
     hgb = "hgb"
+    novelty = "novelty"
 
 
 class Scale(str, Enum):

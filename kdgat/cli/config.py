@@ -14,7 +14,7 @@ config_app = typer.Typer(help="Inspect the composed run configuration.", no_args
 
 @config_app.command("show")
 def config_show(
-    model: Annotated[str, typer.Option("--model", "-m", help="vgae, gat or dqn.")] = "gat",
+    model: Annotated[str, typer.Option("--model", "-m", help="vgae, gat, dqn, hgb or novelty.")] = "gat",
     scale: Annotated[str, typer.Option("--scale", "-s", help="large (teacher) or small (student).")] = "large",
     aux: Annotated[list[str], typer.Option("--aux", "-a", help="Auxiliary config, e.g. kd_standard (repeatable).")] = [
         "none"

@@ -15,10 +15,16 @@ from kdgat.core.errors import UsageError
 def train(
     model: Annotated[
         ModelKind,
-        typer.Option("--model", "-m", help="vgae (trained on benign graphs), gat, or hgb (the classical yardstick)."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="vgae (trained on benign graphs), gat, hgb (the classical yardstick) or novelty (the classical "
+            "yardstick trained on benign windows only, read beside the VGAE).",
+        ),
     ] = ...,
     scale: Annotated[
-        Optional[Scale], typer.Option("--scale", "-s", help="large (teacher) or small (student); hgb has one size.")
+        Optional[Scale],
+        typer.Option("--scale", "-s", help="large (teacher) or small (student); hgb and novelty have one size."),
     ] = None,
     graphs_dir: Annotated[Path, typer.Option("--graphs", help="Graph store built by `kdgat graphs`.")] = ...,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")] = ...,
@@ -52,7 +58,7 @@ def train(
     from kdgat.stages import train as stage
 
     with user_errors():
-        if scale is None and model is not ModelKind.hgb:
+        if scale is None and model not in (ModelKind.hgb, ModelKind.novelty):
             raise UsageError(f"--scale large|small is needed for a {model.value}")
         cfg = resolve_config(model.value, scale.value if scale else "large", aux, override)
         metrics = stage.run(

@@ -35,7 +35,7 @@ from kdgat.core.hashing import content_hash
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
 
-MODELS: tuple[str, ...] = ("vgae", "gat", "dqn", "hgb")
+MODELS: tuple[str, ...] = ("vgae", "gat", "dqn", "hgb", "novelty")
 SCALES: tuple[str, ...] = ("large", "small")
 NO_AUX = "none"
 CONFIG_DIR_ENV = "KDGAT_CONFIG_DIR"
@@ -274,7 +274,7 @@ def config_hash(cfg: PipelineConfig) -> str:
     return content_hash(cfg.model_dump(mode="json"))
 
 
-MODEL_SECTIONS = ("vgae", "gat", "dqn", "hgb")
+MODEL_SECTIONS = ("vgae", "gat", "dqn", "hgb", "novelty")
 
 
 def without_other_models(dumped: dict) -> dict:

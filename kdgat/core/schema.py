@@ -18,10 +18,12 @@ from pydantic import (
     ValidationInfo,
     field_validator,
     model_serializer,
+    model_validator,
 )
 
 SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE score, GAT readout/conv
-# (gat.id_input came later without a bump: its default, the only earlier behaviour, is not serialised)
+# (gat.id_input and the novelty section came later without a bump: gat.id_input's default, the only
+# earlier behaviour, and a missing novelty section are not serialised, so earlier run configs hash the same)
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -266,6 +268,17 @@ class HGBConfig(BaseModel):
     balanced: bool  # weigh the classes inversely to their frequency
 
 
+class NoveltyConfig(BaseModel):
+    """The benign-only classical yardstick (kdgat.models.novelty), read beside the VGAE."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    method: Literal["zscore", "iforest"]
+    top_k: PosInt  # zscore: a window's score is the mean of its k largest |z|
+    std_floor: PosFloat  # zscore: smallest standard deviation a column is divided by
+    trees: PosInt  # iforest: number of trees
+
+
 class KDConfig(BaseModel):
     """Teacher -> student distillation weights (reference design 4.4); present only with a KD auxiliary."""
 
@@ -283,7 +296,7 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
     schema_version: Literal["1.3.0"]
-    model_type: Literal["vgae", "gat", "dqn", "hgb"]
+    model_type: Literal["vgae", "gat", "dqn", "hgb", "novelty"]
     scale: Literal["large", "small"]
     auxiliaries: tuple[str, ...]
     seed: NonNegInt
@@ -295,9 +308,24 @@ class PipelineConfig(BaseModel):
     hgb: HGBConfig
     fusion: FusionConfig
     kd: KDConfig | None = None
+    novelty: NoveltyConfig | None = None  # None only in run configs written before the section existed
+
+    @model_validator(mode="after")
+    def _own_section_present(self) -> PipelineConfig:
+        if self.model_type == "novelty" and self.novelty is None:
+            raise ValueError("a novelty run needs the novelty section")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_a_missing_novelty_section(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config read from a run recorded before the section existed dumps (and hashes) as it did then."""
+        dumped = handler(self)
+        if dumped.get("novelty") is None:
+            dumped.pop("novelty", None)
+        return dumped
 
     @property
-    def model_section(self) -> VGAEConfig | GATConfig | DQNConfig | HGBConfig:
+    def model_section(self) -> VGAEConfig | GATConfig | DQNConfig | HGBConfig | NoveltyConfig:
         """The section of the model this run trains."""
         return getattr(self, self.model_type)
 

@@ -79,8 +79,13 @@ def score_boosting(model, part: GraphPart, batch_size: int = 1024, with_embeddin
     return {"score": model.p_attack(part)}
 
 
+def score_novelty(model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False):
+    """Anomaly score of the benign-only yardstick per window (no embedding)."""
+    return {"score": model.anomaly(part)}
+
+
 def score_model(kind: str, model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False):
-    scorer = {"gat": score_gat, "vgae": score_vgae, "hgb": score_boosting}[kind]
+    scorer = {"gat": score_gat, "vgae": score_vgae, "hgb": score_boosting, "novelty": score_novelty}[kind]
     return scorer(model, part, batch_size, with_embedding)
 
 

@@ -13,15 +13,14 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from kdgat.core.schema import HGBConfig
 from kdgat.data.store import GraphPart
-from kdgat.data.window_vectors import window_vectors
+from kdgat.models.window_model import WindowVectorModel
 
 
-class WindowBoosting:
+class WindowBoosting(WindowVectorModel):
     """A fitted classifier plus what it needs to turn a store part into its input."""
 
     def __init__(self, cfg: HGBConfig, vocab_size: int, node_features: list[str], seed: int = 0):
-        self.vocab_size = int(vocab_size)
-        self.node_features = list(node_features)
+        super().__init__(vocab_size, node_features)
         self.estimator = HistGradientBoostingClassifier(
             max_iter=cfg.max_iter,
             learning_rate=cfg.learning_rate,
@@ -32,28 +31,11 @@ class WindowBoosting:
             early_stopping=False,  # its own early stopping splits windows at random: overlapping ones leak
             random_state=seed,
         )
-        self.columns: list[str] = []  # the columns the estimator sees
-        self.keep: np.ndarray | None = None  # which window_vectors columns they are (set by fit)
-
-    def vectors(self, part: GraphPart) -> np.ndarray:
-        x, columns = window_vectors(part, self.vocab_size, self.node_features)
-        keep = getattr(self, "keep", None)  # None: before fit, or pickled before columns were dropped
-        keep = np.ones(x.shape[1], bool) if keep is None else keep
-        self.columns = np.asarray(columns)[keep].tolist()
-        return x[:, keep]
 
     def fit(self, part: GraphPart, indices: np.ndarray) -> WindowBoosting:
-        """Fit on the windows ``indices`` of ``part``, without the columns that hold no value in any of them.
-
-        An ID absent from every training window (the unknown-ID slot of a capture without fuzzing) leaves
-        its timing and payload columns all NaN: scikit-learn 1.9 cannot bin such a column, and it could
-        never be split on. They are dropped here and at every later scoring.
-        """
-        self.keep = None
-        x = self.vectors(part)[indices]
-        self.keep = ~np.isnan(x).all(axis=0)
-        self.columns = np.asarray(self.columns)[self.keep].tolist()
-        self.estimator.fit(x[:, self.keep], np.asarray(part.y)[indices].astype(np.int64))
+        """Fit on the windows ``indices`` of ``part``, without the columns that hold no value in any of them
+        (scikit-learn 1.9 cannot bin an all-NaN column, and it could never be split on)."""
+        self.estimator.fit(self.fitting_vectors(part, indices), np.asarray(part.y)[indices].astype(np.int64))
         return self
 
     def p_attack(self, part: GraphPart) -> np.ndarray:

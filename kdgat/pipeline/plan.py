@@ -83,8 +83,11 @@ def plan_steps() -> list[Step]:
                 teacher=teacher,
             )
         )
-    # the classical yardstick every GNN row is read against (gradient-boosted trees, CPU)
-    steps.append(Step(train_step_name("hgb", "large", False), "train", needs=("graphs",), model="hgb", scale="large"))
+    # the classical yardsticks every GNN row is read against (CPU): gradient-boosted trees on the labelled
+    # windows, and benign-window statistics beside the VGAE
+    for model in ("hgb", "novelty"):
+        name = train_step_name(model, "large", False)
+        steps.append(Step(name, "train", needs=("graphs",), model=model, scale="large"))
     for scale, kd in (("large", False), ("small", True)):
         members = (train_step_name("vgae", scale, kd), train_step_name("gat", scale, kd))
         name = f"fuse_{scale}" + ("_kd" if kd else "")

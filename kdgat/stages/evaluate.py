@@ -123,7 +123,8 @@ def evaluate_run(
     model, cfg = load_run_model(run_dir, store)
     # scores may come from the compiled model; attention and explanations need the eager one
     kind = cfg.model_type
-    scorer = compile_for_inference(model) if compile_models and kind != "hgb" else model
+    gnn = isinstance(model, torch.nn.Module)
+    scorer = compile_for_inference(model) if compile_models and gnn else model
     label = run_label(cfg)
     val = store.parts.get("val")
     keep, y_val, scored, val_scores = None, None, None, None
@@ -139,8 +140,8 @@ def evaluate_run(
         "model": kind,
         "scale": cfg.scale,
         "kd": cfg.has_kd,
-        "parameters": model.parameters if kind == "hgb" else sum(p.numel() for p in model.parameters()),
-        "score": "reconstruction_error" if kind == "vgae" else "p_attack",
+        "parameters": sum(p.numel() for p in model.parameters()) if gnn else model.parameters,
+        "score": {"vgae": "reconstruction_error", "novelty": "anomaly"}.get(kind, "p_attack"),
         "threshold": threshold,
         "validation": None if val is None else binary_metrics(y_val, val_scores, threshold["threshold"]),
         "test": {},

@@ -45,12 +45,20 @@ from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.models import build_model
-from kdgat.training.boosting import BOOSTING_FILE, fit_boosting
 from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
 from kdgat.training.preemption import AtomicCheckpointIO, StopOnSignal, TrainingStopped, run_key, test_pause
-from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE, load_run_model, model_file, run_label
+from kdgat.training.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    load_run_model,
+    model_file,
+    run_label,
+    weights_name,
+)
+from kdgat.training.window_models import WINDOW_MODEL_FILE, WINDOW_MODELS, fit_window_model
 
 
 def _keep_earlier_curves(earlier: str, curves: Path) -> None:
@@ -68,9 +76,10 @@ def _keep_earlier_curves(earlier: str, curves: Path) -> None:
 
 
 def _begin_run_folder(out_dir: Path, model_type: str) -> None:
-    """Remove the old manifest, and weights of the other kind that model_file() would find instead."""
+    """Remove the old manifest, and weights of another kind that an earlier run left in this folder."""
     begin_output(out_dir)
-    (out_dir / (MODEL_FILE if model_type == "hgb" else BOOSTING_FILE)).unlink(missing_ok=True)
+    for name in {MODEL_FILE, WINDOW_MODEL_FILE} - {weights_name(model_type)}:
+        (out_dir / name).unlink(missing_ok=True)
 
 
 def _require_both_classes(store, model_type: str) -> None:
@@ -109,8 +118,8 @@ def run(
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
-    if cfg.model_type not in ("vgae", "gat", "hgb"):
-        raise KdgatError(f"`kdgat train` trains vgae, gat or hgb models; {cfg.model_type} is trained by `kdgat fuse`")
+    if cfg.model_type == "dqn":
+        raise KdgatError("`kdgat train` trains vgae, gat, hgb or novelty models; dqn is trained by `kdgat fuse`")
     if cfg.has_kd and teacher_dir is None:
         raise UsageError("the kd_standard auxiliary needs --teacher RUN_DIR (a finished large run)")
     if teacher_dir is not None and not cfg.has_kd:
@@ -119,10 +128,10 @@ def run(
     dataset = dataset or store.dataset
     if cfg.model_type in ("gat", "hgb"):
         _require_both_classes(store, cfg.model_type)
-    if cfg.model_type == "hgb":
+    if cfg.model_type in WINDOW_MODELS:
         _begin_run_folder(out_dir, cfg.model_type)
         atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
-        metrics = fit_boosting(cfg, store, out_dir)
+        metrics = fit_window_model(cfg, store, out_dir)
         return _record(cfg, graphs_dir, out_dir, metrics, started, None, dataset, tracking_uri)
     teacher = None
     if teacher_dir is not None:

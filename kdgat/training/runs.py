@@ -27,29 +27,39 @@ def run_label(cfg) -> str:
     return f"{cfg.model_type}_{cfg.scale}" + ("_kd" if cfg.has_kd else "")
 
 
-def model_file(run_dir: str | Path) -> Path:
-    """The weights of a training run: ``model.pt`` for the GNNs, ``model.joblib`` for the hgb yardstick."""
-    from kdgat.training.boosting import BOOSTING_FILE
+def weights_name(model_type: str) -> str:
+    """``model.joblib`` for the classical yardsticks (hgb, novelty), ``model.pt`` for the GNNs."""
+    from kdgat.training.window_models import WINDOW_MODEL_FILE, WINDOW_MODELS
 
+    return WINDOW_MODEL_FILE if model_type in WINDOW_MODELS else MODEL_FILE
+
+
+def model_file(run_dir: str | Path) -> Path:
+    """The weights of a training run, named by the ``model_type`` of its ``config.json`` (``model.pt``
+    where there is none yet, so that the caller's missing-file message names the GNN weights)."""
     run_dir = Path(run_dir)
-    return run_dir / BOOSTING_FILE if (run_dir / BOOSTING_FILE).is_file() else run_dir / MODEL_FILE
+    try:
+        model_type = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return run_dir / MODEL_FILE
+    return run_dir / weights_name(str(model_type))
 
 
 def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
     """Rebuild a trained model from its run directory (frozen config + weights), in eval mode.
 
-    A GNN comes back as an ``nn.Module``; the hgb yardstick as a
-    :class:`~kdgat.models.boosting.WindowBoosting`.
+    A GNN comes back as an ``nn.Module``; a classical yardstick as a
+    :class:`~kdgat.models.window_model.WindowVectorModel`.
     """
     run_dir = Path(run_dir)
     for path in (run_dir / CONFIG_FILE, model_file(run_dir)):
         if not path.is_file():
             raise KdgatError(f"{run_dir}: not a finished training run (no {path.name})")
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    if cfg.model_type == "hgb":
-        from kdgat.training.boosting import load_boosting
+    if weights_name(cfg.model_type) != MODEL_FILE:
+        from kdgat.training.window_models import load_window_model
 
-        model = load_boosting(run_dir)
+        model = load_window_model(run_dir, cfg.model_type)
         if store is not None and model.vocab_size != store.vocab_size:
             raise KdgatError(
                 f"{run_dir}: trained on a store with {model.vocab_size} IDs, this one has {store.vocab_size} "

@@ -1,7 +1,9 @@
-"""Fitting the classical yardstick (:class:`kdgat.models.boosting.WindowBoosting`) on a graph store.
+"""Fitting the classical yardsticks on a graph store: hgb (supervised) and novelty (benign windows only).
 
-It learns from the same labelled training windows as the GAT and reports its validation log-loss
-where the GNN runs report their best validation loss, so the two read the same in the lake.
+Both are :class:`kdgat.models.window_model.WindowVectorModel` s, kept as ``model.joblib``. hgb learns
+from the same labelled training windows as the GAT and reports its validation log-loss where the GNN
+runs report their best validation loss; novelty learns from the benign training windows, as the VGAE
+does, and has no loss to report.
 """
 
 from __future__ import annotations
@@ -19,31 +21,38 @@ from kdgat.core.errors import KdgatError
 from kdgat.core.schema import PipelineConfig
 from kdgat.data.store import GraphStore
 from kdgat.models.boosting import WindowBoosting
+from kdgat.models.novelty import WindowNovelty
+from kdgat.models.window_model import WindowVectorModel
 
-BOOSTING_FILE = "model.joblib"
+WINDOW_MODEL_FILE = "model.joblib"
+WINDOW_MODELS = {"hgb": WindowBoosting, "novelty": WindowNovelty}
 
 
-def fit_boosting(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> dict:
-    """Fit on the labelled training windows, write ``model.joblib`` atomically; returns the run's metrics."""
+def fit_window_model(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> dict:
+    """Fit on the training windows, write ``model.joblib`` atomically; returns the run's metrics."""
     started = time.perf_counter()
     train, val = store.part("train"), store.part("val")
-    train_idx = np.flatnonzero(np.asarray(train.y) >= 0)
-    val_idx = np.flatnonzero(np.asarray(val.y) >= 0)
-    model = WindowBoosting(cfg.hgb, store.vocab_size, store.metadata["node_features"], seed=cfg.seed)
-    model.fit(train, train_idx)
-    with atomic_path(out_dir / BOOSTING_FILE) as tmp:
+    supervised = cfg.model_type == "hgb"
+    train_y, val_y = np.asarray(train.y), np.asarray(val.y)
+    train_idx = np.flatnonzero(train_y >= 0 if supervised else train_y == 0)
+    val_idx = np.flatnonzero(val_y >= 0 if supervised else val_y == 0)
+    if len(train_idx) == 0:
+        raise KdgatError(f"{store.path}: no benign training window to fit the {cfg.model_type} yardstick on")
+    model = WINDOW_MODELS[cfg.model_type](
+        cfg.model_section, store.vocab_size, store.metadata["node_features"], seed=cfg.seed
+    ).fit(train, train_idx)
+    with atomic_path(out_dir / WINDOW_MODEL_FILE) as tmp:
         joblib.dump(model, tmp)
     val_loss = None
-    if len(val_idx):
-        y_val = np.asarray(val.y)[val_idx]
-        val_loss = float(log_loss(y_val, model.p_attack(val)[val_idx], labels=[0, 1]))
+    if supervised and len(val_idx):
+        val_loss = float(log_loss(val_y[val_idx], model.p_attack(val)[val_idx], labels=[0, 1]))
     return {
-        "model": "hgb",
+        "model": cfg.model_type,
         "scale": cfg.scale,
         "auxiliaries": list(cfg.auxiliaries),
         "config_hash": config_hash(cfg),
         "best_val_loss": val_loss,
-        "epochs": int(model.estimator.n_iter_),  # boosting iterations
+        "epochs": int(model.estimator.n_iter_) if supervised else None,  # boosting iterations
         "stopped_early": False,
         "parameters": model.parameters,
         "features": len(model.columns),
@@ -58,8 +67,8 @@ def fit_boosting(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> dict:
     }
 
 
-def load_boosting(run_dir: Path) -> WindowBoosting:
-    model = joblib.load(Path(run_dir) / BOOSTING_FILE)
-    if not isinstance(model, WindowBoosting):
-        raise KdgatError(f"{run_dir / BOOSTING_FILE}: not a kdgat hgb model")
+def load_window_model(run_dir: Path, model_type: str) -> WindowVectorModel:
+    model = joblib.load(Path(run_dir) / WINDOW_MODEL_FILE)
+    if not isinstance(model, WINDOW_MODELS[model_type]):
+        raise KdgatError(f"{run_dir / WINDOW_MODEL_FILE}: not a kdgat {model_type} model")
     return model

@@ -1,9 +1,11 @@
 /*
- * kdgat train --model hgb: the classical yardstick (gradient-boosted trees on per-window vectors of
- * the same graph store) of one dataset and seed. CPU only, so it has its own process: no GPU label,
- * no checkpoints (it fits in minutes). meta carries variant (the run folder's name) and seed.
+ * kdgat train --model hgb|novelty: a classical yardstick on per-window vectors of the same graph
+ * store, of one dataset and seed (hgb: gradient-boosted trees on the labelled windows; novelty:
+ * benign-window statistics, read beside the VGAE). CPU only, so it has its own process: no GPU
+ * label, no checkpoints (it fits in minutes). meta carries model, variant (the run folder's name)
+ * and seed.
  */
-process KDGAT_TRAIN_HGB {
+process KDGAT_TRAIN_CLASSICAL {
     tag "${meta.id}:seed${meta.seed}:${meta.variant}"
     label 'process_medium'
 
