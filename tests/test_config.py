@@ -177,6 +177,24 @@ def test_unknown_key_names_key_and_file(cfg_dir):
     assert str(info.value) == "config/models/gat/small.yaml: gat.hiden: unknown key"
 
 
+def test_a_key_given_twice_names_file_and_line(cfg_dir):
+    """YAML keeps the last of two equal keys silently, so an edit to the first would do nothing."""
+    small = cfg_dir / "models" / "gat" / "small.yaml"
+    original = small.read_text()
+    small.write_text(original + "gat:\n  dropout: 0.3\n")
+    second = len(original.splitlines()) + 1  # the line of the second `gat:`
+    with pytest.raises(ConfigError) as info:
+        resolve_config("gat", "small", config_dir=cfg_dir)
+    assert str(info.value).endswith(f"config/models/gat/small.yaml:{second}: invalid YAML: duplicate key 'gat'")
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    from kdgat.core.yamlio import load_yaml_mapping
+
+    (tmp_path / "m.yaml").write_text("base: &b\n  a: 1\n  b: 2\nx:\n  <<: *b\n  b: 3\n")
+    assert load_yaml_mapping(tmp_path / "m.yaml") == {"base": {"a": 1, "b": 2}, "x": {"a": 1, "b": 3}}
+
+
 def test_wrong_type_in_file_names_key_and_file(cfg_dir):
     _edit(cfg_dir / "defaults.yaml", lambda d: d["preprocessing"].update(window="ten"))
     with pytest.raises(ConfigError, match=r"^config/defaults\.yaml: preprocessing\.window: "):

@@ -110,16 +110,32 @@ def test_isolation_forest_method_is_seeded_and_fills_absent_ids(store_dir):
     assert first.parameters == sum(tree.tree_.node_count for tree in first.forest.estimators_)
 
 
-def test_a_config_from_before_the_novelty_section_loads_and_hashes_as_it_did(tmp_path):
-    cfg = resolve_config("gat", "large")
-    dumped = json.loads(config_to_json(cfg))
-    assert dumped["novelty"]["method"] == "zscore"
-    del dumped["novelty"]  # what every run config recorded before the section existed looks like
-    (tmp_path / "config.json").write_text(json.dumps(dumped))
-    old = load_frozen_config(tmp_path / "config.json")
-    assert old.novelty is None and config_hash(old) == content_hash(dumped)
+def test_only_a_novelty_run_records_the_section_so_other_configs_hash_as_before(tmp_path):
+    """Every other run's config.json is what it was before the section existed (no `novelty` key), and one
+    written then loads and dumps to the same text, hence the same config_hash."""
+    assert json.loads(config_to_json(resolve_config("novelty", "large")))["novelty"]["method"] == "zscore"
+    for model in ("vgae", "gat", "dqn", "hgb"):
+        text = config_to_json(resolve_config(model, "large"))
+        assert "novelty" not in json.loads(text), model
+        (tmp_path / "config.json").write_text(text)
+        old = load_frozen_config(tmp_path / "config.json")
+        assert old.novelty is None and config_to_json(old) == text
+        assert config_hash(old) == content_hash(json.loads(text))
 
+    dumped = json.loads(text)
     dumped["model_type"] = "novelty"
     (tmp_path / "config.json").write_text(json.dumps(dumped))
     with pytest.raises(ConfigError, match="novelty section"):
         load_frozen_config(tmp_path / "config.json")
+
+
+def test_the_yardsticks_step_keys_ignore_the_training_loop_settings():
+    """hgb and novelty are fitted without Lightning: `--epochs` must not refit them (a GNN's key changes)."""
+    from kdgat.core.config import model_config_hash
+
+    for model in ("hgb", "novelty", "gat"):
+        plain = model_config_hash(resolve_config(model, "large"))
+        shorter = model_config_hash(resolve_config(model, "large", overrides=["training.max_epochs=2"]))
+        assert (plain == shorter) == (model != "gat"), model
+    own = model_config_hash(resolve_config("novelty", "large", overrides=["novelty.top_k=3"]))
+    assert own != model_config_hash(resolve_config("novelty", "large"))

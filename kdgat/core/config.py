@@ -275,18 +275,22 @@ def config_hash(cfg: PipelineConfig) -> str:
 
 
 MODEL_SECTIONS = ("vgae", "gat", "dqn", "hgb", "novelty")
+# the classical yardsticks (kdgat.training.window_models): fitted without Lightning, so `training` is not theirs
+WINDOW_VECTOR_MODELS = ("hgb", "novelty")
 
 
 def without_other_models(dumped: dict) -> dict:
-    """A dumped config without the sections of the models other than its ``model_type``: what such a run
-    can depend on (a changed GAT setting does not change a VGAE run)."""
-    return {k: v for k, v in dumped.items() if k not in MODEL_SECTIONS or k == dumped.get("model_type")}
+    """A dumped config without what its ``model_type`` cannot depend on: the other models' sections (a
+    changed GAT setting does not change a VGAE run) and, for a classical yardstick, the training loop's."""
+    own = dumped.get("model_type")
+    ignored = {s for s in MODEL_SECTIONS if s != own} | ({"training"} if own in WINDOW_VECTOR_MODELS else set())
+    return {k: v for k, v in dumped.items() if k not in ignored}
 
 
 def model_config_hash(cfg: PipelineConfig) -> str:
     """:func:`config_hash` of :func:`without_other_models`: the pipeline's step keys, the resume check and
     the checkpoint key, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of a pipeline
-    cached (a run's recorded ``config_hash`` still covers its whole frozen config)."""
+    cached, and `--epochs` the yardsticks (a run's recorded ``config_hash`` covers its whole frozen config)."""
     return content_hash(without_other_models(cfg.model_dump(mode="json")))
 
 

@@ -23,7 +23,8 @@ from pydantic import (
 
 SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE score, GAT readout/conv
 # (gat.id_input and the novelty section came later without a bump: gat.id_input's default, the only
-# earlier behaviour, and a missing novelty section are not serialised, so earlier run configs hash the same)
+# earlier behaviour, is not serialised, nor the novelty section but in a novelty run, so the configs of
+# every other run hash as they did before)
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -308,7 +309,16 @@ class PipelineConfig(BaseModel):
     hgb: HGBConfig
     fusion: FusionConfig
     kd: KDConfig | None = None
-    novelty: NoveltyConfig | None = None  # None only in run configs written before the section existed
+    novelty: NoveltyConfig | None = None  # novelty runs only (see the validator and serializer below)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _novelty_section_in_novelty_runs_only(cls, data: Any) -> Any:
+        """Only a novelty run keeps the section: every other run's config is what it was before the section
+        existed (so it dumps and hashes as then), resolved or read back from its config.json alike."""
+        if isinstance(data, dict) and data.get("model_type") != "novelty" and "novelty" in data:
+            return {k: v for k, v in data.items() if k != "novelty"}
+        return data
 
     @model_validator(mode="after")
     def _own_section_present(self) -> PipelineConfig:
@@ -317,8 +327,7 @@ class PipelineConfig(BaseModel):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_a_missing_novelty_section(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A config read from a run recorded before the section existed dumps (and hashes) as it did then."""
+    def _no_novelty_key_without_the_section(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         dumped = handler(self)
         if dumped.get("novelty") is None:
             dumped.pop("novelty", None)

@@ -300,9 +300,9 @@ def _open_client(uri: str, on_retry: Callable[[int], None], budget_s: float) -> 
     try:
         with _store_lock(uri, budget_s):
             return _retry(open_store, what="open", uri=uri, on_retry=on_retry, budget_s=budget_s)
-    except MlflowException as exc:  # a store MLflow refuses (e.g. a file:// store): its first sentence, one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
-        raise KdgatError(f"tracking store {uri}: MLflow cannot open it: {first}") from None
+    except MlflowException as exc:  # a store MLflow refuses (e.g. a file:// store): its words, on one line
+        said = " ".join(str(exc).split()) or type(exc).__name__
+        raise KdgatError(f"tracking store {uri}: MLflow cannot open it: {said}") from None
 
 
 @contextmanager

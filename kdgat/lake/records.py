@@ -104,7 +104,7 @@ def _make_id(prefix: str, key: dict[str, Any]) -> str:
 
 _IDENTITIES: dict[str, Identity] = {}
 _PEERS: list[Path] = []  # the folders of the append in progress: a recorded run may be one of them
-WEIGHT_FILES = ("model.pt", "model.joblib", "fusion.pt")  # what a GNN, the hgb yardstick, a fusion keep
+WEIGHT_FILES = ("model.pt", "model.joblib", "fusion.pt")  # what a GNN, a classical yardstick, a fusion keep
 
 
 def _short(value: Any) -> str:

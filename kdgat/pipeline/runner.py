@@ -365,8 +365,9 @@ class PipelineRunner:
             if all(source.benign for source in self._sources(dataset) if source.split == "train"):
                 raise UsageError(
                     f"{dataset}: every training capture is attack-free, so the GAT, the hgb yardstick and the "
-                    "fusions cannot be trained on it; train the VGAE alone (kdgat train -m vgae) and evaluate "
-                    "it with a benign-only threshold (kdgat evaluate --threshold fpr:0.01)"
+                    "fusions cannot be trained on it; train the VGAE (kdgat train -m vgae) and the benign-only "
+                    "yardstick (kdgat train -m novelty) and evaluate them with a benign-only threshold "
+                    "(kdgat evaluate --threshold fpr:0.01)"
                 )
         # last: a campaign refused for its inputs leaves no folder behind
         ensure_folder(self.layout.out)

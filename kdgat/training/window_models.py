@@ -25,19 +25,21 @@ from kdgat.models.novelty import WindowNovelty
 from kdgat.models.window_model import WindowVectorModel
 
 WINDOW_MODEL_FILE = "model.joblib"
-WINDOW_MODELS = {"hgb": WindowBoosting, "novelty": WindowNovelty}
+WINDOW_MODELS = {"hgb": WindowBoosting, "novelty": WindowNovelty}  # kdgat.core.config.WINDOW_VECTOR_MODELS
 
 
 def fit_window_model(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> dict:
     """Fit on the training windows, write ``model.joblib`` atomically; returns the run's metrics."""
     started = time.perf_counter()
-    train, val = store.part("train"), store.part("val")
+    train, val = store.part("train"), store.parts.get("val")
     supervised = cfg.model_type == "hgb"
-    train_y, val_y = np.asarray(train.y), np.asarray(val.y)
+    train_y = np.asarray(train.y)
+    val_y = np.asarray(val.y) if val is not None else np.zeros(0, np.int64)
     train_idx = np.flatnonzero(train_y >= 0 if supervised else train_y == 0)
     val_idx = np.flatnonzero(val_y >= 0 if supervised else val_y == 0)
     if len(train_idx) == 0:
-        raise KdgatError(f"{store.path}: no benign training window to fit the {cfg.model_type} yardstick on")
+        what = "labelled" if supervised else "benign"
+        raise KdgatError(f"{store.path}: no {what} training window to fit the {cfg.model_type} yardstick on")
     model = WINDOW_MODELS[cfg.model_type](
         cfg.model_section, store.vocab_size, store.metadata["node_features"], seed=cfg.seed
     ).fit(train, train_idx)
