@@ -336,6 +336,24 @@ def test_choose_threshold_fpr_respects_budget(max_fpr):
     assert r["value"] == pytest.approx(brute_force_detection_rate(y, s, max_fpr))
 
 
+def test_choose_threshold_fpr_is_set_by_the_benign_windows_alone():
+    """Separable validation: the budget is met anywhere in the gap; fpr takes its bottom (just above the
+    highest benign score), where f1 takes its top (the lowest attack score) and margin its middle."""
+    y = np.array([0, 0, 0, 0, 1, 1, 1])
+    s = np.array([0.01, 0.02, 0.03, 0.05, 0.90, 0.95, 0.99])
+    r = choose_threshold(y, s, "fpr", max_fpr=0.01)
+    assert r["threshold"] == float(np.nextafter(0.05, 1.0)) and r["value"] == 1.0
+    assert choose_threshold(y, s, "f1")["threshold"] == 0.90
+    assert 0.05 < choose_threshold(y, s, "margin")["threshold"] < 0.90
+    # moving the attack scores does not move it; moving the highest benign one does
+    assert choose_threshold(y, s * np.array([1, 1, 1, 1, 0.6, 0.6, 0.6]), "fpr", max_fpr=0.01) == r
+    s2 = s.copy()
+    s2[3] = 0.2
+    assert choose_threshold(y, s2, "fpr", max_fpr=0.01)["threshold"] == float(np.nextafter(0.2, 1.0))
+    # a budget of one benign window in four (0.25): just above the second highest benign score
+    assert choose_threshold(y, s, "fpr", max_fpr=0.25)["threshold"] == float(np.nextafter(0.03, 1.0))
+
+
 def test_choose_threshold_fpr_when_top_score_is_benign():
     y = np.array([0, 1, 0, 1])
     s = np.array([0.9, 0.8, 0.3, 0.2])
@@ -354,8 +372,9 @@ def test_choose_threshold_benign_only_fallback(method, dtype):
         r = choose_threshold(y, s, method, max_fpr=0.05)
     assert r["fallback"] is True and r["value"] is None
     if method == "fpr":
-        # lowest threshold with at most 5 of 100 benign windows flagged: the 5th highest score
-        assert r["threshold"] == float(np.sort(s)[-5])
+        # lowest threshold with at most 5 of 100 benign windows flagged: just above the 6th highest score
+        assert r["threshold"] == float(np.nextafter(np.sort(s)[-6], dtype(np.inf)))
+        assert np.count_nonzero(s >= dtype(r["threshold"])) == 5
     else:
         assert r["threshold"] > float(s.max())
         assert np.count_nonzero(s >= dtype(r["threshold"])) == 0  # also in the scores' own precision

@@ -247,15 +247,17 @@ def choose_threshold(y_val, scores_val, method: str = "f1", *, max_fpr: float = 
       ``interval`` (the optimal range) and ``space``;
     - ``"youden"``: maximal TPR - FPR (Youden's J); ``value`` = J;
     - ``"fpr"``: the lowest threshold whose validation FPR is <= ``max_fpr`` (so the highest TPR
-      under that false-alarm budget); ``value`` = validation TPR there; the result also holds
-      ``max_fpr``. When even the highest score is a benign window that breaks the budget, the
-      threshold is just above the highest score (nothing flagged, value 0.0).
+      under that false-alarm budget): just above the highest benign validation score the budget
+      leaves unflagged, i.e. set by the benign windows alone (a benign-score quantile; on separable
+      validation the bottom of the gap, where ``"f1"`` takes its top); ``value`` = validation TPR
+      there; the result also holds ``max_fpr``. When even the highest score is a benign window that
+      breaks the budget, the threshold is just above the highest score (nothing flagged, value 0.0).
 
     Ties go to the highest threshold (fewer alarms) except for ``"margin"``. Degenerate validation
     sets give ``"fallback": True`` and ``value`` None:
 
     - only benign windows: just above the highest score (no false positive on validation); for
-      ``"fpr"`` the lowest threshold keeping the benign FPR <= ``max_fpr`` (a benign-score quantile);
+      ``"fpr"`` the lowest threshold keeping the benign FPR <= ``max_fpr``, as above;
     - only attack windows: the lowest score (every validation window flagged).
 
     "Just above" is the next representable number of the scores' float type. An empty validation
@@ -285,7 +287,10 @@ def choose_threshold(y_val, scores_val, method: str = "f1", *, max_fpr: float = 
         if k == 0:
             threshold, value = _next_above(thresholds[0], s.dtype), 0.0
         else:
-            threshold, value = float(thresholds[k - 1]), float(tps[k - 1] / positives) if positives else None
+            # every threshold in (thresholds[k], thresholds[k-1]] flags the same validation windows, and
+            # thresholds[k] is a benign score that breaks the budget: take the bottom of that range
+            low = _next_above(thresholds[k], s.dtype) if k < len(thresholds) else float(thresholds[-1])
+            threshold, value = low, float(tps[k - 1] / positives) if positives else None
     elif fallback:
         threshold, value = _next_above(thresholds[0], s.dtype), None
     else:
