@@ -81,6 +81,16 @@ def test_novelty_through_train_evaluate_and_the_lake(store_dir, tmp_path):
     recomputed = binary_metrics(y[y >= 0], model.anomaly(val)[y >= 0], result["threshold"]["threshold"])
     assert result["validation"]["f1"] == pytest.approx(recomputed["f1"])
 
+    # a benign-anchored threshold through evaluate: at most 5 % of the benign validation windows flagged,
+    # the threshold just above the highest benign score left unflagged (the attack scores do not set it)
+    run_evaluate([tmp_path / "novelty"], store_dir, tmp_path / "eval_fpr", policy="fpr:0.05")
+    chosen = read_results(tmp_path / "eval_fpr")["runs"]["novelty_large"]["threshold"]
+    assert chosen["method"] == "fpr" and chosen["max_fpr"] == 0.05
+    benign = np.sort(model.anomaly(val)[y == 0])
+    allowed = int(0.05 * len(benign))
+    assert np.count_nonzero(benign >= np.float32(chosen["threshold"])) <= allowed
+    assert chosen["threshold"] == float(np.nextafter(benign[-(allowed + 1)], np.float32(np.inf)))
+
     with pytest.raises(KdgatError, match="a novelty run cannot go into a detector bundle"):
         run_export([tmp_path / "novelty"], tmp_path / "bundle", evaluation=tmp_path / "eval", graphs_dir=store_dir)
 
