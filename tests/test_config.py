@@ -193,6 +193,8 @@ def test_merge_keys_may_still_be_overridden(tmp_path):
 
     (tmp_path / "m.yaml").write_text("base: &b\n  a: 1\n  b: 2\nx:\n  <<: *b\n  b: 3\n")
     assert load_yaml_mapping(tmp_path / "m.yaml") == {"base": {"a": 1, "b": 2}, "x": {"a": 1, "b": 3}}
+    (tmp_path / "v.yaml").write_text("=: 1\na: 2\n")  # YAML's value key, as PyYAML's safe loader reads it
+    assert load_yaml_mapping(tmp_path / "v.yaml") == {"=": 1, "a": 2}
 
 
 def test_wrong_type_in_file_names_key_and_file(cfg_dir):

@@ -132,6 +132,10 @@ def test_only_a_novelty_run_records_the_section_so_other_configs_hash_as_before(
         assert old.novelty is None and config_to_json(old) == text
         assert config_hash(old) == content_hash(json.loads(text))
 
+    # still validated for every model: a typo in it is an error, not silently dropped
+    with pytest.raises(ConfigError, match="novelty.bogus: unknown key"):
+        resolve_config("gat", "large", overrides=["novelty.bogus=3"])
+
     dumped = json.loads(text)
     dumped["model_type"] = "novelty"
     (tmp_path / "config.json").write_text(json.dumps(dumped))

@@ -311,19 +311,15 @@ class PipelineConfig(BaseModel):
     kd: KDConfig | None = None
     novelty: NoveltyConfig | None = None  # novelty runs only (see the validator and serializer below)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _novelty_section_in_novelty_runs_only(cls, data: Any) -> Any:
-        """Only a novelty run keeps the section: every other run's config is what it was before the section
-        existed (so it dumps and hashes as then), resolved or read back from its config.json alike."""
-        if isinstance(data, dict) and data.get("model_type") != "novelty" and "novelty" in data:
-            return {k: v for k, v in data.items() if k != "novelty"}
-        return data
-
     @model_validator(mode="after")
-    def _own_section_present(self) -> PipelineConfig:
+    def _novelty_section_in_novelty_runs_only(self) -> PipelineConfig:
+        """Validated in every config (a typo in it is an error for any model), kept by a novelty run only:
+        every other run's config is what it was before the section existed, so it dumps and hashes as
+        then, resolved or read back from its config.json alike."""
         if self.model_type == "novelty" and self.novelty is None:
             raise ValueError("a novelty run needs the novelty section")
+        if self.model_type != "novelty" and self.novelty is not None:
+            object.__setattr__(self, "novelty", None)  # frozen: set once, during validation
         return self
 
     @model_serializer(mode="wrap")

@@ -22,7 +22,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _value in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
+            if key_node.tag in ("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"):  # `<<: *base`, `=`
                 continue
             key = self.construct_object(key_node, deep=deep)
             try:

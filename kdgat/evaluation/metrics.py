@@ -248,8 +248,9 @@ def choose_threshold(y_val, scores_val, method: str = "f1", *, max_fpr: float = 
     - ``"youden"``: maximal TPR - FPR (Youden's J); ``value`` = J;
     - ``"fpr"``: the lowest threshold whose validation FPR is <= ``max_fpr`` (so the highest TPR
       under that false-alarm budget): just above the highest benign validation score the budget
-      leaves unflagged, i.e. set by the benign windows alone (a benign-score quantile; on separable
-      validation the bottom of the gap, where ``"f1"`` takes its top); ``value`` = validation TPR
+      leaves unflagged, i.e. set by the benign windows alone (a benign-score quantile; where it leaves
+      none flagged and validation is separable, the bottom of the gap, where ``"f1"`` takes its top);
+      ``value`` = validation TPR
       there; the result also holds ``max_fpr``. When even the highest score is a benign window that
       breaks the budget, the threshold is just above the highest score (nothing flagged, value 0.0).
 

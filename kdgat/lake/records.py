@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kdgat.core.config import without_other_models
+from kdgat.core.config import WINDOW_VECTOR_MODELS, without_other_models
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.jsonfile import read_json
@@ -316,7 +316,8 @@ def _training_curves(path: Path, run_id: str) -> list[dict]:
 
 def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
     section = cfg.get(ident.model_type) if ident.model_type in ("vgae", "gat", "dqn") else None
-    training = cfg.get("training") or {}
+    # the yardsticks have no training loop (and stay cached when its settings change): none recorded
+    training = {} if ident.model_type in WINDOW_VECTOR_MODELS else cfg.get("training") or {}
     lr = training.get("lr") if training.get("lr") is not None else _get(section, "lr")
     patience = _get(section, "patience") if _get(section, "patience") is not None else training.get("patience")
     return dict(
