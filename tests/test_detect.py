@@ -7,6 +7,7 @@ GAT and a small VGAE (2 epochs) and their MLP fusion, evaluated and exported.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import lzma
 import os
@@ -170,6 +171,32 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
             assert file_summary["metrics"][label] == metrics[label]["test"][part], (capture.name, label)
         assert np.array_equal(mine.alert.to_numpy(), scores[(scores.part == part) & (scores.run == DETECTORS[0])].alert)
     assert len(verdicts[verdicts.file == str(other_vehicle)]) > 1024  # several scoring batches
+
+
+def test_a_fusion_member_in_the_bundle_is_scored_once_with_the_same_numbers(trained):
+    """The bundle's GAT and VGAE are the fusion's members: one model object each, and scoring every
+    detector in one call gives each the numbers it gets scored alone."""
+    from kdgat.data.store import open_store
+    from kdgat.detection.detector import load_detector
+
+    detector = load_detector(trained / "detector", batch_size=256)
+    fusion, gat, vgae = DETECTORS
+    ensemble = detector.fusions[fusion][0]
+    assert detector.models[gat][0] is ensemble.gat and detector.models[vgae][0] is ensemble.vgae
+    assert detector.shared == {(fusion, "gat"): gat, (fusion, "vgae"): vgae}
+    from kdgat.data.windows import GraphArrays
+
+    stored = open_store(trained / "graphs").part("val")  # several batches of 256, in memory as detect has them
+    part = GraphArrays(**{f.name: np.array(getattr(stored, f.name)) for f in dataclasses.fields(GraphArrays)})
+    together = detector.score(part)
+    assert list(together) == detector.labels
+    for label in DETECTORS:
+        assert np.array_equal(together[label], detector.score(part, [label])[label]), label
+    calls = []
+    for net in {id(m): m for m in (ensemble.gat, detector.models[gat][0])}.values():  # both, were they two
+        net.forward = (lambda original: lambda *a, **k: calls.append(1) or original(*a, **k))(net.forward)
+    detector.score(part)
+    assert len(calls) == -(-part.num_graphs // 256)  # one GAT pass per batch, not two
 
 
 def test_graphs_like_says_when_every_id_is_unknown(trained, data_root, tmp_path):

@@ -3,7 +3,8 @@
 Models are rebuilt only through :func:`kdgat.training.runs.load_run_model` and
 :func:`kdgat.fusion.ensemble.load_fusion_run`, and windows are scored only through
 :mod:`kdgat.evaluation.scoring` (and the fusion's own ``Ensemble.data``), exactly as ``kdgat
-evaluate`` scores them: same batches of the same windows give the same numbers, bit for bit.
+evaluate`` scores them: same batches of the same windows give the same numbers, bit for bit. A
+detector that is also a fusion's member is scored once, by the fusion's pass.
 
 Attribution (which CAN IDs made a window an alert) is node level: the attention a node's
 frames receive from their neighbours in the GAT's last layer, the VGAE's reconstruction error of
@@ -87,6 +88,23 @@ class Detector:
             else:
                 net, _cfg = load_run_model(path)
                 self.models[det.label] = (compile_for_inference(net) if compile_models else net, model.kind)
+        self.shared = self._share_members()
+
+    def _share_members(self) -> dict[tuple[str, str], str]:
+        """A detector that is also a fusion's member (the default bundle: the student fusion and its GAT)
+        becomes that fusion's member object, and its scores come from the fusion's pass over a batch:
+        ``{(fusion label, "vgae" | "gat"): detector label}``."""
+        shared = {}
+        folders = {label: (self.bundle / self.spec.model(label).path).resolve() for label in self.models}
+        for fusion_label, (ensemble, _fusion, members) in self.fusions.items():
+            fusion_dir = self.bundle / self.spec.model(fusion_label).path
+            for role in ("vgae", "gat"):
+                member_dir = (fusion_dir / members[role]).resolve()
+                for label, folder in folders.items():
+                    if folder == member_dir and self.models[label][1] == role:
+                        setattr(ensemble, role, self.models[label][0])
+                        shared[(fusion_label, role)] = label
+        return shared
 
     @property
     def labels(self) -> list[str]:
@@ -98,17 +116,27 @@ class Detector:
     # -- scores ---------------------------------------------------------------------------------
 
     def score(self, graphs: GraphArrays, labels: list[str] | None = None) -> dict[str, np.ndarray]:
-        """Per-window scores (higher = more likely attack) of each detector, in window order."""
-        scores = {}
-        for label in labels or self.labels:
-            if label in self.fusions:
-                ensemble, fusion, members = self.fusions[label]
-                data, _ = ensemble.data(_labelled_view(graphs), self.batch_size)
-                scores[label] = ensemble_scores(fusion, data, members, self.batch_size)
-            else:
-                model, kind = self.models[label]
-                scores[label] = score_model(kind, model, graphs, self.batch_size)["score"]
-        return scores
+        """Per-window scores (higher = more likely attack) of each detector, in window order.
+
+        A fusion's members are scored once per call: a detector that is one of them takes the scores of
+        the fusion's pass (the same model object, batches and windows, so the same numbers).
+        """
+        wanted = list(labels or self.labels)
+        scores: dict[str, np.ndarray] = {}
+        for label in (w for w in wanted if w in self.fusions):
+            ensemble, fusion, members = self.fusions[label]
+            view = _labelled_view(graphs)
+            scored = ensemble.member_scores(view, self.batch_size)
+            data, _ = ensemble.data(view, self.batch_size, scored=scored)
+            scores[label] = ensemble_scores(fusion, data, members, self.batch_size)
+            for role, member in zip(("vgae", "gat"), scored, strict=True):
+                shared = self.shared.get((label, role))
+                if shared in wanted:
+                    scores.setdefault(shared, member["score"])
+        for label in (w for w in wanted if w not in scores):
+            model, kind = self.models[label]
+            scores[label] = score_model(kind, model, graphs, self.batch_size)["score"]
+        return {label: scores[label] for label in wanted}
 
     # -- attribution ----------------------------------------------------------------------------
 

@@ -35,10 +35,16 @@ class Ensemble:
             raise KdgatError(f"fusion needs a vgae run ({vgae_dir}) and a gat run ({gat_dir})")
         self.vgae_scale = vgae_scale
 
-    def data(self, part: GraphPart, batch_size: int = 1024) -> tuple[FusionData, np.ndarray]:
-        """Fusion inputs for the labelled windows of ``part`` (and which windows those are)."""
-        vgae = score_vgae(self.vgae, part, batch_size)
-        gat = score_gat(self.gat, part, batch_size)
+    def member_scores(self, part: GraphPart, batch_size: int = 1024) -> tuple[dict, dict]:
+        """The VGAE's and the GAT's scores of every window of ``part``: what :meth:`data` is made of."""
+        return score_vgae(self.vgae, part, batch_size), score_gat(self.gat, part, batch_size)
+
+    def data(
+        self, part: GraphPart, batch_size: int = 1024, scored: tuple[dict, dict] | None = None
+    ) -> tuple[FusionData, np.ndarray]:
+        """Fusion inputs for the labelled windows of ``part`` (and which windows those are); ``scored``:
+        :meth:`member_scores` of ``part`` when the caller has them already."""
+        vgae, gat = scored if scored is not None else self.member_scores(part, batch_size)
         y = np.asarray(part.y)
         keep = y >= 0
         if self.vgae_scale is None:
