@@ -60,6 +60,9 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
     tmp_path, output = campaign
     out = tmp_path / "out"
     assert "steps: 16 ran, 0 cached" in output
+    # each training run says how long it trained in its own unit
+    assert "parameters, 1 epoch (" in output and "parameters, 300 boosting iterations" in output
+    assert "parameters, one pass" in output
     assert "Evaluation of synthetic, seed 42 (thresholds chosen on validation" in output and "fuse_small_kd" in output
     # one seed, the presets' (42): ingest and graphs per dataset, runs and evaluation per seed
     for path in ("synthetic/frames/manifest.json", "synthetic/graphs/metadata.json",

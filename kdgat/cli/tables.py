@@ -64,6 +64,8 @@ def store_table(meta: dict, out_dir: Path) -> Table:
 
 
 def run_table(metrics: dict, out_dir: Path) -> Table:
+    from kdgat.training.runs import training_extent
+
     kd = " + KD from " + metrics["teacher"] if metrics.get("teacher") else ""
     table = Table(title=f"Trained {metrics['model']} {metrics['scale']}{kd} -> {out_dir}")
     table.add_column("quantity")
@@ -71,7 +73,7 @@ def run_table(metrics: dict, out_dir: Path) -> Table:
     rows = [
         ("parameters", f"{metrics['parameters']:,}"),
         ("best validation loss", "-" if metrics["best_val_loss"] is None else f"{metrics['best_val_loss']:.4f}"),
-        ("epochs", str(metrics["epochs"])),
+        ("trained for", training_extent(metrics)),
         ("stopped early", "yes" if metrics["stopped_early"] else "no"),
         ("train / val graphs", f"{metrics['train_graphs']:,} / {metrics['val_graphs']:,}"),
         ("device", metrics["device"]),

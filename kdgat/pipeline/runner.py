@@ -297,7 +297,9 @@ class PipelineRunner:
                 progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset, resume=resume,
                 callbacks=[EpochProgress(self._progress)], threads=threads,
             ).summary  # fmt: skip
-            return f"{metrics['parameters']:,} parameters, {metrics['epochs']} epochs"
+            from kdgat.training.runs import training_extent
+
+            return f"{metrics['parameters']:,} parameters, {training_extent(metrics)}"
         if step.stage == "fuse":
             from kdgat.stages import fuse
 

@@ -34,6 +34,16 @@ def weights_name(model_type: str) -> str:
     return WINDOW_MODEL_FILE if model_type in WINDOW_MODELS else MODEL_FILE
 
 
+def training_extent(metrics: dict) -> str:
+    """How long a run trained, in its own unit: "2 epochs", "300 boosting iterations" (hgb), or "one
+    pass" (the novelty yardstick: statistics of the benign windows)."""
+    if metrics.get("model") == "hgb":
+        return f"{metrics['epochs']} boosting iterations"
+    if metrics.get("epochs") is None:
+        return "one pass"
+    return f"{metrics['epochs']} epoch" + ("" if metrics["epochs"] == 1 else "s")
+
+
 def model_file(run_dir: str | Path) -> Path:
     """The weights of a training run, named by the ``model_type`` of its ``config.json`` (``model.pt``
     where there is none yet, so that the caller's missing-file message names the GNN weights)."""
