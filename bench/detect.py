@@ -131,15 +131,6 @@ def live_table(bundles: dict[str, Path], seconds: float) -> None:
                   f"{'yes' if keeps else 'no':>8s}")  # fmt: skip
 
 
-def in_memory(part):
-    """A store part's arrays in memory, as the window builder hands them to the detector."""
-    from kdgat.data.windows import GraphArrays
-
-    names = ("node_offsets", "edge_offsets", "x", "node_y", "edge_index", "edge_attr", "y", "attack_type",
-             "window_start")  # fmt: skip
-    return GraphArrays(**{name: np.array(getattr(part, name)) for name in names})
-
-
 def scoring_table(bundles: dict[str, Path], compile_models: bool, rounds: int = 5) -> None:
     import torch
 
@@ -147,7 +138,9 @@ def scoring_table(bundles: dict[str, Path], compile_models: bool, rounds: int = 
     from kdgat.detection.detector import load_detector
 
     torch.set_num_threads(2)
-    part = in_memory(open_store(bundles["root"] / "graphs").part("test__payload_fuzzing_id_1"))
+    from kdgat.data.windows import GraphArrays
+
+    part = GraphArrays.of(open_store(bundles["root"] / "graphs").part("test__payload_fuzzing_id_1"))
     print(f"\nscoring: Detector.score over {part.num_graphs:,} windows at batch 1024, 2 threads, median of {rounds}")
     print(f"{'detector':24s} {'mode':>8s} {'graphs/s':>10s} {'range':>17s}")
     for scale in ("small", "large"):

@@ -7,7 +7,6 @@ GAT and a small VGAE (2 epochs) and their MLP fusion, evaluated and exported.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import lzma
 import os
@@ -186,17 +185,18 @@ def test_a_fusion_member_in_the_bundle_is_scored_once_with_the_same_numbers(trai
     assert detector.shared == {(fusion, "gat"): gat, (fusion, "vgae"): vgae}
     from kdgat.data.windows import GraphArrays
 
-    stored = open_store(trained / "graphs").part("val")  # several batches of 256, in memory as detect has them
-    part = GraphArrays(**{f.name: np.array(getattr(stored, f.name)) for f in dataclasses.fields(GraphArrays)})
+    part = GraphArrays.of(open_store(trained / "graphs").part("val"))  # several batches of 256
     together = detector.score(part)
     assert list(together) == detector.labels
     for label in DETECTORS:
         assert np.array_equal(together[label], detector.score(part, [label])[label]), label
-    calls = []
-    for net in {id(m): m for m in (ensemble.gat, detector.models[gat][0])}.values():  # both, were they two
-        net.forward = (lambda original: lambda *a, **k: calls.append(1) or original(*a, **k))(net.forward)
+    calls = {"gat": [], "vgae": []}
+    for kind, label in (("gat", gat), ("vgae", vgae)):  # the ensemble's and the detector's model, were they two
+        for net in {id(m): m for m in (getattr(ensemble, kind), detector.models[label][0])}.values():
+            net.forward = (lambda seen, f: lambda *a, **k: seen.append(1) or f(*a, **k))(calls[kind], net.forward)
     detector.score(part)
-    assert len(calls) == -(-part.num_graphs // 256)  # one GAT pass per batch, not two
+    batches = -(-part.num_graphs // 256)
+    assert {kind: len(seen) for kind, seen in calls.items()} == {"gat": batches, "vgae": batches}  # not twice
 
 
 def test_graphs_like_says_when_every_id_is_unknown(trained, data_root, tmp_path):

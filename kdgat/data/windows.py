@@ -14,7 +14,7 @@ bincounts and segment reductions, never a Python loop over windows or frames.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -44,6 +44,11 @@ class GraphArrays:
     @property
     def num_graphs(self) -> int:
         return len(self.y)
+
+    @classmethod
+    def of(cls, part) -> "GraphArrays":
+        """A store part's arrays (memory-mapped there) in memory, as the window builder hands them over."""
+        return cls(**{f.name: np.array(getattr(part, f.name)) for f in fields(cls)})
 
     @staticmethod
     def concat(parts: list["GraphArrays"]) -> "GraphArrays":

@@ -95,15 +95,14 @@ class Detector:
         becomes that fusion's member object, and its scores come from the fusion's pass over a batch:
         ``{(fusion label, "vgae" | "gat"): detector label}``."""
         shared = {}
-        folders = {label: (self.bundle / self.spec.model(label).path).resolve() for label in self.models}
+        by_folder = {(self.bundle / self.spec.model(label).path).resolve(): label for label in self.models}
         for fusion_label, (ensemble, _fusion, members) in self.fusions.items():
             fusion_dir = self.bundle / self.spec.model(fusion_label).path
             for role in ("vgae", "gat"):
-                member_dir = (fusion_dir / members[role]).resolve()
-                for label, folder in folders.items():
-                    if folder == member_dir and self.models[label][1] == role:
-                        setattr(ensemble, role, self.models[label][0])
-                        shared[(fusion_label, role)] = label
+                label = by_folder.get((fusion_dir / members[role]).resolve())
+                if label is not None and self.models[label][1] == role:
+                    setattr(ensemble, role, self.models[label][0])
+                    shared[(fusion_label, role)] = label
         return shared
 
     @property

@@ -34,18 +34,20 @@ class WindowNovelty(WindowVectorModel):
         self.forest = (
             IsolationForest(n_estimators=cfg.trees, random_state=seed, n_jobs=1) if cfg.method == "iforest" else None
         )
-        self.mean = self.std = self.fill = None  # per kept column, set by fit
+        self.mean = self.std = None  # zscore: per kept column, set by fit
+        self.fill = None  # iforest: the value of an absent ID's columns, per kept column
 
     def fit(self, part: GraphPart, indices: np.ndarray) -> WindowNovelty:
         """Fit on the windows ``indices`` of ``part`` (the benign training windows)."""
         if len(indices) == 0:
             raise ValueError("the novelty yardstick needs at least one benign window to fit on")
         x = self.fitting_vectors(part, indices).astype(np.float64)
-        self.mean = np.nanmean(x, axis=0)
-        self.std = np.maximum(np.nanstd(x, axis=0), self.std_floor)
-        self.fill = np.nanmedian(x, axis=0)
         if self.forest is not None:
+            self.fill = np.nanmedian(x, axis=0)
             self.forest.fit(self._filled(x))
+        else:
+            self.mean = np.nanmean(x, axis=0)
+            self.std = np.maximum(np.nanstd(x, axis=0), self.std_floor)
         return self
 
     def _filled(self, x: np.ndarray) -> np.ndarray:
@@ -55,7 +57,11 @@ class WindowNovelty(WindowVectorModel):
         """Anomaly score per window of ``part`` (higher = less like the benign training windows)."""
         if part.num_graphs == 0:
             return np.zeros(0, np.float32)
-        x = self.vectors(part).astype(np.float64)
+        return self.score_vectors(self.vectors(part))
+
+    def score_vectors(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`anomaly` of windows already turned into vectors (:meth:`vectors`)."""
+        x = np.asarray(x, dtype=np.float64)
         if self.forest is not None:
             return (-self.forest.score_samples(self._filled(x))).astype(np.float32)
         z = np.nan_to_num(np.abs(x - self.mean) / self.std, nan=0.0)

@@ -23,16 +23,15 @@ class WindowVectorModel:
         self.keep: np.ndarray | None = None  # which window_vectors columns they are (set by fit)
 
     def vectors(self, part: GraphPart) -> np.ndarray:
-        x, columns = window_vectors(part, self.vocab_size, self.node_features)
-        keep = getattr(self, "keep", None)  # None: before fit, or pickled before columns were dropped
-        keep = np.ones(x.shape[1], bool) if keep is None else keep
-        self.columns = np.asarray(columns)[keep].tolist()
-        return x[:, keep]
+        """The window vectors of ``part`` on the columns the model was fitted on."""
+        x, _names = window_vectors(part, self.vocab_size, self.node_features)
+        keep = getattr(self, "keep", None)  # None: an hgb model pickled before columns were dropped
+        return x if keep is None else x[:, keep]
 
     def fitting_vectors(self, part: GraphPart, indices: np.ndarray) -> np.ndarray:
         """The vectors of the windows ``indices``, without (and from now on without) their all-NaN columns."""
-        self.keep = None
-        x = self.vectors(part)[indices]
+        x, names = window_vectors(part, self.vocab_size, self.node_features)
+        x = x[indices]
         self.keep = ~np.isnan(x).all(axis=0)
-        self.columns = np.asarray(self.columns)[self.keep].tolist()
+        self.columns = np.asarray(names)[self.keep].tolist()
         return x[:, self.keep]

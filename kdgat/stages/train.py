@@ -37,7 +37,13 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
-from kdgat.core.config import config_hash, config_to_json, load_frozen_config, model_config_hash
+from kdgat.core.config import (
+    WINDOW_VECTOR_MODELS,
+    config_hash,
+    config_to_json,
+    load_frozen_config,
+    model_config_hash,
+)
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.schema import PipelineConfig
@@ -53,12 +59,13 @@ from kdgat.training.runs import (
     CONFIG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    WINDOW_MODEL_FILE,
     load_run_model,
     model_file,
     run_label,
     weights_name,
 )
-from kdgat.training.window_models import WINDOW_MODEL_FILE, WINDOW_MODELS, fit_window_model
+from kdgat.training.window_models import fit_window_model
 
 
 def _keep_earlier_curves(earlier: str, curves: Path) -> None:
@@ -128,7 +135,7 @@ def run(
     dataset = dataset or store.dataset
     if cfg.model_type in ("gat", "hgb"):
         _require_both_classes(store, cfg.model_type)
-    if cfg.model_type in WINDOW_MODELS:
+    if cfg.model_type in WINDOW_VECTOR_MODELS:
         _begin_run_folder(out_dir, cfg.model_type)
         atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
         metrics = fit_window_model(cfg, store, out_dir)

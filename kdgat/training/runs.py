@@ -11,13 +11,14 @@ from pathlib import Path
 
 import torch
 
-from kdgat.core.config import load_frozen_config
+from kdgat.core.config import WINDOW_VECTOR_MODELS, load_frozen_config
 from kdgat.core.errors import KdgatError
 from kdgat.core.schema import PipelineConfig
 from kdgat.data.store import GraphStore
 from kdgat.models import build_model
 
 MODEL_FILE = "model.pt"
+WINDOW_MODEL_FILE = "model.joblib"  # the classical yardsticks (kdgat.training.window_models)
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 
@@ -29,9 +30,7 @@ def run_label(cfg) -> str:
 
 def weights_name(model_type: str) -> str:
     """``model.joblib`` for the classical yardsticks (hgb, novelty), ``model.pt`` for the GNNs."""
-    from kdgat.training.window_models import WINDOW_MODEL_FILE, WINDOW_MODELS
-
-    return WINDOW_MODEL_FILE if model_type in WINDOW_MODELS else MODEL_FILE
+    return WINDOW_MODEL_FILE if model_type in WINDOW_VECTOR_MODELS else MODEL_FILE
 
 
 def training_extent(metrics: dict) -> str:
@@ -62,11 +61,12 @@ def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tupl
     :class:`~kdgat.models.window_model.WindowVectorModel`.
     """
     run_dir = Path(run_dir)
-    for path in (run_dir / CONFIG_FILE, model_file(run_dir)):
-        if not path.is_file():
-            raise KdgatError(f"{run_dir}: not a finished training run (no {path.name})")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise KdgatError(f"{run_dir}: not a finished training run (no {CONFIG_FILE})")
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    if weights_name(cfg.model_type) != MODEL_FILE:
+    if not (run_dir / weights_name(cfg.model_type)).is_file():
+        raise KdgatError(f"{run_dir}: not a finished training run (no {weights_name(cfg.model_type)})")
+    if cfg.model_type in WINDOW_VECTOR_MODELS:
         from kdgat.training.window_models import load_window_model
 
         model = load_window_model(run_dir, cfg.model_type)

@@ -23,9 +23,10 @@ from kdgat.data.store import GraphStore
 from kdgat.models.boosting import WindowBoosting
 from kdgat.models.novelty import WindowNovelty
 from kdgat.models.window_model import WindowVectorModel
+from kdgat.training.runs import WINDOW_MODEL_FILE
 
-WINDOW_MODEL_FILE = "model.joblib"
-WINDOW_MODELS = {"hgb": WindowBoosting, "novelty": WindowNovelty}  # kdgat.core.config.WINDOW_VECTOR_MODELS
+# one class per name of kdgat.core.config.WINDOW_VECTOR_MODELS (a test holds the two equal)
+WINDOW_MODELS = {"hgb": WindowBoosting, "novelty": WindowNovelty}
 
 
 def fit_window_model(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> dict:
