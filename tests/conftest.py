@@ -35,6 +35,12 @@ def write_capture(path: Path, text: str, suffix: str = "") -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def synthetic_graphs(tmp_path_factory) -> Path:
+    """One graph store of generated traffic with attacks for the whole session (read only)."""
+    return synthetic_store(tmp_path_factory.mktemp("synthetic"), seed=2)
+
+
 def synthetic_store(root: Path, seed: int) -> Path:
     """A graph store of 4 s of generated traffic with attacks (default preprocessing); its folder."""
     from kdgat.core.config import resolve_config

@@ -301,6 +301,22 @@ def test_load_frozen_config_validates_and_names_file(tmp_path):
         load_frozen_config(path)
 
 
+def recorded_run_configs() -> dict:
+    """The large presets' config.json of every model kind as commit 7e0a145 wrote them (before gat.id_input
+    and the novelty section existed), each with the config_hash that version recorded."""
+    return json.loads((Path(__file__).parent / "support" / "run_configs_7e0a145.json").read_text())
+
+
+def test_run_configs_of_an_earlier_version_load_and_hash_as_recorded(tmp_path):
+    """Keys added since (gat.id_input, the novelty section) must not change an earlier run's identity."""
+    from kdgat.core.config import config_hash, load_frozen_config
+
+    for model, run in recorded_run_configs().items():
+        (tmp_path / "config.json").write_text(json.dumps(run["config"], indent=2))
+        earlier = load_frozen_config(tmp_path / "config.json")
+        assert earlier.novelty is None and config_hash(earlier) == run["config_hash"], model
+
+
 def test_gat_id_input_added_later_leaves_earlier_run_hashes_alone(tmp_path):
     """Runs recorded before gat.id_input existed had the study's embedding: their config.json has no such key,
     reads back as the embedding, and keeps its hash; the zscore default is written out."""
@@ -311,8 +327,8 @@ def test_gat_id_input_added_later_leaves_earlier_run_hashes_alone(tmp_path):
     study = resolve_config("gat", "small", overrides=["gat.id_input=embedding"])
     dumped = study.model_dump(mode="json")
     assert "id_input" not in dumped["gat"] and config_hash(study) != config_hash(default)
-    earlier = tmp_path / "earlier.json"  # what a run of an earlier kdgat wrote
-    earlier.write_text(json.dumps(dumped))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps(recorded_run_configs()["gat"]["config"]))  # written before the key existed
     assert load_frozen_config(earlier).gat.id_input == "embedding"
     for cfg in (default, study):  # a config.json written by a run reads back as the same config
         path = tmp_path / f"{cfg.gat.id_input}.json"

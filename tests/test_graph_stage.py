@@ -253,13 +253,21 @@ def test_frame_arrays_of_a_real_capture_and_a_table_with_mixed_labels(data_root,
     from kdgat.data.frames import MixedLabelsError, frame_arrays
     from kdgat.data.vocab import id_keys
 
-    table = pq.read_table(_road_train_frames(data_root, tmp_path))
-    keys, data, labels, timestamps = frame_arrays(table)
-    n = table.num_rows
-    assert np.array_equal(keys, id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy()))
-    assert data.shape == (n, 8) and data.dtype == np.uint8
-    assert np.array_equal(data[:, 0], [b[0] for b in table["data"].to_pylist()[:n]])
-    assert labels is not None and labels.sum() > 0 and np.isfinite(timestamps).all()
+    full = pq.read_table(_road_train_frames(data_root, tmp_path))
+    for table in (full, full.combine_chunks().slice(7)):  # one chunk sliced: its payload starts at an offset
+        keys, data, labels, timestamps = frame_arrays(table)
+        n = table.num_rows
+        assert np.array_equal(keys, id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy()))
+        assert data.dtype == np.uint8
+        assert np.array_equal(data, np.frombuffer(b"".join(table["data"].to_pylist()), np.uint8).reshape(n, 8))
+        assert np.array_equal(labels, table["label"].to_numpy()) and 0 < labels.sum() < n
+        assert np.array_equal(timestamps, table["timestamp"].to_numpy())
+
+    unlabelled = full.set_column(
+        full.schema.get_field_index("label"), "label", pa.nulls(full.num_rows, full.schema.field("label").type)
+    )
+    assert frame_arrays(unlabelled)[2] is None
+    table = full
 
     mixed = table.set_column(
         table.schema.get_field_index("label"), "label",

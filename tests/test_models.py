@@ -516,21 +516,26 @@ def test_edge_reading_layers_use_the_edge_features(conv_type):
 
 
 def test_vgae_calibration_is_each_ids_own_99th_percentile():
-    """Per ID with enough benign nodes: the 99th percentile of that ID's squared errors, per feature."""
+    """Per ID with enough benign nodes: the 99th percentile of that ID's squared errors, per feature; an
+    ID on fewer nodes (or on none) gets every node's. Uneven counts, so a row of one ID read as another's
+    shows."""
     from kdgat.models.vgae import CALIBRATION_MIN_NODES
 
-    model = build_model("vgae", 8, section("vgae", "small")).eval()
+    num_ids = 10  # IDs 0-7 on 48 nodes each, then 7 shares 5 of them with 8 (rare); 9, the OOV index, on none
+    model = build_model("vgae", num_ids, section("vgae", "small")).eval()
     batches = [tiny_batch(num_ids=8, sizes=(8,) * 12, seed=s) for s in range(4)]
+    ids = batches[0].x[:, 0]
+    ids[torch.nonzero(ids == 7).flatten()[:5]] = 8
     with torch.inference_mode():
         model.calibrate(batches)
         errors = [(model(b.x, b.edge_index, b.batch)["recon"] - model.target(b.x)).pow(2) for b in batches]
     err, idx = torch.cat(errors), torch.cat([b.x[:, 0].long() for b in batches])
-    calibrated = 0
-    for i in range(8):
-        if (idx == i).sum() >= CALIBRATION_MIN_NODES:
-            torch.testing.assert_close(model.error_q99[i], torch.quantile(err[idx == i], 0.99, dim=0).clamp_min(1e-6))
-            calibrated += 1
-    assert calibrated >= 2
+    count = torch.bincount(idx, minlength=num_ids)
+    assert count[7] == 43 and count[8] == 5 and count[9] == 0
+    torch.testing.assert_close(model.benign_id_count, count.to(model.benign_id_count.dtype))
+    for i in range(num_ids):
+        rows = err[idx == i] if count[i] >= CALIBRATION_MIN_NODES else err  # rare: every node's percentile
+        torch.testing.assert_close(model.error_q99[i], torch.quantile(rows, 0.99, dim=0).clamp_min(1e-6))
 
 
 # -- GAT node input without the CAN ID (gat.id_input) ---------------------------------------------
@@ -571,7 +576,7 @@ def test_zscore_gat_input_does_not_say_which_id_a_node_is():
 
 
 def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
-    from kdgat.models.gat import ID_STATS_MIN_NODES, ID_STD_FLOOR
+    from kdgat.models.gat import CONSTANT_COLUMN_STD, ID_STATS_MIN_NODES, ID_STD_FLOOR
 
     num_ids = 6
     model = build_model("gat", num_ids, section("gat", "small", id_input="zscore")).eval()
@@ -596,6 +601,9 @@ def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
     torch.testing.assert_close(model.id_std[3], torch.full((10,), ID_STD_FLOOR))  # constant: the floor
     for rare in (2, 4, num_ids - 1):  # seen on 3 nodes, never seen, the OOV index: every benign node's
         torch.testing.assert_close(model.id_mean[rare], nodes[:, 1:].mean(0))
+        overall = nodes[:, 1:].std(0, correction=0)
+        expected = torch.where(overall < 1e-9, torch.tensor(CONSTANT_COLUMN_STD), overall.clamp_min(ID_STD_FLOOR))
+        torch.testing.assert_close(model.id_std[rare], expected)
     # a column constant over every benign training node (has_timestamps with timestamps everywhere) reads ~0
     # on a capture where it differs, instead of a clipped +-10 on every node
     constant = torch.cat([graphs[0].x[:1, :1], torch.zeros(1, 10)], 1)
