@@ -45,12 +45,18 @@ def main() -> None:
             for member in (gat, vgae):  # each member at the threshold evaluate chose for it on validation
                 store, model, cfg, threshold = load_evaluated_run(args.dataset_dir, member, seed_dir)
                 parts = store.test_parts()
-                alerts[member] = {name: score_model(cfg.model_type, model, part)["score"] >= threshold["threshold"]
-                                  for name, part in parts.items()}  # fmt: skip
+                # compared in float64, as evaluate's binary_metrics compares the recorded threshold
+                alerts[member] = {
+                    name: np.asarray(score_model(cfg.model_type, model, part)["score"], np.float64)
+                    >= threshold["threshold"]
+                    for name, part in parts.items()
+                }
             for scenario, part in sorted(parts.items()):
                 either = alerts[gat][scenario] | alerts[vgae][scenario]
+                y = np.asarray(part.y)
+                labelled = y >= 0  # evaluate scores the labelled windows only
                 measured = {
-                    "either": binary_metrics(np.asarray(part.y), either.astype(np.float64), 0.5),
+                    "either": binary_metrics(y[labelled], either[labelled].astype(np.float64), 0.5),
                     gat: recorded[gat]["test"][scenario],
                     vgae: recorded[vgae]["test"][scenario],
                     fusion: recorded[fusion]["test"][scenario],

@@ -40,8 +40,9 @@ def main() -> None:
                         table.setdefault((scenario, label), {}).setdefault(side, []).append((m["f1"], m["fpr"]))
         for (scenario, label), sides in sorted(table.items()):
             cells = []
-            for side in ("A", "B"):
-                cells += [format_mean_std(summarize_seeds([v[i] for v in sides[side]])) for i in (0, 1)]
+            for side in ("A", "B"):  # a run evaluated under one policy only: n/a under the other
+                values = sides.get(side, [])
+                cells += [format_mean_std(summarize_seeds([v[i] for v in values])) if values else "n/a" for i in (0, 1)]
             print(f"| {dataset_dir.name} | {scenario} | `{label}` | " + " | ".join(cells) + " |")
     print(f"\nA: {args.base} ({names.get('A')}); B: {args.other} ({names.get('B')})")
 
