@@ -423,8 +423,9 @@ def test_publish_mode_defaults_to_copy():
 
 
 @lru_cache
-def workflow_graph() -> tuple[dict[str, set[str]], dict[str, str]]:
-    """(process alias -> processes whose outputs feed it, process alias -> its call's text)."""
+def workflow_uses() -> tuple[dict[str, set[str]], dict[str, str]]:
+    """(process alias or "$channel" -> the aliases and "$names" its call or assignment mentions,
+    process alias -> its call's text)."""
     text = strip_comments(WORKFLOW.read_text())
     body = sections(block(text, r"workflow\s+KDGAT"), ("take", "main", "emit"))["main"]
     aliases = set(includes())
@@ -445,17 +446,30 @@ def workflow_graph() -> tuple[dict[str, set[str]], dict[str, str]]:
         span = body[found.end() - 1 : matching(body, found.end() - 1)]
         calls[alias] = span
         uses.setdefault(alias, set()).update(references(span))
+    return uses, calls
 
-    def resolve(name: str, seen: frozenset = frozenset()) -> set[str]:
-        result = set()
-        for ref in uses.get(name, set()):
-            if not ref.startswith("$"):
-                result.add(ref)
-            elif ref in uses and ref not in seen:
-                result |= resolve(ref, seen | {ref})
-        return result
 
-    return {alias: resolve(alias) for alias in calls}, calls
+def _resolve(name: str, seen: frozenset = frozenset()) -> set[str]:
+    """Everything ``name`` reads, through the channels assigned in between (each "$channel" kept too)."""
+    uses, _ = workflow_uses()
+    result = set()
+    for ref in uses.get(name, set()):
+        result.add(ref)
+        if ref.startswith("$") and ref in uses and ref not in seen:
+            result |= _resolve(ref, seen | {ref})
+    return result
+
+
+@lru_cache
+def workflow_graph() -> tuple[dict[str, set[str]], dict[str, str]]:
+    """(process alias -> processes whose outputs feed it, process alias -> its call's text)."""
+    _, calls = workflow_uses()
+    return {alias: {ref for ref in _resolve(alias) if not ref.startswith("$")} for alias in calls}, calls
+
+
+def channels_read(alias: str) -> set[str]:
+    """The channel variables a process call reads, directly or through other channels."""
+    return {ref[1:] for ref in _resolve(alias) if ref.startswith("$ch_")}
 
 
 def test_workflow_runs_the_processes_of_the_plan():
@@ -512,7 +526,7 @@ def test_per_seed_steps_run_on_the_seeded_channels_and_publish_per_seed():
     for step in plan_steps():
         span = calls[step.process]
         if step.per_seed and step.per_dataset:
-            assert re.search(r"\bch_graphs(_by_key)?\b", span), f"{step.process} does not read the seeded graphs"
+            assert "ch_graphs" in channels_read(step.process), f"{step.process} does not read the seeded graphs"
             publish = [body for body in config_for(step.process) if "publishDir" in body]
             assert "seed${meta.seed}" in publish[0], f"{step.process} is not published per seed"
         elif step.per_dataset:
@@ -520,6 +534,57 @@ def test_per_seed_steps_run_on_the_seeded_channels_and_publish_per_seed():
     for name in ("KDGAT_TRAIN", "KDGAT_FUSE"):  # the stages whose config holds the seed get the item's own
         assert 'def seed = "-O seed=${meta.seed}"' in processes()[name].script and "${seed}" in processes()[name].script
     assert "params.seed" not in strip_comments((ROOT / "conf" / "modules.config").read_text())
+
+
+def _assignment(name: str) -> str:
+    """The text of ``name = ...`` in the workflow's main section."""
+    text = strip_comments(WORKFLOW.read_text())
+    main = sections(block(text, r"workflow\s+KDGAT"), ("take", "main", "emit"))["main"]
+    found = re.search(rf"(?m)^\s*{name}\s*=(?!=)", main)
+    assert found, f"no channel {name}"
+    return main[found.end() : statement_end(main, found.end())]
+
+
+def test_steps_that_learn_from_attacks_read_only_the_supervised_graphs():
+    """A dataset whose training part holds no attack window reaches only the steps that can learn
+    without one (Step.supervised), and EVALUATE and EXPORT take the benign route's runs for it."""
+    text = strip_comments(WORKFLOW.read_text())
+    assert "manifest.summary.parts.train.attack_graphs" in text  # the field plan.trains_on_attacks reads
+    assert "trainsOnAttacks" not in _assignment("ch_graphs")  # every dataset, meta unchanged (-resume keeps its tasks)
+    assert re.search(r"\.filter \{ _meta, graphs -> trainsOnAttacks\(graphs\) \}", _assignment("ch_graphs_supervised"))
+    benign = _assignment("ch_graphs_benign_by_key")
+    assert re.search(r"\.filter \{ _meta, graphs -> !trainsOnAttacks\(graphs\) \}", benign) and "benign: true" in benign
+    _, calls = workflow_graph()
+    for step in plan_steps():
+        if step.stage not in ("train", "fuse"):
+            continue
+        direct = calls[step.process]
+        if step.supervised:
+            assert "ch_graphs_supervised" in channels_read(step.process), step.process
+            assert not re.search(r"\bch_graphs(_by_key)?\b", direct), f"{step.process} reads every dataset"
+        else:
+            assert "ch_graphs_supervised" not in channels_read(step.process), step.process
+    # EVALUATE and EXPORT: one route per kind of dataset, each joined with exactly the plan's runs for it
+    steps = {s.name: s for s in plan_steps()}
+    for supervised, kind in ((True, "supervised"), (False, "benign")):
+        evaluated = [s.run_name for s in plan_steps() if s.stage in ("train", "fuse") and s.runs_for(supervised)]
+        exported = [steps[m].run_name for m in steps["export"].members_for(supervised)]
+        for process, runs in (("EVALUATE", evaluated), ("EXPORT", [*exported, "evaluation"])):
+            channel = f"ch_{process.lower()}_{kind}"
+            route = _assignment(channel).lstrip()
+            assert route.startswith(f"ch_graphs_{kind}_by_key"), channel
+            assert re.findall(r"\.join\(ch_(\w+)\)", route) == runs, channel
+            assert re.search(rf"\b{channel}\b", calls[process]), f"{process} does not read {channel}"
+    # and EVALUATE thresholds them on benign validation windows
+    (args,) = [body for body in config_for("EVALUATE") if "ext.args" in body]
+    assert "meta.benign ? params.benign_threshold : params.threshold" in args
+
+
+def test_the_default_thresholds_are_the_runners():
+    from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY
+
+    params = config_params(NEXTFLOW_CONFIG)
+    assert (params["threshold"], params["benign_threshold"]) == (DEFAULT_POLICY, BENIGN_POLICY)
 
 
 def test_the_default_seed_is_the_presets():

@@ -37,9 +37,26 @@ def test_plan_wires_teachers_members_and_collectors():
     assert [s.name for s in plan_steps() if not s.per_dataset] == ["lake", "report"]
     # the in-vehicle detector: the student ensemble first (the default verdict), then its GAT
     assert STEPS["export"].members == ("fuse_small_kd", "train_gat_small_kd")
-    assert set(STEPS["export"].needs) == {"graphs", "fuse_small_kd", "train_gat_small_kd", "evaluate"}
+    # where training is attack-free: the distilled student VGAE
+    assert STEPS["export"].members_for(False) == ("train_vgae_small_kd",)
+    assert set(STEPS["export"].needs) == {
+        "graphs", "fuse_small_kd", "train_gat_small_kd", "train_vgae_small_kd", "evaluate"
+    }  # fmt: skip
     assert STEPS["export"].per_seed and "export" not in STEPS["lake"].needs
     assert STEPS["train_gat_small_kd"].process == "TRAIN_GAT_SMALL_KD"
+
+
+def test_the_steps_that_learn_from_attacks_are_the_supervised_ones():
+    """An attack-free training part skips exactly the GATs, hgb and the fusions; everything else runs."""
+    skipped = {s.name for s in plan_steps() if not s.runs_for(False)}
+    assert skipped == {"train_gat_large", "train_gat_small_kd", "train_gat_small", "train_hgb_large",
+                       "fuse_large", "fuse_small_kd"}  # fmt: skip
+    assert all(s.runs_for(True) for s in plan_steps())
+    # nothing that runs without attacks reads a step that is skipped, except through its benign route
+    for step in plan_steps():
+        if step.runs_for(False) and step.stage not in ("evaluate", "lake", "export"):
+            assert not set(step.needs) & skipped, step.name
+    assert not set(STEPS["export"].members_for(False)) & skipped
 
 
 def _pipeline(tmp_path, *extra):
@@ -128,16 +145,61 @@ def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_pipeline_refuses_a_dataset_without_attacks_in_training_before_any_step(data_root, tmp_path):
-    """crysys trains on one attack-free capture: the GAT, hgb and fusions cannot be trained on it, and
-    the campaign says so (with the VGAE-only route) instead of failing at its eighth step."""
-    args = ["pipeline", "-d", "crysys", "-d", "road", "--data-root", str(data_root), "-o", str(tmp_path / "o"),
-            "--epochs", "1", "--episodes", "2"]  # fmt: skip
+def test_pipeline_on_attack_free_training_runs_the_benign_steps_and_exports_the_student_vgae(data_root, tmp_path):
+    """crysys trains on attack-free captures only (as a user's own vehicle would): the GATs, hgb and the
+    fusions are skipped, the VGAEs and the novelty yardstick are trained and evaluated at a threshold
+    set on benign validation windows, the student VGAE is exported, and `kdgat detect` runs it."""
+    from kdgat.detection.bundle import load_spec
+    from kdgat.lake import leaderboard
+
+    out = tmp_path / "o"
+    args = ["pipeline", "-d", "crysys", "--data-root", str(data_root), "-o", str(out), "--epochs", "1",
+            "--threads", "2"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output + str(result.exception)
+    assert "steps: 10 ran, 0 cached, 6 skipped (no attack window in training)" in result.output
+    assert "train_gat_large (crysys, seed42): skipped (no attack window in training)" in result.output
+    seed_dir = out / "crysys/seed42"
+    assert sorted(p.name for p in (seed_dir / "runs").iterdir()) == [
+        "novelty_large", "vgae_large", "vgae_small", "vgae_small_kd"
+    ]  # fmt: skip
+    evaluated = json.loads((seed_dir / "eval/metrics.json").read_text())
+    assert evaluated["threshold_policy"] == "fpr:0.01" and len(evaluated["runs"]) == 4
+    for entry in evaluated["runs"].values():
+        assert entry["threshold"]["policy"] == "fpr:0.01"
+    spec = load_spec(seed_dir / "detector")
+    assert [d.label for d in spec.detectors] == ["vgae_small_kd"]
+    assert spec.detectors[0].threshold.value == evaluated["runs"]["vgae_small_kd"]["threshold"]["threshold"]
+    assert {r["model"] for r in leaderboard(out / "lake", "crysys").to_pylist()} == {
+        "vgae_large", "vgae_small", "vgae_small_kd", "novelty_large"
+    }  # fmt: skip
+
+    rerun = CliRunner().invoke(app, args)
+    assert "steps: 0 ran, 10 cached, 6 skipped" in rerun.output, rerun.output
+    # another benign policy re-evaluates (and re-exports, re-appends) without retraining
+    rerun = CliRunner().invoke(app, [*args, "--benign-threshold", "fpr:0.05"])
+    assert "steps: 4 ran, 6 cached, 6 skipped" in rerun.output, rerun.output
+    assert json.loads((seed_dir / "eval/metrics.json").read_text())["threshold_policy"] == "fpr:0.05"
+
+    # the exported detector on the capture with the attack
+    verdicts = tmp_path / "verdicts.jsonl"
+    capture = data_root / "crysys/S-1-1-malicious-CONST-msg-mod-0x410-0.4-0.6.log.xz"
+    detected = CliRunner().invoke(app, ["detect", "-d", str(seed_dir / "detector"), str(capture), "-o", str(verdicts),
+                                        "--threads", "2"])  # fmt: skip
+    assert detected.exit_code == 0, detected.output + str(detected.exception)
+    rows = [json.loads(line) for line in verdicts.read_text().splitlines()]
+    threshold = spec.detectors[0].threshold.value
+    assert len(rows) == 179 and any(row["label"] == 1 for row in rows)  # the modified 0x410 frames
+    assert all(row["alert"] == (row["score"] >= threshold) for row in rows)  # the bundle's threshold decides
+
+
+def test_pipeline_refuses_a_bad_benign_threshold_before_any_step(data_root, tmp_path):
+    args = ["pipeline", "-d", "crysys", "--data-root", str(data_root), "-o", str(tmp_path / "o"),
+            "--benign-threshold", "fpr:2"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     message = result.stderr if result.stderr_bytes else result.output
-    assert "crysys: every training capture is attack-free" in message and "kdgat train -m vgae" in message
-    assert len(message.strip().splitlines()) == 1
+    assert "--benign-threshold: threshold policy 'fpr:2'" in message and len(message.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

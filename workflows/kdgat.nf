@@ -15,6 +15,12 @@
     runs per seed with nothing else to change. DATASETS (resolve --datasets against the catalog) and
     SYNTH (the synthetic captures of the test profile) only provide the inputs of INGEST and are not
     stages of the plan.
+
+    A dataset whose graph store holds no attack window in its training part (attack-free captures,
+    as of a user's own vehicle; meta.benign) skips the steps that learn from attacks (the GATs,
+    TRAIN_HGB_LARGE, the fusions: they read ch_graphs_supervised); EVALUATE scores its VGAEs and the
+    novelty yardstick at --benign_threshold, and EXPORT packs its student VGAE. Step.supervised and
+    Step.benign_members of the plan say the same.
 */
 
 include { KDGAT_SYNTH as SYNTH } from '../modules/local/kdgat_synth/main'
@@ -55,6 +61,15 @@ def captureStamp(dir) {
     }
     def entries = files("${dir}/**", type: 'file').collect { f -> "${f}\t${f.size()}\t${f.lastModified()}" }
     return entries.toSorted().join('\n').md5()
+}
+
+/*
+ * Whether a graph store holds attack windows in its training part (its manifest's
+ * parts.train.attack_graphs; kdgat.pipeline.plan.trains_on_attacks reads the same field).
+ */
+def trainsOnAttacks(graphs) {
+    def manifest = new groovy.json.JsonSlurper().parseText(graphs.resolve('manifest.json').text)
+    return (manifest.summary.parts.train.attack_graphs as Integer) > 0
 }
 
 workflow KDGAT {
@@ -100,12 +115,19 @@ workflow KDGAT {
         .combine(channel.fromList(seeds))
         .map { meta, graphs, seed -> [meta + [seed: seed, key: "${meta.id}/seed${seed}".toString()], graphs] }
     ch_graphs_by_key = ch_graphs.map { meta, graphs -> [meta.key, meta, graphs] }
+    // the steps that learn from attack windows run where the training part holds some; the datasets
+    // that train on none are marked (meta.benign) for EVALUATE's threshold, the others' meta is unchanged
+    ch_graphs_supervised = ch_graphs.filter { _meta, graphs -> trainsOnAttacks(graphs) }
+    ch_graphs_supervised_by_key = ch_graphs_supervised.map { meta, graphs -> [meta.key, meta, graphs] }
+    ch_graphs_benign_by_key = ch_graphs
+        .filter { _meta, graphs -> !trainsOnAttacks(graphs) }
+        .map { meta, graphs -> [meta.key, meta + [benign: true], graphs] }
 
     // ---- Teachers and the no-KD students: graphs only -------------------------------------------
     TRAIN_VGAE_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'large', false), graphs, []] }, tracking_uri, checkpoints)
-    TRAIN_GAT_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'large', false), graphs, []] }, tracking_uri, checkpoints)
+    TRAIN_GAT_LARGE(ch_graphs_supervised.map { meta, graphs -> [trainMeta(meta, 'gat', 'large', false), graphs, []] }, tracking_uri, checkpoints)
     TRAIN_VGAE_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'vgae', 'small', false), graphs, []] }, tracking_uri, checkpoints)
-    TRAIN_GAT_SMALL(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'gat', 'small', false), graphs, []] }, tracking_uri, checkpoints)
+    TRAIN_GAT_SMALL(ch_graphs_supervised.map { meta, graphs -> [trainMeta(meta, 'gat', 'small', false), graphs, []] }, tracking_uri, checkpoints)
 
     ch_vgae_large = TRAIN_VGAE_LARGE.out.run.map { meta, run -> [meta.key, run] }
     ch_gat_large = TRAIN_GAT_LARGE.out.run.map { meta, run -> [meta.key, run] }
@@ -121,7 +143,7 @@ workflow KDGAT {
         checkpoints
     )
     TRAIN_GAT_SMALL_KD(
-        ch_graphs_by_key
+        ch_graphs_supervised_by_key
             .join(ch_gat_large)
             .map { _key, meta, graphs, teacher -> [trainMeta(meta, 'gat', 'small', true), graphs, teacher] },
         tracking_uri,
@@ -131,7 +153,7 @@ workflow KDGAT {
     ch_gat_small_kd = TRAIN_GAT_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
 
     // ---- The classical yardsticks (supervised; benign-only beside the VGAE): graphs only, on CPU --
-    TRAIN_HGB_LARGE(ch_graphs.map { meta, graphs -> [trainMeta(meta, 'hgb', 'large', false), graphs] }, tracking_uri)
+    TRAIN_HGB_LARGE(ch_graphs_supervised.map { meta, graphs -> [trainMeta(meta, 'hgb', 'large', false), graphs] }, tracking_uri)
     ch_hgb_large = TRAIN_HGB_LARGE.out.run.map { meta, run -> [meta.key, run] }
     TRAIN_NOVELTY_LARGE(
         ch_graphs.map { meta, graphs -> [trainMeta(meta, 'novelty', 'large', false), graphs] },
@@ -141,7 +163,7 @@ workflow KDGAT {
 
     // ---- Fusion of the VGAE and GAT of one scale -------------------------------------------------
     FUSE_LARGE(
-        ch_graphs_by_key
+        ch_graphs_supervised_by_key
             .join(ch_vgae_large)
             .join(ch_gat_large)
             .map { _key, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_large', scale: 'large'], graphs, vgae, gat] },
@@ -149,7 +171,7 @@ workflow KDGAT {
         tracking_uri
     )
     FUSE_SMALL_KD(
-        ch_graphs_by_key
+        ch_graphs_supervised_by_key
             .join(ch_vgae_small_kd)
             .join(ch_gat_small_kd)
             .map { _key, meta, graphs, vgae, gat -> [meta + [variant: 'fuse_small_kd', scale: 'small'], graphs, vgae, gat] },
@@ -160,32 +182,41 @@ workflow KDGAT {
     ch_fuse_small_kd = FUSE_SMALL_KD.out.run.map { meta, run -> [meta.key, run] }
 
     // ---- Evaluate every run of a dataset and seed (fixed order: the same command line on -resume) -
-    EVALUATE(
-        ch_graphs_by_key
-            .join(ch_vgae_large)
-            .join(ch_gat_large)
-            .join(ch_vgae_small_kd)
-            .join(ch_gat_small_kd)
-            .join(ch_vgae_small)
-            .join(ch_gat_small)
-            .join(ch_hgb_large)
-            .join(ch_novelty_large)
-            .join(ch_fuse_large)
-            .join(ch_fuse_small_kd)
-            .map { _key, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10 ->
-                [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8, r9, r10]]
-            },
-        tracking_uri
-    )
+    ch_evaluate_supervised = ch_graphs_supervised_by_key
+        .join(ch_vgae_large)
+        .join(ch_gat_large)
+        .join(ch_vgae_small_kd)
+        .join(ch_gat_small_kd)
+        .join(ch_vgae_small)
+        .join(ch_gat_small)
+        .join(ch_hgb_large)
+        .join(ch_novelty_large)
+        .join(ch_fuse_large)
+        .join(ch_fuse_small_kd)
+        .map { _key, meta, graphs, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10 ->
+            [meta, graphs, [r1, r2, r3, r4, r5, r6, r7, r8, r9, r10]]
+        }
+    ch_evaluate_benign = ch_graphs_benign_by_key
+        .join(ch_vgae_large)
+        .join(ch_vgae_small_kd)
+        .join(ch_vgae_small)
+        .join(ch_novelty_large)
+        .map { _key, meta, graphs, r1, r2, r3, r4 -> [meta, graphs, [r1, r2, r3, r4]] }
+    EVALUATE(ch_evaluate_supervised.mix(ch_evaluate_benign), tracking_uri)
 
     // ---- The in-vehicle detector: the student ensemble (default) and its GAT, EVALUATE's thresholds --
-    EXPORT(
-        ch_graphs_by_key
-            .join(ch_fuse_small_kd)
-            .join(ch_gat_small_kd)
-            .join(EVALUATE.out.eval.map { meta, dir -> [meta.key, dir] })
-            .map { _key, meta, graphs, fusion, gat, evaluation -> [meta, graphs, [fusion, gat], evaluation] }
-    )
+    // (the student VGAE where training is attack-free)
+    ch_evaluation = EVALUATE.out.eval.map { meta, dir -> [meta.key, dir] }
+    ch_export_supervised = ch_graphs_supervised_by_key
+        .join(ch_fuse_small_kd)
+        .join(ch_gat_small_kd)
+        .join(ch_evaluation)
+        .map { _key, meta, graphs, fusion, gat, evaluation -> [meta, graphs, [fusion, gat], evaluation] }
+    ch_export_benign = ch_graphs_benign_by_key
+        .join(ch_vgae_small_kd)
+        .join(ch_evaluation)
+        .map { _key, meta, graphs, vgae, evaluation -> [meta, graphs, [vgae], evaluation] }
+    EXPORT(ch_export_supervised.mix(ch_export_benign))
 
     // ---- Every dataset and seed: append all runs and evaluations to the lake, then the report ---
     // Sorted by dataset/seed/run so that LAKE's inputs (and so its cache key) do not depend on which

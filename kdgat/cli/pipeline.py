@@ -9,7 +9,7 @@ import typer
 
 from kdgat.cli.common import CatalogOpt, DataRootOpt, FusionMethod, ThreadsOpt, TrackingUriOpt, out, user_errors
 from kdgat.cli.tables import evaluation_table
-from kdgat.evaluation.metrics import DEFAULT_POLICY
+from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY
 
 
 def pipeline(
@@ -44,14 +44,25 @@ def pipeline(
         str,
         typer.Option("--threshold", help="Validation threshold policy of evaluate: margin, f1, youden, fpr:<rate>."),
     ] = DEFAULT_POLICY,
+    benign_policy: Annotated[
+        str,
+        typer.Option(
+            "--benign-threshold",
+            help="The policy for a dataset whose training captures hold no attack (its validation windows are all "
+            "benign): fpr:<rate> on them.",
+        ),
+    ] = BENIGN_POLICY,
     tracking_uri: TrackingUriOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Run the whole chain on one machine (ingest -> graphs -> train x7 -> fuse x2 -> evaluate -> lake -> report).
+    """Run the whole chain on one machine (ingest -> graphs -> train x8 -> fuse x2 -> evaluate -> export -> lake ->
+    report).
 
     Training, fusion and evaluation run once per --seed. Steps whose inputs, arguments and upstream
-    steps are unchanged since they last finished are skipped.
+    steps are unchanged since they last finished are skipped. A dataset whose training captures hold no
+    attack (your own vehicle's traffic) trains the VGAEs and the novelty yardstick only, and exports the
+    student VGAE.
     """
     from kdgat.pipeline.runner import PipelineOptions, PipelineRunner
     from kdgat.stages.evaluate import read_results
@@ -60,7 +71,8 @@ def pipeline(
     overrides = [*override, *(f"{key}={value}" for key, value in shorthand.items() if value is not None)]
     options = PipelineOptions(
         data_root=data_root, catalog=catalog or [], overrides=overrides, fusion_method=method.value,
-        lake_dir=lake, tracking_uri=tracking_uri, explain=explain, threshold_policy=policy, force=force,
+        lake_dir=lake, tracking_uri=tracking_uri, explain=explain, threshold_policy=policy,
+        benign_threshold_policy=benign_policy, force=force,
         lake=not no_lake, seeds=list(seeds or []), threads=threads,
     )  # fmt: skip
     with user_errors():
@@ -77,8 +89,9 @@ def pipeline(
             board = leaderboard(runner.layout.lake, dataset=None if len(runner.datasets) > 1 else runner.datasets[0])
             out.print(rich_table(board, title=f"Leaderboard ({runner.layout.lake})", width=out.width))
             out.print(f"report: {runner.layout.report / 'index.html'}")
-    ran = sum(r["status"] == "ran" for r in record)
-    out.print(f"steps: {ran} ran, {len(record) - ran} cached; outputs under {out_dir}")
+    counts = {status: sum(r["status"] == status for r in record) for status in ("ran", "cached", "skipped")}
+    skipped = f", {counts['skipped']} skipped (no attack window in training)" if counts["skipped"] else ""
+    out.print(f"steps: {counts['ran']} ran, {counts['cached']} cached{skipped}; outputs under {out_dir}")
 
 
 def register(app: typer.Typer) -> None:

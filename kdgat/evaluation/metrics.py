@@ -39,6 +39,8 @@ from sklearn.metrics import confusion_matrix_at_thresholds, precision_recall_cur
 FPR_LEVELS = {"detection_rate_at_fpr_1pct": 0.01, "detection_rate_at_fpr_0_1pct": 0.001}
 THRESHOLD_METHODS = ("f1", "margin", "youden", "fpr")
 DEFAULT_POLICY = "margin"
+# where validation holds benign windows only (attack-free training captures): a false-alarm budget on them
+BENIGN_POLICY = "fpr:0.01"
 _LOGIT_EPS = 1e-7
 
 

@@ -7,6 +7,12 @@ Each step runs once per dataset (the data steps: ingest, graphs), once per datas
 other per-dataset step: training, fusion, evaluation and whatever is added after graphs), or once
 for the whole campaign (lake, report). The seed fan-out is that rule, not a list: a new per-dataset
 step is per seed unless it is a data step.
+
+The steps that learn from attack windows (the GATs, the hgb yardstick, the fusions: ``supervised``)
+run only for a dataset whose graph store holds attack windows in its training part
+(:func:`trains_on_attacks`). On an attack-free training capture, the usual case for a user's own
+vehicle, the campaign is the VGAEs and the benign-only novelty yardstick, evaluated with a threshold
+set on benign validation windows, and the exported detector is the distilled student VGAE.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from dataclasses import dataclass
 DATA_STAGES = ("ingest", "graphs")
 # Models whose training uses a GPU when the task has one (Nextflow label process_gpu).
 GPU_MODELS = ("vgae", "gat")
+# Models that learn from attack windows (a classifier of one class is a constant).
+SUPERVISED_MODELS = ("gat", "hgb")
 
 TRAIN_VARIANTS = (
     # (model, scale, knowledge distillation)
@@ -42,6 +50,16 @@ class Step:
     teacher: str | None = None
     members: tuple[str, ...] = ()
     per_dataset: bool = True
+    supervised: bool = False  # learns from attack windows: skipped where the training part holds none
+    benign_members: tuple[str, ...] = ()  # export: what it packs where the training part holds no attack
+
+    def members_for(self, supervised: bool) -> tuple[str, ...]:
+        """The runs this step reads for a dataset that trains on attacks (``supervised``) or does not."""
+        return self.members if supervised else self.benign_members
+
+    def runs_for(self, supervised: bool) -> bool:
+        """Whether this step runs for such a dataset."""
+        return supervised or not self.supervised
 
     @property
     def per_seed(self) -> bool:
@@ -63,6 +81,14 @@ class Step:
         return self.name.removeprefix("train_")
 
 
+def trains_on_attacks(graphs_summary: dict) -> bool:
+    """Whether a graph store (its manifest's summary) holds attack windows in its training part.
+
+    workflows/kdgat.nf (``trainsOnAttacks``) reads the same field to route a dataset.
+    """
+    return int(graphs_summary["parts"]["train"]["attack_graphs"]) > 0
+
+
 def train_step_name(model: str, scale: str, kd: bool) -> str:
     return f"train_{model}_{scale}" + ("_kd" if kd else "")
 
@@ -81,23 +107,31 @@ def plan_steps() -> list[Step]:
                 scale=scale,
                 kd=kd,
                 teacher=teacher,
+                supervised=model in SUPERVISED_MODELS,
             )
         )
     # the classical yardsticks every GNN row is read against (CPU): gradient-boosted trees on the labelled
     # windows, and benign-window statistics beside the VGAE
     for model in ("hgb", "novelty"):
         name = train_step_name(model, "large", False)
-        steps.append(Step(name, "train", needs=("graphs",), model=model, scale="large"))
+        steps.append(
+            Step(name, "train", needs=("graphs",), model=model, scale="large", supervised=model in SUPERVISED_MODELS)
+        )
     for scale, kd in (("large", False), ("small", True)):
         members = (train_step_name("vgae", scale, kd), train_step_name("gat", scale, kd))
         name = f"fuse_{scale}" + ("_kd" if kd else "")
-        steps.append(Step(name, "fuse", needs=("graphs", *members), scale=scale, kd=kd, members=members))
+        steps.append(
+            Step(name, "fuse", needs=("graphs", *members), scale=scale, kd=kd, members=members, supervised=True)
+        )
     runs = tuple(s.name for s in steps if s.stage in ("train", "fuse"))
     steps.append(Step("evaluate", "evaluate", needs=("graphs", *runs)))
     # the in-vehicle detector: the distilled student ensemble (default) and its GAT, with the
-    # thresholds evaluate chose on validation, packed for `kdgat detect`
+    # thresholds evaluate chose on validation, packed for `kdgat detect`; the distilled student VGAE
+    # where training is attack-free
     exported = ("fuse_small_kd", train_step_name("gat", "small", True))
-    steps.append(Step("export", "export", needs=("graphs", *exported, "evaluate"), members=exported))
+    benign_exported = (train_step_name("vgae", "small", True),)
+    needs = ("graphs", *exported, *benign_exported, "evaluate")
+    steps.append(Step("export", "export", needs=needs, members=exported, benign_members=benign_exported))
     steps.append(Step("lake", "lake", needs=(*runs, "evaluate"), per_dataset=False))
     steps.append(Step("report", "report", needs=("lake",), per_dataset=False))
     return steps

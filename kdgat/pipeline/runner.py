@@ -8,6 +8,10 @@ finished and whose output is still there. That is this runner's `-resume`. A tra
 interrupted resumes from its last checkpoint only when its key is the one it started with; any other
 training step starts from an empty run folder.
 
+A dataset whose graph store holds no attack window in its training part skips the steps that learn
+from attack windows (:attr:`Step.supervised`): it is decided by the store, once its graphs step has
+run, as in workflows/kdgat.nf.
+
 Layout: ``OUT/<dataset>/{frames,graphs}`` per dataset, ``OUT/<dataset>/seed<k>/{runs/<run>,eval}``
 per dataset and seed, ``OUT/lake`` and ``OUT/report`` for the campaign.
 """
@@ -29,8 +33,8 @@ from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME
 from kdgat.core.threads import set_threads
-from kdgat.evaluation.metrics import DEFAULT_POLICY, parse_policy
-from kdgat.pipeline.plan import Step, plan_steps
+from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY, parse_policy
+from kdgat.pipeline.plan import Step, plan_steps, trains_on_attacks
 
 STATE_DIR = ".pipeline"
 RUN_STAGES = ("train", "fuse")  # steps whose output is a run folder that evaluate scores
@@ -48,6 +52,7 @@ class PipelineOptions:
     tracking_uri: str | None = None  # default sqlite:///OUT/mlruns.db
     explain: int = 0  # GNNExplainer graphs per GAT run: slow, so opt-in
     threshold_policy: str = DEFAULT_POLICY  # how evaluate chooses each model's threshold on validation
+    benign_threshold_policy: str = BENIGN_POLICY  # the same, for a dataset whose training is attack-free
     force: bool = False
     lake: bool = True  # False stops after evaluate (no lake, no report)
     seeds: list[int] = field(default_factory=list)  # one run of every per-seed step each; [] = the config's seed
@@ -120,6 +125,12 @@ class Layout:
         return (folder / seed_folder(seed) if seed is not None else folder) / f"{step.name}.json"
 
 
+def _identity(step: Step) -> dict:
+    """What a step is, for its key: the routing fields are left out (the store decides them, and its
+    key is upstream already), so that adding them kept every recorded step's key."""
+    return {k: v for k, v in asdict(step).items() if k not in ("supervised", "benign_members")}
+
+
 def _capture_stamp(sources) -> list:
     """(name, SHA-256) of every capture: what it holds, not where it lies or when it was copied.
 
@@ -157,6 +168,7 @@ class PipelineRunner:
         self.record: list[dict] = []
         self._configs: dict[tuple, object] = {}
         self._captures: dict[str, list] = {}
+        self._supervised: dict[str, bool] = {}  # dataset -> its training part holds attack windows
         self._progress = lambda message: None
         self.threads = set_threads(options.threads)  # every stage gets the same count (default: every core)
         self.seeds = self._resolve_seeds()
@@ -181,6 +193,15 @@ class PipelineRunner:
             return list(dict.fromkeys(int(s) for s in self.options.seeds))
         return [self._config("gat", "large").seed]
 
+    def _policy(self, dataset: str) -> str:
+        """Evaluate's threshold policy for a dataset: the benign-only one where training is attack-free."""
+        return self.options.threshold_policy if self._supervised[dataset] else self.options.benign_threshold_policy
+
+    def runs(self, dataset: str | None, step: Step) -> bool:
+        """Whether a step instance runs: a supervised step only for a dataset that trains on attacks
+        (known once the dataset's graphs step has run)."""
+        return not step.supervised or step.runs_for(self._supervised[dataset])
+
     def instances(self, step: Step) -> list[Instance]:
         """Every (dataset, seed) a step runs for."""
         if not step.per_dataset:
@@ -201,7 +222,7 @@ class PipelineRunner:
             for d, s in self.instances(self.steps[need]):
                 if (dataset is None or d is None or d == dataset) and (seed is None or s is None or s == seed):
                     upstream.append(self.keys[(d, s, need)])
-        own = {"step": asdict(step), "upstream": upstream, **self._arguments(dataset, seed, step)}
+        own = {"step": _identity(step), "upstream": upstream, **self._arguments(dataset, seed, step)}
         return content_hash(own)
 
     def _arguments(self, dataset: str | None, seed: int | None, step: Step) -> dict:
@@ -220,7 +241,7 @@ class PipelineRunner:
                 "method": self.options.fusion_method,
             }
         if step.stage == "evaluate":
-            return {"explain": self.options.explain, "threshold": self.options.threshold_policy}
+            return {"explain": self.options.explain, "threshold": self._policy(dataset)}
         if step.stage == "export":
             return {}  # everything it packs comes from its upstream steps
         return {"datasets": self.datasets, "seeds": self.seeds, "lake": str(self.layout.lake.resolve())}
@@ -313,17 +334,22 @@ class PipelineRunner:
         if step.stage == "evaluate":
             from kdgat.stages import evaluate
 
-            runs = [lay.run(dataset, seed, self.steps[n]) for n in step.needs if self.steps[n].stage in RUN_STAGES]
+            runs = [
+                lay.run(dataset, seed, need)
+                for need in (self.steps[n] for n in step.needs)
+                if need.stage in RUN_STAGES and self.runs(dataset, need)
+            ]
             manifest = evaluate.run(
                 runs, lay.graphs(dataset), lay.eval(dataset, seed), explain=opts.explain, progress=self._progress,
-                policy=opts.threshold_policy, tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
+                policy=self._policy(dataset), tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
             )  # fmt: skip
             return f"{len(manifest.summary['models'])} models"
         if step.stage == "export":
             from kdgat.stages import export
 
+            members = step.members_for(self._supervised[dataset])
             manifest = export.run(
-                [lay.run(dataset, seed, self.steps[m]) for m in step.members], lay.detector(dataset, seed),
+                [lay.run(dataset, seed, self.steps[m]) for m in members], lay.detector(dataset, seed),
                 evaluation=lay.eval(dataset, seed), graphs_dir=lay.graphs(dataset), threads=threads,
             )  # fmt: skip
             summary = manifest.summary
@@ -332,7 +358,10 @@ class PipelineRunner:
             from kdgat.stages import lake
 
             dirs = [
-                lay.output(d, s, self.steps[need]) for need in step.needs for d, s in self.instances(self.steps[need])
+                lay.output(d, s, self.steps[need])
+                for need in step.needs
+                for d, s in self.instances(self.steps[need])
+                if self.runs(d, self.steps[need])
             ]
             dirs.sort(key=lambda path: str(path))  # dataset, seed, run: the same order on every re-run
             manifest = lake.run(dirs, lay.lake, threads=threads)
@@ -359,18 +388,14 @@ class PipelineRunner:
                 elif step.stage == "fuse":
                     self._config("dqn", step.scale, seed=seed)
         self._config("gat", "large")  # the graphs step's preprocessing
-        try:
-            parse_policy(self.options.threshold_policy)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        for option, policy in (("--threshold", self.options.threshold_policy),
+                               ("--benign-threshold", self.options.benign_threshold_policy)):  # fmt: skip
+            try:
+                parse_policy(policy)
+            except ValueError as exc:
+                raise UsageError(f"{option}: {exc}") from None
         for dataset in self.datasets:
-            if all(source.benign for source in self._sources(dataset) if source.split == "train"):
-                raise UsageError(
-                    f"{dataset}: every training capture is attack-free, so the GAT, the hgb yardstick and the "
-                    "fusions cannot be trained on it; train the VGAE (kdgat train -m vgae) and the benign-only "
-                    "yardstick (kdgat train -m novelty) and evaluate them with a benign-only threshold "
-                    "(kdgat evaluate --threshold fpr:0.01)"
-                )
+            self._sources(dataset)  # every dataset's captures are found
         # last: a campaign refused for its inputs leaves no folder behind
         ensure_folder(self.layout.out)
         if self.options.lake:
@@ -393,6 +418,13 @@ class PipelineRunner:
         todo += [(None, None, s) for s in steps if not s.per_dataset and self.options.lake]
         return todo
 
+    def _learn(self, dataset: str | None, step: Step) -> None:
+        """After a dataset's graphs step: whether its training part holds attack windows."""
+        if step.stage == "graphs":
+            from kdgat.core.manifest import read_manifest
+
+            self._supervised[dataset] = trains_on_attacks(read_manifest(self.layout.graphs(dataset)).summary)
+
     def run(self) -> list[dict]:
         """Every step instance in plan order; returns what ran and what was cached."""
         self.preflight()
@@ -400,14 +432,20 @@ class PipelineRunner:
         for i, (dataset, seed, step) in enumerate(todo, 1):
             where = ", ".join(x for x in (dataset, None if seed is None else seed_folder(seed)) if x)
             label = f"[{i}/{len(todo)}] {step.name}" + (f" ({where})" if where else "")
+            entry = {"dataset": dataset, "seed": seed, "step": step.name}
+            if not self.runs(dataset, step):
+                self.keys[(dataset, seed, step.name)] = "skipped"
+                self.console.print(Text.assemble(f"{label}: ", ("skipped (no attack window in training)", "dim")))
+                self.record.append({**entry, "status": "skipped", "seconds": 0.0})
+                continue
             key = self._key(dataset, seed, step)
             self.keys[(dataset, seed, step.name)] = key
             previous = {} if self.options.force else self._previous(dataset, seed, step)
             same_key = previous.get("key") == key
-            entry = {"dataset": dataset, "seed": seed, "step": step.name}
             if same_key and previous["finished"] and self.layout.done_marker(dataset, seed, step).exists():
                 self.console.print(Text.assemble(f"{label}: ", ("cached", "dim")))
                 self.record.append({**entry, "status": "cached", "seconds": 0.0})
+                self._learn(dataset, step)
                 continue
             self._record(dataset, seed, step, key=key, finished=False)
             started = time.perf_counter()
@@ -416,6 +454,7 @@ class PipelineRunner:
                 summary = self._execute(dataset, seed, step, resume=same_key and not previous["finished"])
             seconds = time.perf_counter() - started
             self._record(dataset, seed, step, key=key, finished=True, seconds=round(seconds, 3))
+            self._learn(dataset, step)
             self.console.print(Text.assemble(f"{label}: {summary} ", (f"({seconds:.1f} s)", "dim")))
             self.record.append({**entry, "status": "ran", "seconds": round(seconds, 3)})
         return self.record

@@ -25,5 +25,7 @@ process KDGAT_GRAPHS {
     """
     mkdir -p graphs
     touch graphs/metadata.json
+    # the workflow reads parts.train.attack_graphs to route the dataset (a stub trains on attacks)
+    echo '{"summary": {"parts": {"train": {"attack_graphs": 1}}}}' > graphs/manifest.json
     """
 }
