@@ -86,6 +86,15 @@ def tables(lake: Path, dataset: str | None = None) -> str:
         "|---|---|---|---:|---:|---|---|---|---|",
     ]
     overall = "all test scenarios (mean)"
+
+    def selected(r: dict, column: str) -> str:
+        """The best-by-validation run's seed and figure; none where validation holds no attack window."""
+        return (
+            "none (no attack in validation)"
+            if r["selected_seed"] is None
+            else f"{r['selected_seed']}, {_num(r[column])}"
+        )
+
     rows = [(r["dataset"], "validation", r, "val_f1", "val_pr_auc", None, "selected_val_f1") for r in board]
     rows += [(r["dataset"], overall, r, "test_f1", "test_pr_auc", "test_fpr", "selected_test_f1") for r in board]
     rows += [(r["dataset"], r["scenario"], r, "test_f1", "test_pr_auc", "test_fpr", "selected_test_f1")
@@ -98,7 +107,7 @@ def tables(lake: Path, dataset: str | None = None) -> str:
         lines.append(
             f"| {ds} | {scenario} | {name(r)} | {params if params is None else f'{params:,}'} | {r['n_seeds']} | "
             f"{_ms(r, f1)} | {_ms(r, pr)} | {_ms(r, fpr) if fpr else '–'} | "
-            f"{r['selected_seed']}, {_num(r[chosen])} |"
+            f"{selected(r, chosen)} |"
         )
     out = ["\n".join(lines)]
     if kd:

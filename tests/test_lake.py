@@ -440,6 +440,27 @@ def test_leaderboard_per_scenario_keeps_the_validation_choice(hand_lake):
             assert row["selected_seed"] == chosen and row["selected_test_f1"] == pytest.approx(f1[chosen][2][i])
 
 
+def test_validation_without_attacks_selects_no_run(tmp_path):
+    """Attack-free training captures give a validation part without attack windows: its F1 is 0 for every
+    run (nothing to find), so it cannot tell seeds apart; the leaderboard shows no validation F1 and no
+    selected run, and still the test figures over seeds."""
+    lake = tmp_path / "lake"
+    tests = {1: [(5, 1, 90, 5), (2, 0, 95, 8)], 2: [(9, 3, 88, 1), (8, 2, 93, 2)]}  # seed 2 is better on test
+    for seed, test_counts in tests.items():
+        counts = {
+            "gat_large": dict(zip(("validation", *SCENARIOS), [(0, seed, 100 - seed, 0), *test_counts], strict=True))
+        }
+        append_runs(run_dirs(write_run_set(tmp_path / f"s{seed}", dataset="benign", seed=seed, counts=counts)), lake)
+    build_lake(lake)
+    (row,) = [r for r in leaderboard(lake, "benign").to_pylist() if r["model"] == "gat_large"]
+    assert row["n_seeds"] == 2 and row["val_f1_mean"] is None and row["val_pr_auc_mean"] is None
+    assert all(row[k] is None for k in row if k.startswith("selected_")), row
+    test_f1 = [sum(_f1(*c) for c in tests[seed]) / 2 for seed in (1, 2)]
+    assert row["test_f1_mean"] == pytest.approx(sum(test_f1) / 2)
+    scenario_rows = [r for r in leaderboard(lake, "benign", scenarios=True).to_pylist() if r["model"] == "gat_large"]
+    assert len(scenario_rows) == 2 and all(r["selected_seed"] is None for r in scenario_rows)
+
+
 def test_kd_impact_is_paired_by_seed(hand_lake):
     rows = {(r["dataset"], r["family"]): r for r in kd_impact(hand_lake).to_pylist()}
     gat = rows[("hand", "gat")]

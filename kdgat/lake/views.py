@@ -36,7 +36,7 @@ WITH latest AS (
     QUALIFY row_number() OVER (PARTITION BY m.run_id ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id) = 1
 )
 SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
-       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold,
+       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold, m.positives,
        nullif(m.f1, 'NaN'::DOUBLE) AS f1, nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc,
        nullif(m.fpr, 'NaN'::DOUBLE) AS fpr, nullif(m.auc, 'NaN'::DOUBLE) AS auc, nullif(m.mcc, 'NaN'::DOUBLE) AS mcc
 FROM metrics m JOIN latest l USING (run_id, eval_run_id) LEFT JOIN runs r ON r.run_id = m.run_id
@@ -44,10 +44,13 @@ FROM metrics m JOIN latest l USING (run_id, eval_run_id) LEFT JOIN runs r ON r.r
 
 # One row per evaluated run: validation F1 / PR-AUC, and test F1 / PR-AUC / FPR averaged over its test scenarios;
 # `pick` = 1 for the run a researcher would keep: the best validation F1 of its group (ties: lowest seed, run id).
+# Validation F1 is NULL where validation holds no attack window (attack-free training captures): there is nothing
+# to find, so it cannot tell runs apart, and the group has no selected run (the selected_* columns are NULL).
 _PER_RUN = """
 per_run AS (
     SELECT dataset, model, model_type, family, scale, has_kd, setup_hash, pair_hash, teacher_run_id, seed, run_id,
-           max(f1) FILTER (WHERE split = 'val') AS val_f1, max(pr_auc) FILTER (WHERE split = 'val') AS val_pr_auc,
+           max(f1) FILTER (WHERE split = 'val' AND positives > 0) AS val_f1,
+           max(pr_auc) FILTER (WHERE split = 'val') AS val_pr_auc,
            avg(f1) FILTER (WHERE split = 'test') AS test_f1, avg(pr_auc) FILTER (WHERE split = 'test') AS test_pr_auc,
            avg(fpr) FILTER (WHERE split = 'test') AS test_fpr
     FROM v_run_scores GROUP BY ALL
@@ -67,12 +70,12 @@ SELECT dataset, model, model_type, family, scale, has_kd, setup_hash AS setup,
        {_mean_std("val_f1", "val_f1")}, {_mean_std("val_pr_auc", "val_pr_auc")},
        {_mean_std("test_f1", "test_f1")}, {_mean_std("test_pr_auc", "test_pr_auc")},
        {_mean_std("test_fpr", "test_fpr")},
-       any_value(seed) FILTER (WHERE pick = 1) AS selected_seed,
-       any_value(run_id) FILTER (WHERE pick = 1) AS selected_run_id,
-       any_value(val_f1) FILTER (WHERE pick = 1) AS selected_val_f1,
-       any_value(test_f1) FILTER (WHERE pick = 1) AS selected_test_f1,
-       any_value(test_pr_auc) FILTER (WHERE pick = 1) AS selected_test_pr_auc,
-       any_value(test_fpr) FILTER (WHERE pick = 1) AS selected_test_fpr
+       any_value(seed) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_seed,
+       any_value(run_id) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_run_id,
+       any_value(val_f1) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_val_f1,
+       any_value(test_f1) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_test_f1,
+       any_value(test_pr_auc) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_test_pr_auc,
+       any_value(test_fpr) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_test_fpr
 FROM picked
 GROUP BY ALL
 ORDER BY dataset, val_f1_mean DESC NULLS LAST, model, setup
@@ -84,10 +87,10 @@ WITH {_PER_RUN}
 SELECT s.dataset, s.model, s.model_type, s.family, s.scale, s.has_kd, s.setup_hash AS setup, s.scenario,
        count(*) AS n_runs, count(DISTINCT s.seed) AS n_seeds,
        {_mean_std("s.f1", "test_f1")}, {_mean_std("s.pr_auc", "test_pr_auc")}, {_mean_std("s.fpr", "test_fpr")},
-       any_value(s.seed) FILTER (WHERE p.pick = 1) AS selected_seed,
-       any_value(s.f1) FILTER (WHERE p.pick = 1) AS selected_test_f1,
-       any_value(s.pr_auc) FILTER (WHERE p.pick = 1) AS selected_test_pr_auc,
-       any_value(s.fpr) FILTER (WHERE p.pick = 1) AS selected_test_fpr
+       any_value(s.seed) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_seed,
+       any_value(s.f1) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_test_f1,
+       any_value(s.pr_auc) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_test_pr_auc,
+       any_value(s.fpr) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_test_fpr
 FROM v_run_scores s JOIN picked p USING (run_id)
 WHERE s.split = 'test'
 GROUP BY ALL
