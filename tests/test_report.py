@@ -91,3 +91,17 @@ def test_report_of_an_empty_lake_is_an_error(tmp_path):
     with pytest.raises(KdgatError, match="the lake has no runs"):
         write_report(tmp_path / "lake", tmp_path / "out")
     assert not (tmp_path / "out" / "index.html").exists()
+
+
+def test_the_parameter_chart_draws_the_yardsticks_apart_from_teachers_and_students():
+    """hgb and novelty are 'large' runs but no teacher of any student: their bars are the yardsticks'."""
+    from kdgat.report.figures import size_role
+
+    def role(family, scale, kd=False):
+        return size_role({"family": family, "scale": scale, "has_kd": kd})
+
+    assert [role("hgb", "large"), role("novelty", "large")] == ["yardstick", "yardstick"]
+    assert [role("gat", "large"), role("vgae", "small"), role("gat", "small", True)] == [
+        "teacher", "student", "student_kd"
+    ]  # fmt: skip
+    assert role("fusion_dqn", "small", True) == "student_kd"

@@ -10,8 +10,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from kdgat.core.config import WINDOW_VECTOR_MODELS
+
 DPI = 100
-COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "student_kd": "#55a868"}
+COLORS = {"teacher": "#4c72b0", "student": "#dd8452", "student_kd": "#55a868", "yardstick": "#8c8c8c"}
+SIZE_ROLES = {"teacher": "teacher (large)", "student": "small, no KD", "student_kd": "small + KD",
+              "yardstick": "classical yardstick"}  # fmt: skip
 
 
 def _figure(width: float, height: float, rows: int = 1, cols: int = 1):
@@ -121,8 +125,8 @@ def kd_impact_bars(rows: list[dict], path: Path) -> Path:
     labels = [f"{r['dataset']}\n{r['family']}, {r['n_pairs']} seed(s)" for r in rows]
     x = np.arange(len(rows))
     for ax, prefix, name in ((axes[0, 0], "val_", "validation F1"), (axes[0, 1], "test_", "mean test F1")):
-        for k, (key, label) in enumerate((("teacher", "teacher (large)"), ("student", "small, no KD"),
-                                          ("student_kd", "small + KD"))):  # fmt: skip
+        for k, key in enumerate(("teacher", "student", "student_kd")):
+            label = SIZE_ROLES[key]
             values = [_none(r[f"{key}_{prefix}f1"]) for r in rows]
             ax.bar(x + (k - 1) * 0.27, values, width=0.27, label=label, color=COLORS[key])
         ax.set_xticks(x, labels, fontsize=8)
@@ -134,14 +138,21 @@ def kd_impact_bars(rows: list[dict], path: Path) -> Path:
     return _save(fig, path)
 
 
+def size_role(row: dict) -> str:
+    """A run's bar in the parameter chart: a classical yardstick (hgb, novelty: no teacher or student of
+    them), else teacher (large), student without or with KD."""
+    if row["family"] in WINDOW_VECTOR_MODELS:
+        return "yardstick"
+    return "teacher" if row["scale"] == "large" else ("student_kd" if row["has_kd"] else "student")
+
+
 def parameter_bars(rows: list[dict], path: Path) -> Path:
-    """Parameter counts of teachers (large) and students (small), log scale, per model and dataset."""
+    """Parameter counts of teachers (large), students (small) and the classical yardsticks, per model and dataset."""
     rows = sorted(rows, key=lambda r: (r["dataset"], r["family"], r["scale"] != "large", bool(r["has_kd"])))
     fig, ax = _figure(max(8.0, 0.9 * len(rows) + 2), 4.4)
     ax = ax[0, 0]
-    colors = [COLORS["teacher"] if r["scale"] == "large" else COLORS["student_kd" if r["has_kd"] else "student"]
-              for r in rows]  # fmt: skip
-    bars = ax.bar(np.arange(len(rows)), [r["parameters"] for r in rows], color=colors)
+    roles = [size_role(r) for r in rows]
+    bars = ax.bar(np.arange(len(rows)), [r["parameters"] for r in rows], color=[COLORS[role] for role in roles])
     for bar, r in zip(bars, rows, strict=True):
         ax.annotate(f"{r['parameters'] / 1000:.0f}k", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
@@ -149,8 +160,7 @@ def parameter_bars(rows: list[dict], path: Path) -> Path:
                   ha="right")  # fmt: skip
     ax.set(ylabel="parameters", title="Parameters: teachers (large) vs students (small)")
     ax.grid(axis="y", alpha=0.3)
-    handles = [Patch(color=COLORS[k], label=v) for k, v in (("teacher", "teacher (large)"), ("student", "small, no KD"),
-                                                            ("student_kd", "small + KD"))]  # fmt: skip
+    handles = [Patch(color=COLORS[k], label=v) for k, v in SIZE_ROLES.items() if k in roles]
     ax.legend(handles=handles, fontsize=8)
     return _save(fig, path)
 
