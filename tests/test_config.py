@@ -210,6 +210,13 @@ def test_wrong_type_override_names_key_and_option():
     assert "-O gat.lr=abc" in str(info.value)
 
 
+def test_override_value_with_a_key_given_twice_is_refused():
+    """As in a config file: PyYAML would keep the last `heads` silently."""
+    with pytest.raises(ConfigError, match=r"^-O gat=\{heads: 2, heads: 4\}: invalid value: duplicate key 'heads'$"):
+        resolve_config("gat", "small", overrides=["gat={heads: 2, heads: 4}"])
+    assert resolve_config("gat", "small", overrides=["gat={heads: 2}"]).gat.heads == 2
+
+
 def test_out_of_range_value_is_rejected():
     with pytest.raises(ConfigError, match=r"kd\.alpha"):
         resolve_config("gat", "small", aux="kd_standard", overrides=["kd.alpha=1.5"])

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from kdgat.core.errors import ConfigError
 from kdgat.core.hashing import content_hash
 from kdgat.core.schema import PipelineConfig
-from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
+from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping, load_yaml_text
 
 MODELS: tuple[str, ...] = ("vgae", "gat", "dqn", "hgb", "novelty")
 SCALES: tuple[str, ...] = ("large", "small")
@@ -139,7 +139,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not _KEY_RE.fullmatch(key):
         raise ConfigError(f"-O {text}: {_OVERRIDE_FORM}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"-O {text}: invalid value: {problem}") from None
