@@ -16,6 +16,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -348,6 +349,44 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     if method == "dqn":
         policy = json.loads((tmp_path / "eval" / "dqn_policy.json").read_text())[label]
         assert "mean_alpha" in json.dumps(policy)
+
+
+def test_evaluate_scores_a_fusions_members_once(store_dir, teachers, tmp_path, monkeypatch):
+    """Members evaluated beside their fusion are scored once per part, and the fusion's figures and window
+    scores are the ones it gets evaluated alone, bit for bit."""
+    import kdgat.evaluation.scoring as scoring
+    import kdgat.fusion.ensemble as ensemble_module
+    from kdgat.stages.evaluate import read_results
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
+
+    cfg = resolve_config("dqn", "small", overrides=["fusion.epochs=5"])
+    run_fuse(cfg, "mlp", teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion")
+    run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "alone", scores=True)
+    calls = []
+    for name in ("score_vgae", "score_gat"):
+        original = getattr(scoring, name)
+
+        def counted(model, part, *args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(model, part, *args, **kwargs)
+
+        for module in (scoring, ensemble_module):  # the members' own scoring, and the fusion's
+            monkeypatch.setattr(module, name, counted)
+    runs = [teachers / "vgae", teachers / "gat", tmp_path / "fusion"]
+    run_evaluate(runs, store_dir, tmp_path / "together", scores=True)
+    parts = 1 + len(open_store(store_dir).test_parts())  # validation and every test part
+    assert sorted(calls) == ["score_gat"] * parts + ["score_vgae"] * parts  # not twice each
+
+    def fusion_of(folder):
+        entry = dict(read_results(folder)["runs"]["fusion_mlp_large"])
+        entry.pop("mlflow", None)
+        rows = pq.read_table(folder / "scores.parquet").to_pandas()
+        return entry, rows[rows.run == "fusion_mlp_large"].reset_index(drop=True)
+
+    (alone, alone_rows), (together, together_rows) = fusion_of(tmp_path / "alone"), fusion_of(tmp_path / "together")
+    assert alone == together
+    assert len(alone_rows) > 0 and alone_rows.equals(together_rows)
 
 
 def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):

@@ -8,6 +8,11 @@ embeddings and labels per run), ``attention.npz`` (GAT attention on a sample
 of validation graphs) and ``manifest.json``; with ``scores``, ``scores.parquet`` (one row per scored
 window: run, part, window, file, label, score, alert).
 
+A fusion's members are scored once: where a member run is evaluated too (before its fusion, as the
+pipeline orders them), its per-part scores are kept and the fusion is built from them instead of
+scoring the member again (with ``compile_models`` the fusion then reads the compiled scores, as
+``kdgat detect`` does).
+
 A store built with ``kdgat graphs --like`` has no validation part: the thresholds then come from an
 earlier evaluation of the same runs (``thresholds``: its folder or ``metrics.json``), as recorded there.
 """
@@ -33,12 +38,21 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import FUSION_FILE, ensemble_scores, fusion_label, is_fusion_run, load_fusion_run
+from kdgat.fusion.ensemble import (
+    FUSION_FILE,
+    MEMBERS_FILE,
+    ensemble_scores,
+    fusion_label,
+    is_fusion_run,
+    load_fusion_run,
+)
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
 from kdgat.training.runs import METRICS_FILE, load_run_model, model_file, run_label
 
 Progress = Callable[[str], None]
+# a member run's scores per part ({"val": ..., test part name: ...}), by its resolved folder
+MemberScores = dict[Path, dict[str, dict]]
 ATTENTION_SAMPLE = 50
 RESULTS_FILE = "metrics.json"
 SCORES_FILE = "scores.parquet"
@@ -119,7 +133,10 @@ def evaluate_run(
     progress: Progress | None = None,
     recorded: dict | None = None,
     score_rows: list | None = None,
+    kept: dict[str, dict] | None = None,
 ) -> tuple[str, dict, dict, dict]:
+    """One trained run on validation and every test part; ``kept``: filled with its scores per part, for
+    the fusions it is a member of."""
     model, cfg = load_run_model(run_dir, store)
     # scores may come from the compiled model; attention and explanations need the eager one
     kind = cfg.model_type
@@ -132,6 +149,8 @@ def evaluate_run(
         keep, y_val = _labelled(val)
         scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
         val_scores = scored["score"][keep]
+        if kept is not None:
+            kept["val"] = scored
     threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
     if score_rows is not None and val is not None:
         _score_rows(score_rows, label, "val", val, keep, val_scores, threshold["threshold"])
@@ -151,7 +170,10 @@ def evaluate_run(
         keep_t, y_t = _labelled(part)
         if len(y_t) == 0:
             continue
-        scores = score_model(kind, scorer, part, batch_size)["score"][keep_t]
+        part_scores = score_model(kind, scorer, part, batch_size)
+        if kept is not None:
+            kept[name] = part_scores
+        scores = part_scores["score"][keep_t]
         result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
         curves[name] = curve_points(y_t, scores)
         if score_rows is not None:
@@ -183,13 +205,21 @@ def evaluate_fusion_run(
     batch_size: int = 1024,
     recorded: dict | None = None,
     score_rows: list | None = None,
+    member_scores: MemberScores | None = None,
 ) -> tuple[str, dict, dict, dict]:
+    """One fusion run; ``member_scores``: its members' scores where they were evaluated already."""
     ensemble, fusion, members = load_fusion_run(run_dir, store)
     label = fusion_label(members)
+    vgae_kept, gat_kept = ((member_scores or {}).get(folder, {}) for folder in _member_folders(run_dir, members))
+
+    def data(name: str, part):
+        both = (vgae_kept[name], gat_kept[name]) if name in vgae_kept and name in gat_kept else None
+        return ensemble.data(part, batch_size, scored=both)
+
     val_part = store.parts.get("val")
     val, val_scores, y_val = None, None, None
     if val_part is not None:
-        val, keep = ensemble.data(val_part, batch_size)
+        val, keep = data("val", val_part)
         val_scores = ensemble_scores(fusion, val, members, batch_size)
         y_val = val.labels.astype(np.int64)
     threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
@@ -213,17 +243,32 @@ def evaluate_fusion_run(
     }
     curves = {} if val is None else {"validation": curve_points(y_val, val_scores)}
     for name, part in store.test_parts().items():
-        data, keep_t = ensemble.data(part, batch_size)
-        if len(data) == 0:
+        test, keep_t = data(name, part)
+        if len(test) == 0:
             continue
-        scores = ensemble_scores(fusion, data, members, batch_size)
-        result["test"][name] = binary_metrics(data.labels.astype(np.int64), scores, threshold["threshold"])
-        curves[name] = curve_points(data.labels.astype(np.int64), scores)
+        scores = ensemble_scores(fusion, test, members, batch_size)
+        result["test"][name] = binary_metrics(test.labels.astype(np.int64), scores, threshold["threshold"])
+        curves[name] = curve_points(test.labels.astype(np.int64), scores)
         if score_rows is not None:
             _score_rows(score_rows, label, name, part, keep_t, scores, threshold["threshold"])
     policy = hasattr(fusion, "policy_summary") and val is not None
     extras = {"policy": {label: fusion.policy_summary(val)} if policy else {}}
     return label, result, curves, extras
+
+
+def _member_folders(run_dir: Path, members: dict) -> tuple[Path, Path]:
+    """A fusion run's VGAE and GAT folders, resolved (absolute, or relative to the fusion folder)."""
+    return tuple((Path(run_dir) / members[role]).resolve() for role in ("vgae", "gat"))
+
+
+def _fusion_members(run_dirs: list[Path]) -> set[Path]:
+    """The member runs of the fusions among ``run_dirs``: their scores are kept for those fusions."""
+    folders: set[Path] = set()
+    for run in run_dirs:
+        if is_fusion_run(run):
+            members = read_json(run / MEMBERS_FILE, missing="missing (the fusion run is incomplete)")
+            folders.update(_member_folders(run, members))
+    return folders
 
 
 def run(
@@ -270,6 +315,7 @@ def run(
     if recorded is None and "val" not in store.parts:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
+    members, member_scores = _fusion_members(run_dirs), {}
     begin_output(out_dir)
     metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
     for index, run in enumerate(map(Path, run_dirs), 1):
@@ -278,11 +324,12 @@ def run(
             progress(f"[{index}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
         if is_fusion_run(run):
             label, result, run_curves, arrays = evaluate_fusion_run(
-                run, store, policy, batch_size, recorded, score_rows
+                run, store, policy, batch_size, recorded, score_rows, member_scores
             )
         else:
+            kept = member_scores.setdefault(run, {}) if run in members else None
             label, result, run_curves, arrays = evaluate_run(
-                run, store, policy, batch_size, explain, compile_models, progress, recorded, score_rows
+                run, store, policy, batch_size, explain, compile_models, progress, recorded, score_rows, kept
             )
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
