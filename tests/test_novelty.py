@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import joblib
 import numpy as np
 import pytest
 
@@ -118,6 +119,10 @@ def test_isolation_forest_method_is_seeded_and_fills_absent_ids(store_dir):
     np.testing.assert_array_equal(scores, again.anomaly(val))
     assert not np.array_equal(scores, other.anomaly(val))
     assert first.parameters == sum(tree.tree_.node_count for tree in first.forest.estimators_)
+    # fitted on two threads (fit_window_model passes --threads to joblib): the same trees
+    with joblib.parallel_config(n_jobs=2):
+        parallel = WindowNovelty(cfg, store.vocab_size, features, seed=1).fit(train, benign)
+    np.testing.assert_array_equal(scores, parallel.anomaly(val))
 
 
 def test_only_a_novelty_run_records_the_section(tmp_path):

@@ -32,7 +32,9 @@ class WindowNovelty(WindowVectorModel):
         self.top_k = cfg.top_k
         self.std_floor = cfg.std_floor
         self.forest = (
-            IsolationForest(n_estimators=cfg.trees, random_state=seed, n_jobs=1) if cfg.method == "iforest" else None
+            # n_jobs None: joblib's configuration decides (fit_window_model sizes it from --threads); the
+            # trees do not depend on it (random_state)
+            IsolationForest(n_estimators=cfg.trees, random_state=seed, n_jobs=None) if cfg.method == "iforest" else None
         )
         self.mean = self.std = None  # zscore: per kept column, set by fit
         self.fill = None  # iforest: the value of an absent ID's columns, per kept column

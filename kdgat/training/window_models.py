@@ -19,6 +19,7 @@ from kdgat.core.atomic import atomic_path
 from kdgat.core.config import config_hash
 from kdgat.core.errors import KdgatError
 from kdgat.core.schema import PipelineConfig
+from kdgat.core.threads import current_threads
 from kdgat.data.store import GraphStore
 from kdgat.models.boosting import WindowBoosting
 from kdgat.models.novelty import WindowNovelty
@@ -43,7 +44,9 @@ def fit_window_model(cfg: PipelineConfig, store: GraphStore, out_dir: Path) -> d
         raise KdgatError(f"{store.path}: no {what} training window to fit the {cfg.model_type} yardstick on")
     model = WINDOW_MODELS[cfg.model_type](
         cfg.model_section, store.vocab_size, store.metadata["node_features"], seed=cfg.seed
-    ).fit(train, train_idx)
+    )
+    with joblib.parallel_config(n_jobs=current_threads() or 1):  # the isolation forest's trees, on --threads
+        model.fit(train, train_idx)
     with atomic_path(out_dir / WINDOW_MODEL_FILE) as tmp:
         joblib.dump(model, tmp)
     val_loss = None
