@@ -20,6 +20,9 @@ workflow {
     if (!(params.fusion_method in ['dqn', 'mlp', 'weighted'])) {
         error("--fusion_method must be dqn, mlp or weighted, not '${params.fusion_method}'")
     }
+    if (!params.benign_threshold.toString().matches('fpr:(0(\\.[0-9]+)?|1(\\.0+)?)')) {
+        error("--benign_threshold must be fpr:<rate>, a rate in [0, 1] (an attack-free dataset's validation windows are all benign), not '${params.benign_threshold}'")
+    }
     if (params['seed'] != null) {
         error("--seed is now --seeds (a comma list: every training, fusion and evaluation runs once per seed)")
     }

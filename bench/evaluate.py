@@ -4,8 +4,8 @@ Evaluates every run of one dataset and seed of a campaign (``kdgat pipeline`` la
 ``<seed dir>/runs/*`` and the dataset's ``graphs``) in one call, twice in alternation, median of
 ``--repeat``:
 
-  shared : as `kdgat evaluate` does (the members come before their fusions, as the pipeline orders
-           them): each member is scored once per part and its fusions are built from those scores
+  shared : as `kdgat evaluate` does: each member is scored once per part and its fusions are built
+           from those scores
   again  : the same call with the sharing switched off (the bench empties the set of member runs to
            keep), so each fusion scores its members again, as every evaluation did before
 

@@ -89,11 +89,9 @@ def tables(lake: Path, dataset: str | None = None) -> str:
 
     def selected(r: dict, column: str) -> str:
         """The best-by-validation run's seed and figure; none where validation holds no attack window."""
-        return (
-            "none (no attack in validation)"
-            if r["selected_seed"] is None
-            else f"{r['selected_seed']}, {_num(r[column])}"
-        )
+        if all(r[k] is None for k in r if k.startswith("selected_")):
+            return "none (no attack in validation)"
+        return f"{r['selected_seed']}, {_num(r[column])}"
 
     rows = [(r["dataset"], "validation", r, "val_f1", "val_pr_auc", None, "selected_val_f1") for r in board]
     rows += [(r["dataset"], overall, r, "test_f1", "test_pr_auc", "test_fpr", "selected_test_f1") for r in board]

@@ -59,6 +59,29 @@ def test_the_steps_that_learn_from_attacks_are_the_supervised_ones():
     assert not set(STEPS["export"].members_for(False)) & skipped
 
 
+# content_hash(asdict(step)) of every step at 277153a, before the attack-free route: a campaign of that
+# version must find its recorded keys (nothing re-runs on upgrade)
+IDENTITIES_277153A = {
+    "ingest": "449e939ddbcb6209", "graphs": "6f7f3d8f5e464b62", "train_vgae_large": "5dcf652ff8daa020",
+    "train_gat_large": "86776b1a337b6d68", "train_vgae_small_kd": "2c7823c2190aedd2",
+    "train_gat_small_kd": "3f640cdf8d984c78", "train_vgae_small": "ac5d2d4fea063c23",
+    "train_gat_small": "f373532314a66600", "train_hgb_large": "ca52040910d9de4c",
+    "train_novelty_large": "072a4da80b852bfc", "fuse_large": "ef4caf7da841da6b", "fuse_small_kd": "ed564c4ca95167ae",
+    "evaluate": "b18402a185a5d3fd", "export": "c6af173fdd12b5b6", "lake": "d791a3cb3b847f0f",
+    "report": "aac387f8727dbe6c",
+}  # fmt: skip
+
+
+def test_step_identities_are_those_campaigns_recorded_before_the_attack_free_route():
+    from kdgat.core.hashing import content_hash
+    from kdgat.pipeline.runner import _identity
+
+    assert {s.name: content_hash(_identity(s)) for s in plan_steps()} == IDENTITIES_277153A
+    # and the attack-trained route reads what it read then: export its fusion and GAT, not the student VGAE
+    assert STEPS["export"].reads(True) == ("graphs", "fuse_small_kd", "train_gat_small_kd", "evaluate")
+    assert STEPS["export"].reads(False) == ("graphs", "train_vgae_small_kd", "evaluate")
+
+
 def _pipeline(tmp_path, *extra):
     args = ["pipeline", "-d", "synthetic", "--data-root", tmp_path / "data", "-o", tmp_path / "out",
             "--epochs", "1", "--episodes", "2", "--explain", "0", *extra]  # fmt: skip
@@ -193,13 +216,21 @@ def test_pipeline_on_attack_free_training_runs_the_benign_steps_and_exports_the_
     assert all(row["alert"] == (row["score"] >= threshold) for row in rows)  # the bundle's threshold decides
 
 
-def test_pipeline_refuses_a_bad_benign_threshold_before_any_step(data_root, tmp_path):
+@pytest.mark.parametrize(
+    ("policy", "says"),
+    [
+        ("fpr:2", "--benign-threshold: threshold policy 'fpr:2'"),
+        ("margin", "--benign-threshold: 'margin' needs attack"),
+    ],
+)
+def test_pipeline_refuses_a_bad_benign_threshold_before_any_step(data_root, tmp_path, policy, says):
+    """Only a false-alarm budget can set a threshold on validation windows that are all benign."""
     args = ["pipeline", "-d", "crysys", "--data-root", str(data_root), "-o", str(tmp_path / "o"),
-            "--benign-threshold", "fpr:2"]  # fmt: skip
+            "--benign-threshold", policy]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
     message = result.stderr if result.stderr_bytes else result.output
-    assert "--benign-threshold: threshold policy 'fpr:2'" in message and len(message.strip().splitlines()) == 1
+    assert says in message and len(message.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -351,18 +351,38 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
         assert "mean_alpha" in json.dumps(policy)
 
 
-def test_evaluate_scores_a_fusions_members_once(store_dir, teachers, tmp_path, monkeypatch):
-    """Members evaluated beside their fusion are scored once per part, and the fusion's figures and window
-    scores are the ones it gets evaluated alone, bit for bit."""
+@pytest.fixture(scope="module")
+def mlp_fusion(store_dir, teachers, tmp_path_factory):
+    """An MLP fusion of the teachers, and its evaluation alone (with window scores)."""
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
+
+    root = tmp_path_factory.mktemp("mlp_fusion")
+    cfg = resolve_config("dqn", "small", overrides=["fusion.epochs=5"])
+    run_fuse(cfg, "mlp", teachers / "vgae", teachers / "gat", store_dir, root / "fusion")
+    run_evaluate([root / "fusion"], store_dir, root / "alone", scores=True)
+    return root
+
+
+def _fusion_entry(folder: Path, label: str = "fusion_mlp_large"):
+    from kdgat.stages.evaluate import read_results
+
+    entry = dict(read_results(folder)["runs"][label])
+    entry.pop("mlflow", None)
+    rows = pq.read_table(folder / "scores.parquet").to_pandas()
+    return entry, rows[rows.run == label].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("order", ["members first", "fusion first", "gat only"])
+def test_evaluate_scores_a_fusions_members_once(store_dir, teachers, mlp_fusion, tmp_path, monkeypatch, order):
+    """Each model is scored once per part whatever the order of the runs (a member not in the call is
+    scored by the fusion), the results keep the order given, and the fusion's figures and window scores
+    are the ones it gets evaluated alone, bit for bit."""
     import kdgat.evaluation.scoring as scoring
     import kdgat.fusion.ensemble as ensemble_module
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
-    from kdgat.stages.fuse import run as run_fuse
 
-    cfg = resolve_config("dqn", "small", overrides=["fusion.epochs=5"])
-    run_fuse(cfg, "mlp", teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion")
-    run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "alone", scores=True)
     calls = []
     for name in ("score_vgae", "score_gat"):
         original = getattr(scoring, name)
@@ -373,20 +393,34 @@ def test_evaluate_scores_a_fusions_members_once(store_dir, teachers, tmp_path, m
 
         for module in (scoring, ensemble_module):  # the members' own scoring, and the fusion's
             monkeypatch.setattr(module, name, counted)
-    runs = [teachers / "vgae", teachers / "gat", tmp_path / "fusion"]
-    run_evaluate(runs, store_dir, tmp_path / "together", scores=True)
+    vgae, gat, fusion = teachers / "vgae", teachers / "gat", mlp_fusion / "fusion"
+    runs = {"members first": [vgae, gat, fusion], "fusion first": [fusion, gat, vgae], "gat only": [gat, fusion]}
+    run_evaluate(runs[order], store_dir, tmp_path / "together", scores=True)
     parts = 1 + len(open_store(store_dir).test_parts())  # validation and every test part
     assert sorted(calls) == ["score_gat"] * parts + ["score_vgae"] * parts  # not twice each
+    labels = {vgae: "vgae_large", gat: "gat_large", fusion: "fusion_mlp_large"}
+    together = tmp_path / "together"
+    assert list(read_results(together)["runs"]) == [labels[r] for r in runs[order]]
+    written = pq.read_table(together / "scores.parquet").column("run").to_pylist()
+    assert list(dict.fromkeys(written)) == [labels[r] for r in runs[order]]  # score rows in that order too
+    (alone, alone_rows), (shared, shared_rows) = _fusion_entry(mlp_fusion / "alone"), _fusion_entry(together)
+    assert alone == shared
+    assert len(alone_rows) > 0 and alone_rows.equals(shared_rows)
 
-    def fusion_of(folder):
-        entry = dict(read_results(folder)["runs"]["fusion_mlp_large"])
-        entry.pop("mlflow", None)
-        rows = pq.read_table(folder / "scores.parquet").to_pandas()
-        return entry, rows[rows.run == "fusion_mlp_large"].reset_index(drop=True)
 
-    (alone, alone_rows), (together, together_rows) = fusion_of(tmp_path / "alone"), fusion_of(tmp_path / "together")
-    assert alone == together
-    assert len(alone_rows) > 0 and alone_rows.equals(together_rows)
+def test_a_compiled_fusion_gives_the_same_numbers_alone_and_beside_its_members(
+    store_dir, teachers, mlp_fusion, tmp_path
+):
+    """With --compile the fusion's members are compiled too (as in kdgat detect): its figures do not depend
+    on whether its members share the call."""
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    fusion = mlp_fusion / "fusion"
+    run_evaluate([fusion], store_dir, tmp_path / "alone", scores=True, compile_models=True)
+    run_evaluate([teachers / "vgae", teachers / "gat", fusion], store_dir, tmp_path / "shared", scores=True,
+                 compile_models=True)  # fmt: skip
+    (alone, alone_rows), (shared, shared_rows) = _fusion_entry(tmp_path / "alone"), _fusion_entry(tmp_path / "shared")
+    assert alone == shared and alone_rows.equals(shared_rows)
 
 
 def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):

@@ -40,11 +40,14 @@ class Ensemble:
         return score_vgae(self.vgae, part, batch_size), score_gat(self.gat, part, batch_size)
 
     def data(
-        self, part: GraphPart, batch_size: int = 1024, scored: tuple[dict, dict] | None = None
+        self, part: GraphPart, batch_size: int = 1024, scored: tuple[dict | None, dict | None] | None = None
     ) -> tuple[FusionData, np.ndarray]:
         """Fusion inputs for the labelled windows of ``part`` (and which windows those are); ``scored``:
-        :meth:`member_scores` of ``part`` when the caller has them already."""
-        vgae, gat = scored if scored is not None else self.member_scores(part, batch_size)
+        the VGAE's and the GAT's scores of ``part`` (:meth:`member_scores`) where the caller has them
+        already (either may be None: that member is scored here)."""
+        vgae, gat = scored if scored is not None else (None, None)
+        vgae = vgae if vgae is not None else score_vgae(self.vgae, part, batch_size)
+        gat = gat if gat is not None else score_gat(self.gat, part, batch_size)
         y = np.asarray(part.y)
         keep = y >= 0
         if self.vgae_scale is None:

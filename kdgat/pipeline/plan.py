@@ -57,6 +57,11 @@ class Step:
         """The runs this step reads for a dataset that trains on attacks (``supervised``) or does not."""
         return self.members if supervised else self.benign_members
 
+    def reads(self, supervised: bool) -> tuple[str, ...]:
+        """The needs this step reads for such a dataset: the other route's members left out."""
+        other = set(self.members_for(not supervised)) - set(self.members_for(supervised))
+        return tuple(need for need in self.needs if need not in other)
+
     def runs_for(self, supervised: bool) -> bool:
         """Whether this step runs for such a dataset."""
         return supervised or not self.supervised

@@ -126,9 +126,11 @@ class Layout:
 
 
 def _identity(step: Step) -> dict:
-    """What a step is, for its key: the routing fields are left out (the store decides them, and its
-    key is upstream already), so that adding them kept every recorded step's key."""
-    return {k: v for k, v in asdict(step).items() if k not in ("supervised", "benign_members")}
+    """What a step is, for its key: as it reads a dataset that trains on attacks, the routing fields left
+    out (the store decides the route, and its key is upstream already), so that adding the attack-free
+    route kept every recorded step's key (tests/test_pipeline.py holds them)."""
+    fields = {k: v for k, v in asdict(step).items() if k not in ("supervised", "benign_members")}
+    return {**fields, "needs": step.reads(True)}
 
 
 def _capture_stamp(sources) -> list:
@@ -217,8 +219,11 @@ class PipelineRunner:
         An instance reads the instances of a need that agree with it on dataset and seed wherever both
         have one: a seed's training reads its dataset's graphs, the lake reads every dataset and seed.
         """
+        needs = step.needs
+        if dataset is not None and step.members != step.benign_members:  # a route of its own per dataset
+            needs = step.reads(self._supervised[dataset])
         upstream = []
-        for need in step.needs:
+        for need in needs:
             for d, s in self.instances(self.steps[need]):
                 if (dataset is None or d is None or d == dataset) and (seed is None or s is None or s == seed):
                     upstream.append(self.keys[(d, s, need)])
@@ -391,9 +396,14 @@ class PipelineRunner:
         for option, policy in (("--threshold", self.options.threshold_policy),
                                ("--benign-threshold", self.options.benign_threshold_policy)):  # fmt: skip
             try:
-                parse_policy(policy)
+                method, _ = parse_policy(policy)
             except ValueError as exc:
                 raise UsageError(f"{option}: {exc}") from None
+            if option == "--benign-threshold" and method != "fpr":
+                raise UsageError(
+                    f"--benign-threshold: {policy!r} needs attack windows in validation; an attack-free dataset's "
+                    "are all benign, so give fpr:<rate> (a false-alarm budget on them)"
+                )
         for dataset in self.datasets:
             self._sources(dataset)  # every dataset's captures are found
         # last: a campaign refused for its inputs leaves no folder behind

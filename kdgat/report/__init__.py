@@ -134,7 +134,8 @@ def sections(con, figs: Figures) -> list[tuple[str, str, str]]:
     sections = []
     inner = ['<p class="meta">Per model and setup (one experiment over seeds): validation and test figures as mean ± '
              "std over seeds (test: the mean over the test scenarios of each run), and the test figures of the "
-             "<b>selected</b> run, the one with the best validation F1. Nothing is chosen on test.</p>"]  # fmt: skip
+             "<b>selected</b> run, the one with the best validation F1 (none where validation holds no attack window). "
+             "Nothing is chosen on test.</p>"]  # fmt: skip
     for dataset in sorted(set(leaderboard.column("dataset").to_pylist())):
         rows = leaderboard.filter(leaderboard.column("dataset").to_numpy(zero_copy_only=False) == dataset)
         inner += [f"<h3>{esc(dataset)}</h3>", table_html(_with_mean_std(rows, _LEADERBOARD_COLUMNS))]

@@ -158,7 +158,7 @@ def parameter_bars(rows: list[dict], path: Path) -> Path:
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
     ax.set_xticks(np.arange(len(rows)), [f"{r['model']}\n{r['dataset']}" for r in rows], fontsize=7, rotation=30,
                   ha="right")  # fmt: skip
-    ax.set(ylabel="parameters", title="Parameters: teachers (large) vs students (small)")
+    ax.set(ylabel="parameters", title="Parameters: teachers (large), students (small) and the classical yardsticks")
     ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=COLORS[k], label=v) for k, v in SIZE_ROLES.items() if k in roles]
     ax.legend(handles=handles, fontsize=8)

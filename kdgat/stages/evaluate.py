@@ -8,10 +8,11 @@ embeddings and labels per run), ``attention.npz`` (GAT attention on a sample
 of validation graphs) and ``manifest.json``; with ``scores``, ``scores.parquet`` (one row per scored
 window: run, part, window, file, label, score, alert).
 
-A fusion's members are scored once: where a member run is evaluated too (before its fusion, as the
-pipeline orders them), its per-part scores are kept and the fusion is built from them instead of
-scoring the member again (with ``compile_models`` the fusion then reads the compiled scores, as
-``kdgat detect`` does).
+A fusion's members are scored once: the single models are evaluated before the fusions (the
+outputs keep the order given), a member's per-part scores are kept, and a fusion is built from its
+members' kept scores instead of scoring them again (a member not evaluated in the call is scored by
+the fusion). With ``compile_models`` a fusion's members are compiled too, as in ``kdgat detect``, so
+its numbers do not depend on which runs share the call.
 
 A store built with ``kdgat graphs --like`` has no validation part: the thresholds then come from an
 earlier evaluation of the same runs (``thresholds``: its folder or ``metrics.json``), as recorded there.
@@ -206,15 +207,17 @@ def evaluate_fusion_run(
     recorded: dict | None = None,
     score_rows: list | None = None,
     member_scores: MemberScores | None = None,
+    compile_models: bool = False,
 ) -> tuple[str, dict, dict, dict]:
     """One fusion run; ``member_scores``: its members' scores where they were evaluated already."""
     ensemble, fusion, members = load_fusion_run(run_dir, store)
+    if compile_models:
+        ensemble.vgae, ensemble.gat = compile_for_inference(ensemble.vgae), compile_for_inference(ensemble.gat)
     label = fusion_label(members)
     vgae_kept, gat_kept = ((member_scores or {}).get(folder, {}) for folder in _member_folders(run_dir, members))
 
     def data(name: str, part):
-        both = (vgae_kept[name], gat_kept[name]) if name in vgae_kept and name in gat_kept else None
-        return ensemble.data(part, batch_size, scored=both)
+        return ensemble.data(part, batch_size, scored=(vgae_kept.get(name), gat_kept.get(name)))
 
     val_part = store.parts.get("val")
     val, val_scores, y_val = None, None, None
@@ -317,23 +320,34 @@ def run(
     score_rows: list | None = [] if scores else None
     members, member_scores = _fusion_members(run_dirs), {}
     begin_output(out_dir)
-    metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
-    for index, run in enumerate(map(Path, run_dirs), 1):
+    # the single models first, so that the fusions find their members' scores; results in the order given
+    fusions = [is_fusion_run(run) for run in run_dirs]
+    order = sorted(range(len(run_dirs)), key=lambda i: fusions[i])
+    evaluated: dict[int, tuple] = {}
+    rows_of: dict[int, list | None] = {}  # each run's score rows, written in the order given
+    for position, index in enumerate(order, 1):
+        run = run_dirs[index]
+        rows_of[index] = run_rows = None if score_rows is None else []
         if progress:
             what = "validation and " if "val" in store.parts else ""
-            progress(f"[{index}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
-        if is_fusion_run(run):
-            label, result, run_curves, arrays = evaluate_fusion_run(
-                run, store, policy, batch_size, recorded, score_rows, member_scores
+            progress(f"[{position}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
+        if fusions[index]:
+            evaluated[index] = evaluate_fusion_run(
+                run, store, policy, batch_size, recorded, run_rows, member_scores, compile_models
             )
         else:
             kept = member_scores.setdefault(run, {}) if run in members else None
-            label, result, run_curves, arrays = evaluate_run(
-                run, store, policy, batch_size, explain, compile_models, progress, recorded, score_rows, kept
+            evaluated[index] = evaluate_run(
+                run, store, policy, batch_size, explain, compile_models, progress, recorded, run_rows, kept
             )
+    metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
+    for index, run in enumerate(run_dirs):
+        label, result, run_curves, arrays = evaluated[index]
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
         metrics[label], curves[label] = result, run_curves
+        if score_rows is not None:
+            score_rows.extend(rows_of[index])
         embeddings.update(arrays.get("embeddings", {}))
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
