@@ -171,16 +171,21 @@ def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
 def test_pipeline_on_attack_free_training_runs_the_benign_steps_and_exports_the_student_vgae(data_root, tmp_path):
     """crysys trains on attack-free captures only (as a user's own vehicle would): the GATs, hgb and the
     fusions are skipped, the VGAEs and the novelty yardstick are trained and evaluated at a threshold
-    set on benign validation windows, the student VGAE is exported, and `kdgat detect` runs it."""
+    set on benign validation windows, the student VGAE is exported, and `kdgat detect` runs it. The
+    synthetic dataset, which trains on attacks, runs its whole plan in the same campaign."""
     from kdgat.detection.bundle import load_spec
     from kdgat.lake import leaderboard
 
+    root = tmp_path / "data"  # crysys from the shared captures (read only), synthetic generated beside it
+    root.mkdir()
+    (root / "crysys").symlink_to(data_root / "crysys", target_is_directory=True)
     out = tmp_path / "o"
-    args = ["pipeline", "-d", "crysys", "--data-root", str(data_root), "-o", str(out), "--epochs", "1",
-            "--threads", "2"]  # fmt: skip
+    args = ["pipeline", "-d", "crysys", "-d", "synthetic", "--data-root", str(root), "-o", str(out), "--epochs", "1",
+            "--episodes", "2", "--threads", "2"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output + str(result.exception)
-    assert "steps: 10 ran, 0 cached, 6 skipped (no attack window in training)" in result.output
+    # crysys: 8 of its 14 steps (6 skipped); synthetic: all 14; lake and report
+    assert "steps: 24 ran, 0 cached, 6 skipped (no attack window in training)" in result.output
     assert "train_gat_large (crysys, seed42): skipped (no attack window in training)" in result.output
     seed_dir = out / "crysys/seed42"
     assert sorted(p.name for p in (seed_dir / "runs").iterdir()) == [
@@ -193,15 +198,22 @@ def test_pipeline_on_attack_free_training_runs_the_benign_steps_and_exports_the_
     spec = load_spec(seed_dir / "detector")
     assert [d.label for d in spec.detectors] == ["vgae_small_kd"]
     assert spec.detectors[0].threshold.value == evaluated["runs"]["vgae_small_kd"]["threshold"]["threshold"]
-    assert {r["model"] for r in leaderboard(out / "lake", "crysys").to_pylist()} == {
+    synthetic = json.loads((out / "synthetic/seed42/eval/metrics.json").read_text())
+    assert synthetic["threshold_policy"] == "margin" and len(synthetic["runs"]) == 10
+    assert [d.label for d in load_spec(out / "synthetic/seed42/detector").detectors] == [
+        "fusion_dqn_small_kd", "gat_small_kd"
+    ]  # fmt: skip
+    board = leaderboard(out / "lake").to_pylist()
+    assert {r["model"] for r in board if r["dataset"] == "crysys"} == {
         "vgae_large", "vgae_small", "vgae_small_kd", "novelty_large"
     }  # fmt: skip
+    assert len([r for r in board if r["dataset"] == "synthetic"]) == 10
 
     rerun = CliRunner().invoke(app, args)
-    assert "steps: 0 ran, 10 cached, 6 skipped" in rerun.output, rerun.output
-    # another benign policy re-evaluates (and re-exports, re-appends) without retraining
+    assert "steps: 0 ran, 24 cached, 6 skipped" in rerun.output, rerun.output
+    # another benign policy re-evaluates crysys (and re-exports, re-appends) without retraining
     rerun = CliRunner().invoke(app, [*args, "--benign-threshold", "fpr:0.05"])
-    assert "steps: 4 ran, 6 cached, 6 skipped" in rerun.output, rerun.output
+    assert "steps: 4 ran, 20 cached, 6 skipped" in rerun.output, rerun.output
     assert json.loads((seed_dir / "eval/metrics.json").read_text())["threshold_policy"] == "fpr:0.05"
 
     # the exported detector on the capture with the attack
@@ -211,7 +223,7 @@ def test_pipeline_on_attack_free_training_runs_the_benign_steps_and_exports_the_
                                         "--threads", "2"])  # fmt: skip
     assert detected.exit_code == 0, detected.output + str(detected.exception)
     rows = [json.loads(line) for line in verdicts.read_text().splitlines()]
-    threshold = spec.detectors[0].threshold.value
+    threshold = load_spec(seed_dir / "detector").detectors[0].threshold.value
     assert len(rows) == 179 and any(row["label"] == 1 for row in rows)  # the modified 0x410 frames
     assert all(row["alert"] == (row["score"] >= threshold) for row in rows)  # the bundle's threshold decides
 
