@@ -16,13 +16,11 @@ import torch
 
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError
+from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE
 from kdgat.data.store import GraphPart, GraphStore
 from kdgat.evaluation.scoring import fusion_state, score_gat, score_vgae
 from kdgat.fusion import FusionData, make_fusion
-from kdgat.training.runs import CONFIG_FILE, load_run_model
-
-FUSION_FILE = "fusion.pt"
-MEMBERS_FILE = "members.json"
+from kdgat.training.runs import load_run_model
 
 
 class Ensemble:

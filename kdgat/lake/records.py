@@ -37,13 +37,22 @@ from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest
+from kdgat.core.run_files import (
+    CONFIG_FILE,
+    FUSION_FILE,
+    MEMBERS_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    WEIGHT_FILES,
+    WINDOW_MODEL_FILE,
+)
 
 RUN_STAGES = ("train", "fuse", "evaluate")
 _ARTIFACT_TYPES = {
-    "model.pt": "checkpoint", "model.joblib": "checkpoint", "fusion.pt": "checkpoint", "config.json": "config",
-    "metrics.json": "metrics", "metrics.csv": "training_curves", "curves.json": "curves",
+    MODEL_FILE: "checkpoint", WINDOW_MODEL_FILE: "checkpoint", FUSION_FILE: "checkpoint", CONFIG_FILE: "config",
+    METRICS_FILE: "metrics", "metrics.csv": "training_curves", "curves.json": "curves",
     "embeddings.npz": "embeddings", "attention.npz": "attention", "dqn_policy.json": "policy", "policy.json": "policy",
-    "explanations.npz": "explanations", "members.json": "members", MANIFEST_NAME: "manifest",
+    "explanations.npz": "explanations", MEMBERS_FILE: "members", MANIFEST_NAME: "manifest",
 }  # fmt: skip
 _METRIC_COLUMNS = (
     "threshold", "n", "positives", "negatives", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1",
@@ -104,7 +113,6 @@ def _make_id(prefix: str, key: dict[str, Any]) -> str:
 
 _IDENTITIES: dict[str, Identity] = {}
 _PEERS: list[Path] = []  # the folders of the append in progress: a recorded run may be one of them
-WEIGHT_FILES = ("model.pt", "model.joblib", "fusion.pt")  # what a GNN, a classical yardstick, a fusion keep
 
 
 def _short(value: Any) -> str:
@@ -126,18 +134,18 @@ def identify(run_dir: Path) -> Identity:
     manifest = _manifest(run_dir)
     stage, dataset = manifest.stage, manifest.dataset
     if stage == "evaluate":
-        document = _read_json(run_dir / "metrics.json")
+        document = _read_json(run_dir / METRICS_FILE)
         parts = tuple(
             sorted(identify(_evaluated_dir(run_dir, r["run_dir"], manifest)).run_id for r in document["runs"].values())
         )
         fields = dict(model_type="eval", model="eval", family="eval", scale=None, auxiliaries=(), has_kd=None)
         fields.update(method=None, seed=None, setup_hash=None, pair_hash=None)
     else:
-        cfg = _read_json(run_dir / "config.json")
+        cfg = _read_json(run_dir / CONFIG_FILE)
         aux = tuple(cfg.get("auxiliaries") or ())
         fields = dict(scale=cfg.get("scale"), auxiliaries=aux, seed=cfg.get("seed"))
         if stage == "fuse":
-            recorded = _read_json(run_dir / "members.json")
+            recorded = _read_json(run_dir / MEMBERS_FILE)
             members = [identify(_member_dir(run_dir, recorded[k], manifest)) for k in ("vgae", "gat")]
             parts = tuple(sorted(m.run_id for m in members))
             family = f"fusion_{recorded['method']}"
@@ -257,7 +265,7 @@ def _member_dir(fuse_dir: Path, recorded: str, manifest: Manifest) -> Path:
 
 def _teacher_dir(run_dir: Path, manifest: Manifest) -> Path | None:
     """A KD student's teacher run (found like fusion members), or None: not a student, or the teacher is gone."""
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = run_dir / METRICS_FILE
     recorded = _read_json(metrics_file).get("teacher") if metrics_file.is_file() else None
     return _find_run(run_dir, recorded, manifest) if recorded else None
 
@@ -416,7 +424,7 @@ def _run_row(ident: Identity, run_dir: Path, manifest: Manifest, metrics: dict, 
 
 def _evaluation_rows(run_dir: Path, eval_id: str, dataset: str) -> dict[str, list[dict]]:
     """metrics, curves and policies rows of an evaluate folder, keyed to the evaluated runs' ids."""
-    document = _read_json(run_dir / "metrics.json")
+    document = _read_json(run_dir / METRICS_FILE)
     manifest = _manifest(run_dir)
     curves = _read_json(run_dir / "curves.json") if (run_dir / "curves.json").is_file() else {}
     policies = _read_json(run_dir / "dqn_policy.json") if (run_dir / "dqn_policy.json").is_file() else {}
@@ -458,8 +466,8 @@ def read_run(run_dir: Path, appended_at: datetime | None = None) -> RunRecord:
     ident = identify(run_dir)
     manifest = _manifest(run_dir)
     appended_at = appended_at or datetime.now(timezone.utc)
-    metrics = _read_json(run_dir / "metrics.json") if ident.stage != "evaluate" else {}
-    cfg = _read_json(run_dir / "config.json") if ident.stage != "evaluate" else manifest.config
+    metrics = _read_json(run_dir / METRICS_FILE) if ident.stage != "evaluate" else {}
+    cfg = _read_json(run_dir / CONFIG_FILE) if ident.stage != "evaluate" else manifest.config
     record = RunRecord(ident, run_dir)
     record.rows["runs"] = [_run_row(ident, run_dir, manifest, metrics, appended_at)]
     record.rows["configs"] = [_config_row(ident.run_id, ident, cfg)]

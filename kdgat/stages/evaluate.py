@@ -32,6 +32,7 @@ from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.run_files import FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.batching import assemble_batch
@@ -39,23 +40,16 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import (
-    FUSION_FILE,
-    MEMBERS_FILE,
-    ensemble_scores,
-    fusion_label,
-    is_fusion_run,
-    load_fusion_run,
-)
+from kdgat.fusion.ensemble import ensemble_scores, fusion_label, is_fusion_run, load_fusion_run
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
-from kdgat.training.runs import METRICS_FILE, load_run_model, model_file, run_label
+from kdgat.training.runs import load_run_model, model_file, run_label
 
 Progress = Callable[[str], None]
 # a member run's scores per part ({"val": ..., test part name: ...}), by its resolved folder
 MemberScores = dict[Path, dict[str, dict]]
 ATTENTION_SAMPLE = 50
-RESULTS_FILE = "metrics.json"
+RESULTS_FILE = METRICS_FILE  # an evaluation's figures, as a run's
 SCORES_FILE = "scores.parquet"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
 

@@ -27,12 +27,13 @@ from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_versions, read_manifest, write_manifest
+from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
-from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, fusion_label, is_fusion_run
+from kdgat.fusion.ensemble import fusion_label, is_fusion_run
 from kdgat.stages.evaluate import RESULTS_FILE
-from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, model_file, run_label
+from kdgat.training.runs import model_file, run_label
 
 # metadata.json keys a detector needs (the rest describes the training data, not the features)
 _STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "feature_set", "node_features",

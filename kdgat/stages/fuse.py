@@ -24,14 +24,14 @@ from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.fusion import make_fusion, trainable_parameters
-from kdgat.fusion.ensemble import FUSION_FILE, MEMBERS_FILE, Ensemble, collapsed_to
+from kdgat.fusion.ensemble import Ensemble, collapsed_to
 from kdgat.stages.graphs import FUSION_PART
-from kdgat.training.runs import CONFIG_FILE, METRICS_FILE, MODEL_FILE
 
 
 def average_precision(labels, scores) -> float:

@@ -32,6 +32,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 
 from kdgat.core.atomic import atomic_path
 from kdgat.core.hashing import content_hash, sha256_file
+from kdgat.core.run_files import MODEL_FILE
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
 PAUSE_ENV = "KDGAT_TRAIN_TEST_PAUSE"  # test hook: "<epoch>:<flag file>" (see _PauseForTest)
@@ -98,7 +99,7 @@ def run_key(label: str, dataset: str, config_hash: str, store_dir: Path, teacher
         "dataset": dataset,
         "config": config_hash,
         "store": sha256_file(Path(store_dir) / "metadata.json"),
-        "teacher": sha256_file(Path(teacher_dir) / "model.pt") if teacher_dir is not None else None,
+        "teacher": sha256_file(Path(teacher_dir) / MODEL_FILE) if teacher_dir is not None else None,
     }
     return f"{label}-{content_hash(key)[:16]}"
 

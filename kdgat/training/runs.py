@@ -13,14 +13,10 @@ import torch
 
 from kdgat.core.config import WINDOW_VECTOR_MODELS, load_frozen_config
 from kdgat.core.errors import KdgatError
+from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.data.store import GraphStore
 from kdgat.models import build_model
-
-MODEL_FILE = "model.pt"
-WINDOW_MODEL_FILE = "model.joblib"  # the classical yardsticks (kdgat.training.window_models)
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 
 
 def run_label(cfg) -> str:

@@ -18,13 +18,13 @@ from sklearn.metrics import log_loss
 from kdgat.core.atomic import atomic_path
 from kdgat.core.config import config_hash
 from kdgat.core.errors import KdgatError
+from kdgat.core.run_files import WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.threads import current_threads
 from kdgat.data.store import GraphStore
 from kdgat.models.boosting import WindowBoosting
 from kdgat.models.novelty import WindowNovelty
 from kdgat.models.window_model import WindowVectorModel
-from kdgat.training.runs import WINDOW_MODEL_FILE
 
 # one class per name of kdgat.core.config.WINDOW_VECTOR_MODELS (a test holds the two equal)
 WINDOW_MODELS = {"hgb": WindowBoosting, "novelty": WindowNovelty}
