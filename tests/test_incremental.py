@@ -125,3 +125,27 @@ def test_unlabelled_and_untimed_streams(capture):
     list(mixed.push(FrameBlock(keys[:5], data[:5])))
     with pytest.raises(ValueError, match="labelled"):
         list(mixed.push(FrameBlock(keys[5:9], data[5:9], labels=np.zeros(4, np.int8))))
+
+
+def test_held_byte_scores_incremental_equal_batch(capture):
+    """e4ts: each ID's last payload and byte runs carried across blocks give the whole file's scores."""
+    from kdgat.data.payload_runs import byte_runs, fit_run_limits, held_scores
+
+    keys, data, labels, timestamps, vocab, periods = capture
+    half = len(keys) // 2
+    limits = fit_run_limits([byte_runs(keys[:half], data[:half])], [vocab.lookup(keys[:half])], vocab.size)
+    assert np.isfinite(limits).any() and np.isinf(limits).any()  # bytes that move, and bytes that do not
+    ids = vocab.lookup(keys)
+    held = held_scores(byte_runs(keys, data), ids, limits)
+    assert held.max() > 0
+    values = [*timing_frame_values(timestamps, keys, ids, periods), (held, ("max",))]
+    expected = build_graphs(ids, data, labels, None, window=100, stride=10, vocab_size=vocab.size, frame_values=values)
+    stream = WindowStream(window=100, stride=10, vocab=vocab, periods=periods, run_limits=limits, max_windows=777)
+    rng = np.random.default_rng(7)
+    batches, at = [], 0
+    while at < len(keys):
+        block = slice(at, min(at + int(rng.integers(1, 500)), len(keys)))
+        batches += list(stream.push(FrameBlock(keys[block], data[block], timestamps[block], labels[block])))
+        at = block.stop
+    batches += list(stream.finish())
+    assert_same(expected, GraphArrays.concat([b.graphs for b in batches]))

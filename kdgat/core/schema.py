@@ -66,7 +66,7 @@ class PreprocessingConfig(BaseModel):
 
     window: PosInt
     stride: PosInt
-    feature_set: Literal["e4", "e4t"]
+    feature_set: Literal["e4", "e4t", "e4ts"]
     val_fraction: OpenUnitFloat
     split_seed: NonNegInt
     # Each training file is cut into this many contiguous time blocks and whole

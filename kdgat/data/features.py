@@ -18,6 +18,7 @@ class FeatureSet:
     node_features: tuple[str, ...]
     edge_features: tuple[str, ...]
     needs_timestamps: bool = False
+    payload_runs: bool = False  # the held-byte score (kdgat/data/payload_runs.py), fitted on training runs
 
     @property
     def tag(self) -> str:
@@ -66,7 +67,19 @@ E4T = FeatureSet(
     needs_timestamps=True,
 )
 
-FEATURE_SETS = {E4.name: E4, E4T.name: E4T}
+# E4T plus how long the node's payload bytes have held their values, against the training runs
+# (kdgat/data/payload_runs.py): a signal held at a value inside its range (a masquerade, a
+# modification) is visible only across windows. Opt-in (preprocessing.feature_set: e4ts).
+E4TS = FeatureSet(
+    name="e4ts",
+    version="1",
+    node_features=E4T.node_features + ("held_max",),  # the node's largest held-byte score, [0, 10]
+    edge_features=E4.edge_features,
+    needs_timestamps=True,
+    payload_runs=True,
+)
+
+FEATURE_SETS = {E4.name: E4, E4T.name: E4T, E4TS.name: E4TS}
 
 
 def get_feature_set(name: str) -> FeatureSet:

@@ -128,6 +128,14 @@ class MixedLabelsError(ValueError):
     """Some frames of a table are labelled and some are not: the capture needs ingesting again."""
 
 
+def payload_bytes(column) -> np.ndarray:
+    """The ``data`` column (fixed_size_binary(8)) as an ``(n, 8)`` uint8 array, without copying it."""
+    data_arr = column.combine_chunks()
+    n = len(data_arr)
+    data = np.frombuffer(data_arr.buffers()[1], dtype=np.uint8)[data_arr.offset * 8 : (data_arr.offset + n) * 8]
+    return data.reshape(n, 8)
+
+
 def frame_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
     """``(ID keys, data (n, 8) uint8, labels or None, timestamps or None)`` of a table in the canonical
     schema (what the graph builders read), without copying the payload bytes.
@@ -136,8 +144,7 @@ def frame_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
     """
     n = table.num_rows
     keys = id_keys(table["can_id"].to_numpy(), table["is_extended"].to_numpy())
-    data_arr = table["data"].combine_chunks()
-    data = np.frombuffer(data_arr.buffers()[1], dtype=np.uint8)[data_arr.offset * 8 : (data_arr.offset + n) * 8]
+    data = payload_bytes(table["data"])
     label = table["label"]
     if label.null_count == n:
         labels = None
@@ -147,4 +154,4 @@ def frame_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
         labels = label.to_numpy().astype(np.int8)
     ts = table["timestamp"]
     timestamps = None if ts.null_count == n else pc.fill_null(ts, np.nan).to_numpy().astype(np.float64)
-    return keys, data.reshape(n, 8), labels, timestamps
+    return keys, data, labels, timestamps

@@ -13,6 +13,7 @@ stream shorter than one window gives one short window, as for a short file.
 
 Timing features need each CAN ID's previous timestamp, over the whole stream: it is carried
 across blocks (one dict entry per ID), so inter-arrival times equal those computed over the file.
+The e4ts held-byte score carries each ID's last payload and byte runs the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kdgat.data.payload_runs import RunState, byte_runs, held_scores
 from kdgat.data.timing import as_frame_values, timing_columns
 from kdgat.data.vocab import Vocabulary
 from kdgat.data.windows import GraphArrays, build_graphs
@@ -61,13 +63,15 @@ class WindowBatch:
 class _Columns:
     """Growable per-frame columns of the frames still needed, compacted in place (amortised O(1))."""
 
-    def __init__(self, capacity: int, timing: bool, labelled: bool):
+    def __init__(self, capacity: int, timing: bool, labelled: bool, held: bool = False):
         self.size = 0
         self.arrays: dict[str, np.ndarray] = {}
         specs = {"ids": (np.int64, ()), "data": (np.uint8, (8,)), "time": (np.float64, ()),
                  "arrival": (np.float64, ()), "oov": (np.int64, ())}  # fmt: skip
         if timing:
             specs |= {"ratio": (np.float64, ()), "early": (np.float64, ()), "has": (np.float64, ())}
+        if held:
+            specs["held"] = (np.float64, ())
         if labelled:
             specs["labels"] = (np.int8, ())
         self.specs = specs
@@ -105,7 +109,8 @@ class WindowStream:
     ``push(block)`` and ``finish()`` yield :class:`WindowBatch` es of at most ``max_windows``
     windows. ``group`` > 1 holds windows back until a multiple of ``group`` has closed (until
     ``finish``), so that scoring batches line up with those of an offline pass over the same file.
-    ``periods`` (median period per vocabulary index) switches the e4t timing features on.
+    ``periods`` (median period per vocabulary index) switches the e4t timing features on,
+    ``run_limits`` (per vocabulary index and byte) the e4ts held-byte score.
     """
 
     def __init__(
@@ -115,6 +120,7 @@ class WindowStream:
         stride: int,
         vocab: Vocabulary,
         periods: np.ndarray | None = None,
+        run_limits: np.ndarray | None = None,
         group: int = 1,
         max_windows: int = 4096,
         observer=None,
@@ -124,6 +130,8 @@ class WindowStream:
         self.window, self.stride = int(window), int(stride)
         self.vocab = vocab
         self.periods = None if periods is None else np.asarray(periods, np.float64)
+        self.run_limits = None if run_limits is None else np.asarray(run_limits, np.float64)
+        self._runs = RunState()  # each ID key's last payload and byte runs, over the whole stream
         self.group = max(1, int(group))
         self.max_windows = max(self.group, (int(max_windows) // self.group) * self.group)
         self.frames_seen = 0
@@ -165,7 +173,7 @@ class WindowStream:
         if self._labelled is None:
             self._labelled = labelled
             capacity = max(4 * (self.window + 1), 1024)
-            self._buffer = _Columns(capacity, self.periods is not None, labelled)
+            self._buffer = _Columns(capacity, self.periods is not None, labelled, self.run_limits is not None)
         elif labelled != self._labelled:
             raise ValueError("some frames are labelled and some are not")
         ids = self.vocab.lookup(np.asarray(block.keys, np.uint64))
@@ -179,6 +187,9 @@ class WindowStream:
         if self.periods is not None:
             gaps = None if block.timestamps is None else self._gaps(block.keys, block.timestamps)
             columns["ratio"], columns["early"], columns["has"] = timing_columns(gaps, ids, self.periods)
+        if self.run_limits is not None:
+            runs = byte_runs(np.asarray(block.keys, np.uint64), np.asarray(block.data), self._runs)
+            columns["held"] = held_scores(runs, ids, self.run_limits)
         if labelled:
             columns["labels"] = block.labels
         if self._observer is not None:
@@ -237,6 +248,8 @@ class WindowStream:
         frame_values = ()
         if self.periods is not None:
             frame_values = as_frame_values(view["ratio"], view["early"], view["has"])
+        if self.run_limits is not None:
+            frame_values = [*frame_values, (view["held"], ("max",))]
         graphs = build_graphs(
             view["ids"],
             view["data"],

@@ -6,6 +6,8 @@ derived from its graph's nodes (the per-ID features of the store, one node per C
 - per vocabulary ID: present (0/1), its count feature, its smallest arrival-time ratio and, for
   feature sets with timing, its share of early frames (NaN where the ID is absent: the model
   learns "absent" apart from "zero");
+- per vocabulary ID, for ``e4ts``: its held-byte score (how long a byte kept its value, against the
+  training runs; kdgat/data/payload_runs.py);
 - per vocabulary ID and payload byte: the ID's mean byte value in the window (per-ID payload
   models are what masquerade needs; detection notes, point 4) — only while the vocabulary is
   small enough that this stays under :data:`MAX_PAYLOAD_COLUMNS` columns;
@@ -55,6 +57,8 @@ def window_vectors(part: GraphPart, vocab_size: int, node_features: list[str]) -
     if timing:
         per_id(x[:, _RATIO_MIN], "ratio_min", np.nan)
         per_id(x[:, _EARLY], "early", np.nan)
+    if "held_max" in node_features:
+        per_id(x[:, node_features.index("held_max")], "held", np.nan)
     if vocab_size * 8 <= MAX_PAYLOAD_COLUMNS:
         for b in range(8):
             per_id(x[:, _BYTES][:, b], f"byte{b}", np.nan)

@@ -24,6 +24,7 @@ from torch_geometric.utils import scatter
 from kdgat.core.errors import KdgatError
 from kdgat.data.batching import assemble_batch
 from kdgat.data.features import get_feature_set
+from kdgat.data.payload_runs import limits_from_json
 from kdgat.data.vocab import EXTENDED_BIT, Vocabulary
 from kdgat.data.windows import GraphArrays
 from kdgat.detection import bundle as b
@@ -66,6 +67,9 @@ class Detector:
         self.periods = None
         if self.feature_set.needs_timestamps:
             self.periods = np.array([np.nan if p is None else p for p in timing["median_period"]], np.float64)
+        self.run_limits = None  # e4ts: the held-byte limits fitted on the training runs
+        if self.feature_set.payload_runs:
+            self.run_limits = limits_from_json(self.store["payload_runs"]["limit"])
         self.names = id_names(self.vocab)
         if self.vocab.size != spec.vocab_size:
             raise KdgatError(

@@ -51,6 +51,7 @@ class Session:
             stride=stride,
             vocab=detector.vocab,
             periods=detector.periods,
+            run_limits=detector.run_limits,
             group=group,
             max_windows=max(4096, group),
             observer=self.profile.add_frames,

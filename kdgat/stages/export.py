@@ -37,7 +37,8 @@ from kdgat.training.runs import model_file, run_label
 
 # metadata.json keys a detector needs (the rest describes the training data, not the features)
 _STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "feature_set", "node_features",
-               "edge_features", "vocab_size", "oov_index", "attack_types", "timing", "feature_stats")  # fmt: skip
+               "edge_features", "vocab_size", "oov_index", "attack_types", "timing", "payload_runs",
+               "feature_stats")  # fmt: skip
 _VALIDATION_KEYS = ("n", "positives", "f1", "precision", "recall", "fpr", "roc_auc", "pr_auc")
 
 

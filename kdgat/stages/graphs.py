@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,8 @@ from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_ma
 from kdgat.core.schema import PreprocessingConfig
 from kdgat.core.threads import set_threads
 from kdgat.data.features import get_feature_set
-from kdgat.data.frames import BENIGN_ATTACK_TYPE, MixedLabelsError, frame_arrays
+from kdgat.data.frames import BENIGN_ATTACK_TYPE, MixedLabelsError, frame_arrays, payload_bytes
+from kdgat.data.payload_runs import byte_runs, fit_run_limits, held_scores, limits_from_json, limits_to_json
 from kdgat.data.split import BlockSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
@@ -86,10 +87,15 @@ class _Scan:
     train_gap_keys: list[np.ndarray]
     attack_names: set[str]
     splits: dict[str, BlockSplit]  # per training file (by its relative path): train, val and fusion blocks
+    train_runs: list[np.ndarray] = field(default_factory=list)  # e4ts: held-byte runs of benign training frames
+    train_run_keys: list[np.ndarray] = field(default_factory=list)
 
 
-def _scan_inputs(files: list[FramesFile], cfg: PreprocessingConfig, with_timing: bool, fitting: bool) -> _Scan:
-    """Training ID keys (and arrival gaps), the attack names of every file and the training files' splits.
+def _scan_inputs(
+    files: list[FramesFile], cfg: PreprocessingConfig, with_timing: bool, fitting: bool, with_runs: bool = False
+) -> _Scan:
+    """Training ID keys (and arrival gaps, and with ``with_runs`` the held-byte runs of the benign training
+    frames), the attack names of every file and the training files' splits.
 
     With ``fitting`` (a store of its own, not ``--like``), only the frames of the training blocks
     count, and a gap only when both of its frames lie in the same run of training blocks and, in a
@@ -104,6 +110,7 @@ def _scan_inputs(files: list[FramesFile], cfg: PreprocessingConfig, with_timing:
             ["attack_type"]
             + (["can_id", "is_extended", "label"] if train else [])
             + (["timestamp"] if train and with_timing else [])
+            + (["data"] if train and with_runs else [])
         )
         table = pq.read_table(f.path, columns=columns)
         scan.attack_names.update(v for v in pc.unique(pc.cast(table["attack_type"], "string")).to_pylist() if v)
@@ -121,6 +128,11 @@ def _scan_inputs(files: list[FramesFile], cfg: PreprocessingConfig, with_timing:
             scan.splits[f.relative] = split
             segment = split.training_segments()
         scan.train_keys.append(keys[segment >= 0])
+        if with_runs:
+            runs = byte_runs(keys, payload_bytes(table["data"]))
+            benign = (segment >= 0) if labels is None else (segment >= 0) & (labels == 0)
+            scan.train_runs.append(runs[benign])
+            scan.train_run_keys.append(keys[benign])
         if with_timing and table["timestamp"].null_count < n:
             timestamps = pc.fill_null(table["timestamp"], np.nan).to_numpy().astype(np.float64)
             gaps, previous = inter_arrival(timestamps, keys, with_previous=True)
@@ -223,8 +235,9 @@ def run(
         raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
     scan = _scan_inputs(
-        files, cfg, with_timing=feature_set.needs_timestamps and like_meta is None, fitting=like_meta is None
-    )
+        files, cfg, with_timing=feature_set.needs_timestamps and like_meta is None, fitting=like_meta is None,
+        with_runs=feature_set.payload_runs and like_meta is None,
+    )  # fmt: skip
     if like_meta is not None:
         vocab = Vocabulary.from_json(json.loads((Path(like) / VOCAB).read_text()))
         attack_types = _attack_table(scan.attack_names, like_meta["attack_types"])
@@ -238,6 +251,13 @@ def run(
         else:
             ids = [vocab.lookup(keys) for keys in scan.train_gap_keys]
             periods = median_periods(scan.train_gaps, ids, vocab.size)
+    run_limits = None
+    if feature_set.payload_runs:
+        if like_meta is not None:
+            run_limits = limits_from_json(like_meta["payload_runs"]["limit"])
+        else:
+            ids = [vocab.lookup(keys) for keys in scan.train_run_keys]
+            run_limits = fit_run_limits(scan.train_runs, ids, vocab.size)
     no_timestamps: list[str] = []
     dataset = read_manifest(frames_dir).dataset or frames_dir.name
 
@@ -259,6 +279,8 @@ def run(
                 frame_values = timing_frame_values(timestamps, keys, ids, periods)
                 if timestamps is None:
                     no_timestamps.append(f.source)
+            if run_limits is not None:
+                frame_values = [*frame_values, (held_scores(byte_runs(keys, data), ids, run_limits), ("max",))]
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
                 train_mask, val_mask, fusion_mask = scan.splits[f.relative].window_masks(starts, cfg.window)
@@ -337,6 +359,7 @@ def run(
             "timing": None
             if periods is None
             else {"median_period": [None if np.isnan(p) else round(float(p), 9) for p in periods]},
+            "payload_runs": None if run_limits is None else {"limit": limits_to_json(run_limits)},
             "timestamps_missing": no_timestamps,
             "feature_stats": stats,
             "like": None if like is None else {"path": str(like), "fingerprint": like_meta["fingerprint"]},
