@@ -49,7 +49,8 @@ def main() -> None:
             first = [a[s] for s in seeds], [b[s] for s in seeds]
             val = tuple(_cell([e["validation"] for e in side], ("f1", "pr_auc")) for side in first)
             print(f"| {dataset} | {run} | validation | {val[0]} | {val[1]} | {len(seeds)} |")
-            for scenario in first[0][0]["test"]:
+            both = set(first[0][0]["test"]) & set(first[1][0]["test"])
+            for scenario in [name for name in first[0][0]["test"] if name in both]:
                 cells = tuple(_cell([e["test"][scenario] for e in side], ("f1", "pr_auc", "fpr")) for side in first)
                 print(f"| {dataset} | {run} | {scenario} | {cells[0]} | {cells[1]} | {len(seeds)} |")
 

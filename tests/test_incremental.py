@@ -129,11 +129,12 @@ def test_unlabelled_and_untimed_streams(capture):
 
 def test_held_byte_scores_incremental_equal_batch(capture):
     """e4ts: each ID's last payload and byte runs carried across blocks give the whole file's scores."""
-    from kdgat.data.payload_runs import byte_runs, fit_run_limits, held_scores
+    from kdgat.data.payload_runs import byte_runs, fit_run_limits, held_scores, hold_histogram
 
     keys, data, labels, timestamps, vocab, periods = capture
     half = len(keys) // 2
-    limits = fit_run_limits([byte_runs(keys[:half], data[:half])], [vocab.lookup(keys[:half])], vocab.size)
+    benign = labels[:half] == 0
+    limits = fit_run_limits([hold_histogram(keys[:half][benign], data[:half][benign])], vocab.lookup, vocab.size)
     assert np.isfinite(limits).any() and np.isinf(limits).any()  # bytes that move, and bytes that do not
     ids = vocab.lookup(keys)
     held = held_scores(byte_runs(keys, data), ids, limits)

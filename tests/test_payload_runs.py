@@ -12,7 +12,16 @@ import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
-from kdgat.data.payload_runs import MIN_CHANGES, RUN_CLIP, RunState, byte_runs, fit_run_limits, held_scores
+from kdgat.data.payload_runs import (
+    MIN_CHANGE_SHARE,
+    MIN_CHANGES,
+    RUN_CLIP,
+    RunState,
+    byte_runs,
+    fit_run_limits,
+    held_scores,
+    hold_histogram,
+)
 
 MODIFIED = "crysys/S-1-1-malicious-CONST-msg-mod-0x410-0.4-0.6.log.xz"
 
@@ -42,20 +51,46 @@ def test_byte_runs_are_the_definition_in_one_pass_and_in_any_blocks():
         assert np.array_equal(np.concatenate(blocks), expected)
 
 
-def test_limits_need_enough_changes_and_take_the_runs_high_quantile():
-    # ID 0: byte 0 changes on 30 frames, then holds for 1, 2, 3 frames; byte 1 changes on 5 frames only
-    byte0 = np.r_[np.zeros(30), [1, 2, 3]].astype(np.int64)
-    byte1 = np.r_[np.zeros(5), np.arange(1, 29)].astype(np.int64)
-    runs = np.zeros((33, 8), np.int64)
-    runs[:, 0], runs[:, 1] = byte0, byte1
-    limits = fit_run_limits([runs], [np.zeros(33, np.int64)], vocab_size=2)
-    assert MIN_CHANGES == 20
-    assert limits[0, 0] == 2.0  # the 0.999 quantile of 33 sorted runs: index floor(0.999 * 32) = 31
-    assert np.isinf(limits[0, 1])  # 5 changes: its runs say nothing
-    assert (limits[0, 2:] == 1.0).all()  # bytes 2..7 change on every frame (run 0): the limit is at least 1
+def test_limits_count_each_hold_once_need_moving_bytes_and_never_span_streams():
+    # ID 7, 101 frames: byte 0 holds 25 times for 2 frames, then for 26 (the stream's end cuts it);
+    # byte 1 never changes; byte 2 changes on every frame; byte 3 changes 3 times
+    n = 101
+    data = np.zeros((n, 8), np.uint8)
+    data[:50, 0] = np.repeat(np.arange(25) % 2 + 1, 2)
+    data[50:, 0] = 9
+    data[:, 2] = np.arange(n) % 2
+    data[:, 3] = np.repeat(np.arange(4), 26)[:n]
+    keys = np.full(n, 7, np.uint64)
+    histogram = hold_histogram(keys, data)
+    assert histogram.frames.tolist() == [100]  # the first frame has no earlier one: no change
+    assert histogram.changes[0, :4].tolist() == [25, 0, 100, 3]
+    lookup = {7: 0}.get
+    limits = fit_run_limits([histogram], lambda k: np.array([lookup(int(v), 1) for v in k]), vocab_size=2)
+    # byte 0: 26 holds, longest runs 1 (x25) and 25; rank floor(0.999 * 25) = 24 -> 1. One long hold
+    # does not set the limit, as its 26 frames would if every frame counted
+    assert limits[0, 0] == 1.0
+    assert np.isinf(limits[0, 1]) and np.isinf(limits[0, 3])  # constant; 3 changes < MIN_CHANGES
+    assert limits[0, 2] == 1.0  # changes on every frame: the limit is at least 1
     assert np.isinf(limits[1]).all()  # an ID without training frames
-    scores = held_scores(np.array([[4, 100, 0, 0, 0, 0, 0, 0], [50, 0, 0, 0, 0, 0, 0, 0]]), np.array([0, 0]), limits)
-    assert scores.tolist() == [2.0, RUN_CLIP]  # byte 1 (no limit) never counts; clipped at 10
+    assert MIN_CHANGES == 20 and MIN_CHANGE_SHARE == 0.05
+    # a byte changing 25 times in 1,000 frames (2.5 %) is too slow to have a limit
+    slow = np.zeros((1000, 8), np.uint8)
+    slow[:, 0] = np.repeat(np.arange(26), 40)[:1000]
+    limits = fit_run_limits([hold_histogram(np.full(1000, 7, np.uint64), slow)], lambda k: np.zeros(len(k), int), 1)
+    assert np.isinf(limits[0, 0])
+    # two streams (runs of training blocks) of the same ID: no hold spans the validation block between
+    same = np.zeros((6, 8), np.uint8)
+    split = hold_histogram(np.full(6, 7, np.uint64), same, streams=np.array([0, 0, 0, 1, 1, 1]))
+    assert split.codes[0].tolist() == [(7 << 24) | 2] and split.counts[0].tolist() == [2]
+    assert fit_run_limits([], None, 3).shape == (3, 8)  # nothing to fit on: no limit anywhere
+    empty = hold_histogram(np.zeros(0, np.uint64), np.zeros((0, 8), np.uint8))
+    assert np.isinf(fit_run_limits([empty], None, 2)).all()
+
+
+def test_held_scores_take_the_largest_byte_and_clip():
+    limits = np.array([[2.0, np.inf, 1, 1, 1, 1, 1, 1]])
+    runs = np.array([[4, 100, 0, 0, 0, 0, 0, 0], [50, 0, 0, 0, 0, 0, 0, 0]])
+    assert held_scores(runs, np.array([0, 0]), limits).tolist() == [2.0, RUN_CLIP]  # byte 1 (no limit) never counts
 
 
 def invoke(*args):

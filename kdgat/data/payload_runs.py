@@ -5,9 +5,11 @@ An attack that holds a signal (CrySyS ``CONST`` modification: byte 2 of 0x410 ke
 range, and its ID sends one or two frames per window: no per-window statistic sees it. What is
 abnormal is the *run*: over how many consecutive frames of its ID a byte kept its value, counted over
 the whole stream (across windows). Per frame the score is the largest, over the 8 bytes, of
-run / limit, clipped to [0, ``RUN_CLIP``]; the limit is the byte's ``RUN_QUANTILE`` run on the benign
-frames of the training blocks. A byte that changed on fewer than ``MIN_CHANGES`` of those frames (a
-constant, a slow counter's high byte) has no limit and scores 0: its runs say nothing.
+run / limit, clipped to [0, ``RUN_CLIP``]; the limit is the byte's ``RUN_QUANTILE`` hold on the benign
+frames of the training blocks (one sample per hold; runs cut at validation blocks, attack frames
+taken out). A byte that changed fewer than ``MIN_CHANGES`` times or on less than
+``MIN_CHANGE_SHARE`` of its ID's frames (a constant, a slow counter's high byte, a temperature) has no
+limit and scores 0: how long it holds depends on how long the capture lasts.
 
 :func:`byte_runs` carries each ID's last payload and runs across blocks (``RunState``), so the
 incremental window builder computes the numbers of a whole-file pass.
@@ -22,6 +24,7 @@ import numpy as np
 RUN_CLIP = 10.0
 RUN_QUANTILE = 0.999
 MIN_CHANGES = 20
+MIN_CHANGE_SHARE = 0.05
 BYTES = 8
 
 
@@ -34,11 +37,11 @@ class RunState:
 
 
 def byte_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None = None) -> np.ndarray:
-    """``(n, 8)`` int64: per frame and byte, over how many consecutive earlier frames of the same ID key
+    """``(n, 8)`` int32: per frame and byte, over how many consecutive earlier frames of the same ID key
     the byte held this value (0: it changed, or the ID's first frame). ``state`` (updated in place)
     carries the runs of an earlier block of the same stream; None: the block is the whole stream."""
     n = len(keys)
-    runs = np.zeros((n, BYTES), np.int64)
+    runs = np.zeros((n, BYTES), np.int32)
     if n == 0:
         return runs
     order = np.lexsort((np.arange(n), keys))
@@ -74,32 +77,102 @@ def byte_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None = None)
     return runs
 
 
-def fit_run_limits(runs: list[np.ndarray], vocab_ids: list[np.ndarray], vocab_size: int) -> np.ndarray:
-    """``(vocab_size, 8)`` limits: per vocabulary index and byte, the ``RUN_QUANTILE`` of the runs given
-    (those of benign training frames), at least 1; ``inf`` where the byte changed on fewer than
-    ``MIN_CHANGES`` of them (or the ID has none)."""
-    limits = np.full((vocab_size, BYTES), np.inf)
-    if not runs:
-        return limits
-    r = np.concatenate(runs)
-    ids = np.concatenate(vocab_ids)
+@dataclass
+class HoldHistogram:
+    """The holds of benign frames, one sample per hold and byte (so that long holds are not weighted by
+    their length): per ID key and byte, how many holds reached each longest run, how many of them ended
+    in a change, and how many frames the ID has. What :func:`fit_run_limits` needs, a few rows per
+    ID and byte instead of one per frame."""
+
+    codes: list[np.ndarray]  # per byte: key << LENGTH_BITS | longest run, unique
+    counts: list[np.ndarray]  # per byte: holds with that code
+    keys: np.ndarray  # the ID keys seen
+    changes: np.ndarray  # (keys, 8): holds that ended in a change of the byte
+    frames: np.ndarray  # (keys,): frames of the ID that had an earlier one
+
+
+LENGTH_BITS = 24  # runs are capped at 2**24 - 1 frames in the histogram (hours of one ID)
+STREAM_SHIFT = 40  # stream index above the ID key (keys are below 2**33)
+
+
+def hold_histogram(keys: np.ndarray, data: np.ndarray, streams: np.ndarray | None = None) -> HoldHistogram:
+    """The :class:`HoldHistogram` of benign frames. ``streams`` (per frame, >= 0) cuts them into
+    separate streams (the runs of consecutive training blocks of a file), so that no hold spans a
+    validation block. A frame with no earlier frame of its ID in its stream starts a hold and is no
+    change; a hold its stream's end cuts short counts with its length so far."""
+    keys = np.asarray(keys, np.uint64)
+    stream_keys = keys if streams is None else keys | (np.asarray(streams, np.uint64) << np.uint64(STREAM_SHIFT))
+    n = len(keys)
+    if n == 0:
+        nothing = [np.zeros(0, np.uint64)] * BYTES
+        return HoldHistogram(nothing, [np.zeros(0, np.int64)] * BYTES, np.zeros(0, np.uint64),
+                             np.zeros((0, BYTES), np.int64), np.zeros(0, np.int64))  # fmt: skip
+    runs = byte_runs(stream_keys, data)
+    order = np.lexsort((np.arange(n), stream_keys))
+    sorted_keys, sorted_runs = stream_keys[order], runs[order]
+    real = sorted_keys & np.uint64((1 << STREAM_SHIFT) - 1)
+    later = np.r_[sorted_keys[1:] == sorted_keys[:-1], False]  # a next frame of the same ID and stream
+    earlier = np.r_[False, later[:-1]]
+    unique_keys, key_index = np.unique(real, return_inverse=True)
+    changes = np.zeros((len(unique_keys), BYTES), np.int64)
+    codes, counts = [], []
+    cap = np.int64((1 << LENGTH_BITS) - 1)
     for j in range(BYTES):
-        order = np.lexsort((r[:, j], ids))
-        values, groups = r[order, j], ids[order]
-        firsts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
-        counts = np.diff(np.r_[firsts, len(groups)])
-        changes = np.add.reduceat((values == 0).astype(np.int64), firsts)
-        at = firsts + np.minimum(counts - 1, np.floor(RUN_QUANTILE * (counts - 1)).astype(np.int64))
-        fitted = np.maximum(values[at], 1).astype(np.float64)
-        limits[groups[firsts], j] = np.where(changes >= MIN_CHANGES, fitted, np.inf)
+        following = np.r_[sorted_runs[1:, j], 0]
+        changed = later & (following == 0)
+        end = changed | ~later
+        np.add.at(changes[:, j], key_index[changed], 1)
+        code = (real[end] << np.uint64(LENGTH_BITS)) | np.minimum(sorted_runs[end, j], cap).astype(np.uint64)
+        unique, count = np.unique(code, return_counts=True)
+        codes.append(unique)
+        counts.append(count)
+    frames = np.bincount(key_index[earlier], minlength=len(unique_keys)).astype(np.int64)
+    return HoldHistogram(codes, counts, unique_keys, changes, frames)
+
+
+def fit_run_limits(histograms: list[HoldHistogram], lookup, vocab_size: int) -> np.ndarray:
+    """``(vocab_size, 8)`` limits from the benign training frames' holds: per vocabulary index and byte,
+    the ``RUN_QUANTILE`` of the holds' longest runs (each hold counted once), at least 1. ``inf`` where
+    the byte changed fewer than ``MIN_CHANGES`` times or on less than ``MIN_CHANGE_SHARE`` of the ID's
+    frames: a byte that hardly moves holds for as long as the capture lasts, and a longer drive would
+    hold it longer. ``lookup`` maps ID keys to vocabulary indices."""
+    limits = np.full((vocab_size, BYTES), np.inf)
+    histograms = [h for h in histograms if len(h.keys)]
+    if not histograms:
+        return limits
+    ids = lookup(np.concatenate([h.keys for h in histograms]))
+    changes = np.zeros((vocab_size, BYTES), np.int64)
+    frames = np.zeros(vocab_size, np.int64)
+    np.add.at(changes, ids, np.concatenate([h.changes for h in histograms]))
+    np.add.at(frames, ids, np.concatenate([h.frames for h in histograms]))
+    moving = (changes >= MIN_CHANGES) & (changes >= MIN_CHANGE_SHARE * frames[:, None])
+    mask = np.uint64((1 << LENGTH_BITS) - 1)
+    for j in range(BYTES):
+        code = np.concatenate([h.codes[j] for h in histograms])
+        count = np.concatenate([h.counts[j] for h in histograms])
+        vid = lookup(code >> np.uint64(LENGTH_BITS)).astype(np.int64)
+        length = (code & mask).astype(np.int64)
+        order = np.lexsort((length, vid))
+        vid, length, count = vid[order], length[order], count[order]
+        firsts = np.flatnonzero(np.r_[True, vid[1:] != vid[:-1]])
+        cumulative = np.cumsum(count)
+        before = np.r_[0, cumulative[firsts[1:] - 1]]  # holds of the earlier IDs
+        total = np.diff(np.r_[before, cumulative[-1]])
+        # the first hold at or above the quantile's rank within each ID (ranks 0 .. total - 1)
+        rank = before + np.floor(RUN_QUANTILE * (total - 1)).astype(np.int64)
+        at = np.searchsorted(cumulative, rank, side="right")
+        fitted = np.maximum(length[at], 1).astype(np.float64)
+        group = vid[firsts]
+        limits[group, j] = np.where(moving[group, j], fitted, np.inf)
     return limits
 
 
 def held_scores(runs: np.ndarray, vocab_ids: np.ndarray, limits: np.ndarray) -> np.ndarray:
     """Per frame: the largest, over the bytes, of run / the byte's limit, clipped to [0, RUN_CLIP]."""
-    if len(runs) == 0:
-        return np.zeros(0)
-    return np.clip((runs / limits[vocab_ids]).max(axis=1), 0.0, RUN_CLIP)
+    score = np.zeros(len(runs))
+    for j in range(BYTES):  # one byte at a time: no (n, 8) float array for a long capture
+        np.maximum(score, runs[:, j] / limits[vocab_ids, j], out=score)
+    return np.minimum(score, RUN_CLIP)
 
 
 def limits_to_json(limits: np.ndarray) -> list[list[float | None]]:

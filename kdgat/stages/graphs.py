@@ -32,7 +32,15 @@ from kdgat.core.schema import PreprocessingConfig
 from kdgat.core.threads import set_threads
 from kdgat.data.features import get_feature_set
 from kdgat.data.frames import BENIGN_ATTACK_TYPE, MixedLabelsError, frame_arrays, payload_bytes
-from kdgat.data.payload_runs import byte_runs, fit_run_limits, held_scores, limits_from_json, limits_to_json
+from kdgat.data.payload_runs import (
+    HoldHistogram,
+    byte_runs,
+    fit_run_limits,
+    held_scores,
+    hold_histogram,
+    limits_from_json,
+    limits_to_json,
+)
 from kdgat.data.split import BlockSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
@@ -87,8 +95,7 @@ class _Scan:
     train_gap_keys: list[np.ndarray]
     attack_names: set[str]
     splits: dict[str, BlockSplit]  # per training file (by its relative path): train, val and fusion blocks
-    train_runs: list[np.ndarray] = field(default_factory=list)  # e4ts: held-byte runs of benign training frames
-    train_run_keys: list[np.ndarray] = field(default_factory=list)
+    holds: list[HoldHistogram] = field(default_factory=list)  # e4ts: the benign training frames' holds
 
 
 def _scan_inputs(
@@ -128,11 +135,10 @@ def _scan_inputs(
             scan.splits[f.relative] = split
             segment = split.training_segments()
         scan.train_keys.append(keys[segment >= 0])
-        if with_runs:
-            runs = byte_runs(keys, payload_bytes(table["data"]))
+        if with_runs:  # held bytes: benign frames only, each run of training blocks a stream of its own
             benign = (segment >= 0) if labels is None else (segment >= 0) & (labels == 0)
-            scan.train_runs.append(runs[benign])
-            scan.train_run_keys.append(keys[benign])
+            data = payload_bytes(table["data"])
+            scan.holds.append(hold_histogram(keys[benign], data[benign], streams=segment[benign]))
         if with_timing and table["timestamp"].null_count < n:
             timestamps = pc.fill_null(table["timestamp"], np.nan).to_numpy().astype(np.float64)
             gaps, previous = inter_arrival(timestamps, keys, with_previous=True)
@@ -256,8 +262,7 @@ def run(
         if like_meta is not None:
             run_limits = limits_from_json(like_meta["payload_runs"]["limit"])
         else:
-            ids = [vocab.lookup(keys) for keys in scan.train_run_keys]
-            run_limits = fit_run_limits(scan.train_runs, ids, vocab.size)
+            run_limits = fit_run_limits(scan.holds, vocab.lookup, vocab.size)
     no_timestamps: list[str] = []
     dataset = read_manifest(frames_dir).dataset or frames_dir.name
 
