@@ -277,6 +277,9 @@ def config_hash(cfg: PipelineConfig) -> str:
 MODEL_SECTIONS = ("vgae", "gat", "dqn", "hgb", "novelty")
 # the classical yardsticks (kdgat.training.window_models): fitted without Lightning, so `training` is not theirs
 WINDOW_VECTOR_MODELS = ("hgb", "novelty")
+# the models that learn from attack windows: training refuses a store without them, and the pipeline
+# skips them for a dataset whose training part holds none
+SUPERVISED_MODELS = ("gat", "hgb")
 
 
 def without_other_models(dumped: dict) -> dict:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kdgat.core.config import SUPERVISED_MODELS
+
 # Steps that prepare a dataset's data: run once per dataset, shared by every seed.
 DATA_STAGES = ("ingest", "graphs")
 # Models whose training uses a GPU when the task has one (Nextflow label process_gpu).
 GPU_MODELS = ("vgae", "gat")
-# Models that learn from attack windows (a classifier of one class is a constant).
-SUPERVISED_MODELS = ("gat", "hgb")
 
 TRAIN_VARIANTS = (
     # (model, scale, knowledge distillation)

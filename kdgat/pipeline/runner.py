@@ -199,10 +199,14 @@ class PipelineRunner:
         """Evaluate's threshold policy for a dataset: the benign-only one where training is attack-free."""
         return self.options.threshold_policy if self._supervised[dataset] else self.options.benign_threshold_policy
 
+    def _route(self, dataset: str | None) -> bool:
+        """Whether a dataset trains on attacks (known once its graphs step has run; a campaign step, or a
+        data step before that, takes the attack-trained route, on which every step runs)."""
+        return self._supervised.get(dataset, True)
+
     def runs(self, dataset: str | None, step: Step) -> bool:
-        """Whether a step instance runs: a supervised step only for a dataset that trains on attacks
-        (known once the dataset's graphs step has run)."""
-        return not step.supervised or step.runs_for(self._supervised[dataset])
+        """Whether a step instance runs: a supervised step only for a dataset that trains on attacks."""
+        return step.runs_for(self._route(dataset))
 
     def instances(self, step: Step) -> list[Instance]:
         """Every (dataset, seed) a step runs for."""
@@ -219,12 +223,11 @@ class PipelineRunner:
         An instance reads the instances of a need that agree with it on dataset and seed wherever both
         have one: a seed's training reads its dataset's graphs, the lake reads every dataset and seed.
         """
-        needs = step.needs
-        if dataset is not None and step.members != step.benign_members:  # a route of its own per dataset
-            needs = step.reads(self._supervised[dataset])
         upstream = []
-        for need in needs:
+        for need in step.reads(self._route(dataset)):
             for d, s in self.instances(self.steps[need]):
+                if not self.runs(d, self.steps[need]):
+                    continue  # skipped for its dataset: nothing to read
                 if (dataset is None or d is None or d == dataset) and (seed is None or s is None or s == seed):
                     upstream.append(self.keys[(d, s, need)])
         own = {"step": _identity(step), "upstream": upstream, **self._arguments(dataset, seed, step)}
@@ -393,17 +396,19 @@ class PipelineRunner:
                 elif step.stage == "fuse":
                     self._config("dqn", step.scale, seed=seed)
         self._config("gat", "large")  # the graphs step's preprocessing
+        methods = {}
         for option, policy in (("--threshold", self.options.threshold_policy),
                                ("--benign-threshold", self.options.benign_threshold_policy)):  # fmt: skip
             try:
-                method, _ = parse_policy(policy)
+                methods[option], _ = parse_policy(policy)
             except ValueError as exc:
                 raise UsageError(f"{option}: {exc}") from None
-            if option == "--benign-threshold" and method != "fpr":
-                raise UsageError(
-                    f"--benign-threshold: {policy!r} needs attack windows in validation; an attack-free dataset's "
-                    "are all benign, so give fpr:<rate> (a false-alarm budget on them)"
-                )
+        if methods["--benign-threshold"] != "fpr":
+            policy = self.options.benign_threshold_policy
+            raise UsageError(
+                f"--benign-threshold: {policy!r} needs attack windows in validation; an attack-free dataset's "
+                "are all benign, so give fpr:<rate> (a false-alarm budget on them)"
+            )
         for dataset in self.datasets:
             self._sources(dataset)  # every dataset's captures are found
         # last: a campaign refused for its inputs leaves no folder behind
@@ -444,7 +449,6 @@ class PipelineRunner:
             label = f"[{i}/{len(todo)}] {step.name}" + (f" ({where})" if where else "")
             entry = {"dataset": dataset, "seed": seed, "step": step.name}
             if not self.runs(dataset, step):
-                self.keys[(dataset, seed, step.name)] = "skipped"
                 self.console.print(Text.assemble(f"{label}: ", ("skipped (no attack window in training)", "dim")))
                 self.record.append({**entry, "status": "skipped", "seconds": 0.0})
                 continue

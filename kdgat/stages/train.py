@@ -38,6 +38,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import (
+    SUPERVISED_MODELS,
     WINDOW_VECTOR_MODELS,
     config_hash,
     config_to_json,
@@ -133,7 +134,7 @@ def run(
         raise UsageError("--teacher is only used with --aux kd_standard")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
-    if cfg.model_type in ("gat", "hgb"):
+    if cfg.model_type in SUPERVISED_MODELS:
         _require_both_classes(store, cfg.model_type)
     if cfg.model_type in WINDOW_VECTOR_MODELS:
         _begin_run_folder(out_dir, cfg.model_type)
