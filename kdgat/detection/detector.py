@@ -29,7 +29,7 @@ from kdgat.data.vocab import EXTENDED_BIT, Vocabulary
 from kdgat.data.windows import GraphArrays
 from kdgat.detection import bundle as b
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run
+from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run, member_dirs
 from kdgat.models.compiled import compile_for_inference
 from kdgat.models.gat import on_batch
 from kdgat.training.runs import load_run_model
@@ -102,8 +102,8 @@ class Detector:
         by_folder = {(self.bundle / self.spec.model(label).path).resolve(): label for label in self.models}
         for fusion_label, (ensemble, _fusion, members) in self.fusions.items():
             fusion_dir = self.bundle / self.spec.model(fusion_label).path
-            for role in ("vgae", "gat"):
-                label = by_folder.get((fusion_dir / members[role]).resolve())
+            for role, folder in zip(("vgae", "gat"), member_dirs(fusion_dir, members), strict=True):
+                label = by_folder.get(folder)
                 if label is not None and self.models[label][1] == role:
                     setattr(ensemble, role, self.models[label][0])
                     shared[(fusion_label, role)] = label
@@ -126,11 +126,11 @@ class Detector:
         """
         wanted = list(labels or self.labels)
         scores: dict[str, np.ndarray] = {}
+        view = _labelled_view(graphs) if any(w in self.fusions for w in wanted) else None
         for label in (w for w in wanted if w in self.fusions):
             ensemble, fusion, members = self.fusions[label]
-            view = _labelled_view(graphs)
             scored = ensemble.member_scores(view, self.batch_size)
-            data, _ = ensemble.data(view, self.batch_size, scored=scored)
+            data, _ = ensemble.data(view, self.batch_size, vgae=scored[0], gat=scored[1])
             scores[label] = ensemble_scores(fusion, data, members, self.batch_size)
             for role, member in zip(("vgae", "gat"), scored, strict=True):
                 shared = self.shared.get((label, role))

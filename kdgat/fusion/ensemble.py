@@ -38,14 +38,12 @@ class Ensemble:
         return score_vgae(self.vgae, part, batch_size), score_gat(self.gat, part, batch_size)
 
     def data(
-        self, part: GraphPart, batch_size: int = 1024, scored: tuple[dict | None, dict | None] | None = None
+        self, part: GraphPart, batch_size: int = 1024, *, vgae: dict | None = None, gat: dict | None = None
     ) -> tuple[FusionData, np.ndarray]:
-        """Fusion inputs for the labelled windows of ``part`` (and which windows those are); ``scored``:
-        the VGAE's and the GAT's scores of ``part`` (:meth:`member_scores`) where the caller has them
-        already (either may be None: that member is scored here)."""
-        vgae, gat = scored if scored is not None else (None, None)
-        vgae = vgae if vgae is not None else score_vgae(self.vgae, part, batch_size)
-        gat = gat if gat is not None else score_gat(self.gat, part, batch_size)
+        """Fusion inputs for the labelled windows of ``part`` (and which windows those are); ``vgae``,
+        ``gat``: a member's scores of ``part`` where the caller has them already (else scored here)."""
+        vgae = score_vgae(self.vgae, part, batch_size) if vgae is None else vgae
+        gat = score_gat(self.gat, part, batch_size) if gat is None else gat
         y = np.asarray(part.y)
         keep = y >= 0
         if self.vgae_scale is None:
@@ -98,12 +96,17 @@ def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
     run_dir = Path(run_dir)
     members = json.loads((run_dir / MEMBERS_FILE).read_text())
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    # member folders are absolute (fuse) or relative to the fusion folder (a detector bundle)
-    vgae_dir, gat_dir = run_dir / members["vgae"], run_dir / members["gat"]
+    vgae_dir, gat_dir = member_dirs(run_dir, members)
     ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"])
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
     fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=True))
     return ensemble, fusion, members
+
+
+def member_dirs(run_dir: str | Path, members: dict) -> tuple[Path, Path]:
+    """A fusion run's VGAE and GAT folders, resolved: ``members.json`` names them absolute (fuse) or
+    relative to the fusion folder (a detector bundle)."""
+    return (Path(run_dir) / members["vgae"]).resolve(), (Path(run_dir) / members["gat"]).resolve()
 
 
 def is_fusion_run(run_dir: str | Path) -> bool:

@@ -56,8 +56,8 @@ per_run AS (
     FROM v_run_scores GROUP BY ALL
 ),
 picked AS (
-    SELECT *, row_number() OVER (PARTITION BY dataset, model, setup_hash
-                                 ORDER BY val_f1 DESC NULLS LAST, seed NULLS LAST, run_id) AS pick
+    SELECT *, CASE WHEN val_f1 IS NOT NULL THEN row_number() OVER (PARTITION BY dataset, model, setup_hash
+                                 ORDER BY val_f1 DESC NULLS LAST, seed NULLS LAST, run_id) END AS pick
     FROM per_run
 )"""
 
@@ -70,12 +70,12 @@ SELECT dataset, model, model_type, family, scale, has_kd, setup_hash AS setup,
        {_mean_std("val_f1", "val_f1")}, {_mean_std("val_pr_auc", "val_pr_auc")},
        {_mean_std("test_f1", "test_f1")}, {_mean_std("test_pr_auc", "test_pr_auc")},
        {_mean_std("test_fpr", "test_fpr")},
-       any_value(seed) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_seed,
-       any_value(run_id) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_run_id,
-       any_value(val_f1) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_val_f1,
-       any_value(test_f1) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_test_f1,
-       any_value(test_pr_auc) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_test_pr_auc,
-       any_value(test_fpr) FILTER (WHERE pick = 1 AND val_f1 IS NOT NULL) AS selected_test_fpr
+       any_value(seed) FILTER (WHERE pick = 1) AS selected_seed,
+       any_value(run_id) FILTER (WHERE pick = 1) AS selected_run_id,
+       any_value(val_f1) FILTER (WHERE pick = 1) AS selected_val_f1,
+       any_value(test_f1) FILTER (WHERE pick = 1) AS selected_test_f1,
+       any_value(test_pr_auc) FILTER (WHERE pick = 1) AS selected_test_pr_auc,
+       any_value(test_fpr) FILTER (WHERE pick = 1) AS selected_test_fpr
 FROM picked
 GROUP BY ALL
 ORDER BY dataset, val_f1_mean DESC NULLS LAST, model, setup
@@ -87,10 +87,10 @@ WITH {_PER_RUN}
 SELECT s.dataset, s.model, s.model_type, s.family, s.scale, s.has_kd, s.setup_hash AS setup, s.scenario,
        count(*) AS n_runs, count(DISTINCT s.seed) AS n_seeds,
        {_mean_std("s.f1", "test_f1")}, {_mean_std("s.pr_auc", "test_pr_auc")}, {_mean_std("s.fpr", "test_fpr")},
-       any_value(s.seed) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_seed,
-       any_value(s.f1) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_test_f1,
-       any_value(s.pr_auc) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_test_pr_auc,
-       any_value(s.fpr) FILTER (WHERE p.pick = 1 AND p.val_f1 IS NOT NULL) AS selected_test_fpr
+       any_value(s.seed) FILTER (WHERE p.pick = 1) AS selected_seed,
+       any_value(s.f1) FILTER (WHERE p.pick = 1) AS selected_test_f1,
+       any_value(s.pr_auc) FILTER (WHERE p.pick = 1) AS selected_test_pr_auc,
+       any_value(s.fpr) FILTER (WHERE p.pick = 1) AS selected_test_fpr
 FROM v_run_scores s JOIN picked p USING (run_id)
 WHERE s.split = 'test'
 GROUP BY ALL

@@ -40,7 +40,7 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import ensemble_scores, fusion_label, is_fusion_run, load_fusion_run
+from kdgat.fusion.ensemble import ensemble_scores, fusion_label, is_fusion_run, load_fusion_run, member_dirs
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
 from kdgat.training.runs import load_run_model, model_file, run_label
@@ -49,7 +49,6 @@ Progress = Callable[[str], None]
 # a member run's scores per part ({"val": ..., test part name: ...}), by its resolved folder
 MemberScores = dict[Path, dict[str, dict]]
 ATTENTION_SAMPLE = 50
-RESULTS_FILE = METRICS_FILE  # an evaluation's figures, as a run's
 SCORES_FILE = "scores.parquet"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
 
@@ -80,11 +79,11 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
 
 def read_thresholds(source: str | Path) -> dict[str, dict]:
     """Thresholds an evaluation recorded, by run folder (resolved) and by label."""
-    path = Path(source) / RESULTS_FILE if Path(source).is_dir() else Path(source)
+    path = Path(source) / METRICS_FILE if Path(source).is_dir() else Path(source)
     try:
         runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise KdgatError(f"{path}: not an evaluation's {RESULTS_FILE} ({exc})") from None
+        raise KdgatError(f"{path}: not an evaluation's {METRICS_FILE} ({exc})") from None
     recorded = {}
     for label, entry in runs.items():
         recorded[label] = entry["threshold"]
@@ -208,10 +207,10 @@ def evaluate_fusion_run(
     if compile_models:
         ensemble.vgae, ensemble.gat = compile_for_inference(ensemble.vgae), compile_for_inference(ensemble.gat)
     label = fusion_label(members)
-    vgae_kept, gat_kept = ((member_scores or {}).get(folder, {}) for folder in _member_folders(run_dir, members))
+    vgae_kept, gat_kept = ((member_scores or {}).get(folder, {}) for folder in member_dirs(run_dir, members))
 
     def data(name: str, part):
-        return ensemble.data(part, batch_size, scored=(vgae_kept.get(name), gat_kept.get(name)))
+        return ensemble.data(part, batch_size, vgae=vgae_kept.get(name), gat=gat_kept.get(name))
 
     val_part = store.parts.get("val")
     val, val_scores, y_val = None, None, None
@@ -253,18 +252,13 @@ def evaluate_fusion_run(
     return label, result, curves, extras
 
 
-def _member_folders(run_dir: Path, members: dict) -> tuple[Path, Path]:
-    """A fusion run's VGAE and GAT folders, resolved (absolute, or relative to the fusion folder)."""
-    return tuple((Path(run_dir) / members[role]).resolve() for role in ("vgae", "gat"))
-
-
-def _fusion_members(run_dirs: list[Path]) -> set[Path]:
-    """The member runs of the fusions among ``run_dirs``: their scores are kept for those fusions."""
+def _fusion_members(fusion_dirs: list[Path]) -> set[Path]:
+    """The member runs of these fusions: their scores are kept for the fusions."""
     folders: set[Path] = set()
-    for run in run_dirs:
-        if is_fusion_run(run):
-            members = read_json(run / MEMBERS_FILE, missing="missing (the fusion run is incomplete)")
-            folders.update(_member_folders(run, members))
+    for run in fusion_dirs:
+        folders.update(
+            member_dirs(run, read_json(run / MEMBERS_FILE, missing="missing (the fusion run is incomplete)"))
+        )
     return folders
 
 
@@ -312,10 +306,11 @@ def run(
     if recorded is None and "val" not in store.parts:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
-    members, member_scores = _fusion_members(run_dirs), {}
+    fusions = [is_fusion_run(run) for run in run_dirs]
+    members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
+    member_scores: MemberScores = {}
     begin_output(out_dir)
     # the single models first, so that the fusions find their members' scores; results in the order given
-    fusions = [is_fusion_run(run) for run in run_dirs]
     order = sorted(range(len(run_dirs)), key=lambda i: fusions[i])
     evaluated: dict[int, tuple] = {}
     rows_of: dict[int, list | None] = {}  # each run's score rows, written in the order given
@@ -382,16 +377,16 @@ def run(
             artifacts=[],
             tracking_uri=tracking_uri,
         )
-    atomic_write_text(out_dir / RESULTS_FILE, json.dumps(document, indent=2) + "\n")
+    atomic_write_text(out_dir / METRICS_FILE, json.dumps(document, indent=2) + "\n")
     inputs = [file_entry(graphs_dir / "metadata.json")]
     for r in map(Path, run_dirs):
         inputs.append(file_entry(r / FUSION_FILE if is_fusion_run(r) else model_file(r)))
-    outputs = [RESULTS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
+    outputs = [METRICS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
     outputs += ["explanations.npz"] if explanations else []
     outputs += [SCORES_FILE] if score_rows is not None else []
     if thresholds is not None:
-        inputs.append(file_entry(Path(thresholds) / RESULTS_FILE if Path(thresholds).is_dir() else thresholds))
+        inputs.append(file_entry(Path(thresholds) / METRICS_FILE if Path(thresholds).is_dir() else thresholds))
     return write_manifest(
         out_dir,
         stage="evaluate",
@@ -436,4 +431,4 @@ def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def read_results(out_dir: str | Path) -> dict:
     """The evaluation's ``metrics.json``: per model, its threshold and validation and per-scenario metrics."""
-    return json.loads((Path(out_dir) / RESULTS_FILE).read_text())
+    return json.loads((Path(out_dir) / METRICS_FILE).read_text())

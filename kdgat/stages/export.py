@@ -32,7 +32,6 @@ from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
 from kdgat.fusion.ensemble import fusion_label, is_fusion_run
-from kdgat.stages.evaluate import RESULTS_FILE
 from kdgat.training.runs import model_file, run_label
 
 # metadata.json keys a detector needs (the rest describes the training data, not the features)
@@ -43,10 +42,10 @@ _VALIDATION_KEYS = ("n", "positives", "f1", "precision", "recall", "fpr", "roc_a
 
 
 def _evaluation(eval_dir: Path) -> dict:
-    path = eval_dir / RESULTS_FILE if eval_dir.is_dir() else eval_dir
+    path = eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir
     document = read_json(path, missing="no evaluation here (run `kdgat evaluate` on the runs first)", what="evaluation")
     if not isinstance(document, dict) or not isinstance(document.get("runs"), dict):
-        raise KdgatError(f"{path}: not an evaluation's {RESULTS_FILE} (no 'runs')")
+        raise KdgatError(f"{path}: not an evaluation's {METRICS_FILE} (no 'runs')")
     return document
 
 
@@ -249,7 +248,7 @@ def run(
         manifest = write_manifest(
             staging,
             stage="export",
-            inputs=[*inputs, file_entry(eval_dir / RESULTS_FILE if eval_dir.is_dir() else eval_dir)],
+            inputs=[*inputs, file_entry(eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir)],
             config={
                 "runs": [str(r.resolve()) for r in run_dirs],
                 "evaluation": str(eval_dir.resolve()),

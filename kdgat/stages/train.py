@@ -47,6 +47,7 @@ from kdgat.core.config import (
 )
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
@@ -56,16 +57,7 @@ from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
 from kdgat.training.preemption import AtomicCheckpointIO, StopOnSignal, TrainingStopped, run_key, test_pause
-from kdgat.training.runs import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    MODEL_FILE,
-    WINDOW_MODEL_FILE,
-    load_run_model,
-    model_file,
-    run_label,
-    weights_name,
-)
+from kdgat.training.runs import load_run_model, model_file, run_label, weights_name
 from kdgat.training.window_models import fit_window_model
 
 
