@@ -12,18 +12,21 @@ the two may rest on; the test figures are reported, not chosen by.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from campaign import seed_folders
+
 from kdgat.evaluation.metrics import format_mean_std, summarize_seeds
+from kdgat.stages.evaluate import read_results
 
 
-def _entries(root: Path, dataset: str, run: str) -> dict[int, dict]:
+def _entries(root: Path, dataset: str, run: str) -> dict[str, dict]:
+    """Per seed folder name (seed0, ...): the run's evaluation entry."""
     out = {}
-    for path in sorted((root / dataset).glob("seed*/eval/metrics.json")):
-        runs = json.loads(path.read_text())["runs"]
+    for seed_dir in seed_folders(root / dataset):
+        runs = read_results(seed_dir / "eval")["runs"]
         if run in runs:
-            out[int(path.parent.parent.name.removeprefix("seed"))] = runs[run]
+            out[seed_dir.name] = runs[run]
     return out
 
 

@@ -129,7 +129,7 @@ def test_unlabelled_and_untimed_streams(capture):
 
 def test_held_byte_scores_incremental_equal_batch(capture):
     """e4ts: each ID's last payload and byte runs carried across blocks give the whole file's scores."""
-    from kdgat.data.payload_runs import byte_runs, fit_run_limits, held_scores, hold_histogram
+    from kdgat.data.payload_runs import fit_run_limits, held_frame_values, hold_histogram
 
     keys, data, labels, timestamps, vocab, periods = capture
     half = len(keys) // 2
@@ -137,9 +137,9 @@ def test_held_byte_scores_incremental_equal_batch(capture):
     limits = fit_run_limits([hold_histogram(keys[:half][benign], data[:half][benign])], vocab.lookup, vocab.size)
     assert np.isfinite(limits).any() and np.isinf(limits).any()  # bytes that move, and bytes that do not
     ids = vocab.lookup(keys)
-    held = held_scores(byte_runs(keys, data), ids, limits)
-    assert held.max() > 0
-    values = [*timing_frame_values(timestamps, keys, ids, periods), (held, ("max",))]
+    held = held_frame_values(keys, data, ids, limits)
+    assert held[0].max() > 0
+    values = [*timing_frame_values(timestamps, keys, ids, periods), held]
     expected = build_graphs(ids, data, labels, None, window=100, stride=10, vocab_size=vocab.size, frame_values=values)
     stream = WindowStream(window=100, stride=10, vocab=vocab, periods=periods, run_limits=limits, max_windows=777)
     rng = np.random.default_rng(7)

@@ -72,12 +72,20 @@ def test_limits_count_each_hold_once_need_moving_bytes_and_never_span_streams():
     assert np.isinf(limits[0, 1]) and np.isinf(limits[0, 3])  # constant; 3 changes < MIN_CHANGES
     assert limits[0, 2] == 1.0  # changes on every frame: the limit is at least 1
     assert np.isinf(limits[1]).all()  # an ID without training frames
-    assert MIN_CHANGES == 20 and MIN_CHANGE_SHARE == 0.05
-    # a byte changing 25 times in 1,000 frames (2.5 %) is too slow to have a limit
-    slow = np.zeros((1000, 8), np.uint8)
-    slow[:, 0] = np.repeat(np.arange(26), 40)[:1000]
-    limits = fit_run_limits([hold_histogram(np.full(1000, 7, np.uint64), slow)], lambda k: np.zeros(len(k), int), 1)
-    assert np.isinf(limits[0, 0])
+
+    # at the edges: MIN_CHANGES - 1 and MIN_CHANGES changes on 100 frames (a share above MIN_CHANGE_SHARE),
+    # and MIN_CHANGES + 5 changes over so many frames that the share falls just under it
+    def limit(changes: int, frames: int) -> float:
+        held = np.zeros((frames, 8), np.uint8)
+        held[:, 0] = np.minimum(np.arange(frames) * (changes + 1) // frames, changes)  # changes + 1 holds
+        fitted = fit_run_limits(
+            [hold_histogram(np.full(frames, 7, np.uint64), held)], lambda k: np.zeros(len(k), int), 1
+        )
+        return fitted[0, 0]
+
+    assert np.isinf(limit(MIN_CHANGES - 1, 100)) and np.isfinite(limit(MIN_CHANGES, 100))
+    share_edge = int((MIN_CHANGES + 5) / MIN_CHANGE_SHARE)  # frames at which MIN_CHANGES + 5 changes are the share
+    assert np.isfinite(limit(MIN_CHANGES + 5, share_edge)) and np.isinf(limit(MIN_CHANGES + 5, share_edge + 40))
     # two streams (runs of training blocks) of the same ID: no hold spans the validation block between
     same = np.zeros((6, 8), np.uint8)
     split = hold_histogram(np.full(6, 7, np.uint64), same, streams=np.array([0, 0, 0, 1, 1, 1]))
@@ -122,7 +130,7 @@ def test_the_store_holds_the_held_byte_score_and_limits_fitted_on_training(crysy
 
     store = open_store(crysys_e4ts / "graphs")
     meta = store.metadata
-    assert meta["feature_set"]["tag"] == "e4ts@1" and meta["node_features"][-1] == "held_max"
+    assert meta["feature_set"]["tag"] == "e4ts@2" and meta["node_features"][-1] == "held_max"
     limits = meta["payload_runs"]["limit"]
     assert len(limits) == store.vocab_size and all(len(row) == 8 for row in limits)
     vocab = Vocabulary.from_json(json.loads((crysys_e4ts / "graphs/vocab.json").read_text()))
@@ -137,6 +145,20 @@ def test_the_store_holds_the_held_byte_score_and_limits_fitted_on_training(crysy
     held[graph[node]] = x[node, -1]
     # (benign windows reach about their limit, 1; validation blocks were not fitted on, so a little over)
     assert np.median(held[y == 1]) > 4 and held[y == 0].max() < 1.5
+
+
+def test_graphs_like_scores_new_captures_with_the_training_limits(crysys_e4ts, tmp_path):
+    """A store built --like the e4ts store takes its limits (none are fitted on the new captures): the
+    modified capture's windows get the same held_max as in the training store's test part."""
+    from kdgat.data.store import open_store
+
+    result = invoke("graphs", "--frames", crysys_e4ts / "frames", "-o", tmp_path / "like", "--like",
+                    crysys_e4ts / "graphs", "-O", "preprocessing.feature_set=e4ts")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    like, store = open_store(tmp_path / "like"), open_store(crysys_e4ts / "graphs")
+    assert like.metadata["payload_runs"] == store.metadata["payload_runs"]
+    ours, theirs = like.part("test__msg_mod_0x410"), store.part("test__msg_mod_0x410")
+    assert np.array_equal(np.asarray(ours.x)[:, -1], np.asarray(theirs.x)[:, -1])
 
 
 def test_a_bundle_scores_the_held_byte_windows_as_evaluate_did(crysys_e4ts, data_root, tmp_path):

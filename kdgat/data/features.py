@@ -72,7 +72,7 @@ E4T = FeatureSet(
 # modification) is visible only across windows. Opt-in (preprocessing.feature_set: e4ts).
 E4TS = FeatureSet(
     name="e4ts",
-    version="1",
+    version="2",  # 2: limits from the benign frames' holds, cut at validation blocks (1: every training run)
     node_features=E4T.node_features + ("held_max",),  # the node's largest held-byte score, [0, 10]
     edge_features=E4.edge_features,
     needs_timestamps=True,

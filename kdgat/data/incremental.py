@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdgat.data.payload_runs import RunState, byte_runs, held_scores
+from kdgat.data.payload_runs import HELD_AGGREGATION, RunState, held_frame_values
 from kdgat.data.timing import as_frame_values, timing_columns
 from kdgat.data.vocab import Vocabulary
 from kdgat.data.windows import GraphArrays, build_graphs
@@ -176,7 +176,8 @@ class WindowStream:
             self._buffer = _Columns(capacity, self.periods is not None, labelled, self.run_limits is not None)
         elif labelled != self._labelled:
             raise ValueError("some frames are labelled and some are not")
-        ids = self.vocab.lookup(np.asarray(block.keys, np.uint64))
+        keys = np.asarray(block.keys, np.uint64)
+        ids = self.vocab.lookup(keys)
         columns = {
             "ids": ids,
             "data": block.data,
@@ -188,8 +189,7 @@ class WindowStream:
             gaps = None if block.timestamps is None else self._gaps(block.keys, block.timestamps)
             columns["ratio"], columns["early"], columns["has"] = timing_columns(gaps, ids, self.periods)
         if self.run_limits is not None:
-            runs = byte_runs(np.asarray(block.keys, np.uint64), np.asarray(block.data), self._runs)
-            columns["held"] = held_scores(runs, ids, self.run_limits)
+            columns["held"], _ = held_frame_values(keys, np.asarray(block.data), ids, self.run_limits, self._runs)
         if labelled:
             columns["labels"] = block.labels
         if self._observer is not None:
@@ -249,7 +249,7 @@ class WindowStream:
         if self.periods is not None:
             frame_values = as_frame_values(view["ratio"], view["early"], view["has"])
         if self.run_limits is not None:
-            frame_values = [*frame_values, (view["held"], ("max",))]
+            frame_values = [*frame_values, (view["held"], HELD_AGGREGATION)]
         graphs = build_graphs(
             view["ids"],
             view["data"],

@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# a change to these or to the fitting changes every e4ts store: bump E4TS.version (kdgat/data/features.py)
 RUN_CLIP = 10.0
 RUN_QUANTILE = 0.999
 MIN_CHANGES = 20
 MIN_CHANGE_SHARE = 0.05
 BYTES = 8
+HELD_AGGREGATION = ("max",)  # the node feature held_max
 
 
 @dataclass
@@ -40,10 +42,18 @@ def byte_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None = None)
     """``(n, 8)`` int32: per frame and byte, over how many consecutive earlier frames of the same ID key
     the byte held this value (0: it changed, or the ID's first frame). ``state`` (updated in place)
     carries the runs of an earlier block of the same stream; None: the block is the whole stream."""
+    order, _sorted_keys, sorted_runs = _sorted_runs(keys, data, state)
+    runs = np.empty_like(sorted_runs)
+    runs[order] = sorted_runs
+    return runs
+
+
+def _sorted_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None):
+    """:func:`byte_runs` in key order: ``(order, sorted keys, runs of the sorted frames)``."""
     n = len(keys)
     runs = np.zeros((n, BYTES), np.int32)
     if n == 0:
-        return runs
+        return np.zeros(0, np.int64), keys[:0], runs
     order = np.lexsort((np.arange(n), keys))
     sorted_keys, sorted_data = keys[order], np.asarray(data)[order]
     same_key = np.zeros(n, bool)
@@ -67,14 +77,14 @@ def byte_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None = None)
         last_reset = np.maximum.accumulate(np.where(same, -1, position))
         in_block = position - last_reset  # frames since the last change within this block
         carried = position - group_start + 1 + carried_runs[group, j]  # the run went on from the last block
-        runs[order, j] = np.where(last_reset >= group_start, in_block, carried)
+        runs[:, j] = np.where(last_reset >= group_start, in_block, carried)
     if state is not None:
         last = np.r_[starts[1:] - 1, n - 1]
         for key, payload, run in zip(
-            sorted_keys[last].tolist(), sorted_data[last].astype(np.int64), runs[order][last], strict=True
+            sorted_keys[last].tolist(), sorted_data[last].astype(np.int64), runs[last], strict=True
         ):
             state.payload[key], state.runs[key] = payload, run
-    return runs
+    return order, sorted_keys, runs
 
 
 @dataclass
@@ -107,9 +117,7 @@ def hold_histogram(keys: np.ndarray, data: np.ndarray, streams: np.ndarray | Non
         nothing = [np.zeros(0, np.uint64)] * BYTES
         return HoldHistogram(nothing, [np.zeros(0, np.int64)] * BYTES, np.zeros(0, np.uint64),
                              np.zeros((0, BYTES), np.int64), np.zeros(0, np.int64))  # fmt: skip
-    runs = byte_runs(stream_keys, data)
-    order = np.lexsort((np.arange(n), stream_keys))
-    sorted_keys, sorted_runs = stream_keys[order], runs[order]
+    _order, sorted_keys, sorted_runs = _sorted_runs(stream_keys, data, None)
     real = sorted_keys & np.uint64((1 << STREAM_SHIFT) - 1)
     later = np.r_[sorted_keys[1:] == sorted_keys[:-1], False]  # a next frame of the same ID and stream
     earlier = np.r_[False, later[:-1]]
@@ -173,6 +181,13 @@ def held_scores(runs: np.ndarray, vocab_ids: np.ndarray, limits: np.ndarray) -> 
     for j in range(BYTES):  # one byte at a time: no (n, 8) float array for a long capture
         np.maximum(score, runs[:, j] / limits[vocab_ids, j], out=score)
     return np.minimum(score, RUN_CLIP)
+
+
+def held_frame_values(keys: np.ndarray, data: np.ndarray, vocab_ids: np.ndarray, limits: np.ndarray,
+                      state: RunState | None = None) -> tuple[np.ndarray, tuple[str, ...]]:  # fmt: skip
+    """The ``held_max`` entry of ``windows.build_graphs``' ``frame_values``: per-frame held scores, max per
+    node. The graphs stage passes a whole capture, the incremental builder each block with its ``state``."""
+    return held_scores(byte_runs(keys, data, state), vocab_ids, limits), HELD_AGGREGATION
 
 
 def limits_to_json(limits: np.ndarray) -> list[list[float | None]]:

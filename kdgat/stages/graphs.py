@@ -34,9 +34,8 @@ from kdgat.data.features import get_feature_set
 from kdgat.data.frames import BENIGN_ATTACK_TYPE, MixedLabelsError, frame_arrays, payload_bytes
 from kdgat.data.payload_runs import (
     HoldHistogram,
-    byte_runs,
     fit_run_limits,
-    held_scores,
+    held_frame_values,
     hold_histogram,
     limits_from_json,
     limits_to_json,
@@ -285,7 +284,7 @@ def run(
                 if timestamps is None:
                     no_timestamps.append(f.source)
             if run_limits is not None:
-                frame_values = [*frame_values, (held_scores(byte_runs(keys, data), ids, run_limits), ("max",))]
+                frame_values = [*frame_values, held_frame_values(keys, data, ids, run_limits)]
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
                 train_mask, val_mask, fusion_mask = scan.splits[f.relative].window_masks(starts, cfg.window)
