@@ -134,9 +134,12 @@ def test_gat_other_feature_width():
 
 
 @pytest.mark.parametrize("scale", SCALES)
-@pytest.mark.parametrize("target,window_score", [("standardized", "id_feature_max"), ("raw", "mean")])
+@pytest.mark.parametrize(
+    "target,window_score", [("standardized", "novel_first"), ("standardized", "id_feature_max"), ("raw", "mean")]
+)
 def test_vgae_shapes(scale, target, window_score):
-    """The default (standardised targets, most abnormal node) and the study's (sigmoid, mean error)."""
+    """The default (standardised targets, most abnormal node), its earlier form and the study's (sigmoid, mean
+    error)."""
     cfg = section("vgae", scale, target=target, window_score=window_score)
     model = VGAE(NUM_IDS, cfg)
     b = tiny_batch()
@@ -443,8 +446,10 @@ def test_vgae_reconstructs_standardised_features_through_a_linear_output():
     assert ((out["recon"] >= 0) & (out["recon"] <= 1)).all()
 
 
-def test_one_abnormal_node_moves_the_vgae_window_score():
-    model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=0)).eval()
+@pytest.mark.parametrize("window_score", ["novel_first", "id_feature_max"])
+def test_one_abnormal_node_moves_the_vgae_window_score(window_score):
+    cfg = section("vgae", "small", novel_min_count=0, window_score=window_score)
+    model = build_model("vgae", NUM_IDS, cfg).eval()
     batch = tiny_batch(sizes=(6, 6))
     model.calibrate([batch])
     assert (model.benign_id_count[batch.x[:, 0].long()] >= 1).all()
@@ -454,15 +459,18 @@ def test_one_abnormal_node_moves_the_vgae_window_score():
     out = model(changed, batch.edge_index, batch.batch)
     scores = model.graph_scores(out, changed, batch.edge_index, batch.batch)
     nodes = model.node_scores(out, changed)
-    assert scores["anomaly"][1] > 2 * base["anomaly"][1] and int(nodes[6:].argmax()) == 2  # node 8 explains it
+    ratio = torch.expm1 if window_score == "novel_first" else (lambda t: t)  # the error ratio behind the score
+    assert ratio(scores["anomaly"][1]) > 2 * ratio(base["anomaly"][1]) and int(nodes[6:].argmax()) == 2  # node 8
     mean = build_model("vgae", NUM_IDS, section("vgae", "small", window_score="mean", novel_min_count=0)).eval()
     mean.load_state_dict(model.state_dict())
     out = mean(changed, batch.edge_index, batch.batch)
     assert torch.equal(mean.graph_scores(out, changed, batch.edge_index, batch.batch)["anomaly"], scores["recon"])
 
 
-def test_vgae_node_scores_novel_ids_and_target_only_nodes():
-    model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=2)).eval()
+@pytest.mark.parametrize("window_score,novel", [("novel_first", 100.0), ("id_feature_max", 1e3)])
+def test_vgae_node_scores_novel_ids_and_target_only_nodes(window_score, novel):
+    cfg = section("vgae", "small", novel_min_count=2, window_score=window_score)
+    model = build_model("vgae", NUM_IDS, cfg).eval()
     batch = tiny_batch(sizes=(5,))
     model.benign_id_count[:] = 5.0
     unseen = int(batch.x[0, 0])
@@ -470,7 +478,29 @@ def test_vgae_node_scores_novel_ids_and_target_only_nodes():
     x = batch.x.clone()
     x[4, 1:] = 0.0  # a node that only receives the last transition: nothing of its own to reconstruct
     nodes = model.node_scores(model(x, batch.edge_index, batch.batch), x)
-    assert nodes[0] >= 1e3 and nodes[1:4].max() < 1e3 and nodes[4] == 0.0
+    assert nodes[0] >= novel and nodes[1:4].max() < novel and nodes[4] == 0.0
+
+
+def test_novel_first_ranks_a_novel_id_above_any_error():
+    """A node of an ID never seen in benign training outranks a known ID's node whatever its error: with the
+    earlier id_feature_max, an error ratio over 1000 (benign windows after a DAGA DoS reach 1e5) outranked it.
+    Among known IDs both keep the same order (log1p is increasing)."""
+    scores = {}
+    for window_score in ("novel_first", "id_feature_max"):
+        model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=2, window_score=window_score))
+        model.eval()
+        batch = tiny_batch(sizes=(5,))
+        model.benign_id_count[:] = 5.0
+        model.benign_id_count[int(batch.x[0, 0])] = 0.0  # node 0: a novel ID
+        out = model(batch.x, batch.edge_index, batch.batch)
+        model.error_q99[:] = 1.0
+        model.error_q99[int(batch.x[1, 0])] = 1e-30  # node 1: a known ID with an enormous error ratio
+        scores[window_score] = model.node_scores(out, batch.x)
+    known = [i for i in range(1, 5) if int(batch.x[i, 0]) != int(batch.x[0, 0])]
+    assert torch.isfinite(scores["novel_first"]).all()
+    assert scores["novel_first"][0] > scores["novel_first"][known].max()
+    assert scores["id_feature_max"][1] > scores["id_feature_max"][0]  # what novel_first mends
+    assert torch.equal(scores["novel_first"][known].argsort(), scores["id_feature_max"][known].argsort())
 
 
 @pytest.mark.parametrize("readout", ["mean", "max", "meanmax", "attention"])
