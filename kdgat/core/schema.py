@@ -133,11 +133,11 @@ class VGAEConfig(BaseModel):
     # statistics, through a linear output; raw: the study's sigmoid over raw features (timing ratios up to 10
     # can never be reconstructed by a sigmoid)
     target: Literal["standardized", "raw"]
-    # novel_first: the window's most abnormal node, log(1 + each node's squared error divided by its CAN ID's
-    # (and feature's) 99th percentile on benign training windows), a node of an ID seen on fewer than
-    # novel_min_count benign training nodes above every error; id_feature_max: the error ratio plus 1000 for
-    # a novel ID (runs made before novel_first; benign ratios can exceed 1000); mean: the study's mean error
-    # over nodes (one injected frame among 100 barely moves it)
+    # novel_first: the window's most abnormal node, each node's squared error divided by its CAN ID's (and
+    # feature's) 99th percentile on benign training windows, a node of an ID seen on fewer than novel_min_count
+    # benign training nodes above every other; id_feature_max: the same, 1000 added for a novel ID (runs made
+    # before novel_first; benign ratios can exceed 1000); mean: the study's mean error over nodes (one injected
+    # frame among 100 barely moves it)
     window_score: Literal["novel_first", "id_feature_max", "mean"]
     novel_min_count: NonNegInt
 

@@ -19,11 +19,12 @@ The window score is its most abnormal node: each node's squared error per featur
 ID's 99th percentile on benign training windows (:meth:`VGAE.calibrate`, after training), the worst
 feature (the error ratio); a node that only receives a transition (no frame of its own, every feature
 0) scores 0. A node of an ID seen on fewer than ``novel_min_count`` benign training nodes is novel.
-``window_score: novel_first`` scores log(1 + error ratio) and ranks every novel node above every
-error; ``id_feature_max`` (runs made before it) adds 1000 to the ratio, which the heavy-tailed ratios
-of benign windows right after an attack exceed, so DAGA's DoS and ID-fuzzing windows (novel IDs) ranked
-below them. One abnormal node among 100 moves either; the study's mean error over nodes (``mean``)
-does not.
+``window_score: novel_first`` ranks every novel node above every known one (NOVEL_FLOOR) and keeps the
+error ratio as the score of a known node, so a window without a novel ID scores as it did with
+``id_feature_max`` (runs made before it). That one added 1000 for a novel ID: the heavy-tailed ratios
+of benign windows right after an attack exceed it, and DAGA's DoS and ID-fuzzing windows (novel IDs)
+ranked below them. One abnormal node among 100 moves either; the study's mean
+error over nodes (``mean``) does not.
 
 Deliberate difference from the reference: ``z = mu + eps * sigma`` only in training; in eval mode
 ``z = mu``, so scoring a graph twice gives the same numbers (the reference also sampled at eval).
@@ -58,9 +59,10 @@ ID_WEIGHT = 0.1  # task loss = recon MSE + ID_WEIGHT * ID CE + NBR_WEIGHT * neig
 NBR_WEIGHT = 0.05
 KL_WEIGHT = 0.01
 NOVEL_SCORE = 1.0e3  # id_feature_max: added to the node score of a CAN ID rarely or never seen in benign training
-# novel_first: added to log(1 + error ratio), which stays under 89 for any float32 ratio: a novel ID's node
-# ranks above every reconstruction error, where 1e3 was below the ratios of benign windows after an attack
-NOVEL_LOG_SCORE = 100.0
+# novel_first: a known ID's node scores its error ratio, capped at KNOWN_CAP; a novel ID's node scores
+# NOVEL_FLOOR * (1 + log(1 + its ratio)): above every known node, in the error ratio's order among novel ones
+NOVEL_FLOOR = 1.0e30
+KNOWN_CAP = 1.0e29
 CALIBRATION_MIN_NODES = 20  # per-ID error percentiles need this many benign training nodes, else the global one
 
 
@@ -260,8 +262,9 @@ class VGAE(nn.Module):
 
     def node_scores(self, out: dict[str, Tensor], x: Tensor, node_sq: Tensor | None = None) -> Tensor:
         """How abnormal each node is ``(N,)``: its worst feature's squared error over that CAN ID's benign 99th
-        percentile (``novel_first``: log(1 + it)), plus NOVEL_LOG_SCORE (``id_feature_max``: NOVEL_SCORE) for
-        an ID seen on fewer than ``novel_min_count`` benign training nodes.
+        percentile; an ID seen on fewer than ``novel_min_count`` benign training nodes is novel: with
+        ``novel_first`` it scores NOVEL_FLOOR * (1 + log(1 + that ratio)) and a known ID at most KNOWN_CAP;
+        with ``id_feature_max`` it adds NOVEL_SCORE.
 
         A node that only receives the window's last transition has no frame of its own (every feature 0) and
         nothing to reconstruct: it scores 0. These are also the per-node attributions of a window's score.
@@ -271,10 +274,10 @@ class VGAE(nn.Module):
         ids = x[:, 0].long()
         node = (node_sq / self.error_q99[ids]).amax(dim=1)
         node = node * (x[:, 1:] != 0).any(dim=1).to(node.dtype)
-        novel = (self.benign_id_count[ids] < self.cfg.novel_min_count).to(node.dtype)
+        novel = self.benign_id_count[ids] < self.cfg.novel_min_count
         if self.cfg.window_score == "novel_first":
-            return torch.log1p(node) + NOVEL_LOG_SCORE * novel
-        return node + NOVEL_SCORE * novel
+            return torch.where(novel, NOVEL_FLOOR * (1.0 + torch.log1p(node)), node.clamp(max=KNOWN_CAP))
+        return node + NOVEL_SCORE * novel.to(node.dtype)
 
     @torch.no_grad()
     def calibrate(self, batches) -> None:
