@@ -545,6 +545,24 @@ def _assignment(name: str) -> str:
     return main[found.end() : statement_end(main, found.end())]
 
 
+def test_a_store_whose_fusions_cannot_be_fitted_stops_the_run_where_the_pipeline_stops():
+    """fusionPartProblem reads the fields plan.fusion_part_problem reads and says the same; the supervised
+    channel raises it before any training task; the GRAPHS stub writes a store that passes it."""
+    from kdgat.pipeline.plan import fusion_part_problem
+
+    text = strip_comments(WORKFLOW.read_text())
+    function = block(text, r"def\s+fusionPartProblem\(graphs\)")
+    for field in ("summary.parts.fusion", "fusion.attack_graphs", "fusion.attack_share"):
+        assert field in function, field
+    problem = fusion_part_problem({"parts": {"train": {"attack_graphs": 1}, "fusion": {"attack_graphs": 0}}})
+    assert f'"{problem}"' in function
+    supervised = _assignment("ch_graphs_supervised")
+    assert "fusionPartProblem(graphs)" in supervised and "error(" in supervised
+    stub = processes()["KDGAT_GRAPHS"].stub
+    manifest = json.loads(re.search(r"echo '(\{.*\})' > graphs/manifest.json", stub).group(1))
+    assert fusion_part_problem(manifest["summary"]) is None
+
+
 def test_steps_that_learn_from_attacks_read_only_the_supervised_graphs():
     """A dataset whose training part holds no attack window reaches only the steps that can learn
     without one (Step.supervised), and EVALUATE and EXPORT take the benign route's runs for it."""

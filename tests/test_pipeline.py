@@ -128,6 +128,42 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
         assert det.threshold.value == evaluated[det.label]["threshold"]["threshold"]
 
 
+@pytest.mark.parametrize(
+    "fusion_part",
+    [{"attack_graphs": 0, "attack_share": 0.0}, {"attack_graphs": 40, "attack_share": 1.0}, None],
+    ids=["no-attack", "no-benign", "missing"],
+)
+def test_fusion_part_problem_reads_the_graph_manifest(fusion_part):
+    from kdgat.pipeline.plan import fusion_part_problem
+
+    parts = {"train": {"attack_graphs": 10, "attack_share": 0.3}}
+    fine = {**parts, "fusion": {"attack_graphs": 3, "attack_share": 0.2}}
+    assert fusion_part_problem({"parts": fine}) is None
+    broken = {**parts, **({} if fusion_part is None else {"fusion": fusion_part})}
+    assert fusion_part_problem({"parts": broken})
+    none = {"attack_graphs": 0, "attack_share": 0.0}
+    assert fusion_part_problem({"parts": {"train": none, "fusion": none}}) is None  # no fusion is planned there
+
+
+def test_pipeline_stops_after_graphs_when_the_fusions_could_not_be_fitted(campaign, tmp_path):
+    """A store whose training part holds attacks but whose fusion part holds one class would fail at
+    `kdgat fuse`, once every member had trained: the pipeline says so right after the graphs step."""
+    source, _ = campaign
+    out = tmp_path / "out"
+    shutil.copytree(source / "out", out, symlinks=True)
+    manifest_path = out / "synthetic/graphs/manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["summary"]["parts"]["fusion"].update(attack_graphs=0, attack_share=0.0)
+    manifest_path.write_text(json.dumps(manifest))
+    args = ["pipeline", "-d", "synthetic", "--data-root", source / "data", "-o", out,
+            "--epochs", "1", "--episodes", "2", "--explain", "0"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exit_code != 0
+    assert "graphs (synthetic): cached" in result.output  # the store as recorded, not rebuilt
+    assert "lacks attack or benign windows, so the fusions cannot be fitted" in result.output
+    assert "train_vgae_large" not in result.output  # nothing after the graphs step
+
+
 def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
     # one test, in order: every call below starts from the state the previous one left
     tmp_path, _ = campaign

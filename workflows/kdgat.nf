@@ -72,6 +72,22 @@ def trainsOnAttacks(graphs) {
     return (manifest.summary.parts.train.attack_graphs as Integer) > 0
 }
 
+/*
+ * Why a graph store that trains on attacks cannot have its fusions fitted (its 'fusion' part lacks attack
+ * or benign windows), or null; kdgat.pipeline.plan.fusion_part_problem reads the same fields. FUSE would
+ * fail only once every member had trained.
+ */
+def fusionPartProblem(graphs) {
+    def fusion = new groovy.json.JsonSlurper().parseText(graphs.resolve('manifest.json').text).summary.parts.fusion
+    if (fusion == null) {
+        return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
+    }
+    if ((fusion.attack_graphs as Integer) == 0 || fusion.attack_share == null || (fusion.attack_share as Double) >= 1.0) {
+        return "its 'fusion' part (held-out blocks of the training captures) lacks attack or benign windows, so the fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"
+    }
+    return null
+}
+
 workflow KDGAT {
     take:
     datasets // string: comma list of catalog datasets, or 'all'
@@ -118,6 +134,13 @@ workflow KDGAT {
     // the steps that learn from attack windows run where the training part holds some; the datasets
     // that train on none are marked (meta.benign) for EVALUATE's threshold, the others' meta is unchanged
     ch_graphs_supervised = ch_graphs.filter { _meta, graphs -> trainsOnAttacks(graphs) }
+        .map { meta, graphs ->
+            def problem = fusionPartProblem(graphs)
+            if (problem) {
+                error("${meta.id}: graph store ${graphs}: ${problem}")
+            }
+            [meta, graphs]
+        }
     ch_graphs_supervised_by_key = ch_graphs_supervised.map { meta, graphs -> [meta.key, meta, graphs] }
     ch_graphs_benign_by_key = ch_graphs
         .filter { _meta, graphs -> !trainsOnAttacks(graphs) }

@@ -94,6 +94,25 @@ def trains_on_attacks(graphs_summary: dict) -> bool:
     return int(graphs_summary["parts"]["train"]["attack_graphs"]) > 0
 
 
+def fusion_part_problem(graphs_summary: dict) -> str | None:
+    """Why the fusions of a dataset that trains on attacks cannot be fitted on its graph store, or None.
+
+    `kdgat fuse` would say so after every member had trained; the pipeline says it once the graphs are
+    built. workflows/kdgat.nf (``fusionPartProblem``) reads the same fields.
+    """
+    if not trains_on_attacks(graphs_summary):
+        return None
+    part = graphs_summary["parts"].get("fusion")
+    if part is None:
+        return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
+    if int(part["attack_graphs"]) == 0 or part["attack_share"] is None or float(part["attack_share"]) >= 1.0:
+        return (
+            "its 'fusion' part (held-out blocks of the training captures) lacks attack or benign windows, so the "
+            "fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"
+        )
+    return None
+
+
 def train_step_name(model: str, scale: str, kd: bool) -> str:
     return f"train_{model}_{scale}" + ("_kd" if kd else "")
 

@@ -34,7 +34,7 @@ from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME
 from kdgat.core.threads import set_threads
 from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY, parse_policy
-from kdgat.pipeline.plan import Step, plan_steps, trains_on_attacks
+from kdgat.pipeline.plan import Step, fusion_part_problem, plan_steps, trains_on_attacks
 
 STATE_DIR = ".pipeline"
 RUN_STAGES = ("train", "fuse")  # steps whose output is a run folder that evaluate scores
@@ -434,11 +434,16 @@ class PipelineRunner:
         return todo
 
     def _learn(self, dataset: str | None, step: Step) -> None:
-        """After a dataset's graphs step: whether its training part holds attack windows."""
+        """After a dataset's graphs step: whether its training part holds attack windows, and a stop now where
+        its fusions could not be fitted (not hours later, once every member has trained)."""
         if step.stage == "graphs":
             from kdgat.core.manifest import read_manifest
 
-            self._supervised[dataset] = trains_on_attacks(read_manifest(self.layout.graphs(dataset)).summary)
+            summary = read_manifest(self.layout.graphs(dataset)).summary
+            problem = fusion_part_problem(summary)
+            if problem is not None:
+                raise KdgatError(f"{dataset}: graph store {self.layout.graphs(dataset)}: {problem}")
+            self._supervised[dataset] = trains_on_attacks(summary)
 
     def run(self) -> list[dict]:
         """Every step instance in plan order; returns what ran and what was cached."""
