@@ -482,7 +482,7 @@ def test_vgae_node_scores_novel_ids_and_target_only_nodes(window_score, novel):
 
 def test_novel_first_ranks_a_novel_id_above_any_error():
     """A node of an ID never seen in benign training outranks a known ID's node whatever its error (with the
-    earlier id_feature_max, an error ratio over 1000, which benign windows after a DAGA DoS reach, outranked
+    earlier id_feature_max, an error ratio over 1000, which benign DAGA windows near an attack reach, outranked
     it); novel nodes keep their errors' order; a known node scores what id_feature_max gave it."""
     scores = {}
     for window_score in ("novel_first", "id_feature_max"):

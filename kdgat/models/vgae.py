@@ -22,7 +22,7 @@ feature (the error ratio); a node that only receives a transition (no frame of i
 ``window_score: novel_first`` ranks every novel node above every known one (NOVEL_FLOOR) and keeps the
 error ratio as the score of a known node, so a window without a novel ID scores as it did with
 ``id_feature_max`` (runs made before it). That one added 1000 for a novel ID: the heavy-tailed ratios
-of benign windows right after an attack exceed it, and DAGA's DoS and ID-fuzzing windows (novel IDs)
+of benign windows near an attack exceed it, and DAGA's DoS and ID-fuzzing windows (novel IDs)
 ranked below them. One abnormal node among 100 moves either; the study's mean
 error over nodes (``mean``) does not.
 
