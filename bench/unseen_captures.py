@@ -36,8 +36,13 @@ import numpy as np
 RUNS = ("gat_large", "gat_small_kd", "gat_small", "hgb_large", "vgae_large")
 
 
+def of_capture(part, capture: str) -> np.ndarray:
+    """Which windows of ``part`` come from the source file ``capture`` (by path: parts list their files apart)."""
+    return np.asarray(part.files, dtype=object)[np.asarray(part.file_index)] == capture
+
+
 @contextmanager
-def without_attacks_of(capture: int):
+def without_attacks_of(capture: str):
     """Every GraphDataModule built inside leaves out the attack windows of file ``capture`` (train and val)."""
     from kdgat.training import datamodule
 
@@ -45,8 +50,7 @@ def without_attacks_of(capture: int):
 
     def select(self, part):
         chosen = original(self, part)
-        y, files = np.asarray(part.y)[chosen], np.asarray(part.file_index)[chosen]
-        return chosen[~((y == 1) & (files == capture))]
+        return chosen[~((np.asarray(part.y)[chosen] == 1) & of_capture(part, capture)[chosen])]
 
     datamodule.GraphDataModule._select = select
     try:
@@ -56,6 +60,7 @@ def without_attacks_of(capture: int):
 
 
 def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int) -> np.ndarray:
+    """``capture``: the index of the file in the validation part's file list (the runs are named by it)."""
     """Validation scores of ``run_dir``'s model trained again without ``capture``'s attack windows."""
     from kdgat.core.config import load_frozen_config
     from kdgat.evaluation.scoring import score_model
@@ -65,11 +70,12 @@ def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int)
 
     cfg = load_frozen_config(run_dir / "config.json")
     val = store.part("val")
+    path = val.files[capture]
     if cfg.model_type == "hgb":  # fitted in memory: the same selection as fit_window_model's, minus c's attacks
         train_part = store.part("train")
-        y, files = np.asarray(train_part.y), np.asarray(train_part.file_index)
+        y = np.asarray(train_part.y)
         model = WINDOW_MODELS["hgb"](cfg.hgb, store.vocab_size, store.metadata["node_features"], seed=cfg.seed)
-        model.fit(train_part, np.flatnonzero((y >= 0) & ~((y == 1) & (files == capture))))
+        model.fit(train_part, np.flatnonzero((y >= 0) & ~((y == 1) & of_capture(train_part, path))))
         return model.p_attack(val)
     target = out / f"{run_dir.name}_without{capture}"
     if not (target / "model.pt").is_file():
@@ -79,7 +85,7 @@ def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int)
             teacher = out / f"{Path(recorded).name}_without{capture}"
             if not (teacher / "model.pt").is_file():
                 raise SystemExit(f"{run_dir.name} learns from {Path(recorded).name}: list that run before it")
-        with without_attacks_of(capture):
+        with without_attacks_of(path):
             train.run(cfg, store.path, target, teacher_dir=teacher, threads=threads, progress_bar=False,
                       tracking_uri=f"sqlite:///{out / 'mlruns.db'}", resume=False)  # fmt: skip
     model, _ = load_run_model(target, store)

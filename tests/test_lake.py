@@ -600,5 +600,6 @@ def test_cell_text_is_shared_by_the_terminal_and_the_report():
         "-", "-", "yes", "0.1235", "1234", "1;2",
     ]  # fmt: skip
     assert cell_text(None, None) == "" and cell_text(0.1, None) == "0.1"  # CSV: full precision, empty null
+    assert cell_text(4.47e15) == "4.4700e+15" and cell_text(999999.5) == "999999.5000"  # a VGAE threshold
     html = table_html(pa.table({"model": ["gat_small"], "parameters": [49858], "f1": [float("nan")]}))
     assert "<td>gat_small</td>" in html and '<td class="num">49,858</td>' in html and '<td class="num">-</td>' in html

@@ -12,7 +12,7 @@ from torch_geometric.nn import GATConv
 from kdgat.core.config import resolve_config
 from kdgat.models import GATJK, VGAE, build_model
 from kdgat.models.inputs import with_self_loops
-from kdgat.models.vgae import neighbourhood_targets
+from kdgat.models.vgae import KNOWN_CAP, neighbourhood_targets
 from kdgat.training.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
 
 SCALES = ("large", "small")
@@ -478,6 +478,28 @@ def test_vgae_node_scores_novel_ids_and_target_only_nodes(window_score, novel):
     x[4, 1:] = 0.0  # a node that only receives the last transition: nothing of its own to reconstruct
     nodes = model.node_scores(model(x, batch.edge_index, batch.batch), x)
     assert nodes[0] >= novel and nodes[1:4].max() < novel and nodes[4] == 0.0
+
+
+@pytest.mark.parametrize("window_score,expected", [("novel_first", 0.0), ("id_feature_max", 1e3)])
+def test_a_novel_id_that_only_receives_the_last_transition(window_score, expected):
+    """The window's last node is the next window's first frame (no features of its own, labelled in that
+    window): with novel_first its novel ID does not make this window novel; id_feature_max (earlier runs)
+    added 1000 to it, and keeps doing so. An infinite error ratio stays finite under novel_first."""
+    model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=2, window_score=window_score))
+    model.eval()
+    batch = tiny_batch(sizes=(5,))
+    model.benign_id_count[:] = 5.0
+    model.benign_id_count[batch.x[4, 0].long()] = 0.0  # the target-only node's ID is novel
+    x = batch.x.clone()
+    x[4, 1:] = 0.0
+    out = model(x, batch.edge_index, batch.batch)
+    assert float(model.node_scores(out, x)[4]) == expected
+    if window_score == "novel_first":
+        model.benign_id_count[batch.x[0, 0].long()] = 0.0  # node 0: novel, with an infinite error ratio
+        model.error_q99[batch.x[0, 0].long()] = 0.0
+        model.error_q99[batch.x[1, 0].long()] = 0.0  # node 1: known, infinite too
+        nodes = model.node_scores(out, x)
+        assert torch.isfinite(nodes).all() and nodes[0] > nodes[1] == KNOWN_CAP
 
 
 def test_novel_first_ranks_a_novel_id_above_any_error():

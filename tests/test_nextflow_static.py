@@ -519,7 +519,9 @@ def test_per_seed_steps_run_on_the_seeded_channels_and_publish_per_seed():
     """--seeds fans out everything after GRAPHS: one item per dataset and seed, joined on meta.key."""
     text = strip_comments(WORKFLOW.read_text())
     main = sections(block(text, r"workflow\s+KDGAT"), ("take", "main", "emit"))["main"]
-    fan_out = re.search(r"ch_graphs = GRAPHS\.out\.graphs\s*\.combine\(channel\.fromList\(seeds\)\)", main)
+    fan_out = re.search(
+        r"ch_graphs = GRAPHS\.out\.graphs\s*(\.map \{[\s\S]*?\})?\s*\.combine\(channel\.fromList\(seeds\)\)", main
+    )
     assert fan_out and 'key: "${meta.id}/seed${seed}"' in main
     assert "meta.id, run]" not in main and ".join(" in main  # joins on meta.key only
     _, calls = workflow_graph()
@@ -546,18 +548,21 @@ def _assignment(name: str) -> str:
 
 
 def test_a_store_whose_fusions_cannot_be_fitted_stops_the_run_where_the_pipeline_stops():
-    """fusionPartProblem reads the fields plan.fusion_part_problem reads and says the same; the supervised
-    channel raises it before any training task; the GRAPHS stub writes a store that passes it."""
+    """fusionPartProblem reads the fields plan.fusion_part_problem reads and says the same; the graphs channel
+    every training task reads raises it; the GRAPHS stub writes a store that passes it."""
     from kdgat.pipeline.plan import fusion_part_problem
 
     text = strip_comments(WORKFLOW.read_text())
     function = block(text, r"def\s+fusionPartProblem\(graphs\)")
-    for field in ("summary.parts.fusion", "fusion.attack_graphs", "fusion.attack_share"):
+    for field in ("trainsOnAttacks(graphs)", "summary.parts.fusion", "fusion.attack_graphs", "fusion.benign_graphs"):
         assert field in function, field
-    problem = fusion_part_problem({"parts": {"train": {"attack_graphs": 1}, "fusion": {"attack_graphs": 0}}})
+    problem = fusion_part_problem(
+        {"parts": {"train": {"attack_graphs": 1}, "fusion": {"attack_graphs": 0, "benign_graphs": 5}}}
+    )
     assert f'"{problem}"' in function
-    supervised = _assignment("ch_graphs_supervised")
-    assert "fusionPartProblem(graphs)" in supervised and "error(" in supervised
+    checked = _assignment("ch_graphs")
+    assert "fusionPartProblem(graphs)" in checked and "error(" in checked
+    assert checked.index("fusionPartProblem") < checked.index(".combine(")  # once per dataset, not per seed
     stub = processes()["KDGAT_GRAPHS"].stub
     manifest = json.loads(re.search(r"echo '(\{.*\})' > graphs/manifest.json", stub).group(1))
     assert fusion_part_problem(manifest["summary"]) is None

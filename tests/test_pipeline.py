@@ -130,15 +130,22 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
 
 @pytest.mark.parametrize(
     "fusion_part",
-    [{"attack_graphs": 0, "attack_share": 0.0}, {"attack_graphs": 40, "attack_share": 1.0}, None],
-    ids=["no-attack", "no-benign", "missing"],
+    [
+        {"attack_graphs": 0, "benign_graphs": 9, "attack_share": 0.0},
+        {"attack_graphs": 40, "benign_graphs": 0, "attack_share": 1.0},
+        {"attack_graphs": 40, "attack_share": 1.0},  # a manifest written before benign_graphs
+        None,
+    ],
+    ids=["no-attack", "no-benign", "no-benign-older-manifest", "missing"],
 )
 def test_fusion_part_problem_reads_the_graph_manifest(fusion_part):
     from kdgat.pipeline.plan import fusion_part_problem
 
     parts = {"train": {"attack_graphs": 10, "attack_share": 0.3}}
-    fine = {**parts, "fusion": {"attack_graphs": 3, "attack_share": 0.2}}
+    fine = {**parts, "fusion": {"attack_graphs": 3, "benign_graphs": 12, "attack_share": 0.2}}
     assert fusion_part_problem({"parts": fine}) is None
+    rounded = {**parts, "fusion": {"attack_graphs": 40000, "benign_graphs": 1, "attack_share": 1.0}}
+    assert fusion_part_problem({"parts": rounded}) is None  # 2.5e-5 benign rounds to a share of 1.0
     broken = {**parts, **({} if fusion_part is None else {"fusion": fusion_part})}
     assert fusion_part_problem({"parts": broken})
     none = {"attack_graphs": 0, "attack_share": 0.0}

@@ -78,11 +78,16 @@ def trainsOnAttacks(graphs) {
  * fail only once every member had trained.
  */
 def fusionPartProblem(graphs) {
+    if (!trainsOnAttacks(graphs)) {
+        return null // no fusion is planned there
+    }
     def fusion = new groovy.json.JsonSlurper().parseText(graphs.resolve('manifest.json').text).summary.parts.fusion
     if (fusion == null) {
         return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
     }
-    if ((fusion.attack_graphs as Integer) == 0 || fusion.attack_share == null || (fusion.attack_share as Double) >= 1.0) {
+    // benign_graphs since kdgat wrote it; before, attack_share (rounded to 4 digits: 1.0 can hide a few)
+    def benign = fusion.containsKey('benign_graphs') ? (fusion.benign_graphs as Integer) > 0 : fusion.attack_share != null && (fusion.attack_share as Double) < 1.0
+    if ((fusion.attack_graphs as Integer) == 0 || !benign) {
         return "its 'fusion' part (held-out blocks of the training captures) lacks attack or benign windows, so the fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"
     }
     return null
@@ -127,13 +132,8 @@ workflow KDGAT {
     GRAPHS(INGEST.out.frames)
 
     // ---- The seed fan-out: one item per dataset and seed from here on, keyed by meta.key ---------
+    // a store whose fusions could not be fitted stops the run here, before any training task
     ch_graphs = GRAPHS.out.graphs
-        .combine(channel.fromList(seeds))
-        .map { meta, graphs, seed -> [meta + [seed: seed, key: "${meta.id}/seed${seed}".toString()], graphs] }
-    ch_graphs_by_key = ch_graphs.map { meta, graphs -> [meta.key, meta, graphs] }
-    // the steps that learn from attack windows run where the training part holds some; the datasets
-    // that train on none are marked (meta.benign) for EVALUATE's threshold, the others' meta is unchanged
-    ch_graphs_supervised = ch_graphs.filter { _meta, graphs -> trainsOnAttacks(graphs) }
         .map { meta, graphs ->
             def problem = fusionPartProblem(graphs)
             if (problem) {
@@ -141,6 +141,12 @@ workflow KDGAT {
             }
             [meta, graphs]
         }
+        .combine(channel.fromList(seeds))
+        .map { meta, graphs, seed -> [meta + [seed: seed, key: "${meta.id}/seed${seed}".toString()], graphs] }
+    ch_graphs_by_key = ch_graphs.map { meta, graphs -> [meta.key, meta, graphs] }
+    // the steps that learn from attack windows run where the training part holds some; the datasets
+    // that train on none are marked (meta.benign) for EVALUATE's threshold, the others' meta is unchanged
+    ch_graphs_supervised = ch_graphs.filter { _meta, graphs -> trainsOnAttacks(graphs) }
     ch_graphs_supervised_by_key = ch_graphs_supervised.map { meta, graphs -> [meta.key, meta, graphs] }
     ch_graphs_benign_by_key = ch_graphs
         .filter { _meta, graphs -> !trainsOnAttacks(graphs) }

@@ -16,14 +16,18 @@ from rich.text import Text
 
 
 def cell_text(value, digits: int | None = 4, grouping: bool = False) -> str:
-    """One value as table text: floats to ``digits`` decimals (None: full precision, empty for null),
-    yes/no, ISO timestamps, lists joined by ``;``; ``grouping`` puts thousands separators in integers."""
+    """One value as table text: floats to ``digits`` decimals (None: full precision, empty for null; from
+    1e6 up, ``digits`` significant digits in exponent form, as a VGAE threshold above a novel ID's 1e30
+    would be 31 digits long), yes/no, ISO timestamps, lists joined by ``;``; ``grouping`` puts thousands
+    separators in integers."""
     if value is None or (isinstance(value, float) and value != value and digits is not None):
         return "-" if digits is not None else ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}f}" if digits is not None else repr(value)
+        if digits is None:
+            return repr(value)
+        return f"{value:.{digits}e}" if abs(value) >= 1e6 else f"{value:.{digits}f}"
     if isinstance(value, int) and grouping:
         return f"{value:,}"
     if isinstance(value, datetime):

@@ -267,17 +267,20 @@ class VGAE(nn.Module):
         with ``id_feature_max`` it adds NOVEL_SCORE.
 
         A node that only receives the window's last transition has no frame of its own (every feature 0) and
-        nothing to reconstruct: it scores 0. These are also the per-node attributions of a window's score.
+        nothing to reconstruct: it scores 0 (with ``novel_first`` also when its ID is novel: that frame is the
+        next window's, and labelled there; ``id_feature_max`` added NOVEL_SCORE to it). These are also the
+        per-node attributions of a window's score.
         """
         if node_sq is None:
             node_sq = (out["recon"] - self.target(x)).pow(2)
         ids = x[:, 0].long()
-        node = (node_sq / self.error_q99[ids]).amax(dim=1)
-        node = node * (x[:, 1:] != 0).any(dim=1).to(node.dtype)
+        has_frame = (x[:, 1:] != 0).any(dim=1)
+        ratio = (node_sq / self.error_q99[ids]).amax(dim=1)
         novel = self.benign_id_count[ids] < self.cfg.novel_min_count
         if self.cfg.window_score == "novel_first":
-            return torch.where(novel, NOVEL_FLOOR * (1.0 + torch.log1p(node)), node.clamp(max=KNOWN_CAP))
-        return node + NOVEL_SCORE * novel.to(node.dtype)
+            ratio = ratio.clamp(max=KNOWN_CAP) * has_frame.to(ratio.dtype)  # capped first: no inf, no inf * 0
+            return torch.where(novel & has_frame, NOVEL_FLOOR * (1.0 + torch.log1p(ratio)), ratio)
+        return ratio * has_frame.to(ratio.dtype) + NOVEL_SCORE * novel.to(ratio.dtype)
 
     @torch.no_grad()
     def calibrate(self, batches) -> None:

@@ -105,7 +105,9 @@ def fusion_part_problem(graphs_summary: dict) -> str | None:
     part = graphs_summary["parts"].get("fusion")
     if part is None:
         return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
-    if int(part["attack_graphs"]) == 0 or part["attack_share"] is None or float(part["attack_share"]) >= 1.0:
+    # benign_graphs since this version; before it, attack_share (rounded to 4 digits: 1.0 can hide a few)
+    benign = part["benign_graphs"] if "benign_graphs" in part else (part["attack_share"] or 0.0) < 1.0
+    if int(part["attack_graphs"]) == 0 or not benign:
         return (
             "its 'fusion' part (held-out blocks of the training captures) lacks attack or benign windows, so the "
             "fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"

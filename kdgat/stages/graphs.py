@@ -399,6 +399,7 @@ def _describe_part(part_dir: Path, info: dict) -> dict:
         "mean_nodes": round(info["num_nodes"] / graphs, 2) if graphs else 0.0,
         "mean_edges": round(info["num_edges"] / graphs, 2) if graphs else 0.0,
         "attack_graphs": int((y == 1).sum()),
+        "benign_graphs": int((y == 0).sum()),
         "attack_share": round(float((y == 1).sum() / labelled.sum()), 4) if labelled.any() else None,
         "files": len(info["files"]),
     }

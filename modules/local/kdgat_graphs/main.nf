@@ -27,6 +27,6 @@ process KDGAT_GRAPHS {
     touch graphs/metadata.json
     # the workflow reads parts.train.attack_graphs to route the dataset (a stub trains on attacks) and
     # parts.fusion to check that its fusions can be fitted
-    echo '{"summary": {"parts": {"train": {"attack_graphs": 1}, "fusion": {"attack_graphs": 1, "attack_share": 0.5}}}}' > graphs/manifest.json
+    echo '{"summary": {"parts": {"train": {"attack_graphs": 1}, "fusion": {"attack_graphs": 1, "benign_graphs": 1, "attack_share": 0.5}}}}' > graphs/manifest.json
     """
 }
