@@ -92,6 +92,16 @@ def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int)
     return score_model(cfg.model_type, model, val)["score"]
 
 
+def capture_names(paths: list[str]) -> list[str]:
+    """File names without extensions, with their folder where two captures share a name (DAGA's)."""
+    stems = [Path(p).name.split(".")[0] for p in paths]
+    unique = [
+        stem if stems.count(stem) == 1 else f"{Path(p).parent.name}/{stem}"
+        for p, stem in zip(paths, stems, strict=True)
+    ]
+    return unique
+
+
 def threshold(y, scores, policy: str) -> float:
     from kdgat.stages.evaluate import choose_by_policy
 
@@ -111,7 +121,7 @@ def one_seed(seed_dir: Path, store, run: str, policy: str, out: Path, threads: i
     full = score_model(cfg.model_type, model, val)["score"]
     t_full = threshold(y, full, policy)
     captures = sorted(set(files[y == 1].tolist()))
-    names = [Path(store.part("val").files[c]).name.split(".")[0] for c in captures]
+    names = capture_names([val.files[c] for c in captures])
     by_capture = {c: full for c in captures}
     if cfg.model_type in SUPERVISED_MODELS:
         by_capture = {c: left_out_scores(run_dir, store, c, out / seed_dir.name, threads) for c in captures}
