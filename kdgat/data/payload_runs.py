@@ -54,22 +54,22 @@ def _sorted_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None):
     runs = np.zeros((n, BYTES), np.int32)
     if n == 0:
         return np.zeros(0, np.int64), keys[:0], runs
-    order = np.lexsort((np.arange(n), keys))
+    position = np.arange(n)
+    order = np.lexsort((position, keys))
     sorted_keys, sorted_data = keys[order], np.asarray(data)[order]
     same_key = np.zeros(n, bool)
     same_key[1:] = sorted_keys[1:] == sorted_keys[:-1]
     starts = np.flatnonzero(~same_key)  # each key's first frame in this block
-    group_start = np.maximum.accumulate(np.where(~same_key, np.arange(n), 0))
-    carried_payload = np.zeros((len(starts), BYTES), np.int64)
+    group = np.cumsum(~same_key) - 1  # which key group each sorted frame belongs to
+    group_start = starts[group]
+    carried_payload = np.zeros((len(starts), BYTES), np.uint8)
     carried_runs = np.full((len(starts), BYTES), -1, np.int64)  # -1: nothing carried
     if state is not None:
         for i, key in enumerate(sorted_keys[starts].tolist()):
             if key in state.payload:
                 carried_payload[i], carried_runs[i] = state.payload[key], state.runs[key]
-    position = np.arange(n)
-    group = np.cumsum(~same_key) - 1  # which key group each sorted frame belongs to
     for j in range(BYTES):
-        value = sorted_data[:, j].astype(np.int64)
+        value = sorted_data[:, j]
         same = np.zeros(n, bool)
         same[1:] = same_key[1:] & (value[1:] == value[:-1])
         continues = (carried_runs[:, j] >= 0) & (carried_payload[:, j] == value[starts])
@@ -80,9 +80,7 @@ def _sorted_runs(keys: np.ndarray, data: np.ndarray, state: RunState | None):
         runs[:, j] = np.where(last_reset >= group_start, in_block, carried)
     if state is not None:
         last = np.r_[starts[1:] - 1, n - 1]
-        for key, payload, run in zip(
-            sorted_keys[last].tolist(), sorted_data[last].astype(np.int64), runs[last], strict=True
-        ):
+        for key, payload, run in zip(sorted_keys[last].tolist(), sorted_data[last], runs[last], strict=True):
             state.payload[key], state.runs[key] = payload, run
     return order, sorted_keys, runs
 
