@@ -312,31 +312,31 @@ def run(
     begin_output(out_dir)
     # the single models first, so that the fusions find their members' scores; results in the order given
     order = sorted(range(len(run_dirs)), key=lambda i: fusions[i])
-    evaluated: dict[int, tuple] = {}
-    rows_of: dict[int, list | None] = {}  # each run's score rows, written in the order given
+    evaluated: dict[int, tuple] = {}  # per run: its results and its score rows, written in the order given
     for position, index in enumerate(order, 1):
         run = run_dirs[index]
-        rows_of[index] = run_rows = None if score_rows is None else []
+        run_rows = None if score_rows is None else []
         if progress:
             what = "validation and " if "val" in store.parts else ""
             progress(f"[{position}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
         if fusions[index]:
-            evaluated[index] = evaluate_fusion_run(
+            outcome = evaluate_fusion_run(
                 run, store, policy, batch_size, recorded, run_rows, member_scores, compile_models
             )
         else:
             kept = member_scores.setdefault(run, {}) if run in members else None
-            evaluated[index] = evaluate_run(
+            outcome = evaluate_run(
                 run, store, policy, batch_size, explain, compile_models, progress, recorded, run_rows, kept
             )
+        evaluated[index] = (*outcome, run_rows)
     metrics, curves, embeddings, attention, policies, explanations = {}, {}, {}, {}, {}, {}
     for index, run in enumerate(run_dirs):
-        label, result, run_curves, arrays = evaluated[index]
+        label, result, run_curves, arrays, run_rows = evaluated[index]
         if label in metrics:
             raise KdgatError(f"{run}: a second {label} run; evaluate one run per model variant")
         metrics[label], curves[label] = result, run_curves
         if score_rows is not None:
-            score_rows.extend(rows_of[index])
+            score_rows.extend(run_rows)
         embeddings.update(arrays.get("embeddings", {}))
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
@@ -379,8 +379,8 @@ def run(
         )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(document, indent=2) + "\n")
     inputs = [file_entry(graphs_dir / "metadata.json")]
-    for r in map(Path, run_dirs):
-        inputs.append(file_entry(r / FUSION_FILE if is_fusion_run(r) else model_file(r)))
+    for r, fusion in zip(run_dirs, fusions, strict=True):
+        inputs.append(file_entry(r / FUSION_FILE if fusion else model_file(r)))
     outputs = [METRICS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
     outputs += ["explanations.npz"] if explanations else []
