@@ -342,3 +342,22 @@ def test_gat_id_input_added_later_leaves_earlier_run_hashes_alone(tmp_path):
         path.write_text(config_to_json(cfg))
         again = load_frozen_config(path)
         assert again == cfg and config_hash(again) == config_hash(cfg)
+
+
+def test_fusion_novel_alert_is_a_fuse_run_setting(tmp_path):
+    """fusion.novel_alert (default on) is kept by fuse runs only: a model run's config, and so its hash and the
+    pipeline's step key, is what it was before the key existed, whatever the setting; off, a fuse run's config
+    is that of a run made before it (which scored without the rule)."""
+    from kdgat.core.config import config_hash, config_to_json, load_frozen_config
+
+    fuse = resolve_config("dqn", "small")
+    assert fuse.fusion.novel_alert and fuse.model_dump(mode="json")["fusion"]["novel_alert"] is True
+    off = resolve_config("dqn", "small", overrides=["fusion.novel_alert=false"])
+    assert "novel_alert" not in off.model_dump(mode="json")["fusion"] and config_hash(off) != config_hash(fuse)
+    for kind in ("vgae", "gat", "hgb"):
+        on, plain = (resolve_config(kind, "small", overrides=[f"fusion.novel_alert={v}"]) for v in ("true", "false"))
+        assert not on.fusion.novel_alert and config_hash(on) == config_hash(plain), kind
+    path = tmp_path / "config.json"
+    path.write_text(config_to_json(fuse))
+    again = load_frozen_config(path)
+    assert again == fuse and again.fusion.novel_alert

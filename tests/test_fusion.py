@@ -326,6 +326,9 @@ def test_make_fusion():
 
 def test_fusion_data_is_checked():
     good = toy(10, 0)
+    assert good.novel.dtype == bool and not good.novel.any()  # no VGAE said otherwise: no window holds a novel ID
+    with pytest.raises(ValueError, match="novel must have shape"):
+        FusionData(good.states, good.vgae_score, good.gat_prob, good.labels, np.zeros(3, bool))
     with pytest.raises(ValueError, match="shape"):
         FusionData(good.states, good.vgae_score[:5], good.gat_prob, good.labels)
     with pytest.raises(ValueError, match="labels"):
@@ -334,3 +337,39 @@ def test_fusion_data_is_checked():
         FusionData(good.states, good.vgae_score + 2, good.gat_prob, good.labels)
     with pytest.raises(ValueError, match="2-D"):
         FusionData(good.states[:, 0], good.vgae_score, good.gat_prob, good.labels)
+
+
+@pytest.mark.parametrize("fallback", [None, "gat", "vgae"])
+def test_a_window_with_a_novel_id_scores_one_with_novel_alert(fallback):
+    """``novel_alert``: the windows holding a novel CAN ID score 1 whatever the fitted fusion or its fallback
+    member says; every other window keeps its score. Without the key (runs made before it) nothing changes."""
+    from kdgat.fusion.ensemble import ensemble_scores, novel_counts
+
+    train, _, test = splits("vgae")
+    fusion = WeightedFusion(FUSION.model_copy(update={"epochs": 5}), seed=0)
+    fusion.fit(train)
+    novel = np.zeros(len(test), dtype=bool)
+    novel[[0, 5, 17]] = True
+    data = FusionData(test.states, test.vgae_score, test.gat_prob, test.labels, novel)
+    members = {"fallback": fallback}
+    before = ensemble_scores(fusion, data, members)
+    after = ensemble_scores(fusion, data, {**members, "novel_alert": True})
+    assert (before[novel] < 1).any() and (after[novel] == 1).all()
+    assert np.array_equal(after[~novel], before[~novel])
+    assert np.array_equal(ensemble_scores(fusion, data, {**members, "novel_alert": False}), before)
+    assert novel_counts(data) == {
+        "benign": int((test.labels[novel] == 0).sum()),
+        "attack": int(test.labels[novel].sum()),
+    }
+
+
+def test_novel_alert_is_kept_only_where_it_ranks_no_worse():
+    """The fuse stage keeps the rule when it ranks its held-out windows no worse: novel-ID windows that are all
+    attacks (as DAGA's DoS and ID fuzzing) keep or raise the average precision; a benign one among them lowers it."""
+    from kdgat.fusion.ensemble import novel_alert_ranks_no_worse
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.6, 0.3, 0.8, 0.9], np.float32)  # attack window 3 ranks below benign window 2
+    assert novel_alert_ranks_no_worse(labels, scores, np.array([0, 0, 0, 1, 0, 0], bool))  # lifted above it
+    assert novel_alert_ranks_no_worse(labels, scores, np.zeros(6, bool))  # no novel window: nothing changes
+    assert not novel_alert_ranks_no_worse(labels, scores, np.array([1, 0, 0, 0, 0, 0], bool))  # a benign one

@@ -526,6 +526,24 @@ def test_novel_first_ranks_a_novel_id_above_any_error():
     torch.testing.assert_close(new[3:], old[3:], rtol=0, atol=0)  # known nodes: the error ratio, unchanged
 
 
+@pytest.mark.parametrize("window_score", ["novel_first", "id_feature_max"])
+def test_which_windows_hold_a_novel_id(window_score):
+    """Read from the window scores: a window holds a novel ID when one of its nodes (with a frame of its own)
+    is novel; only novel_first says so (id_feature_max's +1000 is below benign ratios: it cannot)."""
+    model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=2, window_score=window_score))
+    model.eval()
+    batch = tiny_batch(sizes=(5, 5, 5))
+    model.benign_id_count[:] = 5.0
+    x = batch.x.clone()
+    x[:, 0] = 0.0  # every frame of ID 0 (known)...
+    x[10, 0] = 1.0  # ...but the third window's first, of an ID no benign training node had
+    model.benign_id_count[1] = 0.0
+    out = model(x, batch.edge_index, batch.batch)
+    scores = model.graph_scores(out, x, batch.edge_index, batch.batch)["anomaly"]
+    expected = [False, False, window_score == "novel_first"]
+    assert model.holds_novel_id(scores).tolist() == expected
+
+
 @pytest.mark.parametrize("readout", ["mean", "max", "meanmax", "attention"])
 def test_gat_readouts(readout):
     cfg = section("gat", "small", readout=readout)

@@ -315,7 +315,7 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
-    from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run
+    from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run, novel_counts, with_novel_alert
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
     from kdgat.stages.fuse import average_precision
@@ -332,6 +332,14 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     best_member = max(average_precision(held_out.labels, s) for s in (held_out.gat_prob, held_out.vgae_score))
     assert ranked >= best_member - 1e-12
     assert members["fallback"] == metrics["fallback"] and metrics["collapsed_to"] in (None, "gat", "vgae")
+    # the default novel_alert (a window holding a CAN ID that benign training traffic lacks scores 1), kept
+    # only where it ranks the held-out windows no worse: here some benign ones hold such IDs
+    plain = ensemble_scores(fusion, held_out, {"fallback": members["fallback"]})
+    with_rule = average_precision(held_out.labels, with_novel_alert(plain, held_out.novel))
+    assert metrics["novel_windows"] == novel_counts(held_out) and held_out.novel.any()
+    assert metrics["pr_auc_on_fusion_windows"]["with_novel_alert"] == with_rule
+    assert members["novel_alert"] is metrics["novel_alert"] is (with_rule >= average_precision(held_out.labels, plain))
+    assert not metrics["novel_alert_unavailable"] and metrics["novel_alert_dropped"] is not members["novel_alert"]
     for name in ("fusion.pt", "members.json", "config.json", "metrics.json", "manifest.json"):
         assert (tmp_path / "fusion" / name).is_file()
     listed = {o["path"] for o in json.loads((tmp_path / "fusion" / "manifest.json").read_text())["outputs"]}
@@ -344,6 +352,10 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     assert label == f"fusion_{method}_large"
     result = document["runs"][label]
     assert result["threshold"]["policy"] == "margin" and set(result["test"]) == set(open_store(store_dir).test_parts())
+    assert result["novel_alert"] is members["novel_alert"] and set(result["novel_windows"]) == {
+        "validation",
+        *result["test"],
+    }
     members = sum(json.loads((teachers / k / "metrics.json").read_text())["parameters"] for k in ("vgae", "gat"))
     assert result["parameters"] == metrics["ensemble_parameters"] == members + metrics["fusion_parameters"]
     if method == "dqn":

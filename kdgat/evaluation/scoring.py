@@ -54,7 +54,8 @@ def score_gat(model, part: GraphPart, batch_size: int = 1024, with_embedding: bo
 
 @torch.inference_mode()
 def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: bool = False) -> dict[str, np.ndarray]:
-    """Anomaly score per window (the model's window score) and the VGAE half of the fusion state."""
+    """Anomaly score per window (the model's window score), whether it holds a novel CAN ID (``novel``) and
+    the VGAE half of the fusion state."""
     model.eval()
     out: dict[str, list] = {k: [] for k in VGAE_STATE}
     embeddings, anomaly = [], []
@@ -69,6 +70,7 @@ def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: b
             embeddings.append(scatter(result["z"], batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
     result["score"] = torch.cat(anomaly).numpy() if anomaly else np.zeros(0, np.float32)
+    result["novel"] = model.holds_novel_id(torch.from_numpy(result["score"])).numpy()
     if with_embedding:
         result["embedding"] = torch.cat(embeddings).numpy()
     return result

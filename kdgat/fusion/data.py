@@ -1,8 +1,8 @@
 """What every fusion method sees and shares: the per-window data, the fused score, standardisation.
 
 Each window has a 15-value state (VGAE 8 then GAT 7 values), a VGAE anomaly score squashed to
-[0, 1], the GAT attack probability and a 0/1 label. Helpers here keep every method deterministic
-for a given seed without touching the caller's RNG or thread count.
+[0, 1], the GAT attack probability, a 0/1 label and whether it holds a novel CAN ID. Helpers here
+keep every method deterministic for a given seed without touching the caller's RNG or thread count.
 """
 
 from __future__ import annotations
@@ -29,22 +29,27 @@ class FusionData:
         vgae_score: (n,) VGAE anomaly score squashed to [0, 1].
         gat_prob: (n,) GAT p(attack).
         labels: (n,) 0 = benign, 1 = attack.
+        novel: (n,) bool, the window holds a CAN ID benign training traffic lacks (the VGAE says so;
+            no fusion method learns from it: the ensemble's rule, :func:`kdgat.fusion.ensemble.ensemble_scores`).
+            None: no window does.
     """
 
     states: np.ndarray
     vgae_score: np.ndarray
     gat_prob: np.ndarray
     labels: np.ndarray
+    novel: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.states = np.ascontiguousarray(self.states, dtype=np.float32)
         self.vgae_score = np.ascontiguousarray(self.vgae_score, dtype=np.float32)
         self.gat_prob = np.ascontiguousarray(self.gat_prob, dtype=np.float32)
         self.labels = np.ascontiguousarray(self.labels, dtype=np.float32)
+        n = len(self.states)
+        self.novel = np.zeros(n, dtype=bool) if self.novel is None else np.ascontiguousarray(self.novel, dtype=bool)
         if self.states.ndim != 2:
             raise ValueError(f"states must be 2-D (n, {STATE_DIM}), got shape {self.states.shape}")
-        n = len(self.states)
-        for name in ("vgae_score", "gat_prob", "labels"):
+        for name in ("vgae_score", "gat_prob", "labels", "novel"):
             arr = getattr(self, name)
             if arr.shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},) like states, got {arr.shape}")

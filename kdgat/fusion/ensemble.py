@@ -1,8 +1,9 @@
 """A fusion run folder as other stages read it: the frozen VGAE + GAT pair and the fitted fusion.
 
-``members.json`` names the two member runs, the VGAE score scale and, when the fitted fusion ranked
-worse than one of its members on the windows it was fitted on, that member (``fallback``): the
-ensemble then scores with it alone, so a fusion is never worse than its best member there.
+``members.json`` names the two member runs, the VGAE score scale, when the fitted fusion ranked
+worse than one of its members on the windows it was fitted on, that member (``fallback``: the
+ensemble then scores with it alone, so a fusion is never worse than its best member there), and
+whether a window holding a novel CAN ID scores 1 whatever the fusion says (``novel_alert``).
 ``fusion.pt`` holds the fitted fusion method; evaluation and export rebuild the ensemble from them.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import average_precision_score
 
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError
@@ -51,17 +53,45 @@ class Ensemble:
             self.vgae_scale = float(np.median(benign)) if len(benign) else float(np.median(vgae["score"]))
         error = vgae["score"]  # the VGAE's window score (its most abnormal node, by default)
         squashed = error / (error + max(self.vgae_scale, 1e-12))
-        data = FusionData(fusion_state(vgae, gat)[keep], squashed[keep], gat["p_attack"][keep], y[keep])
+        novel = vgae.get("novel", np.zeros(len(y), dtype=bool))[keep]
+        data = FusionData(fusion_state(vgae, gat)[keep], squashed[keep], gat["p_attack"][keep], y[keep], novel)
         return data, keep
 
 
 def ensemble_scores(fusion, data: FusionData, members: dict, batch_size: int = 1024) -> np.ndarray:
-    """The ensemble's score per window: its fallback member's, or the fusion's in batches of ``batch_size``.
+    """The ensemble's score per window: its fallback member's, or the fusion's in batches of
+    ``batch_size``; with ``novel_alert`` (members.json) a window holding a novel CAN ID scores 1.
 
     Why batches: a matrix product's rows can differ in the last bit with the number of rows, so
     evaluate and detect score the same windows in the same batches to give the same numbers.
+    Why the rule: a fusion fitted on known attack kinds learns to follow the GAT, which finds few
+    windows of a kind it never trained on; an ID that normal traffic never carries is such a sign.
     """
-    fallback = members.get("fallback")
+    scores = _fused_or_fallback(fusion, data, members.get("fallback"), batch_size)
+    return with_novel_alert(scores, data.novel) if members.get("novel_alert") else scores
+
+
+def with_novel_alert(scores: np.ndarray, novel: np.ndarray) -> np.ndarray:
+    """``scores`` with the windows holding a novel CAN ID set to 1 (the top of a fused score)."""
+    return np.where(novel, np.float32(1.0), scores).astype(np.float32)
+
+
+def novel_alert_ranks_no_worse(labels: np.ndarray, scores: np.ndarray, novel: np.ndarray) -> bool:
+    """Whether scoring the novel-ID windows 1 keeps ``scores``' average precision on these labelled windows
+    (the fuse stage's held-out ones): it does not where benign windows there hold novel IDs."""
+    y = np.asarray(labels, dtype=np.int64)
+    return average_precision_score(y, with_novel_alert(scores, novel)) >= average_precision_score(y, scores)
+
+
+def novel_counts(data: FusionData) -> dict[str, int]:
+    """Windows holding a novel CAN ID, by class: what ``novel_alert`` scores 1 (fuse and evaluate report it)."""
+    return {
+        "benign": int(np.sum(data.novel & (data.labels == 0))),
+        "attack": int(np.sum(data.novel & (data.labels == 1))),
+    }
+
+
+def _fused_or_fallback(fusion, data: FusionData, fallback: str | None, batch_size: int) -> np.ndarray:
     if fallback == "gat":
         return data.gat_prob
     if fallback == "vgae":

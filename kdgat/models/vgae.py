@@ -282,6 +282,13 @@ class VGAE(nn.Module):
             return torch.where(novel & has_frame, NOVEL_FLOOR * (1.0 + torch.log1p(ratio)), ratio)
         return ratio * has_frame.to(ratio.dtype) + NOVEL_SCORE * novel.to(ratio.dtype)
 
+    def holds_novel_id(self, window_scores: Tensor) -> Tensor:
+        """Which windows hold a frame of a novel CAN ID (bool per window), read from their window scores:
+        only ``novel_first`` says so (NOVEL_FLOOR and above); the other window scores say nothing (False)."""
+        if self.cfg.window_score != "novel_first":
+            return torch.zeros_like(window_scores, dtype=torch.bool)
+        return window_scores >= NOVEL_FLOOR
+
     @torch.no_grad()
     def calibrate(self, batches) -> None:
         """Per-ID, per-feature 99th percentile of the squared reconstruction error and nodes per ID over benign

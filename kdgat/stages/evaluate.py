@@ -40,7 +40,14 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
 from kdgat.evaluation.scoring import score_model
-from kdgat.fusion.ensemble import ensemble_scores, fusion_label, is_fusion_run, load_fusion_run, member_dirs
+from kdgat.fusion.ensemble import (
+    ensemble_scores,
+    fusion_label,
+    is_fusion_run,
+    load_fusion_run,
+    member_dirs,
+    novel_counts,
+)
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
 from kdgat.training.runs import load_run_model, model_file, run_label
@@ -230,6 +237,8 @@ def evaluate_fusion_run(
         "kd": members["kd"],
         "members": {"vgae": members["vgae"], "gat": members["gat"]},
         "fallback": members.get("fallback"),
+        "novel_alert": bool(members.get("novel_alert")),
+        "novel_windows": {} if val is None else {"validation": novel_counts(val)},
         "collapsed_to": fitted.get("collapsed_to"),
         "parameters": fitted["ensemble_parameters"],
         "score": "fused",
@@ -244,6 +253,7 @@ def evaluate_fusion_run(
             continue
         scores = ensemble_scores(fusion, test, members, batch_size)
         result["test"][name] = binary_metrics(test.labels.astype(np.int64), scores, threshold["threshold"])
+        result["novel_windows"][name] = novel_counts(test)
         curves[name] = curve_points(test.labels.astype(np.int64), scores)
         if score_rows is not None:
             _score_rows(score_rows, label, name, part, keep_t, scores, threshold["threshold"])

@@ -6,8 +6,11 @@ members' own training windows learns to trust whichever member overfits most. Th
 reconstruction error is squashed to [0, 1] as e / (e + m), with m the median error of the benign
 windows of that part: 0.5 at a typical benign window, towards 1 for unusual ones. When the fitted
 fusion ranks those windows worse (PR-AUC) than one of its members, the run falls back to that
-member, so the ensemble is never worse than its best member there. The run directory records the
-two member runs, so evaluation rebuilds the ensemble.
+member, so the ensemble is never worse than its best member there. With ``fusion.novel_alert`` (the
+default) a window holding a CAN ID that benign training traffic lacks then scores 1, whatever the
+fusion says (it needs the VGAE's ``novel_first`` window score), unless that ranks the fusion windows
+worse: benign windows with such IDs there. The run directory records the two
+member runs and both choices, so evaluation rebuilds the ensemble.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.store import open_store
 from kdgat.fusion import make_fusion, trainable_parameters
-from kdgat.fusion.ensemble import Ensemble, collapsed_to
+from kdgat.fusion.ensemble import (
+    Ensemble,
+    collapsed_to,
+    ensemble_scores,
+    novel_alert_ranks_no_worse,
+    novel_counts,
+    with_novel_alert,
+)
 from kdgat.stages.graphs import FUSION_PART
 
 
@@ -79,6 +89,12 @@ def run(
     }
     best_member = max(("gat", "vgae"), key=ranking.get)
     fallback = best_member if ranking["fusion"] < ranking[best_member] else None
+    # the rule needs the VGAE to say which windows hold a novel ID (only its novel_first score does), and is
+    # kept only where it does not rank the fusion windows worse, like the fallback
+    available = cfg.fusion.novel_alert and ensemble.vgae_cfg.vgae.window_score == "novel_first"
+    plain = ensemble_scores(fusion, held_out, {"fallback": fallback})
+    ranking["with_novel_alert"] = average_precision(held_out.labels, with_novel_alert(plain, held_out.novel))
+    novel_alert = available and novel_alert_ranks_no_worse(held_out.labels, plain, held_out.novel)
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     members = {
@@ -89,6 +105,7 @@ def run(
         "scale": ensemble.gat_cfg.scale,
         "kd": ensemble.gat_cfg.has_kd,
         "fallback": fallback,
+        "novel_alert": novel_alert,
     }
     atomic_write_text(out_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
@@ -106,6 +123,10 @@ def run(
         "fusion_windows": len(held_out),
         "pr_auc_on_fusion_windows": ranking,
         "fallback": fallback,
+        "novel_alert": novel_alert,
+        "novel_alert_unavailable": cfg.fusion.novel_alert and not available,
+        "novel_alert_dropped": available and not novel_alert,
+        "novel_windows": novel_counts(held_out),
         "collapsed_to": collapsed_to(policy["alpha"]) if policy else None,
         "history": {k: v for k, v in history.items() if not isinstance(v, (list, dict))},
         "ensemble_parameters": parameters + fusion_parameters,
