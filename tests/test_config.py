@@ -348,7 +348,7 @@ def test_fusion_novel_alert_is_a_fuse_run_setting(tmp_path):
     """fusion.novel_alert (default on) is kept by fuse runs only: a model run's config, and so its hash and the
     pipeline's step key, is what it was before the key existed, whatever the setting; off, a fuse run's config
     is that of a run made before it (which scored without the rule)."""
-    from kdgat.core.config import config_hash, config_to_json, load_frozen_config
+    from kdgat.core.config import config_hash, config_to_json, config_to_yaml, load_frozen_config
 
     fuse = resolve_config("dqn", "small")
     assert fuse.fusion.novel_alert and fuse.model_dump(mode="json")["fusion"]["novel_alert"] is True
@@ -361,3 +361,6 @@ def test_fusion_novel_alert_is_a_fuse_run_setting(tmp_path):
     path.write_text(config_to_json(fuse))
     again = load_frozen_config(path)
     assert again == fuse and again.fusion.novel_alert
+    shown = tmp_path / "config.yaml"  # `kdgat config show`: every value in effect, the left-out one too
+    shown.write_text(config_to_yaml(off))
+    assert "novel_alert: false" in shown.read_text() and load_frozen_config(shown) == off

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from kdgat.cli import app
 from kdgat.core.config import resolve_config
+from kdgat.core.errors import KdgatError
 from kdgat.data.catalog import dataset_sources, load_catalog
 from kdgat.data.windows import window_starts
 from kdgat.detection.bundle import load_spec
@@ -197,6 +198,62 @@ def test_a_fusion_member_in_the_bundle_is_scored_once_with_the_same_numbers(trai
     detector.score(part)
     batches = -(-part.num_graphs // 256)
     assert {kind: len(seen) for kind, seen in calls.items()} == {"gat": batches, "vgae": batches}  # not twice
+
+
+def test_the_novel_id_rule_scores_alike_in_evaluate_and_detect(trained, tmp_path):
+    """The ROAD fusion here dropped the rule (two benign fusion windows hold an ID seen on two benign training
+    nodes); the same fusion with ``novel_alert`` in its members.json, as fuse writes it where the rule is kept:
+    evaluate scores every window holding a novel ID 1 and every other as without the rule, its bundle says
+    so (version 2), and detect gives evaluate's numbers."""
+    from kdgat.data.store import open_store
+    from kdgat.data.windows import GraphArrays
+    from kdgat.detection.detector import load_detector
+    from kdgat.evaluation.scoring import score_vgae
+    from kdgat.training.runs import load_run_model
+
+    fitted = json.loads((trained / "runs/fusion/metrics.json").read_text())
+    assert fitted["novel_alert_dropped"] and fitted["novel_windows"]["benign"] > 0
+    rule = tmp_path / "fusion"
+    shutil.copytree(trained / "runs/fusion", rule)
+    members = json.loads((rule / "members.json").read_text())
+    (rule / "members.json").write_text(json.dumps({**members, "novel_alert": True}))
+    for folder, run in (("plain", trained / "runs/fusion"), ("rule", rule)):
+        run_evaluate([run], trained / "graphs", tmp_path / folder, scores=True)
+    store = open_store(trained / "graphs")
+    vgae, _ = load_run_model(trained / "runs/vgae", store)
+    label = "fusion_mlp_small"
+    tables = {f: pq.read_table(tmp_path / f / "scores.parquet").to_pandas() for f in ("plain", "rule")}
+    for name, part in store.test_parts().items():
+        plain, ruled = (t[t.part == name] for t in tables.values())
+        novel = score_vgae(vgae, part)["novel"][ruled.window.to_numpy()]
+        assert (ruled.score.to_numpy()[novel] == 1).all(), name
+        assert np.array_equal(ruled.score.to_numpy()[~novel], plain.score.to_numpy()[~novel]), name
+        if name == "test__fuzzing":  # fuzzing: random IDs
+            assert novel.sum() > 2 and (plain.score.to_numpy()[novel] < 1).any()
+    result = invoke("export", "--run", rule, "--eval", tmp_path / "rule", "--out", tmp_path / "bundle")
+    assert result.exit_code == 0, result.stderr
+    assert load_spec(tmp_path / "bundle").version == 2
+    bundled = json.loads((tmp_path / f"bundle/models/{label}/members.json").read_text())
+    assert bundled["novel_alert"] is True
+    detector = load_detector(tmp_path / "bundle")
+    part = store.part("test__fuzzing")
+    scores = tables["rule"][tables["rule"].part == "test__fuzzing"].score.to_numpy()
+    assert np.array_equal(detector.score(GraphArrays.of(part), [label])[label], scores)
+
+
+def test_a_bundle_of_version_1_is_read_and_another_refused(trained, tmp_path):
+    """Version 1 (before novel_alert: its fusions score as they did) loads; a version this kdgat does not know is
+    refused in one line."""
+    from kdgat.detection.bundle import SPEC_FILE
+
+    for version in (1, 3):
+        bundle = tmp_path / f"v{version}"
+        shutil.copytree(trained / "detector", bundle)
+        spec = json.loads((bundle / SPEC_FILE).read_text())
+        (bundle / SPEC_FILE).write_text(json.dumps({**spec, "version": version}))
+    assert load_spec(tmp_path / "v1").version == 1
+    with pytest.raises(KdgatError, match="bundle version 3, this kdgat reads versions 1 and 2"):
+        load_spec(tmp_path / "v3")
 
 
 def test_graphs_like_says_when_every_id_is_unknown(trained, data_root, tmp_path):

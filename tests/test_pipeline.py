@@ -62,7 +62,8 @@ def test_the_steps_that_learn_from_attacks_are_the_supervised_ones():
 
 
 # content_hash(asdict(step)) of every step at 277153a, before the attack-free route: a campaign of that
-# version must find its recorded keys (nothing re-runs on upgrade)
+# version must find these parts of its recorded keys (the plan's shape re-runs nothing on upgrade; a changed
+# default of a step's config, such as fusion.novel_alert for the fuse steps, does)
 IDENTITIES_277153A = {
     "ingest": "449e939ddbcb6209", "graphs": "6f7f3d8f5e464b62", "train_vgae_large": "5dcf652ff8daa020",
     "train_gat_large": "86776b1a337b6d68", "train_vgae_small_kd": "2c7823c2190aedd2",

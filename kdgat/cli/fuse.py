@@ -51,14 +51,8 @@ def fuse(
                       f"the ensemble scores with the {metrics['fallback']} alone")  # fmt: skip
     elif metrics["collapsed_to"]:
         print_warning(f"the fusion gives almost every window to the {metrics['collapsed_to']} ({ranking}, PR-AUC)")
-    if metrics["novel_alert_unavailable"]:
-        print_warning("fusion.novel_alert is off for this run: its VGAE's window score does not say which windows "
-                      "hold a novel CAN ID (that needs vgae.window_score novel_first)")  # fmt: skip
-    elif metrics["novel_alert_dropped"]:
-        counts = metrics["novel_windows"]
-        print_warning(f"fusion.novel_alert is off for this run: {counts['benign']} benign held-out windows hold a "
-                      f"novel CAN ID ({counts['attack']} attack ones), and scoring them 1 ranked those windows "
-                      "worse")  # fmt: skip
+    if note := stage.novel_alert_off(metrics):
+        print_warning(note)
 
 
 def register(app: typer.Typer) -> None:

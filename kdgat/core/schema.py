@@ -22,9 +22,10 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE score, GAT readout/conv
-# (gat.id_input and the novelty section came later without a bump: gat.id_input's default, the only
-# earlier behaviour, is not serialised, nor the novelty section but in a novelty run, so the configs of
-# every other run hash as they did before)
+# (gat.id_input, the novelty section and fusion.novel_alert came later without a bump: gat.id_input's
+# default, the only earlier behaviour, is not serialised, nor the novelty section but in a novelty run,
+# nor fusion.novel_alert but in a fuse run that has it on, so the configs of every other run hash as they
+# did before)
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -55,7 +56,9 @@ Discount = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1, allow_
 # Sections.  Every model is frozen (a run cannot change its config after it is
 # hashed) and forbids extra keys (a typo must fail, not be ignored).  Values
 # live in config/defaults.yaml and the model files only, so fields have no
-# Python defaults except the optional ones that mean "not set".
+# Python defaults except the optional ones that mean "not set" and those that
+# keep the behaviour of runs recorded before the key existed (gat.id_input,
+# fusion.novel_alert).
 # --------------------------------------------------------------------------
 
 

@@ -33,7 +33,8 @@ STORE_FILE = "store.json"
 REFERENCE_FILE = "reference.json"
 MODELS_DIR = "models"
 BUNDLE_FORMAT = "kdgat-detector"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: a fusion's members.json may hold novel_alert, which a reader of version 1 would ignore
+READABLE_VERSIONS = (1, 2)  # a version-1 bundle has no novel_alert: it scores as it did
 
 ModelKind = Literal["gat", "vgae", "fusion"]
 
@@ -79,7 +80,7 @@ class Detector(_Frozen):
 
 class DetectorSpec(_Frozen):
     format: Literal["kdgat-detector"] = BUNDLE_FORMAT
-    version: int = BUNDLE_VERSION
+    version: Literal[1, 2] = BUNDLE_VERSION
     created_at: str
     dataset: str | None
     detectors: list[Detector]  # in --run order; the first gives the verdict unless another is chosen
@@ -118,8 +119,9 @@ def load_spec(bundle: str | Path) -> DetectorSpec:
     data = read_json_file(path, missing=f"not a detector bundle (no {SPEC_FILE}; make one with `kdgat export`)")
     if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
         raise KdgatError(f"{path}: not a kdgat detector description")
-    if data.get("version") != BUNDLE_VERSION:
-        raise KdgatError(f"{path}: bundle version {data.get('version')}, this kdgat reads version {BUNDLE_VERSION}")
+    if data.get("version") not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
+        raise KdgatError(f"{path}: bundle version {data.get('version')}, this kdgat reads versions {readable}")
     try:
         return DetectorSpec.model_validate(data)
     except ValidationError as exc:

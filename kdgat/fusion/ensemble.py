@@ -53,7 +53,7 @@ class Ensemble:
             self.vgae_scale = float(np.median(benign)) if len(benign) else float(np.median(vgae["score"]))
         error = vgae["score"]  # the VGAE's window score (its most abnormal node, by default)
         squashed = error / (error + max(self.vgae_scale, 1e-12))
-        novel = vgae.get("novel", np.zeros(len(y), dtype=bool))[keep]
+        novel = vgae["novel"][keep]
         data = FusionData(fusion_state(vgae, gat)[keep], squashed[keep], gat["p_attack"][keep], y[keep], novel)
         return data, keep
 
@@ -76,21 +76,24 @@ def with_novel_alert(scores: np.ndarray, novel: np.ndarray) -> np.ndarray:
     return np.where(novel, np.float32(1.0), scores).astype(np.float32)
 
 
-def novel_alert_ranks_no_worse(labels: np.ndarray, scores: np.ndarray, novel: np.ndarray) -> bool:
-    """Whether scoring the novel-ID windows 1 keeps ``scores``' average precision on these labelled windows
-    (the fuse stage's held-out ones), up to rounding (a sum in another order differs in its last bits): it
-    does not where benign windows there hold novel IDs."""
-    y = np.asarray(labels, dtype=np.int64)
-    return (
-        average_precision_score(y, with_novel_alert(scores, novel)) >= average_precision_score(y, scores) - AP_ROUNDING
-    )
-
-
 AP_ROUNDING = 1e-9  # average precisions closer than this rank alike (floating-point sums of the same terms)
 
 
+def average_precision(labels, scores) -> float:
+    return float(average_precision_score(np.asarray(labels, dtype=np.int64), scores))
+
+
+def novel_alert_check(labels: np.ndarray, scores: np.ndarray, novel: np.ndarray) -> dict:
+    """Average precision of ``scores`` on these labelled windows (the fuse stage's held-out ones) without
+    and with the novel-ID windows scored 1, and whether the rule keeps it (``keep``), up to rounding (a
+    sum in another order differs in its last bits): it does not where benign windows there hold novel IDs."""
+    without, with_rule = average_precision(labels, scores), average_precision(labels, with_novel_alert(scores, novel))
+    return {"without": without, "with": with_rule, "keep": with_rule >= without - AP_ROUNDING}
+
+
 def novel_counts(data: FusionData) -> dict[str, int]:
-    """Windows holding a novel CAN ID, by class: what ``novel_alert`` scores 1 (fuse and evaluate report it)."""
+    """Windows holding a novel CAN ID, by class (scored 1 where ``novel_alert`` is on; fuse and evaluate
+    report them either way)."""
     return {
         "benign": int(np.sum(data.novel & (data.labels == 0))),
         "attack": int(np.sum(data.novel & (data.labels == 1))),

@@ -282,10 +282,16 @@ class VGAE(nn.Module):
             return torch.where(novel & has_frame, NOVEL_FLOOR * (1.0 + torch.log1p(ratio)), ratio)
         return ratio * has_frame.to(ratio.dtype) + NOVEL_SCORE * novel.to(ratio.dtype)
 
+    @property
+    def marks_novel_ids(self) -> bool:
+        """Whether the window score says which windows hold a novel CAN ID: only ``novel_first`` puts them
+        apart (NOVEL_FLOOR and above); ``id_feature_max``'s +1000 lies below benign windows' ratios."""
+        return self.cfg.window_score == "novel_first"
+
     def holds_novel_id(self, window_scores: Tensor) -> Tensor:
-        """Which windows hold a frame of a novel CAN ID (bool per window), read from their window scores:
-        only ``novel_first`` says so (NOVEL_FLOOR and above); the other window scores say nothing (False)."""
-        if self.cfg.window_score != "novel_first":
+        """Which windows hold a frame of a novel CAN ID (bool per window), read from their window scores;
+        all False where the window score does not say (:attr:`marks_novel_ids`)."""
+        if not self.marks_novel_ids:
             return torch.zeros_like(window_scores, dtype=torch.bool)
         return window_scores >= NOVEL_FLOOR
 

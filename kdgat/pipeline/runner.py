@@ -338,7 +338,10 @@ class PipelineRunner:
                 cfg, opts.fusion_method, vgae, gat, lay.graphs(dataset), lay.run(dataset, seed, step),
                 tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
             ).summary  # fmt: skip
-            return f"{opts.fusion_method} over {metrics['fusion_windows']:,} held-out windows"
+            rule_off = fuse.novel_alert_off(metrics)
+            return f"{opts.fusion_method} over {metrics['fusion_windows']:,} held-out windows" + (
+                f"; {rule_off}" if rule_off else ""
+            )
         if step.stage == "evaluate":
             from kdgat.stages import evaluate
 

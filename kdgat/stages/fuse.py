@@ -9,7 +9,7 @@ fusion ranks those windows worse (PR-AUC) than one of its members, the run falls
 member, so the ensemble is never worse than its best member there. With ``fusion.novel_alert`` (the
 default) a window holding a CAN ID that benign training traffic lacks then scores 1, whatever the
 fusion says (it needs the VGAE's ``novel_first`` window score), unless that ranks the fusion windows
-worse: benign windows with such IDs there. The run directory records the two
+worse (up to rounding, 1e-9 of average precision): benign windows with such IDs there. The run directory records the two
 member runs and both choices, so evaluation rebuilds the ensemble.
 """
 
@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
@@ -35,17 +34,29 @@ from kdgat.data.store import open_store
 from kdgat.fusion import make_fusion, trainable_parameters
 from kdgat.fusion.ensemble import (
     Ensemble,
+    average_precision,
     collapsed_to,
     ensemble_scores,
-    novel_alert_ranks_no_worse,
+    novel_alert_check,
     novel_counts,
-    with_novel_alert,
 )
 from kdgat.stages.graphs import FUSION_PART
 
 
-def average_precision(labels, scores) -> float:
-    return float(average_precision_score(np.asarray(labels, dtype=np.int64), scores))
+def novel_alert_off(metrics: dict) -> str | None:
+    """Why a fuse run that asked for the novel-ID rule does not have it (its metrics), else None."""
+    if metrics["novel_alert_unavailable"]:
+        return (
+            "fusion.novel_alert is off for this run: its VGAE's window score does not say which windows hold a "
+            "novel CAN ID (that needs vgae.window_score novel_first)"
+        )
+    if metrics["novel_alert_dropped"]:
+        counts = metrics["novel_windows"]
+        return (
+            f"fusion.novel_alert is off for this run: {counts['benign']} benign held-out windows hold a novel CAN "
+            f"ID ({counts['attack']} attack ones), and scoring them 1 ranked those windows worse"
+        )
+    return None
 
 
 def run(
@@ -89,12 +100,14 @@ def run(
     }
     best_member = max(("gat", "vgae"), key=ranking.get)
     fallback = best_member if ranking["fusion"] < ranking[best_member] else None
-    # the rule needs the VGAE to say which windows hold a novel ID (only its novel_first score does), and is
-    # kept only where it does not rank the fusion windows worse, like the fallback
-    available = cfg.fusion.novel_alert and ensemble.vgae_cfg.vgae.window_score == "novel_first"
-    plain = ensemble_scores(fusion, held_out, {"fallback": fallback})
-    ranking["with_novel_alert"] = average_precision(held_out.labels, with_novel_alert(plain, held_out.novel))
-    novel_alert = available and novel_alert_ranks_no_worse(held_out.labels, plain, held_out.novel)
+    # the rule needs the VGAE to say which windows hold a novel ID, and is kept only where it does not rank
+    # the fusion windows worse (up to rounding), as the fallback keeps the ensemble from a worse fusion
+    available = cfg.fusion.novel_alert and ensemble.vgae.marks_novel_ids
+    novel_alert = False
+    if available:
+        plain = ensemble_scores(fusion, held_out, {"fallback": fallback})
+        check = novel_alert_check(held_out.labels, plain, held_out.novel)
+        ranking["ensemble"], ranking["with_novel_alert"], novel_alert = check["without"], check["with"], check["keep"]
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     members = {
