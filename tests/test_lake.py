@@ -521,6 +521,40 @@ def test_compare_shows_config_diff_and_metric_deltas(hand_lake):
 # --------------------------------------------------------------------------- schema changes
 
 
+def test_fusions_say_per_run_what_the_fit_chose_and_v_fusions_counts_it_over_seeds(tmp_path):
+    """A fuse run's fallback, collapse and novel-ID rule (its metrics.json) become a `fusions` row; one made
+    before the rule (no novel keys, as the sample writes) has the rule off and no counts. v_fusions groups a
+    setup's seeds: here seed 2 fell back to its GAT and kept the rule over 48 novel attack windows."""
+    lake = tmp_path / "lake"
+    runs = {seed: write_run_set(tmp_path / f"s{seed}", seed=seed) for seed in (1, 2)}
+    fuse_metrics = runs[2]["fusion_dqn_small_kd"] / "metrics.json"
+    metrics = json.loads(fuse_metrics.read_text())
+    ranking = {"fusion": 0.9, "gat": 0.95, "vgae": 0.8, "with_novel_alert": 0.95}
+    metrics.update(fallback="gat", novel_alert=True, novel_windows={"benign": 0, "attack": 48})
+    metrics.update(pr_auc_on_fusion_windows=ranking)
+    fuse_metrics.write_text(json.dumps(metrics))
+    for paths in runs.values():
+        append_runs(run_dirs(paths), lake)
+    build_lake(lake)
+    rows = query(lake, """SELECT r.seed, f.* EXCLUDE (run_id) FROM fusions f JOIN runs r USING (run_id)
+                          ORDER BY r.seed""").to_pylist()  # fmt: skip
+    assert rows == [
+        dict(seed=1, fusion_windows=100, pr_auc_fusion=None, pr_auc_gat=None, pr_auc_vgae=None, fallback=None,
+             collapsed_to=None, novel_alert=False, novel_benign=None, novel_attack=None),
+        dict(seed=2, fusion_windows=100, pr_auc_fusion=0.9, pr_auc_gat=0.95, pr_auc_vgae=0.8, fallback="gat",
+             collapsed_to=None, novel_alert=True, novel_benign=0, novel_attack=48),
+    ]  # fmt: skip
+    (summary,) = query(lake, "SELECT * EXCLUDE (setup) FROM v_fusions").to_pylist()
+    assert summary == dict(dataset="synthetic", model="fusion_dqn_small_kd", n_runs=2, n_fallback=1, fallback_to="gat",
+                           n_collapsed=0, collapsed_to=None, n_novel_alert=1, novel_benign=0, novel_attack=48,
+                           fusion_windows=100.0)  # fmt: skip
+    assert (
+        count(lake, "SELECT count(*) FROM fusions")
+        == 2
+        == count(lake, "SELECT count(*) FROM runs WHERE stage = 'fuse'")
+    )
+
+
 def test_lake_of_another_schema_version_is_refused_with_a_clear_message(run_set, tmp_path):
     lake = tmp_path / "lake"
     append_runs(run_dirs(run_set)[:1], lake)

@@ -14,7 +14,7 @@ import pyarrow as pa
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash
 
-SCHEMA_VERSION = 2  # 2: runs.setup_hash and runs.pair_hash (runs grouped across seeds)
+SCHEMA_VERSION = 3  # 2: runs.setup_hash and runs.pair_hash (runs grouped across seeds); 3: fusions
 
 _TYPES = {
     "str": pa.string(),
@@ -66,6 +66,12 @@ TABLES: dict[str, pa.Schema] = {
         "run_id:str eval_run_id:str model:str scenario:str curve:str point:i64 x:f64 y:f64 threshold:f64"
     ),
     "policies": _schema("run_id:str eval_run_id:str model:str class:str mean_alpha:f64 n_windows:i64"),
+    # what each fuse run chose on its held-out fusion windows: the fallback to a member, a DQN that gives
+    # (almost) every window to one member, the novel-ID rule (its windows by class; NULL for runs made before it)
+    "fusions": _schema(
+        "run_id:str fusion_windows:i64 pr_auc_fusion:f64 pr_auc_gat:f64 pr_auc_vgae:f64 fallback:str "
+        "collapsed_to:str novel_alert:bool novel_benign:i64 novel_attack:i64"
+    ),
 }
 
 # The column naming the run whose commit owns a row: a re-append of that run replaces exactly these rows.

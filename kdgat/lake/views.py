@@ -138,12 +138,28 @@ GROUP BY ALL
 ORDER BY dataset, family, setup
 """
 
+# Per dataset x fusion model x setup (its seeds): how many fuse runs fell back to a member (and to which), how many
+# DQNs gave almost every window to one member, and in how many the novel-ID rule is on, with the novel windows of
+# their held-out fusion part by class (the same in every seed of a store; NULL for runs made before the rule).
+FUSIONS_SQL = """
+SELECT r.dataset, r.model, r.setup_hash AS setup, count(*) AS n_runs,
+       count(f.fallback) AS n_fallback, string_agg(DISTINCT f.fallback, ', ' ORDER BY f.fallback) AS fallback_to,
+       count(f.collapsed_to) AS n_collapsed,
+       string_agg(DISTINCT f.collapsed_to, ', ' ORDER BY f.collapsed_to) AS collapsed_to,
+       count(*) FILTER (WHERE f.novel_alert) AS n_novel_alert, max(f.novel_benign) AS novel_benign,
+       max(f.novel_attack) AS novel_attack, avg(f.fusion_windows) AS fusion_windows
+FROM fusions f JOIN runs r USING (run_id)
+GROUP BY ALL
+ORDER BY r.dataset, r.model, setup
+"""
+
 # The views besides one per table, in creation order (later ones read earlier ones).
 ANALYTIC_VIEWS = {
     "v_run_scores": RUN_SCORES_SQL,
     "v_leaderboard": LEADERBOARD_SQL,
     "v_leaderboard_scenarios": LEADERBOARD_SCENARIOS_SQL,
     "v_kd_impact": KD_IMPACT_SQL,
+    "v_fusions": FUSIONS_SQL,
 }
 
 

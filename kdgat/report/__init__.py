@@ -25,6 +25,8 @@ _SCENARIO_COLUMNS = ["scenario", "model", "setup", "n_seeds", "test_f1", "test_p
 _KD_COLUMNS = ["dataset", "family", "setup", "n_pairs", "teacher_val_f1", "student_val_f1", "student_kd_val_f1",
                "val_f1_delta", "teacher_test_f1", "student_test_f1", "student_kd_test_f1", "test_f1_delta",
                "test_pr_auc_delta"]  # fmt: skip
+_FUSION_COLUMNS = ["dataset", "model", "setup", "n_runs", "n_fallback", "fallback_to", "n_collapsed", "collapsed_to",
+                   "n_novel_alert", "novel_benign", "novel_attack"]  # fmt: skip
 _LATEST_EVALS = """
     SELECT dataset, run_id, created_at FROM runs WHERE stage = 'evaluate'
     QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY created_at DESC, appended_at DESC, run_id) = 1
@@ -177,7 +179,15 @@ def sections(con, figs: Figures) -> list[tuple[str, str, str]]:
         inner.append(figure_html(src, "DQN fusion weight by class"))
     else:
         inner.append('<p class="note">No DQN fusion was evaluated.</p>')
-    sections.append(("dqn", "DQN fusion weight by class", "".join(inner)))
+    fusions = run_sql(con, f"SELECT {', '.join(_FUSION_COLUMNS)} FROM v_fusions")
+    inner.append(
+        '<p class="meta">What each fusion chose on its held-out fusion windows, over its seeds: '
+        "fell back to one member (it ranked them worse than that member), gave almost every window to "
+        "one member, and the novel-ID rule (a window with a CAN ID benign training traffic lacks "
+        "scores 1; off where it ranked those windows worse), with their novel windows by class.</p>"
+    )
+    inner.append(table_html(fusions) if fusions.num_rows else '<p class="note">No fusion was fitted.</p>')
+    sections.append(("dqn", "Fusion: weights by class, fallbacks and the novel-ID rule", "".join(inner)))
 
     for item in latest:
         html = _dataset_section(con, item["dataset"], item["run_id"], item["created_at"], leaderboard, figs)
