@@ -364,3 +364,4 @@ def test_fusion_novel_alert_is_a_fuse_run_setting(tmp_path):
     shown = tmp_path / "config.yaml"  # `kdgat config show`: every value in effect, the left-out one too
     shown.write_text(config_to_yaml(off))
     assert "novel_alert: false" in shown.read_text() and load_frozen_config(shown) == off
+    assert "novel_alert" not in config_to_yaml(resolve_config("gat", "small"))  # not a GAT run's setting
