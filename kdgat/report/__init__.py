@@ -1,5 +1,6 @@
-"""A static HTML report of the lake: leaderboard, KD impact, model sizes, and per dataset the latest
-evaluation's ROC/PR curves, confusion matrices, training curves and DQN fusion weights.
+"""A static HTML report of the lake: leaderboard, KD impact, model sizes, the DQN fusion weights and what
+each fusion chose on its held-out windows, and per dataset the latest evaluation's ROC/PR curves,
+confusion matrices and training curves.
 
 Everything comes from the lake's views, so the report needs no run folder. This package builds
 the page's sections and figures; :mod:`kdgat.stages.report` writes them.
