@@ -14,10 +14,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationInfo,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -26,6 +24,12 @@ SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE 
 # default, the only earlier behaviour, is not serialised, nor the novelty section but in a novelty run,
 # nor fusion.novel_alert but in a fuse run that has it on, so the configs of every other run hash as they
 # did before)
+
+
+def _is(earlier):
+    """``exclude_if`` of a key added after runs were recorded: its value of then is left out of the dump."""
+    return lambda value: value == earlier
+
 
 # --------------------------------------------------------------------------
 # Constrained types.  Integers are strict (no "4" -> 4, no 4.0 -> 4, no
@@ -184,16 +188,9 @@ class GATConfig(BaseModel):
     # as unusual *for this ID*) and one bit "normal traffic does not carry this ID", without saying which ID it
     # is, so what is learnt on attacked IDs carries over to others; embedding_zscore: the embedding beside
     # the standardised features
-    id_input: Literal["embedding", "zscore", "embedding_zscore"] = "embedding"
-
-    @model_serializer(mode="wrap")
-    def _omit_the_studys_id_input(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """``id_input: embedding`` (what every run had before the key existed) is left out of the dump, so
-        the config_hash of a run recorded before it stays equal (``kdgat config show`` adds it back)."""
-        dumped = handler(self)
-        if dumped.get("id_input") == "embedding":
-            del dumped["id_input"]
-        return dumped
+    # "embedding", what every run had before the key existed, is left out of the dump, so the config_hash of a
+    # run recorded before it stays equal (`kdgat config show` adds it back)
+    id_input: Literal["embedding", "zscore", "embedding_zscore"] = Field("embedding", exclude_if=_is("embedding"))
 
 
 class DQNConfig(BaseModel):
@@ -263,14 +260,7 @@ class FusionConfig(BaseModel):
     # scores 1 in the ensemble, whatever the fitted fusion says: a fusion fitted on known attack kinds
     # follows the GAT, which misses such windows of kinds it never trained on. False: what every fusion run
     # had before the key existed (left out of the dump, so their config_hash stays equal)
-    novel_alert: bool = False
-
-    @model_serializer(mode="wrap")
-    def _omit_no_novel_alert(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped = handler(self)
-        if dumped.get("novel_alert") is False:
-            del dumped["novel_alert"]
-        return dumped
+    novel_alert: bool = Field(False, exclude_if=_is(False))
 
 
 class HGBConfig(BaseModel):
@@ -326,7 +316,7 @@ class PipelineConfig(BaseModel):
     hgb: HGBConfig
     fusion: FusionConfig
     kd: KDConfig | None = None
-    novelty: NoveltyConfig | None = None  # novelty runs only (see the validator and serializer below)
+    novelty: NoveltyConfig | None = Field(None, exclude_if=_is(None))  # novelty runs only (see the validator)
 
     @model_validator(mode="after")
     def _novelty_section_in_novelty_runs_only(self) -> PipelineConfig:
@@ -346,13 +336,6 @@ class PipelineConfig(BaseModel):
         if self.model_type != "dqn" and self.fusion.novel_alert:
             object.__setattr__(self, "fusion", self.fusion.model_copy(update={"novel_alert": False}))
         return self
-
-    @model_serializer(mode="wrap")
-    def _no_novelty_key_without_the_section(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        dumped = handler(self)
-        if dumped.get("novelty") is None:
-            dumped.pop("novelty", None)
-        return dumped
 
     @property
     def model_section(self) -> VGAEConfig | GATConfig | DQNConfig | HGBConfig | NoveltyConfig:
