@@ -366,19 +366,23 @@ def test_a_window_with_a_novel_id_scores_one_with_novel_alert(fallback):
 def test_novel_alert_is_kept_only_where_it_ranks_no_worse():
     """The fuse stage keeps the rule when it ranks its held-out windows no worse: novel-ID windows that are all
     attacks (as DAGA's DoS and ID fuzzing) keep or raise the average precision; a benign one among them lowers it."""
-    from kdgat.fusion.ensemble import average_precision, novel_alert_check, with_novel_alert
+    from kdgat.fusion.ensemble import average_precision, keeps_novel_alert, ranks_no_worse
+
+    def check(labels, scores, novel) -> tuple[float, float, bool]:
+        keep, with_rule = keeps_novel_alert(labels, scores, novel)
+        return average_precision(labels, scores), with_rule, keep
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     scores = np.array([0.1, 0.2, 0.6, 0.3, 0.8, 0.9], np.float32)  # attack window 3 ranks below benign window 2
-    lifted = novel_alert_check(labels, scores, np.array([0, 0, 0, 1, 0, 0], bool))  # lifted above it
-    assert lifted["keep"] and lifted["with"] == 1.0 > lifted["without"] == average_precision(labels, scores)
-    assert novel_alert_check(labels, scores, np.zeros(6, bool))["keep"]  # no novel window: nothing changes
-    assert not novel_alert_check(labels, scores, np.array([1, 0, 0, 0, 0, 0], bool))["keep"]  # a benign one
+    without, with_rule, keep = check(labels, scores, np.array([0, 0, 0, 1, 0, 0], bool))  # lifted above it
+    assert keep and with_rule == 1.0 > without
+    assert check(labels, scores, np.zeros(6, bool))[2]  # no novel window: nothing changes
+    assert not check(labels, scores, np.array([1, 0, 0, 0, 0, 0], bool))[2]  # a benign one
     # the three top windows, attacks, made novel: the same ranking, in an average precision that may come out
     # lower in its last bits (0.8622846289512958 -> ...55 here: a sum of fewer terms), which must not drop the rule
     labels = np.array([1, 1, 1, 0, 0, 1, 0, 1, 1, 1, 1, 0, 1])
     scores = np.array([0.344, 0.995, 0.316, 0.183, 0.880, 0.812, 0.668, 0.958, 0.926, 0.748, 0.861, 0.247, 0.141])
     top = np.isin(np.arange(13), [1, 7, 8])
-    check = novel_alert_check(labels, scores, top)
-    assert abs(check["with"] - check["without"]) < 1e-12 and check["keep"]
-    assert check["with"] == average_precision(labels, with_novel_alert(scores, top))
+    without, with_rule, keep = check(labels, scores, top)
+    assert abs(with_rule - without) < 1e-12 and keep
+    assert not ranks_no_worse(without - 1e-6, without)  # a real loss is not rounding

@@ -83,12 +83,17 @@ def average_precision(labels, scores) -> float:
     return float(average_precision_score(np.asarray(labels, dtype=np.int64), scores))
 
 
-def novel_alert_check(labels: np.ndarray, scores: np.ndarray, novel: np.ndarray) -> dict:
-    """Average precision of ``scores`` on these labelled windows (the fuse stage's held-out ones) without
-    and with the novel-ID windows scored 1, and whether the rule keeps it (``keep``), up to rounding (a
-    sum in another order differs in its last bits): it does not where benign windows there hold novel IDs."""
-    without, with_rule = average_precision(labels, scores), average_precision(labels, with_novel_alert(scores, novel))
-    return {"without": without, "with": with_rule, "keep": with_rule >= without - AP_ROUNDING}
+def ranks_no_worse(candidate: float, incumbent: float) -> bool:
+    """Whether a candidate scoring's average precision is at least the incumbent's, up to rounding: the same
+    ranking summed over fewer thresholds can come out a few ulps lower (the fuse stage's two choices)."""
+    return candidate >= incumbent - AP_ROUNDING
+
+
+def keeps_novel_alert(labels: np.ndarray, scores: np.ndarray, novel: np.ndarray) -> tuple[bool, float]:
+    """Whether the novel-ID rule ranks these labelled windows (the fuse stage's held-out ones) no worse than
+    ``scores`` alone, and their average precision with it: not where benign windows there hold novel IDs."""
+    with_rule = average_precision(labels, with_novel_alert(scores, novel))
+    return ranks_no_worse(with_rule, average_precision(labels, scores)), with_rule
 
 
 def novel_counts(data: FusionData) -> dict[str, int]:

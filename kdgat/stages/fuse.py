@@ -9,7 +9,8 @@ fusion ranks those windows worse (PR-AUC) than one of its members, the run falls
 member, so the ensemble is never worse than its best member there. With ``fusion.novel_alert`` (the
 default) a window holding a CAN ID that benign training traffic lacks then scores 1, whatever the
 fusion says (it needs the VGAE's ``novel_first`` window score), unless that ranks the fusion windows
-worse (up to rounding, 1e-9 of average precision): benign windows with such IDs there. The run directory records the two
+worse: benign windows with such IDs there. Both comparisons allow for rounding (1e-9 of average
+precision: the same ranking summed in another order). The run directory records the two
 member runs and both choices, so evaluation rebuilds the ensemble.
 """
 
@@ -30,6 +31,7 @@ from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
+from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART
 from kdgat.data.store import open_store
 from kdgat.fusion import make_fusion, trainable_parameters
 from kdgat.fusion.ensemble import (
@@ -37,10 +39,10 @@ from kdgat.fusion.ensemble import (
     average_precision,
     collapsed_to,
     ensemble_scores,
-    novel_alert_check,
+    keeps_novel_alert,
     novel_counts,
+    ranks_no_worse,
 )
-from kdgat.stages.graphs import FUSION_PART
 
 
 def novel_alert_off(metrics: dict) -> str | None:
@@ -81,33 +83,25 @@ def run(
     dataset = dataset or store.dataset
     ensemble = Ensemble(vgae_dir, gat_dir, store)
     if FUSION_PART not in store.parts:
-        raise KdgatError(
-            f"{graphs_dir}: no '{FUSION_PART}' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
-        )
+        raise KdgatError(f"{graphs_dir}: {NO_FUSION_PART}")
     begin_output(out_dir)
     held_out, _ = ensemble.data(store.part(FUSION_PART))
     if len(np.unique(held_out.labels)) < 2:
-        raise KdgatError(
-            f"{graphs_dir}: the '{FUSION_PART}' part needs attack and benign windows; the held-out blocks of the "
-            "training captures hold one class only (raise preprocessing.val_blocks or val_fraction)"
-        )
+        raise KdgatError(f"{graphs_dir}: {ONE_CLASS_FUSION_PART}")
     fusion = make_fusion(method, cfg.dqn, cfg.fusion, seed=cfg.seed)
     history = fusion.fit(held_out, held_out)  # its model selection reads the same held-out windows
-    ranking = {
-        "fusion": average_precision(held_out.labels, fusion.score(held_out)),
-        "gat": average_precision(held_out.labels, held_out.gat_prob),
-        "vgae": average_precision(held_out.labels, held_out.vgae_score),
-    }
+    # each candidate scoring of the held-out windows (the fusion's in evaluate's batches) is kept only where it
+    # ranks them no worse than what it replaces: the fusion against its best member, then the novel-ID rule
+    scores = {"fusion": ensemble_scores(fusion, held_out, {}), "gat": held_out.gat_prob, "vgae": held_out.vgae_score}
+    ranking = {name: average_precision(held_out.labels, s) for name, s in scores.items()}
     best_member = max(("gat", "vgae"), key=ranking.get)
-    fallback = best_member if ranking["fusion"] < ranking[best_member] else None
-    # the rule needs the VGAE to say which windows hold a novel ID, and is kept only where it does not rank
-    # the fusion windows worse (up to rounding), as the fallback keeps the ensemble from a worse fusion
+    fallback = None if ranks_no_worse(ranking["fusion"], ranking[best_member]) else best_member
+    # the rule needs the VGAE to say which windows hold a novel ID
     available = cfg.fusion.novel_alert and ensemble.vgae.marks_novel_ids
     novel_alert = False
     if available:
-        plain = ensemble_scores(fusion, held_out, {"fallback": fallback})
-        check = novel_alert_check(held_out.labels, plain, held_out.novel)
-        ranking["ensemble"], ranking["with_novel_alert"], novel_alert = check["without"], check["with"], check["keep"]
+        ensemble_now = scores[fallback or "fusion"]
+        novel_alert, ranking["with_novel_alert"] = keeps_novel_alert(held_out.labels, ensemble_now, held_out.novel)
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     members = {
