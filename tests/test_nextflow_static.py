@@ -554,12 +554,12 @@ def test_a_store_whose_fusions_cannot_be_fitted_stops_the_run_where_the_pipeline
 
     text = strip_comments(WORKFLOW.read_text())
     function = block(text, r"def\s+fusionPartProblem\(graphs\)")
-    for field in ("trainsOnAttacks(graphs)", "summary.parts.fusion", "fusion.attack_graphs", "fusion.benign_graphs"):
+    for field in ("parts.train.attack_graphs", "parts.fusion", "fusion.attack_graphs", "fusion.benign_graphs"):
         assert field in function, field
-    problem = fusion_part_problem(
-        {"parts": {"train": {"attack_graphs": 1}, "fusion": {"attack_graphs": 0, "benign_graphs": 5}}}
-    )
-    assert f'"{problem}"' in function
+    assert "fusion.attack_share == null ||" in function  # an old manifest without a share: unknown, as in Python
+    for fusion in ({"attack_graphs": 0, "benign_graphs": 5}, None):  # the two messages, word for word
+        problem = fusion_part_problem({"parts": {"train": {"attack_graphs": 1}, "fusion": fusion}})
+        assert problem and f'"{problem}"' in function
     checked = _assignment("ch_graphs")
     assert "fusionPartProblem(graphs)" in checked and "error(" in checked
     assert checked.index("fusionPartProblem") < checked.index(".combine(")  # once per dataset, not per seed

@@ -78,15 +78,17 @@ def trainsOnAttacks(graphs) {
  * fail only once every member had trained.
  */
 def fusionPartProblem(graphs) {
-    if (!trainsOnAttacks(graphs)) {
+    def parts = new groovy.json.JsonSlurper().parseText(graphs.resolve('manifest.json').text).summary.parts
+    if ((parts.train.attack_graphs as Integer) == 0) {
         return null // no fusion is planned there
     }
-    def fusion = new groovy.json.JsonSlurper().parseText(graphs.resolve('manifest.json').text).summary.parts.fusion
+    def fusion = parts.fusion
     if (fusion == null) {
         return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
     }
-    // benign_graphs since kdgat wrote it; before, attack_share (rounded to 4 digits: 1.0 can hide a few)
-    def benign = fusion.containsKey('benign_graphs') ? (fusion.benign_graphs as Integer) > 0 : fusion.attack_share != null && (fusion.attack_share as Double) < 1.0
+    // benign_graphs since kdgat wrote it; before, attack_share (rounded to 4 digits: 1.0 can hide a few; none
+    // recorded: unknown, and FUSE says so on the windows)
+    def benign = fusion.containsKey('benign_graphs') ? (fusion.benign_graphs as Integer) > 0 : fusion.attack_share == null || (fusion.attack_share as Double) < 1.0
     if ((fusion.attack_graphs as Integer) == 0 || !benign) {
         return "its 'fusion' part (held-out blocks of the training captures) lacks attack or benign windows, so the fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"
     }

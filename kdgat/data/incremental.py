@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kdgat.data.payload_runs import HELD_AGGREGATION, RunState, byte_runs, held_scores
+from kdgat.data.payload_runs import HELD_AGGREGATION, RunState, held_frame_values
 from kdgat.data.timing import as_frame_values, timing_columns
 from kdgat.data.vocab import Vocabulary
 from kdgat.data.windows import GraphArrays, build_graphs
@@ -189,7 +189,7 @@ class WindowStream:
             gaps = None if block.timestamps is None else self._gaps(block.keys, block.timestamps)
             columns["ratio"], columns["early"], columns["has"] = timing_columns(gaps, ids, self.periods)
         if self.run_limits is not None:
-            columns["held"] = held_scores(byte_runs(keys, np.asarray(block.data), self._runs), ids, self.run_limits)
+            columns["held"], _ = held_frame_values(keys, np.asarray(block.data), ids, self.run_limits, self._runs)
         if labelled:
             columns["labels"] = block.labels
         if self._observer is not None:

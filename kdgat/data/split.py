@@ -16,6 +16,15 @@ import numpy as np
 
 from kdgat.core.schema import PreprocessingConfig
 
+FUSION_PART = "fusion"  # the held-out windows the fusion is fitted on
+# why a store's fusions cannot be fitted: said by `kdgat fuse` on the windows, by the pipeline (and
+# workflows/kdgat.nf) from the graph manifest as soon as the graphs are built
+NO_FUSION_PART = f"no '{FUSION_PART}' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
+ONE_CLASS_FUSION_PART = (
+    f"its '{FUSION_PART}' part (held-out blocks of the training captures) lacks attack or benign windows, so the "
+    "fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"
+)
+
 
 def part_name(split: str, scenario: str) -> str:
     """'test' + 'fuzzing' -> 'test__fuzzing'; a scenario already named after its split stays as is."""

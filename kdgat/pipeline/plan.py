@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdgat.core.config import SUPERVISED_MODELS
+from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART
 
 # Steps that prepare a dataset's data: run once per dataset, shared by every seed.
 DATA_STAGES = ("ingest", "graphs")
@@ -102,17 +103,14 @@ def fusion_part_problem(graphs_summary: dict) -> str | None:
     """
     if not trains_on_attacks(graphs_summary):
         return None
-    part = graphs_summary["parts"].get("fusion")
+    part = graphs_summary["parts"].get(FUSION_PART)
     if part is None:
-        return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
-    # benign_graphs since this version; before it, attack_share (rounded to 4 digits: 1.0 can hide a few)
-    benign = part["benign_graphs"] if "benign_graphs" in part else (part["attack_share"] or 0.0) < 1.0
-    if int(part["attack_graphs"]) == 0 or not benign:
-        return (
-            "its 'fusion' part (held-out blocks of the training captures) lacks attack or benign windows, so the "
-            "fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"
-        )
-    return None
+        return NO_FUSION_PART
+    # benign_graphs since it was written; before, attack_share (rounded to 4 digits: 1.0 can hide a few; none
+    # recorded: unknown, and `kdgat fuse` says so on the windows)
+    share = part.get("attack_share")
+    benign = part["benign_graphs"] > 0 if "benign_graphs" in part else share is None or share < 1.0
+    return ONE_CLASS_FUSION_PART if int(part["attack_graphs"]) == 0 or not benign else None
 
 
 def train_step_name(model: str, scale: str, kd: bool) -> str:

@@ -197,7 +197,7 @@ class PipelineRunner:
 
     def _policy(self, dataset: str) -> str:
         """Evaluate's threshold policy for a dataset: the benign-only one where training is attack-free."""
-        return self.options.threshold_policy if self._route(dataset) else self.options.benign_threshold_policy
+        return self.options.threshold_policy if self._supervised[dataset] else self.options.benign_threshold_policy
 
     def _route(self, dataset: str | None) -> bool:
         """Whether a dataset trains on attacks (known once its graphs step has run; a campaign step, or a
@@ -358,7 +358,7 @@ class PipelineRunner:
         if step.stage == "export":
             from kdgat.stages import export
 
-            members = step.members_for(self._route(dataset))
+            members = step.members_for(self._supervised[dataset])
             manifest = export.run(
                 [lay.run(dataset, seed, self.steps[m]) for m in members], lay.detector(dataset, seed),
                 evaluation=lay.eval(dataset, seed), graphs_dir=lay.graphs(dataset), threads=threads,
@@ -399,13 +399,14 @@ class PipelineRunner:
                 elif step.stage == "fuse":
                     self._config("dqn", step.scale, seed=seed)
         self._config("gat", "large")  # the graphs step's preprocessing
+        methods = {}
         for option, policy in (("--threshold", self.options.threshold_policy),
                                ("--benign-threshold", self.options.benign_threshold_policy)):  # fmt: skip
             try:
-                parse_policy(policy)
+                methods[option], _ = parse_policy(policy)
             except ValueError as exc:
                 raise UsageError(f"{option}: {exc}") from None
-        if parse_policy(self.options.benign_threshold_policy)[0] != "fpr":
+        if methods["--benign-threshold"] != "fpr":
             policy = self.options.benign_threshold_policy
             raise UsageError(
                 f"--benign-threshold: {policy!r} needs attack windows in validation; an attack-free dataset's "

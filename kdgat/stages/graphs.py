@@ -40,14 +40,13 @@ from kdgat.data.payload_runs import (
     limits_from_json,
     limits_to_json,
 )
-from kdgat.data.split import BlockSplit, part_name
+from kdgat.data.split import FUSION_PART, BlockSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
 from kdgat.data.windows import build_graphs, window_starts
 
 BUILDER_VERSION = "5"  # bump when the store layout, naming or fitting changes (5: held-out attacks, benign periods)
-FUSION_PART = "fusion"  # held-out windows the fusion is fitted on (kdgat.data.split)
 METADATA = "metadata.json"
 VOCAB = "vocab.json"
 
