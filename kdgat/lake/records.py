@@ -484,11 +484,11 @@ def read_run(run_dir: Path, appended_at: datetime | None = None) -> RunRecord:
 def _fusion_row(run_id: str, metrics: dict) -> dict[str, Any]:
     """What a fuse run chose on its held-out windows (its metrics.json); a run made before the novel-ID rule
     had none (``novel_alert`` False) and counted no novel windows (NULL)."""
-    ranking = metrics.get("pr_auc_on_fusion_windows") or {}
-    novel = metrics.get("novel_windows") or {}
+    ranking = "pr_auc_on_fusion_windows"
     return dict(
-        run_id=run_id, fusion_windows=metrics.get("fusion_windows"), pr_auc_fusion=ranking.get("fusion"),
-        pr_auc_gat=ranking.get("gat"), pr_auc_vgae=ranking.get("vgae"), fallback=metrics.get("fallback"),
-        collapsed_to=metrics.get("collapsed_to"), novel_alert=bool(metrics.get("novel_alert", False)),
-        novel_benign=novel.get("benign"), novel_attack=novel.get("attack"),
+        run_id=run_id, fusion_windows=metrics.get("fusion_windows"), pr_auc_fusion=_get(metrics, ranking, "fusion"),
+        pr_auc_gat=_get(metrics, ranking, "gat"), pr_auc_vgae=_get(metrics, ranking, "vgae"),
+        fallback=metrics.get("fallback"), collapsed_to=metrics.get("collapsed_to"),
+        novel_alert=bool(metrics.get("novel_alert", False)), novel_benign=_get(metrics, "novel_windows", "benign"),
+        novel_attack=_get(metrics, "novel_windows", "attack"),
     )  # fmt: skip
