@@ -13,9 +13,9 @@ seeds:
   the run without c at its own validation threshold (unseen);
 - the threshold question: a threshold chosen (``--policy``) on "unseen" validation scores, every
   attack window scored by the run that did not see its capture and every benign window by the full
-  run. Its validation figure is nested (for capture j: the threshold from the other captures' unseen
-  scores, applied to the run without j); its test figure (the full run at that threshold) is reported,
-  not chosen by.
+  run. Its validation figure is nested on the attack side only (for capture j: the threshold from the
+  other captures' unseen scores, applied to the run without j; every benign window both sets it and is
+  scored); its test figure (the full run at that threshold) is reported, not chosen by.
 
     python bench/unseen_captures.py work/results/z/road --out work/unseen/road \\
         [--run gat_large --run gat_small_kd ...] [--policy margin] [--threads 1]
@@ -36,21 +36,22 @@ import numpy as np
 RUNS = ("gat_large", "gat_small_kd", "gat_small", "hgb_large", "vgae_large")
 
 
-def of_capture(part, capture: str) -> np.ndarray:
-    """Which windows of ``part`` come from the source file ``capture`` (by path: parts list their files apart)."""
-    return np.asarray(part.files, dtype=object)[np.asarray(part.file_index)] == capture
+def of_capture(part, path: str) -> np.ndarray:
+    """Which windows of ``part`` come from the source file ``path`` (by path: parts list their files apart)."""
+    files = list(part.files)
+    return np.asarray(part.file_index) == files.index(path) if path in files else np.zeros(len(part.y), bool)
 
 
 @contextmanager
-def without_attacks_of(capture: str):
-    """Every GraphDataModule built inside leaves out the attack windows of file ``capture`` (train and val)."""
+def without_attacks_of(path: str):
+    """Every GraphDataModule built inside leaves out the attack windows of file ``path`` (train and val)."""
     from kdgat.training import datamodule
 
     original = datamodule.GraphDataModule._select
 
     def select(self, part):
         chosen = original(self, part)
-        return chosen[~((np.asarray(part.y)[chosen] == 1) & of_capture(part, capture)[chosen])]
+        return chosen[~((np.asarray(part.y)[chosen] == 1) & of_capture(part, path)[chosen])]
 
     datamodule.GraphDataModule._select = select
     try:
@@ -60,8 +61,8 @@ def without_attacks_of(capture: str):
 
 
 def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int) -> np.ndarray:
-    """``capture``: the index of the file in the validation part's file list (the runs are named by it)."""
-    """Validation scores of ``run_dir``'s model trained again without ``capture``'s attack windows."""
+    """Validation scores of ``run_dir``'s model trained again without the attack windows of file ``capture``
+    (its index in the validation part's file list: the runs are named by it)."""
     from kdgat.core.config import load_frozen_config
     from kdgat.evaluation.scoring import score_model
     from kdgat.stages import train
@@ -95,11 +96,10 @@ def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int)
 def capture_names(paths: list[str]) -> list[str]:
     """File names without extensions, with their folder where two captures share a name (DAGA's)."""
     stems = [Path(p).name.split(".")[0] for p in paths]
-    unique = [
+    return [
         stem if stems.count(stem) == 1 else f"{Path(p).parent.name}/{stem}"
         for p, stem in zip(paths, stems, strict=True)
     ]
-    return unique
 
 
 def threshold(y, scores, policy: str) -> float:
@@ -117,14 +117,15 @@ def one_seed(seed_dir: Path, store, run: str, policy: str, out: Path, threads: i
     run_dir = seed_dir / "runs" / run
     model, cfg = load_run_model(run_dir, store)
     val = store.part("val")
-    y, files = np.asarray(val.y).astype(np.int64), np.asarray(val.file_index)
-    full = score_model(cfg.model_type, model, val)["score"]
+    keep = np.asarray(val.y) >= 0  # the labelled windows, as evaluate scores them
+    y, files = np.asarray(val.y)[keep].astype(np.int64), np.asarray(val.file_index)[keep]
+    full = score_model(cfg.model_type, model, val)["score"][keep]
     t_full = threshold(y, full, policy)
     captures = sorted(set(files[y == 1].tolist()))
     names = capture_names([val.files[c] for c in captures])
     by_capture = {c: full for c in captures}
     if cfg.model_type in SUPERVISED_MODELS:
-        by_capture = {c: left_out_scores(run_dir, store, c, out / seed_dir.name, threads) for c in captures}
+        by_capture = {c: left_out_scores(run_dir, store, c, out / seed_dir.name, threads)[keep] for c in captures}
     unseen = full.copy()
     for c in captures:
         attacks = (files == c) & (y == 1)

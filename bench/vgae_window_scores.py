@@ -32,13 +32,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     from campaign import seed_folders
-    from sklearn.metrics import average_precision_score
 
     from kdgat.core.threads import set_threads
     from kdgat.data.store import open_store
     from kdgat.evaluation.metrics import format_mean_std, summarize_seeds
     from kdgat.evaluation.scoring import score_vgae
-    from kdgat.models.vgae import NOVEL_FLOOR
+    from kdgat.fusion.ensemble import average_precision
     from kdgat.training.runs import load_run_model
 
     set_threads(args.threads)
@@ -46,21 +45,22 @@ def main() -> None:
     val = store.part("val")
     y, kind = np.asarray(val.y).astype(np.int64), np.asarray(val.attack_type)
     kinds = {store.attack_types[k]: k for k in sorted(set(kind[y == 1].tolist()))}
+    labelled = y >= 0
     table: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for seed_dir in seed_folders(args.dataset_dir):
         for run in args.run or RUNS:
             model, cfg = load_run_model(seed_dir / "runs" / run, store)
             for window_score in SCORES:
                 model.cfg = cfg.vgae.model_copy(update={"window_score": window_score})
-                score = score_vgae(model, val)["score"]
+                scored = score_vgae(model, val)
+                score = scored["score"]
                 row = table[(run, window_score)]
-                labelled = y >= 0
-                row["all"].append(average_precision_score(y[labelled], score[labelled]))
+                row["all"].append(average_precision(y[labelled], score[labelled]))
                 for name, k in kinds.items():
                     chosen = (y == 0) | ((y == 1) & (kind == k))
-                    row[name].append(average_precision_score(y[chosen], score[chosen]))
-                if window_score == "novel_first":
-                    row["benign with a novel ID"].append(int(((y == 0) & (score >= NOVEL_FLOOR)).sum()))
+                    row[name].append(average_precision(y[chosen], score[chosen]))
+                if model.marks_novel_ids:
+                    row["benign with a novel ID"].append(int(((y == 0) & scored["novel"]).sum()))
     columns = ["all", *kinds, "benign with a novel ID"]
     print(f"## {args.dataset_dir.name}: validation PR-AUC by window score (same weights)\n")
     print("| run | window score | " + " | ".join(columns) + " |")
