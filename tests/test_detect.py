@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import can
@@ -200,11 +201,12 @@ def test_a_fusion_member_in_the_bundle_is_scored_once_with_the_same_numbers(trai
     assert {kind: len(seen) for kind, seen in calls.items()} == {"gat": batches, "vgae": batches}  # not twice
 
 
-def test_the_novel_id_rule_scores_alike_in_evaluate_and_detect(trained, tmp_path):
+def test_the_novel_id_rule_scores_alike_in_evaluate_and_detect(trained, road_test, tmp_path):
     """The ROAD fusion here dropped the rule (two benign fusion windows hold an ID seen on two benign training
     nodes); the same fusion with ``novel_alert`` in its members.json, as fuse writes it where the rule is kept:
     evaluate scores every window holding a novel ID 1 and every other as without the rule, its bundle says
-    so (version 2), and detect gives evaluate's numbers."""
+    so (version 2), detect gives evaluate's numbers, and its ``novel_ids`` column names the novel IDs of
+    exactly the windows the rule scored 1."""
     from kdgat.data.store import open_store
     from kdgat.data.windows import GraphArrays
     from kdgat.detection.detector import load_detector
@@ -239,6 +241,27 @@ def test_the_novel_id_rule_scores_alike_in_evaluate_and_detect(trained, tmp_path
     part = store.part("test__fuzzing")
     scores = tables["rule"][tables["rule"].part == "test__fuzzing"].score.to_numpy()
     assert np.array_equal(detector.score(GraphArrays.of(part), [label])[label], scores)
+
+    novel = score_vgae(vgae, part)["novel"]
+    result = invoke("detect", road_test, "--detector", tmp_path / "bundle", "--out", tmp_path / "v.jsonl")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    assert [bool(r["novel_ids"]) for r in rows] == novel.tolist()  # the same windows as the VGAE's flags
+    assert all(r["score"] == 1 and r["alert"] for r in rows if r["novel_ids"])
+    named = Counter(name for r in rows for name in r["novel_ids"])
+    assert all(name.startswith("0x") or name == "unknown" for name in named)
+    (summary,) = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert summary["novel_alert"] is True and summary["novel_windows"] == int(novel.sum())
+    assert [(n["id"], n["windows"]) for n in summary["top_novel_ids"]] == named.most_common(5)
+
+
+def test_a_detector_without_a_vgae_names_no_novel_ids(trained, road_test):
+    result = invoke("detect", road_test, "--detector", trained / "detector", "--use", "gat_small", "--out", "-")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert all(json.loads(line)["novel_ids"] is None for line in lines[:-1])
+    (summary,) = json.loads(lines[-1])["summary"]["files"]
+    assert summary["novel_windows"] is None and summary["novel_alert"] is False and summary["top_novel_ids"] == []
 
 
 def test_a_bundle_of_version_1_is_read_and_another_refused(trained, tmp_path):
@@ -338,7 +361,8 @@ def test_json_lines_on_stdout_end_with_the_summary(trained, road_test):
     rows, last = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])
     assert len(rows) == len(window_starts(last["summary"]["files"][0]["frames"], 100, 50))
     assert {"file", "window", "first_frame", "last_frame", "first_time", "last_time", "score", "alert", "suspects",
-            "unknown_ids", "label", "score_gat_small", "score_vgae_small"} == set(rows[0])  # fmt: skip
+            "unknown_ids", "novel_ids", "label", "score_gat_small", "score_vgae_small"} == set(rows[0])  # fmt: skip
+    assert all(isinstance(r["novel_ids"], list) for r in rows)  # the fusion's VGAE says which IDs are novel
     alerts = [r for r in rows if r["alert"]]
     assert alerts and all(1 <= len(r["suspects"]) <= 3 for r in alerts)
     assert all(r["suspects"] == [] for r in rows if not r["alert"])

@@ -124,22 +124,32 @@ def _when(first: dict | None) -> str:
 
 
 def detect_table(summary: dict) -> Table:
-    """One row per capture (or bus): windows, alerts, first alert, top suspect IDs, unknown IDs, OOD."""
+    """One row per capture (or bus): windows, alerts, first alert, top suspect IDs, novel IDs, unknown IDs, OOD."""
     title = (f"Detections by {summary['detector']} (threshold {summary['threshold']:.6g}, "
              f"{summary['threshold_policy']}; window {summary['window']}, stride {summary['stride']})")  # fmt: skip
     table = _columns(
         Table(title=title),
         [("capture", "name"), ("frames", "right"), ("windows", "right"), ("alerts", "right"), ("alert %", "right"),
-         ("first alert", "right"), ("top suspect IDs", "left"), ("unknown IDs %", "right"), ("OOD", "left")],
+         ("first alert", "right"), ("top suspect IDs", "left"), ("novel-ID windows", "left"),
+         ("unknown IDs %", "right"), ("OOD", "left")],
     )  # fmt: skip
     for f in summary["files"]:
         suspects = ", ".join(f"{s['id']} ({s['alert_windows']})" for s in f["top_suspects"][:3]) or "-"
         table.add_row(
             f["file"], f"{f['frames']:,}", f"{f['windows']:,}", f"{f['alerts']:,}", _share(f["alert_rate"]),
-            _when(f["first_alert"]), suspects, _share(f["ood_figures"]["unknown_id_share"]),
+            _when(f["first_alert"]), suspects, _novel(f), _share(f["ood_figures"]["unknown_id_share"]),
             Text("yes", style="bold yellow") if f["out_of_distribution"] else "no",
         )  # fmt: skip
     return table
+
+
+def _novel(file: dict) -> str:
+    """Windows holding a CAN ID benign training (nearly) never carried, and the top IDs; '-' if not counted."""
+    if file.get("novel_windows") is None:
+        return "-"
+    ids = ", ".join(n["id"] for n in file["top_novel_ids"][:2])
+    rule = " (rule on)" if file["novel_alert"] and file["novel_windows"] else ""
+    return f"{file['novel_windows']:,}{rule}" + (f": {ids}" if ids else "")
 
 
 def detect_metrics_table(summary: dict) -> Table | None:

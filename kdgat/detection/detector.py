@@ -141,6 +141,41 @@ class Detector:
             scores[label] = score_model(kind, model, graphs, self.batch_size)["score"]
         return {label: scores[label] for label in wanted}
 
+    # -- novel CAN IDs ---------------------------------------------------------------------------
+
+    def _novelty_vgae(self, label: str):
+        """The VGAE that says which IDs are novel for ``label`` (itself, or a fusion's member); None if none does."""
+        if label in self.fusions:
+            vgae = self.fusions[label][0].vgae
+        else:
+            vgae, kind = self.models[label]
+            if kind != "vgae":
+                return None
+        vgae = getattr(vgae, "_orig_mod", vgae)
+        return vgae if vgae.marks_novel_ids else None
+
+    def marks_novel_ids(self, label: str) -> bool:
+        return self._novelty_vgae(label) is not None
+
+    def novel_alert(self, label: str) -> bool:
+        """Whether ``label`` is a fusion whose novel-ID rule is on (its windows with a novel ID score 1)."""
+        return label in self.fusions and bool(self.fusions[label][2].get("novel_alert"))
+
+    def novel_ids(self, label: str, graphs: GraphArrays) -> list[list[str]] | None:
+        """For each window: the CAN IDs with a frame of their own that benign training traffic carried on fewer
+        than ``novel_min_count`` nodes (the VGAE's count; ``unknown``: out of vocabulary), in node order. They
+        are what the ensemble's novel-ID rule scores 1. None for a detector without such a VGAE."""
+        vgae = self._novelty_vgae(label)
+        if vgae is None:
+            return None
+        with torch.inference_mode():
+            nodes = np.flatnonzero(vgae.novel_nodes(torch.from_numpy(graphs.x)).numpy())
+        windows = np.searchsorted(graphs.node_offsets, nodes, side="right") - 1
+        out: list[list[str]] = [[] for _ in range(graphs.num_graphs)]
+        for window, node in zip(windows.tolist(), nodes.tolist(), strict=True):  # novel nodes only: few
+            out[window].append(self.names[int(graphs.x[node, 0])])
+        return out
+
     # -- attribution ----------------------------------------------------------------------------
 
     def suspects(

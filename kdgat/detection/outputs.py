@@ -83,10 +83,10 @@ class ParquetSink(_FileSink):
 
 
 def _csv_ready(table: pa.Table) -> pa.Table:
-    """Lists become space-separated strings (CSV has no lists)."""
-    if "suspects" in table.column_names:
-        index = table.column_names.index("suspects")
-        table = table.set_column(index, "suspects", pc.binary_join(table["suspects"], " "))
+    """Lists (``suspects``, ``novel_ids``) become space-separated strings (CSV has no lists)."""
+    for index, field in enumerate(table.schema):
+        if pa.types.is_list(field.type):
+            table = table.set_column(index, field.name, pc.binary_join(table[field.name], " "))
     return table
 
 

@@ -60,6 +60,9 @@ class Session:
         self.alerts = 0
         self.first_alert: dict | None = None
         self.suspects: Counter = Counter()
+        self.marks_novel = detector.marks_novel_ids(self.label)
+        self.novel: Counter = Counter()  # windows per novel CAN ID
+        self.novel_windows = 0
         self.labels: list[np.ndarray] = []
         self.scores: dict[str, list[np.ndarray]] = {label: [] for label in detector.labels}
         self.latency: list[np.ndarray] = []
@@ -85,6 +88,7 @@ class Session:
         suspects: list[list[str]] = [[] for _ in range(len(batch))]
         for i, names in zip(alert_windows, self.detector.suspects(self.label, graphs, alert_windows), strict=True):
             suspects[i] = names
+        novel = self.detector.novel_ids(self.label, graphs)
         n = len(batch)
         index = np.arange(self.windows, self.windows + n, dtype=np.int64)
         columns = {
@@ -98,6 +102,7 @@ class Session:
             "alert": pa.array(alert),
             "suspects": pa.array(suspects, pa.list_(pa.string())),
             "unknown_ids": pa.array(np.asarray(batch.unknown_share, np.float32)),
+            "novel_ids": pa.array(novel if novel is not None else [None] * n, pa.list_(pa.string())),
         }
         labelled = bool((graphs.y >= 0).any())
         columns["label"] = pa.array(graphs.y, pa.int8(), mask=graphs.y < 0)  # null: the capture has no labels
@@ -120,6 +125,10 @@ class Session:
                                     "after_s": round(time_ - self.start_time, 6) if known else None}  # fmt: skip
             for i in alert_windows:
                 self.suspects.update(suspects[i])
+        if novel is not None:
+            self.novel_windows += sum(map(bool, novel))
+            for names in novel:
+                self.novel.update(set(names))
         if labelled:
             self.labels.append(graphs.y.copy())
             for label, values in scores.items():
@@ -147,6 +156,9 @@ class Session:
             "top_suspects": [
                 {"id": name, "alert_windows": count} for name, count in self.suspects.most_common(TOP_IDS)
             ],
+            "novel_alert": self.detector.novel_alert(self.label),
+            "novel_windows": self.novel_windows if self.marks_novel else None,
+            "top_novel_ids": [{"id": name, "windows": count} for name, count in self.novel.most_common(TOP_IDS)],
             "out_of_distribution": bool(reasons),
             "ood_reasons": reasons,
             "ood_figures": figures,

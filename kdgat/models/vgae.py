@@ -78,6 +78,11 @@ def neighbourhood_targets(ids: Tensor, edge_index: Tensor, num_ids: int) -> Tens
     return target
 
 
+def _has_frame(x: Tensor) -> Tensor:
+    """Nodes with a frame of their own: a node that only receives the window's last transition is all 0."""
+    return (x[:, 1:] != 0).any(dim=1)
+
+
 def _conv_block(in_channels: int, width: int, heads: int) -> tuple[GATConv, nn.BatchNorm1d]:
     if width % heads:
         raise ValueError(f"a GATConv width of {width} cannot be split over {heads} heads")
@@ -274,13 +279,21 @@ class VGAE(nn.Module):
         if node_sq is None:
             node_sq = (out["recon"] - self.target(x)).pow(2)
         ids = x[:, 0].long()
-        has_frame = (x[:, 1:] != 0).any(dim=1)
+        has_frame = _has_frame(x)
         ratio = (node_sq / self.error_q99[ids]).amax(dim=1)
-        novel = self.benign_id_count[ids] < self.cfg.novel_min_count
+        novel = self._novel_id(ids)
         if self.cfg.window_score == "novel_first":
             ratio = ratio.clamp(max=KNOWN_CAP) * has_frame.to(ratio.dtype)  # capped first: no inf, no inf * 0
             return torch.where(novel & has_frame, NOVEL_FLOOR * (1.0 + torch.log1p(ratio)), ratio)
         return ratio * has_frame.to(ratio.dtype) + NOVEL_SCORE * novel.to(ratio.dtype)
+
+    def _novel_id(self, ids: Tensor) -> Tensor:
+        return self.benign_id_count[ids] < self.cfg.novel_min_count
+
+    def novel_nodes(self, x: Tensor) -> Tensor:
+        """Which nodes ``(N,)`` are of a novel CAN ID and hold a frame of their own: a window holds a novel ID
+        (:meth:`holds_novel_id`) exactly when one of its nodes is such a node (with ``novel_first``)."""
+        return self._novel_id(x[:, 0].long()) & _has_frame(x)
 
     @property
     def marks_novel_ids(self) -> bool:
