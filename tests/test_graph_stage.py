@@ -44,21 +44,28 @@ def synthetic_frames(tmp_path_factory):
 @pytest.fixture(scope="module")
 def daga_store(data_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("daga")
-    sources = dataset_sources("daga_v40", load_catalog()["daga_v40"], data_root)
-    manifest = run_ingest(sources, root / "frames", dataset="daga_v40")
+    entry = load_catalog()["daga_v40"]
+    sources = dataset_sources("daga_v40", entry, data_root)
+    assert entry.one_trace  # every file is the clean trace with frames inserted
+    manifest = run_ingest(sources, root / "frames", dataset="daga_v40", one_trace=entry.one_trace)
     meta = run_graphs(root / "frames", root / "store", prep()).summary
     return root, manifest, meta
 
 
 def test_daga_graph_counts(daga_store):
+    """A one-trace dataset: 2 of 10 blocks are test seconds, 1 validation, 1 fusion, in every file."""
     root, manifest, meta = daga_store
     windows = {o.path: len(window_starts(o.rows, 100, 100)) for o in manifest.outputs}
     train_windows = sum(n for path, n in windows.items() if path.startswith("train/"))
     parts = meta["parts"]
     held_out = parts["val"]["graphs"] + parts["fusion"]["graphs"]
-    assert parts["train"]["graphs"] + held_out + meta["dropped_straddling_windows"] == train_windows
-    assert parts["test__payload_fuzzing_id_1"]["graphs"] == 2_457  # 245,756 frames
-    assert parts["test__single_id_replay_id_1"]["graphs"] == 2_457
+    trace = meta["one_trace"]
+    assert [len(trace[name]) for name in ("val", "fusion", "test")] == [1, 1, 2]
+    in_test_blocks = train_windows - parts["train"]["graphs"] - held_out - meta["dropped_straddling_windows"]
+    assert 0.15 < in_test_blocks / train_windows < 0.25  # the training files' test seconds: trained on by none
+    scored = parts["test__payload_fuzzing_id_1"]["graphs"], parts["test__single_id_replay_id_1"]["graphs"]
+    assert sum(scored) + trace["test_windows_not_scored"] == 2 * 2_457  # 245,756 frames each
+    assert all(0.15 < n / 2_457 < 0.21 for n in scored)
     assert 0 < parts["val"]["graphs"] / (parts["train"]["graphs"] + parts["val"]["graphs"]) < 0.3
     for name in ("train", "val", "fusion", "test__payload_fuzzing_id_1"):
         assert parts[name]["attack_graphs"] > 0  # both classes on every side
@@ -230,6 +237,64 @@ def test_training_validation_and_fusion_windows_share_no_frame(daga_store):
                 compared += 1
     # every file feeds all three parts, so every pair of every file was compared
     assert compared == 3 * len(frames) and len(frames) > 1
+
+
+def test_a_one_trace_dataset_scores_no_second_any_file_trained_on(daga_store, data_root):
+    """DAGA's files are one recording: a test window's benign frames must not be frames some training file
+    trains on (with per-file blocks 80 % of them were), and validation / fusion windows neither."""
+    root, manifest, meta = daga_store
+    store = open_store(root / "store")
+    paths = {o.source: root / "frames" / o.path for o in manifest.outputs}
+
+    def frames_of(part: str, benign_only: bool = False) -> np.ndarray:
+        p = store.part(part)
+        files = np.asarray(p.files)[np.asarray(p.file_index)]
+        keys = []
+        for source in np.unique(files):
+            table = pq.read_table(paths[source], columns=["timestamp", "can_id", "label"])
+            starts = np.asarray(p.window_start)[files == source]
+            used = np.unique(np.minimum((starts[:, None] + np.arange(101)).ravel(), table.num_rows - 1))
+            if benign_only:
+                used = used[table["label"].to_numpy()[used] == 0]
+            t = table["timestamp"].to_numpy()[used]
+            keys.append(np.round(t * 1e6).astype(np.int64) * 4096 + table["can_id"].to_numpy()[used])
+        return np.unique(np.concatenate(keys))
+
+    trained = frames_of("train")
+    for part in ("val", "fusion", "test__payload_fuzzing_id_1", "test__single_id_replay_id_1"):
+        held = frames_of(part, benign_only=True)
+        assert len(held) > 10_000 and not np.intersect1d(held, trained).size, part
+    # the per-file split of the same files would have trained on most test seconds
+    test_table = pq.read_table(paths[next(s for s in paths if "SingleIDReplay/ID_1" in s)], columns=["timestamp"])
+    clean = next(s for s in paths if "clean" in s)
+    n = pq.read_metadata(paths[clean]).num_rows
+    per_file = BlockSplit.of_file(n, len(window_starts(n, 100, 100)), prep(), "train/clean__V40_03.can")
+    clean_times = pq.read_table(paths[clean], columns=["timestamp"])["timestamp"].to_numpy()
+    trained_seconds = clean_times[per_file.training_segments() >= 0]
+    shared = np.isin(np.round(test_table["timestamp"].to_numpy(), 6), np.round(trained_seconds, 6)).mean()
+    assert shared > 0.7
+
+
+def test_a_one_trace_split_takes_test_seconds_where_the_few_test_attacks_are():
+    """CrySyS-like: the test capture's attack lies in 2 of 10 blocks; test blocks hold one of them and a clean
+    one, validation and fusion come from the rest, and a file with inserted frames gets the same seconds."""
+    from kdgat.data.split import TraceSplit
+
+    cfg = prep()
+    trace = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), np.linspace(41.0, 59.0, 60))
+    test = set(trace.test_blocks.tolist())
+    assert len(test) == 2 and len(test & {4, 5}) == 1
+    held = [set(b.tolist()) for b in (trace.val_blocks, trace.fusion_blocks, trace.test_blocks)]
+    assert all(not (a & b) for i, a in enumerate(held) for b in held[i + 1 :]) and [len(h) for h in held] == [1, 1, 2]
+    times = np.arange(0.0, 100.0, 0.01)
+    inserted = np.sort(np.concatenate((times, np.arange(0.005, 100.0, 0.5))))
+    for t in (times, inserted):
+        split = trace.of_file(t)
+        seconds = t[np.flatnonzero(split.training_segments() < 0)]
+        blocks = np.unique(np.floor(seconds / 10).astype(int))
+        assert set(blocks.tolist()) == set().union(*held)  # the held-out seconds are the same in both files
+    again = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), np.linspace(41.0, 59.0, 60))
+    assert np.array_equal(again.test_blocks, trace.test_blocks)  # seeded by split_seed only
 
 
 def test_a_file_whose_attacks_sit_in_few_blocks_still_validates_them(data_root, tmp_path):

@@ -73,9 +73,11 @@ def ingest(
         if bool(files) == bool(dataset):
             raise UsageError("give either capture FILEs or --dataset NAME (not both, not neither)")
         options = IngestOptions(format=fmt, on_bad_rows=on_bad_rows.value)
+        one_trace = False
         if dataset:
             entry = get_dataset(load_catalog(catalog), dataset)
             sources = dataset_sources(dataset, entry, resolve_data_root(data_root), allow_missing=allow_missing)
+            one_trace = entry.one_trace
             if fmt != "auto":
                 sources = [replace(s, format=fmt) for s in sources]
         else:
@@ -85,7 +87,9 @@ def ingest(
             progress_line(f"[{i + 1}/{n}]", str(src.path))
 
         show = progress if err.is_terminal else None  # keep logs and pipes to results and errors
-        manifest = stage.run(sources, out_dir, options, dataset=dataset, progress=show, threads=threads)
+        manifest = stage.run(
+            sources, out_dir, options, dataset=dataset, one_trace=one_trace, progress=show, threads=threads
+        )
     out.print(ingest_table(manifest, out_dir))
     for item in manifest.outputs:
         if item.skipped_rows:

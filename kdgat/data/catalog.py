@@ -54,6 +54,9 @@ class DatasetEntry(BaseModel):
     train: list[FileSpec]
     test: dict[str, list[FileSpec]] = Field(default_factory=dict)
     attack_types: list[str] = Field(default_factory=list)
+    # every file is one recording with frames inserted or modified (DAGA, CrySyS): the graphs stage cuts its
+    # time axis once for all files, and test files are scored in blocks no file trained on (kdgat.data.split)
+    one_trace: bool = False
     notes: str = ""
 
     @field_validator("train", mode="before")

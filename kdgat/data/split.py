@@ -5,15 +5,22 @@ frames across the split; whole time blocks go to one side instead, and a window 
 blocks is dropped. The held-out blocks are shared between two parts: ``fusion`` (what the fusion of
 two trained models is fitted on: windows neither model trained on) and ``val`` (where every model,
 fusions included, is selected and gets its threshold: windows no fitted thing has seen).
+
+A one-trace dataset (DAGA, CrySyS: every file is one recording with frames inserted or modified)
+cannot be split per file: the validation block of one file is a training block of another, and
+the test files are the training trace again. :class:`TraceSplit` cuts the recording's time axis
+once, for every file: validation, fusion and **test** blocks are the same seconds in all of them,
+no file trains on them, and a test file is scored in its test blocks only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from kdgat.core.errors import KdgatError
 from kdgat.core.schema import PreprocessingConfig
 
 FUSION_PART = "fusion"  # the held-out windows the fusion is fitted on
@@ -43,13 +50,45 @@ def _attack_blocks(labels: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.unique(np.searchsorted(edges, attacks, side="right") - 1).astype(np.int64)
 
 
+def _held_count(blocks: int, cfg: PreprocessingConfig) -> int:
+    return int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
+
+
+def _held_out(
+    candidates: np.ndarray, attack: np.ndarray, n_held: int, rng: np.random.Generator, attack_to_val: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validation and fusion blocks: ``n_held`` of ``candidates``, half (rounded down) for the fusion.
+
+    When only some candidates hold attacks (``attack``), some of those are held out and one at least stays
+    for training; the attack blocks alternate between the halves, starting with validation when
+    ``attack_to_val``.
+    """
+    attack = np.intersect1d(attack, candidates)
+    n_fusion = n_held // 2
+    if len(attack) < 2 or len(attack) == len(candidates):
+        held = rng.choice(candidates, size=n_held, replace=False)
+        return np.sort(held[n_fusion:]), np.sort(held[:n_fusion])
+    k = int(min(len(attack) - 1, n_held, max(1, round(n_held * len(attack) / len(candidates)))))
+    held_attack = rng.choice(attack, size=k, replace=False)
+    clean = np.setdiff1d(candidates, attack)
+    held_clean = rng.choice(clean, size=min(len(clean), n_held - k), replace=False)
+    val, fusion = [], []
+    for i, block in enumerate(held_attack):
+        (val if (i % 2 == 0) == attack_to_val else fusion).append(int(block))
+    for block in held_clean:
+        (fusion if len(fusion) < n_fusion else val).append(int(block))
+    return np.sort(np.array(val, np.int64)), np.sort(np.array(fusion, np.int64))
+
+
 @dataclass(frozen=True)
 class BlockSplit:
-    """One training file cut into contiguous time blocks, some of which go to validation."""
+    """One file cut into contiguous time blocks, some of which go to validation (and, in a one-trace
+    dataset, to test: :class:`TraceSplit`)."""
 
     edges: np.ndarray  # frame index where each block starts, plus the file length
     val_blocks: np.ndarray  # indices of the validation blocks (the threshold half)
     fusion_blocks: np.ndarray  # indices of the held-out blocks the fusion is fitted on
+    test_blocks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # one-trace datasets only
 
     @classmethod
     def of_file(
@@ -73,31 +112,18 @@ class BlockSplit:
         none = np.zeros(0, np.int64)
         if blocks < 2:
             return cls(edges, none, none)
-        n_held = int(min(blocks - 1, max(1, round(blocks * cfg.val_fraction))))
         rng = np.random.default_rng([cfg.split_seed, _stable_int(key)])
         attack = _attack_blocks(labels, edges) if cfg.held_out_attacks and labels is not None else none
-        n_fusion = n_held // 2  # half of the held-out blocks (rounded down) fit the fusion, the rest validate
-        if len(attack) < 2 or len(attack) == blocks:
-            held = rng.choice(blocks, size=n_held, replace=False)
-            return cls(edges, np.sort(held[n_fusion:]), np.sort(held[:n_fusion]))
-        k = int(min(len(attack) - 1, n_held, max(1, round(n_held * len(attack) / blocks))))
-        held_attack = rng.choice(attack, size=k, replace=False)
-        clean = np.setdiff1d(np.arange(blocks), attack)
-        held_clean = rng.choice(clean, size=min(len(clean), n_held - k), replace=False)
-        # attack blocks alternate between the two halves, starting with the one asked for
-        val, fusion = [], []
-        for i, block in enumerate(held_attack):
-            (val if (i % 2 == 0) == attack_to_val else fusion).append(int(block))
-        for block in held_clean:
-            (fusion if len(fusion) < n_fusion else val).append(int(block))
-        return cls(edges, np.sort(np.array(val, np.int64)), np.sort(np.array(fusion, np.int64)))
+        val, fusion = _held_out(np.arange(blocks), attack, _held_count(blocks, cfg), rng, attack_to_val)
+        return cls(edges, val, fusion)
 
     def block_of(self, frames: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.edges, frames, side="right") - 1
 
     @property
     def held_out(self) -> np.ndarray:
-        return np.concatenate((self.val_blocks, self.fusion_blocks))
+        """Blocks no model trains on and nothing is fitted on: validation, fusion and test."""
+        return np.concatenate((self.val_blocks, self.fusion_blocks, self.test_blocks))
 
     def training_segments(self) -> np.ndarray:
         """Per frame, which run of consecutive training blocks it lies in (-1 in a validation block).
@@ -118,10 +144,74 @@ class BlockSplit:
         whose block holds all of them, and is dropped if they straddle a block boundary, so no frame
         is shared between two sides.
         """
+        whole, first_block = self._whole(starts, window)
+        in_val = np.isin(first_block, self.val_blocks)
+        in_fusion = np.isin(first_block, self.fusion_blocks)
+        in_test = np.isin(first_block, self.test_blocks)
+        return whole & ~in_val & ~in_fusion & ~in_test, whole & in_val, whole & in_fusion
+
+    def test_mask(self, starts: np.ndarray, window: int) -> np.ndarray:
+        """Windows lying wholly in a test block (what a one-trace dataset's test files are scored on)."""
+        whole, first_block = self._whole(starts, window)
+        return whole & np.isin(first_block, self.test_blocks)
+
+    def _whole(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         n = int(self.edges[-1])
         first_block = self.block_of(starts)
         last_block = self.block_of(np.minimum(starts + window, n - 1))
-        whole = first_block == last_block
-        in_val = np.isin(first_block, self.val_blocks)
-        in_fusion = np.isin(first_block, self.fusion_blocks)
-        return whole & ~in_val & ~in_fusion, whole & in_val, whole & in_fusion
+        return first_block == last_block, first_block
+
+
+@dataclass(frozen=True)
+class TraceSplit:
+    """The blocks of a one-trace dataset: its recording's time axis cut once, shared by every file.
+
+    Test blocks are chosen first (``val_fraction`` of the blocks, some of them among the blocks where the
+    test files' attacks lie when those are few), then validation and fusion blocks among the rest as
+    :meth:`BlockSplit.of_file` chooses them, from where the training files' attacks lie. Seeded by
+    ``split_seed`` only: one split per dataset.
+    """
+
+    time_edges: np.ndarray  # seconds where each block starts, plus the end of the recording
+    val_blocks: np.ndarray
+    fusion_blocks: np.ndarray
+    test_blocks: np.ndarray
+
+    @classmethod
+    def choose(
+        cls, start: float, end: float, cfg: PreprocessingConfig, train_attacks: np.ndarray, test_attacks: np.ndarray
+    ) -> TraceSplit:
+        """``train_attacks`` / ``test_attacks``: timestamps of the attack frames of the training / test files."""
+        blocks = int(cfg.val_blocks)
+        if blocks < 4:
+            raise KdgatError(
+                f"a one-trace dataset needs preprocessing.val_blocks >= 4 (train, val, fusion, test), not {blocks}"
+            )
+        time_edges = np.linspace(start, end, blocks + 1)
+        time_edges[-1] = np.nextafter(end, np.inf)  # the last frame lies inside the last block
+
+        def blocks_of(times: np.ndarray) -> np.ndarray:
+            return np.unique(np.clip(np.searchsorted(time_edges, times, side="right") - 1, 0, blocks - 1))
+
+        rng = np.random.default_rng([cfg.split_seed, _stable_int("one trace")])
+        n_held = _held_count(blocks, cfg)
+        everything = np.arange(blocks)
+        attack = blocks_of(test_attacks)
+        if 0 < len(attack) < blocks:  # a few attack blocks: test holds some of them, and some clean ones
+            k = int(min(len(attack), n_held, max(1, round(n_held * len(attack) / blocks))))
+            clean = np.setdiff1d(everything, attack)
+            test = np.concatenate(
+                (rng.choice(attack, size=k, replace=False), rng.choice(clean, size=n_held - k, replace=False))
+            )
+        else:
+            test = rng.choice(everything, size=n_held, replace=False)
+        rest = np.setdiff1d(everything, test)
+        train_attack = blocks_of(train_attacks) if cfg.held_out_attacks else np.zeros(0, np.int64)
+        val, fusion = _held_out(rest, train_attack, min(n_held, len(rest) - 1), rng, True)
+        return cls(time_edges, val, fusion, np.sort(test.astype(np.int64)))
+
+    def of_file(self, timestamps: np.ndarray) -> BlockSplit:
+        """The split of one file of the recording, in frame indices (its timestamps in time order)."""
+        edges = np.searchsorted(timestamps, self.time_edges, side="left").astype(np.int64)
+        edges[-1] = len(timestamps)
+        return BlockSplit(edges, self.val_blocks, self.fusion_blocks, self.test_blocks)

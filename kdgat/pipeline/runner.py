@@ -238,7 +238,8 @@ class PipelineRunner:
         from kdgat.core.config import model_config_hash
 
         if step.stage == "ingest":
-            return {"captures": _capture_stamp(self._sources(dataset))}
+            trace = {"one_trace": True} if self.entries[dataset].one_trace else {}  # other datasets keep their keys
+            return {"captures": _capture_stamp(self._sources(dataset)), **trace}
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
@@ -300,7 +301,13 @@ class PipelineRunner:
         if step.stage == "ingest":
             from kdgat.stages import ingest
 
-            manifest = ingest.run(self._sources(dataset), lay.frames(dataset), dataset=dataset, threads=threads)
+            manifest = ingest.run(
+                self._sources(dataset),
+                lay.frames(dataset),
+                dataset=dataset,
+                one_trace=self.entries[dataset].one_trace,
+                threads=threads,
+            )
             return f"{manifest.summary['totals']['rows']:,} frames"
         if step.stage == "graphs":
             from kdgat.core.config import config_hash

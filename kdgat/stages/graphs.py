@@ -40,7 +40,7 @@ from kdgat.data.payload_runs import (
     limits_from_json,
     limits_to_json,
 )
-from kdgat.data.split import FUSION_PART, BlockSplit, part_name
+from kdgat.data.split import FUSION_PART, BlockSplit, TraceSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
@@ -93,11 +93,37 @@ class _Scan:
     train_gap_keys: list[np.ndarray]
     attack_names: set[str]
     splits: dict[str, BlockSplit]  # per training file (by its relative path): train, val and fusion blocks
+    trace: TraceSplit | None = None  # a one-trace dataset's blocks (then ``splits`` has its test files too)
     holds: list[HoldHistogram] = field(default_factory=list)  # e4ts: the benign training frames' holds
 
 
+def _trace_split(files: list[FramesFile], cfg: PreprocessingConfig) -> tuple[TraceSplit, dict[str, np.ndarray]]:
+    """The blocks of a one-trace dataset, from every file's timestamps (train and test: one recording)."""
+    times, train_attacks, test_attacks = {}, [], []
+    for f in files:
+        table = pq.read_table(f.path, columns=["timestamp", "label"])
+        if table["timestamp"].null_count:
+            raise KdgatError(f"{f.source}: a one-trace dataset is split on its time axis; this capture has no times")
+        t = table["timestamp"].to_numpy().astype(np.float64)
+        if len(t) and (np.diff(t) < 0).any():
+            row = int(np.flatnonzero(np.diff(t) < 0)[0]) + 2
+            raise KdgatError(f"{f.source}: frame {row:,}: timestamps go back in time (a one-trace split needs order)")
+        times[f.relative] = t
+        attack = t[pc.fill_null(table["label"], 0).to_numpy() > 0]
+        (train_attacks if f.split == "train" else test_attacks).append(attack)
+    nonempty = [t for t in times.values() if len(t)]
+    start, end = min(t[0] for t in nonempty), max(t[-1] for t in nonempty)
+    attacks = [np.concatenate(a) if a else np.zeros(0) for a in (train_attacks, test_attacks)]
+    return TraceSplit.choose(start, end, cfg, *attacks), times
+
+
 def _scan_inputs(
-    files: list[FramesFile], cfg: PreprocessingConfig, with_timing: bool, fitting: bool, with_runs: bool = False
+    files: list[FramesFile],
+    cfg: PreprocessingConfig,
+    with_timing: bool,
+    fitting: bool,
+    with_runs: bool = False,
+    one_trace: bool = False,
 ) -> _Scan:
     """Training ID keys (and arrival gaps, and with ``with_runs`` the held-byte runs of the benign training
     frames), the attack names of every file and the training files' splits.
@@ -105,10 +131,16 @@ def _scan_inputs(
     With ``fitting`` (a store of its own, not ``--like``), only the frames of the training blocks
     count, and a gap only when both of its frames lie in the same run of training blocks and, in a
     labelled capture, are both benign: the vocabulary and the normal periods are fitted on no frame
-    a validation window will be scored on, and no attack flood sets an ID's "normal" period.
+    a validation window will be scored on, and no attack flood sets an ID's "normal" period. In a one-trace
+    dataset (``one_trace`` and ``fitting``) the blocks are the recording's (:class:`TraceSplit`), the same
+    seconds in every file, and the test files get theirs too (scored in their test blocks only).
     """
     scan = _Scan([], [], [], set(), {})
     attack_to_val = True
+    times: dict[str, np.ndarray] = {}
+    if one_trace and fitting:
+        scan.trace, times = _trace_split(files, cfg)
+        scan.splits.update({f.relative: scan.trace.of_file(times[f.relative]) for f in files if f.split != "train"})
     for f in files:
         train = f.split == "train"
         columns = (
@@ -125,7 +157,10 @@ def _scan_inputs(
         n = len(keys)
         labels = None if table["label"].null_count == n else pc.fill_null(table["label"], 0).to_numpy()
         segment = np.zeros(n, np.int64)
-        if fitting:
+        if fitting and scan.trace is not None:
+            split = scan.splits[f.relative] = scan.trace.of_file(times[f.relative])
+            segment = split.training_segments()
+        elif fitting:
             n_windows = len(window_starts(n, cfg.window, cfg.stride))
             split = BlockSplit.of_file(n, n_windows, cfg, f.relative, labels, attack_to_val=attack_to_val)
             if len(split.held_out) and labels is not None and cfg.held_out_attacks:
@@ -168,7 +203,7 @@ def _codes(attack_names, table: list[str]) -> np.ndarray:
     return pc.fill_null(codes, 0).to_numpy().astype(np.int16)
 
 
-def _fingerprint(files: list[FramesFile], cfg: PreprocessingConfig, like_meta: dict | None) -> str:
+def _fingerprint(files: list[FramesFile], cfg: PreprocessingConfig, like_meta: dict | None, one_trace: bool) -> str:
     return content_hash(
         {
             "builder": BUILDER_VERSION,
@@ -176,6 +211,7 @@ def _fingerprint(files: list[FramesFile], cfg: PreprocessingConfig, like_meta: d
             "preprocessing": cfg.model_dump(mode="json"),
             "inputs": sorted((f.relative, f.sha256, f.split, f.scenario) for f in files),
             "like": like_meta["fingerprint"] if like_meta else None,
+            **({"one_trace": True} if one_trace and like_meta is None else {}),  # other stores keep their keys
         }
     )
 
@@ -231,7 +267,8 @@ def run(
         cfg = cfg.model_copy(update={"window": like_meta["window"], "stride": like_meta["stride"]})
         if like_meta["feature_set"]["tag"] != feature_set.tag:
             raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")
-    fingerprint = _fingerprint(files, cfg, like_meta)
+    one_trace = bool((read_manifest(frames_dir).config or {}).get("one_trace"))
+    fingerprint = _fingerprint(files, cfg, like_meta, one_trace)
     if not force and store_is_current(out_dir, fingerprint) and (current := read_manifest(out_dir)) is not None:
         return current.model_copy(update={"summary": {**current.summary, "reused": True}})
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
@@ -240,7 +277,7 @@ def run(
 
     scan = _scan_inputs(
         files, cfg, with_timing=feature_set.needs_timestamps and like_meta is None, fitting=like_meta is None,
-        with_runs=feature_set.payload_runs and like_meta is None,
+        with_runs=feature_set.payload_runs and like_meta is None, one_trace=one_trace,
     )  # fmt: skip
     if like_meta is not None:
         vocab = Vocabulary.from_json(json.loads((Path(like) / VOCAB).read_text()))
@@ -270,7 +307,7 @@ def run(
         shard_dirs: dict[str, list[Path]] = {}
         part_files: dict[str, list[str]] = {}
         part_split: dict[str, tuple[str, str]] = {}
-        dropped = 0
+        dropped = outside = 0
         for index, f in enumerate(files):
             if progress:
                 progress(index, len(files), f)
@@ -286,13 +323,18 @@ def run(
                 frame_values = [*frame_values, held_frame_values(keys, data, ids, run_limits)]
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
-                train_mask, val_mask, fusion_mask = scan.splits[f.relative].window_masks(starts, cfg.window)
-                dropped += int((~train_mask & ~val_mask & ~fusion_mask).sum())
+                split = scan.splits[f.relative]
+                train_mask, val_mask, fusion_mask = split.window_masks(starts, cfg.window)
+                dropped += int((~train_mask & ~val_mask & ~fusion_mask & ~split.test_mask(starts, cfg.window)).sum())
                 selections = [
                     ("train", "train", "train", starts[train_mask]),
                     ("val", "val", "val", starts[val_mask]),
                     (FUSION_PART, "val", FUSION_PART, starts[fusion_mask]),
                 ]
+            elif f.relative in scan.splits:  # a one-trace dataset's test file: its test blocks only
+                in_test = scan.splits[f.relative].test_mask(starts, cfg.window)
+                outside += int((~in_test).sum())
+                selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts[in_test])]
             else:
                 selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts)]
             for name, split, scenario, chosen in selections:
@@ -359,6 +401,7 @@ def run(
             "attack_types": attack_types,
             "parts": parts_meta,
             "dropped_straddling_windows": dropped,
+            "one_trace": None if scan.trace is None else _describe_trace(scan.trace, outside),
             "timing": None
             if periods is None
             else {"median_period": [None if np.isnan(p) else round(float(p), 9) for p in periods]},
@@ -371,7 +414,7 @@ def run(
         atomic_write_text(staging / VOCAB, json.dumps(vocab.to_json()) + "\n")
         atomic_write_text(staging / METADATA, json.dumps(metadata, indent=2) + "\n")
         summary_keys = ("window", "stride", "vocab_size", "feature_set", "parts", "dropped_straddling_windows",
-                        "timestamps_missing", "fingerprint")  # fmt: skip
+                        "one_trace", "timestamps_missing", "fingerprint")  # fmt: skip
         manifest = write_manifest(
             staging,
             stage="graphs",
@@ -383,6 +426,20 @@ def run(
             summary={**{k: metadata[k] for k in summary_keys}, "reused": False},
         )
     return manifest
+
+
+def _describe_trace(trace: TraceSplit, outside: int) -> dict:
+    """Which seconds of the recording each part holds, and how many test-file windows lie outside test blocks."""
+
+    def spans(blocks: np.ndarray) -> list[list[float]]:
+        return [[round(float(trace.time_edges[b]), 6), round(float(trace.time_edges[b + 1]), 6)] for b in blocks]
+
+    return {
+        "val": spans(trace.val_blocks),
+        FUSION_PART: spans(trace.fusion_blocks),
+        "test": spans(trace.test_blocks),
+        "test_windows_not_scored": outside,
+    }
 
 
 def _describe_part(part_dir: Path, info: dict) -> dict:

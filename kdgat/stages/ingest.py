@@ -36,10 +36,12 @@ def run(
     options: IngestOptions | None = None,
     *,
     dataset: str | None = None,
+    one_trace: bool = False,
     progress: Callable[[int, int, IngestSource], None] | None = None,
     threads: int | None = None,
 ) -> Manifest:
-    """Ingest every source into ``outdir``; all-or-nothing, manifest written last."""
+    """Ingest every source into ``outdir``; all-or-nothing, manifest written last. ``one_trace`` (the catalog's
+    flag: every capture is one recording) is recorded for the graphs stage, which then splits on time."""
     set_threads(threads)
     options = options or IngestOptions()
     if not sources:
@@ -68,7 +70,11 @@ def run(
         outdir,
         stage="ingest",
         inputs=[{"path": o["source"], "sha256": o["sha256"]} for o in outputs],
-        config={**options.model_dump(exclude={"block_size", "row_group_rows"}), "dataset": dataset},
+        config={
+            **options.model_dump(exclude={"block_size", "row_group_rows"}),
+            "dataset": dataset,
+            **({"one_trace": True} if one_trace else {}),
+        },
         outputs=outputs,
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
