@@ -81,7 +81,8 @@ GROUP BY ALL
 ORDER BY dataset, val_f1_mean DESC NULLS LAST, model, setup
 """
 
-# The same per test scenario; the selected run is the leaderboard's (best validation F1), not the scenario's best.
+# The same per test scenario; the selected run is the leaderboard's (best validation F1), not the scenario's best,
+# and rows come in a fixed order (dataset, scenario, model), not ranked by test F1.
 LEADERBOARD_SCENARIOS_SQL = f"""
 WITH {_PER_RUN}
 SELECT s.dataset, s.model, s.model_type, s.family, s.scale, s.has_kd, s.setup_hash AS setup, s.scenario,
@@ -94,7 +95,7 @@ SELECT s.dataset, s.model, s.model_type, s.family, s.scale, s.has_kd, s.setup_ha
 FROM v_run_scores s JOIN picked p USING (run_id)
 WHERE s.split = 'test'
 GROUP BY ALL
-ORDER BY s.dataset, s.scenario, test_f1_mean DESC NULLS LAST, s.model, setup
+ORDER BY s.dataset, s.scenario, s.model, setup  -- never ranked by a test figure
 """
 
 # Small with KD minus small without KD, paired by seed (same dataset, model family and settings but KD), as

@@ -101,7 +101,7 @@ def reference_statistics(store: GraphStore) -> dict:
 
     The out-of-distribution check compares a capture's per-ID payload means with these.
     """
-    part = store.part("train") if "train" in store.parts else next(iter(store.parts.values()))
+    part = store.part("train")
     x = np.asarray(part.x)
     ids = x[:, 0].astype(np.int64)
     counts = np.bincount(ids, minlength=store.vocab_size)
@@ -138,6 +138,10 @@ def run(
     document = _evaluation(eval_dir)
     graphs_dir = Path(graphs_dir) if graphs_dir is not None else _store_of(run_dirs[0])
     store = open_store(graphs_dir)
+    if "train" not in store.parts:  # the reference must be the training vehicle's, never windows detect may score
+        raise KdgatError(
+            f"{graphs_dir}: no 'train' part; export needs the store the runs trained on (not one built with --like)"
+        )
     ensure_folder(out_dir.parent)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists())):
         raise KdgatError(f"{out_dir}: exists and is not a detector bundle; refusing to replace it")
