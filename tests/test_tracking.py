@@ -243,3 +243,33 @@ def test_parallel_processes_lose_no_run(tmp_path):
         history = sorted((m.step, m.value) for m in client.get_metric_history(run["run_id"], "loss"))
         assert history == [(s, pytest.approx(index + j / 10 + s)) for s in range(STEPS)]
         assert run["metrics"]["acc"] == pytest.approx((STEPS - 1) / 10)
+
+
+def test_a_file_system_without_locks_gets_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Lustre without flock answers ENOSYS: the tracking store and the lake say which file and what to do; a
+    held lock (BlockingIOError) and other errors are not disguised."""
+    import errno
+
+    from kdgat.core import locks
+    from kdgat.core.tracking import _store_lock
+    from kdgat.lake.store import build_lock
+
+    def no_locks(handle, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(locks.fcntl, "flock", no_locks)
+    with pytest.raises(KdgatError, match=r"mlruns\.db\.lock: this file system has no file locks .*tracking server"):
+        with _store_lock(f"sqlite:///{tmp_path}/mlruns.db", 1.0):
+            pass
+    with pytest.raises(KdgatError, match=r"\.build\.lock: this file system has no file locks .*--lake"):
+        with build_lock(tmp_path):
+            pass
+    for raised in (BlockingIOError(errno.EAGAIN, "busy"), OSError(errno.EIO, "I/O error")):
+
+        def fails(handle, operation, raised=raised):
+            raise raised
+
+        monkeypatch.setattr(locks.fcntl, "flock", fails)
+        with pytest.raises(type(raised)) as caught, open(tmp_path / "x.lock", "a") as handle:
+            locks.flock(handle, 0, hint="-")
+        assert caught.value is raised

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 from kdgat.core.atomic import ensure_folder
 from kdgat.core.errors import KdgatError
+from kdgat.core.locks import flock
 
 __all__ = [
     "ARTIFACT_DIR",
@@ -305,6 +306,9 @@ def _open_client(uri: str, on_retry: Callable[[int], None], budget_s: float) -> 
         raise KdgatError(f"tracking store {uri}: MLflow cannot open it: {said}") from None
 
 
+_NO_LOCK_HINT = "put the SQLite tracking store on a local disk, or use a tracking server (--tracking-uri http://...)"
+
+
 @contextmanager
 def _store_lock(uri: str, budget_s: float) -> Iterator[None]:
     """Exclusive ``flock`` on ``<db>.lock`` while a process opens (and maybe migrates) a SQLite store."""
@@ -319,7 +323,7 @@ def _store_lock(uri: str, budget_s: float) -> Iterator[None]:
     with open(db.with_name(db.name + ".lock"), "a") as handle:
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB, hint=_NO_LOCK_HINT)
                 break
             except BlockingIOError as exc:
                 if time.monotonic() > deadline:

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
+from kdgat.core.locks import flock
 from kdgat.lake.schema import OWNER, SCHEMA_VERSION, TABLES, UNIQUE_KEY, check_schema, empty, fingerprint
 
 LAKE_FILE = "lake.json"
@@ -167,7 +168,7 @@ def _load_generation(gen: Path | None) -> tuple[dict[str, pa.Table], dict[str, s
 def build_lock(lake_dir: Path) -> Iterator[None]:
     """One builder at a time per lake (appenders never take it)."""
     with open(Path(lake_dir) / ".build.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        flock(handle, fcntl.LOCK_EX, hint="put the lake (--lake) on a file system with file locks")
         try:
             yield
         finally:
