@@ -33,6 +33,10 @@ workflow {
     if (workflow.containerEngine && !params.container) {
         error("the ${workflow.containerEngine} profile needs --container (a .sif path or an image URI)")
     }
+    // a .sif path (not an image URI such as docker:// or oras://) must exist: else every task fails alike
+    if (workflow.containerEngine && !workflow.stubRun && !params.container.toString().contains('://') && !file(params.container.toString()).exists()) {
+        error("--container ${params.container}: no such image; build it (apptainer build containers/kdgat.sif containers/kdgat.def) or pass an image URI")
+    }
     def outdir = file(params.outdir)
     def lake = params.lake ? file(params.lake) : outdir.resolve('lake')
     def tracking_uri = params.tracking_uri ?: "sqlite:///${outdir}/mlruns.db"

@@ -117,7 +117,8 @@ workflow KDGAT {
         ch_data_root = SYNTH.out.data_root
     }
     else {
-        ch_data_root = channel.of(file(data_root, checkIfExists: true))
+        // its real path: Apptainer binds the folder an input lies in, not where a link to it points
+        ch_data_root = channel.of(file(data_root, checkIfExists: true).toRealPath())
     }
     DATASETS(datasets, ch_data_root.map { root -> [root, captureStamp(root)] }, catalog)
 
