@@ -401,7 +401,39 @@ def test_usage_errors_exit_2(trained, road_test):
     one_line_error(invoke("detect", road_test, "--detector", detector, "--bus", "virtual:x"), "not both", code=2)
     one_line_error(invoke("detect", road_test, "--detector", detector, "--stride", "101"), "--stride", code=2)
     one_line_error(invoke("detect", road_test, "--detector", detector, "--out", "v.txt"), ".parquet", code=2)
-    one_line_error(invoke("detect", road_test, "--detector", detector, "--use", "nope"), "no detector 'nope'")
+    one_line_error(invoke("detect", road_test, "--detector", detector, "--use", "nope"), "no detector 'nope'", code=2)
+
+
+def test_out_never_overwrites_an_input(trained, road_test, tmp_path):
+    capture = tmp_path / "capture.csv.xz"
+    shutil.copy(road_test, capture)
+    before = capture.read_bytes()
+    for out in (capture, trained / "detector" / "detector.csv"):
+        one_line_error(invoke("detect", capture, "--detector", trained / "detector", "--out", out), "would overwrite",
+                       code=2)  # fmt: skip
+    assert capture.read_bytes() == before and not (trained / "detector" / "detector.csv").exists()
+
+
+def test_truncated_weights_are_one_line(trained, tmp_path):
+    broken = tmp_path / "gat"
+    shutil.copytree(trained / "runs/gat", broken)
+    (broken / "model.pt").write_bytes((broken / "model.pt").read_bytes()[:1000])
+    result = invoke("evaluate", "--runs", broken, "--graphs", trained / "graphs", "--out", tmp_path / "eval")
+    one_line_error(result, "model.pt: unreadable weights, the file is corrupt or truncated")
+
+
+def test_export_takes_thresholds_only_from_an_evaluation_of_the_same_weights(trained, tmp_path):
+    """A moved run is found in the evaluation by its label when the evaluation scored the same weights; a run of
+    the same name with other weights is refused (its thresholds would be another model's)."""
+    moved = tmp_path / "gat"
+    shutil.copytree(trained / "runs/gat", moved)
+    result = invoke("export", "--run", moved, "--eval", trained / "eval", "--out", tmp_path / "ok")
+    assert result.exit_code == 0, result.stderr
+    with open(moved / "model.pt", "ab") as handle:
+        handle.write(b"\0")  # other weights (a zip with a trailing byte)
+    one_line_error(invoke("export", "--run", moved, "--eval", trained / "eval", "--out", tmp_path / "no"),
+                   "is another run than", "model.pt differs")  # fmt: skip
+    assert not (tmp_path / "no").exists()
 
 
 # -- live and replayed streams --------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.jsonfile import read_json as read_json_file
 
@@ -107,7 +107,7 @@ class DetectorSpec(_Frozen):
             if det.label == label:
                 return det
         choices = ", ".join(d.label for d in self.detectors)
-        raise KdgatError(f"detector bundle has no detector {label!r}; choose from: {choices}")
+        raise UsageError(f"--use {label}: the detector bundle has no detector {label!r}; choose from: {choices}")
 
 
 def load_spec(bundle: str | Path) -> DetectorSpec:

@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import average_precision_score
 
 from kdgat.core.config import load_frozen_config
@@ -22,7 +21,7 @@ from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE
 from kdgat.data.store import GraphPart, GraphStore
 from kdgat.evaluation.scoring import fusion_state, score_gat, score_vgae
 from kdgat.fusion import FusionData, make_fusion
-from kdgat.training.runs import load_run_model
+from kdgat.training.runs import load_run_model, load_weights
 
 
 class Ensemble:
@@ -143,7 +142,7 @@ def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
     vgae_dir, gat_dir = member_dirs(run_dir, members)
     ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"])
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
-    fusion.load_state_dict(torch.load(run_dir / FUSION_FILE, map_location="cpu", weights_only=True))
+    fusion.load_state_dict(load_weights(run_dir / FUSION_FILE))
     return ensemble, fusion, members
 
 

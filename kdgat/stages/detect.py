@@ -21,7 +21,7 @@ from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, package_versions
 from kdgat.core.threads import set_threads
 from kdgat.detection.detector import load_detector
-from kdgat.detection.outputs import RowSink, open_sink
+from kdgat.detection.outputs import RowSink, open_sink, summary_path
 from kdgat.detection.session import Session
 from kdgat.detection.sources import Pacer, StopStream, open_bus, read_bus, read_frames
 
@@ -49,6 +49,17 @@ def _timer(stop: threading.Event, duration: float | None) -> None:
         timer = threading.Timer(duration, stop.set)
         timer.daemon = True
         timer.start()
+
+
+def _refuse_overwriting_inputs(out, captures: list, detector_dir) -> None:
+    """``--out`` (or the summary beside it) must not be a capture being read or a file of the bundle."""
+    if out is None or str(out) == "-":
+        return
+    written = {Path(out).resolve(), summary_path(Path(out)).resolve()}
+    bundle = Path(detector_dir).resolve()
+    for path in written:
+        if path in {Path(c).resolve() for c in captures} or path.is_relative_to(bundle):
+            raise UsageError(f"--out {out}: would overwrite {path}, an input of this run; write elsewhere")
 
 
 def run(
@@ -97,6 +108,7 @@ def run(
     for capture in captures:
         if not Path(capture).is_file():
             raise BadInputError(capture, "file not found" if not Path(capture).exists() else "not a file")
+    _refuse_overwriting_inputs(out, captures, detector_dir)
     sink = open_sink(out) if sink is None else sink
     stop = stop or threading.Event()
     files, inputs = [], []

@@ -391,6 +391,8 @@ def run(
     inputs = [file_entry(graphs_dir / "metadata.json")]
     for r, fusion in zip(run_dirs, fusions, strict=True):
         inputs.append(file_entry(r / FUSION_FILE if fusion else model_file(r)))
+        if fusion:  # its novel-ID rule scores too, and the same weights may be refitted with it on or off
+            inputs.append(file_entry(r / MEMBERS_FILE))
     outputs = [METRICS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
     outputs += ["dqn_policy.json"] if policies else []
     outputs += ["explanations.npz"] if explanations else []

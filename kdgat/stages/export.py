@@ -50,17 +50,39 @@ def _evaluation(eval_dir: Path) -> dict:
 
 
 def _recorded(document: dict, run_dir: Path, label: str, eval_dir: Path) -> tuple[str, dict]:
-    """The evaluation's entry for ``run_dir`` (matched by folder, else by label)."""
+    """The evaluation's entry for ``run_dir``: matched by folder, else by label when the evaluation scored these
+    very weights (a moved or staged run); thresholds of another run of the same name are refused."""
     target = run_dir.resolve()
     for name, entry in document["runs"].items():
         if Path(entry.get("run_dir", "")).resolve() == target:
             return name, entry
     if label in document["runs"]:
+        _check_same_weights(run_dir, label, eval_dir)
         return label, document["runs"][label]
     raise KdgatError(
         f"{eval_dir}: holds no evaluation of {run_dir} (it evaluated {', '.join(document['runs']) or 'nothing'}); "
         "evaluate the run first"
     )
+
+
+def _check_same_weights(run_dir: Path, label: str, eval_dir: Path) -> None:
+    """The evaluation's manifest lists the sha256 of every weight file it scored (and of a fusion's members.json
+    since this version): ``run_dir``'s must be among them."""
+    folder = eval_dir if eval_dir.is_dir() else eval_dir.parent
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise KdgatError(f"{folder}: no manifest.json, so nothing says its {label} is {run_dir}; evaluate the run")
+    scored = {item.sha256 for item in manifest.inputs}
+    fusion = is_fusion_run(run_dir)
+    files = [run_dir / FUSION_FILE] if fusion else [model_file(run_dir)]
+    if fusion and any(Path(item.path).name == MEMBERS_FILE for item in manifest.inputs):
+        files.append(run_dir / MEMBERS_FILE)
+    for path in files:
+        if sha256_file(path) not in scored:
+            raise KdgatError(
+                f"{folder}: its {label} is another run than {run_dir} ({path.name} differs); "
+                "evaluate this run and export with that evaluation"
+            )
 
 
 def _threshold(entry: dict, name: str, eval_dir: Path) -> b.Threshold:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -50,6 +51,17 @@ def model_file(run_dir: str | Path) -> Path:
     return run_dir / weights_name(str(model_type))
 
 
+def load_weights(path: Path) -> dict:
+    """A state dict saved by kdgat (tensors only); a corrupt or truncated file is one line naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        detail = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+        raise KdgatError(f"{path}: unreadable weights, the file is corrupt or truncated ({detail})") from None
+
+
 def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
     """Rebuild a trained model from its run directory (frozen config + weights), in eval mode.
 
@@ -72,7 +84,7 @@ def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tupl
                 "(build it with --like)"
             )
         return model, cfg
-    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    state = load_weights(run_dir / MODEL_FILE)
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     num_ids, num_features = metrics["vocab_size"], metrics["num_node_features"]
     if store is not None and (num_ids, num_features) != (store.vocab_size, store.num_node_features):
