@@ -207,6 +207,23 @@ def test_usage_problems_exit_2_data_problems_exit_1(capture, tmp_path):
     one_line_error(invoke("ingest", bad, "--out", tmp_path / "o"), "bad.csv:2:", code=1)
 
 
+def test_command_line_mistakes_are_one_line_from_the_console_script():
+    """The installed `kdgat` prints click's usage errors as one `error:` line with exit 2 (not a framed panel)."""
+    script = str(Path(sys.executable).with_name("kdgat"))
+    cases = {
+        ("detect", "x.csv", "--stride", "0"): "Invalid value for '--stride'",
+        ("detect", "x.csv", "--bogus"): "No such option: --bogus",
+        ("nosuch",): "No such command 'nosuch'",
+    }
+    for args, said in cases.items():
+        proc = subprocess.run([script, *args], capture_output=True, text=True, timeout=120)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1, (args, proc.returncode, proc.stderr)
+        assert lines[0].startswith("error: ") and said in lines[0] and "--help)" in lines[0], lines[0]
+    shown = subprocess.run([script], capture_output=True, text=True, timeout=120)
+    assert "Usage: kdgat" in shown.stdout + shown.stderr  # alone, it still shows the help
+
+
 def test_every_catalog_mistake_is_listed(tmp_path):
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(

@@ -56,5 +56,35 @@ def main(
 for _module in (config, catalog, ingest, graphs, train, fuse, evaluate, export, detect, synth, pipeline, lake, report):
     _module.register(app)
 
+
+def _click_error(name: str) -> type[Exception]:
+    """A click exception class by name, from Typer's public BadParameter (Typer may vendor its own click)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+def run() -> None:
+    """The ``kdgat`` console script: the app, with click's command-line errors (an unknown option, a value out
+    of range, a missing argument) as one ``error:`` line and exit 2, like every other error of the tool."""
+    import sys
+
+    usage_error, click_exception = _click_error("UsageError"), _click_error("ClickException")
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `kdgat` or `kdgat lake` alone: the help, as before
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "kdgat"
+        print(f"error: {' '.join(exc.format_message().split())} (see {where} --help)", file=sys.stderr)
+        sys.exit(2)
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click_exception as exc:
+        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    run()
