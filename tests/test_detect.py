@@ -363,7 +363,11 @@ def test_json_lines_on_stdout_end_with_the_summary(trained, road_test):
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     rows, last = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])
-    assert len(rows) == len(window_starts(last["summary"]["files"][0]["frames"], 100, 50))
+    frames = last["summary"]["files"][0]["frames"]
+    starts = window_starts(frames, 100, 50)
+    assert len(rows) == len(starts)
+    tail = last["summary"]["files"][0]["unscored_tail_frames"]
+    assert tail == frames - (starts[-1] + 100) and 0 <= tail < 50  # no window holds them, as in evaluate
     assert {"file", "window", "first_frame", "last_frame", "first_time", "last_time", "score", "alert", "suspects",
             "unknown_ids", "novel_ids", "label", "score_gat_small", "score_vgae_small"} == set(rows[0])  # fmt: skip
     assert all(isinstance(r["novel_ids"], list) for r in rows)  # the fusion's VGAE says which IDs are novel
@@ -402,6 +406,13 @@ def test_usage_errors_exit_2(trained, road_test):
     one_line_error(invoke("detect", road_test, "--detector", detector, "--stride", "101"), "--stride", code=2)
     one_line_error(invoke("detect", road_test, "--detector", detector, "--out", "v.txt"), ".parquet", code=2)
     one_line_error(invoke("detect", road_test, "--detector", detector, "--use", "nope"), "no detector 'nope'", code=2)
+    for extra, said in (
+        (["--speed", "5"], "--replay"),
+        (["--bus-option", "bitrate=500000"], "--bus"),
+        (["--replay", "--duration", "-5"], "positive"),
+        (["--replay", "--speed", "0"], "positive"),
+    ):
+        one_line_error(invoke("detect", road_test, "--detector", detector, *extra), said, code=2)  # fmt: skip
 
 
 def test_out_never_overwrites_an_input(trained, road_test, tmp_path):

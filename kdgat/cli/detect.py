@@ -104,6 +104,8 @@ def _report(console: Console, summary: dict) -> None:
     if metrics is not None:
         console.print(metrics)
     for f in summary["files"]:
+        if f["frames"] == 0:  # e.g. a python-can `virtual` bus, which only this process could write to
+            print_warning(f"{f['file']}: no frame arrived, nothing was scored")
         if f["out_of_distribution"]:
             print_warning(f"{f['file']}: does not look like the training vehicle: " + "; ".join(f["ood_reasons"]))
         if "latency_ms" in f:

@@ -58,6 +58,7 @@ class Session:
         )
         self.windows = 0
         self.alerts = 0
+        self.last_start = -1  # stream position of the last scored window's first frame
         self.first_alert: dict | None = None
         self.suspects: Counter = Counter()
         self.marks_novel = detector.marks_novel_ids(self.label)
@@ -135,6 +136,8 @@ class Session:
                 self.scores[label].append(np.asarray(values))
         self.windows += n
         self.alerts += int(alert.sum())
+        if n:
+            self.last_start = int(graphs.window_start[-1])
 
     # -- the summary ------------------------------------------------------------------------------
 
@@ -150,6 +153,8 @@ class Session:
             "threshold": self.threshold,
             "frames": frames,
             "windows": self.windows,
+            # frames after the last window that fits (fewer than a stride): no window holds them, as in evaluate
+            "unscored_tail_frames": max(0, frames - (self.last_start + self.stream.window)) if self.windows else 0,
             "alerts": self.alerts,
             "alert_rate": self.alerts / self.windows if self.windows else None,
             "first_alert": self.first_alert,

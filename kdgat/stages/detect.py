@@ -96,6 +96,14 @@ def run(
         raise UsageError("--replay replays capture files; a --bus is live already")
     if duration is not None and not (replay or bus):
         raise UsageError("--duration limits a --replay or a --bus")
+    if duration is not None and duration <= 0:
+        raise UsageError(f"--duration must be positive seconds, got {duration:g}")
+    if speed != 1.0 and not replay:
+        raise UsageError("--speed sets the pace of a --replay")
+    if speed <= 0:
+        raise UsageError(f"--speed must be positive, got {speed:g}")
+    if bus_options and not bus:
+        raise UsageError("--bus-option configures a --bus")
     live = replay or bus is not None
     # a live stream scores a few windows at a time: intra-op threads only add hand-offs (measured on the
     # shared 2-core machine: one window took 4 ms on 1 thread, 30 ms on 2), so it defaults to one
