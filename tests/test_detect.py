@@ -425,6 +425,22 @@ def test_out_never_overwrites_an_input(trained, road_test, tmp_path):
     assert capture.read_bytes() == before and not (trained / "detector" / "detector.csv").exists()
 
 
+def test_kdgat_frame_parquet_is_a_capture_too(trained, road_test, tmp_path):
+    """A capture ingested first (e.g. with --on-bad-rows skip) is scored from its frame Parquet as from the
+    capture itself; a Parquet file that is not kdgat frames is one line."""
+    assert invoke("ingest", road_test, "--out", tmp_path / "frames").exit_code == 0
+    (frames,) = (tmp_path / "frames").rglob("*.parquet")
+    for capture, out in ((road_test, "a.parquet"), (frames, "b.parquet")):
+        result = invoke("detect", capture, "--detector", trained / "detector", "--out", tmp_path / out)
+        assert result.exit_code == 0, result.stderr
+    a, b = (pq.read_table(tmp_path / name).to_pandas() for name in ("a.parquet", "b.parquet"))
+    assert len(a) > 300 and np.array_equal(a.score.to_numpy(), b.score.to_numpy())
+    assert np.array_equal(a.label.to_numpy(), b.label.to_numpy())
+    other = tmp_path / "other.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), other)
+    one_line_error(invoke("detect", other, "--detector", trained / "detector"), "other.parquet", "not kdgat frames")
+
+
 def test_truncated_weights_are_one_line(trained, tmp_path):
     broken = tmp_path / "gat"
     shutil.copytree(trained / "runs/gat", broken)

@@ -5,6 +5,7 @@ detection session does not care where frames come from:
 
 - files in every format ``kdgat ingest`` reads go through the ingest's own streaming readers
   (:func:`kdgat.data.capture.read_capture`: compressed or not, one-line errors with file and line);
+- kdgat's own frame Parquet (``kdgat ingest`` output, e.g. after ``--on-bad-rows skip``);
 - Vector ASC and BLF and PEAK TRC logs, which kdgat has no reader for, go through python-can's
   (recognised by content, also inside .gz/.xz/.bz2/.zst, which python-can alone cannot do for BLF);
 - a bus is any python-can interface (``socketcan:can0``, ``virtual:test``, ``udp_multicast:...``);
@@ -25,14 +26,16 @@ import numpy as np
 import pyarrow as pa
 
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
+from kdgat.core.hashing import sha256_file
 from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture
 from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.stream import CaptureStream
-from kdgat.data.frames import MixedLabelsError, frame_arrays
+from kdgat.data.frames import FRAME_SCHEMA, MixedLabelsError, frame_arrays
 from kdgat.data.incremental import FrameBlock
 from kdgat.data.vocab import id_keys
 
 Consume = Callable[[FrameBlock], None]
+FRAME_VERSION_KEY = next(iter(FRAME_SCHEMA.metadata))  # b"kdgat.frame_schema_version"
 CAN_LOG_FORMATS = ("asc", "blf", "trc")  # read with python-can
 MESSAGE_CHUNK = 1 << 15
 
@@ -79,6 +82,8 @@ def table_block(table: pa.Table, path: Path) -> FrameBlock:
 def read_frames(path: Path, consume: Consume, fmt: str = "auto", block_size: int | None = None) -> CaptureInfo:
     """Stream one capture file through ``consume``; its format is recognised by content unless ``fmt`` names it."""
     path = Path(path)
+    if fmt == "auto" and _is_parquet(path):
+        return _read_frame_parquet(path, consume, block_size)
     kind = fmt if fmt in CAN_LOG_FORMATS else (sniff_can_log(path) if fmt == "auto" else None)
     if kind is not None:
         return _read_can_log(path, kind, consume)
@@ -87,6 +92,29 @@ def read_frames(path: Path, consume: Consume, fmt: str = "auto", block_size: int
     source = IngestSource(path=path, output_name=capture_stem(path.name), scenario=capture_stem(path.name))
     report, digest = read_capture(source, capture_format, options, lambda table: consume(table_block(table, path)))
     return CaptureInfo(str(path), capture_format.name, digest, report.rows)
+
+
+def _is_parquet(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PAR1"
+
+
+def _read_frame_parquet(path: Path, consume: Consume, block_size: int | None) -> CaptureInfo:
+    """A frame file of ``kdgat ingest`` (e.g. one ingested with ``--on-bad-rows skip``), read by row batches."""
+    import pyarrow.parquet as pq
+
+    try:
+        frames = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise BadInputError(path, f"unreadable Parquet ({exc})") from None
+    version = (frames.schema_arrow.metadata or {}).get(FRAME_VERSION_KEY)
+    if version is None:
+        raise BadInputError(path, "a Parquet file that is not kdgat frames (kdgat ingest writes those)")
+    rows = 0
+    for batch in frames.iter_batches(batch_size=block_size or IngestOptions().block_size):
+        consume(table_block(pa.Table.from_batches([batch]), path))
+        rows += batch.num_rows
+    return CaptureInfo(str(path), "kdgat-frames", sha256_file(path), rows)
 
 
 class _RawStream(io.RawIOBase):
