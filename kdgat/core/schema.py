@@ -111,7 +111,7 @@ class TrainingConfig(BaseModel):
     max_epochs: PosInt
     patience: PosInt
     batch_size: PosInt
-    # 16-mixed only runs on a GPU; the gpu profile passes -O training.precision=16-mixed.
+    # 16-mixed is for GPUs (the gpu profile passes -O training.precision=16-mixed); a CPU runs it too.
     precision: Literal["64-true", "32-true", "16-mixed", "bf16-mixed"]
     gradient_clip: NonNegFloat  # 0 disables clipping
     monitor: Annotated[str, Field(min_length=1)]
