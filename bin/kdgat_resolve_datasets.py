@@ -2,8 +2,10 @@
 """Resolve the pipeline's --datasets against the catalog (the DATASETS process of main.nf).
 
 Reads the JSON of `kdgat datasets --format json --data-root DIR` and prints a TSV with one row per
-dataset to run: its name, its root relative to DIR ('' when the catalog gives an absolute root) and
-the real path of that root (symlinks resolved, so Nextflow can stage the folder itself).
+dataset to run: its name, its root relative to DIR ('' when the catalog gives an absolute root), the
+real path of that root (symlinks resolved, so Nextflow can stage the folder itself) and `one_trace`
+(true when the catalog says its files are one recording: the ingest task's key holds it, so a
+campaign resumed after the flag appeared ingests and splits again).
 
   --datasets all        every catalog dataset whose captures are all present (the others are
                         listed on stderr as skipped; none present is an error)
@@ -19,7 +21,7 @@ import sys
 
 
 def resolve(spec, catalog, data_root):
-    """[(name, relative root, real root)] for SPEC; raises ValueError with a one-line message."""
+    """[(name, relative root, real root, one_trace)] for SPEC; raises ValueError with a one-line message."""
     datasets = catalog.get("datasets", {})
     spec = (spec or "").strip()
     if not spec:
@@ -51,7 +53,8 @@ def resolve(spec, catalog, data_root):
     for name in names:
         root = datasets[name]["root"]
         relative = "" if os.path.isabs(root) else os.path.relpath(root, data_root)
-        rows.append((name, relative, os.path.realpath(root)))
+        one_trace = "true" if datasets[name].get("one_trace") else "false"
+        rows.append((name, relative, os.path.realpath(root), one_trace))
     return rows
 
 
@@ -68,7 +71,7 @@ def main(argv=None):
     except ValueError as exc:
         sys.stderr.write("error: %s\n" % exc)
         return 2
-    sys.stdout.write("name\troot\tpath\n")
+    sys.stdout.write("name\troot\tpath\tone_trace\n")
     for row in rows:
         sys.stdout.write("\t".join(row) + "\n")
     return 0

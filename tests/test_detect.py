@@ -152,7 +152,7 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
     one_line_error(without, "no part 'val'", "--thresholds")
     refused = invoke("export", "--run", runs[1], "--eval", trained / "eval", "--graphs", tmp_path / "like",
                      "--out", tmp_path / "from-like")  # fmt: skip
-    one_line_error(refused, "no 'train' part", "--like")  # its reference would be windows detect scores
+    one_line_error(refused, "not a training store", "--like")  # its reference would be windows detect scores
     assert not (tmp_path / "from-like").exists()
     evaluated = invoke("evaluate", *[a for r in runs for a in ("--runs", r)], "--graphs", tmp_path / "like",
                        "--out", tmp_path / "eval", "--thresholds", trained / "eval", "--scores")  # fmt: skip

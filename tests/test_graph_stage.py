@@ -281,7 +281,7 @@ def test_a_one_trace_split_takes_test_seconds_where_the_few_test_attacks_are():
     from kdgat.data.split import TraceSplit
 
     cfg = prep()
-    trace = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), np.linspace(41.0, 59.0, 60))
+    trace = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), [np.linspace(41.0, 59.0, 60)])
     test = set(trace.test_blocks.tolist())
     assert len(test) == 2 and len(test & {4, 5}) == 1
     held = [set(b.tolist()) for b in (trace.val_blocks, trace.fusion_blocks, trace.test_blocks)]
@@ -293,8 +293,31 @@ def test_a_one_trace_split_takes_test_seconds_where_the_few_test_attacks_are():
         seconds = t[np.flatnonzero(split.training_segments() < 0)]
         blocks = np.unique(np.floor(seconds / 10).astype(int))
         assert set(blocks.tolist()) == set().union(*held)  # the held-out seconds are the same in both files
-    again = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), np.linspace(41.0, 59.0, 60))
+    again = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), [np.linspace(41.0, 59.0, 60)])
     assert np.array_equal(again.test_blocks, trace.test_blocks)  # seeded by split_seed only
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_one_trace_split_keeps_attacks_for_every_scenario_and_for_training(seed):
+    """Two test scenarios whose attacks lie in different blocks (2 and 7) both keep attack windows; a test
+    attack block that also holds the only training attacks (4) stays for training when another one can go."""
+    from kdgat.data.split import TraceSplit
+
+    cfg = prep(split_seed=seed)
+    two = TraceSplit.choose(0.0, 100.0, cfg, np.zeros(0), [np.array([21.0, 25.0]), np.array([71.0, 78.0])])
+    assert {2, 7} <= set(two.test_blocks.tolist())
+    shared = TraceSplit.choose(0.0, 100.0, cfg, np.array([45.0]), [np.array([45.0, 55.0])])
+    assert 4 not in shared.test_blocks and 5 in shared.test_blocks
+
+
+def test_a_one_trace_split_needs_blocks_for_every_part():
+    from kdgat.core.errors import ConfigError
+    from kdgat.data.split import TraceSplit
+
+    with pytest.raises(ConfigError, match="val_blocks=3"):
+        TraceSplit.choose(0.0, 100.0, prep(val_blocks=3), np.zeros(0), [])
+    small = TraceSplit.choose(0.0, 100.0, prep(val_blocks=4), np.zeros(0), [])
+    assert [len(b) for b in (small.val_blocks, small.fusion_blocks, small.test_blocks)] == [1, 1, 1]
 
 
 def test_a_file_whose_attacks_sit_in_few_blocks_still_validates_them(data_root, tmp_path):

@@ -941,7 +941,7 @@ CATALOG = {
     "datasets": {
         "set_01": {"root": "data/can-train-and-test/set_01", "status": "ok", "missing_patterns": []},
         "road": {"root": "data/road", "status": "missing", "missing_patterns": ["train:train:*.csv*"]},
-        "mine": {"root": "/abs/mine", "status": "ok", "missing_patterns": []},
+        "mine": {"root": "/abs/mine", "status": "ok", "missing_patterns": [], "one_trace": True},
     },
 }
 
@@ -967,8 +967,9 @@ def test_resolver_all_takes_the_complete_datasets(tmp_path):
     result = resolve(tmp_path, "all")
     assert result.returncode == 0, result.stderr
     rows = [line.split("\t") for line in result.stdout.splitlines()]
-    assert rows[0] == ["name", "root", "path"]
+    assert rows[0] == ["name", "root", "path", "one_trace"]
     assert [row[:2] for row in rows[1:]] == [["set_01", "can-train-and-test/set_01"], ["mine", ""]]
+    assert [row[3] for row in rows[1:]] == ["false", "true"]  # the catalog's flag, for the ingest key
     assert rows[1][2] == str((tmp_path / "data/can-train-and-test/set_01").resolve())
     assert "road" in result.stderr
 

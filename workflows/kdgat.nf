@@ -127,7 +127,9 @@ workflow KDGAT {
         .splitCsv(header: true, sep: '\t')
         .map { row ->
             def dir = file(row.path)
-            return [[id: row.name], [root: row.root ?: '', stamp: captureStamp(dir)], dir]
+            // one_trace only where true: the ingest key of every other dataset stays what it was
+            def trace = row.one_trace == 'true' ? [one_trace: true] : [:]
+            return [[id: row.name], [root: row.root ?: '', stamp: captureStamp(dir)] + trace, dir]
         }
 
     // ---- Per dataset: captures -> frames -> graph store -----------------------------------------

@@ -23,7 +23,10 @@ def datasets(
     with user_errors():
         entries = load_catalog(catalog)
         root = resolve_data_root(data_root)
-        rows = {name: {**dataset_status(e, root), "description": e.description} for name, e in entries.items()}
+        rows = {
+            name: {**dataset_status(e, root), "description": e.description, "one_trace": e.one_trace}
+            for name, e in entries.items()
+        }
     if fmt is OutputFormat.json:
         typer.echo(json.dumps({"data_root": str(root), "datasets": rows}, indent=2))
         return

@@ -306,7 +306,10 @@ def _open_client(uri: str, on_retry: Callable[[int], None], budget_s: float) -> 
         raise KdgatError(f"tracking store {uri}: MLflow cannot open it: {said}") from None
 
 
-_NO_LOCK_HINT = "put the SQLite tracking store on a local disk, or use a tracking server (--tracking-uri http://...)"
+_NO_LOCK_HINT = (
+    "put the SQLite tracking store on a local disk, or use a tracking server (--tracking-uri http://..., "
+    "--tracking_uri in the Nextflow pipeline)"
+)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import ConfigError
 from kdgat.core.schema import PreprocessingConfig
 
 FUSION_PART = "fusion"  # the held-out windows the fusion is fitted on
@@ -166,10 +166,11 @@ class BlockSplit:
 class TraceSplit:
     """The blocks of a one-trace dataset: its recording's time axis cut once, shared by every file.
 
-    Test blocks are chosen first (``val_fraction`` of the blocks, some of them among the blocks where the
-    test files' attacks lie when those are few), then validation and fusion blocks among the rest as
-    :meth:`BlockSplit.of_file` chooses them, from where the training files' attacks lie. Seeded by
-    ``split_seed`` only: one split per dataset.
+    Test blocks are chosen first: ``val_fraction`` of the blocks, and among them, for every test file whose
+    attacks lie in some blocks only, one of those (one not holding training attacks where it can), so every
+    scenario keeps attack windows and training keeps its own; then validation and fusion blocks among the
+    rest (at least one each) as :meth:`BlockSplit.of_file` chooses them, from where the training files'
+    attacks lie. Seeded by ``split_seed`` only: one split per dataset.
     """
 
     time_edges: np.ndarray  # seconds where each block starts, plus the end of the recording
@@ -179,14 +180,17 @@ class TraceSplit:
 
     @classmethod
     def choose(
-        cls, start: float, end: float, cfg: PreprocessingConfig, train_attacks: np.ndarray, test_attacks: np.ndarray
+        cls,
+        start: float,
+        end: float,
+        cfg: PreprocessingConfig,
+        train_attacks: np.ndarray,
+        test_attacks: list[np.ndarray],
     ) -> TraceSplit:
-        """``train_attacks`` / ``test_attacks``: timestamps of the attack frames of the training / test files."""
+        """``train_attacks``: timestamps of the training files' attack frames; ``test_attacks``: those of each
+        test file."""
         blocks = int(cfg.val_blocks)
-        if blocks < 4:
-            raise KdgatError(
-                f"a one-trace dataset needs preprocessing.val_blocks >= 4 (train, val, fusion, test), not {blocks}"
-            )
+        n_test, n_held = _held_count(blocks, cfg), max(2, _held_count(blocks, cfg))
         time_edges = np.linspace(start, end, blocks + 1)
         time_edges[-1] = np.nextafter(end, np.inf)  # the last frame lies inside the last block
 
@@ -194,21 +198,27 @@ class TraceSplit:
             return np.unique(np.clip(np.searchsorted(time_edges, times, side="right") - 1, 0, blocks - 1))
 
         rng = np.random.default_rng([cfg.split_seed, _stable_int("one trace")])
-        n_held = _held_count(blocks, cfg)
         everything = np.arange(blocks)
-        attack = blocks_of(test_attacks)
-        if 0 < len(attack) < blocks:  # a few attack blocks: test holds some of them, and some clean ones
-            k = int(min(len(attack), n_held, max(1, round(n_held * len(attack) / blocks))))
-            clean = np.setdiff1d(everything, attack)
-            test = np.concatenate(
-                (rng.choice(attack, size=k, replace=False), rng.choice(clean, size=n_held - k, replace=False))
-            )
-        else:
-            test = rng.choice(everything, size=n_held, replace=False)
-        rest = np.setdiff1d(everything, test)
         train_attack = blocks_of(train_attacks) if cfg.held_out_attacks else np.zeros(0, np.int64)
-        val, fusion = _held_out(rest, train_attack, min(n_held, len(rest) - 1), rng, True)
-        return cls(time_edges, val, fusion, np.sort(test.astype(np.int64)))
+        own = [b for b in map(blocks_of, test_attacks) if 0 < len(b) < blocks]  # scenarios with a few attack blocks
+        test: list[int] = []
+        for attack in own:
+            if np.isin(attack, test).any():
+                continue
+            spare = np.setdiff1d(attack, train_attack)
+            test.append(int(rng.choice(spare if len(spare) else attack, size=1, replace=False)[0]))
+        clean = np.setdiff1d(everything, np.concatenate([*own, test]))
+        pool = clean if len(clean) >= n_test - len(test) else np.setdiff1d(everything, test)
+        if n_test > len(test):
+            test.extend(rng.choice(pool, size=n_test - len(test), replace=False).tolist())
+        rest = np.setdiff1d(everything, test)
+        if len(rest) < n_held + 1:
+            raise ConfigError(
+                f"a one-trace dataset needs more than preprocessing.val_blocks={blocks}: {len(test)} test, "
+                f"{n_held} validation and fusion blocks and one to train on"
+            )
+        val, fusion = _held_out(rest, train_attack, n_held, rng, True)
+        return cls(time_edges, val, fusion, np.sort(np.array(test, np.int64)))
 
     def of_file(self, timestamps: np.ndarray) -> BlockSplit:
         """The split of one file of the recording, in frame indices (its timestamps in time order)."""

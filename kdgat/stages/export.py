@@ -160,9 +160,10 @@ def run(
     document = _evaluation(eval_dir)
     graphs_dir = Path(graphs_dir) if graphs_dir is not None else _store_of(run_dirs[0])
     store = open_store(graphs_dir)
-    if "train" not in store.parts:  # the reference must be the training vehicle's, never windows detect may score
+    if "train" not in store.parts or store.metadata.get("like"):  # the reference: the training vehicle's windows
         raise KdgatError(
-            f"{graphs_dir}: no 'train' part; export needs the store the runs trained on (not one built with --like)"
+            f"{graphs_dir}: not a training store (built with --like, or no 'train' part); "
+            "export needs the store the runs trained on"
         )
     ensure_folder(out_dir.parent)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists())):

@@ -112,9 +112,11 @@ def _trace_split(files: list[FramesFile], cfg: PreprocessingConfig) -> tuple[Tra
         attack = t[pc.fill_null(table["label"], 0).to_numpy() > 0]
         (train_attacks if f.split == "train" else test_attacks).append(attack)
     nonempty = [t for t in times.values() if len(t)]
+    if not nonempty:
+        raise KdgatError("a one-trace dataset without frames: every capture is empty")
     start, end = min(t[0] for t in nonempty), max(t[-1] for t in nonempty)
-    attacks = [np.concatenate(a) if a else np.zeros(0) for a in (train_attacks, test_attacks)]
-    return TraceSplit.choose(start, end, cfg, *attacks), times
+    train = np.concatenate(train_attacks) if train_attacks else np.zeros(0)
+    return TraceSplit.choose(start, end, cfg, train, test_attacks), times
 
 
 def _scan_inputs(

@@ -56,8 +56,8 @@ def load_weights(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as err:
-        if isinstance(err, FileNotFoundError):
-            raise
+        if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise KdgatError(f"{path}: cannot read the weights ({err.strerror})") from None
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
         raise KdgatError(f"{path}: unreadable weights, the file is corrupt or truncated ({detail})") from None
 

@@ -1,6 +1,6 @@
 /*
  * kdgat datasets: resolve --datasets (a comma list or `all`) against the catalog and the data root.
- * Writes datasets.tsv (name, root relative to the data root, real path of that root); the workflow
+ * Writes datasets.tsv (name, root relative to the data root, real path of that root, one_trace); the workflow
  * fans out one channel item per row. `stamp` is a fingerprint of the data root's files, so that
  * `-resume` re-resolves `all` when captures appear or disappear.
  */
@@ -28,9 +28,9 @@ process KDGAT_DATASETS {
     stub:
     def names = spec == 'all' ? ['synthetic'] : spec.tokenize(',').collect { name -> name.trim() }
     """
-    printf 'name\\troot\\tpath\\n' > datasets.tsv
+    printf 'name\\troot\\tpath\\tone_trace\\n' > datasets.tsv
     for name in ${names.join(' ')}; do
-        printf '%s\\t%s\\t%s\\n' "\$name" "\$name" "\$(cd data && pwd -P)/\$name" >> datasets.tsv
+        printf '%s\\t%s\\t%s\\tfalse\\n' "\$name" "\$name" "\$(cd data && pwd -P)/\$name" >> datasets.tsv
     done
     """
 }
