@@ -458,10 +458,12 @@ def test_export_takes_thresholds_only_from_an_evaluation_of_the_same_weights(tra
     shutil.copytree(trained / "runs/gat", moved)
     result = invoke("export", "--run", moved, "--eval", trained / "eval", "--out", tmp_path / "ok")
     assert result.exit_code == 0, result.stderr
+    run_evaluate([moved], trained / "graphs", tmp_path / "own")  # its own evaluation: matched by folder
     with open(moved / "model.pt", "ab") as handle:
-        handle.write(b"\0")  # other weights (a zip with a trailing byte)
-    one_line_error(invoke("export", "--run", moved, "--eval", trained / "eval", "--out", tmp_path / "no"),
-                   "is another run than", "model.pt differs")  # fmt: skip
+        handle.write(b"\0")  # other weights (a zip with a trailing byte): trained again in place, say
+    for evaluation in (trained / "eval", tmp_path / "own"):  # matched by label, then by folder
+        one_line_error(invoke("export", "--run", moved, "--eval", evaluation, "--out", tmp_path / "no"),
+                       "is another run than", "model.pt differs")  # fmt: skip
     assert not (tmp_path / "no").exists()
 
 

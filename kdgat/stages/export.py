@@ -55,6 +55,7 @@ def _recorded(document: dict, run_dir: Path, label: str, eval_dir: Path) -> tupl
     target = run_dir.resolve()
     for name, entry in document["runs"].items():
         if Path(entry.get("run_dir", "")).resolve() == target:
+            _check_same_weights(run_dir, name, eval_dir, required=False)  # a run trained again in place
             return name, entry
     if label in document["runs"]:
         _check_same_weights(run_dir, label, eval_dir)
@@ -65,12 +66,15 @@ def _recorded(document: dict, run_dir: Path, label: str, eval_dir: Path) -> tupl
     )
 
 
-def _check_same_weights(run_dir: Path, label: str, eval_dir: Path) -> None:
+def _check_same_weights(run_dir: Path, label: str, eval_dir: Path, required: bool = True) -> None:
     """The evaluation's manifest lists the sha256 of every weight file it scored (and of a fusion's members.json
-    since this version): ``run_dir``'s must be among them."""
+    since this version): ``run_dir``'s must be among them. Without a manifest, a run matched by its folder
+    passes (``required`` False) and one matched by label does not."""
     folder = eval_dir if eval_dir.is_dir() else eval_dir.parent
     manifest = read_manifest(folder)
     if manifest is None:
+        if not required:
+            return
         raise KdgatError(f"{folder}: no manifest.json, so nothing says its {label} is {run_dir}; evaluate the run")
     scored = {item.sha256 for item in manifest.inputs}
     fusion = is_fusion_run(run_dir)
