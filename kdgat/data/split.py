@@ -123,7 +123,7 @@ class BlockSplit:
     @property
     def held_out(self) -> np.ndarray:
         """Blocks no model trains on and nothing is fitted on: validation, fusion and test."""
-        return np.concatenate((self.val_blocks, self.fusion_blocks, self.test_blocks))
+        return np.concatenate(self.held_parts)
 
     def training_segments(self) -> np.ndarray:
         """Per frame, which run of consecutive training blocks it lies in (-1 in a validation block).
@@ -137,29 +137,22 @@ class BlockSplit:
         segment = np.cumsum(is_val)[blocks]
         return np.where(is_val[blocks], -1, segment)
 
-    def window_masks(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Train, validation and fusion masks over ``starts``.
+    def window_masks(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Train, validation, fusion and test masks over ``starts`` (test: one-trace datasets only).
 
         A window uses frames s .. s+W (its last transition's target included); it goes to the side
-        whose block holds all of them, and is dropped if they straddle a block boundary, so no frame
+        whose block holds all of them, and is in no mask if they straddle a block boundary, so no frame
         is shared between two sides.
         """
-        whole, first_block = self._whole(starts, window)
-        in_val = np.isin(first_block, self.val_blocks)
-        in_fusion = np.isin(first_block, self.fusion_blocks)
-        in_test = np.isin(first_block, self.test_blocks)
-        return whole & ~in_val & ~in_fusion & ~in_test, whole & in_val, whole & in_fusion
-
-    def test_mask(self, starts: np.ndarray, window: int) -> np.ndarray:
-        """Windows lying wholly in a test block (what a one-trace dataset's test files are scored on)."""
-        whole, first_block = self._whole(starts, window)
-        return whole & np.isin(first_block, self.test_blocks)
-
-    def _whole(self, starts: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
         n = int(self.edges[-1])
         first_block = self.block_of(starts)
-        last_block = self.block_of(np.minimum(starts + window, n - 1))
-        return first_block == last_block, first_block
+        whole = first_block == self.block_of(np.minimum(starts + window, n - 1))
+        in_val, in_fusion, in_test = (whole & np.isin(first_block, b) for b in self.held_parts)
+        return whole & ~in_val & ~in_fusion & ~in_test, in_val, in_fusion, in_test
+
+    @property
+    def held_parts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.val_blocks, self.fusion_blocks, self.test_blocks
 
 
 @dataclass(frozen=True)

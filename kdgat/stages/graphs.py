@@ -97,9 +97,9 @@ class _Scan:
     holds: list[HoldHistogram] = field(default_factory=list)  # e4ts: the benign training frames' holds
 
 
-def _trace_split(files: list[FramesFile], cfg: PreprocessingConfig) -> tuple[TraceSplit, dict[str, np.ndarray]]:
+def _trace_split(files: list[FramesFile], cfg: PreprocessingConfig) -> tuple[TraceSplit, list[np.ndarray]]:
     """The blocks of a one-trace dataset, from every file's timestamps (train and test: one recording)."""
-    times, train_attacks, test_attacks = {}, [], []
+    times, train_attacks, test_attacks = [], [], []
     for f in files:
         table = pq.read_table(f.path, columns=["timestamp", "label"])
         if table["timestamp"].null_count:
@@ -108,10 +108,10 @@ def _trace_split(files: list[FramesFile], cfg: PreprocessingConfig) -> tuple[Tra
         if len(t) and (np.diff(t) < 0).any():
             row = int(np.flatnonzero(np.diff(t) < 0)[0]) + 2
             raise KdgatError(f"{f.source}: frame {row:,}: timestamps go back in time (a one-trace split needs order)")
-        times[f.relative] = t
+        times.append(t)
         attack = t[pc.fill_null(table["label"], 0).to_numpy() > 0]
         (train_attacks if f.split == "train" else test_attacks).append(attack)
-    nonempty = [t for t in times.values() if len(t)]
+    nonempty = [t for t in times if len(t)]
     if not nonempty:
         raise KdgatError("a one-trace dataset without frames: every capture is empty")
     start, end = min(t[0] for t in nonempty), max(t[-1] for t in nonempty)
@@ -139,10 +139,9 @@ def _scan_inputs(
     """
     scan = _Scan([], [], [], set(), {})
     attack_to_val = True
-    times: dict[str, np.ndarray] = {}
     if one_trace and fitting:
         scan.trace, times = _trace_split(files, cfg)
-        scan.splits.update({f.relative: scan.trace.of_file(times[f.relative]) for f in files if f.split != "train"})
+        scan.splits.update({f.relative: scan.trace.of_file(t) for f, t in zip(files, times, strict=True)})
     for f in files:
         train = f.split == "train"
         columns = (
@@ -159,9 +158,8 @@ def _scan_inputs(
         n = len(keys)
         labels = None if table["label"].null_count == n else pc.fill_null(table["label"], 0).to_numpy()
         segment = np.zeros(n, np.int64)
-        if fitting and scan.trace is not None:
-            split = scan.splits[f.relative] = scan.trace.of_file(times[f.relative])
-            segment = split.training_segments()
+        if scan.trace is not None:
+            segment = scan.splits[f.relative].training_segments()
         elif fitting:
             n_windows = len(window_starts(n, cfg.window, cfg.stride))
             split = BlockSplit.of_file(n, n_windows, cfg, f.relative, labels, attack_to_val=attack_to_val)
@@ -269,7 +267,8 @@ def run(
         cfg = cfg.model_copy(update={"window": like_meta["window"], "stride": like_meta["stride"]})
         if like_meta["feature_set"]["tag"] != feature_set.tag:
             raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")
-    one_trace = bool((read_manifest(frames_dir).config or {}).get("one_trace"))
+    frames_manifest = read_manifest(frames_dir)
+    one_trace = bool((frames_manifest.config or {}).get("one_trace"))
     fingerprint = _fingerprint(files, cfg, like_meta, one_trace)
     if not force and store_is_current(out_dir, fingerprint) and (current := read_manifest(out_dir)) is not None:
         return current.model_copy(update={"summary": {**current.summary, "reused": True}})
@@ -301,7 +300,7 @@ def run(
         else:
             run_limits = fit_run_limits(scan.holds, vocab.lookup, vocab.size)
     no_timestamps: list[str] = []
-    dataset = read_manifest(frames_dir).dataset or frames_dir.name
+    dataset = frames_manifest.dataset or frames_dir.name
 
     clean_stale(out_dir.parent)
     with staged_folder(out_dir) as staging:
@@ -325,16 +324,15 @@ def run(
                 frame_values = [*frame_values, held_frame_values(keys, data, ids, run_limits)]
             starts = window_starts(len(ids), cfg.window, cfg.stride)
             if f.split == "train" and like_meta is None:
-                split = scan.splits[f.relative]
-                train_mask, val_mask, fusion_mask = split.window_masks(starts, cfg.window)
-                dropped += int((~train_mask & ~val_mask & ~fusion_mask & ~split.test_mask(starts, cfg.window)).sum())
+                train_mask, val_mask, fusion_mask, test_mask = scan.splits[f.relative].window_masks(starts, cfg.window)
+                dropped += int((~(train_mask | val_mask | fusion_mask | test_mask)).sum())  # straddling two blocks
                 selections = [
                     ("train", "train", "train", starts[train_mask]),
                     ("val", "val", "val", starts[val_mask]),
                     (FUSION_PART, "val", FUSION_PART, starts[fusion_mask]),
                 ]
-            elif f.relative in scan.splits:  # a one-trace dataset's test file: its test blocks only
-                in_test = scan.splits[f.relative].test_mask(starts, cfg.window)
+            elif scan.trace is not None:  # a one-trace dataset's test file: its test seconds only
+                *_, in_test = scan.splits[f.relative].window_masks(starts, cfg.window)
                 outside += int((~in_test).sum())
                 selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts[in_test])]
             else:
