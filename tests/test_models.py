@@ -12,7 +12,7 @@ from torch_geometric.nn import GATConv
 from kdgat.core.config import resolve_config
 from kdgat.models import GATJK, VGAE, build_model
 from kdgat.models.inputs import with_self_loops
-from kdgat.models.vgae import KNOWN_CAP, neighbourhood_targets
+from kdgat.models.vgae import KNOWN_CAP, NOVEL_FLOOR, neighbourhood_targets
 from kdgat.training.kd import LatentProjection, count_parameters, gat_kd_loss, vgae_kd_loss
 
 SCALES = ("large", "small")
@@ -528,8 +528,8 @@ def test_novel_first_ranks_a_novel_id_above_any_error():
 
 @pytest.mark.parametrize("window_score", ["novel_first", "id_feature_max"])
 def test_which_windows_hold_a_novel_id(window_score):
-    """Read from the window scores: a window holds a novel ID when one of its nodes (with a frame of its own)
-    is novel; only novel_first says so (id_feature_max's +1000 is below benign ratios: it cannot)."""
+    """A window holds a novel ID when one of its nodes (with a frame of its own) is novel, and its novel_first
+    score then lies above NOVEL_FLOOR; an id_feature_max run does not say (its +1000 is below benign ratios)."""
     model = build_model("vgae", NUM_IDS, section("vgae", "small", novel_min_count=2, window_score=window_score))
     model.eval()
     batch = tiny_batch(sizes=(5, 5, 5))
@@ -541,7 +541,9 @@ def test_which_windows_hold_a_novel_id(window_score):
     out = model(x, batch.edge_index, batch.batch)
     scores = model.graph_scores(out, x, batch.edge_index, batch.batch)["anomaly"]
     expected = [False, False, window_score == "novel_first"]
-    assert model.holds_novel_id(scores).tolist() == expected
+    assert model.novel_windows(x, batch.batch, 3).tolist() == expected
+    if window_score == "novel_first":
+        assert (scores >= NOVEL_FLOOR).tolist() == expected  # the same windows the score ranks first
 
 
 @pytest.mark.parametrize("readout", ["mean", "max", "meanmax", "attention"])

@@ -18,6 +18,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from torch_geometric.utils import scatter
 
@@ -161,20 +162,20 @@ class Detector:
         """Whether ``label`` is a fusion whose novel-ID rule is on (its windows with a novel ID score 1)."""
         return label in self.fusions and bool(self.fusions[label][2].get("novel_alert"))
 
-    def novel_ids(self, label: str, graphs: GraphArrays) -> list[list[str]] | None:
+    def novel_ids(self, label: str, graphs: GraphArrays) -> pa.ListArray | None:
         """For each window: the CAN IDs with a frame of their own that benign training traffic carried on fewer
-        than ``novel_min_count`` nodes (the VGAE's count; ``unknown``: out of vocabulary), in node order. They
-        are what the ensemble's novel-ID rule scores 1. None for a detector without such a VGAE."""
+        than ``novel_min_count`` nodes (the VGAE's count; ``unknown``: out of vocabulary), in node order (one
+        node per ID and window). They are what the ensemble's novel-ID rule scores 1. None for a detector
+        without such a VGAE."""
         vgae = self._novelty_vgae(label)
         if vgae is None:
             return None
         with torch.inference_mode():
             nodes = np.flatnonzero(vgae.novel_nodes(torch.from_numpy(graphs.x)).numpy())
-        windows = np.searchsorted(graphs.node_offsets, nodes, side="right") - 1
-        out: list[list[str]] = [[] for _ in range(graphs.num_graphs)]
-        for window, node in zip(windows.tolist(), nodes.tolist(), strict=True):  # novel nodes only: few
-            out[window].append(self.names[int(graphs.x[node, 0])])
-        return out
+        windows = np.searchsorted(graphs.node_offsets, nodes, side="right") - 1  # ascending, like the nodes
+        offsets = np.searchsorted(windows, np.arange(graphs.num_graphs + 1)).astype(np.int32)
+        names = self.names[graphs.x[nodes, 0].astype(np.int64)]
+        return pa.ListArray.from_arrays(pa.array(offsets), pa.array(names, pa.string()))
 
     # -- attribution ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kdgat.data.incremental import WindowBatch, WindowStream
 from kdgat.detection import ood
@@ -61,7 +62,6 @@ class Session:
         self.last_start = -1  # stream position of the last scored window's first frame
         self.first_alert: dict | None = None
         self.suspects: Counter = Counter()
-        self.marks_novel = detector.marks_novel_ids(self.label)
         self.novel: Counter = Counter()  # windows per novel CAN ID
         self.novel_windows = 0
         self.labels: list[np.ndarray] = []
@@ -103,7 +103,7 @@ class Session:
             "alert": pa.array(alert),
             "suspects": pa.array(suspects, pa.list_(pa.string())),
             "unknown_ids": pa.array(np.asarray(batch.unknown_share, np.float32)),
-            "novel_ids": pa.array(novel if novel is not None else [None] * n, pa.list_(pa.string())),
+            "novel_ids": novel if novel is not None else pa.nulls(n, pa.list_(pa.string())),
         }
         labelled = bool((graphs.y >= 0).any())
         columns["label"] = pa.array(graphs.y, pa.int8(), mask=graphs.y < 0)  # null: the capture has no labels
@@ -126,10 +126,10 @@ class Session:
                                     "after_s": round(time_ - self.start_time, 6) if known else None}  # fmt: skip
             for i in alert_windows:
                 self.suspects.update(suspects[i])
-        if novel is not None:
-            self.novel_windows += sum(map(bool, novel))
-            for names in novel:
-                self.novel.update(set(names))
+        if novel is not None:  # an ID is one node of a window: its names count windows
+            self.novel_windows += int(pc.sum(pc.greater(pc.list_value_length(novel), 0)).as_py() or 0)
+            names, counts = np.unique(novel.flatten().to_numpy(zero_copy_only=False), return_counts=True)
+            self.novel.update(dict(zip(names.tolist(), counts.tolist(), strict=True)))
         if labelled:
             self.labels.append(graphs.y.copy())
             for label, values in scores.items():
@@ -162,8 +162,11 @@ class Session:
                 {"id": name, "alert_windows": count} for name, count in self.suspects.most_common(TOP_IDS)
             ],
             "novel_alert": self.detector.novel_alert(self.label),
-            "novel_windows": self.novel_windows if self.marks_novel else None,
-            "top_novel_ids": [{"id": name, "windows": count} for name, count in self.novel.most_common(TOP_IDS)],
+            "novel_windows": self.novel_windows if self.detector.marks_novel_ids(self.label) else None,
+            "top_novel_ids": [  # most windows first, then by name
+                {"id": name, "windows": count}
+                for name, count in sorted(self.novel.items(), key=lambda item: (-item[1], item[0]))[:TOP_IDS]
+            ],
             "out_of_distribution": bool(reasons),
             "ood_reasons": reasons,
             "ood_figures": figures,

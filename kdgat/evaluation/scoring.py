@@ -58,9 +58,10 @@ def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: b
     the VGAE half of the fusion state."""
     model.eval()
     out: dict[str, list] = {k: [] for k in VGAE_STATE}
-    embeddings, anomaly = [], []
+    embeddings, anomaly, novel = [], [], []
     for batch in _batches(part, batch_size):
         result = model(batch.x, batch.edge_index, batch.batch)
+        novel.append(model.novel_windows(batch.x, batch.batch, batch.num_graphs))
         scores = model.graph_scores(result, batch.x, batch.edge_index, batch.batch, num_graphs=batch.num_graphs)
         for key in VGAE_STATE[:-1]:
             out[key].append(scores[key])
@@ -70,7 +71,7 @@ def score_vgae(model, part: GraphPart, batch_size: int = 1024, with_embedding: b
             embeddings.append(scatter(result["z"], batch.batch, dim=0, dim_size=batch.num_graphs, reduce="mean"))
     result = {k: torch.cat(v).numpy() for k, v in out.items()}
     result["score"] = torch.cat(anomaly).numpy() if anomaly else np.zeros(0, np.float32)
-    result["novel"] = model.holds_novel_id(torch.from_numpy(result["score"])).numpy()
+    result["novel"] = torch.cat(novel).numpy() if novel else np.zeros(0, bool)
     if with_embedding:
         result["embedding"] = torch.cat(embeddings).numpy()
     return result

@@ -291,22 +291,23 @@ class VGAE(nn.Module):
         return self.benign_id_count[ids] < self.cfg.novel_min_count
 
     def novel_nodes(self, x: Tensor) -> Tensor:
-        """Which nodes ``(N,)`` are of a novel CAN ID and hold a frame of their own: a window holds a novel ID
-        (:meth:`holds_novel_id`) exactly when one of its nodes is such a node (with ``novel_first``)."""
+        """Which nodes ``(N,)`` are of a novel CAN ID and hold a frame of their own (the nodes ``novel_first``
+        ranks above every other)."""
         return self._novel_id(x[:, 0].long()) & _has_frame(x)
 
     @property
     def marks_novel_ids(self) -> bool:
-        """Whether the window score says which windows hold a novel CAN ID: only ``novel_first`` puts them
-        apart (NOVEL_FLOOR and above); ``id_feature_max``'s +1000 lies below benign windows' ratios."""
+        """Whether this run says which windows hold a novel CAN ID: ``novel_first`` runs only, the score the
+        ensemble's rule and detect's ``novel_ids`` were measured with (``id_feature_max`` added 1000 to a
+        novel node, below benign windows' error ratios)."""
         return self.cfg.window_score == "novel_first"
 
-    def holds_novel_id(self, window_scores: Tensor) -> Tensor:
-        """Which windows hold a frame of a novel CAN ID (bool per window), read from their window scores;
-        all False where the window score does not say (:attr:`marks_novel_ids`)."""
+    def novel_windows(self, x: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        """Which windows ``(B,)`` hold a :meth:`novel_nodes` node; all False where the run does not say
+        (:attr:`marks_novel_ids`)."""
         if not self.marks_novel_ids:
-            return torch.zeros_like(window_scores, dtype=torch.bool)
-        return window_scores >= NOVEL_FLOOR
+            return torch.zeros(num_graphs, dtype=torch.bool, device=x.device)
+        return scatter(self.novel_nodes(x).to(torch.uint8), batch, dim_size=num_graphs, reduce="max").bool()
 
     @torch.no_grad()
     def calibrate(self, batches) -> None:
