@@ -27,7 +27,7 @@ from kdgat.cli import (
     synth,
     train,
 )
-from kdgat.cli.common import out
+from kdgat.cli.common import out, print_error
 
 app = typer.Typer(
     name="kdgat",
@@ -75,13 +75,13 @@ def run() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         where = exc.ctx.command_path if exc.ctx is not None else "kdgat"
-        print(f"error: {' '.join(exc.format_message().split())} (see {where} --help)", file=sys.stderr)
+        print_error(f"{' '.join(exc.format_message().split())} (see {where} --help)")
         sys.exit(2)
     except typer.Abort:
-        print("error: aborted", file=sys.stderr)
+        print_error("aborted")
         sys.exit(130)
     except click_exception as exc:
-        print(f"error: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        print_error(" ".join(exc.format_message().split()))
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
 

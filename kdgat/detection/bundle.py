@@ -80,7 +80,7 @@ class Detector(_Frozen):
 
 class DetectorSpec(_Frozen):
     format: Literal["kdgat-detector"] = BUNDLE_FORMAT
-    version: Literal[1, 2] = BUNDLE_VERSION
+    version: int = BUNDLE_VERSION  # load_spec refuses one outside READABLE_VERSIONS first
     created_at: str
     dataset: str | None
     detectors: list[Detector]  # in --run order; the first gives the verdict unless another is chosen
