@@ -315,7 +315,7 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
-    from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run, novel_counts, with_novel_alert
+    from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
     from kdgat.stages.fuse import average_precision, novel_alert_off
@@ -336,9 +336,9 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     # only where it ranks the held-out windows no worse: here a benign one holds such an ID, and it is dropped
     ranking = metrics["pr_auc_on_fusion_windows"]
     plain = ensemble_scores(fusion, held_out, {"fallback": members["fallback"]})
-    assert ranking["with_novel_alert"] == average_precision(held_out.labels, with_novel_alert(plain, held_out.novel))
-    assert metrics["novel_windows"] == novel_counts(held_out) and held_out.novel[held_out.labels == 0].any()
-    assert ranking["with_novel_alert"] < average_precision(held_out.labels, plain) - 1e-9
+    counts = metrics["novel_windows"]
+    assert counts["benign"] > 0 and counts["benign"] + counts["attack"] == int(held_out.novel.sum())
+    assert ranking["with_novel_alert"] < average_precision(held_out.labels, plain) - 1e-9  # the rule ranks worse
     assert members["novel_alert"] is metrics["novel_alert"] is False and metrics["novel_alert_dropped"]
     assert not metrics["novel_alert_unavailable"] and "benign held-out windows hold" in novel_alert_off(metrics)
     for name in ("fusion.pt", "members.json", "config.json", "metrics.json", "manifest.json"):
