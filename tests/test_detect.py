@@ -342,6 +342,49 @@ def test_unlabelled_asc_and_blf_logs_of_the_same_vehicle(trained, road_test, tmp
         assert np.array_equal(mine.first_frame.to_numpy(), reference.first_frame.to_numpy())
 
 
+def test_an_asc_log_cut_short(trained, road_test, tmp_path):
+    """A log still being written or copied in part: a line cut inside its data bytes is refused (python-can
+    reads it as a frame with fewer bytes than its DLC); one cut at a line end is scored, with a warning."""
+    asc = write_can_log(tmp_path / "road.asc", frames_of(road_test), limit=3_000)
+    lines = asc.read_text().splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if " Rx " in line)
+    frame_line = lines[last]
+    mid = tmp_path / "mid.asc"
+    mid.write_text("".join(lines[:last]) + frame_line[: frame_line.rindex(" ", 0, len(frame_line) - 9)])
+    one_line_error(invoke("detect", mid, "--detector", trained / "detector"), "mid.asc", "frame 3000 (0x",
+                   "data bytes; the line is cut short")  # fmt: skip
+    whole = tmp_path / "whole.asc"
+    whole.write_text("".join(lines[: last + 1]))  # no "End TriggerBlock"
+    result = invoke("detect", whole, asc, "--detector", trained / "detector", "--out", tmp_path / "v.jsonl")
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(whole) in warnings[0] and "End TriggerBlock" in warnings[0], warnings
+    cut, full = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert cut["frames"] == full["frames"] == 3_000 and "warnings" not in full
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_a_stream_without_a_window_still_gets_the_columns(trained, road_test, tmp_path, suffix):
+    """A bus that stayed silent gives no window, no row: the file still has the verdict columns (a CSV
+    header, a typed empty Parquet) for whatever reads it next."""
+    full = tmp_path / f"full{suffix}"
+    out = tmp_path / f"v{suffix}"
+    silent = ["--bus", f"virtual:silent-{uuid.uuid4().hex}", "--duration", "0.3"]
+    for source, target in ((silent, out), ([road_test], full)):
+        result = invoke("detect", *source, "--detector", trained / "detector", "--out", target)
+        assert result.exit_code == 0, result.stderr
+    summary = json.loads((tmp_path / "v.summary.json").read_text())["summary"]
+    assert summary["windows"] == 0 and summary["files"][0]["frames"] == 0
+    if suffix == ".jsonl":
+        assert out.read_text() == ""
+    elif suffix == ".csv":
+        header = out.read_text().splitlines()
+        assert len(header) == 1 and header[0] == full.read_text().splitlines()[0]
+    else:
+        empty, rows = pq.read_table(out), pq.read_table(full)
+        assert empty.num_rows == 0 and rows.num_rows > 300 and empty.schema.equals(rows.schema)
+
+
 def test_a_capture_from_another_vehicle_gets_the_ood_warning(trained, road_test, other_vehicle, tmp_path):
     out = tmp_path / "v.jsonl"
     result = invoke("detect", other_vehicle, road_test, "--detector", trained / "detector", "--out", out)

@@ -106,6 +106,8 @@ def _report(console: Console, summary: dict) -> None:
     for f in summary["files"]:
         if f["frames"] == 0:  # e.g. a python-can `virtual` bus, which only this process could write to
             print_warning(f"{f['file']}: no frame arrived, nothing was scored")
+        for warning in f.get("warnings", []):
+            print_warning(f"{f['file']}: {warning}")
         if f["out_of_distribution"]:
             print_warning(f"{f['file']}: does not look like the training vehicle: " + "; ".join(f["ood_reasons"]))
         if "latency_ms" in f:

@@ -25,6 +25,20 @@ from kdgat.evaluation.metrics import binary_metrics
 TOP_IDS = 5
 
 
+def verdict_schema(others: list[str]) -> pa.Schema:
+    """The columns of a verdict row (README, `kdgat detect`), ``score_<label>`` for every other detector.
+
+    One schema for every batch, and for a stream too short for one window: its file still gets the
+    columns (a CSV header, a typed empty Parquet), so a reader of the output never meets a table without them.
+    """
+    names = pa.list_(pa.string())
+    fields = [("file", pa.string()), ("window", pa.int64()), ("first_frame", pa.int64()), ("last_frame", pa.int64()),
+              ("first_time", pa.float64()), ("last_time", pa.float64()), ("score", pa.float32()),
+              ("alert", pa.bool_()), ("suspects", names), ("unknown_ids", pa.float32()), ("novel_ids", names),
+              ("label", pa.int8())]  # fmt: skip
+    return pa.schema(fields + [(f"score_{label}", pa.float32()) for label in others])
+
+
 def _floats(values: np.ndarray) -> pa.Array:
     values = np.asarray(values, np.float64)
     return pa.array(values, pa.float64(), mask=np.isnan(values))
@@ -42,6 +56,7 @@ class Session:
         self.detector, self.name, self.sink = detector, name, sink
         self.label = detector.spec.detector(use).label
         self.others = [label for label in detector.labels if label != self.label]
+        self.schema = verdict_schema(self.others)
         self.threshold = detector.thresholds[self.label]
         self.live = live
         spec = detector.spec
@@ -79,6 +94,8 @@ class Session:
     def finish(self) -> None:
         for batch in self.stream.finish():
             self._score(batch)
+        if self.windows == 0:  # fewer frames than a window: the output still gets the columns
+            self.sink.write(self.schema.empty_table())
 
     def _score(self, batch: WindowBatch) -> None:
         graphs = batch.graphs
@@ -99,7 +116,7 @@ class Session:
             "last_frame": pa.array(batch.last_frame, pa.int64()),
             "first_time": _floats(batch.first_time),
             "last_time": _floats(batch.last_time),
-            "score": pa.array(np.asarray(primary, np.float32)),
+            "score": pa.array(np.asarray(primary, np.float32), pa.float32()),
             "alert": pa.array(alert),
             "suspects": pa.array(suspects, pa.list_(pa.string())),
             "unknown_ids": pa.array(np.asarray(batch.unknown_share, np.float32)),
@@ -109,7 +126,7 @@ class Session:
         columns["label"] = pa.array(graphs.y, pa.int8(), mask=graphs.y < 0)  # null: the capture has no labels
         for label in self.others:
             columns[f"score_{label}"] = pa.array(np.asarray(scores[label], np.float32))
-        self.sink.write(pa.table(columns))
+        self.sink.write(pa.Table.from_pydict(columns, schema=self.schema))
         if self.live and not np.isnan(batch.closed_at).all():
             self.latency.append(time.perf_counter() - batch.closed_at)
         # figures for the summary

@@ -19,7 +19,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ Consume = Callable[[FrameBlock], None]
 FRAME_VERSION_KEY = next(iter(FRAME_SCHEMA.metadata))  # b"kdgat.frame_schema_version"
 CAN_LOG_FORMATS = ("asc", "blf", "trc")  # read with python-can
 MESSAGE_CHUNK = 1 << 15
+ASC_TAIL_BYTES = 256
 
 
 class StopStream(Exception):
@@ -51,6 +52,7 @@ class CaptureInfo:
     sha256: str | None
     frames: int
     skipped: int = 0  # error frames (python-can logs)
+    warnings: list[str] = field(default_factory=list)  # doubts about the file that do not stop the run
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -123,6 +125,7 @@ class _RawStream(io.RawIOBase):
     def __init__(self, stream: CaptureStream):
         self.stream = stream
         self.bytes_read = 0
+        self.tail = b""  # the last bytes read: an ASC log ends with its "End TriggerBlock" line
 
     def readable(self) -> bool:
         return True
@@ -131,6 +134,7 @@ class _RawStream(io.RawIOBase):
         chunk = self.stream.read(len(buffer))
         buffer[: len(chunk)] = chunk
         self.bytes_read += len(chunk)
+        self.tail = (self.tail + chunk)[-ASC_TAIL_BYTES:]
         return len(chunk)
 
 
@@ -161,8 +165,15 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
                 if message.is_error_frame:
                     skipped += 1
                     continue
+                position = frames + len(chunk) + 1
                 if len(message.data) > 8:
-                    problem = f"frame {frames + 1}: CAN FD payload of {len(message.data)} bytes (kdgat reads 0-8 bytes)"
+                    problem = f"frame {position}: CAN FD payload of {len(message.data)} bytes (kdgat reads 0-8 bytes)"
+                    raise BadInputError(path, problem)
+                if not message.is_remote_frame and len(message.data) < min(message.dlc, 8):
+                    # python-can reads a line cut short (a log still being written, a partial copy) as a
+                    # frame with fewer bytes than its DLC says; kdgat would score it padded with zeros
+                    where = f"frame {position} (0x{message.arbitration_id:X} at {message.timestamp:.6f} s)"
+                    problem = f"{where}: DLC {message.dlc} but {len(message.data)} data bytes; the line is cut short"
                     raise BadInputError(path, problem)
                 chunk.append(message)
                 if len(chunk) == MESSAGE_CHUNK:
@@ -186,7 +197,10 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
         digest = stream.sha256()
     if frames == 0:
         raise BadInputError(path, f"no frames in file (read as {kind.upper()} with python-can)")
-    return CaptureInfo(str(path), f"{kind} (python-can)", digest, frames, skipped)
+    warnings = []
+    if kind == "asc" and b"end triggerblock" not in raw.tail.lower():
+        warnings.append("no 'End TriggerBlock' line at the end: the log may be cut short (still being written?)")
+    return CaptureInfo(str(path), f"{kind} (python-can)", digest, frames, skipped, warnings)
 
 
 # -- replay ----------------------------------------------------------------------------------------

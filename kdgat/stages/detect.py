@@ -144,6 +144,8 @@ def run(
                     details = {"format": info.format, "sha256": info.sha256}
                     if info.skipped:
                         details["error_frames_skipped"] = info.skipped
+                    if info.warnings:
+                        details["warnings"] = info.warnings
                 except StopStream:
                     details = {"format": fmt, "stopped": True}
                 except ValueError as exc:  # the window builder refuses a mix of labelled and unlabelled frames
