@@ -844,6 +844,34 @@ def test_training_gets_the_intended_resources_in_every_profile_combination(profi
         assert not train["containerOptions"] and train["container"] is None
 
 
+def accelerator_option(profiles: str, **params) -> str:
+    """What the training tasks' ext.args (conf/modules.config) say about --accelerator, evaluated."""
+    text = ext_args("TRAIN_GAT_LARGE")
+    start = i = text.index("params.accelerator ?")
+    depth = 0
+    while depth or text[i] != ",":  # the list item ends at the comma outside its parentheses
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        i += 1
+    values = settings(profiles, "TRAIN_GAT_LARGE", **params)["params"]
+    return nfconfig.evaluate(text[start:i], {"params": values, "workflow": {"profile": profiles}})
+
+
+@pytest.mark.parametrize(
+    ("profiles", "params", "expected"),
+    [
+        ("test", {}, ""),
+        ("slurm", {}, "--accelerator gpu"),  # slurm_gres asks for a V100 by default
+        ("slurm", {"slurm_gres": ""}, ""),
+        ("slurm,apptainer,gpu", {}, "--accelerator gpu"),
+        ("slurm,apptainer,gpu", {"accelerator": "cpu"}, "--accelerator cpu"),
+        ("test", {"accelerator": "gpu"}, "--accelerator gpu"),
+    ],
+)
+def test_a_training_task_that_asks_for_a_gpu_must_get_one(profiles, params, expected):
+    """Without it, a task whose container lacks --nv or whose torch lacks the card's kernels trains on the CPU."""
+    assert accelerator_option(profiles, **params) == expected
+
+
 def test_cluster_params_reach_the_training_jobs():
     train = settings("slurm,apptainer,gpu", "TRAIN_GAT_SMALL_KD", slurm_account="lab", slurm_queue="cpu",
                      slurm_gpu_queue="gpu", slurm_gres="gpu:a100:1", slurm_signal_seconds=300)  # fmt: skip

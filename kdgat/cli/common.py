@@ -106,6 +106,15 @@ TrackingUriOpt = Annotated[
     typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite in OUT)."),
 ]
 DatasetTagOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")]
+AcceleratorOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--accelerator",
+        help="Where the GNNs train: auto (a GPU if torch sees one), cpu, or gpu (stop at once, with the reason, "
+        "when torch cannot use one). Default: $KDGAT_ACCELERATOR, else auto. Nextflow passes gpu where a task "
+        "asks for a GPU.",
+    ),
+]
 ThreadsOpt = Annotated[
     Optional[int],
     typer.Option(

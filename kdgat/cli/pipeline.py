@@ -7,7 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import CatalogOpt, DataRootOpt, FusionMethod, ThreadsOpt, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import (
+    AcceleratorOpt,
+    CatalogOpt,
+    DataRootOpt,
+    FusionMethod,
+    ThreadsOpt,
+    TrackingUriOpt,
+    out,
+    user_errors,
+)
 from kdgat.cli.tables import evaluation_table
 from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY
 
@@ -55,6 +64,7 @@ def pipeline(
     tracking_uri: TrackingUriOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Run every step, even cached ones.")] = False,
     threads: ThreadsOpt = None,
+    accelerator: AcceleratorOpt = None,
 ) -> None:
     """Run the whole chain on one machine (ingest -> graphs -> train x8 -> fuse x2 -> evaluate -> export -> lake ->
     report).
@@ -73,7 +83,7 @@ def pipeline(
         data_root=data_root, catalog=catalog or [], overrides=overrides, fusion_method=method.value,
         lake_dir=lake, tracking_uri=tracking_uri, explain=explain, threshold_policy=policy,
         benign_threshold_policy=benign_policy, force=force,
-        lake=not no_lake, seeds=list(seeds or []), threads=threads,
+        lake=not no_lake, seeds=list(seeds or []), threads=threads, accelerator=accelerator,
     )  # fmt: skip
     with user_errors():
         runner = PipelineRunner(datasets, out_dir, options, console=out)

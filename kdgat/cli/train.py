@@ -7,7 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ModelKind, Scale, ThreadsOpt, TrackingUriOpt, out, user_errors
+from kdgat.cli.common import (
+    AcceleratorOpt,
+    DatasetTagOpt,
+    ModelKind,
+    Scale,
+    ThreadsOpt,
+    TrackingUriOpt,
+    out,
+    user_errors,
+)
 from kdgat.cli.tables import run_table
 from kdgat.core.errors import UsageError
 
@@ -43,6 +52,7 @@ def train(
     tracking_uri: TrackingUriOpt = None,
     dataset: DatasetTagOpt = None,
     threads: ThreadsOpt = None,
+    accelerator: AcceleratorOpt = None,
     checkpoint_dir: Annotated[
         Optional[Path],
         typer.Option(
@@ -63,7 +73,7 @@ def train(
         cfg = resolve_config(model.value, scale.value if scale else "large", aux, override)
         metrics = stage.run(
             cfg, graphs_dir, out_dir, teacher_dir=teacher, resume=resume, tracking_uri=tracking_uri, dataset=dataset,
-            threads=threads, checkpoint_dir=checkpoint_dir,
+            threads=threads, checkpoint_dir=checkpoint_dir, accelerator=accelerator,
         ).summary  # fmt: skip
     out.print(run_table(metrics, out_dir))
 

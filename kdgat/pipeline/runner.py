@@ -28,6 +28,7 @@ from rich.console import Console
 from rich.text import Text
 
 from kdgat.core import tracking
+from kdgat.core.accelerator import resolve_accelerator
 from kdgat.core.atomic import atomic_write_text
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
@@ -57,6 +58,7 @@ class PipelineOptions:
     lake: bool = True  # False stops after evaluate (no lake, no report)
     seeds: list[int] = field(default_factory=list)  # one run of every per-seed step each; [] = the config's seed
     threads: int | None = None  # CPU threads of every stage (None: $KDGAT_THREADS, else every core)
+    accelerator: str | None = None  # where the GNNs train (kdgat.core.accelerator; None: $KDGAT_ACCELERATOR, else auto)
 
 
 # One instance of a step: (dataset, seed); dataset is None for the campaign steps, seed None for the data steps.
@@ -173,6 +175,7 @@ class PipelineRunner:
         self._supervised: dict[str, bool] = {}  # dataset -> its training part holds attack windows
         self._progress = lambda message: None
         self.threads = set_threads(options.threads)  # every stage gets the same count (default: every core)
+        self.accelerator = resolve_accelerator(options.accelerator)  # a GPU asked for and absent stops the run now
         self.seeds = self._resolve_seeds()
 
     # -- configuration ----------------------------------------------------------------------------
@@ -331,7 +334,7 @@ class PipelineRunner:
                 cfg, lay.graphs(dataset), out,
                 teacher_dir=lay.run(dataset, seed, self.steps[step.teacher]) if step.teacher else None,
                 progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset, resume=resume,
-                callbacks=[EpochProgress(self._progress)], threads=threads,
+                callbacks=[EpochProgress(self._progress)], threads=threads, accelerator=self.accelerator,
             ).summary  # fmt: skip
             from kdgat.training.runs import training_extent
 

@@ -36,6 +36,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from kdgat.core.accelerator import resolve_accelerator
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import (
     SUPERVISED_MODELS,
@@ -112,9 +113,15 @@ def run(
     dataset: str | None = None,
     threads: int | None = None,
     checkpoint_dir: str | Path | None = None,
+    accelerator: str | None = None,
 ) -> Manifest:
-    """Train one model on a graph store; the manifest's summary holds the run's metrics."""
+    """Train one model on a graph store; the manifest's summary holds the run's metrics.
+
+    ``accelerator``: auto, cpu or gpu (:mod:`kdgat.core.accelerator`; else ``$KDGAT_ACCELERATOR``, else auto);
+    the classical yardsticks (hgb, novelty) run on the CPU whatever it says.
+    """
     set_threads(threads)
+    accelerator = resolve_accelerator(accelerator) if cfg.model_type not in WINDOW_VECTOR_MODELS else "cpu"
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
@@ -184,7 +191,7 @@ def run(
     trainer = L.Trainer(
         default_root_dir=out_dir,
         max_epochs=cfg.training.max_epochs,
-        accelerator="auto",
+        accelerator=accelerator,
         devices=1,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip or None,
