@@ -15,6 +15,7 @@ validation F1; nothing is chosen on the tests.
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -68,17 +69,13 @@ def tables(lake: Path, dataset: str | None = None) -> str:
         board = run_sql(con, f"SELECT * FROM v_leaderboard {where}", args).to_pylist()
         scenarios = run_sql(con, f"SELECT * FROM v_leaderboard_scenarios {where}", args).to_pylist()
         kd = run_sql(con, f"SELECT * FROM v_kd_impact {where}", args).to_pylist()
-        sizes = {
-            (r["dataset"], r["model"]): r["parameters"]
-            for r in run_sql(
-                con, "SELECT dataset, model, max(parameters) AS parameters FROM runs WHERE parameters IS NOT NULL "
-                "GROUP BY ALL").to_pylist()
-        }  # fmt: skip
+        sizes = {(r["dataset"], r["model"], r["setup"]): r["parameters"]
+                 for r in run_sql(con, "SELECT * FROM v_parameters").to_pylist()}  # fmt: skip
     several = {(r["dataset"], r["model"]) for r in board if sum(
         (b["dataset"], b["model"]) == (r["dataset"], r["model"]) for b in board) > 1}  # fmt: skip
 
     def name(r: dict) -> str:
-        setup = f" [{r['setup'][:6]}]" if (r["dataset"], r["model"]) in several else ""
+        setup = f" [{(r['setup'] or 'no setup')[:6]}]" if (r["dataset"], r["model"]) in several else ""
         return _label(r["model"]) + setup
 
     lines = [
@@ -101,7 +98,7 @@ def tables(lake: Path, dataset: str | None = None) -> str:
         rows,
         key=lambda x: (x[0], x[1] != "validation", x[1] != overall, x[1], _order(x[2]["model"]), x[2]["setup"] or ""),
     ):
-        params = sizes.get((ds, r["model"]))
+        params = sizes.get((ds, r["model"], r["setup"]))
         lines.append(
             f"| {ds} | {scenario} | {name(r)} | {params if params is None else f'{params:,}'} | {r['n_seeds']} | "
             f"{_ms(r, f1)} | {_ms(r, pr)} | {_ms(r, fpr) if fpr else '–'} | "
@@ -120,11 +117,13 @@ def tables(lake: Path, dataset: str | None = None) -> str:
                 for r in kd
             )
         )
-    for ds in sorted({d for d, _ in sizes if dataset in (None, d)}):
-        teacher, student = sizes.get((ds, "fusion_dqn_large")), sizes.get((ds, "fusion_dqn_small_kd"))
-        if teacher and student:
+    for ds in sorted({d for d, _, _ in sizes if dataset in (None, d)}):
+        teachers = {s: n for (d, m, s), n in sizes.items() if (d, m) == (ds, "fusion_dqn_large")}
+        students = {s: n for (d, m, s), n in sizes.items() if (d, m) == (ds, "fusion_dqn_small_kd")}
+        for (t_setup, teacher), (s_setup, student) in itertools.product(teachers.items(), students.items()):
+            setups = f" (setups {t_setup[:6]}, {s_setup[:6]})" if len(teachers) * len(students) > 1 else ""
             out.append(f"{ds}: student ensemble {student:,} parameters = {student / teacher:.1%} of the teacher's "
-                       f"{teacher:,}")  # fmt: skip
+                       f"{teacher:,}{setups}")  # fmt: skip
     gaps = student_gap(lake, dataset)
     if gaps:
         out.append("F1 lost by the student fusion (DQN, KD) against the teacher fusion (DQN), paired by seed:\n"

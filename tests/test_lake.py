@@ -68,12 +68,17 @@ def test_re_append_replaces_rows_never_duplicates(run_set, tmp_path):
 
 def test_run_id_is_deterministic_and_made_of_what_defines_the_run(run_set, tmp_path):
     written = write_run_set(tmp_path / "orig", seed=1)
+    lake = tmp_path / "lake"
+    ids = append_runs(run_dirs(written), lake)
     shutil.move(tmp_path / "orig", tmp_path / "moved")  # members and evaluated runs are found beside the move
     moved = {k: tmp_path / "moved" / v.relative_to(tmp_path / "orig") for k, v in written.items()}
     other_seed = write_run_set(tmp_path / "seed2", seed=2)
-    lake = tmp_path / "lake"
-    ids = append_runs(run_dirs(run_set), lake)
     assert append_runs(run_dirs(moved), lake) == ids
+    # the same configs and seed elsewhere: the same ids, but for the KD students, whose teachers' weights (placeholders
+    # made of the folder's path here) differ, and the evaluation and the fusion of them
+    same = dict(zip(RUN_LABELS, append_runs(run_dirs(run_set), tmp_path / "lake_same"), strict=True))
+    differs = {label for label, run_id in zip(RUN_LABELS, ids, strict=True) if same[label] != run_id}
+    assert differs == {"vgae_small_kd", "gat_small_kd", "fusion_dqn_small_kd", "eval"}, differs
     moved_only = tmp_path / "lake_moved"
     append_runs(run_dirs(moved), moved_only)
     teacher = "SELECT teacher_run_id FROM runs WHERE run_id = '{}'"

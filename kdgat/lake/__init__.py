@@ -33,14 +33,30 @@ def append_runs(run_dirs: list[Path], lake_dir: Path) -> list[str]:
     remember_peers(run_dirs)
     appended_at = datetime.now(timezone.utc)
     records = [read_run(Path(d), appended_at) for d in run_dirs]
+    tables = [_tables(record) for record in records]  # every value checked against the schema before a commit
     ids = []
     try:
         lake_dir = open_lake(Path(lake_dir), create=True)
-        for record in records:
-            tables = {name: from_rows(name, rows) for name, rows in record.rows.items() if rows}
-            commit_run(lake_dir, record.identity.run_id, tables)
+        for record, record_tables in zip(records, tables, strict=True):
+            commit_run(lake_dir, record.identity.run_id, record_tables)
             ids.append(record.identity.run_id)
     except OSError as exc:  # disk full, read-only lake ...: the commits made so far are whole
         done = f" after {len(ids)} of {len(records)} runs" if ids else ""
         raise KdgatError(f"{lake_dir}: cannot append{done}: {exc.strerror or exc}") from None
     return ids
+
+
+def _tables(record) -> dict:
+    """A run's rows as the lake's tables; a value of the wrong type is one line naming the run and the table."""
+    import pyarrow as pa
+
+    tables = {}
+    for name, rows in record.rows.items():
+        if not rows:
+            continue
+        try:
+            tables[name] = from_rows(name, rows)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError) as exc:
+            problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise KdgatError(f"{record.run_dir}: a value of its `{name}` row is not recordable ({problem})") from None
+    return tables

@@ -29,7 +29,8 @@ def connect(lake_dir: Path):
 
     lake_dir = open_lake(Path(lake_dir), create=False)
     db = lake_dir / DB_NAME
-    if not db.is_file() or pending_commits(lake_dir) or current_generation(lake_dir) is None or _stale_views(db):
+    generation = current_generation(lake_dir)
+    if not db.is_file() or pending_commits(lake_dir) or generation is None or _stale_views(db, generation):
         build_lake(lake_dir)
     threads = current_threads()  # a stage's --threads (Nextflow's task.cpus); DuckDB's default is every core
     try:
@@ -38,15 +39,17 @@ def connect(lake_dir: Path):
         raise KdgatError(f"{db}: cannot open: {_first_line(exc)}") from None
 
 
-def _stale_views(db: Path) -> bool:
-    """The database's views were built by a kdgat with other view definitions (or cannot be read)."""
+def _stale_views(db: Path, generation: Path) -> bool:
+    """The database's views were built by a kdgat with other view definitions, or over a generation at another
+    path (the lake was moved or copied), or cannot be read."""
     import duckdb
 
     from kdgat.lake.views import views_fingerprint
 
+    expected = [(views_fingerprint(), str(generation.resolve()))]
     try:
         with duckdb.connect(str(db), read_only=True) as con:
-            return con.execute("SELECT views_fingerprint FROM lake_info").fetchall() != [(views_fingerprint(),)]
+            return con.execute("SELECT views_fingerprint, generation FROM lake_info").fetchall() != expected
     except duckdb.Error:
         return True
 

@@ -1,10 +1,12 @@
 """Finished stage folders (train, fuse, evaluate) as rows of the lake's tables.
 
 A run's id is a short hash of what makes it the same run — dataset, stage,
-model, scale, auxiliaries, config hash, seed (plus the members of a fusion and
-the evaluated runs of an evaluation) — so appending the same folder twice, or
-the folder of a re-run, gives the same id and replaces rows instead of adding
-them. Metric rows of an evaluation carry the id of the run they evaluate,
+model, scale, auxiliaries, config hash, seed (plus the members of a fusion, the
+teacher's weights of a KD student, and the evaluated runs and the graph store
+of an evaluation) — so appending the same folder twice, or the folder of a
+re-run, gives the same id and replaces rows instead of adding them, and an
+evaluation of the same runs on another store (new captures, `graphs --like`)
+is a run of its own beside the first. Metric rows of an evaluation carry the id of the run they evaluate,
 derived from that run's own folder in the same way, so they join to ``runs``.
 
 Two more hashes group runs across seeds: ``setup_hash`` (the config without its
@@ -78,6 +80,7 @@ class Identity:
     seed: int | None
     config_hash: str
     parts: tuple[str, ...] = ()  # fusion members / evaluated runs
+    store_sha256: str | None = None  # the graph store the stage read (sha256 of its metadata.json, as recorded)
     setup_hash: str | None = None  # the same for every seed of one experiment (None for an evaluation)
     pair_hash: str | None = None  # ... and also for the KD student and the no-KD student it is compared with
 
@@ -133,6 +136,8 @@ def identify(run_dir: Path) -> Identity:
         return cached
     manifest = _manifest(run_dir)
     stage, dataset = manifest.stage, manifest.dataset
+    store = _store_sha256(manifest)
+    teacher_weights = None
     if stage == "evaluate":
         document = _read_json(run_dir / METRICS_FILE)
         parts = tuple(
@@ -160,6 +165,7 @@ def identify(run_dir: Path) -> Identity:
             fields.update(model_type=cfg["model_type"], family=cfg["model_type"], method=None)
             fields.update(has_kd=cfg.get("kd") is not None)
             teacher = _teacher_dir(run_dir, manifest)
+            teacher_weights = _teacher_weights(run_dir, manifest)
             fields.update(
                 setup_hash=_short([_without(cfg, "seed"), identify(teacher).setup_hash if teacher else None]),
                 pair_hash=_short(_without(cfg, "seed", "auxiliaries", "kd")),
@@ -170,12 +176,29 @@ def identify(run_dir: Path) -> Identity:
         "auxiliaries": sorted(fields["auxiliaries"]), "config_hash": manifest.config_hash, "seed": fields["seed"],
         "parts": list(parts),
     }  # fmt: skip
+    if stage == "evaluate":  # the same runs scored on other windows are another evaluation
+        key["store"] = store
+    if teacher_weights is not None:  # students of two teachers are two runs (read from the student's manifest)
+        key["teacher"] = teacher_weights
     identity = Identity(
         run_id=_make_id(fields["model"], key), dataset=dataset, stage=stage,
-        config_hash=manifest.config_hash, parts=parts, **fields,
+        config_hash=manifest.config_hash, parts=parts, store_sha256=store, **fields,
     )  # fmt: skip
     _IDENTITIES[str(run_dir)] = identity
     return identity
+
+
+def _store_sha256(manifest: Manifest) -> str | None:
+    """The sha256 of the graph store's metadata.json that the stage recorded among its inputs (None: none)."""
+    found = [i.sha256 for i in manifest.inputs if Path(i.path).name == "metadata.json" and i.sha256]
+    return found[0] if found else None
+
+
+def _teacher_weights(run_dir: Path, manifest: Manifest) -> str | None:
+    """The sha256 of the teacher's weights a KD student's manifest recorded (None: not a student)."""
+    metrics_file = run_dir / METRICS_FILE
+    recorded = _read_json(metrics_file).get("teacher") if metrics_file.is_file() else None
+    return _recorded_hash(manifest, recorded) if recorded else None
 
 
 def remember_peers(run_dirs: list[Path]) -> None:
@@ -311,14 +334,17 @@ def _training_curves(path: Path, run_id: str) -> list[dict]:
         return []
     rows = []
     with path.open(newline="", encoding="utf-8") as handle:
-        for line in csv.DictReader(handle):
+        for number, line in enumerate(csv.DictReader(handle), start=2):  # line 1 is the header
             epoch, step = line.pop("epoch", ""), line.pop("step", "")
-            for metric, value in line.items():
-                if value not in ("", None):
-                    rows.append(
-                        dict(run_id=run_id, epoch=_int(epoch or None), step=_int(step or None), metric=metric,
-                             value=float(value))
-                    )  # fmt: skip
+            try:
+                for metric, value in line.items():
+                    if value not in ("", None):
+                        rows.append(
+                            dict(run_id=run_id, epoch=_int(epoch or None), step=_int(step or None), metric=metric,
+                                 value=float(value))
+                        )  # fmt: skip
+            except (TypeError, ValueError) as exc:
+                raise KdgatError(f"{path}:{number}: not a training log row ({exc})") from None
     return rows
 
 
@@ -416,7 +442,8 @@ def _run_row(ident: Identity, run_dir: Path, manifest: Manifest, metrics: dict, 
         setup_hash=ident.setup_hash, pair_hash=ident.pair_hash,
         parameters=parameters, teacher_run_id=teacher_id, teacher_parameters=metrics.get("teacher_parameters"),
         epochs=metrics.get("epochs"), best_val_loss=metrics.get("best_val_loss"),
-        evaluated_runs=list(ident.parts) if ident.stage == "evaluate" else None, success=True,
+        evaluated_runs=list(ident.parts) if ident.stage == "evaluate" else None, store_sha256=ident.store_sha256,
+        success=True,
         created_at=_timestamp(manifest.created_at), duration_seconds=manifest.wall_time_s,
         run_dir=str(run_dir), kdgat_version=manifest.versions.get("kdgat"), appended_at=appended_at,
     )  # fmt: skip
@@ -461,8 +488,17 @@ def _evaluation_rows(run_dir: Path, eval_id: str, dataset: str) -> dict[str, lis
 
 
 def read_run(run_dir: Path, appended_at: datetime | None = None) -> RunRecord:
-    """All lake rows of one finished train, fuse or evaluate folder."""
+    """All lake rows of one finished train, fuse or evaluate folder; a file of it that is not what its stage
+    writes is one line naming the folder."""
     run_dir = Path(run_dir).resolve()
+    try:
+        return _read_run(run_dir, appended_at)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise KdgatError(f"{run_dir}: its files are not what its stage writes ({what})") from None
+
+
+def _read_run(run_dir: Path, appended_at: datetime | None) -> RunRecord:
     ident = identify(run_dir)
     manifest = _manifest(run_dir)
     appended_at = appended_at or datetime.now(timezone.utc)

@@ -14,7 +14,9 @@ import pyarrow as pa
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash
 
-SCHEMA_VERSION = 3  # 2: runs.setup_hash and runs.pair_hash (runs grouped across seeds); 3: fusions
+# 2: runs.setup_hash and runs.pair_hash (runs grouped across seeds); 3: fusions; 4: runs.store_sha256, and the
+# ids of evaluations hold their graph store, those of KD students their teacher's weights
+SCHEMA_VERSION = 4
 
 _TYPES = {
     "str": pa.string(),
@@ -40,8 +42,8 @@ TABLES: dict[str, pa.Schema] = {
     "runs": _schema(
         "run_id:str dataset:str stage:str model_type:str model:str family:str scale:str auxiliaries:list "
         "has_kd:bool method:str seed:i64 config_hash:str setup_hash:str pair_hash:str parameters:i64 "
-        "teacher_run_id:str teacher_parameters:i64 "
-        "epochs:i64 best_val_loss:f64 evaluated_runs:list success:bool created_at:ts duration_seconds:f64 "
+        "teacher_run_id:str teacher_parameters:i64 epochs:i64 best_val_loss:f64 evaluated_runs:list store_sha256:str "
+        "success:bool created_at:ts duration_seconds:f64 "
         "run_dir:str kdgat_version:str appended_at:ts"
     ),
     "metrics": _schema(

@@ -27,33 +27,46 @@ def _mean_std(expr: str, name: str) -> str:
     )
 
 
-# v_run_scores: the latest evaluation of every evaluated run, one row per split x scenario, with the run's seed and
-# the hashes that group seeds (runs.setup_hash) and pair a KD student with its no-KD twin (runs.pair_hash).
+# v_run_scores: the latest evaluation of every evaluated run on the graph store it was trained on (its validation
+# and test parts; an evaluation on new captures, `graphs --like`, stays in `metrics`), one row per split x scenario,
+# with the run's seed and the hashes that group seeds (runs.setup_hash) and pair a KD student with its no-KD twin
+# (runs.pair_hash).
 RUN_SCORES_SQL = """
 WITH latest AS (
     SELECT m.run_id, m.eval_run_id
     FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics) m JOIN runs e ON e.run_id = m.eval_run_id
+    LEFT JOIN runs r ON r.run_id = m.run_id
+    WHERE r.run_id IS NULL OR e.store_sha256 IS NOT DISTINCT FROM r.store_sha256
     QUALIFY row_number() OVER (PARTITION BY m.run_id ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id) = 1
 )
 SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
-       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold, m.positives,
+       r.teacher_run_id, r.created_at AS run_created_at, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold,
+       m.positives,
        nullif(m.f1, 'NaN'::DOUBLE) AS f1, nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc,
        nullif(m.fpr, 'NaN'::DOUBLE) AS fpr, nullif(m.auc, 'NaN'::DOUBLE) AS auc, nullif(m.mcc, 'NaN'::DOUBLE) AS mcc
 FROM metrics m JOIN latest l USING (run_id, eval_run_id) LEFT JOIN runs r ON r.run_id = m.run_id
 """
 
 # One row per evaluated run: validation F1 / PR-AUC, and test F1 / PR-AUC / FPR averaged over its test scenarios;
-# `pick` = 1 for the run a researcher would keep: the best validation F1 of its group (ties: lowest seed, run id).
+# one run per seed of a setup (a setup trained again for the same seed, e.g. after a change to another model's
+# section, counts once: its latest run); `pick` = 1 for the run a researcher would keep: the best validation F1 of
+# its group (ties: lowest seed, run id).
 # Validation F1 is NULL where validation holds no attack window (attack-free training captures): there is nothing
 # to find, so it cannot tell runs apart, and the group has no selected run (the selected_* columns are NULL).
 _PER_RUN = """
-per_run AS (
+every_run AS (
     SELECT dataset, model, model_type, family, scale, has_kd, setup_hash, pair_hash, teacher_run_id, seed, run_id,
+           run_created_at,
            max(f1) FILTER (WHERE split = 'val' AND positives > 0) AS val_f1,
            max(pr_auc) FILTER (WHERE split = 'val') AS val_pr_auc,
            avg(f1) FILTER (WHERE split = 'test') AS test_f1, avg(pr_auc) FILTER (WHERE split = 'test') AS test_pr_auc,
            avg(fpr) FILTER (WHERE split = 'test') AS test_fpr
     FROM v_run_scores GROUP BY ALL
+),
+per_run AS (
+    SELECT * FROM every_run
+    QUALIFY setup_hash IS NULL OR seed IS NULL OR row_number() OVER (
+        PARTITION BY dataset, model, setup_hash, seed ORDER BY run_created_at DESC NULLS LAST, run_id) = 1
 ),
 picked AS (
     SELECT *, CASE WHEN val_f1 IS NOT NULL THEN row_number() OVER (PARTITION BY dataset, model, setup_hash
@@ -99,12 +112,13 @@ ORDER BY s.dataset, s.scenario, s.model, setup  -- never ranked by a test figure
 """
 
 # Small with KD minus small without KD, paired by seed (same dataset, model family and settings but KD), as
-# mean +- std over the pairs; the KD students' own teachers (runs.teacher_run_id) beside them. A KD student with
-# no twin of its seed (e.g. a fusion of KD students) keeps its row with n_pairs 0.
+# mean +- std over the pairs, one row per KD setup (`setup`: the KD students' setup_hash, as in the leaderboard; two
+# KD settings or teachers are two rows); the KD students' own teachers (runs.teacher_run_id) beside them. A KD
+# student with no twin of its seed (e.g. a fusion of KD students) keeps its row with n_pairs 0.
 KD_IMPACT_SQL = f"""
 WITH {_PER_RUN},
 kd AS (
-    SELECT s.dataset, s.family, s.pair_hash, s.seed,
+    SELECT s.dataset, s.family, s.setup_hash, s.pair_hash, s.seed,
            avg(s.val_f1) AS val_f1, avg(s.test_f1) AS test_f1, avg(s.test_pr_auc) AS test_pr_auc,
            avg(t.val_f1) AS teacher_val_f1, avg(t.test_f1) AS teacher_test_f1
     FROM per_run s LEFT JOIN per_run t ON t.run_id = s.teacher_run_id
@@ -118,7 +132,7 @@ plain AS (
     GROUP BY ALL
 ),
 pairs AS (
-    SELECT k.dataset, k.family, k.pair_hash, k.seed, coalesce(p.paired, false) AS paired,
+    SELECT k.dataset, k.family, k.setup_hash, k.seed, coalesce(p.paired, false) AS paired,
            k.teacher_val_f1, k.teacher_test_f1,
            p.val_f1 AS student_val_f1, k.val_f1 AS student_kd_val_f1,
            p.test_f1 AS student_test_f1, k.test_f1 AS student_kd_test_f1,
@@ -127,7 +141,7 @@ pairs AS (
     FROM kd k LEFT JOIN plain p
       ON p.dataset = k.dataset AND p.family = k.family AND p.pair_hash = k.pair_hash AND p.seed = k.seed
 )
-SELECT dataset, family, pair_hash AS setup, count(*) FILTER (WHERE paired) AS n_pairs,
+SELECT dataset, family, setup_hash AS setup, count(*) FILTER (WHERE paired) AS n_pairs,
        avg(teacher_val_f1) FILTER (WHERE paired) AS teacher_val_f1,
        avg(student_val_f1) AS student_val_f1, avg(student_kd_val_f1) FILTER (WHERE paired) AS student_kd_val_f1,
        {_mean_std("val_f1_delta", "val_f1_delta")},
@@ -154,6 +168,16 @@ GROUP BY ALL
 ORDER BY r.dataset, r.model, setup
 """
 
+# Parameters per dataset x model x setup (the report's chart and bench/quality.py read this one definition): the
+# count its trained runs recorded (a setup fixes the architecture, so its seeds agree; max if they ever did not).
+PARAMETERS_SQL = """
+SELECT dataset, model, family, scale, has_kd, setup_hash AS setup, max(parameters) AS parameters, count(*) AS n_runs
+FROM runs
+WHERE stage IN ('train', 'fuse') AND parameters IS NOT NULL
+GROUP BY ALL
+ORDER BY dataset, family, scale, has_kd, setup
+"""
+
 # The views besides one per table, in creation order (later ones read earlier ones).
 ANALYTIC_VIEWS = {
     "v_run_scores": RUN_SCORES_SQL,
@@ -161,6 +185,7 @@ ANALYTIC_VIEWS = {
     "v_leaderboard_scenarios": LEADERBOARD_SCENARIOS_SQL,
     "v_kd_impact": KD_IMPACT_SQL,
     "v_fusions": FUSIONS_SQL,
+    "v_parameters": PARAMETERS_SQL,
 }
 
 
@@ -175,7 +200,11 @@ def view_statements(generation: Path) -> list[str]:
         for name in TABLES
     ]
     statements += [f"CREATE VIEW {name} AS {sql}" for name, sql in ANALYTIC_VIEWS.items()]
-    statements.append(f"CREATE VIEW lake_info AS SELECT '{views_fingerprint()}' AS views_fingerprint")
+    # the views read the generation by its absolute path: a lake moved elsewhere is rebuilt before a query
+    statements.append(
+        f"CREATE VIEW lake_info AS SELECT '{views_fingerprint()}' AS views_fingerprint, "
+        f"{_quote(generation.resolve())} AS generation"
+    )
     return statements
 
 

@@ -156,11 +156,7 @@ def sections(con, figs: Figures) -> list[tuple[str, str, str]]:
         inner.append(figure_html(src, "knowledge distillation impact"))
     sections.append(("kd-impact", "Knowledge distillation impact", "".join(inner)))
 
-    sizes = run_sql(con, """
-        SELECT dataset, model, family, scale, has_kd, parameters FROM runs
-        WHERE stage IN ('train', 'fuse') AND parameters IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY created_at DESC, run_id) = 1
-        ORDER BY dataset, family, scale, has_kd""")  # fmt: skip
+    sizes = run_sql(con, "SELECT dataset, model, family, scale, has_kd, setup, parameters FROM v_parameters")
     inner = [table_html(sizes)]
     if sizes.num_rows:
         path, src = figs.path("parameters")

@@ -161,7 +161,7 @@ def write_eval_run(
         document["runs"][label] = result
         if model == "fusion":
             by_class = alpha_by_class or {"benign": 0.7, "attack": 0.9}
-            policies[label] = {"n_windows": sum(counts[label]["validation"]), "mean_alpha": 0.8,
+            policies[label] = {"n_windows": sum(next(iter(counts[label].values()))), "mean_alpha": 0.8,
                                "mean_alpha_by_class": by_class, "alpha": []}  # fmt: skip
     _write_json(eval_dir / "metrics.json", document)
     _write_json(eval_dir / "curves.json", curves)

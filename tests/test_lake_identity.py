@@ -1,0 +1,209 @@
+"""What the lake's views keep when runs are evaluated on new captures, trained again for a seed, distilled
+from another teacher or with other KD settings, and what an append of damaged run files leaves behind.
+Hand-made run folders (tests/support/lake_sample.py), real DuckDB and Parquet."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from support.lake_sample import EVALUATED, write_eval_run, write_run_set, write_store, write_train_run
+from typer.testing import CliRunner
+
+from kdgat.cli import app
+from kdgat.core.errors import KdgatError
+from kdgat.core.hashing import content_hash
+from kdgat.lake import append_runs, build_lake, kd_impact, leaderboard, query
+
+LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
+
+
+def folders(paths: dict[str, Path]) -> list[Path]:
+    return [paths[k] for k in LABELS]
+
+
+def value(lake: Path, sql: str):
+    return query(lake, sql).column(0)[0].as_py()
+
+
+def rewrite(run_dir: Path, *, config=None, created_at: str | None = None) -> Path:
+    """Change a hand-made run's config (its manifest's config and hash with it) or its creation time."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    if config is not None:
+        cfg = json.loads((run_dir / "config.json").read_text())
+        config(cfg)
+        (run_dir / "config.json").write_text(json.dumps(cfg, indent=2))
+        manifest.update(config=cfg, config_hash=content_hash(cfg))
+    if created_at is not None:
+        manifest["created_at"] = created_at
+    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return run_dir
+
+
+def test_an_evaluation_on_new_captures_is_kept_beside_the_own_store_figures(tmp_path):
+    """`graphs --like` + `evaluate`: the same runs scored on another store are another evaluation (it was given
+    the first one's id and replaced it), and the leaderboard keeps reading the runs' own store."""
+    paths = write_run_set(tmp_path / "campaign", dataset="hand", seed=1)
+    lake = tmp_path / "lake"
+    append_runs(folders(paths), lake)
+    before = leaderboard(lake, "hand").to_pylist()
+    like = write_store(tmp_path / "new", "hand", ("test_09_new_capture",))
+    counts = {label: {"test_09_new_capture": (5, 1, 90, 5)} for label in EVALUATED}
+    other = write_eval_run(tmp_path / "new" / "eval", like, "hand", {k: paths[k] for k in EVALUATED}, counts)
+    rewrite(other, created_at="2099-01-01T00:00:00+00:00")  # the newest evaluation of these runs
+    append_runs([other], lake)
+    assert value(lake, "SELECT count(DISTINCT eval_run_id) FROM metrics") == 2
+    assert value(lake, "SELECT count(*) FROM metrics WHERE scenario = 'test_09_new_capture'") == len(EVALUATED)
+    assert value(lake, "SELECT count(*) FROM v_run_scores WHERE scenario = 'test_09_new_capture'") == 0
+    assert leaderboard(lake, "hand").to_pylist() == before
+
+
+def test_students_of_two_teachers_are_two_runs(tmp_path):
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    store = paths["graphs"]
+    teacher = write_train_run(tmp_path / "b" / "gat_large", store, "hand", "gat", "large", False, 1)
+    student = write_train_run(tmp_path / "b" / "gat_small_kd", store, "hand", "gat", "small", True, 1, teacher)
+    lake = tmp_path / "lake"
+    first_teacher, first, _, second = append_runs([paths["gat_large"], paths["gat_small_kd"], teacher, student], lake)
+    assert first != second  # they shared an id: the lake kept one of them
+    assert value(lake, "SELECT count(*) FROM runs WHERE model = 'gat_small_kd'") == 2
+    assert first_teacher == value(lake, f"SELECT teacher_run_id FROM runs WHERE run_id = '{first}'")
+
+
+def _student_with_alpha(paths: dict[str, Path], root: Path, alpha: float, counts) -> tuple[Path, Path]:
+    """A copy of the KD student trained with another kd.alpha, and its evaluation."""
+    student = root / "runs" / "gat_small_kd"
+    shutil.copytree(paths["gat_small_kd"], student)
+
+    def change(cfg):
+        cfg["kd"]["alpha"] = alpha
+
+    rewrite(student, config=change)
+    evaluation = write_eval_run(root / "eval", paths["graphs"], "hand", {"gat_small_kd": student}, counts)
+    return student, evaluation
+
+
+def test_kd_impact_has_one_row_per_kd_setup_paired_with_the_same_no_kd_student(tmp_path):
+    """Two KD settings over one seed: +0.10 and -0.10 F1 against the no-KD student were averaged into one row."""
+    plain = (40, 10, 40, 10)  # F1 0.8 on validation and both tests
+    better, worse = (45, 5, 45, 5), (35, 15, 35, 15)  # F1 0.9 and 0.7
+    flat = {"validation": plain, **{s: plain for s in ("test_01_known_vehicle_known_attack",
+                                                      "test_02_unknown_vehicle_known_attack")}}  # fmt: skip
+    counts = {label: dict(flat) for label in EVALUATED}
+    counts["gat_small_kd"] = {k: better for k in flat}
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1, counts=counts)
+    other, evaluation = _student_with_alpha(paths, tmp_path / "b", 0.9, {"gat_small_kd": {k: worse for k in flat}})
+    lake = tmp_path / "lake"
+    append_runs([*folders(paths), other, evaluation], lake)
+    setups = {r["setup"] for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "gat_small_kd"}
+    rows = [r for r in kd_impact(lake).to_pylist() if r["family"] == "gat"]
+    assert len(rows) == 2 and {r["setup"] for r in rows} == setups
+    assert sorted(r["val_f1_delta_mean"] for r in rows) == pytest.approx([-0.1, 0.1])
+    assert all(r["n_pairs"] == 1 and r["student_val_f1"] == pytest.approx(0.8) for r in rows)
+
+
+def test_a_setup_trained_again_for_a_seed_counts_once(tmp_path):
+    """A VGAE trained again after a change to the GAT's section only (another config hash, the same setup) is
+    the same seed of the same experiment: the leaderboard counts it once, with the latest run's figures."""
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    again = tmp_path / "b" / "runs" / "vgae_large"
+    shutil.copytree(paths["vgae_large"], again)
+
+    def change(cfg):
+        cfg["gat"]["hidden"] += 1
+
+    rewrite(again, config=change, created_at="2099-01-01T00:00:00+00:00")
+    counts = {"vgae_large": {k: (50, 0, 50, 0) for k in ("validation", "test_01_known_vehicle_known_attack",
+                                                         "test_02_unknown_vehicle_known_attack")}}  # fmt: skip
+    evaluation = write_eval_run(tmp_path / "b" / "eval", paths["graphs"], "hand", {"vgae_large": again}, counts)
+    lake = tmp_path / "lake"
+    append_runs([*folders(paths), again, evaluation], lake)
+    assert value(lake, "SELECT count(*) FROM runs WHERE model = 'vgae_large'") == 2
+    (row,) = [r for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "vgae_large"]
+    assert (row["n_runs"], row["n_seeds"]) == (1, 1)
+    assert row["val_f1_mean"] == pytest.approx(1.0) and row["test_f1_std"] == 0.0
+
+
+def _damaged(paths: dict[str, Path], what: str) -> Path:
+    run = paths["eval" if what == "eval" else "gat_small"]
+    if what == "metrics":
+        document = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**document, "epochs": "ten"}))
+    elif what == "curves":
+        log = run / "logs" / "metrics.csv"
+        lines = log.read_text().splitlines()
+        lines[2] = lines[2].replace("0.8", "abc", 1)
+        log.write_text("\n".join(lines) + "\n")
+    else:
+        document = json.loads((run / "metrics.json").read_text())
+        del document["runs"]["gat_large"]["test"]
+        (run / "metrics.json").write_text(json.dumps(document))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("what", "said"),
+    [
+        ("metrics", "a value of its `runs` row is not recordable"),
+        ("curves", "metrics.csv:3: not a training log row"),
+        ("eval", "its files are not what its stage writes (missing 'test')"),
+    ],
+)
+def test_a_damaged_run_among_several_is_one_line_and_writes_nothing(tmp_path, what, said):
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    damaged = _damaged(paths, what)
+    lake = tmp_path / "lake"
+    with pytest.raises(KdgatError) as caught:
+        append_runs(folders(paths), lake)
+    assert said in str(caught.value) and str(damaged) in str(caught.value), caught.value
+    assert not list(lake.rglob("*.parquet"))  # not one of the healthy runs before it was committed
+    result = CliRunner().invoke(app, ["lake", "append", *[x for d in folders(paths) for x in ("--runs", str(d))],
+                                      "--lake", str(lake)])  # fmt: skip
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and said in lines[0], result.stderr
+
+
+def test_a_moved_lake_answers_from_its_new_place(tmp_path):
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    lake = tmp_path / "lake"
+    append_runs(folders(paths), lake)
+    build_lake(lake)
+    before = leaderboard(lake, "hand").to_pylist()
+    moved = tmp_path / "elsewhere" / "lake"
+    moved.parent.mkdir()
+    shutil.move(lake, moved)
+    assert leaderboard(moved, "hand").to_pylist() == before  # the views pointed at the old path
+
+
+def test_the_report_and_the_results_table_give_each_setup_its_own_parameter_count(tmp_path):
+    """Both read v_parameters: the report took the latest run per model, bench/quality.py the largest count."""
+    import importlib.util
+
+    from kdgat.stages.report import run as write_report
+
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    wider = tmp_path / "b" / "runs" / "gat_small"
+    shutil.copytree(paths["gat_small"], wider)
+
+    def change(cfg):
+        cfg["gat"]["hidden"] += 8
+
+    rewrite(wider, config=change, created_at="2000-01-01T00:00:00+00:00")  # the older run of the two
+    metrics = json.loads((wider / "metrics.json").read_text())
+    (wider / "metrics.json").write_text(json.dumps({**metrics, "parameters": 240_000}))
+    evaluation = write_eval_run(tmp_path / "b" / "eval", paths["graphs"], "hand", {"gat_small": wider},
+                                {"gat_small": {"validation": (40, 10, 40, 10), "test_x": (40, 10, 40, 10)}})  # fmt: skip
+    lake = tmp_path / "lake"
+    append_runs([*folders(paths), wider, evaluation], lake)
+    counts = sorted(r["parameters"] for r in query(lake, "SELECT * FROM v_parameters WHERE model = 'gat_small'")
+                    .to_pylist())  # fmt: skip
+    assert counts == [61_698, 240_000]
+    spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "bench" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    lines = [line for line in quality.tables(lake, dataset="hand").splitlines() if "`gat_small`" in line]
+    assert {"61,698", "240,000"} <= {cell.strip() for line in lines for cell in line.split("|")}, lines
+    page = Path(write_report(lake, tmp_path / "report").summary["index"]).read_text(encoding="utf-8")
+    assert all(any(f in page for f in (f"{n}", f"{n:,}")) for n in counts)
