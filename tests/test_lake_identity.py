@@ -193,8 +193,13 @@ def test_the_report_and_the_results_table_give_each_setup_its_own_parameter_coun
     rewrite(wider, config=change, created_at="2000-01-01T00:00:00+00:00")  # the older run of the two
     metrics = json.loads((wider / "metrics.json").read_text())
     (wider / "metrics.json").write_text(json.dumps({**metrics, "parameters": 240_000}))
-    evaluation = write_eval_run(tmp_path / "b" / "eval", paths["graphs"], "hand", {"gat_small": wider},
-                                {"gat_small": {"validation": (40, 10, 40, 10), "test_x": (40, 10, 40, 10)}})  # fmt: skip
+    evaluation = write_eval_run(
+        tmp_path / "b" / "eval",
+        paths["graphs"],
+        "hand",
+        {"gat_small": wider},
+        {"gat_small": {"validation": (40, 10, 40, 10), "test_x": (40, 10, 40, 10)}},
+    )
     lake = tmp_path / "lake"
     append_runs([*folders(paths), wider, evaluation], lake)
     counts = sorted(r["parameters"] for r in query(lake, "SELECT * FROM v_parameters WHERE model = 'gat_small'")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -112,6 +113,27 @@ class _CrashAfter(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.current_epoch == self.epoch:
             raise RuntimeError("node lost")
+
+
+def test_a_resume_continues_after_the_last_finished_epoch_when_validation_got_worse(store_dir, tmp_path, monkeypatch):
+    """last.ckpt was written only when the monitored loss improved: a job that died in epoch 2 whose best epoch was
+    0 resumed from epoch 0 and trained epoch 1 again (up to `patience` epochs per preemption)."""
+    from kdgat.training.lit import LitGAT
+
+    def worse_every_epoch(self, batch, batch_idx):
+        self.log("val_loss", 1.0 + self.current_epoch, on_epoch=True, batch_size=batch.num_graphs)
+
+    monkeypatch.setattr(LitGAT, "validation_step", worse_every_epoch)
+    cfg = resolve_config("gat", "small", overrides=["training.max_epochs=4", "training.batch_size=64"])
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_train(cfg, store_dir, run, progress_bar=False, callbacks=[_CrashAfter(2)])
+    checkpoints = run / "checkpoints"
+    assert torch.load(checkpoints / "best.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 1  # the last finished epoch
+    metrics = run_train(cfg, store_dir, run, progress_bar=False).summary
+    assert metrics["resumed_after_epoch"] == 1 and metrics["epochs"] == 4
+    assert metrics["best_val_loss"] == pytest.approx(1.0)  # the best epoch is still epoch 0's
 
 
 def _epochs_logged(run):
@@ -395,6 +417,26 @@ def mlp_fusion(store_dir, teachers, tmp_path_factory):
     run_fuse(cfg, "mlp", teachers / "vgae", teachers / "gat", store_dir, root / "fusion")
     run_evaluate([root / "fusion"], store_dir, root / "alone", scores=True)
     return root
+
+
+def test_a_fusion_whose_member_was_trained_again_is_refused(store_dir, teachers, tmp_path):
+    """members.json named the member folders only: a GAT trained again in place was scored beside the old fusion
+    weights and VGAE scale, silently."""
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
+
+    members = tmp_path / "members"
+    for kind in ("vgae", "gat"):
+        shutil.copytree(teachers / kind, members / kind)
+    cfg = resolve_config("dqn", "small", overrides=["fusion.epochs=2"])
+    run_fuse(cfg, "mlp", members / "vgae", members / "gat", store_dir, tmp_path / "fusion")
+    recorded = json.loads((tmp_path / "fusion" / "members.json").read_text())
+    assert recorded["gat_sha256"] == hashlib.sha256((members / "gat" / "model.pt").read_bytes()).hexdigest()
+    weights = torch.load(members / "gat" / "model.pt", weights_only=False)
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in weights.items()}, members / "gat" / "model.pt")
+    with pytest.raises(KdgatError, match=r"its GAT member .*gat holds other weights than the fusion was fitted with"):
+        run_evaluate([tmp_path / "fusion"], store_dir, tmp_path / "eval")
+    assert not (tmp_path / "eval" / "manifest.json").exists()
 
 
 def _fusion_entry(folder: Path, label: str = "fusion_mlp_large"):

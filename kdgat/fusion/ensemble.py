@@ -17,7 +17,8 @@ from sklearn.metrics import average_precision_score
 
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError
-from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE
+from kdgat.core.hashing import sha256_file
+from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, MODEL_FILE
 from kdgat.data.store import GraphPart, GraphStore
 from kdgat.evaluation.scoring import fusion_state, score_gat, score_vgae
 from kdgat.fusion import FusionData, make_fusion
@@ -140,6 +141,13 @@ def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
     members = json.loads((run_dir / MEMBERS_FILE).read_text())
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
     vgae_dir, gat_dir = member_dirs(run_dir, members)
+    for role, folder in (("vgae", vgae_dir), ("gat", gat_dir)):
+        recorded = members.get(f"{role}_sha256")  # runs fused before it was recorded have none
+        if recorded is not None and (folder / MODEL_FILE).is_file() and sha256_file(folder / MODEL_FILE) != recorded:
+            raise KdgatError(
+                f"{run_dir}: its {role.upper()} member {folder} holds other weights than the fusion was fitted with "
+                "(trained again since?); fuse again"
+            )
     ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"])
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
     fusion.load_state_dict(load_weights(run_dir / FUSION_FILE))

@@ -26,6 +26,7 @@ import torch
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
+from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
 from kdgat.core.schema import PipelineConfig
@@ -108,6 +109,9 @@ def run(
         "method": method,
         "vgae": str(vgae_dir.resolve()),
         "gat": str(gat_dir.resolve()),
+        # the weights fitted against: evaluate and detect refuse a member trained again since
+        "vgae_sha256": sha256_file(vgae_dir / MODEL_FILE),
+        "gat_sha256": sha256_file(gat_dir / MODEL_FILE),
         "vgae_scale": ensemble.vgae_scale,
         "scale": ensemble.gat_cfg.scale,
         "kd": ensemble.gat_cfg.has_kd,

@@ -185,8 +185,11 @@ def run(
     stopper = StopOnSignal()
     best = ModelCheckpoint(
         dirpath=ckpt_dir, filename="best", monitor=cfg.training.monitor, mode=cfg.training.monitor_mode,
-        save_top_k=1, save_last=True, enable_version_counter=False,
+        save_top_k=1, enable_version_counter=False,
     )  # fmt: skip
+    # every finished epoch, after `best` (its state goes in): Lightning's save_last writes only when the monitored
+    # value improves, and a resume would then train every epoch since the best one again
+    last_epoch = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False)
     stop = EarlyStopping(monitor=cfg.training.monitor, mode=cfg.training.monitor_mode, patience=cfg.effective_patience)
     trainer = L.Trainer(
         default_root_dir=out_dir,
@@ -195,7 +198,7 @@ def run(
         devices=1,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip or None,
-        callbacks=[best, stop, stopper, *(callbacks or []), *test_pause(stopper)],
+        callbacks=[best, last_epoch, stop, stopper, *(callbacks or []), *test_pause(stopper)],
         logger=CSVLogger(state_dir, name="logs", version=""),
         # one process, no cluster logic: under SLURM, Lightning would otherwise requeue the job itself on
         # SIGUSR1 and "bypass" SIGTERM; checkpoints are written atomically
