@@ -611,6 +611,21 @@ def test_vgae_calibration_is_each_ids_own_99th_percentile():
         torch.testing.assert_close(model.error_q99[i], torch.quantile(rows, 0.99, dim=0).clamp_min(1e-6))
 
 
+def test_the_calibration_percentile_past_torch_quantiles_limit(monkeypatch):
+    """torch.quantile refuses more than 2^24 rows: calibrate() failed at the end of a training on ~17 M benign
+    nodes (small strides, large captures). Past the limit numpy gives the same percentile."""
+    from kdgat.models import vgae
+
+    many = torch.rand(vgae.TORCH_QUANTILE_MAX + 1, 1, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="too large"):
+        torch.quantile(many, 0.99, dim=0)
+    assert abs(vgae._q99(many).item() - 0.99) < 1e-3
+    rows = torch.rand(1000, 3, generator=torch.Generator().manual_seed(1))
+    exact = torch.quantile(rows, 0.99, dim=0)
+    monkeypatch.setattr(vgae, "TORCH_QUANTILE_MAX", 10)  # the numpy path on rows torch takes too
+    torch.testing.assert_close(vgae._q99(rows), exact)
+
+
 # -- GAT node input without the CAN ID (gat.id_input) ---------------------------------------------
 
 

@@ -232,6 +232,13 @@ def test_a_rerun_removes_the_old_manifest_first(store_dir, teachers, tmp_path):
     assert not (run / "checkpoints" / "last.ckpt").exists()
 
 
+def test_a_vgae_teacher_with_targets_in_another_space_is_refused(store_dir, teachers, tmp_path):
+    """Reconstructions are distilled value for value: a standardised teacher cannot teach raw [0, 1] targets."""
+    cfg = resolve_config("vgae", "small", aux=["kd_standard"], overrides=[*FAST, "vgae.target=raw"])
+    with pytest.raises(KdgatError, match="a VGAE with standardized targets cannot teach one with raw targets"):
+        run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teachers / "vgae", progress_bar=False)
+
+
 def test_resume_refuses_another_config(store_dir, teachers, tmp_path):
     run = tmp_path / "run"
     run_train(resolve_config("gat", "small", overrides=FAST), store_dir, run, progress_bar=False)

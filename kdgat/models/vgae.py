@@ -34,6 +34,7 @@ Pure ``nn.Module``: no I/O, no logging, no device logic.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -88,6 +89,16 @@ def _conv_block(in_channels: int, width: int, heads: int) -> tuple[GATConv, nn.B
         raise ValueError(f"a GATConv width of {width} cannot be split over {heads} heads")
     conv = GATConv(in_channels, width // heads, heads=heads, concat=True, add_self_loops=False)
     return conv, nn.BatchNorm1d(width)
+
+
+TORCH_QUANTILE_MAX = 1 << 24  # torch.quantile refuses longer inputs ("input tensor is too large")
+
+
+def _q99(values: Tensor) -> Tensor:
+    """Column-wise 99th percentile (linear interpolation, as torch.quantile), also past 2^24 rows (numpy)."""
+    if len(values) <= TORCH_QUANTILE_MAX:
+        return torch.quantile(values, 0.99, dim=0)
+    return torch.from_numpy(np.quantile(values.numpy(), 0.99, axis=0)).to(values.dtype)
 
 
 class VGAE(nn.Module):
@@ -321,11 +332,11 @@ class VGAE(nn.Module):
             ids.append(batch.x[:, 0].long())
         err, idx = torch.cat(errors), torch.cat(ids)
         count = torch.bincount(idx, minlength=self.num_ids).to(err.dtype)
-        q99 = torch.quantile(err, 0.99, dim=0).expand(self.num_ids, -1).clone()
+        q99 = _q99(err).expand(self.num_ids, -1).clone()
         # one sort, then each ID's rows are a contiguous segment (not one mask over every node per ID)
         per_id = torch.split(err[torch.argsort(idx, stable=True)], count.long().tolist())
         for i in torch.nonzero(count >= CALIBRATION_MIN_NODES).flatten().tolist():
-            q99[i] = torch.quantile(per_id[i], 0.99, dim=0)
+            q99[i] = _q99(per_id[i])
         self.error_q99.copy_(q99.clamp_min(1e-6))
         self.benign_id_count.copy_(count)
 

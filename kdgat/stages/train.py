@@ -146,6 +146,12 @@ def run(
         teacher, teacher_cfg = load_run_model(teacher_dir, store)
         if teacher_cfg.model_type != cfg.model_type:
             raise KdgatError(f"{teacher_dir}: a {teacher_cfg.model_type} run cannot teach a {cfg.model_type}")
+        if cfg.model_type == "vgae" and teacher_cfg.vgae.target != cfg.vgae.target:
+            # the reconstructions are distilled value for value: they must be in the same space
+            raise KdgatError(
+                f"{teacher_dir}: a VGAE with {teacher_cfg.vgae.target} targets cannot teach one with "
+                f"{cfg.vgae.target} targets (vgae.target)"
+            )
 
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
