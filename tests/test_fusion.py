@@ -385,3 +385,17 @@ def test_novel_alert_is_kept_only_where_it_ranks_no_worse():
     without, with_rule, keep = check(labels, scores, top)
     assert abs(with_rule - without) < 1e-12 and keep
     assert not ranks_no_worse(without - 1e-6, without)  # a real loss is not rounding
+
+
+def test_the_fusion_is_fitted_on_each_files_earlier_half_and_chosen_on_its_later_half():
+    """Hand-made windows of three files, out of order: per file, the first half by position fits (odd counts:
+    the later half has the extra window), and no fit window of a file starts after one of its selection windows."""
+    from kdgat.data.split import earlier_half
+
+    file_index = np.array([1, 0, 1, 0, 2, 0, 1, 0, 1])
+    window_start = np.array([300, 200, 100, 0, 50, 100, 200, 300, 0])
+    fit = earlier_half(file_index, window_start)
+    by_file = {f: sorted(zip(window_start[file_index == f], fit[file_index == f], strict=True)) for f in (0, 1, 2)}
+    assert by_file[0] == [(0, True), (100, True), (200, False), (300, False)]
+    assert by_file[1] == [(0, True), (100, True), (200, False), (300, False)]
+    assert by_file[2] == [(50, False)]  # one window: selection, never fitted on alone

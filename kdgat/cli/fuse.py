@@ -41,14 +41,23 @@ def fuse(
             cfg, method.value, vgae, gat, graphs_dir, out_dir, tracking_uri=tracking_uri, dataset=dataset,
             threads=threads,
         ).summary  # fmt: skip
-    out.print(
-        f"fusion {metrics['method']} fitted on {metrics['fusion_windows']:,} held-out windows "
-        f"({metrics['fusion_parameters']:,} parameters; ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"
+    where = (
+        f"fitted on {metrics['fit_windows']:,} of {metrics['fusion_windows']:,} held-out windows, chosen on the "
+        f"other {metrics['selection_windows']:,}"
+        if metrics["out_of_sample_selection"]
+        else f"fitted and chosen on {metrics['fusion_windows']:,} held-out windows"
     )
+    out.print(
+        f"fusion {metrics['method']} {where} ({metrics['fusion_parameters']:,} parameters; "
+        f"ensemble {metrics['ensemble_parameters']:,}) -> {out_dir}"
+    )
+    if not metrics["out_of_sample_selection"]:
+        print_warning("half of the held-out windows holds one class only: the fusion was fitted and chosen on the "
+                      "same windows, so its check against its members is in-sample")  # fmt: skip
     ranking = ", ".join(f"{k} {v:.4f}" for k, v in metrics["pr_auc_on_fusion_windows"].items())
     if metrics["fallback"]:
-        print_warning(f"the fusion ranked those windows worse than its {metrics['fallback']} ({ranking}, PR-AUC): "
-                      f"the ensemble scores with the {metrics['fallback']} alone")  # fmt: skip
+        print_warning(f"the fusion ranked the selection windows worse than its {metrics['fallback']} ({ranking}, "
+                      f"PR-AUC): the ensemble scores with the {metrics['fallback']} alone")  # fmt: skip
     elif metrics["collapsed_to"]:
         print_warning(f"the fusion gives almost every window to the {metrics['collapsed_to']} ({ranking}, PR-AUC)")
     if note := stage.novel_alert_off(metrics):

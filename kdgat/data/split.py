@@ -80,6 +80,23 @@ def _held_out(
     return np.sort(np.array(val, np.int64)), np.sort(np.array(fusion, np.int64))
 
 
+def earlier_half(file_index: np.ndarray, window_start: np.ndarray) -> np.ndarray:
+    """True for the earlier half of each file's windows (by position), False for the later half.
+
+    The fusion is fitted on the earlier half of the fusion part and everything chosen about it (its
+    best epoch, the fallback to a member, the novel-ID rule) on the later half: windows it did not fit
+    (in-sample, a fusion beat its members on windows it had fitted and lost to them on new ones).
+    Halves in time, not shuffled windows, so no benign stretch of a file is on both sides.
+    """
+    file_index, window_start = np.asarray(file_index), np.asarray(window_start)
+    order = np.lexsort((window_start, file_index))
+    _, first, counts = np.unique(file_index[order], return_index=True, return_counts=True)
+    rank = np.arange(len(order)) - np.repeat(first, counts)
+    earlier = np.empty(len(order), dtype=bool)
+    earlier[order] = rank < np.repeat(counts // 2, counts)
+    return earlier
+
+
 @dataclass(frozen=True)
 class BlockSplit:
     """One file cut into contiguous time blocks, some of which go to validation (and, in a one-trace

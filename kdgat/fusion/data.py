@@ -65,6 +65,15 @@ class FusionData:
     def __len__(self) -> int:
         return len(self.states)
 
+    def take(self, mask: np.ndarray) -> FusionData:
+        """The windows where ``mask`` is True."""
+        return FusionData(self.states[mask], self.vgae_score[mask], self.gat_prob[mask], self.labels[mask],
+                          self.novel[mask])  # fmt: skip
+
+    @property
+    def both_classes(self) -> bool:
+        return bool(len(np.unique(self.labels)) == 2)
+
 
 def fuse(alpha: np.ndarray | float, vgae_score: np.ndarray, gat_prob: np.ndarray) -> np.ndarray:
     """Fused score (1 - alpha)·vgae_score + alpha·gat_prob (alpha per window or one scalar)."""

@@ -349,8 +349,10 @@ class PipelineRunner:
                 tracking_uri=self.tracking_uri, dataset=dataset, threads=threads,
             ).summary  # fmt: skip
             rule_off = fuse.novel_alert_off(metrics)
-            return f"{opts.fusion_method} over {metrics['fusion_windows']:,} held-out windows" + (
-                f"; {rule_off}" if rule_off else ""
+            return (
+                f"{opts.fusion_method} over {metrics['fusion_windows']:,} held-out windows"
+                + ("" if metrics["out_of_sample_selection"] else " (one class in a half: chosen in-sample)")
+                + (f"; {rule_off}" if rule_off else "")
             )
         if step.stage == "evaluate":
             from kdgat.stages import evaluate

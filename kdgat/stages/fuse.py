@@ -2,11 +2,14 @@
 
 The fusion is fitted on the store's ``fusion`` part: held-out time blocks that neither member
 trained on and that no threshold is chosen on (``kdgat.data.split``); a fusion fitted on the
-members' own training windows learns to trust whichever member overfits most. The VGAE's
-reconstruction error is squashed to [0, 1] as e / (e + m), with m the median error of the benign
-windows of that part: 0.5 at a typical benign window, towards 1 for unusual ones. When the fitted
-fusion ranks those windows worse (PR-AUC) than one of its members, the run falls back to that
-member, so the ensemble is never worse than its best member there. With ``fusion.novel_alert`` (the
+members' own training windows learns to trust whichever member overfits most. It is fitted on the
+earlier half of each file's fusion windows, and everything chosen about it (its best epoch or
+episode, the fallback, the novel-ID rule) on the later half, which it did not fit
+(:func:`kdgat.data.split.earlier_half`). The VGAE's reconstruction error is squashed to [0, 1] as
+e / (e + m), with m the median error of the benign windows of the fit half: 0.5 at a typical benign
+window, towards 1 for unusual ones. When the fitted fusion ranks the selection windows worse (PR-AUC)
+than one of its members, the run falls back to that member, so the ensemble is never worse than its
+best member on windows it did not fit. With ``fusion.novel_alert`` (the
 default) a window holding a CAN ID that benign training traffic lacks then scores 1, whatever the
 fusion says (it needs the VGAE's ``novel_first`` window score), unless that ranks the fusion windows
 worse: benign windows with such IDs there. Both comparisons allow for rounding (1e-9 of average
@@ -32,8 +35,9 @@ from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
-from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART
+from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART, earlier_half
 from kdgat.data.store import open_store
+from kdgat.evaluation.scoring import score_vgae
 from kdgat.fusion import make_fusion, trainable_parameters
 from kdgat.fusion.ensemble import (
     Ensemble,
@@ -86,15 +90,25 @@ def run(
     if FUSION_PART not in store.parts:
         raise KdgatError(f"{graphs_dir}: {NO_FUSION_PART}")
     begin_output(out_dir)
-    held_out, _ = ensemble.data(store.part(FUSION_PART))
-    if len(np.unique(held_out.labels)) < 2:
+    part = store.part(FUSION_PART)
+    fit_windows = earlier_half(part.file_index, part.window_start)
+    vgae_scores = score_vgae(ensemble.vgae, part)
+    benign_fit = fit_windows & (np.asarray(part.y) == 0)
+    if benign_fit.any():  # the VGAE's squashing scale is fitted with the fusion: on the fit half's benign windows
+        ensemble.vgae_scale = float(np.median(vgae_scores["score"][benign_fit]))
+    held_out, labelled = ensemble.data(part, vgae=vgae_scores)
+    if not held_out.both_classes:
         raise KdgatError(f"{graphs_dir}: {ONE_CLASS_FUSION_PART}")
+    fit, select = held_out.take(fit_windows[labelled]), held_out.take(~fit_windows[labelled])
+    out_of_sample = fit.both_classes and select.both_classes
+    if not out_of_sample:  # a half without attack (or benign) windows: fitted and chosen on every window, said so
+        fit = select = held_out
     fusion = make_fusion(method, cfg.dqn, cfg.fusion, seed=cfg.seed)
-    history = fusion.fit(held_out, held_out)  # its model selection reads the same held-out windows
-    # each candidate scoring of the held-out windows (the fusion's in evaluate's batches) is kept only where it
+    history = fusion.fit(fit, select)  # its best epoch / episode: on the half it does not fit
+    # each candidate scoring of the selection windows (the fusion's in evaluate's batches) is kept only where it
     # ranks them no worse than what it replaces: the fusion against its best member, then the novel-ID rule
-    scores = {"fusion": ensemble_scores(fusion, held_out, {}), "gat": held_out.gat_prob, "vgae": held_out.vgae_score}
-    ranking = {name: average_precision(held_out.labels, s) for name, s in scores.items()}
+    scores = {"fusion": ensemble_scores(fusion, select, {}), "gat": select.gat_prob, "vgae": select.vgae_score}
+    ranking = {name: average_precision(select.labels, s) for name, s in scores.items()}
     best_member = max(("gat", "vgae"), key=ranking.get)
     fallback = None if ranks_no_worse(ranking["fusion"], ranking[best_member]) else best_member
     # the rule needs the VGAE to say which windows hold a novel ID
@@ -102,7 +116,7 @@ def run(
     novel_alert = False
     if available:
         ensemble_now = scores[fallback or "fusion"]
-        novel_alert, ranking["with_novel_alert"] = keeps_novel_alert(held_out.labels, ensemble_now, held_out.novel)
+        novel_alert, ranking["with_novel_alert"] = keeps_novel_alert(select.labels, ensemble_now, select.novel)
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     members = {
@@ -132,12 +146,17 @@ def run(
         "scale": ensemble.gat_cfg.scale,
         "config_hash": config_hash(cfg),
         "fusion_windows": len(held_out),
-        "pr_auc_on_fusion_windows": ranking,
+        # fitted on the earlier half of each file's fusion windows, chosen on the later half (selection_windows);
+        # False: a half held one class only, and both were done on every window (in-sample)
+        "out_of_sample_selection": out_of_sample,
+        "fit_windows": len(fit),
+        "selection_windows": len(select),
+        "pr_auc_on_fusion_windows": ranking,  # on the selection windows
         "fallback": fallback,
         "novel_alert": novel_alert,
         "novel_alert_unavailable": cfg.fusion.novel_alert and not available,
         "novel_alert_dropped": available and not novel_alert,
-        "novel_windows": novel_counts(held_out),
+        "novel_windows": novel_counts(select),
         "collapsed_to": collapsed_to(policy["alpha"]) if policy else None,
         "history": {k: v for k, v in history.items() if not isinstance(v, (list, dict))},
         "ensemble_parameters": parameters + fusion_parameters,
