@@ -29,7 +29,7 @@ COMPRESSORS = {
 
 def write_capture(path: Path, text: str, suffix: str = "") -> Path:
     """Write ``text`` to ``path`` + ``suffix``, compressed according to the suffix."""
-    raw = text.encode()
+    raw = text.encode("utf-8", "surrogateescape")  # "\udcff" writes the byte 0xff: text that is not UTF-8
     target = path.with_name(path.name + suffix)
     target.write_bytes(COMPRESSORS[suffix](raw) if suffix else raw)
     return target

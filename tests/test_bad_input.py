@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
+from kdgat.core.manifest import write_manifest
 
 from conftest import COMPRESSORS, write_capture
 
@@ -49,6 +50,28 @@ BAD_ROWS = [
     ("missing field", CTT_HEADER + GOOD_ROWS + "1.2,0F9,0\n", 4, "expected 4 fields, found 3"),
     ("unparseable timestamp", CTT_HEADER + GOOD_ROWS + "12:00:01,0F9,00,0\n", 4, "unparseable timestamp: '12:00:01'"),
     ("bad label", CTT_HEADER + GOOD_ROWS + "1.2,0F9,00,yes\n", 4, "attack must be 0 or 1"),
+    # a file cut after the last comma: the one-call parse read the empty label as 0 (benign)
+    ("empty label at the end", CTT_HEADER + GOOD_ROWS + "1.2,0F9,00,", 4, "attack must be 0 or 1"),
+    ("empty label", CTT_HEADER + GOOD_ROWS + "1.2,0F9,00,\n1.3,0F9,00,0\n", 4, "attack must be 0 or 1"),
+    (
+        "not UTF-8",
+        CTT_HEADER + GOOD_ROWS + "1.2,0F9,00\udcff01,0\n",
+        4,
+        "unreadable CSV row (CSV conversion error to string: invalid UTF8 data)",
+    ),
+    (
+        "ROAD label cut short",
+        "Time,Id,Byte1,Byte2,Byte3,Byte4,Byte5,Byte6,Byte7,Byte8,Label\n"
+        "1.0,0D0,00,00,00,00,00,00,00,00,Benign\n1.1,0D0,00,00,00,00,00,00,00,00,Beni",
+        3,
+        "Label must be Benign, Fuzzing, Fabrication or Masquerade: 'Beni'",
+    ),
+    (
+        "labelled candump cut short",
+        "(0.1) can0 123#00 0\n(0.2) can0 123#01 1\n(0.3) can0 410#0003",
+        3,
+        "missing label column (the file's first line has one)",
+    ),
 ]
 
 
@@ -121,6 +144,56 @@ def test_forced_format_with_wrong_header(tmp_path):
 
 def test_missing_input_file(tmp_path):
     assert_one_line_error(run_ingest_cli(tmp_path / "nope.csv", "--out", tmp_path / "o"), "nope.csv", "file not found")
+
+
+def test_a_stray_flag_is_blamed_on_its_own_line(tmp_path):
+    """One line of an unlabelled HCRL text capture with an R/T flag: the first line was blamed, and skip mode kept
+    that line and dropped every other."""
+    lines = [f"Timestamp: {1.0 + i / 100:.6f} ID: 0{i % 9}a0 000 DLC: 2 00 0{i % 10}" for i in range(300)]
+    lines[199] += " T"
+    path = write_capture(tmp_path / "otids.txt", "\n".join(lines) + "\n")
+    assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "otids.txt:200:", "a R/T flag, which the")
+    result = run_ingest_cli(path, "--out", tmp_path / "o", "--on-bad-rows", "skip")
+    assert result.exit_code == 0, result.stderr
+    item = json.loads((tmp_path / "o" / "manifest.json").read_text())["outputs"][0]
+    assert (item["rows"], item["skipped_lines"], item["unlabelled_rows"]) == (299, [200], 299)
+
+
+def test_surrounding_spaces_read_alike_on_both_paths(tmp_path):
+    """A timestamp with spaces parsed on the one-call path and was a traceback on the line-by-line one (which a
+    blank line in the block selects)."""
+    rows = " 1.0,1E5,00,0\n1.1 ,0F9,01, 1\n"
+    for name, text in (("plain.csv", CTT_HEADER + rows), ("blank.csv", CTT_HEADER + rows + "\n")):
+        result = run_ingest_cli(write_capture(tmp_path / name, text), "--out", tmp_path / name.split(".")[0])
+        assert result.exit_code == 0, result.stderr
+    import pyarrow.parquet as pq
+
+    plain, blank = (pq.read_table(next((tmp_path / d).rglob("*.parquet"))) for d in ("plain", "blank"))
+    assert plain.column("timestamp").to_pylist() == blank.column("timestamp").to_pylist() == [1.0, 1.1]
+    assert plain.column("label").to_pylist() == blank.column("label").to_pylist() == [0, 1]
+
+
+def test_ingest_never_writes_over_another_stages_output(tmp_path):
+    """Ingest removed the outputs an earlier manifest listed, whatever stage wrote it."""
+    out = tmp_path / "lake_like"
+    kept = out / "part" / "frames-0.parquet"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"data")
+    write_manifest(out, stage="graphs", inputs=[], config={}, outputs=[{"path": "part/frames-0.parquet"}],
+                   wall_time_s=0.1)  # fmt: skip
+    good = write_capture(tmp_path / "good.csv", CTT_HEADER + GOOD_ROWS)
+    assert_one_line_error(run_ingest_cli(good, "--out", out), "holds the output of `kdgat graphs`")
+    assert kept.read_bytes() == b"data" and json.loads((out / "manifest.json").read_text())["stage"] == "graphs"
+    (out / "manifest.json").write_text('{"stage": "ingest", "outputs": 5')
+    assert_one_line_error(run_ingest_cli(good, "--out", out), "manifest.json: unreadable manifest")
+
+
+@pytest.mark.parametrize("option", ["--split", "--scenario"])
+@pytest.mark.parametrize("value", ["../escaped", "/tmp/abs", "a/b"])
+def test_split_and_scenario_name_a_folder_inside_out(tmp_path, option, value):
+    good = write_capture(tmp_path / "good.csv", CTT_HEADER + GOOD_ROWS)
+    assert_one_line_error(run_ingest_cli(good, option, value, "--out", tmp_path / "o"), f"{option} {value!r}")
+    assert not list(tmp_path.rglob("*.parquet"))
 
 
 def test_failure_keeps_earlier_outputs(tmp_path):

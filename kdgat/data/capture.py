@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
-from kdgat.core.errors import BadInputError
+from kdgat.core.errors import BadInputError, UsageError
 from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.base import CaptureFormat, ParsedBlock
 from kdgat.data.formats.stream import DEFAULT_BLOCK_SIZE, CaptureStream
@@ -273,6 +273,10 @@ def sources_from_files(
     benign: bool = False,
 ) -> list[IngestSource]:
     """Sources for `kdgat ingest FILE...`: one output per file, named after its stem."""
+    for option, value in (("--split", split), ("--scenario", scenario)):
+        # a folder name under --out: "../x" or "/x" would write outside it, past the all-or-nothing staging
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", value):
+            raise UsageError(f"{option} {value!r}: a name of letters, digits, '.', '_' and '-' (it names a folder)")
     sources = []
     for path in paths:
         stem = capture_stem(path.name)

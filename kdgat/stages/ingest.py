@@ -48,6 +48,13 @@ def run(
         raise UsageError("nothing to ingest: no input files")
     _check_unique_outputs(sources)
     outdir = ensure_folder(outdir)
+    # before any work: the outputs an earlier ingest listed are replaced or removed, another stage's never
+    previous = read_manifest(outdir)
+    if previous is not None and previous.stage != "ingest":
+        raise UsageError(
+            f"--out {outdir}: holds the output of `kdgat {previous.stage}`, which ingest would overwrite; "
+            "ingest into another folder"
+        )
     clean_stale(outdir)
     started = time.perf_counter()
     with staging_area(outdir, "ingest") as staging:
@@ -57,7 +64,6 @@ def run(
                 progress(i, len(sources), src)
             relative = f"{src.output_name}.parquet"
             outputs.append({"path": relative, **ingest_one(src, staging / relative, options)})
-        previous = read_manifest(outdir)
         begin_output(outdir)  # from here on the folder changes: no manifest vouches for it until the new one
         publish_files(staging, outdir, [o["path"] for o in outputs])
     _remove_stale(outdir, previous, {o["path"] for o in outputs})

@@ -29,10 +29,25 @@ _UINT_RE = r"^\s*\d+\s*$"
 class RowChecks:
     """Collects per-row problems for one block; the first problem of a row wins."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, file: dict | None = None):
         self.bad = np.zeros(n, dtype=bool)
         self._code = np.full(n, -1, dtype=np.int16)
         self._problems: list[tuple[str, object]] = []
+        # what the file's first frame line decided for every later block (whether it carries labels, timestamps)
+        self.file = {} if file is None else file
+
+    def optional_column(self, name: str, present: np.ndarray, what: str) -> bool:
+        """Whether the file carries optional column ``name``: decided by its first frame line, once per file; the
+        rows of this block that disagree are flagged (a stray label on one line, a line cut short before it)."""
+        present = np.asarray(present, dtype=bool)
+        if name not in self.file and len(present):
+            self.file[name] = bool(present[0])
+        carried = self.file.get(name, False)
+        if carried:
+            self.flag(~present, f"missing {what} (the file's first line has one)")
+        else:
+            self.flag(present, f"a {what}, which the file's first line has not")
+        return carried
 
     def flag(self, mask: np.ndarray, problem: str, values=None) -> None:
         """Mark rows where ``mask`` is True with ``problem``; ``values`` shows the offending text."""
@@ -171,7 +186,8 @@ def to_float(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         ok = pc.fill_null(pc.match_substring_regex(arr, _FLOAT_RE), False)
         bad = ~ok.to_numpy(zero_copy_only=False)
-        values = pc.cast(pc.if_else(ok, arr, pa.scalar(None, pa.string())), pa.float64())
+        # the regex admits surrounding spaces, as Arrow's own cast on the one-call path does: trim them
+        values = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, arr, pa.scalar(None, pa.string()))), pa.float64())
     out = values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
     bad = bad | ~np.isfinite(out)
     return np.where(bad, 0.0, out), bad

@@ -8,6 +8,7 @@ does not know line numbers) and never reaches the parser.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -113,17 +114,41 @@ class CsvFormat(CaptureFormat):
         counts = _field_counts(block, self.quoted)
         ncols = len(self.header)
         rows = keep & (counts == ncols)
-        rejected = keep & (counts != ncols)
+        problems = {int(i): f"expected {ncols} fields, found {counts[i]}" for i in np.flatnonzero(keep & ~rows)}
+        table = None
+        while rows.any():
+            try:
+                table = self._read_table(_line_bytes(block, rows), typed=False)
+                break
+            except pa.ArrowInvalid as exc:  # not UTF-8, quotes Arrow reads otherwise: find the line, reject it
+                bad = self._first_unreadable(block, np.flatnonzero(rows))
+                rows[bad] = False
+                reason = re.sub(r"^In CSV column #\d+: ", "", str(exc).splitlines()[0])[:80]
+                problems[bad] = f"unreadable CSV row ({reason})"
         checks = RowChecks(int(rows.sum()))
-        table = self._read_table(_line_bytes(block, rows), typed=False) if rows.any() else None
+        rejected = np.array(sorted(problems), dtype=np.int64)
         return ParsedBlock(
             cols=self.convert(table, checks) if table is not None else None,
             lines=lines[rows],
             checks=checks,
             rejected_lines=lines[rejected],
-            rejected_problems=[f"expected {ncols} fields, found {c}" for c in counts[rejected]],
+            rejected_problems=[problems[i] for i in rejected.tolist()],
             ignored_lines=int((~nonblank).sum()),
         )
+
+    def _first_unreadable(self, block: LineBlock, candidates: np.ndarray) -> int:
+        """The first of ``candidates`` (line indices of ``block``) that Arrow cannot read: by halving, a few
+        parses however long the block."""
+        while len(candidates) > 1:
+            half = candidates[: len(candidates) // 2]
+            mask = np.zeros(block.n_lines, dtype=bool)
+            mask[half] = True
+            try:
+                self._read_table(_line_bytes(block, mask), typed=False)
+                candidates = candidates[len(half) :]
+            except pa.ArrowInvalid:
+                candidates = half
+        return int(candidates[0])
 
     def _header_index(self, block: LineBlock, path) -> int | None:
         """Index of the header line in the first block with text (checked), or None if all blank."""
@@ -181,13 +206,14 @@ class CsvFormat(CaptureFormat):
 
 
 def _labels_01(col: pa.Array, checks: RowChecks, what: str) -> np.ndarray:
-    if pa.types.is_integer(col.type):  # parsed by Arrow on the fast path
-        values = col.to_numpy()
-        checks.flag(values > 1, f"{what} must be 0 or 1", col)
+    if pa.types.is_integer(col.type):  # parsed by Arrow on the fast path (an empty field is null there)
+        values = pc.fill_null(col, 2).to_numpy()
+        checks.flag(values > 1, f"{what} must be 0 or 1", pc.cast(col, pa.string()))
         return (values == 1).astype(np.uint8)
-    ok = in_set(col, ["0", "1"])
+    text = pc.utf8_trim_whitespace(col)  # as Arrow's integer parse on the one-call path
+    ok = in_set(text, ["0", "1"])
     checks.flag(~ok, f"{what} must be 0 or 1", col)
-    return (in_set(col, ["1"])).astype(np.uint8)
+    return (in_set(text, ["1"])).astype(np.uint8)
 
 
 class CanTrainAndTest(CsvFormat):
@@ -243,9 +269,12 @@ class Daga(CsvFormat):
         return FrameColumns(ts, can_id, ext, np.zeros(len(can_id), bool), dlc, data, label)
 
 
+ROAD_LABELS = ["benign", "fuzzing", "fabrication", "masquerade"]
+
+
 class Road(CsvFormat):
     name = "road"
-    description = "ROAD CSV: Time,Id,Byte1..Byte8,Label (Benign or the attack name)"
+    description = "ROAD CSV: Time,Id,Byte1..Byte8,Label (Benign, Fuzzing, Fabrication or Masquerade)"
     header = ["Time", "Id"] + [f"Byte{i}" for i in range(1, 9)] + ["Label"]
     used = header
 
@@ -257,7 +286,8 @@ class Road(CsvFormat):
         data, bad = hex_bytes_columns([t[f"Byte{i}"] for i in range(1, 9)])
         checks.flag(bad, "payload byte is not two hex digits")
         text = lower(t["Label"])
-        checks.flag(in_set(text, [""]), "empty Label", t["Label"])
+        # another word (a line cut short: "Beni") was counted as an attack
+        checks.flag(~in_set(text, ROAD_LABELS), "Label must be Benign, Fuzzing, Fabrication or Masquerade", t["Label"])
         label = (~in_set(text, ["benign"])).astype(np.uint8)
         n = len(can_id)
         return FrameColumns(ts, can_id, ext, np.zeros(n, bool), np.full(n, 8, np.uint8), data, label, text)

@@ -61,13 +61,11 @@ def _frame_with_rtr_field(g: pa.StructArray, checks: RowChecks):
 
 
 def _optional_labels(text: pa.Array, checks: RowChecks):
-    """Trailing label column (CrySyS-style flags): None when the block carries none."""
+    """Trailing label column (CrySyS-style flags): None when the file carries none (its first line decides)."""
     text = lower(text)
-    present = ~in_set(text, [""])
-    if not present.any():
+    if not checks.optional_column("labels", ~in_set(text, [""]), "label column"):
         return None
-    checks.flag(~present, "missing label column")
-    checks.flag(present & ~in_set(text, _TRUE + _FALSE), "label must be 1/0 or True/False", text)
+    checks.flag(~in_set(text, _TRUE + _FALSE), "label must be 1/0 or True/False", text)
     return in_set(text, _TRUE).astype(np.uint8)
 
 
@@ -86,6 +84,7 @@ class LineFormat(CaptureFormat):
 
     def parse(self, stream: CaptureStream, block_size: int) -> Iterator[ParsedBlock]:
         seen_any = False
+        file: dict = {}  # the optional columns the file's first frame line carries (RowChecks.optional_column)
         for block in iter_line_blocks(stream, block_size):
             strings = block.strings()
             try:
@@ -97,7 +96,7 @@ class LineFormat(CaptureFormat):
             rows = matched & ~ignorable
             rejected = ~matched & ~ignorable
             lines = block.line_numbers
-            checks = RowChecks(int(rows.sum()))
+            checks = RowChecks(int(rows.sum()), file)
             cols = self.convert(groups.filter(pa.array(rows)), checks) if rows.any() else None
             seen_any = seen_any or rows.any() or rejected.any()
             yield ParsedBlock(
@@ -145,10 +144,8 @@ class CandumpColumns(LineFormat):
     )
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
-        has_ts = ~in_set(g.field("ts"), [""])
-        ts = timestamps(g.field("ts"), checks) if has_ts.all() else None
-        if ts is None and has_ts.any():
-            checks.flag(~has_ts, "missing timestamp (other lines have one)")
+        has_ts = checks.optional_column("timestamps", ~in_set(g.field("ts"), [""]), "timestamp")
+        ts = timestamps(g.field("ts"), checks) if has_ts else None
         can_id, ext = can_ids(g.field("id"), checks, extended_by_width=True)
         dlc = dlc_values(g.field("dlc"), checks)
         remote = ~in_set(g.field("rtr"), [""])
@@ -170,9 +167,8 @@ class HcrlText(LineFormat):
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
         ts, can_id, ext, remote, dlc, data = _frame_with_rtr_field(g, checks)
         flag = g.field("flag")
-        has_flag = ~in_set(flag, [""])
         label = None
-        if has_flag.any():
+        if checks.optional_column("labels", ~in_set(flag, [""]), "R/T flag"):
             checks.flag(~in_set(flag, ["R", "T"]), "flag must be R or T", flag)
             label = in_set(flag, ["T"]).astype(np.uint8)
         return FrameColumns(ts, can_id, ext, remote, dlc, data, label)
