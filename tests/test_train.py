@@ -239,6 +239,21 @@ def test_a_vgae_teacher_with_targets_in_another_space_is_refused(store_dir, teac
         run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teachers / "vgae", progress_bar=False)
 
 
+def test_resume_refuses_a_checkpoint_distilled_from_another_teacher(store_dir, teachers, tmp_path):
+    """Only the config was compared: a KD student run again after its teacher was trained again resumed from the
+    old teacher's checkpoint (the finished run's last epoch) and recorded the new teacher as its input."""
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teachers / "gat", teacher)
+    cfg = resolve_config("gat", "small", aux=["kd_standard"], overrides=FAST)
+    run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False)
+    weights = torch.load(teacher / "model.pt", weights_only=False)
+    torch.save({k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}, teacher / "model.pt")
+    with pytest.raises(KdgatError, match="its checkpoint was trained on another graph store or teacher"):
+        run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False)
+    metrics = run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False, resume=False)
+    assert metrics.summary["resumed_after_epoch"] is None
+
+
 def test_resume_refuses_another_config(store_dir, teachers, tmp_path):
     run = tmp_path / "run"
     run_train(resolve_config("gat", "small", overrides=FAST), store_dir, run, progress_bar=False)

@@ -100,6 +100,9 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*Previous log files in this directory will be deleted.*")
 
 
+RUN_KEY_FILE = "run_key"  # beside the checkpoints: the inputs they were trained on (preemption.run_key)
+
+
 def run(
     cfg: PipelineConfig,
     graphs_dir: str | Path,
@@ -168,11 +171,10 @@ def run(
 
     _begin_run_folder(out_dir, cfg.model_type)
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
-    state_dir = out_dir
-    if checkpoint_dir is not None:
-        state_dir = ensure_folder(
-            Path(checkpoint_dir) / run_key(run_label(cfg), dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
-        )
+    # what makes two trainings the same: config, graph store, teacher's weights (a checkpoint of other ones is
+    # never continued, whether it sits in the run folder or in durable storage under this key)
+    key = run_key(run_label(cfg), dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
+    state_dir = out_dir if checkpoint_dir is None else ensure_folder(Path(checkpoint_dir) / key)
     ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     previous = state_dir / CONFIG_FILE
@@ -180,11 +182,18 @@ def run(
         # the pipeline resumes a step whose key (its own model's section) is unchanged: compare the same thing
         if model_config_hash(load_frozen_config(previous)) != model_config_hash(cfg):
             raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
+        recorded = ckpt_dir / RUN_KEY_FILE
+        if recorded.is_file() and recorded.read_text().strip() != key:
+            raise KdgatError(
+                f"{state_dir}: its checkpoint was trained on another graph store or teacher; "
+                "use a new --out or --no-resume"
+            )
     resuming = resume and last.exists()
     if getattr(model, "uses_id_statistics", False) and not resuming:  # a resumed run restores them
         model.fit_id_statistics(data.train_dataloader_in_order())  # before training: the node inputs read them
     if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+        atomic_write_text(ensure_folder(ckpt_dir) / RUN_KEY_FILE, key + "\n")
     atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
     if state_dir != out_dir:
         atomic_write_text(state_dir / CONFIG_FILE, config_to_json(cfg))
