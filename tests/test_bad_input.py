@@ -173,6 +173,19 @@ def test_surrounding_spaces_read_alike_on_both_paths(tmp_path):
     assert plain.column("label").to_pylist() == blank.column("label").to_pylist() == [0, 1]
 
 
+def test_a_byte_order_mark_before_the_header_is_read_past(tmp_path):
+    """Spreadsheet programs save CSV with a UTF-8 BOM; it was 'unknown format'."""
+    plain = write_capture(tmp_path / "plain.csv", CTT_HEADER + GOOD_ROWS)
+    marked = write_capture(tmp_path / "marked.csv", "\ufeff" + CTT_HEADER + GOOD_ROWS)
+    for path in (plain, marked):
+        assert run_ingest_cli(path, "--out", tmp_path / path.stem).exit_code == 0
+    import pyarrow.parquet as pq
+
+    frames = ["timestamp", "can_id", "is_extended", "dlc", "data", "label"]
+    tables = [pq.read_table(next((tmp_path / d).rglob("*.parquet")), columns=frames) for d in ("plain", "marked")]
+    assert tables[0].num_rows == 2 and tables[0].equals(tables[1])
+
+
 def test_ingest_never_writes_over_another_stages_output(tmp_path):
     """Ingest removed the outputs an earlier manifest listed, whatever stage wrote it."""
     out = tmp_path / "lake_like"

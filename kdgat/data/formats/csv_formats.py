@@ -66,7 +66,8 @@ class CsvFormat(CaptureFormat):
         return bool(lines) and self._header_matches(lines[0])
 
     def _header_matches(self, line: str) -> bool:
-        fields = [f.strip().strip('"').lower() for f in line.strip().split(",")]
+        # a UTF-8 byte-order mark before the header: what spreadsheet programs write when saving CSV
+        fields = [f.strip().strip('"').lower() for f in line.strip().lstrip("\ufeff").split(",")]
         return fields == [h.lower() for h in self.header]
 
     def convert(self, table: pa.Table, checks: RowChecks) -> FrameColumns:
