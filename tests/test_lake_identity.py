@@ -212,3 +212,18 @@ def test_the_report_and_the_results_table_give_each_setup_its_own_parameter_coun
     assert {"61,698", "240,000"} <= {cell.strip() for line in lines for cell in line.split("|")}, lines
     page = Path(write_report(lake, tmp_path / "report").summary["index"]).read_text(encoding="utf-8")
     assert all(any(f in page for f in (f"{n}", f"{n:,}")) for n in counts)
+
+
+def test_a_reader_opened_before_two_builds_still_reads_its_tables(tmp_path):
+    """Each build deleted every generation but the last two, also the one an open connection (a report being
+    written while another campaign's LAKE task builds) was reading."""
+    from kdgat.lake.queries import connect, run_sql
+
+    first = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    lake = tmp_path / "lake"
+    append_runs(folders(first), lake)
+    with connect(lake) as reader:
+        for seed in (2, 3):
+            append_runs(folders(write_run_set(tmp_path / f"s{seed}", dataset="hand", seed=seed)), lake)
+            build_lake(lake)
+        assert run_sql(reader, "SELECT count(*) AS n FROM runs").column("n")[0].as_py() == len(LABELS)

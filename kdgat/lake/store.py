@@ -228,11 +228,18 @@ def compact(lake_dir: Path) -> tuple[Path, list[Commit]]:
     return target, pending
 
 
+READER_GRACE_SECONDS = 3600  # a generation replaced less than this ago may still be read through older views
+
+
 def clean_up(lake_dir: Path, consumed: list[Commit], keep: int = 2) -> None:
-    """Delete consumed commits, generations older than the last ``keep``, and stale staging leftovers."""
+    """Delete consumed commits, generations older than the last ``keep`` that were replaced more than
+    :data:`READER_GRACE_SECONDS` ago (a reader opened before two builds, e.g. a report, still reads its own
+    tables), and stale staging leftovers."""
     for commit in consumed:
         shutil.rmtree(commit.path, ignore_errors=True)
-    for gen in generations(lake_dir)[:-keep]:
-        shutil.rmtree(gen, ignore_errors=True)
+    found = generations(lake_dir)
+    for gen, successor in zip(found[:-keep], found[1:], strict=False):
+        if time.time() - successor.stat().st_mtime > READER_GRACE_SECONDS:
+            shutil.rmtree(gen, ignore_errors=True)
     for folder in (Path(lake_dir), Path(lake_dir) / PARTS, Path(lake_dir) / GENERATIONS):
         clean_stale(folder)  # what killed appenders and builders left
