@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +96,13 @@ def _first_problem(block: ParsedBlock) -> tuple[int, str] | None:
 
 def _record_skips(report: FileReport, block: ParsedBlock) -> None:
     bad = block.checks.bad
-    problems = list(block.rejected_problems) + [str(p) for p in block.checks.problem_names()]
+    counts = Counter(block.rejected_problems)  # counted in C; each distinct text is then read once
+    counts.update(block.checks.problem_counts())
     lines = np.concatenate((block.rejected_lines, block.lines[bad])).astype(np.int64)
     report.skipped_rows += len(lines)
-    for problem in problems:
+    for problem, n in counts.items():
         key = re.sub(r"\d+", "N", problem) if problem.startswith("expected") else problem
-        report.skipped_by_problem[key] = report.skipped_by_problem.get(key, 0) + 1
+        report.skipped_by_problem[key] = report.skipped_by_problem.get(key, 0) + n
     room = MAX_RECORDED_LINES - len(report.skipped_lines)
     if room > 0 and len(lines):
         report.skipped_lines.extend(int(x) for x in np.sort(lines)[:room])

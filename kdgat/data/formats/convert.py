@@ -67,10 +67,14 @@ class RowChecks:
                 return f"{problem}: {str(value)[:60]!r}"
         return problem
 
-    def problem_names(self) -> np.ndarray:
-        """Problem text (without values) for every bad row, in row order."""
-        names = np.array([p for p, _ in self._problems] or [""], dtype=object)
-        return names[self._code[self.bad]]
+    def problem_counts(self) -> dict[str, int]:
+        """Bad rows per problem text (without values), counted in numpy: skip mode may meet millions."""
+        counts = np.bincount(self._code[self.bad], minlength=len(self._problems))
+        found: dict[str, int] = {}
+        for (problem, _), n in zip(self._problems, counts.tolist(), strict=True):
+            if n:
+                found[problem] = found.get(problem, 0) + n
+        return found
 
 
 def _string_parts(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

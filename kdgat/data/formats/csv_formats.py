@@ -115,7 +115,9 @@ class CsvFormat(CaptureFormat):
         counts = _field_counts(block, self.quoted)
         ncols = len(self.header)
         rows = keep & (counts == ncols)
-        problems = {int(i): f"expected {ncols} fields, found {counts[i]}" for i in np.flatnonzero(keep & ~rows)}
+        ragged = np.flatnonzero(keep & ~rows)
+        reasons = np.char.add(f"expected {ncols} fields, found ", counts[ragged].astype(str)).astype(object)
+        unreadable: dict[int, str] = {}
         table = None
         while rows.any():
             try:
@@ -125,15 +127,17 @@ class CsvFormat(CaptureFormat):
                 bad = self._first_unreadable(block, np.flatnonzero(rows))
                 rows[bad] = False
                 reason = re.sub(r"^In CSV column #\d+: ", "", str(exc).splitlines()[0])[:80]
-                problems[bad] = f"unreadable CSV row ({reason})"
+                unreadable[bad] = f"unreadable CSV row ({reason})"
         checks = RowChecks(int(rows.sum()))
-        rejected = np.array(sorted(problems), dtype=np.int64)
+        rejected = np.concatenate((ragged, np.fromiter(unreadable, np.int64, len(unreadable))))
+        reasons = np.concatenate((reasons, np.array(list(unreadable.values()), dtype=object)))
+        order = np.argsort(rejected, kind="stable")
         return ParsedBlock(
             cols=self.convert(table, checks) if table is not None else None,
             lines=lines[rows],
             checks=checks,
-            rejected_lines=lines[rejected],
-            rejected_problems=[problems[i] for i in rejected.tolist()],
+            rejected_lines=lines[rejected[order]],
+            rejected_problems=reasons[order].tolist(),
             ignored_lines=int((~nonblank).sum()),
         )
 
