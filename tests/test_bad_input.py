@@ -72,6 +72,7 @@ BAD_ROWS = [
         3,
         "missing label column (the file's first line has one)",
     ),
+    ("11-bit ID above 0x7FF", "(0.1) can0 123#00\n(0.2) can0 FFF#01\n", 2, "11-bit CAN ID above 0x7FF: 'FFF'"),
 ]
 
 

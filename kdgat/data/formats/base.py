@@ -56,6 +56,8 @@ def can_ids(col: pa.Array, checks: RowChecks, *, extended_by_width: bool = False
     values, digits, nonhex = hex_to_uint(col, max_digits=8)
     checks.flag(nonhex, "CAN ID is not hexadecimal", col)
     checks.flag((digits > 8) | (values > MAX_EXTENDED_ID), "CAN ID wider than 29 bits", col)
+    if extended_by_width:  # 3 digits is an 11-bit ID: 800-FFF is no CAN ID (it was read as a 29-bit one)
+        checks.flag((digits <= 3) & (values > MAX_STANDARD_ID), "11-bit CAN ID above 0x7FF", col)
     extended = (digits > 3) if extended_by_width else (values > MAX_STANDARD_ID)
     return values, extended | (values > MAX_STANDARD_ID)
 
