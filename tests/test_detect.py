@@ -206,24 +206,23 @@ def test_a_fusion_member_in_the_bundle_is_scored_once_with_the_same_numbers(trai
 
 
 def test_the_novel_id_rule_scores_alike_in_evaluate_and_detect(trained, road_test, tmp_path):
-    """The ROAD fusion here dropped the rule (two benign fusion windows hold an ID seen on two benign training
-    nodes); the same fusion with ``novel_alert`` in its members.json, as fuse writes it where the rule is kept:
-    evaluate scores every window holding a novel ID 1 and every other as without the rule, its bundle says
-    so (version 2), detect gives evaluate's numbers, and its ``novel_ids`` column names the novel IDs of
-    exactly the windows the rule scored 1."""
+    """The ROAD fusion here with ``novel_alert`` off and on in its members.json (as fuse writes it where the rule
+    is dropped or kept, whichever it chose here): with it, evaluate scores every window holding a novel ID 1 and
+    every other as without the rule, its bundle says so (version 2), detect gives evaluate's numbers, and its
+    ``novel_ids`` column names the novel IDs of exactly the windows the rule scored 1."""
     from kdgat.data.store import open_store
     from kdgat.data.windows import GraphArrays
     from kdgat.detection.detector import load_detector
     from kdgat.evaluation.scoring import score_vgae
     from kdgat.training.runs import load_run_model
 
-    fitted = json.loads((trained / "runs/fusion/metrics.json").read_text())
-    assert fitted["novel_alert_dropped"] and fitted["novel_windows"]["benign"] > 0
-    rule = tmp_path / "fusion"
-    shutil.copytree(trained / "runs/fusion", rule)
-    members = json.loads((rule / "members.json").read_text())
-    (rule / "members.json").write_text(json.dumps({**members, "novel_alert": True}))
-    for folder, run in (("plain", trained / "runs/fusion"), ("rule", rule)):
+    variants = {"plain": tmp_path / "without" / "fusion", "rule": tmp_path / "fusion"}
+    for on, run in zip((False, True), variants.values(), strict=True):
+        shutil.copytree(trained / "runs/fusion", run)
+        members = json.loads((run / "members.json").read_text())
+        (run / "members.json").write_text(json.dumps({**members, "novel_alert": on}))
+    rule = variants["rule"]
+    for folder, run in variants.items():
         run_evaluate([run], trained / "graphs", tmp_path / folder, scores=True)
     store = open_store(trained / "graphs")
     vgae, _ = load_run_model(trained / "runs/vgae", store)
