@@ -228,8 +228,8 @@ def run(
     resumed_after = torch.load(last, map_location="cpu", weights_only=False, mmap=True)["epoch"] if resuming else None
     curves = state_dir / "logs" / "metrics.csv"
     earlier = curves.read_text() if resuming and curves.exists() else None
-    if resuming:  # the checkpoint folder is not empty: it holds what this run continues from
-        warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
+    # the checkpoint folder is not empty: it holds the run key, and what a resumed run continues from
+    warnings.filterwarnings("ignore", message=r".*Checkpoint directory .* exists and is not empty")
     stopped = None
     with stopper.installed():
         try:
