@@ -514,6 +514,15 @@ def test_margin_on_reconstruction_errors_is_a_geometric_midpoint():
     assert r["space"] == "log" and r["threshold"] == pytest.approx(4.0)  # sqrt(2 * 8)
 
 
+def test_margin_above_an_error_of_exactly_zero_is_no_hair_above_zero():
+    """The geometric mean of 0 (clipped to the smallest double) and 8 was about 1e-154: every benign window with
+    any error at all would be flagged. The linear midpoint instead."""
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.0, 0.0, 8.0, 30.0])
+    r = choose_threshold(y, s, "margin")
+    assert r["space"] == "log" and r["threshold"] == pytest.approx(4.0)
+
+
 def test_margin_when_the_optimum_flags_everything():
     y = np.array([1, 1, 0])
     s = np.array([0.5, 0.4, 0.9])  # the lone benign window scores highest: flag all (F1 0.8)

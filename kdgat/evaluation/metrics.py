@@ -220,14 +220,15 @@ def score_space(scores: np.ndarray) -> str:
 
 
 def _midpoint(low: float, high: float, space: str) -> float:
-    """The midpoint of (low, high] in ``space``, mapped back to a score strictly above ``low``."""
+    """The midpoint of (low, high] in ``space``, mapped back to a score strictly above ``low``. A highest
+    unflagged score of exactly 0 has no log: the linear midpoint then (its geometric mean with the
+    smallest double put the threshold near 1e-154, flagging every positive score)."""
     if space == "logit":
         a, b = np.clip([low, high], _LOGIT_EPS, 1.0 - _LOGIT_EPS)
         z = (np.log(a / (1 - a)) + np.log(b / (1 - b))) / 2
         mid = float(1.0 / (1.0 + np.exp(-z)))
-    elif space == "log":
-        a, b = np.maximum([low, high], np.finfo(np.float64).tiny)
-        mid = float(np.exp((np.log(a) + np.log(b)) / 2))
+    elif space == "log" and low > 0.0:
+        mid = float(np.exp((np.log(low) + np.log(high)) / 2))
     else:
         mid = (low + high) / 2
     return mid if low < mid <= high else high
