@@ -227,3 +227,16 @@ def test_a_reader_opened_before_two_builds_still_reads_its_tables(tmp_path):
             append_runs(folders(write_run_set(tmp_path / f"s{seed}", dataset="hand", seed=seed)), lake)
             build_lake(lake)
         assert run_sql(reader, "SELECT count(*) AS n FROM runs").column("n")[0].as_py() == len(LABELS)
+
+
+def test_an_evaluation_appended_before_its_runs_waits_for_them(tmp_path):
+    """Its rows had no seed and no setup: every model of it became one leaderboard row with n_seeds 0 and
+    KD impact 0 pairs, until the runs were appended."""
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    lake = tmp_path / "lake"
+    append_runs([paths["eval"]], lake)
+    assert value(lake, "SELECT count(*) FROM metrics") > 0
+    assert value(lake, "SELECT count(*) FROM v_leaderboard") == 0
+    append_runs(folders(paths), lake)
+    rows = leaderboard(lake, "hand").to_pylist()
+    assert len(rows) == len(EVALUATED) and all(r["n_seeds"] == 1 and r["setup"] for r in rows)

@@ -27,16 +27,16 @@ def _mean_std(expr: str, name: str) -> str:
     )
 
 
-# v_run_scores: the latest evaluation of every evaluated run on the graph store it was trained on (its validation
-# and test parts; an evaluation on new captures, `graphs --like`, stays in `metrics`), one row per split x scenario,
-# with the run's seed and the hashes that group seeds (runs.setup_hash) and pair a KD student with its no-KD twin
-# (runs.pair_hash).
+# v_run_scores: the latest evaluation of every evaluated run in `runs` on the graph store it was trained on (its
+# validation and test parts; an evaluation on new captures, `graphs --like`, stays in `metrics`), one row per split x
+# scenario, with the run's seed and the hashes that group seeds (runs.setup_hash) and pair a KD student with its
+# no-KD twin (runs.pair_hash).
 RUN_SCORES_SQL = """
 WITH latest AS (
     SELECT m.run_id, m.eval_run_id
     FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics) m JOIN runs e ON e.run_id = m.eval_run_id
-    LEFT JOIN runs r ON r.run_id = m.run_id
-    WHERE r.run_id IS NULL OR e.store_sha256 IS NOT DISTINCT FROM r.store_sha256
+    JOIN runs r ON r.run_id = m.run_id  -- an evaluated run not appended (yet) has no seed or setup to group by
+    WHERE e.store_sha256 IS NOT DISTINCT FROM r.store_sha256
     QUALIFY row_number() OVER (PARTITION BY m.run_id ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id) = 1
 )
 SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
