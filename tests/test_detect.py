@@ -360,6 +360,13 @@ def test_an_asc_log_cut_short(trained, road_test, tmp_path):
     assert len(warnings) == 1 and str(whole) in warnings[0] and "End TriggerBlock" in warnings[0], warnings
     cut, full = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
     assert cut["frames"] == full["frames"] == 3_000 and "warnings" not in full
+    # a PEAK TRC log cut inside its last line: python-can logged it and went on without it
+    trc = write_can_log(tmp_path / "road.trc", frames_of(road_test), limit=3_000)
+    text = trc.read_text()
+    cut_trc = tmp_path / "cut.trc"
+    cut_trc.write_text(text[: text.rstrip().rindex("\n") + 30])
+    result = invoke("detect", cut_trc, "--detector", trained / "detector")
+    one_line_error(result, "cut.trc", "unreadable TRC line after", "Failed to parse message")
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])

@@ -239,6 +239,28 @@ def test_a_vgae_teacher_with_targets_in_another_space_is_refused(store_dir, teac
         run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teachers / "vgae", progress_bar=False)
 
 
+def test_a_run_that_stopped_early_is_not_trained_further_when_run_again(store_dir, tmp_path, monkeypatch):
+    """Lightning does not save that early stopping had stopped training: the same command again (resume is the
+    default: a pipeline or a Nextflow retry after a failure past training) trained on from the last epoch."""
+    from kdgat.training.lit import LitGAT
+
+    def worse_every_epoch(self, batch, batch_idx):
+        self.log("val_loss", 1.0 + self.current_epoch, on_epoch=True, batch_size=batch.num_graphs)
+
+    monkeypatch.setattr(LitGAT, "validation_step", worse_every_epoch)
+    cfg = resolve_config(
+        "gat", "small", overrides=["training.max_epochs=8", "training.batch_size=64", "gat.patience=2"]
+    )
+    run = tmp_path / "run"
+    first = run_train(cfg, store_dir, run, progress_bar=False).summary
+    assert first["stopped_early"] and first["epochs"] == 3  # epochs 0-2: no improvement after 0, patience 2
+    weights = torch.load(run / "model.pt", weights_only=False)
+    again = run_train(cfg, store_dir, run, progress_bar=False).summary
+    assert again["resumed_after_epoch"] == 2 and again["epochs"] == 3 and _epochs_logged(run) == [0, 1, 2]
+    again_weights = torch.load(run / "model.pt", weights_only=False)
+    assert weights.keys() == again_weights.keys() and all(torch.equal(weights[k], again_weights[k]) for k in weights)
+
+
 def test_resume_refuses_a_checkpoint_distilled_from_another_teacher(store_dir, teachers, tmp_path):
     """Only the config was compared: a KD student run again after its teacher was trained again resumed from the
     old teacher's checkpoint (the finished run's last epoch) and recorded the new teacher as its input."""

@@ -15,10 +15,12 @@ detection session does not care where frames come from:
 from __future__ import annotations
 
 import io
+import logging
 import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,11 +151,43 @@ def messages_block(messages, arrival: np.ndarray | None = None) -> FrameBlock:
     return FrameBlock(keys=id_keys(can_id, extended), data=data, timestamps=timestamps, arrival=arrival)
 
 
+class _Complaints(logging.Handler):
+    """python-can's readers log a line they cannot parse (a TRC line cut short, an ASC DLC that disagrees with
+    its data) and go on without it: kdgat refuses the file instead, as ingest refuses a bad row."""
+
+    LOGGERS = ("can.io.trc", "can.io.asc")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    @contextmanager
+    def listening(self):
+        loggers = [logging.getLogger(name) for name in self.LOGGERS]
+        for logger in loggers:
+            logger.addHandler(self)
+        try:
+            yield self
+        finally:
+            for logger in loggers:
+                logger.removeHandler(self)
+
+
 def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
     import can
 
     frames, skipped, chunk = 0, 0, []
-    with CaptureStream(path) as stream:
+    complaints = _Complaints()
+
+    def refuse_complaints() -> None:
+        if complaints.messages:
+            first = complaints.messages[0].replace("\n", " ")[:120]
+            raise BadInputError(path, f"unreadable {kind.upper()} line after {frames + len(chunk)} frames: {first}")
+
+    with CaptureStream(path) as stream, complaints.listening():
         raw = _RawStream(stream)
         try:
             if kind == "blf":
@@ -162,6 +196,7 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
                 text = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace")
                 reader = can.ASCReader(text) if kind == "asc" else can.TRCReader(text)
             for message in reader:
+                refuse_complaints()
                 if message.is_error_frame:
                     skipped += 1
                     continue
@@ -189,6 +224,7 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
             if type(exc).__module__.split(".")[0] not in ("struct", "zlib", "can"):
                 raise
             raise BadInputError(path, f"corrupt {kind.upper()} log after {frames + len(chunk)} frames: {exc}") from None
+        refuse_complaints()  # the last line
         if chunk:
             consume(messages_block(chunk))
             frames += len(chunk)

@@ -57,7 +57,14 @@ from kdgat.models import build_model
 from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
 from kdgat.training.lit import LitGAT, LitVGAE
-from kdgat.training.preemption import AtomicCheckpointIO, StopOnSignal, TrainingStopped, run_key, test_pause
+from kdgat.training.preemption import (
+    AtomicCheckpointIO,
+    KeepFinished,
+    StopOnSignal,
+    TrainingStopped,
+    run_key,
+    test_pause,
+)
 from kdgat.training.runs import load_run_model, model_file, run_label, weights_name
 from kdgat.training.window_models import fit_window_model
 
@@ -213,7 +220,7 @@ def run(
         devices=1,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip or None,
-        callbacks=[best, last_epoch, stop, stopper, *(callbacks or []), *test_pause(stopper)],
+        callbacks=[best, last_epoch, stop, stopper, KeepFinished(), *(callbacks or []), *test_pause(stopper)],
         logger=CSVLogger(state_dir, name="logs", version=""),
         # one process, no cluster logic: under SLURM, Lightning would otherwise requeue the job itself on
         # SIGUSR1 and "bypass" SIGTERM; checkpoints are written atomically

@@ -46,6 +46,29 @@ class TrainingStopped(Exception):
         self.signum = signum
 
 
+class KeepFinished(L.Callback):
+    """Saves in every checkpoint whether training had finished: early stopping sets ``trainer.should_stop``,
+    which Lightning does not save, so resuming the last checkpoint of a run that had stopped early trained
+    on (a rerun into the same folder, a retry after a failure past training, a pipeline run again)."""
+
+    def __init__(self) -> None:
+        self.trainer: L.Trainer | None = None
+        self.finished = False  # as restored from the checkpoint being resumed
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict:
+        return {"finished": bool(self.trainer is not None and self.trainer.should_stop)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.finished = bool(state_dict.get("finished"))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.finished:
+            trainer.should_stop = True
+
+
 class StopOnSignal(L.Callback):
     """SIGTERM / SIGUSR2 stop training at the end of the current batch (training or validation)."""
 
