@@ -58,6 +58,10 @@ def test_an_evaluation_on_new_captures_is_kept_beside_the_own_store_figures(tmp_
     assert value(lake, "SELECT count(*) FROM metrics WHERE scenario = 'test_09_new_capture'") == len(EVALUATED)
     assert value(lake, "SELECT count(*) FROM v_run_scores WHERE scenario = 'test_09_new_capture'") == 0
     assert leaderboard(lake, "hand").to_pylist() == before
+    from kdgat.stages.report import run as write_report
+
+    page = Path(write_report(lake, tmp_path / "report").summary["index"]).read_text(encoding="utf-8")
+    assert "test_01_known_vehicle_known_attack" in page and "test_09_new_capture" not in page  # curves beside it
 
 
 def test_students_of_two_teachers_are_two_runs(tmp_path):

@@ -28,8 +28,11 @@ _KD_COLUMNS = ["dataset", "family", "setup", "n_pairs", "teacher_val_f1", "stude
                "test_pr_auc_delta"]  # fmt: skip
 _FUSION_COLUMNS = ["dataset", "model", "setup", "n_runs", "n_fallback", "fallback_to", "n_collapsed", "collapsed_to",
                    "n_novel_alert", "novel_benign", "novel_attack"]  # fmt: skip
+# the newest evaluation per dataset among those the leaderboard reads (v_run_scores: on the runs' own store, of
+# appended runs), so the curves and policies beside it come from the same evaluation, not from new captures
 _LATEST_EVALS = """
-    SELECT dataset, run_id, created_at FROM runs WHERE stage = 'evaluate'
+    SELECT dataset, run_id, created_at FROM runs
+    WHERE stage = 'evaluate' AND run_id IN (SELECT eval_run_id FROM v_run_scores)
     QUALIFY row_number() OVER (PARTITION BY dataset ORDER BY created_at DESC, appended_at DESC, run_id) = 1
     ORDER BY dataset
 """
