@@ -537,7 +537,7 @@ def test_fusions_say_per_run_what_the_fit_chose_and_v_fusions_counts_it_over_see
     metrics = json.loads(fuse_metrics.read_text())
     ranking = {"fusion": 0.9, "gat": 0.95, "vgae": 0.8, "with_novel_alert": 0.95}
     metrics.update(fallback="gat", novel_alert=True, novel_windows={"benign": 0, "attack": 48})
-    metrics.update(pr_auc_on_fusion_windows=ranking)
+    metrics.update(pr_auc_on_fusion_windows=ranking, selection_windows=50, out_of_sample_selection=True)
     fuse_metrics.write_text(json.dumps(metrics))
     for paths in runs.values():
         append_runs(run_dirs(paths), lake)
@@ -545,15 +545,17 @@ def test_fusions_say_per_run_what_the_fit_chose_and_v_fusions_counts_it_over_see
     rows = query(lake, """SELECT r.seed, f.* EXCLUDE (run_id) FROM fusions f JOIN runs r USING (run_id)
                           ORDER BY r.seed""").to_pylist()  # fmt: skip
     assert rows == [
-        dict(seed=1, fusion_windows=100, pr_auc_fusion=None, pr_auc_gat=None, pr_auc_vgae=None, fallback=None,
-             collapsed_to=None, novel_alert=False, novel_benign=None, novel_attack=None),
-        dict(seed=2, fusion_windows=100, pr_auc_fusion=0.9, pr_auc_gat=0.95, pr_auc_vgae=0.8, fallback="gat",
-             collapsed_to=None, novel_alert=True, novel_benign=0, novel_attack=48),
+        dict(seed=1, fusion_windows=100, selection_windows=None, out_of_sample_selection=None, pr_auc_fusion=None,
+             pr_auc_gat=None, pr_auc_vgae=None, fallback=None, collapsed_to=None, novel_alert=False,
+             novel_benign=None, novel_attack=None),
+        dict(seed=2, fusion_windows=100, selection_windows=50, out_of_sample_selection=True, pr_auc_fusion=0.9,
+             pr_auc_gat=0.95, pr_auc_vgae=0.8, fallback="gat", collapsed_to=None, novel_alert=True, novel_benign=0,
+             novel_attack=48),
     ]  # fmt: skip
     (summary,) = query(lake, "SELECT * EXCLUDE (setup) FROM v_fusions").to_pylist()
-    assert summary == dict(dataset="synthetic", model="fusion_dqn_small_kd", n_runs=2, n_fallback=1, fallback_to="gat",
-                           n_collapsed=0, collapsed_to=None, n_novel_alert=1, novel_benign=0, novel_attack=48,
-                           fusion_windows=100.0)  # fmt: skip
+    assert summary == dict(dataset="synthetic", model="fusion_dqn_small_kd", n_runs=2, n_out_of_sample=1, n_fallback=1,
+                           fallback_to="gat", n_collapsed=0, collapsed_to=None, n_novel_alert=1, novel_benign=0,
+                           novel_attack=48, fusion_windows=100.0, selection_windows=50.0)  # fmt: skip
     assert (
         count(lake, "SELECT count(*) FROM fusions")
         == 2

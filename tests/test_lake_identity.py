@@ -127,6 +127,7 @@ def test_a_setup_trained_again_for_a_seed_counts_once(tmp_path):
     assert value(lake, "SELECT count(*) FROM runs WHERE model = 'vgae_large'") == 2
     (row,) = [r for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "vgae_large"]
     assert (row["n_runs"], row["n_seeds"]) == (1, 1)
+    assert value(lake, "SELECT n_runs FROM v_parameters WHERE model = 'vgae_large'") == 1
     assert row["val_f1_mean"] == pytest.approx(1.0) and row["test_f1_std"] == 0.0
 
 

@@ -518,11 +518,13 @@ def _read_run(run_dir: Path, appended_at: datetime | None) -> RunRecord:
 
 
 def _fusion_row(run_id: str, metrics: dict) -> dict[str, Any]:
-    """What a fuse run chose on its held-out windows (its metrics.json); a run made before the novel-ID rule
-    had none (``novel_alert`` False) and counted no novel windows (NULL)."""
+    """What a fuse run chose on its selection windows (its metrics.json); a run made before the novel-ID rule
+    had none (``novel_alert`` False) and counted no novel windows (NULL); one made before the selection half
+    chose on every held-out window, in-sample (``selection_windows`` and ``out_of_sample_selection`` NULL)."""
     ranking = "pr_auc_on_fusion_windows"
     return dict(
-        run_id=run_id, fusion_windows=metrics.get("fusion_windows"), pr_auc_fusion=_get(metrics, ranking, "fusion"),
+        run_id=run_id, fusion_windows=metrics.get("fusion_windows"), selection_windows=metrics.get("selection_windows"),
+        out_of_sample_selection=metrics.get("out_of_sample_selection"), pr_auc_fusion=_get(metrics, ranking, "fusion"),
         pr_auc_gat=_get(metrics, ranking, "gat"), pr_auc_vgae=_get(metrics, ranking, "vgae"),
         fallback=metrics.get("fallback"), collapsed_to=metrics.get("collapsed_to"),
         novel_alert=bool(metrics.get("novel_alert", False)), novel_benign=_get(metrics, "novel_windows", "benign"),

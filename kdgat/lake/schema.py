@@ -14,8 +14,9 @@ import pyarrow as pa
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash
 
-# 2: runs.setup_hash and runs.pair_hash (runs grouped across seeds); 3: fusions; 4: runs.store_sha256, and the
-# ids of evaluations hold their graph store, those of KD students their teacher's weights
+# 2: runs.setup_hash and runs.pair_hash (runs grouped across seeds); 3: fusions; 4: runs.store_sha256, the ids of
+# evaluations hold their graph store, those of KD students their teacher's weights, fusions.selection_windows and
+# fusions.out_of_sample_selection
 SCHEMA_VERSION = 4
 
 _TYPES = {
@@ -71,8 +72,9 @@ TABLES: dict[str, pa.Schema] = {
     # what each fuse run chose on its held-out fusion windows: the fallback to a member, a DQN that gives
     # (almost) every window to one member, the novel-ID rule (its windows by class; NULL for runs made before it)
     "fusions": _schema(
-        "run_id:str fusion_windows:i64 pr_auc_fusion:f64 pr_auc_gat:f64 pr_auc_vgae:f64 fallback:str "
-        "collapsed_to:str novel_alert:bool novel_benign:i64 novel_attack:i64"
+        "run_id:str fusion_windows:i64 selection_windows:i64 out_of_sample_selection:bool pr_auc_fusion:f64 "
+        "pr_auc_gat:f64 pr_auc_vgae:f64 fallback:str collapsed_to:str novel_alert:bool novel_benign:i64 "
+        "novel_attack:i64"
     ),
 }
 

@@ -153,27 +153,40 @@ GROUP BY ALL
 ORDER BY dataset, family, setup
 """
 
+# The trained and fused runs, one per seed of a setup (its latest), as the leaderboard counts them.
+_LATEST_RUNS = """
+latest_runs AS (
+    SELECT * FROM runs WHERE stage IN ('train', 'fuse')
+    QUALIFY setup_hash IS NULL OR seed IS NULL OR row_number() OVER (
+        PARTITION BY dataset, model, setup_hash, seed ORDER BY created_at DESC NULLS LAST, run_id) = 1
+)"""
+
 # Per dataset x fusion model x setup (its seeds): how many fuse runs fell back to a member (and to which), how many
 # DQNs gave almost every window to one member, and in how many the novel-ID rule is on, with the novel windows of
-# their held-out fusion part by class (the same in every seed of a store; NULL for runs made before the rule).
-FUSIONS_SQL = """
+# their selection windows by class (the same in every seed of a store; NULL for runs made before the rule), and in
+# how many those choices were made on windows the fusion did not fit (NULL for runs made before that).
+FUSIONS_SQL = f"""
+WITH {_LATEST_RUNS}
 SELECT r.dataset, r.model, r.setup_hash AS setup, count(*) AS n_runs,
+       count(*) FILTER (WHERE f.out_of_sample_selection) AS n_out_of_sample,
        count(f.fallback) AS n_fallback, string_agg(DISTINCT f.fallback, ', ' ORDER BY f.fallback) AS fallback_to,
        count(f.collapsed_to) AS n_collapsed,
        string_agg(DISTINCT f.collapsed_to, ', ' ORDER BY f.collapsed_to) AS collapsed_to,
        count(*) FILTER (WHERE f.novel_alert) AS n_novel_alert, max(f.novel_benign) AS novel_benign,
-       max(f.novel_attack) AS novel_attack, avg(f.fusion_windows) AS fusion_windows
-FROM fusions f JOIN runs r USING (run_id)
+       max(f.novel_attack) AS novel_attack, avg(f.fusion_windows) AS fusion_windows,
+       avg(f.selection_windows) AS selection_windows
+FROM fusions f JOIN latest_runs r USING (run_id)
 GROUP BY ALL
 ORDER BY r.dataset, r.model, setup
 """
 
 # Parameters per dataset x model x setup (the report's chart and bench/quality.py read this one definition): the
 # count its trained runs recorded (a setup fixes the architecture, so its seeds agree; max if they ever did not).
-PARAMETERS_SQL = """
+PARAMETERS_SQL = f"""
+WITH {_LATEST_RUNS}
 SELECT dataset, model, family, scale, has_kd, setup_hash AS setup, max(parameters) AS parameters, count(*) AS n_runs
-FROM runs
-WHERE stage IN ('train', 'fuse') AND parameters IS NOT NULL
+FROM latest_runs
+WHERE parameters IS NOT NULL
 GROUP BY ALL
 ORDER BY dataset, family, scale, has_kd, setup
 """

@@ -248,9 +248,12 @@ class PipelineRunner:
         if step.stage == "train":
             return {"config": model_config_hash(self._config(step.model, step.scale, step.kd, seed))}
         if step.stage == "fuse":
+            from kdgat.stages.fuse import SELECTION
+
             return {
                 "config": model_config_hash(self._config("dqn", step.scale, seed=seed)),
                 "method": self.options.fusion_method,
+                "selection": SELECTION,  # a campaign fused the earlier way fits its fusions again once
             }
         if step.stage == "evaluate":
             return {"explain": self.options.explain, "threshold": self._policy(dataset)}

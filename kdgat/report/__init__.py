@@ -26,8 +26,8 @@ _SCENARIO_COLUMNS = ["scenario", "model", "setup", "n_seeds", "test_f1", "test_p
 _KD_COLUMNS = ["dataset", "family", "setup", "n_pairs", "teacher_val_f1", "student_val_f1", "student_kd_val_f1",
                "val_f1_delta", "teacher_test_f1", "student_test_f1", "student_kd_test_f1", "test_f1_delta",
                "test_pr_auc_delta"]  # fmt: skip
-_FUSION_COLUMNS = ["dataset", "model", "setup", "n_runs", "n_fallback", "fallback_to", "n_collapsed", "collapsed_to",
-                   "n_novel_alert", "novel_benign", "novel_attack"]  # fmt: skip
+_FUSION_COLUMNS = ["dataset", "model", "setup", "n_runs", "n_out_of_sample", "n_fallback", "fallback_to", "n_collapsed",
+                   "collapsed_to", "n_novel_alert", "novel_benign", "novel_attack"]  # fmt: skip
 # the newest evaluation per dataset among those the leaderboard reads (v_run_scores: on the runs' own store, of
 # appended runs), so the curves and policies beside it come from the same evaluation, not from new captures
 _LATEST_EVALS = """

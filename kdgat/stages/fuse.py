@@ -49,6 +49,10 @@ from kdgat.fusion.ensemble import (
     ranks_no_worse,
 )
 
+# how the fusion's choices are made: on the later half of the held-out windows, which it did not fit (part of the
+# pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again)
+SELECTION = "later-half"
+
 
 def novel_alert_off(metrics: dict) -> str | None:
     """Why a fuse run that asked for the novel-ID rule does not have it (its metrics), else None."""
@@ -60,7 +64,7 @@ def novel_alert_off(metrics: dict) -> str | None:
     if metrics["novel_alert_dropped"]:
         counts = metrics["novel_windows"]
         return (
-            f"fusion.novel_alert is off for this run: {counts['benign']} benign held-out windows hold a novel CAN "
+            f"fusion.novel_alert is off for this run: {counts['benign']} benign selection windows hold a novel CAN "
             f"ID ({counts['attack']} attack ones), and scoring them 1 ranked those windows worse"
         )
     return None
