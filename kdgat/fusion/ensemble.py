@@ -1,9 +1,10 @@
 """A fusion run folder as other stages read it: the frozen VGAE + GAT pair and the fitted fusion.
 
-``members.json`` names the two member runs, the VGAE score scale, when the fitted fusion ranked
-worse than one of its members on the windows it was fitted on, that member (``fallback``: the
-ensemble then scores with it alone, so a fusion is never worse than its best member there), and
-whether a window holding a novel CAN ID scores 1 whatever the fusion says (``novel_alert``).
+``members.json`` names the two member runs and the sha256 of their weights, the VGAE score scale,
+when the fitted fusion ranked worse than one of its members on its selection windows (held out, and
+not fitted on), that member (``fallback``: the ensemble then scores with it alone, so a fusion is
+never worse than its best member there), and whether a window holding a novel CAN ID scores 1
+whatever the fusion says (``novel_alert``).
 ``fusion.pt`` holds the fitted fusion method; evaluation and export rebuild the ensemble from them.
 """
 
