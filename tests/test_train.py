@@ -267,13 +267,21 @@ def test_resume_refuses_a_checkpoint_distilled_from_another_teacher(store_dir, t
     teacher = tmp_path / "teacher"
     shutil.copytree(teachers / "gat", teacher)
     cfg = resolve_config("gat", "small", aux=["kd_standard"], overrides=FAST)
-    run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False)
+    run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False, dataset="a tag")
+    again = run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False, dataset="another")
+    assert again.summary["resumed_after_epoch"] == 1  # the MLflow dataset tag is no input of the training
     weights = torch.load(teacher / "model.pt", weights_only=False)
     torch.save({k: v * 1.01 if v.is_floating_point() else v for k, v in weights.items()}, teacher / "model.pt")
     with pytest.raises(KdgatError, match="its checkpoint was trained on another graph store or teacher"):
         run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False)
     metrics = run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False, resume=False)
     assert metrics.summary["resumed_after_epoch"] is None
+    # the pipeline has no --no-resume to offer: it trains such a step over
+    teacher_weights = torch.load(teacher / "model.pt", weights_only=False)
+    torch.save({k: v * 1.01 if v.is_floating_point() else v for k, v in teacher_weights.items()}, teacher / "model.pt")
+    over = run_train(cfg, store_dir, tmp_path / "student", teacher_dir=teacher, progress_bar=False,
+                     restart_on_other_inputs=True)  # fmt: skip
+    assert over.summary["resumed_after_epoch"] is None and over.summary["epochs"] == 2
 
 
 def test_resume_refuses_another_config(store_dir, teachers, tmp_path):

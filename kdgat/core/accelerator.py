@@ -51,7 +51,7 @@ def resolve_accelerator(choice: str | None) -> str:
         )
     capability = torch.cuda.get_device_capability(0)
     arch_list = torch.cuda.get_arch_list()
-    if arch_list and not runs_on(capability, arch_list):
+    if arch_list and not torch.version.hip and not runs_on(capability, arch_list):  # ROCm names its archs gfx...
         name = torch.cuda.get_device_name(0)
         raise KdgatError(
             f"--accelerator gpu: this torch build has no kernels for the {name} (sm_{capability[0]}{capability[1]}); "

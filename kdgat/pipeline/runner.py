@@ -338,6 +338,7 @@ class PipelineRunner:
                 teacher_dir=lay.run(dataset, seed, self.steps[step.teacher]) if step.teacher else None,
                 progress_bar=False, tracking_uri=self.tracking_uri, dataset=dataset, resume=resume,
                 callbacks=[EpochProgress(self._progress)], threads=threads, accelerator=self.accelerator,
+                restart_on_other_inputs=True,
             ).summary  # fmt: skip
             from kdgat.training.runs import training_extent
 

@@ -124,11 +124,14 @@ def run(
     threads: int | None = None,
     checkpoint_dir: str | Path | None = None,
     accelerator: str | None = None,
+    restart_on_other_inputs: bool = False,
 ) -> Manifest:
     """Train one model on a graph store; the manifest's summary holds the run's metrics.
 
     ``accelerator``: auto, cpu or gpu (:mod:`kdgat.core.accelerator`; else ``$KDGAT_ACCELERATOR``, else auto);
-    the classical yardsticks (hgb, novelty) run on the CPU whatever it says.
+    the classical yardsticks (hgb, novelty) run on the CPU whatever it says. A checkpoint trained on another
+    graph store or teacher is refused, or with ``restart_on_other_inputs`` (the pipeline, which has no
+    --no-resume to offer) trained over from the start.
     """
     set_threads(threads)
     accelerator = resolve_accelerator(accelerator) if cfg.model_type not in WINDOW_VECTOR_MODELS else "cpu"
@@ -180,7 +183,7 @@ def run(
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     # what makes two trainings the same: config, graph store, teacher's weights (a checkpoint of other ones is
     # never continued, whether it sits in the run folder or in durable storage under this key)
-    key = run_key(run_label(cfg), dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
+    key = run_key(run_label(cfg), store.dataset or dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
     state_dir = out_dir if checkpoint_dir is None else ensure_folder(Path(checkpoint_dir) / key)
     ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
@@ -189,13 +192,13 @@ def run(
         # the pipeline resumes a step whose key (its own model's section) is unchanged: compare the same thing
         if model_config_hash(load_frozen_config(previous)) != model_config_hash(cfg):
             raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
-        recorded = ckpt_dir / RUN_KEY_FILE
-        if recorded.is_file() and recorded.read_text().strip() != key:
-            raise KdgatError(
-                f"{state_dir}: its checkpoint was trained on another graph store or teacher; "
-                "use a new --out or --no-resume"
-            )
-    resuming = resume and last.exists()
+    recorded = ckpt_dir / RUN_KEY_FILE
+    other_inputs = resume and last.exists() and recorded.is_file() and recorded.read_text().strip() != key
+    if other_inputs and not restart_on_other_inputs:
+        raise KdgatError(
+            f"{state_dir}: its checkpoint was trained on another graph store or teacher; use a new --out or --no-resume"
+        )
+    resuming = resume and last.exists() and not other_inputs
     if getattr(model, "uses_id_statistics", False) and not resuming:  # a resumed run restores them
         model.fit_id_statistics(data.train_dataloader_in_order())  # before training: the node inputs read them
     if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own
