@@ -156,8 +156,12 @@ def parameter_bars(rows: list[dict], path: Path) -> Path:
     for bar, r in zip(bars, rows, strict=True):
         ax.annotate(f"{r['parameters'] / 1000:.0f}k", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                     ha="center", va="bottom", fontsize=7)  # fmt: skip
-    ax.set_xticks(np.arange(len(rows)), [f"{r['model']}\n{r['dataset']}" for r in rows], fontsize=7, rotation=30,
-                  ha="right")  # fmt: skip
+    names = [(r["model"], r["dataset"]) for r in rows]
+    labels = [
+        f"{m}\n{d}" + (f" [{(r.get('setup') or '')[:6]}]" if names.count((m, d)) > 1 else "")
+        for (m, d), r in zip(names, rows, strict=True)
+    ]  # several setups of a model: say which bar is which
+    ax.set_xticks(np.arange(len(rows)), labels, fontsize=7, rotation=30, ha="right")
     ax.set(ylabel="parameters", title="Parameters: teachers (large), students (small) and the classical yardsticks")
     ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=COLORS[k], label=v) for k, v in SIZE_ROLES.items() if k in roles]
