@@ -174,6 +174,17 @@ def test_surrounding_spaces_read_alike_on_both_paths(tmp_path):
     assert plain.column("label").to_pylist() == blank.column("label").to_pylist() == [0, 1]
 
 
+def test_a_date_stamp_before_the_first_frame_is_skipped_when_the_format_is_detected(tmp_path):
+    """The Nissan Juke logs' bare date-time lines are skipped by the readers, but one on the first line made
+    the capture 'unknown format'."""
+    frames = "(1606192008.000000) can0 123#0011\n(1606192008.001000) can0 456#22\n"
+    path = write_capture(tmp_path / "juke.log", "2020-11-24T042648\n" + frames)
+    out = tmp_path / "out"
+    assert run_ingest_cli(path, "--out", out).exit_code == 0
+    item = json.loads((out / "manifest.json").read_text())["outputs"][0]
+    assert (item["rows"], item["ignored_lines"]) == (2, 1)
+
+
 def test_a_byte_order_mark_before_the_header_is_read_past(tmp_path):
     """Spreadsheet programs save CSV with a UTF-8 BOM; it was 'unknown format'."""
     plain = write_capture(tmp_path / "plain.csv", CTT_HEADER + GOOD_ROWS)
