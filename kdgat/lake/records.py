@@ -194,10 +194,15 @@ def _store_sha256(manifest: Manifest) -> str | None:
     return found[0] if found else None
 
 
+def _recorded_teacher(run_dir: Path) -> str | None:
+    """The teacher run folder a KD student recorded in its metrics.json (None: not a student)."""
+    metrics_file = run_dir / METRICS_FILE
+    return _read_json(metrics_file).get("teacher") if metrics_file.is_file() else None
+
+
 def _teacher_weights(run_dir: Path, manifest: Manifest) -> str | None:
     """The sha256 of the teacher's weights a KD student's manifest recorded (None: not a student)."""
-    metrics_file = run_dir / METRICS_FILE
-    recorded = _read_json(metrics_file).get("teacher") if metrics_file.is_file() else None
+    recorded = _recorded_teacher(run_dir)
     return _recorded_hash(manifest, recorded) if recorded else None
 
 
@@ -288,8 +293,7 @@ def _member_dir(fuse_dir: Path, recorded: str, manifest: Manifest) -> Path:
 
 def _teacher_dir(run_dir: Path, manifest: Manifest) -> Path | None:
     """A KD student's teacher run (found like fusion members), or None: not a student, or the teacher is gone."""
-    metrics_file = run_dir / METRICS_FILE
-    recorded = _read_json(metrics_file).get("teacher") if metrics_file.is_file() else None
+    recorded = _recorded_teacher(run_dir)
     return _find_run(run_dir, recorded, manifest) if recorded else None
 
 

@@ -27,46 +27,49 @@ def _mean_std(expr: str, name: str) -> str:
     )
 
 
+# The trained and fused runs, one per seed of a setup: a setup trained again for the same seed (e.g. after a change
+# to another model's section: another config hash, the same setup) counts once, its latest run. Every view below
+# reads runs through it.
+_LATEST_RUNS = """
+latest_runs AS (
+    SELECT * FROM runs WHERE stage IN ('train', 'fuse')
+    QUALIFY setup_hash IS NULL OR seed IS NULL OR row_number() OVER (
+        PARTITION BY dataset, model, setup_hash, seed ORDER BY created_at DESC NULLS LAST, run_id) = 1
+)"""
+
 # v_run_scores: the latest evaluation of every evaluated run in `runs` on the graph store it was trained on (its
 # validation and test parts; an evaluation on new captures, `graphs --like`, stays in `metrics`), one row per split x
 # scenario, with the run's seed and the hashes that group seeds (runs.setup_hash) and pair a KD student with its
 # no-KD twin (runs.pair_hash).
-RUN_SCORES_SQL = """
-WITH latest AS (
+RUN_SCORES_SQL = f"""
+WITH {_LATEST_RUNS},
+latest AS (
     SELECT m.run_id, m.eval_run_id
     FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics) m JOIN runs e ON e.run_id = m.eval_run_id
-    JOIN runs r ON r.run_id = m.run_id  -- an evaluated run not appended (yet) has no seed or setup to group by
+    JOIN latest_runs r ON r.run_id = m.run_id  -- a run not appended (yet) has no seed or setup to group by
     WHERE e.store_sha256 IS NOT DISTINCT FROM r.store_sha256
     QUALIFY row_number() OVER (PARTITION BY m.run_id ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id) = 1
 )
 SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
-       r.teacher_run_id, r.created_at AS run_created_at, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold,
-       m.positives,
+       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold, m.positives,
        nullif(m.f1, 'NaN'::DOUBLE) AS f1, nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc,
        nullif(m.fpr, 'NaN'::DOUBLE) AS fpr, nullif(m.auc, 'NaN'::DOUBLE) AS auc, nullif(m.mcc, 'NaN'::DOUBLE) AS mcc
-FROM metrics m JOIN latest l USING (run_id, eval_run_id) LEFT JOIN runs r ON r.run_id = m.run_id
+FROM metrics m JOIN latest l USING (run_id, eval_run_id) JOIN latest_runs r ON r.run_id = m.run_id
 """
 
-# One row per evaluated run: validation F1 / PR-AUC, and test F1 / PR-AUC / FPR averaged over its test scenarios;
-# one run per seed of a setup (a setup trained again for the same seed, e.g. after a change to another model's
-# section, counts once: its latest run); `pick` = 1 for the run a researcher would keep: the best validation F1 of
+# One row per evaluated run (one per seed of a setup: latest_runs): validation F1 / PR-AUC, and test F1 / PR-AUC /
+# FPR averaged over its test scenarios; `pick` = 1 for the run a researcher would keep: the best validation F1 of
 # its group (ties: lowest seed, run id).
 # Validation F1 is NULL where validation holds no attack window (attack-free training captures): there is nothing
 # to find, so it cannot tell runs apart, and the group has no selected run (the selected_* columns are NULL).
 _PER_RUN = """
-every_run AS (
+per_run AS (
     SELECT dataset, model, model_type, family, scale, has_kd, setup_hash, pair_hash, teacher_run_id, seed, run_id,
-           run_created_at,
            max(f1) FILTER (WHERE split = 'val' AND positives > 0) AS val_f1,
            max(pr_auc) FILTER (WHERE split = 'val') AS val_pr_auc,
            avg(f1) FILTER (WHERE split = 'test') AS test_f1, avg(pr_auc) FILTER (WHERE split = 'test') AS test_pr_auc,
            avg(fpr) FILTER (WHERE split = 'test') AS test_fpr
     FROM v_run_scores GROUP BY ALL
-),
-per_run AS (
-    SELECT * FROM every_run
-    QUALIFY setup_hash IS NULL OR seed IS NULL OR row_number() OVER (
-        PARTITION BY dataset, model, setup_hash, seed ORDER BY run_created_at DESC NULLS LAST, run_id) = 1
 ),
 picked AS (
     SELECT *, CASE WHEN val_f1 IS NOT NULL THEN row_number() OVER (PARTITION BY dataset, model, setup_hash
@@ -152,14 +155,6 @@ FROM pairs
 GROUP BY ALL
 ORDER BY dataset, family, setup
 """
-
-# The trained and fused runs, one per seed of a setup (its latest), as the leaderboard counts them.
-_LATEST_RUNS = """
-latest_runs AS (
-    SELECT * FROM runs WHERE stage IN ('train', 'fuse')
-    QUALIFY setup_hash IS NULL OR seed IS NULL OR row_number() OVER (
-        PARTITION BY dataset, model, setup_hash, seed ORDER BY created_at DESC NULLS LAST, run_id) = 1
-)"""
 
 # Per dataset x fusion model x setup (its seeds): how many fuse runs fell back to a member (and to which), how many
 # DQNs gave almost every window to one member, and in how many the novel-ID rule is on, with the novel windows of
