@@ -29,7 +29,6 @@ import torch
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
-from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
 from kdgat.core.schema import PipelineConfig
@@ -123,13 +122,15 @@ def run(
         novel_alert, ranking["with_novel_alert"] = keeps_novel_alert(select.labels, ensemble_now, select.novel)
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
+    # each member's weights hashed once: members.json (evaluate and detect check it) and the manifest's inputs
+    weights = {role: file_entry(folder / MODEL_FILE) for role, folder in (("vgae", vgae_dir), ("gat", gat_dir))}
     members = {
         "method": method,
         "vgae": str(vgae_dir.resolve()),
         "gat": str(gat_dir.resolve()),
         # the weights fitted against: evaluate and detect refuse a member trained again since
-        "vgae_sha256": sha256_file(vgae_dir / MODEL_FILE),
-        "gat_sha256": sha256_file(gat_dir / MODEL_FILE),
+        "vgae_sha256": weights["vgae"]["sha256"],
+        "gat_sha256": weights["gat"]["sha256"],
         "vgae_scale": ensemble.vgae_scale,
         "scale": ensemble.gat_cfg.scale,
         "kd": ensemble.gat_cfg.has_kd,
@@ -188,8 +189,8 @@ def run(
         stage="fuse",
         inputs=[
             file_entry(graphs_dir / "metadata.json"),
-            file_entry(vgae_dir / MODEL_FILE),
-            file_entry(gat_dir / MODEL_FILE),
+            weights["vgae"],
+            weights["gat"],
         ],
         config={**json.loads(config_to_json(cfg)), "method": method},
         outputs=[
