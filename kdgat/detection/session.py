@@ -94,7 +94,7 @@ class Session:
     def finish(self) -> None:
         for batch in self.stream.finish():
             self._score(batch)
-        if self.windows == 0:  # fewer frames than a window: the output still gets the columns
+        if self.windows == 0:  # no frame (a silent bus; a short capture gives one short window): still the columns
             self.sink.write(self.schema.empty_table())
 
     def _score(self, batch: WindowBatch) -> None:
