@@ -390,12 +390,27 @@ def test_novel_alert_is_kept_only_where_it_ranks_no_worse():
 def test_the_fusion_is_fitted_on_each_files_earlier_half_and_chosen_on_its_later_half():
     """Hand-made windows of three files, out of order: per file, the first half by position fits (odd counts:
     the later half has the extra window), and no fit window of a file starts after one of its selection windows."""
-    from kdgat.data.split import earlier_half
+    from kdgat.data.split import fusion_halves
 
     file_index = np.array([1, 0, 1, 0, 2, 0, 1, 0, 1])
     window_start = np.array([300, 200, 100, 0, 50, 100, 200, 300, 0])
-    fit = earlier_half(file_index, window_start)
+    fit, select = fusion_halves(file_index, window_start, window=100)  # stride = window: nothing shared
     by_file = {f: sorted(zip(window_start[file_index == f], fit[file_index == f], strict=True)) for f in (0, 1, 2)}
     assert by_file[0] == [(0, True), (100, True), (200, False), (300, False)]
     assert by_file[1] == [(0, True), (100, True), (200, False), (300, False)]
     assert by_file[2] == [(50, False)]  # one window: selection, never fitted on alone
+    assert (select == ~fit).all()
+
+
+def test_a_selection_window_sharing_frames_with_a_fit_window_is_in_neither_half():
+    """Windows of 100 frames every 50 (stride < window): the later half's first window holds the last 50 frames of
+    the fit half's last window, so it is dropped; the next one starts where that fit window ends and is kept."""
+    from kdgat.data.split import fusion_halves
+
+    window_start = np.array([0, 50, 100, 150, 200, 250, 300, 350])
+    fit, select = fusion_halves(np.zeros(8, np.int64), window_start, window=100)
+    assert window_start[fit].tolist() == [0, 50, 100, 150]
+    assert window_start[select].tolist() == [250, 300, 350]  # 200 shares frames 200-249 with the window at 150
+    assert not (fit & select).any()
+    last_fit_end = window_start[fit].max() + 100
+    assert window_start[select].min() >= last_fit_end

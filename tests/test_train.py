@@ -389,7 +389,7 @@ def test_cli_evaluate_compile_without_a_compiler(store_dir, teachers, tmp_path, 
 
 @pytest.mark.parametrize("method", ["dqn", "mlp", "weighted"])
 def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
-    from kdgat.data.split import earlier_half
+    from kdgat.data.split import fusion_halves
     from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run, with_novel_alert
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
@@ -405,10 +405,11 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     ensemble, fusion, members = load_fusion_run(tmp_path / "fusion", store)
     part = store.part("fusion")
     held_out, labelled = ensemble.data(part)
-    fit_half = earlier_half(part.file_index, part.window_start)[labelled]
-    select = held_out.take(~fit_half)
+    fit_half, select_half = fusion_halves(part.file_index, part.window_start, int(store.metadata["window"]))
+    fit_half, select = fit_half[labelled], held_out.take(select_half[labelled])
     assert metrics["out_of_sample_selection"] and (metrics["fit_windows"], metrics["selection_windows"]) == (
         int(fit_half.sum()), len(select)) and 0 < len(select) < len(held_out)  # fmt: skip
+    assert metrics["purged_windows"] == len(held_out) - int(fit_half.sum()) - len(select)
     ranked = average_precision(select.labels, ensemble_scores(fusion, select, members))
     best_member = max(average_precision(select.labels, s) for s in (select.gat_prob, select.vgae_score))
     assert ranked >= best_member - 1e-9  # up to rounding (AP_ROUNDING)

@@ -5,7 +5,7 @@ trained on and that no threshold is chosen on (``kdgat.data.split``); a fusion f
 members' own training windows learns to trust whichever member overfits most. It is fitted on the
 earlier half of each file's fusion windows, and everything chosen about it (its best epoch or
 episode, the fallback, the novel-ID rule) on the later half, which it did not fit
-(:func:`kdgat.data.split.earlier_half`). The VGAE's reconstruction error is squashed to [0, 1] as
+(:func:`kdgat.data.split.fusion_halves`). The VGAE's reconstruction error is squashed to [0, 1] as
 e / (e + m), with m the median error of the benign windows of the fit half: 0.5 at a typical benign
 window, towards 1 for unusual ones. When the fitted fusion ranks the selection windows worse (PR-AUC)
 than one of its members, the run falls back to that member, so the ensemble is never worse than its
@@ -34,7 +34,7 @@ from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
-from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART, earlier_half
+from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART, fusion_halves
 from kdgat.data.store import open_store
 from kdgat.evaluation.scoring import score_vgae
 from kdgat.fusion import make_fusion, trainable_parameters
@@ -94,7 +94,7 @@ def run(
         raise KdgatError(f"{graphs_dir}: {NO_FUSION_PART}")
     begin_output(out_dir)
     part = store.part(FUSION_PART)
-    fit_windows = earlier_half(part.file_index, part.window_start)
+    fit_windows, selection_windows = fusion_halves(part.file_index, part.window_start, int(store.metadata["window"]))
     vgae_scores = score_vgae(ensemble.vgae, part)
     benign_fit = fit_windows & (np.asarray(part.y) == 0)
     if benign_fit.any():  # the VGAE's squashing scale is fitted with the fusion: on the fit half's benign windows
@@ -102,7 +102,7 @@ def run(
     held_out, labelled = ensemble.data(part, vgae=vgae_scores)
     if not held_out.both_classes:
         raise KdgatError(f"{graphs_dir}: {ONE_CLASS_FUSION_PART}")
-    fit, select = held_out.take(fit_windows[labelled]), held_out.take(~fit_windows[labelled])
+    fit, select = held_out.take(fit_windows[labelled]), held_out.take(selection_windows[labelled])
     out_of_sample = fit.both_classes and select.both_classes
     if not out_of_sample:  # a half without attack (or benign) windows: fitted and chosen on every window, said so
         fit = select = held_out
@@ -156,6 +156,8 @@ def run(
         "out_of_sample_selection": out_of_sample,
         "fit_windows": len(fit),
         "selection_windows": len(select),
+        # later windows sharing a frame with the fit half's last one: in neither half
+        "purged_windows": len(held_out) - len(fit) - len(select) if out_of_sample else 0,
         "pr_auc_on_fusion_windows": ranking,  # on the selection windows
         "fallback": fallback,
         "novel_alert": novel_alert,
