@@ -60,7 +60,8 @@ def test_defaults_fill_every_section_the_model_file_leaves_alone():
     cfg = resolve_config("gat", "large")
     defaults = _defaults()
     assert cfg.training.max_epochs == defaults["training"]["max_epochs"] == 300
-    assert cfg.vgae.model_dump(mode="json") == defaults["vgae"]
+    vgae_section = {k: v for k, v in defaults["vgae"].items() if k != "calibration_fraction"}  # a VGAE run's only
+    assert cfg.vgae.model_dump(mode="json") == vgae_section
     assert cfg.dqn.model_dump(mode="json") == defaults["dqn"]
 
 
@@ -342,6 +343,30 @@ def test_gat_id_input_added_later_leaves_earlier_run_hashes_alone(tmp_path):
         path.write_text(config_to_json(cfg))
         again = load_frozen_config(path)
         assert again == cfg and config_hash(again) == config_hash(cfg)
+
+
+def test_vgae_calibration_fraction_is_a_vgae_run_setting(tmp_path):
+    """vgae.calibration_fraction (default 0.1) is kept by VGAE runs only, so a GAT or fuse run hashes as before the
+    key; a VGAE run recorded before it (calibrated on its training windows) reads back as 0 with its hash."""
+    from kdgat.core.config import config_hash, config_to_json, config_to_yaml, load_frozen_config
+
+    vgae = resolve_config("vgae", "small")
+    assert vgae.model_dump(mode="json")["vgae"]["calibration_fraction"] == 0.1
+    earlier = resolve_config("vgae", "small", overrides=["vgae.calibration_fraction=0"])
+    assert "calibration_fraction" not in earlier.model_dump(mode="json")["vgae"]
+    assert config_hash(earlier) != config_hash(vgae) and "calibration_fraction: 0.0" in config_to_yaml(earlier)
+    recorded = tmp_path / "recorded.json"
+    recorded.write_text(json.dumps(recorded_run_configs()["vgae"]["config"]))
+    assert load_frozen_config(recorded).vgae.calibration_fraction == 0.0
+    for kind in ("gat", "dqn", "hgb"):
+        cfg, other = (resolve_config(kind, "small", overrides=[f"vgae.calibration_fraction={v}"]) for v in (0.3, 0))
+        assert cfg.vgae.calibration_fraction == 0.0 and config_hash(cfg) == config_hash(other), kind
+        assert "calibration_fraction" not in config_to_yaml(cfg)
+    path = tmp_path / "config.json"
+    path.write_text(config_to_json(vgae))
+    assert load_frozen_config(path) == vgae
+    with pytest.raises(ConfigError, match="calibration_fraction"):
+        resolve_config("vgae", "small", overrides=["vgae.calibration_fraction=1"])
 
 
 def test_fusion_novel_alert_is_a_fuse_run_setting(tmp_path):

@@ -414,3 +414,18 @@ def test_a_selection_window_sharing_frames_with_a_fit_window_is_in_neither_half(
     assert not (fit & select).any()
     last_fit_end = window_start[fit].max() + 100
     assert window_start[select].min() >= last_fit_end
+
+
+def test_the_vgae_calibration_windows_are_the_last_tenth_of_each_file_rounded_down():
+    """``cut_in_time`` as the VGAE's calibration slice uses it (floor of 10 %): a file of 25 windows gives its last 2,
+    one of 9 windows gives none (it keeps them all for training), windows given in any order."""
+    from kdgat.data.split import cut_in_time
+
+    file_index = np.repeat([0, 1], [25, 9])
+    window_start = np.concatenate([np.arange(25) * 100, np.arange(9) * 100])
+    shuffled = np.random.default_rng(0).permutation(len(file_index))
+    train, held = cut_in_time(
+        file_index[shuffled], window_start[shuffled], 100, lambda n: np.floor(n * 0.1).astype(np.int64)
+    )
+    assert sorted(window_start[shuffled][held & (file_index[shuffled] == 0)].tolist()) == [2300, 2400]
+    assert not (held & (file_index[shuffled] == 1)).any() and (train | held).all() and not (train & held).any()

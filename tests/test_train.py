@@ -72,10 +72,34 @@ def test_run_directory_rebuilds_the_same_model(store_dir, teachers):
         assert torch.equal(model(batch.x, batch.edge_index, batch.batch), again(batch.x, batch.edge_index, batch.batch))
 
 
-def test_vgae_trains_on_benign_graphs_only(store_dir, teachers):
+def test_vgae_trains_on_benign_graphs_only_and_is_calibrated_on_those_it_did_not_fit(store_dir, teachers):
+    """The VGAE trains on the benign training windows less the last 10 % of each file's (vgae.calibration_fraction);
+    its per-ID error percentiles are those of these windows, after every window it trained on (in-sample the
+    errors are smaller); the IDs seen are counted on both."""
+    import copy
+
+    from kdgat.training.datamodule import GraphDataModule
+
     metrics = json.loads((teachers / "vgae" / "metrics.json").read_text())
-    train_y = np.asarray(open_store(store_dir).part("train").y)
-    assert metrics["train_graphs"] == int((train_y == 0).sum()) < len(train_y)
+    store = open_store(store_dir)
+    part = store.part("train")
+    train_y, file_index, start = (np.asarray(a) for a in (part.y, part.file_index, part.window_start))
+    assert metrics["calibrated_on"] == "calibration" and metrics["calibration_graphs"] > 0
+    assert metrics["train_graphs"] + metrics["calibration_graphs"] <= int((train_y == 0).sum()) < len(train_y)
+    data = GraphDataModule(store, 8, labels=(0,), calibration_fraction=0.1)
+    trained, held = data.train_indices, data.calibration_indices
+    assert (len(trained), len(held)) == (metrics["train_graphs"], metrics["calibration_graphs"])
+    assert not set(trained.tolist()) & set(held.tolist()) and set(train_y[held].tolist()) == {0}
+    window = int(store.metadata["window"])
+    for f in np.unique(file_index[held]):  # after (and sharing no frame with) every window of the file it trained on
+        assert start[held[file_index[held] == f]].min() >= start[trained[file_index[trained] == f]].max() + window
+    model, _ = load_run_model(teachers / "vgae", store)
+    again, in_sample = copy.deepcopy(model), copy.deepcopy(model)
+    again.calibrate(data.train_dataloader_in_order(which="calibration"), data.train_dataloader_in_order(which="all"))
+    in_sample.calibrate(data.train_dataloader_in_order(which="train"))
+    assert torch.allclose(model.error_q99, again.error_q99) and not torch.allclose(model.error_q99, in_sample.error_q99)
+    seen = np.concatenate([b.x[:, 0].long().numpy() for b in data.train_dataloader_in_order(which="all")])
+    assert model.benign_id_count.tolist() == np.bincount(seen, minlength=len(model.benign_id_count)).tolist()
 
 
 @pytest.mark.parametrize("kind", ["gat", "vgae"])

@@ -306,6 +306,8 @@ def config_to_yaml(cfg: PipelineConfig) -> str:
     """Block YAML in field order, for display (with every value in effect, also those dumps leave out)."""
     dumped = cfg.model_dump(mode="json")
     dumped["gat"].setdefault("id_input", cfg.gat.id_input)
+    if cfg.model_type == "vgae":  # a VGAE run's setting, as novel_alert is a fuse run's
+        dumped["vgae"].setdefault("calibration_fraction", cfg.vgae.calibration_fraction)
     if cfg.model_type == "dqn":  # a fuse run's setting: other runs leave it out (their config is as before it)
         dumped["fusion"].setdefault("novel_alert", cfg.fusion.novel_alert)
     return yaml.safe_dump(dumped, sort_keys=False, default_flow_style=False)

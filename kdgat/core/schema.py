@@ -22,8 +22,8 @@ from pydantic import (
 SCHEMA_VERSION = "1.3.0"  # 1.1: dead keys removed; 1.2: hgb section; 1.3: VGAE score, GAT readout/conv
 # (gat.id_input, the novelty section and fusion.novel_alert came later without a bump: gat.id_input's
 # default, the only earlier behaviour, is not serialised, nor the novelty section but in a novelty run,
-# nor fusion.novel_alert but in a fuse run that has it on, so the configs of every other run hash as they
-# did before)
+# nor fusion.novel_alert but in a fuse run that has it on, nor vgae.calibration_fraction but in a VGAE run, so
+# the configs of every other run hash as they did before)
 
 
 def _is(earlier):
@@ -62,7 +62,7 @@ Discount = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, lt=1, allow_
 # live in config/defaults.yaml and the model files only, so fields have no
 # Python defaults except the optional ones that mean "not set" and those that
 # keep the behaviour of runs recorded before the key existed (gat.id_input,
-# fusion.novel_alert).
+# vgae.calibration_fraction, fusion.novel_alert).
 # --------------------------------------------------------------------------
 
 
@@ -147,6 +147,10 @@ class VGAEConfig(BaseModel):
     # frame among 100 barely moves it)
     window_score: Literal["novel_first", "id_feature_max", "mean"]
     novel_min_count: NonNegInt
+    # the last fraction of each training file's benign windows, which the VGAE does not train on: its per-ID
+    # error percentiles are measured there (on its own training windows they are too small for any new window).
+    # 0: measured on the training windows (runs made before it; a missing key reads as 0)
+    calibration_fraction: Dropout = Field(0.0, exclude_if=_is(0.0))
 
     @field_validator("hidden_dims")
     @classmethod
@@ -335,6 +339,15 @@ class PipelineConfig(BaseModel):
         yardstick run keeps the value it had before the key existed, so its config and hash are as then."""
         if self.model_type != "dqn" and self.fusion.novel_alert:
             object.__setattr__(self, "fusion", self.fusion.model_copy(update={"novel_alert": False}))
+        return self
+
+    @model_validator(mode="after")
+    def _calibration_in_vgae_runs_only(self) -> PipelineConfig:
+        """``vgae.calibration_fraction`` changes what a VGAE trains on, nothing another run does (a fusion reads
+        its member's own config): every other run keeps the value of before the key, so its config hashes as
+        then."""
+        if self.model_type != "vgae" and self.vgae.calibration_fraction:
+            object.__setattr__(self, "vgae", self.vgae.model_copy(update={"calibration_fraction": 0.0}))
         return self
 
     @property

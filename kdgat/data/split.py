@@ -80,29 +80,41 @@ def _held_out(
     return np.sort(np.array(val, np.int64)), np.sort(np.array(fusion, np.int64))
 
 
+def cut_in_time(
+    file_index: np.ndarray, window_start: np.ndarray, window: int, later_count
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of each file's earlier and later windows (by position), ``later_count(n)`` of a file's ``n`` later.
+
+    A later window that shares a frame with the file's last earlier one (``window`` frames each, stride <
+    window) is in neither, as the parts themselves drop windows that straddle two blocks: what is fitted
+    on one side never saw a frame of the other.
+    """
+    file_index, window_start = np.asarray(file_index), np.asarray(window_start)
+    order = np.lexsort((window_start, file_index))
+    _, first, counts = np.unique(file_index[order], return_index=True, return_counts=True)
+    n_earlier = counts - np.minimum(counts, np.asarray(later_count(counts), dtype=np.int64))
+    rank = np.arange(len(order)) - np.repeat(first, counts)
+    earlier_sorted = rank < np.repeat(n_earlier, counts)
+    # the start of each file's last earlier window (-window where a file has none: nothing to purge)
+    last = np.full(len(counts), -int(window), dtype=np.int64)
+    has_earlier = n_earlier > 0
+    last[has_earlier] = window_start[order][(first + n_earlier - 1)[has_earlier]]
+    clear = window_start[order] >= np.repeat(last, counts) + int(window)
+    earlier, later = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
+    earlier[order], later[order] = earlier_sorted, ~earlier_sorted & clear
+    return earlier, later
+
+
 def fusion_halves(file_index: np.ndarray, window_start: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the fit and selection windows: the earlier and the later half of each file's windows.
 
     The fusion is fitted on the earlier half of the fusion part and everything chosen about it (its
     best epoch, the fallback to a member, the novel-ID rule) on the later half: windows it did not fit
     (in-sample, a fusion beat its members on windows it had fitted and lost to them on new ones).
-    Halves in time, not shuffled windows, so no benign stretch of a file is on both sides; a later
-    window that shares a frame with an earlier one (``window`` frames each, stride < window) is in
-    neither half, as the parts themselves drop windows that straddle two blocks.
+    Halves in time, not shuffled windows, so no benign stretch of a file is on both sides (odd counts:
+    the later half has the extra window).
     """
-    file_index, window_start = np.asarray(file_index), np.asarray(window_start)
-    order = np.lexsort((window_start, file_index))
-    _, first, counts = np.unique(file_index[order], return_index=True, return_counts=True)
-    rank = np.arange(len(order)) - np.repeat(first, counts)
-    earlier_sorted = rank < np.repeat(counts // 2, counts)
-    # the start of each file's last earlier window (-window where a file has none: nothing to purge)
-    last = np.full(len(counts), -int(window), dtype=np.int64)
-    has_earlier = counts // 2 > 0
-    last[has_earlier] = window_start[order][(first + counts // 2 - 1)[has_earlier]]
-    clear = window_start[order] >= np.repeat(last, counts) + int(window)
-    fit, select = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
-    fit[order], select[order] = earlier_sorted, ~earlier_sorted & clear
-    return fit, select
+    return cut_in_time(file_index, window_start, window, lambda n: n - n // 2)
 
 
 @dataclass(frozen=True)

@@ -321,10 +321,12 @@ class VGAE(nn.Module):
         return scatter(self.novel_nodes(x).to(torch.uint8), batch, dim_size=num_graphs, reduce="max").bool()
 
     @torch.no_grad()
-    def calibrate(self, batches) -> None:
-        """Per-ID, per-feature 99th percentile of the squared reconstruction error and nodes per ID over benign
-        training windows (``batches``: PyG batches); sets the buffers :meth:`node_scores` reads. Call it in
-        eval mode once the weights are final."""
+    def calibrate(self, batches, benign_batches=None) -> None:
+        """Per-ID, per-feature 99th percentile of the squared reconstruction error over ``batches`` (PyG batches of
+        benign windows the model did not train on: on its own training windows the errors are smaller than on
+        any new one) and nodes per ID over ``benign_batches`` (every benign training window; default
+        ``batches``); sets the buffers :meth:`node_scores` reads. Call it in eval mode once the weights are final.
+        """
         errors, ids = [], []
         for batch in batches:
             out = self(batch.x, batch.edge_index, batch.batch)
@@ -338,6 +340,9 @@ class VGAE(nn.Module):
         for i in torch.nonzero(count >= CALIBRATION_MIN_NODES).flatten().tolist():
             q99[i] = _q99(per_id[i])
         self.error_q99.copy_(q99.clamp_min(1e-6))
+        if benign_batches is not None:
+            seen = [batch.x[:, 0].long() for batch in benign_batches]
+            count = torch.bincount(torch.cat(seen), minlength=self.num_ids).to(err.dtype)
         self.benign_id_count.copy_(count)
 
     def reset_parameters(self) -> None:

@@ -175,9 +175,11 @@ def run(
     lit_class = LitVGAE if cfg.model_type == "vgae" else LitGAT
     lit = lit_class(model, cfg.effective_lr, cfg.training.weight_decay, teacher=teacher, kd=cfg.kd)
     # the autoencoder learns what benign traffic looks like; the classifier learns from every labelled window
+    vgae = cfg.model_type == "vgae"
     data = GraphDataModule(
-        store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if cfg.model_type == "vgae" else (0, 1)
-    )
+        store, cfg.effective_batch_size, seed=cfg.seed, labels=(0,) if vgae else (0, 1),
+        calibration_fraction=cfg.vgae.calibration_fraction if vgae else 0.0,
+    )  # fmt: skip
 
     _begin_run_folder(out_dir, cfg.model_type)
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
@@ -267,10 +269,16 @@ def run(
     best_path = Path(best.best_model_path) if best.best_model_path else last
     state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    if cfg.model_type == "vgae":  # per-ID error percentiles of the best weights on the benign training windows
+    # per-ID error percentiles of the best weights on benign windows it did not train on (its calibration windows;
+    # its training windows where there are none: calibration_fraction 0, or files too short to spare one)
+    calibrated_on = None
+    if vgae:
         model.load_state_dict(weights)
         model.eval().cpu()
-        model.calibrate(data.train_dataloader_in_order())
+        calibrated_on = "calibration" if len(data.calibration_indices) else "train"
+        model.calibrate(
+            data.train_dataloader_in_order(which=calibrated_on), data.train_dataloader_in_order(which="all")
+        )
         weights = model.state_dict()
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         torch.save(weights, tmp)
@@ -287,6 +295,8 @@ def run(
         "num_node_features": store.num_node_features,
         "vocab_size": store.vocab_size,
         "train_graphs": len(data.train_indices),
+        "calibration_graphs": len(data.calibration_indices) if vgae else None,
+        "calibrated_on": calibrated_on,  # "train": the error percentiles are in-sample
         "val_graphs": len(data.val_indices),
         "teacher": str(teacher_dir) if teacher_dir else None,
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,

@@ -2,7 +2,9 @@
 
 Loaders are :class:`kdgat.data.batching.GraphBatchLoader` (in-process, batches gathered from the
 memory maps). ``labels`` says which windows a model learns from: the VGAE only benign ones (it
-learns what normal traffic looks like), the GAT every labelled one. The training loader reshuffles
+learns what normal traffic looks like), the GAT every labelled one. ``calibration_fraction`` keeps
+the last fraction of each training file's selected windows out of training (the VGAE's calibration
+windows: statistics of a trained model measured on windows it did not fit). The training loader reshuffles
 every epoch deterministically from (seed, epoch): Lightning calls ``loader.sampler.set_epoch(epoch)``
 at the start of each epoch.
 """
@@ -14,6 +16,7 @@ import numpy as np
 
 from kdgat.core.errors import KdgatError
 from kdgat.data.batching import GraphBatchLoader
+from kdgat.data.split import cut_in_time
 from kdgat.data.store import GraphPart, GraphStore
 
 __all__ = ["GraphDataModule"]
@@ -22,7 +25,15 @@ __all__ = ["GraphDataModule"]
 class GraphDataModule(pl.LightningDataModule):
     """Train / validation / per-scenario test loaders over ``store``, restricted to graphs labelled ``labels``."""
 
-    def __init__(self, store: GraphStore, batch_size: int, *, seed: int = 0, labels: tuple[int, ...] = (0, 1)):
+    def __init__(
+        self,
+        store: GraphStore,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        labels: tuple[int, ...] = (0, 1),
+        calibration_fraction: float = 0.0,
+    ):
         super().__init__()
         if int(batch_size) < 1:
             raise KdgatError(f"batch size must be >= 1, got {batch_size}")
@@ -30,7 +41,8 @@ class GraphDataModule(pl.LightningDataModule):
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.labels = tuple(labels)
-        self.train_indices = self._select(store.part("train"))
+        self.labelled_train_indices = self._select(store.part("train"))  # training and calibration windows
+        self.train_indices, self.calibration_indices = self._cut(self.labelled_train_indices, calibration_fraction)
         self.val_indices = self._select(store.part("val"))
         if len(self.train_indices) == 0 or len(self.val_indices) == 0:
             wanted = "benign" if self.labels == (0,) else "labelled"
@@ -39,13 +51,31 @@ class GraphDataModule(pl.LightningDataModule):
     def _select(self, part: GraphPart) -> np.ndarray:
         return np.flatnonzero(np.isin(np.asarray(part.y), self.labels))
 
+    def _cut(self, indices: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """Training and calibration windows: the last ``fraction`` of each file's, rounded down (a file of few
+        windows keeps them all for training), less those sharing a frame with a training window."""
+        if fraction <= 0:
+            return indices, indices[:0]
+        part = self.store.part("train")
+        train, calibration = cut_in_time(
+            np.asarray(part.file_index)[indices],
+            np.asarray(part.window_start)[indices],
+            int(self.store.metadata["window"]),
+            lambda n: np.floor(n * fraction).astype(np.int64),
+        )
+        return indices[train], indices[calibration]
+
     def train_dataloader(self) -> GraphBatchLoader:
         part = self.store.part("train")
         return GraphBatchLoader(part, self.batch_size, shuffle=True, seed=self.seed, indices=self.train_indices)
 
-    def train_dataloader_in_order(self, batch_size: int = 1024) -> GraphBatchLoader:
-        """The training windows once, in store order (for statistics of a trained model, not for training)."""
-        return GraphBatchLoader(self.store.part("train"), batch_size, indices=self.train_indices)
+    def train_dataloader_in_order(self, batch_size: int = 1024, *, which: str = "train") -> GraphBatchLoader:
+        """The training windows once, in store order (for statistics, not for training): ``which`` is "train"
+        (what the model trains on), "calibration" (the windows kept from it) or "all" (both)."""
+        indices = {"train": self.train_indices, "calibration": self.calibration_indices}.get(
+            which, self.labelled_train_indices
+        )
+        return GraphBatchLoader(self.store.part("train"), batch_size, indices=indices)
 
     def val_dataloader(self) -> GraphBatchLoader:
         return GraphBatchLoader(self.store.part("val"), self.batch_size, indices=self.val_indices)
