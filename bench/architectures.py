@@ -29,14 +29,14 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def build_store(dataset: str, root: Path) -> Path:
-    from kdgat.core.config import config_hash, resolve_config
+    from kdgat.core.config import resolve_config
     from kdgat.data.catalog import dataset_sources, load_catalog
     from kdgat.stages import graphs, ingest
 
     frames, store = root / "frames", root / "graphs"
     ingest.run(dataset_sources(dataset, load_catalog()[dataset], DATA), frames, dataset=dataset)
     cfg = resolve_config("gat", "large")
-    graphs.run(frames, store, cfg.preprocessing, config_hash=config_hash(cfg))
+    graphs.run(frames, store, cfg.preprocessing)
     return store
 
 

@@ -187,6 +187,30 @@ def test_cli_graphs(synthetic_frames, tmp_path):
     assert bad.exit_code != 0 and "not an ingest output" in bad.stderr
 
 
+def test_a_store_is_the_same_whatever_a_models_override(synthetic_frames, tmp_path):
+    """The store records the hash of what built it (its preprocessing section), so `kdgat graphs -O gat.hidden=8`
+    (Nextflow passes the overrides) writes the metadata.json of a plain build: no training after it looks changed."""
+    from kdgat.core.hashing import content_hash
+
+    runner, meta = CliRunner(), {}
+    for name, extra in (("plain", []), ("model", ["-O", "gat.hidden=8", "-O", "training.batch_size=64"])):
+        args = [
+            "graphs",
+            "--frames",
+            str(synthetic_frames),
+            "--out",
+            str(tmp_path / name),
+            "-O",
+            "preprocessing.stride=50",
+        ]
+        assert runner.invoke(app, args + extra).exit_code == 0
+        meta[name] = json.loads((tmp_path / name / "metadata.json").read_text())
+    expected = content_hash(
+        resolve_config("gat", "large", overrides=["preprocessing.stride=50"]).preprocessing.model_dump(mode="json")
+    )
+    assert meta["plain"]["config_hash"] == meta["model"]["config_hash"] == expected
+
+
 def test_vocabulary_and_periods_come_from_training_blocks_only(data_root, tmp_path):
     """An ID that appears only in validation blocks changes neither the vocabulary nor the periods."""
     source = pq.read_table(_road_train_frames(data_root, tmp_path))

@@ -872,6 +872,41 @@ def test_a_training_task_that_asks_for_a_gpu_must_get_one(profiles, params, expe
     assert accelerator_option(profiles, **params) == expected
 
 
+def task_args(alias: str, meta: dict, profiles: str = "test", **params) -> str:
+    """The ext.args a task of ``alias`` gets (conf/modules.config), evaluated with its ``meta``."""
+    names = profiles.split(",")
+    config = nfconfig.read_config(NEXTFLOW_CONFIG, names)
+    name, _module = includes().get(alias, (alias, None))
+    labels = processes()[name if name.startswith("KDGAT_") else "KDGAT_" + alias].labels
+    values = nfconfig.params_of(config, params)
+    return nfconfig.effective(config, names, alias, labels, 1, values, meta=meta)["ext.args"] or ""
+
+
+def test_each_task_gets_the_overrides_it_depends_on():
+    """As kdgat pipeline keys its steps: graphs on preprocessing, a training on its own model's section and the
+    shared ones (a yardstick not on training.*), a fusion not on its members' sections. Else -resume re-runs every
+    store and training after an override of one model (and the lake's store identities change)."""
+    overrides = (
+        "preprocessing.stride=50 gat.hidden=8 vgae.lr=0.01 hgb.max_iter=50 dqn.episodes=9 training.batch_size=64 seed=3"
+    )
+    given = lambda args: re.findall(r"-O '?([^' ]+)'?", args)  # noqa: E731
+    assert given(task_args("GRAPHS", {"id": "d"}, overrides=overrides)) == ["preprocessing.stride=50"]
+    shared = ["preprocessing.stride=50", "training.batch_size=64", "seed=3"]
+    for alias, model, own in (
+        ("TRAIN_GAT_SMALL_KD", "gat", "gat.hidden=8"),
+        ("TRAIN_VGAE_LARGE", "vgae", "vgae.lr=0.01"),
+    ):
+        args = task_args(alias, {"id": "d", "model": model}, overrides=overrides, max_epochs=3)
+        assert sorted(given(args)) == sorted([own, *shared, "training.max_epochs=3"]), alias
+    for alias, model, own in (("TRAIN_HGB_LARGE", "hgb", ["hgb.max_iter=50"]), ("TRAIN_NOVELTY_LARGE", "novelty", [])):
+        args = task_args(
+            alias, {"id": "d", "model": model}, "slurm", overrides=overrides, max_epochs=3, precision="16-mixed"
+        )
+        assert given(args) == ["preprocessing.stride=50", *own, "seed=3"] and "--accelerator" not in args, alias
+    fuse = task_args("FUSE_LARGE", {"id": "d", "scale": "large"}, overrides=overrides, dqn_episodes=7)
+    assert sorted(given(fuse)) == sorted(["dqn.episodes=7", "dqn.episodes=9", *shared])
+
+
 def test_cluster_params_reach_the_training_jobs():
     train = settings("slurm,apptainer,gpu", "TRAIN_GAT_SMALL_KD", slurm_account="lab", slurm_queue="cpu",
                      slurm_gpu_queue="gpu", slurm_gres="gpu:a100:1", slurm_signal_seconds=300)  # fmt: skip

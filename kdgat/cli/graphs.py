@@ -25,7 +25,7 @@ def graphs(
     threads: ThreadsOpt = None,
 ) -> None:
     """Cut frames into windows and build the graph store (train/val by time blocks, one part per test scenario)."""
-    from kdgat.core.config import config_hash, resolve_config
+    from kdgat.core.config import resolve_config
     from kdgat.stages import graphs as stage
 
     with user_errors():
@@ -35,7 +35,7 @@ def graphs(
             progress_line(f"[{i + 1}/{n}]", item.relative)
 
         meta = stage.run(
-            frames, out_dir, cfg.preprocessing, like=like, force=force, config_hash=config_hash(cfg),
+            frames, out_dir, cfg.preprocessing, like=like, force=force,
             progress=progress if err.is_terminal else None, threads=threads,
         ).summary  # fmt: skip
     out.print(store_table(meta, out_dir))

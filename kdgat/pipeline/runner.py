@@ -316,14 +316,10 @@ class PipelineRunner:
             )
             return f"{manifest.summary['totals']['rows']:,} frames"
         if step.stage == "graphs":
-            from kdgat.core.config import config_hash
             from kdgat.stages import graphs
 
             cfg = self._config("gat", "large")
-            manifest = graphs.run(
-                lay.frames(dataset), lay.graphs(dataset), cfg.preprocessing, config_hash=config_hash(cfg),
-                threads=threads,
-            )  # fmt: skip
+            manifest = graphs.run(lay.frames(dataset), lay.graphs(dataset), cfg.preprocessing, threads=threads)
             return f"{sum(p['graphs'] for p in manifest.summary['parts'].values()):,} graphs"
         if step.stage == "train":
             from kdgat.stages import train

@@ -247,7 +247,6 @@ def run(
     *,
     like: str | Path | None = None,
     force: bool = False,
-    config_hash: str | None = None,
     progress=None,
     threads: int | None = None,
 ) -> Manifest:
@@ -392,7 +391,8 @@ def run(
             "window": cfg.window,
             "stride": cfg.stride,
             "preprocessing": cfg.model_dump(mode="json"),
-            "config_hash": config_hash,
+            # of what built the store (its preprocessing section): an override of a model leaves it as it is
+            "config_hash": content_hash(cfg.model_dump(mode="json")),
             "feature_set": {"name": feature_set.name, "version": feature_set.version, "tag": feature_set.tag},
             "node_features": list(feature_set.node_features),
             "edge_features": list(feature_set.edge_features),

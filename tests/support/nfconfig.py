@@ -4,7 +4,8 @@ A small reader for the subset of the config language the project uses (blocks, d
 ``includeConfig``, ``profiles``, ``withLabel``/``withName`` selectors) and an evaluator for the
 subset of Groovy its values use (literals, ``params.x``, ``task.attempt``, ``workflow.profile`` and
 ``workflow.containerEngine``, memory and duration units, lists and maps, ``?:``, ``? :``, ``==``,
-``+``, ``*``, GStrings, ``.toString()``, ``.tokenize()``, ``.contains()``, ``.findAll``-free closures).
+``+``, ``*``, GStrings, ``.toString()``, ``.tokenize()``, ``.contains()``, ``.startsWith()``, ``.join()``, ``[i]``, and
+``.findAll`` / ``.collect`` with a one-parameter closure ``{ x -> expr }``).
 
 Merging follows Nextflow's default config parser: files and active profiles are read in order (a
 profile's block where the ``profiles`` block is, profiles in the order they are declared), a later
@@ -80,13 +81,19 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class Closure:
-    """A ``{ expr }`` value: evaluated when a task asks for the setting."""
+    """A ``{ expr }`` value: evaluated when a task asks for the setting; ``{ x -> expr }`` is called with ``x``
+    (``.findAll``, ``.collect``), in the names of where it was written (``env``)."""
 
-    def __init__(self, tokens: list[tuple[str, str]], source: str):
-        self.tokens, self.source = tokens, source
+    def __init__(self, tokens: list[tuple[str, str]], source: str, env: dict | None = None):
+        self.tokens, self.source, self.env = tokens, source, env
 
     def __call__(self, env: dict):
         return _Parser(self.tokens, env).whole()
+
+    def apply(self, argument):
+        if len(self.tokens) < 2 or self.tokens[1][1] != "->" or self.tokens[0][0] != "name":
+            raise ValueError(f"{self!r}: a closure argument must name its parameter (x -> ...)")
+        return _Parser(self.tokens[2:], {**(self.env or {}), self.tokens[0][1]: argument}).whole()
 
     def __repr__(self):
         return f"{{ {self.source} }}"
@@ -152,8 +159,12 @@ class _Parser:
         return self.postfix(self.primary())
 
     def postfix(self, value):
-        while self.peek()[1] == ".":
-            self.take()
+        while self.peek()[1] in (".", "["):
+            if self.take()[1] == "[":  # indexing: list[0]
+                index = self.expr()
+                self.take("]")
+                value = value[index]
+                continue
             name = self.take()[1]
             if name in _UNITS and isinstance(value, (int, float)):
                 value = Quantity(value * _UNITS[name], name in _MEMORY)
@@ -166,6 +177,8 @@ class _Parser:
                         self.take()
                 self.take(")")
                 value = _call(value, name, args)
+            elif self.peek()[1] == "{":  # a closure argument without parentheses: .findAll { x -> ... }
+                value = _call(value, name, [self.primary()])
             else:
                 value = value.get(name) if isinstance(value, dict) else getattr(value, name)
         return value
@@ -188,7 +201,7 @@ class _Parser:
                 tok = self.take()[1]
                 depth += {"{": 1, "}": -1}.get(tok, 0)
             body = self.t[start : self.i - 1]
-            return Closure(body, " ".join(v for _, v in body))
+            return Closure(body, " ".join(v for _, v in body), self.env)
         if kind == "name":
             if text in ("true", "false"):
                 return text == "true"
@@ -232,6 +245,14 @@ def _call(value, name: str, args: list):
         return [p for p in re.split("[" + re.escape(args[0]) + "]", value) if p]
     if name == "contains":
         return args[0] in value
+    if name == "startsWith":
+        return value.startswith(args[0])
+    if name == "join":
+        return args[0].join(str(v) for v in value)
+    if name == "findAll":
+        return [v for v in value if args[0].apply(v)]
+    if name == "collect":
+        return [args[0].apply(v) for v in value]
     raise ValueError(f"method {name}() is not understood here")
 
 
@@ -371,15 +392,23 @@ DIRECTIVES = ("executor", "queue", "cpus", "memory", "time", "accelerator", "clu
 
 
 def effective(
-    config: Config, profiles: list[str], name: str, labels: list[str], attempt: int = 1, params: dict | None = None
+    config: Config,
+    profiles: list[str],
+    name: str,
+    labels: list[str],
+    attempt: int = 1,
+    params: dict | None = None,
+    meta: dict | None = None,
 ) -> dict:
-    """The settings a task named ``name`` with ``labels`` gets on its ``attempt``-th try."""
+    """The settings a task named ``name`` with ``labels`` gets on its ``attempt``-th try (``ext.args`` too, given
+    the task's ``meta``)."""
     params = params if params is not None else params_of(config)
     engine = "apptainer" if _value(config, ("apptainer", "enabled"), params) else None
     env = {
         "params": params,
         "task": {"attempt": attempt, "exitStatus": 143},
         "workflow": {"profile": ",".join(profiles), "containerEngine": engine},
+        "meta": meta or {},
     }
     layers = [()]
     for selector, kind in config.selectors:
@@ -390,10 +419,10 @@ def effective(
         if kind == "withName" and re.fullmatch(selector.partition(":")[2], name):
             layers.append((selector,))
     out = {}
-    for directive in DIRECTIVES:
+    for directive in (*DIRECTIVES, "ext.args") if meta is not None else DIRECTIVES:
         value = None
         for layer in layers:
-            expr = config.values.get(("process", *layer, directive))
+            expr = config.values.get(("process", *layer, *directive.split(".")))
             if expr is not None:
                 value = evaluate(expr, env)
         out[directive] = value(env) if isinstance(value, Closure) else value
