@@ -20,6 +20,24 @@ workflow {
     if (!(params.fusion_method in ['dqn', 'mlp', 'weighted'])) {
         error("--fusion_method must be dqn, mlp or weighted, not '${params.fusion_method}'")
     }
+    // the schema's other enums and patterns, checked here (nf-schema is not used): a bad value fails now, not in
+    // every training task or in EVALUATE after hours of training
+    if (!params.threshold.toString().matches('(margin|f1|youden|fpr:(0(\\.[0-9]+)?|1(\\.0+)?))')) {
+        error("--threshold must be margin, f1, youden or fpr:<rate> (a rate in [0, 1]), not '${params.threshold}'")
+    }
+    if (params.precision && !(params.precision.toString() in ['64-true', '32-true', '16-mixed', 'bf16-mixed'])) {
+        error("--precision must be 64-true, 32-true, 16-mixed or bf16-mixed, not '${params.precision}'")
+    }
+    if (params.accelerator && !(params.accelerator.toString() in ['auto', 'cpu', 'gpu'])) {
+        error("--accelerator must be auto, cpu or gpu, not '${params.accelerator}'")
+    }
+    if (!(params.synth_size.toString() in ['small', 'medium', 'large'])) {
+        error("--synth_size must be small, medium or large, not '${params.synth_size}'")
+    }
+    // move would take the stores and runs that later tasks read out of the work folders (and break -resume)
+    if (!(params.publish_dir_mode.toString() in ['copy', 'symlink', 'rellink', 'link', 'copyNoFollow'])) {
+        error("--publish_dir_mode must be copy, symlink, rellink, link or copyNoFollow, not '${params.publish_dir_mode}'")
+    }
     if (!params.benign_threshold.toString().matches('fpr:(0(\\.[0-9]+)?|1(\\.0+)?)')) {
         error("--benign_threshold must be fpr:<rate>, a rate in [0, 1] (an attack-free dataset's validation windows are all benign), not '${params.benign_threshold}'")
     }

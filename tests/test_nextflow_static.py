@@ -617,6 +617,23 @@ def test_the_default_thresholds_are_the_runners():
         assert bool(re.fullmatch(groovy, value)) is ok, value
 
 
+def test_main_refuses_what_the_schema_refuses():
+    """nf-schema is not used, so main.nf checks each enum and pattern of the schema before any task: a bad
+    --precision or --accelerator failed every training task, a bad --threshold failed EVALUATE after training."""
+    text, schema = MAIN.read_text(), schema_properties()
+    for name in ("fusion_method", "precision", "accelerator", "synth_size", "publish_dir_mode"):
+        found = re.search(rf"params\.{name}(?:\.toString\(\))? in (\[[^\]]*\])", text)
+        assert found, f"main.nf does not check --{name}"
+        assert set(re.findall(r"'([^']*)'", found.group(1))) == set(schema[name]["enum"]), name
+    assert "move" not in schema["publish_dir_mode"]["enum"]  # later tasks read the published stores and runs
+    found = re.search(r"params\.threshold\.toString\(\)\.matches\('([^']+)'\)", text)
+    assert found, "main.nf does not check --threshold"
+    groovy = found.group(1).replace("\\\\", "\\")
+    assert f"^({groovy[1:-1]})$" == schema["threshold"]["pattern"]
+    for value, ok in (("margin", True), ("fpr:0.05", True), ("youden", True), ("f1x", False), ("fpr:2", False)):
+        assert bool(re.fullmatch(groovy, value)) is ok, value
+
+
 def test_the_default_seed_is_the_presets():
     from kdgat.core.config import resolve_config
 
