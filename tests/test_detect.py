@@ -518,6 +518,25 @@ def test_export_takes_thresholds_only_from_an_evaluation_of_the_same_weights(tra
     assert not (tmp_path / "no").exists()
 
 
+def test_evaluate_takes_recorded_thresholds_only_for_the_same_weights(trained, tmp_path):
+    """`evaluate --thresholds` (scoring new captures with an earlier evaluation's thresholds) found a run by its name
+    alone, so another seed's run of that name took this one's threshold; now as export: by folder, else by name
+    when the evaluation scored these very weights."""
+    moved = tmp_path / "gat"
+    shutil.copytree(trained / "runs/gat", moved)
+    args = ("--graphs", trained / "graphs", "--thresholds", trained / "eval")
+    assert invoke("evaluate", "--runs", moved, *args, "--out", tmp_path / "ok").exit_code == 0  # moved: same weights
+    runs = json.loads((trained / "eval/metrics.json").read_text())["runs"]
+    (label,) = [name for name, entry in runs.items() if Path(entry["run_dir"]) == (trained / "runs/gat").resolve()]
+    again = json.loads((tmp_path / "ok/metrics.json").read_text())["runs"][label]["threshold"]
+    assert again["recorded"] and again["threshold"] == runs[label]["threshold"]["threshold"]
+    with open(moved / "model.pt", "ab") as handle:
+        handle.write(b"\0")  # other weights of the same name (another seed's run, or one trained again)
+    one_line_error(invoke("evaluate", "--runs", moved, *args, "--out", tmp_path / "no"),
+                   "is another run than", "model.pt differs")  # fmt: skip
+    assert not list((tmp_path / "no").iterdir())  # refused before any scoring: nothing written
+
+
 # -- live and replayed streams --------------------------------------------------------------------
 
 

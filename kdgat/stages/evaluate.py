@@ -29,16 +29,18 @@ import numpy as np
 import torch
 
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
+from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
-from kdgat.core.run_files import FUSION_FILE, MEMBERS_FILE, METRICS_FILE
+from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.batching import assemble_batch
 from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
+from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import (
     ensemble_scores,
@@ -84,27 +86,15 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_thresholds(source: str | Path) -> dict[str, dict]:
-    """Thresholds an evaluation recorded, by run folder (resolved) and by label."""
-    path = Path(source) / METRICS_FILE if Path(source).is_dir() else Path(source)
-    try:
-        runs = json.loads(path.read_text(encoding="utf-8"))["runs"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise KdgatError(f"{path}: not an evaluation's {METRICS_FILE} ({exc})") from None
-    recorded = {}
-    for label, entry in runs.items():
-        recorded[label] = entry["threshold"]
-        recorded[str(Path(entry["run_dir"]).resolve())] = entry["threshold"]
-    return recorded
-
-
-def _threshold(recorded: dict | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
-    """The recorded threshold of the run if given, else one chosen on validation."""
+def _threshold(recorded: tuple | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
+    """The threshold an earlier evaluation recorded for these weights (``recorded``: its folder and metrics; another
+    seed's run of the same name is refused), else one chosen on validation."""
     if recorded is not None:
-        found = recorded.get(str(Path(run_dir).resolve())) or recorded.get(label)
-        if found is None:
-            raise KdgatError(f"--thresholds: the evaluation records no threshold for {run_dir} ({label})")
-        return {**found, "recorded": True}
+        eval_dir, document = recorded
+        name, entry = recorded_entry(document, Path(run_dir), label, eval_dir)
+        if not isinstance(entry.get("threshold"), dict):
+            raise KdgatError(f"--thresholds {eval_dir}: the entry of {name} records no threshold")
+        return {**entry["threshold"], "recorded": True}
     if y_val is None:
         raise KdgatError(
             f"graph store {store.path}: no part 'val' to choose thresholds on (a store built with --like); "
@@ -312,12 +302,19 @@ def run(
     run_dirs = [Path(r).resolve() for r in run_dirs]
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
-    recorded = None if thresholds is None else read_thresholds(thresholds)
+    recorded = None if thresholds is None else (Path(thresholds), read_evaluation(Path(thresholds)))
     if recorded is None and "val" not in store.parts:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
     fusions = [is_fusion_run(run) for run in run_dirs]
     members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
+    for run, fusion in zip(run_dirs, fusions, strict=True) if recorded is not None else ():
+        # every run's recorded threshold found (or refused: another run of its name) before any work
+        if fusion:
+            label = fusion_label(read_json(run / MEMBERS_FILE, missing="missing (the fusion run is incomplete)"))
+        else:
+            label = run_label(load_frozen_config(run / CONFIG_FILE))
+        _threshold(recorded, run, label, None, None, policy, store)
     member_scores: MemberScores = {}
     begin_output(out_dir)
     # the single models first, so that the fusions find their members' scores; results in the order given

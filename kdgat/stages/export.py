@@ -25,12 +25,12 @@ from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, sta
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
-from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_versions, read_manifest, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
+from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.fusion.ensemble import fusion_label, is_fusion_run
 from kdgat.training.runs import model_file, run_label
 
@@ -39,54 +39,6 @@ _STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "f
                "edge_features", "vocab_size", "oov_index", "attack_types", "timing", "payload_runs",
                "feature_stats")  # fmt: skip
 _VALIDATION_KEYS = ("n", "positives", "f1", "precision", "recall", "fpr", "roc_auc", "pr_auc")
-
-
-def _evaluation(eval_dir: Path) -> dict:
-    path = eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir
-    document = read_json(path, missing="no evaluation here (run `kdgat evaluate` on the runs first)", what="evaluation")
-    if not isinstance(document, dict) or not isinstance(document.get("runs"), dict):
-        raise KdgatError(f"{path}: not an evaluation's {METRICS_FILE} (no 'runs')")
-    return document
-
-
-def _recorded(document: dict, run_dir: Path, label: str, eval_dir: Path) -> tuple[str, dict]:
-    """The evaluation's entry for ``run_dir``: matched by folder, else by label when the evaluation scored these
-    very weights (a moved or staged run); thresholds of another run of the same name are refused."""
-    target = run_dir.resolve()
-    for name, entry in document["runs"].items():
-        if Path(entry.get("run_dir", "")).resolve() == target:
-            _check_same_weights(run_dir, name, eval_dir, required=False)  # a run trained again in place
-            return name, entry
-    if label in document["runs"]:
-        _check_same_weights(run_dir, label, eval_dir)
-        return label, document["runs"][label]
-    raise KdgatError(
-        f"{eval_dir}: holds no evaluation of {run_dir} (it evaluated {', '.join(document['runs']) or 'nothing'}); "
-        "evaluate the run first"
-    )
-
-
-def _check_same_weights(run_dir: Path, label: str, eval_dir: Path, required: bool = True) -> None:
-    """The evaluation's manifest lists the sha256 of every weight file it scored (and of a fusion's members.json
-    since this version): ``run_dir``'s must be among them. Without a manifest, a run matched by its folder
-    passes (``required`` False) and one matched by label does not."""
-    folder = eval_dir if eval_dir.is_dir() else eval_dir.parent
-    manifest = read_manifest(folder)
-    if manifest is None:
-        if not required:
-            return
-        raise KdgatError(f"{folder}: no manifest.json, so nothing says its {label} is {run_dir}; evaluate the run")
-    scored = {item.sha256 for item in manifest.inputs}
-    fusion = is_fusion_run(run_dir)
-    files = [run_dir / FUSION_FILE] if fusion else [model_file(run_dir)]
-    if fusion and any(Path(item.path).name == MEMBERS_FILE for item in manifest.inputs):
-        files.append(run_dir / MEMBERS_FILE)
-    for path in files:
-        if sha256_file(path) not in scored:
-            raise KdgatError(
-                f"{folder}: its {label} is another run than {run_dir} ({path.name} differs); "
-                "evaluate this run and export with that evaluation"
-            )
 
 
 def _threshold(entry: dict, name: str, eval_dir: Path) -> b.Threshold:
@@ -161,7 +113,7 @@ def run(
     run_dirs = [Path(r) for r in run_dirs]
     for run_dir in run_dirs:
         _finished(run_dir)
-    document = _evaluation(eval_dir)
+    document = read_evaluation(eval_dir)
     graphs_dir = Path(graphs_dir) if graphs_dir is not None else _store_of(run_dirs[0])
     store = open_store(graphs_dir)
     if "train" not in store.parts or store.metadata.get("like"):  # the reference: the training vehicle's windows
@@ -231,7 +183,7 @@ def run(
             label = add_fusion(run_dir) if is_fusion_run(run_dir) else add_model(run_dir)
             if any(d.label == label for d in detectors):
                 continue
-            name, entry = _recorded(document, run_dir, label, eval_dir)
+            name, entry = recorded_entry(document, run_dir, label, eval_dir)
             validation = {k: entry.get("validation", {}).get(k) for k in _VALIDATION_KEYS}
             detectors.append(
                 b.Detector(label=label, threshold=_threshold(entry, name, eval_dir), validation=validation)
