@@ -341,6 +341,30 @@ def test_unlabelled_asc_and_blf_logs_of_the_same_vehicle(trained, road_test, tmp
         assert np.array_equal(mine.first_frame.to_numpy(), reference.first_frame.to_numpy())
 
 
+def test_detect_says_when_its_verdicts_are_less_trustworthy(trained, road_test, tmp_path):
+    """A capture shorter than a window gives one short window, like none the models trained on (benign traffic
+    was flagged so, silently); frames without timestamps get neutral timing features. Both are said, in the
+    summary and on stderr, as `kdgat graphs` says the second."""
+    lines = lzma.open(road_test, "rt").read().splitlines(keepends=True)
+    short = tmp_path / "short.csv"
+    short.write_text("".join(lines[:31]))  # the header and 30 frames
+    untimed = tmp_path / "untimed.log"  # candump's default output, without timestamps: `can0  123   [8]  11 22 ...`
+    rows = [r for r in (line.split(",") for line in lines[1:]) if int(r[1], 16) <= 0x7FF][:2_000]  # Time,Id,Byte1..
+    untimed.write_text("".join(f"  can0  {r[1]}   [8]  {' '.join(r[2:10])}\n" for r in rows))
+    result = invoke(
+        "detect", short, untimed, road_test, "--detector", trained / "detector", "--out", tmp_path / "v.csv"
+    )
+    assert result.exit_code == 0, result.stderr
+    warned = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    files = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert files[0]["frames"] == 30 and "fewer than a window (100)" in files[0]["warnings"][0]
+    assert any(str(short) in w and "fewer than a window" in w for w in warned)
+    assert files[1]["warnings"] == ["2,000 frames have no timestamp: their timing features are neutral "
+                                    "(has_timestamps = 0), so attacks seen only in timing go unseen"]  # fmt: skip
+    assert any(str(untimed) in w and "no timestamp" in w for w in warned)
+    assert files[2]["warnings"] == [] and not any(str(road_test) + ": " in w and "timestamp" in w for w in warned)
+
+
 def test_an_asc_log_cut_short(trained, road_test, tmp_path):
     """A log still being written or copied in part: a line cut inside its data bytes is refused (python-can
     reads it as a frame with fewer bytes than its DLC); one cut at a line end is scored, with a warning."""
@@ -359,7 +383,7 @@ def test_an_asc_log_cut_short(trained, road_test, tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and str(whole) in warnings[0] and "End TriggerBlock" in warnings[0], warnings
     cut, full = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
-    assert cut["frames"] == full["frames"] == 3_000 and "warnings" not in full
+    assert cut["frames"] == full["frames"] == 3_000 and full["warnings"] == []
     # a PEAK TRC log cut inside its last line: python-can logged it and went on without it
     trc = write_can_log(tmp_path / "road.trc", frames_of(road_test), limit=3_000)
     text = trc.read_text()

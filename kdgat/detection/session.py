@@ -84,10 +84,13 @@ class Session:
         self.latency: list[np.ndarray] = []
         self.started = time.perf_counter()
         self.start_time: float | None = None  # timestamp of the stream's first frame
+        self.untimed_frames = 0  # frames that came without a timestamp (neutral timing features)
 
     # -- the consume callback -----------------------------------------------------------------------
 
     def __call__(self, block) -> None:
+        times = block.timestamps
+        self.untimed_frames += len(block) if times is None else int(np.isnan(times).sum())
         for batch in self.stream.push(block):
             self._score(batch)
 
@@ -158,6 +161,22 @@ class Session:
 
     # -- the summary ------------------------------------------------------------------------------
 
+    def _warnings(self, frames: int) -> list[str]:
+        """What makes this stream's verdicts less trustworthy than the evaluation's figures (said, not hidden)."""
+        found = []
+        window = self.stream.window
+        if 0 < frames < window:
+            found.append(
+                f"its {frames} frames are fewer than a window ({window}): its one window is shorter than any the "
+                "models trained on, so its verdict is unreliable"
+            )
+        if self.untimed_frames and self.detector.periods is not None:
+            found.append(
+                f"{self.untimed_frames:,} frames have no timestamp: their timing features are neutral "
+                "(has_timestamps = 0), so attacks seen only in timing go unseen"
+            )
+        return found
+
     def summary(self) -> dict:
         """What the stream showed: counts, first alert, top suspects, the OOD figures, metrics if labelled."""
         seconds = time.perf_counter() - self.started
@@ -189,6 +208,7 @@ class Session:
             "ood_figures": figures,
             "seconds": round(seconds, 3),
             "frames_per_s": round(frames / seconds, 1) if seconds > 0 else None,
+            "warnings": self._warnings(frames),
         }
         if self.latency:
             latency = np.concatenate(self.latency) * 1e3

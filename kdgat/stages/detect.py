@@ -151,7 +151,8 @@ def run(
                 except ValueError as exc:  # the window builder refuses a mix of labelled and unlabelled frames
                     raise BadInputError(capture, str(exc)) from None
                 session.finish()
-                summary = {**session.summary(), **details}
+                summary = session.summary()
+                summary = {**summary, **details, "warnings": summary["warnings"] + details.get("warnings", [])}
                 files.append(summary)
                 inputs.append({"path": str(capture.resolve()), "sha256": details.get("sha256")})
                 if on_file is not None:
