@@ -365,6 +365,31 @@ def test_detect_says_when_its_verdicts_are_less_trustworthy(trained, road_test, 
     assert files[2]["warnings"] == [] and not any(str(road_test) + ": " in w and "timestamp" in w for w in warned)
 
 
+def test_an_unwritable_out_is_refused_before_scoring_and_keeps_the_earlier_output(trained, road_test, tmp_path):
+    """`--out` naming a folder failed after all the scoring, naming a temporary file; a summary path that is a folder
+    replaced the earlier rows, then failed. Both are refused first; a killed run's temporary file goes at the next run;
+    an unknown --format lists the python-can logs too."""
+    from kdgat.core.atomic import _HOST
+
+    (tmp_path / "dir.csv").mkdir()
+    one_line_error(invoke("detect", road_test, "--detector", trained / "detector", "--out", tmp_path / "dir.csv"),
+                   "dir.csv is a folder; name a file", code=2)  # fmt: skip
+    earlier = tmp_path / "v.csv"
+    earlier.write_text("earlier rows\n")
+    (tmp_path / "v.summary.json").mkdir()
+    one_line_error(invoke("detect", road_test, "--detector", trained / "detector", "--out", earlier),
+                   "v.summary.json is a folder", code=2)  # fmt: skip
+    assert earlier.read_text() == "earlier rows\n"
+    (tmp_path / "v.summary.json").rmdir()
+    killed = tmp_path / f".tmp-{_HOST}-999999999-0123abcd.v.csv"  # a run killed while writing (no such process)
+    killed.write_text("half")
+    one_line_error(invoke("detect", road_test, "--detector", trained / "detector", "--format", "nosuch"),
+                   "unknown format 'nosuch'", "asc, blf, trc", code=2)  # fmt: skip
+    result = invoke("detect", road_test, "--detector", trained / "detector", "--out", earlier)
+    assert result.exit_code == 0, result.stderr
+    assert not killed.exists() and earlier.read_text().startswith('"file","window"')
+
+
 def test_an_asc_log_cut_short(trained, road_test, tmp_path):
     """A log still being written or copied in part: a line cut inside its data bytes is refused (python-can
     reads it as a frame with fewer bytes than its DLC); one cut at a line end is scored, with a warning."""

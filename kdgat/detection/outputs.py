@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from kdgat.core.atomic import atomic_path, atomic_write_text
+from kdgat.core.atomic import atomic_path
 from kdgat.core.errors import UsageError
 
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
@@ -54,8 +54,13 @@ class _FileSink(RowSink):
             self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)  # removes the temporary file
             return
         self._finish()
-        self._stack.close()
-        atomic_write_text(summary_path(self.path), json.dumps(summary, indent=2, default=str) + "\n")
+        try:  # the summary written before the rows move into place: a failure keeps the earlier output whole
+            with atomic_path(summary_path(self.path)) as staged:
+                Path(staged).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+                self._stack.close()  # the rows into place; then the summary
+        except BaseException:
+            self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)
+            raise
 
 
 class ParquetSink(_FileSink):

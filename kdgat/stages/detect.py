@@ -16,6 +16,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
+from kdgat.core.atomic import clean_stale
 from kdgat.core.errors import BadInputError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, package_versions
@@ -23,7 +24,7 @@ from kdgat.core.threads import set_threads
 from kdgat.detection.detector import load_detector
 from kdgat.detection.outputs import RowSink, open_sink, summary_path
 from kdgat.detection.session import Session
-from kdgat.detection.sources import Pacer, StopStream, open_bus, read_bus, read_frames
+from kdgat.detection.sources import Pacer, StopStream, check_format, open_bus, read_bus, read_frames
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -51,8 +52,9 @@ def _timer(stop: threading.Event, duration: float | None) -> None:
         timer.start()
 
 
-def _refuse_overwriting_inputs(out, captures: list, detector_dir) -> None:
-    """``--out`` (or the summary beside it) must not be a capture being read or a file of the bundle."""
+def _check_out(out, captures: list, detector_dir) -> None:
+    """``--out`` (and the summary beside it) can be written, and is not a capture being read or a file of the
+    bundle: found before any scoring, not when the rows are moved into place (an earlier output stays whole)."""
     if out is None or str(out) == "-":
         return
     written = {Path(out).resolve(), summary_path(Path(out)).resolve()}
@@ -60,6 +62,9 @@ def _refuse_overwriting_inputs(out, captures: list, detector_dir) -> None:
     for path in written:
         if path in {Path(c).resolve() for c in captures} or path.is_relative_to(bundle):
             raise UsageError(f"--out {out}: would overwrite {path}, an input of this run; write elsewhere")
+        if path.is_dir():
+            raise UsageError(f"--out {out}: {path} is a folder; name a file")
+    clean_stale(Path(out).resolve().parent)  # temporary files of a run killed while writing here
 
 
 def run(
@@ -116,7 +121,8 @@ def run(
     for capture in captures:
         if not Path(capture).is_file():
             raise BadInputError(capture, "file not found" if not Path(capture).exists() else "not a file")
-    _refuse_overwriting_inputs(out, captures, detector_dir)
+    check_format(fmt)
+    _check_out(out, captures, detector_dir)
     sink = open_sink(out) if sink is None else sink
     stop = stop or threading.Event()
     files, inputs = [], []
