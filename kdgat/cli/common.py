@@ -22,7 +22,7 @@ from kdgat.core.errors import KdgatError
 # Pipes and CI logs get wide tables instead of rich's 80-column default.
 _LITERAL = dict(markup=False, emoji=False, highlight=False)
 out = Console(width=None if sys.stdout.isatty() else 160, **_LITERAL)
-err = Console(stderr=True, **_LITERAL)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160, **_LITERAL)
 
 
 class OutputFormat(str, Enum):

@@ -44,7 +44,9 @@ def pipeline(
     ] = None,
     method: Annotated[FusionMethod, typer.Option("--fusion", help="Fusion of both ensembles.")] = FusionMethod.dqn,
     lake: Annotated[Optional[Path], typer.Option("--lake", help="Datalake folder (default: OUT/lake).")] = None,
-    no_lake: Annotated[bool, typer.Option("--no-lake", help="Stop after evaluate (no lake, no report).")] = False,
+    no_lake: Annotated[
+        bool, typer.Option("--no-lake", help="No lake and no report (evaluate and the detector export still run).")
+    ] = False,
     explain: Annotated[
         int,
         typer.Option("--explain", min=0, help="GNNExplainer graphs per GAT run in evaluate (slow; off by default)."),
