@@ -60,8 +60,8 @@ def test_defaults_fill_every_section_the_model_file_leaves_alone():
     cfg = resolve_config("gat", "large")
     defaults = _defaults()
     assert cfg.training.max_epochs == defaults["training"]["max_epochs"] == 300
-    vgae_section = {k: v for k, v in defaults["vgae"].items() if k != "calibration_fraction"}  # a VGAE run's only
-    assert cfg.vgae.model_dump(mode="json") == vgae_section
+    vgae_section = {k: v for k, v in defaults["vgae"].items() if k != "calibration_fraction"}  # 0: not written
+    assert cfg.vgae.model_dump(mode="json") == vgae_section and defaults["vgae"]["calibration_fraction"] == 0
     assert cfg.dqn.model_dump(mode="json") == defaults["dqn"]
 
 
@@ -346,13 +346,13 @@ def test_gat_id_input_added_later_leaves_earlier_run_hashes_alone(tmp_path):
 
 
 def test_vgae_calibration_fraction_is_a_vgae_run_setting(tmp_path):
-    """vgae.calibration_fraction (default 0.1) is kept by VGAE runs only, so a GAT or fuse run hashes as before the
-    key; a VGAE run recorded before it (calibrated on its training windows) reads back as 0 with its hash."""
+    """vgae.calibration_fraction (default 0: on the training windows, as before the key) is kept by VGAE runs only, so
+    a GAT or fuse run hashes as before it; a VGAE run recorded before it reads back as 0 with its hash."""
     from kdgat.core.config import config_hash, config_to_json, config_to_yaml, load_frozen_config
 
-    vgae = resolve_config("vgae", "small")
+    vgae = resolve_config("vgae", "small", overrides=["vgae.calibration_fraction=0.1"])
     assert vgae.model_dump(mode="json")["vgae"]["calibration_fraction"] == 0.1
-    earlier = resolve_config("vgae", "small", overrides=["vgae.calibration_fraction=0"])
+    earlier = resolve_config("vgae", "small")
     assert "calibration_fraction" not in earlier.model_dump(mode="json")["vgae"]
     assert config_hash(earlier) != config_hash(vgae) and "calibration_fraction: 0.0" in config_to_yaml(earlier)
     recorded = tmp_path / "recorded.json"

@@ -416,16 +416,21 @@ def test_a_selection_window_sharing_frames_with_a_fit_window_is_in_neither_half(
     assert window_start[select].min() >= last_fit_end
 
 
-def test_the_vgae_calibration_windows_are_the_last_tenth_of_each_file_rounded_down():
-    """``cut_in_time`` as the VGAE's calibration slice uses it (floor of 10 %): a file of 25 windows gives its last 2,
-    one of 9 windows gives none (it keeps them all for training), windows given in any order."""
-    from kdgat.data.split import cut_in_time
+def test_the_vgae_calibration_windows_are_every_tenth_window_of_each_file():
+    """``every_nth`` as the VGAE's calibration windows use it: each file's 10th, 20th, ... window (by position, given in
+    any order), spread over the file; a file of 9 windows keeps them all for training; with overlapping windows
+    (stride 50 < window 100) the training windows sharing a frame with a held one are in neither."""
+    from kdgat.data.split import every_nth
 
-    file_index = np.repeat([0, 1], [25, 9])
-    window_start = np.concatenate([np.arange(25) * 100, np.arange(9) * 100])
+    file_index = np.repeat([0, 1, 2], [25, 9, 20])
+    window_start = np.concatenate([np.arange(25) * 100, np.arange(9) * 100, np.arange(20) * 50])
     shuffled = np.random.default_rng(0).permutation(len(file_index))
-    train, held = cut_in_time(
-        file_index[shuffled], window_start[shuffled], 100, lambda n: np.floor(n * 0.1).astype(np.int64)
-    )
-    assert sorted(window_start[shuffled][held & (file_index[shuffled] == 0)].tolist()) == [2300, 2400]
-    assert not (held & (file_index[shuffled] == 1)).any() and (train | held).all() and not (train & held).any()
+    f, w = file_index[shuffled], window_start[shuffled]
+    kept, held = every_nth(f, w, 100, 10)
+    assert sorted(w[held & (f == 0)].tolist()) == [900, 1900] and not (held & (f == 1)).any()
+    assert (kept | held)[f < 2].all() and not (kept & held).any()  # stride = window: nothing shared
+    assert sorted(w[held & (f == 2)].tolist()) == [450, 950]
+    dropped = sorted(w[~kept & ~held & (f == 2)].tolist())
+    assert dropped == [400, 500, 900]  # 50 frames shared with a held window; 350 and 550 share none
+    for start in w[kept & (f == 2)]:
+        assert (np.abs(w[held & (f == 2)] - start) >= 100).all()

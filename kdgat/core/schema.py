@@ -147,7 +147,7 @@ class VGAEConfig(BaseModel):
     # frame among 100 barely moves it)
     window_score: Literal["novel_first", "id_feature_max", "mean"]
     novel_min_count: NonNegInt
-    # the last fraction of each training file's benign windows, which the VGAE does not train on: its per-ID
+    # every 1/fraction-th of each training file's benign windows, which the VGAE does not train on: its per-ID
     # error percentiles are measured there (on its own training windows they are too small for any new window).
     # 0: measured on the training windows (runs made before it; a missing key reads as 0)
     calibration_fraction: Dropout = Field(0.0, exclude_if=_is(0.0))

@@ -105,6 +105,39 @@ def cut_in_time(
     return earlier, later
 
 
+def every_nth(
+    file_index: np.ndarray, window_start: np.ndarray, window: int, every: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of the kept and the held windows: each file's ``every``-th window (by position, the last of each run of
+    ``every``) is held, and a kept window sharing a frame with a held one is in neither.
+
+    Held windows spread over the whole file, so what is fitted on the kept ones still sees every stretch of the
+    recording (a held-out end of each file took a whole driving phase from the VGAE: measured in docs/results.md).
+    """
+    file_index, window_start = np.asarray(file_index), np.asarray(window_start)
+    order = np.lexsort((window_start, file_index))
+    _, first, counts = np.unique(file_index[order], return_index=True, return_counts=True)
+    rank = np.arange(len(order)) - np.repeat(first, counts)
+    held_sorted = rank % int(every) == int(every) - 1
+    starts, files = window_start[order], file_index[order]
+    # each window's nearest held window before and after it in its file (-1 where none)
+    positions = np.arange(len(order))
+    before = np.maximum.accumulate(np.where(held_sorted, positions, -1))
+    after = np.minimum.accumulate(np.where(held_sorted, positions, len(order))[::-1])[::-1]
+    near = np.zeros(len(order), dtype=bool)
+    has_before = before >= 0
+    near[has_before] = (files[before[has_before]] == files[has_before]) & (
+        starts[has_before] - starts[before[has_before]] < int(window)
+    )
+    has_after = after < len(order)
+    near[has_after] |= (files[after[has_after]] == files[has_after]) & (
+        starts[after[has_after]] - starts[has_after] < int(window)
+    )
+    kept, held = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
+    kept[order], held[order] = ~held_sorted & ~near, held_sorted
+    return kept, held
+
+
 def fusion_halves(file_index: np.ndarray, window_start: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the fit and selection windows: the earlier and the later half of each file's windows.
 

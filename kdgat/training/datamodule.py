@@ -3,7 +3,7 @@
 Loaders are :class:`kdgat.data.batching.GraphBatchLoader` (in-process, batches gathered from the
 memory maps). ``labels`` says which windows a model learns from: the VGAE only benign ones (it
 learns what normal traffic looks like), the GAT every labelled one. ``calibration_fraction`` keeps
-the last fraction of each training file's selected windows out of training (the VGAE's calibration
+every ``1 / fraction``-th of each training file's selected windows out of training (the VGAE's calibration
 windows: statistics of a trained model measured on windows it did not fit). The training loader reshuffles
 every epoch deterministically from (seed, epoch): Lightning calls ``loader.sampler.set_epoch(epoch)``
 at the start of each epoch.
@@ -16,7 +16,7 @@ import numpy as np
 
 from kdgat.core.errors import KdgatError
 from kdgat.data.batching import GraphBatchLoader
-from kdgat.data.split import cut_in_time
+from kdgat.data.split import every_nth
 from kdgat.data.store import GraphPart, GraphStore
 
 __all__ = ["GraphDataModule"]
@@ -52,16 +52,16 @@ class GraphDataModule(pl.LightningDataModule):
         return np.flatnonzero(np.isin(np.asarray(part.y), self.labels))
 
     def _cut(self, indices: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """Training and calibration windows: the last ``fraction`` of each file's, rounded down (a file of few
-        windows keeps them all for training), less those sharing a frame with a training window."""
+        """Training and calibration windows: every ``round(1 / fraction)``-th of each file's, spread over the whole
+        file, less the training windows sharing a frame with one (a file of fewer windows keeps them all)."""
         if fraction <= 0:
             return indices, indices[:0]
         part = self.store.part("train")
-        train, calibration = cut_in_time(
+        train, calibration = every_nth(
             np.asarray(part.file_index)[indices],
             np.asarray(part.window_start)[indices],
             int(self.store.metadata["window"]),
-            lambda n: np.floor(n * fraction).astype(np.int64),
+            max(2, round(1 / fraction)),
         )
         return indices[train], indices[calibration]
 
