@@ -601,6 +601,18 @@ def test_a_compiled_fusion_gives_the_same_numbers_alone_and_beside_its_members(
     assert alone == shared and alone_rows.equals(shared_rows)
 
 
+def test_an_ensemble_never_fits_its_vgae_scale_on_the_windows_it_scores(store_dir, teachers):
+    """The VGAE's squashing scale is fitted by `kdgat fuse` on the fit half's benign windows; an ensemble without it
+    (a future caller on a test part) used to fit it on whatever part it scored. Now it refuses."""
+    from kdgat.fusion.ensemble import Ensemble
+
+    store = open_store(store_dir)
+    with pytest.raises(KdgatError, match="VGAE scale is not set"):
+        Ensemble(teachers / "vgae", teachers / "gat", store).data(store.part("val"))
+    data, _ = Ensemble(teachers / "vgae", teachers / "gat", store, vgae_scale=2.0).data(store.part("val"))
+    assert len(data) > 0
+
+
 def test_fuse_needs_a_vgae_and_a_gat(store_dir, teachers, tmp_path):
     from kdgat.stages.fuse import run as run_fuse
 

@@ -49,9 +49,8 @@ class Ensemble:
         gat = score_gat(self.gat, part, batch_size) if gat is None else gat
         y = np.asarray(part.y)
         keep = y >= 0
-        if self.vgae_scale is None:
-            benign = vgae["score"][y == 0]
-            self.vgae_scale = float(np.median(benign)) if len(benign) else float(np.median(vgae["score"]))
+        if self.vgae_scale is None:  # fitted by `kdgat fuse` only: fitted here, it would be fitted on what is scored
+            raise KdgatError("the fusion's VGAE scale is not set (members.json vgae_scale); `kdgat fuse` fits it")
         error = vgae["score"]  # the VGAE's window score (its most abnormal node, by default)
         squashed = error / (error + max(self.vgae_scale, 1e-12))
         novel = vgae["novel"][keep]

@@ -96,9 +96,11 @@ def run(
     part = store.part(FUSION_PART)
     fit_windows, selection_windows = fusion_halves(part.file_index, part.window_start, int(store.metadata["window"]))
     vgae_scores = score_vgae(ensemble.vgae, part)
-    benign_fit = fit_windows & (np.asarray(part.y) == 0)
-    if benign_fit.any():  # the VGAE's squashing scale is fitted with the fusion: on the fit half's benign windows
-        ensemble.vgae_scale = float(np.median(vgae_scores["score"][benign_fit]))
+    # the VGAE's squashing scale is fitted with the fusion: on the fit half's benign windows (on every benign fusion
+    # window where that half has none; then the selection is in-sample anyway, and said so)
+    benign = np.asarray(part.y) == 0
+    scale_on = fit_windows & benign if (fit_windows & benign).any() else benign
+    ensemble.vgae_scale = float(np.median(vgae_scores["score"][scale_on] if scale_on.any() else vgae_scores["score"]))
     held_out, labelled = ensemble.data(part, vgae=vgae_scores)
     if not held_out.both_classes:
         raise KdgatError(f"{graphs_dir}: {ONE_CLASS_FUSION_PART}")
