@@ -3,8 +3,8 @@
 The fusion is fitted on the store's ``fusion`` part: held-out time blocks that neither member
 trained on and that no threshold is chosen on (``kdgat.data.split``); a fusion fitted on the
 members' own training windows learns to trust whichever member overfits most. It is fitted on the
-earlier half of each file's fusion windows, and everything chosen about it (its best epoch or
-episode, the fallback, the novel-ID rule) on the later half, which it did not fit
+earlier half of each file's fusion windows, and what is chosen about it (its best epoch or
+episode, the fallback) on the later half, which it did not fit
 (:func:`kdgat.data.split.fusion_halves`). The VGAE's reconstruction error is squashed to [0, 1] as
 e / (e + m), with m the median error of the benign windows of the fit half: 0.5 at a typical benign
 window, towards 1 for unusual ones. When the fitted fusion ranks the selection windows worse (PR-AUC)
@@ -12,7 +12,8 @@ than one of its members, the run falls back to that member, so the ensemble is n
 best member on windows it did not fit. With ``fusion.novel_alert`` (the
 default) a window holding a CAN ID that benign training traffic lacks then scores 1, whatever the
 fusion says (it needs the VGAE's ``novel_first`` window score), unless that ranks the fusion windows
-worse: benign windows with such IDs there. Both comparisons allow for rounding (1e-9 of average
+worse: benign windows with such IDs there, in either half (the rule fits nothing, so all of them are
+evidence; the selection half alone held none on ROAD). Both comparisons allow for rounding (1e-9 of average
 precision: the same ranking summed in another order). The run directory records the two
 member runs and both choices, so evaluation rebuilds the ensemble.
 """
@@ -46,11 +47,12 @@ from kdgat.fusion.ensemble import (
     keeps_novel_alert,
     novel_counts,
     ranks_no_worse,
+    with_novel_alert,
 )
 
 # how the fusion's choices are made: on the later half of the held-out windows, which it did not fit (part of the
 # pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again)
-SELECTION = "later-half"
+SELECTION = "later-half, rule on every window"
 
 
 def novel_alert_off(metrics: dict) -> str | None:
@@ -118,10 +120,18 @@ def run(
     fallback = None if ranks_no_worse(ranking["fusion"], ranking[best_member]) else best_member
     # the rule needs the VGAE to say which windows hold a novel ID
     available = cfg.fusion.novel_alert and ensemble.vgae.marks_novel_ids
-    novel_alert = False
+    novel_alert, rule_decision = False, None
     if available:
-        ensemble_now = scores[fallback or "fusion"]
-        novel_alert, ranking["with_novel_alert"] = keeps_novel_alert(select.labels, ensemble_now, select.novel)
+        # the rule fits nothing: what decides it is whether benign held-out windows hold novel IDs, so it is decided
+        # on every fusion window (on ROAD the selection half held none, and the two benign ones of the fit half that
+        # cost ranking there went unseen). On the fit half a fitted fusion's scores are in-sample, which understates
+        # what the rule adds and not what it costs (a benign novel window scored 1 tops the ranking either way)
+        everywhere = ensemble_scores(fusion, held_out, {"fallback": fallback})
+        novel_alert, with_rule = keeps_novel_alert(held_out.labels, everywhere, held_out.novel)
+        rule_decision = {"windows": len(held_out), "pr_auc": average_precision(held_out.labels, everywhere),
+                         "with_novel_alert": with_rule, "novel_windows": novel_counts(held_out)}  # fmt: skip
+        chosen = scores[fallback or "fusion"]
+        ranking["with_novel_alert"] = average_precision(select.labels, with_novel_alert(chosen, select.novel))
     with atomic_path(out_dir / FUSION_FILE) as tmp:
         torch.save(fusion.state_dict(), tmp)
     # each member's weights hashed once: members.json (evaluate and detect check it) and the manifest's inputs
@@ -166,6 +176,7 @@ def run(
         "novel_alert_unavailable": cfg.fusion.novel_alert and not available,
         "novel_alert_dropped": available and not novel_alert,
         "novel_windows": novel_counts(select),
+        "novel_alert_decided_on": rule_decision,  # every fusion window (both halves)
         "collapsed_to": collapsed_to(policy["alpha"]) if policy else None,
         "history": {k: v for k, v in history.items() if not isinstance(v, (list, dict))},
         "ensemble_parameters": parameters + fusion_parameters,
