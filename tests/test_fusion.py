@@ -387,6 +387,16 @@ def test_novel_alert_is_kept_only_where_it_ranks_no_worse():
     assert not ranks_no_worse(without - 1e-6, without)  # a real loss is not rounding
 
 
+def test_a_fusion_that_only_ties_its_best_member_falls_back_to_it():
+    """ROAD's selection windows are ranked perfectly by the DQN and by its GAT: the tie kept the DQN, which then
+    ranked an unseen attack kind worse than the GAT (PR-AUC 0.779 against 0.939). A fusion is kept only where it
+    ranks them better than its best member, beyond rounding."""
+    from kdgat.fusion.ensemble import ranks_better
+
+    assert not ranks_better(1.0, 1.0) and not ranks_better(0.9832, 0.9832 - 5e-10)  # a tie, or rounding
+    assert ranks_better(0.9942, 0.9932) and not ranks_better(0.9932, 0.9942)
+
+
 def test_the_fusion_is_fitted_on_each_files_earlier_half_and_chosen_on_its_later_half():
     """Hand-made windows of three files, out of order: per file, the first half by position fits (odd counts:
     the later half has the extra window), and no fit window of a file starts after one of its selection windows."""

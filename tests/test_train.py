@@ -450,6 +450,8 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     ranked = average_precision(select.labels, ensemble_scores(fusion, select, members))
     best_member = max(average_precision(select.labels, s) for s in (select.gat_prob, select.vgae_score))
     assert ranked >= best_member - 1e-9  # up to rounding (AP_ROUNDING)
+    ranking = metrics["pr_auc_on_fusion_windows"]  # kept only where it ranks better than its best member: not a tie
+    assert (metrics["fallback"] is None) is (ranking["fusion"] > max(ranking["gat"], ranking["vgae"]) + 1e-9)
     assert members["fallback"] == metrics["fallback"] and metrics["collapsed_to"] in (None, "gat", "vgae")
     # the default novel_alert (a window holding a CAN ID that benign training traffic lacks scores 1), kept only
     # where it ranks every fusion window, both halves, no worse (the dropping case on hand-made scores:

@@ -89,6 +89,13 @@ def ranks_no_worse(candidate: float, incumbent: float) -> bool:
     return candidate >= incumbent - AP_ROUNDING
 
 
+def ranks_better(candidate: float, incumbent: float) -> bool:
+    """Whether a candidate scoring's average precision beats the incumbent's by more than rounding: a learnt fusion
+    that only ties its best member (ROAD: both rank the selection windows perfectly) showed nothing it adds there,
+    and on an attack kind it never saw it ranked worse than that member."""
+    return candidate > incumbent + AP_ROUNDING
+
+
 def keeps_novel_alert(labels: np.ndarray, scores: np.ndarray, novel: np.ndarray) -> tuple[bool, float]:
     """Whether the novel-ID rule ranks these labelled windows (the fuse stage's held-out ones) no worse than
     ``scores`` alone, and their average precision with it: not where benign windows there hold novel IDs."""

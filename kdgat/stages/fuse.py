@@ -7,15 +7,16 @@ earlier half of each file's fusion windows, and what is chosen about it (its bes
 episode, the fallback) on the later half, which it did not fit
 (:func:`kdgat.data.split.fusion_halves`). The VGAE's reconstruction error is squashed to [0, 1] as
 e / (e + m), with m the median error of the benign windows of the fit half: 0.5 at a typical benign
-window, towards 1 for unusual ones. When the fitted fusion ranks the selection windows worse (PR-AUC)
-than one of its members, the run falls back to that member, so the ensemble is never worse than its
-best member on windows it did not fit. With ``fusion.novel_alert`` (the
-default) a window holding a CAN ID that benign training traffic lacks then scores 1, whatever the
-fusion says (it needs the VGAE's ``novel_first`` window score), unless that ranks the fusion windows
-worse: benign windows with such IDs there, in either half (the rule fits nothing, so all of them are
-evidence; the selection half alone held none on ROAD). Both comparisons allow for rounding (1e-9 of average
-precision: the same ranking summed in another order). The run directory records the two
-member runs and both choices, so evaluation rebuilds the ensemble.
+window, towards 1 for unusual ones. Unless the fitted fusion ranks the selection windows better
+(PR-AUC) than its best member, the run falls back to that member (a tie too: a fusion that shows no
+gain is not used), so the ensemble is never worse than its best member on windows it did not fit.
+With ``fusion.novel_alert`` (the default) a window holding a CAN ID that benign training traffic
+lacks then scores 1, whatever the fusion says (it needs the VGAE's ``novel_first`` window score),
+unless that ranks the fusion windows worse: benign windows with such IDs there, in either half (the
+rule fits nothing, so all of them are evidence; the selection half alone held none on ROAD). Both
+comparisons allow for rounding (1e-9 of average precision: the same ranking summed in another
+order). The run directory records the two member runs and both choices, so evaluation rebuilds the
+ensemble.
 """
 
 from __future__ import annotations
@@ -46,13 +47,13 @@ from kdgat.fusion.ensemble import (
     ensemble_scores,
     keeps_novel_alert,
     novel_counts,
-    ranks_no_worse,
+    ranks_better,
     with_novel_alert,
 )
 
 # how the fusion's choices are made: on the later half of the held-out windows, which it did not fit (part of the
 # pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again)
-SELECTION = "later-half, rule on every window"
+SELECTION = "later-half, rule on every window, ties to the member"
 
 
 def novel_alert_off(metrics: dict) -> str | None:
@@ -112,12 +113,12 @@ def run(
         fit = select = held_out
     fusion = make_fusion(method, cfg.dqn, cfg.fusion, seed=cfg.seed)
     history = fusion.fit(fit, select)  # its best epoch / episode: on the half it does not fit
-    # each candidate scoring of the selection windows (the fusion's in evaluate's batches) is kept only where it
-    # ranks them no worse than what it replaces: the fusion against its best member, then the novel-ID rule
+    # the fusion's scoring of the selection windows (in evaluate's batches) against its best member's
     scores = {"fusion": ensemble_scores(fusion, select, {}), "gat": select.gat_prob, "vgae": select.vgae_score}
     ranking = {name: average_precision(select.labels, s) for name, s in scores.items()}
     best_member = max(("gat", "vgae"), key=ranking.get)
-    fallback = None if ranks_no_worse(ranking["fusion"], ranking[best_member]) else best_member
+    # the fusion is kept only where it ranks them better than its best member: a tie falls back to the member
+    fallback = None if ranks_better(ranking["fusion"], ranking[best_member]) else best_member
     # the rule needs the VGAE to say which windows hold a novel ID
     available = cfg.fusion.novel_alert and ensemble.vgae.marks_novel_ids
     novel_alert, rule_decision = False, None
