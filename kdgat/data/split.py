@@ -80,29 +80,23 @@ def _held_out(
     return np.sort(np.array(val, np.int64)), np.sort(np.array(fusion, np.int64))
 
 
-def cut_in_time(
-    file_index: np.ndarray, window_start: np.ndarray, window: int, later_count
-) -> tuple[np.ndarray, np.ndarray]:
-    """Masks of each file's earlier and later windows (by position), ``later_count(n)`` of a file's ``n`` later.
-
-    A later window that shares a frame with the file's last earlier one (``window`` frames each, stride <
-    window) is in neither, as the parts themselves drop windows that straddle two blocks: what is fitted
-    on one side never saw a frame of the other.
-    """
-    file_index, window_start = np.asarray(file_index), np.asarray(window_start)
+def _in_file_order(file_index: np.ndarray, window_start: np.ndarray):
+    """Windows sorted by (file, position): the order, the sorted starts and files, each window's rank in its file,
+    and per file its first sorted position and its count."""
     order = np.lexsort((window_start, file_index))
-    _, first, counts = np.unique(file_index[order], return_index=True, return_counts=True)
-    n_earlier = counts - np.minimum(counts, np.asarray(later_count(counts), dtype=np.int64))
+    files, starts = file_index[order], window_start[order]
+    _, first, counts = np.unique(files, return_index=True, return_counts=True)
     rank = np.arange(len(order)) - np.repeat(first, counts)
-    earlier_sorted = rank < np.repeat(n_earlier, counts)
-    # the start of each file's last earlier window (-window where a file has none: nothing to purge)
-    last = np.full(len(counts), -int(window), dtype=np.int64)
-    has_earlier = n_earlier > 0
-    last[has_earlier] = window_start[order][(first + n_earlier - 1)[has_earlier]]
-    clear = window_start[order] >= np.repeat(last, counts) + int(window)
-    earlier, later = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
-    earlier[order], later[order] = earlier_sorted, ~earlier_sorted & clear
-    return earlier, later
+    return order, starts, files, rank, first, counts
+
+
+def _unsorted(order: np.ndarray, *sorted_masks: np.ndarray) -> tuple[np.ndarray, ...]:
+    out = []
+    for mask in sorted_masks:
+        back = np.empty(len(order), dtype=bool)
+        back[order] = mask
+        out.append(back)
+    return tuple(out)
 
 
 def every_nth(
@@ -114,40 +108,37 @@ def every_nth(
     Held windows spread over the whole file, so what is fitted on the kept ones still sees every stretch of the
     recording (a held-out end of each file took a whole driving phase from the VGAE: measured in docs/results.md).
     """
-    file_index, window_start = np.asarray(file_index), np.asarray(window_start)
-    order = np.lexsort((window_start, file_index))
-    _, first, counts = np.unique(file_index[order], return_index=True, return_counts=True)
-    rank = np.arange(len(order)) - np.repeat(first, counts)
-    held_sorted = rank % int(every) == int(every) - 1
-    starts, files = window_start[order], file_index[order]
-    # each window's nearest held window before and after it in its file (-1 where none)
+    order, starts, files, rank, _, _ = _in_file_order(np.asarray(file_index), np.asarray(window_start))
+    held = rank % int(every) == int(every) - 1
+    # each window's nearest held window before and after it (by sorted position; -1 / n where none)
     positions = np.arange(len(order))
-    before = np.maximum.accumulate(np.where(held_sorted, positions, -1))
-    after = np.minimum.accumulate(np.where(held_sorted, positions, len(order))[::-1])[::-1]
+    before = np.maximum.accumulate(np.where(held, positions, -1))
+    after = np.minimum.accumulate(np.where(held, positions, len(order))[::-1])[::-1]
     near = np.zeros(len(order), dtype=bool)
-    has_before = before >= 0
-    near[has_before] = (files[before[has_before]] == files[has_before]) & (
-        starts[has_before] - starts[before[has_before]] < int(window)
-    )
-    has_after = after < len(order)
-    near[has_after] |= (files[after[has_after]] == files[has_after]) & (
-        starts[after[has_after]] - starts[has_after] < int(window)
-    )
-    kept, held = np.empty(len(order), dtype=bool), np.empty(len(order), dtype=bool)
-    kept[order], held[order] = ~held_sorted & ~near, held_sorted
-    return kept, held
+    for other, has in ((before, before >= 0), (after, after < len(order))):
+        mine, theirs = positions[has], other[has]
+        near[mine] |= (files[theirs] == files[mine]) & (np.abs(starts[theirs] - starts[mine]) < int(window))
+    return _unsorted(order, ~held & ~near, held)
 
 
 def fusion_halves(file_index: np.ndarray, window_start: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the fit and selection windows: the earlier and the later half of each file's windows.
 
-    The fusion is fitted on the earlier half of the fusion part and everything chosen about it (its
-    best epoch, the fallback to a member, the novel-ID rule) on the later half: windows it did not fit
-    (in-sample, a fusion beat its members on windows it had fitted and lost to them on new ones).
-    Halves in time, not shuffled windows, so no benign stretch of a file is on both sides (odd counts:
-    the later half has the extra window).
+    The fusion is fitted on the earlier half of the fusion part and its best epoch and fallback to a member
+    are chosen on the later half: windows it did not fit (in-sample, a fusion beat its members on windows it
+    had fitted and lost to them on new ones). Halves in time, not shuffled windows, so no benign stretch of a
+    file is on both sides (odd counts: the later half has the extra window); a later window that shares a
+    frame with the file's last earlier one (stride < window) is in neither, as the parts themselves drop
+    windows that straddle two blocks.
     """
-    return cut_in_time(file_index, window_start, window, lambda n: n - n // 2)
+    order, starts, _, rank, first, counts = _in_file_order(np.asarray(file_index), np.asarray(window_start))
+    n_fit = counts // 2
+    fit = rank < np.repeat(n_fit, counts)
+    last = np.full(len(counts), -int(window), dtype=np.int64)  # each file's last fit window start
+    has_fit = n_fit > 0
+    last[has_fit] = starts[(first + n_fit - 1)[has_fit]]
+    clear = starts >= np.repeat(last, counts) + int(window)
+    return _unsorted(order, fit, ~fit & clear)
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,6 @@ def _check_out(out, captures: list, detector_dir) -> None:
             raise UsageError(f"--out {out}: would overwrite {path}, an input of this run; write elsewhere")
         if path.is_dir():
             raise UsageError(f"--out {out}: {path} is a folder; name a file")
-    clean_stale(Path(out).resolve().parent)  # temporary files of a run killed while writing here
 
 
 def run(
@@ -123,6 +122,8 @@ def run(
             raise BadInputError(capture, "file not found" if not Path(capture).exists() else "not a file")
     check_format(fmt)
     _check_out(out, captures, detector_dir)
+    if out is not None and str(out) != "-":
+        clean_stale(Path(out).resolve().parent)  # temporary files of a run killed while writing there
     sink = open_sink(out) if sink is None else sink
     stop = stop or threading.Event()
     files, inputs = [], []

@@ -86,15 +86,27 @@ def _attention_sample(model, part) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _threshold(recorded: tuple | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
-    """The threshold an earlier evaluation recorded for these weights (``recorded``: its folder and metrics; another
-    seed's run of the same name is refused), else one chosen on validation."""
-    if recorded is not None:
-        eval_dir, document = recorded
-        name, entry = recorded_entry(document, Path(run_dir), label, eval_dir)
+def _recorded_thresholds(source: Path, run_dirs: list[Path], fusions: list[bool]) -> dict[Path, dict]:
+    """The threshold an earlier evaluation recorded for each run's very weights, by run folder: found (or refused,
+    another seed's run of the same name) once, before any work."""
+    document, found = read_evaluation(source), {}
+    for run, fusion in zip(run_dirs, fusions, strict=True):
+        if fusion:
+            label = fusion_label(read_json(run / MEMBERS_FILE, missing="missing (the fusion run is incomplete)"))
+        else:
+            label = run_label(load_frozen_config(run / CONFIG_FILE))
+        name, entry = recorded_entry(document, run, label, source)
         if not isinstance(entry.get("threshold"), dict):
-            raise KdgatError(f"--thresholds {eval_dir}: the entry of {name} records no threshold")
-        return {**entry["threshold"], "recorded": True}
+            raise KdgatError(f"--thresholds {source}: the entry of {name} records no threshold")
+        found[run] = {**entry["threshold"], "recorded": True}
+    return found
+
+
+def _threshold(recorded: dict | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
+    """The threshold an earlier evaluation recorded for this run (``recorded``: :func:`_recorded_thresholds`), else
+    one chosen on validation."""
+    if recorded is not None:
+        return recorded[Path(run_dir)]
     if y_val is None:
         raise KdgatError(
             f"graph store {store.path}: no part 'val' to choose thresholds on (a store built with --like); "
@@ -302,19 +314,12 @@ def run(
     run_dirs = [Path(r).resolve() for r in run_dirs]
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
-    recorded = None if thresholds is None else (Path(thresholds), read_evaluation(Path(thresholds)))
-    if recorded is None and "val" not in store.parts:
+    if thresholds is None and "val" not in store.parts:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
     fusions = [is_fusion_run(run) for run in run_dirs]
     members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
-    for run, fusion in zip(run_dirs, fusions, strict=True) if recorded is not None else ():
-        # every run's recorded threshold found (or refused: another run of its name) before any work
-        if fusion:
-            label = fusion_label(read_json(run / MEMBERS_FILE, missing="missing (the fusion run is incomplete)"))
-        else:
-            label = run_label(load_frozen_config(run / CONFIG_FILE))
-        _threshold(recorded, run, label, None, None, policy, store)
+    recorded = None if thresholds is None else _recorded_thresholds(Path(thresholds), run_dirs, fusions)
     member_scores: MemberScores = {}
     begin_output(out_dir)
     # the single models first, so that the fusions find their members' scores; results in the order given

@@ -64,9 +64,11 @@ def novel_alert_off(metrics: dict) -> str | None:
             "novel CAN ID (that needs vgae.window_score novel_first)"
         )
     if metrics["novel_alert_dropped"]:
-        counts = metrics["novel_windows"]
+        # the windows it was decided on: every fusion window (runs made before: the selection windows)
+        decided = metrics.get("novel_alert_decided_on")
+        counts, where = (decided["novel_windows"], "fusion") if decided else (metrics["novel_windows"], "selection")
         return (
-            f"fusion.novel_alert is off for this run: {counts['benign']} benign selection windows hold a novel CAN "
+            f"fusion.novel_alert is off for this run: {counts['benign']} benign {where} windows hold a novel CAN "
             f"ID ({counts['attack']} attack ones), and scoring them 1 ranked those windows worse"
         )
     return None

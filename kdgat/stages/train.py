@@ -269,16 +269,16 @@ def run(
     best_path = Path(best.best_model_path) if best.best_model_path else last
     state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    # per-ID error percentiles of the best weights on benign windows it did not train on (its calibration windows;
-    # its training windows where there are none: calibration_fraction 0, or files too short to spare one)
+    # per-ID error percentiles of the best weights on the benign training windows (the default), or with
+    # vgae.calibration_fraction on the windows kept from training; the IDs seen are counted on every benign one
     calibrated_on = None
     if vgae:
         model.load_state_dict(weights)
         model.eval().cpu()
-        calibrated_on = "calibration" if len(data.calibration_indices) else "train"
-        model.calibrate(
-            data.train_dataloader_in_order(which=calibrated_on), data.train_dataloader_in_order(which="all")
-        )
+        held_out = len(data.calibration_indices) > 0
+        calibrated_on = "calibration" if held_out else "train"
+        seen_on = data.train_dataloader_in_order(which="all") if held_out else None  # else the same windows
+        model.calibrate(data.train_dataloader_in_order(which=calibrated_on), seen_on)
         weights = model.state_dict()
     with atomic_path(out_dir / MODEL_FILE) as tmp:
         torch.save(weights, tmp)

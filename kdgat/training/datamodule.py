@@ -72,9 +72,8 @@ class GraphDataModule(pl.LightningDataModule):
     def train_dataloader_in_order(self, batch_size: int = 1024, *, which: str = "train") -> GraphBatchLoader:
         """The training windows once, in store order (for statistics, not for training): ``which`` is "train"
         (what the model trains on), "calibration" (the windows kept from it) or "all" (both)."""
-        indices = {"train": self.train_indices, "calibration": self.calibration_indices}.get(
-            which, self.labelled_train_indices
-        )
+        indices = {"train": self.train_indices, "calibration": self.calibration_indices,
+                   "all": self.labelled_train_indices}[which]  # fmt: skip
         return GraphBatchLoader(self.store.part("train"), batch_size, indices=indices)
 
     def val_dataloader(self) -> GraphBatchLoader:
