@@ -183,6 +183,11 @@ def test_a_date_stamp_before_the_first_frame_is_skipped_when_the_format_is_detec
     assert run_ingest_cli(path, "--out", out).exit_code == 0
     item = json.loads((out / "manifest.json").read_text())["outputs"][0]
     assert (item["rows"], item["ignored_lines"]) == (2, 1)
+    # only the line readers skip such lines: a CSV whose header comes after one is not taken for that CSV format
+    # (whose reader would then stop at the date line), it is of no known format, said at its first line
+    dated_csv = write_capture(tmp_path / "dated.csv", "2020-11-24T042648\n" + CTT_HEADER + GOOD_ROWS)
+    result = run_ingest_cli(dated_csv, "--out", tmp_path / "csv")
+    assert result.exit_code == 1 and "dated.csv:1: unknown format: first line '2020-11-24T042648'" in result.stderr
 
 
 def test_a_byte_order_mark_before_the_header_is_read_past(tmp_path):

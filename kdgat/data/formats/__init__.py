@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from kdgat.core.errors import BadInputError, UsageError
 from kdgat.data.formats.base import CaptureFormat, first_lines
 from kdgat.data.formats.csv_formats import CSV_FORMATS
-from kdgat.data.formats.line_formats import IGNORABLE, LINE_FORMATS
+from kdgat.data.formats.line_formats import LINE_FORMATS
 from kdgat.data.formats.stream import CaptureStream
 
 FORMATS: dict[str, CaptureFormat] = {f.name: f for f in [*CSV_FORMATS, *LINE_FORMATS]}
 
 
-def get_format(name: str) -> CaptureFormat:
+def get_format(name: str, also: tuple[str, ...] = ()) -> CaptureFormat:
+    """The reader of ``name``; an unknown one is a usage error listing every choice (``also``: names a caller reads
+    with other readers, e.g. detect's python-can logs)."""
     try:
         return FORMATS[name]
     except KeyError:
-        raise UsageError(f"unknown format {name!r}; choose from: auto, {', '.join(FORMATS)}") from None
+        raise UsageError(f"unknown format {name!r}; choose from: auto, {', '.join([*FORMATS, *also])}") from None
 
 
 def detect_format(path: str | Path) -> CaptureFormat:
     """Recognise the format from the first non-blank lines (after decompression)."""
     with CaptureStream(path) as stream:
-        # lines every reader skips (a bare date-time stamp opens some candump logs) say nothing of the format
-        lines = [line for line in first_lines(stream, count=10) if not re.match(IGNORABLE, line)][:5]
+        lines = first_lines(stream)
     if not lines:
         raise BadInputError(path, "empty file (nothing to detect a format from)")
     for fmt in FORMATS.values():

@@ -33,6 +33,7 @@ from kdgat.data.frames import FrameColumns
 # Lines that are not frames but are known to occur: blank lines and bare
 # date-time stamps such as "2020-11-24T042648" in the Nissan Juke logs.
 IGNORABLE = r"^\s*$|^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:?\d{2}:?\d{2}(\.\d+)?\s*$"
+_IGNORABLE = re.compile(IGNORABLE)
 _TRUE, _FALSE = ["1", "true", "t", "attack"], ["0", "false", "f", "benign", "normal"]
 
 
@@ -77,7 +78,9 @@ class LineFormat(CaptureFormat):
     layout: ClassVar[str]
 
     def sniff(self, lines: list[str]) -> bool:
-        return matches_all(re.compile(self.sniff_pattern), lines)
+        # the lines :meth:`parse` skips (a bare date-time stamp opens some candump logs) say nothing of the format
+        frames = [line for line in lines if not _IGNORABLE.match(line)]
+        return bool(frames) and matches_all(re.compile(self.sniff_pattern), frames)
 
     def convert(self, groups: pa.StructArray, checks: RowChecks) -> FrameColumns:
         raise NotImplementedError
