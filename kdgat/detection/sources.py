@@ -30,7 +30,7 @@ import pyarrow as pa
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture
-from kdgat.data.formats import FORMATS, detect_format, get_format
+from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.stream import CaptureStream
 from kdgat.data.frames import FRAME_SCHEMA, MixedLabelsError, frame_arrays
 from kdgat.data.incremental import FrameBlock
@@ -85,8 +85,8 @@ def table_block(table: pa.Table, path: Path) -> FrameBlock:
 
 def check_format(fmt: str) -> None:
     """``--format``: auto, a capture format of ingest's or a python-can log (said before any capture is read)."""
-    if fmt != "auto" and fmt not in FORMATS and fmt not in CAN_LOG_FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; choose from: auto, {', '.join([*FORMATS, *CAN_LOG_FORMATS])}")
+    if fmt not in ("auto", *CAN_LOG_FORMATS):
+        get_format(fmt, also=CAN_LOG_FORMATS)
 
 
 def read_frames(path: Path, consume: Consume, fmt: str = "auto", block_size: int | None = None) -> CaptureInfo:

@@ -185,22 +185,24 @@ def run(
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     # what makes two trainings the same: config, graph store, teacher's weights (a checkpoint of other ones is
     # never continued, whether it sits in the run folder or in durable storage under this key)
-    key = run_key(run_label(cfg), store.dataset or dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
+    key = run_key(run_label(cfg), store.dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
     state_dir = out_dir if checkpoint_dir is None else ensure_folder(Path(checkpoint_dir) / key)
     ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     previous = state_dir / CONFIG_FILE
-    if resume and last.exists() and previous.exists():
+    can_resume, other_inputs = resume and last.exists(), False
+    if can_resume:
         # the pipeline resumes a step whose key (its own model's section) is unchanged: compare the same thing
-        if model_config_hash(load_frozen_config(previous)) != model_config_hash(cfg):
+        if previous.exists() and model_config_hash(load_frozen_config(previous)) != model_config_hash(cfg):
             raise KdgatError(f"{state_dir}: holds a run with another config; use a new --out or --no-resume")
-    recorded = ckpt_dir / RUN_KEY_FILE
-    other_inputs = resume and last.exists() and recorded.is_file() and recorded.read_text().strip() != key
-    if other_inputs and not restart_on_other_inputs:
-        raise KdgatError(
-            f"{state_dir}: its checkpoint was trained on another graph store or teacher; use a new --out or --no-resume"
-        )
-    resuming = resume and last.exists() and not other_inputs
+        recorded = ckpt_dir / RUN_KEY_FILE
+        other_inputs = recorded.is_file() and recorded.read_text().strip() != key
+        if other_inputs and not restart_on_other_inputs:
+            raise KdgatError(
+                f"{state_dir}: its checkpoint was trained on another graph store or teacher; "
+                "use a new --out or --no-resume"
+            )
+    resuming = can_resume and not other_inputs
     if getattr(model, "uses_id_statistics", False) and not resuming:  # a resumed run restores them
         model.fit_id_statistics(data.train_dataloader_in_order())  # before training: the node inputs read them
     if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own
