@@ -96,6 +96,13 @@ def test_candump_id_wider_than_29_bits(tmp_path):
     assert_one_line_error(run_ingest_cli(path, "--out", tmp_path / "o"), "x.log:2:", "CAN ID wider than 29 bits")
 
 
+def test_a_capture_of_error_frames_only(tmp_path):
+    path = write_capture(tmp_path / "x.log", "(0.1) can0 20000080#00\n(0.2) can0 20000004#0000080000000000\n")
+    result = run_ingest_cli(path, "--out", tmp_path / "o")
+    assert_one_line_error(result, "x.log", "no frames in file (2 error frames left out)")
+    assert_no_output(tmp_path / "o")
+
+
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")

@@ -418,6 +418,60 @@ def test_an_asc_log_cut_short(trained, road_test, tmp_path):
     one_line_error(result, "cut.trc", "unreadable TRC line after", "Failed to parse message")
 
 
+def test_error_frames_and_long_can_fd_frames_are_left_out_and_said(trained, road_test, tmp_path):
+    """A capture of a real bus holds error frames and, on a mixed bus, CAN FD frames: every reader leaves them
+    out (the classic frames score exactly as without them) and says how many, in the summary and on stderr."""
+    frames = frames_of(road_test)
+    n = 3_000
+    keys, data, times = frames["keys"][:n].tolist(), frames["data"][:n], frames["timestamps"][:n]
+
+    def candump(path: Path, extra: bool) -> Path:
+        lines = []
+        for i, (key, payload, t) in enumerate(zip(keys, data, times, strict=True)):
+            can_id = f"{key & 0xFFFFFFFF:08X}" if key >> 32 else f"{key:03X}"  # candump: 8 digits for 29 bits
+            lines.append(f"({t:.6f}) can0 {can_id}#{bytes(payload).hex().upper()}\n")
+            if extra and i % 500 == 7:
+                lines.append(f"({t:.6f}) can0 20000004#0000080000000000\n")  # controller problem
+                lines.append(f"({t:.6f}) can0 5A0##1{'AB' * 12}\n")  # CAN FD, 12 bytes
+        path.write_text("".join(lines))
+        return path
+
+    def blf(path: Path, extra: bool) -> Path:
+        writer = can.Logger(str(path))
+        for i, (key, payload, t) in enumerate(zip(keys, data, times, strict=True)):
+            writer.on_message_received(can.Message(timestamp=float(t), arbitration_id=key & 0xFFFFFFFF,
+                                                   is_extended_id=bool(key >> 32), data=bytes(payload),
+                                                   channel=0))  # fmt: skip
+            if extra and i % 500 == 7:
+                writer.on_message_received(can.Message(timestamp=float(t), is_error_frame=True, channel=0))
+                writer.on_message_received(can.Message(timestamp=float(t), arbitration_id=0x5A0, is_fd=True,
+                                                       data=bytes(range(12)), channel=0))  # fmt: skip
+        writer.stop()
+        return path
+
+    captures = [candump(tmp_path / "clean.log", False), candump(tmp_path / "bus.log", True),
+                blf(tmp_path / "clean.blf", False), blf(tmp_path / "bus.blf", True)]  # fmt: skip
+    result = invoke("detect", *captures, "--detector", trained / "detector", "--out", tmp_path / "v.parquet")
+    assert result.exit_code == 0, result.stderr
+    said = "6 error frames and 6 CAN FD frames over 8 bytes left out"
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert [w for w in warnings if said in w] == [w for w in warnings if "bus." in w] and len(warnings) == 2, warnings
+    files = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert [f["frames"] for f in files] == [n] * 4
+    left_out = {"error frames": 6, "CAN FD frames over 8 bytes": 6}
+    assert [f.get("frames_left_out") for f in files] == [None, left_out, None, left_out]
+    verdicts = pq.read_table(tmp_path / "v.parquet").to_pandas()
+    score = {Path(name).name: group.score.to_numpy() for name, group in verdicts.groupby("file")}
+    assert np.array_equal(score["clean.log"], score["bus.log"]) and np.array_equal(score["clean.blf"], score["bus.blf"])
+    # ingest reads the candump log the same way, and records what it left out
+    out = tmp_path / "frames"
+    result = invoke("ingest", captures[1], "--out", out)
+    assert result.exit_code == 0, result.stderr
+    assert said in result.stderr
+    (item,) = json.loads((out / "manifest.json").read_text())["outputs"]
+    assert item["rows"] == n and item["left_out_frames"] == left_out and item["skipped_rows"] == 0
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
 def test_a_stream_without_a_window_still_gets_the_columns(trained, road_test, tmp_path, suffix):
     """A bus that stayed silent gives no window, no row: the file still has the verdict columns (a CSV

@@ -94,6 +94,43 @@ def test_candump_l_with_crysys_label_columns(tmp_path):
     assert [r["label"] for r in rows] == [0, 1]
 
 
+def test_candump_l_error_frames_and_can_fd_frames(tmp_path):
+    """Error frames (SocketCAN's bit 29 in the ID) and CAN FD frames beyond 8 bytes are left out and counted,
+    with their labels; an FD frame of up to 8 bytes reads as a classic frame (as python-can hands it over)."""
+    text = (
+        "(0.1) can0 123#1122 0\n"
+        "(0.2) can0 20000080#0000000000000000 0\n"  # bus off
+        "(0.3) can0 456##1112233445566778899AABB 1\n"  # FD, 12 bytes
+        "(0.4) can0 457##311223344 1\n"  # FD, 4 bytes
+        "(0.5) can0 1FFFFFFF#00 0\n"  # the widest 29-bit ID: a data frame
+    )
+    path = write_capture(tmp_path / "bus.log", text)
+    assert detect_format(path).name == "candump-l"
+    item, rows = ingest_rows(path, tmp_path)
+    assert [(r["can_id"], r["is_extended"], r["dlc"], r["label"]) for r in rows] == [
+        (0x123, False, 2, 0), (0x457, False, 4, 1), (0x1FFFFFFF, True, 1, 0)
+    ]  # fmt: skip
+    assert rows[1]["data"] == bytes.fromhex("11223344") + bytes(4)
+    assert item["left_out_frames"] == {"error frames": 1, "CAN FD frames over 8 bytes": 1}
+    assert item["left_out_attack_rows"] == 1 and item["skipped_rows"] == 0 and item["attack_rows"] == 1
+
+
+def test_candump_columns_error_frames_and_can_fd_frames(tmp_path):
+    """candump's default output: an error frame with its 'ERRORFRAME' text, even on the first line, says nothing
+    of label columns; a CAN FD frame shows its length ('[12]')."""
+    text = (
+        "  can0  20000004   [8]  00 00 08 00 00 00 00 00   ERRORFRAME\n"
+        "  can0  123   [2]  11 22\n"
+        "  can0  456  [12]  11 22 33 44 55 66 77 88 99 AA BB CC\n"
+        "  can0  124   [1]  01\n"
+    )
+    path = write_capture(tmp_path / "bus.log", text)
+    assert detect_format(path).name == "candump"
+    item, rows = ingest_rows(path, tmp_path)
+    assert [(r["can_id"], r["dlc"], r["label"]) for r in rows] == [(0x123, 2, None), (0x124, 1, None)]
+    assert item["left_out_frames"] == {"error frames": 1, "CAN FD frames over 8 bytes": 1}
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -65,7 +65,7 @@ def ingest(
     threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw captures to canonical frame Parquet (one file per capture) plus manifest.json."""
-    from kdgat.data.capture import IngestOptions, sources_from_files
+    from kdgat.data.capture import IngestOptions, left_out_warning, sources_from_files
     from kdgat.data.catalog import dataset_sources, get_dataset, load_catalog, resolve_data_root
     from kdgat.stages import ingest as stage
 
@@ -101,6 +101,9 @@ def ingest(
                 f"{item.source}: {item.skipped_rows:,} malformed rows dropped ({attack}); the first are on lines "
                 f"{', '.join(map(str, item.skipped_lines[:5]))} (every problem is in {out_dir / 'manifest.json'})"
             )
+        left_out = left_out_warning(getattr(item, "left_out_frames", {}), getattr(item, "left_out_attack_rows", 0))
+        if left_out:
+            print_warning(f"{item.source}: {left_out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -68,6 +68,8 @@ class FileReport:
     skipped_attack_rows: int = 0  # skipped rows whose own label column said "attack"
     skipped_by_problem: dict[str, int] = field(default_factory=dict)
     skipped_lines: list[int] = field(default_factory=list)
+    left_out: dict[str, int] = field(default_factory=dict)  # well-formed frames no model reads, by kind
+    left_out_attack_rows: int = 0
 
 
 def attack_type_from_name(path: str | Path) -> str:
@@ -125,10 +127,14 @@ def read_capture(
             cols = block.cols
             if cols is None:
                 continue
-            if block.checks.bad.any():
+            checks = block.checks
+            for kind, n in checks.aside_counts.items():
+                report.left_out[kind] = report.left_out.get(kind, 0) + n
+            if checks.bad.any() or checks.aside.any():
                 if cols.label is not None:
-                    report.skipped_attack_rows += int(cols.label[block.checks.bad].sum())
-                cols = cols.take(~block.checks.bad)
+                    report.skipped_attack_rows += int(cols.label[checks.bad].sum())
+                    report.left_out_attack_rows += int(cols.label[checks.aside].sum())
+                cols = cols.take(~(checks.bad | checks.aside))
             if len(cols) == 0:
                 continue
             if cols.label is None and source.benign:
@@ -149,9 +155,20 @@ def read_capture(
             sink(table)
         digest = stream.sha256()
     if report.rows == 0:
-        detail = f" ({report.skipped_rows} bad rows skipped)" if report.skipped_rows else ""
+        left_out = [f"{n} {kind} left out" for kind, n in report.left_out.items()]
+        skipped = [f"{report.skipped_rows} bad rows skipped"] if report.skipped_rows else []
+        detail = f" ({'; '.join(left_out + skipped)})" if left_out or skipped else ""
         raise BadInputError(source.path, f"no frames in file{detail}")
     return report, digest
+
+
+def left_out_warning(left_out: dict[str, int], attack_rows: int = 0) -> str | None:
+    """What a capture held that no model reads (error frames, CAN FD beyond 8 bytes), said once per file."""
+    if not left_out:
+        return None
+    kinds = " and ".join(f"{n:,} {kind}" for kind, n in left_out.items())
+    attack = f" ({attack_rows:,} of them labelled attack)" if attack_rows else ""
+    return f"{kinds} left out{attack}: kdgat's models read classic CAN data frames (0-8 bytes)"
 
 
 # Tuned for frame tables: dictionaries only where values repeat, byte-stream-split
@@ -261,6 +278,8 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
         "skipped_attack_rows": report.skipped_attack_rows,
         "skipped_by_problem": report.skipped_by_problem,
         "skipped_lines": report.skipped_lines,
+        "left_out_frames": report.left_out,
+        "left_out_attack_rows": report.left_out_attack_rows,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

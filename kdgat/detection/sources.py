@@ -19,6 +19,7 @@ import logging
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,8 +30,9 @@ import pyarrow as pa
 
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
-from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture
+from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, left_out_warning, read_capture
 from kdgat.data.formats import detect_format, get_format
+from kdgat.data.formats.base import ERROR_FRAMES, FD_FRAMES
 from kdgat.data.formats.stream import CaptureStream
 from kdgat.data.frames import FRAME_SCHEMA, MixedLabelsError, frame_arrays
 from kdgat.data.incremental import FrameBlock
@@ -53,8 +55,13 @@ class CaptureInfo:
     format: str
     sha256: str | None
     frames: int
-    skipped: int = 0  # error frames (python-can logs)
+    left_out: dict[str, int] = field(default_factory=dict)  # frames no model reads (error, CAN FD > 8 bytes)
     warnings: list[str] = field(default_factory=list)  # doubts about the file that do not stop the run
+
+    def __post_init__(self) -> None:
+        said = left_out_warning(self.left_out)
+        if said:
+            self.warnings.insert(0, said)
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -101,7 +108,7 @@ def read_frames(path: Path, consume: Consume, fmt: str = "auto", block_size: int
     options = IngestOptions(format=capture_format.name, **({"block_size": block_size} if block_size else {}))
     source = IngestSource(path=path, output_name=capture_stem(path.name), scenario=capture_stem(path.name))
     report, digest = read_capture(source, capture_format, options, lambda table: consume(table_block(table, path)))
-    return CaptureInfo(str(path), capture_format.name, digest, report.rows)
+    return CaptureInfo(str(path), capture_format.name, digest, report.rows, report.left_out)
 
 
 def _is_parquet(path: Path) -> bool:
@@ -185,7 +192,7 @@ class _Complaints(logging.Handler):
 def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
     import can
 
-    frames, skipped, chunk = 0, 0, []
+    frames, chunk, left_out = 0, [], Counter()
     complaints = _Complaints()
 
     def refuse_complaints() -> None:
@@ -203,13 +210,9 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
                 reader = can.ASCReader(text) if kind == "asc" else can.TRCReader(text)
             for message in reader:
                 refuse_complaints()
-                if message.is_error_frame:
-                    skipped += 1
+                if _left_out(message, left_out):
                     continue
                 position = frames + len(chunk) + 1
-                if len(message.data) > 8:
-                    problem = f"frame {position}: CAN FD payload of {len(message.data)} bytes (kdgat reads 0-8 bytes)"
-                    raise BadInputError(path, problem)
                 if not message.is_remote_frame and len(message.data) < min(message.dlc, 8):
                     # python-can reads a line cut short (a log still being written, a partial copy) as a
                     # frame with fewer bytes than its DLC says; kdgat would score it padded with zeros
@@ -242,7 +245,15 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
     warnings = []
     if kind == "asc" and b"end triggerblock" not in raw.tail.lower():
         warnings.append("no 'End TriggerBlock' line at the end: the log may be cut short (still being written?)")
-    return CaptureInfo(str(path), f"{kind} (python-can)", digest, frames, skipped, warnings)
+    return CaptureInfo(str(path), f"{kind} (python-can)", digest, frames, dict(left_out), warnings)
+
+
+def _left_out(message, counts: Counter) -> bool:
+    """Whether a python-can message is one no model reads (counted by kind): as ingest's readers leave them out."""
+    kind = ERROR_FRAMES if message.is_error_frame else FD_FRAMES if len(message.data) > 8 else None
+    if kind is not None:
+        counts[kind] += 1
+    return kind is not None
 
 
 # -- replay ----------------------------------------------------------------------------------------
@@ -304,20 +315,23 @@ def open_bus(spec: str, **kwargs):
         ) from None
 
 
-def read_bus(bus, consume: Consume, stop: threading.Event, *, max_batch: int = 256, poll: float = 0.05) -> int:
+def read_bus(
+    bus, consume: Consume, stop: threading.Event, *, max_batch: int = 256, poll: float = 0.05
+) -> tuple[int, dict[str, int]]:
     """Receive until ``stop``; each wake-up hands over every frame already waiting (up to ``max_batch``).
 
     Batching what has arrived keeps the per-frame cost low under load and adds no delay when the
-    bus is quiet. Error frames and CAN FD frames beyond 8 bytes are skipped. Returns the frame count.
+    bus is quiet. Error frames and CAN FD frames beyond 8 bytes are left out. Returns the frame count
+    and the left-out frames by kind.
     """
-    frames = 0
+    frames, left_out = 0, Counter()
     while not stop.is_set():
         message = bus.recv(timeout=poll)
         if message is None:
             continue
         messages, arrival = [], []
         while message is not None:
-            if not message.is_error_frame and len(message.data) <= 8:
+            if not _left_out(message, left_out):
                 messages.append(message)
                 arrival.append(time.perf_counter())
             if len(messages) >= max_batch:
@@ -326,4 +340,4 @@ def read_bus(bus, consume: Consume, stop: threading.Event, *, max_batch: int = 2
         if messages:
             consume(messages_block(messages, np.array(arrival)))
             frames += len(messages)
-    return frames
+    return frames, dict(left_out)

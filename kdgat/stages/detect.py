@@ -21,6 +21,7 @@ from kdgat.core.errors import BadInputError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, package_versions
 from kdgat.core.threads import set_threads
+from kdgat.data.capture import left_out_warning
 from kdgat.detection.detector import load_detector
 from kdgat.detection.outputs import RowSink, open_sink, summary_path
 from kdgat.detection.session import Session
@@ -135,11 +136,14 @@ def run(
                 session = Session(detector, bus, sink, stride=stride, use=use, live=True)
                 handle = open_bus(bus, **(bus_options or {}))
                 try:
-                    info = {"format": "bus", "frames": read_bus(handle, session, stop)}
+                    frames, left_out = read_bus(handle, session, stop)
                 finally:
                     handle.shutdown()
                 session.finish()
-                files.append({**session.summary(), **info})
+                summary = session.summary()
+                said = left_out_warning(left_out)
+                files.append({**summary, "format": "bus", "frames": frames, "frames_left_out": left_out,
+                              "warnings": summary["warnings"] + ([said] if said else [])})  # fmt: skip
             for capture in map(Path, captures):
                 if stop.is_set():
                     break
@@ -149,8 +153,8 @@ def run(
                 try:
                     info = read_frames(capture, consume, fmt)
                     details = {"format": info.format, "sha256": info.sha256}
-                    if info.skipped:
-                        details["error_frames_skipped"] = info.skipped
+                    if info.left_out:
+                        details["frames_left_out"] = info.left_out
                     if info.warnings:
                         details["warnings"] = info.warnings
                 except StopStream:

@@ -47,13 +47,25 @@ class CaptureFormat:
         raise NotImplementedError
 
 
+# SocketCAN's error-frame flag (bit 29 of the ID word): candump prints an error frame's ID with it, in 8 digits,
+# beside the error classes (bits 0-9 today, 0x001-0x200); any other bit above 28 makes no CAN ID nor error frame
+CAN_ERR_FLAG = 0x20000000
+CAN_ERR_CLASSES = 0x00000FFF
+ERROR_FRAMES = "error frames"
+FD_FRAMES = "CAN FD frames over 8 bytes"
+
+
 def can_ids(col: pa.Array, checks: RowChecks, *, extended_by_width: bool = False):
     """Hex CAN IDs -> (can_id, is_extended), flagging non-hex and >29-bit IDs.
 
     ``extended_by_width``: candump prints 8 digits for 29-bit IDs, so width
-    (not value) decides there; elsewhere an ID above 0x7FF is extended.
+    (not value) decides there; elsewhere an ID above 0x7FF is extended. candump's
+    error frames (8 digits with :data:`CAN_ERR_FLAG` set) are set aside, not flagged.
     """
     values, digits, nonhex = hex_to_uint(col, max_digits=8)
+    if extended_by_width:
+        error = (values & ~np.uint32(CAN_ERR_CLASSES)) == CAN_ERR_FLAG
+        checks.set_aside((digits == 8) & ~nonhex & error, ERROR_FRAMES)
     checks.flag(nonhex, "CAN ID is not hexadecimal", col)
     checks.flag((digits > 8) | (values > MAX_EXTENDED_ID), "CAN ID wider than 29 bits", col)
     if extended_by_width:  # 3 digits is an 11-bit ID: 800-FFF is no CAN ID (it was read as a 29-bit one)

@@ -27,10 +27,16 @@ _UINT_RE = r"^\s*\d+\s*$"
 
 
 class RowChecks:
-    """Collects per-row problems for one block; the first problem of a row wins."""
+    """Collects per-row problems for one block; the first problem of a row wins.
+
+    Rows *set aside* are well-formed lines that are not classic CAN data frames (error frames, CAN FD
+    frames beyond 8 bytes): they are left out and counted by kind, never reported as problems.
+    """
 
     def __init__(self, n: int, file: dict | None = None):
         self.bad = np.zeros(n, dtype=bool)
+        self.aside = np.zeros(n, dtype=bool)
+        self.aside_counts: dict[str, int] = {}
         self._code = np.full(n, -1, dtype=np.int16)
         self._problems: list[tuple[str, object]] = []
         # what the file's first frame line decided for every later block (whether it carries labels, timestamps)
@@ -40,8 +46,9 @@ class RowChecks:
         """Whether the file carries optional column ``name``: decided by its first frame line, once per file; the
         rows of this block that disagree are flagged (a stray label on one line, a line cut short before it)."""
         present = np.asarray(present, dtype=bool)
-        if name not in self.file and len(present):
-            self.file[name] = bool(present[0])
+        frames = np.flatnonzero(~self.aside)  # an error frame's trailing text ("ERRORFRAME") decides nothing
+        if name not in self.file and len(frames):
+            self.file[name] = bool(present[frames[0]])
         carried = self.file.get(name, False)
         if carried:
             self.flag(~present, f"missing {what} (the file's first line has one)")
@@ -49,10 +56,17 @@ class RowChecks:
             self.flag(present, f"a {what}, which the file's first line has not")
         return carried
 
+    def set_aside(self, mask: np.ndarray, kind: str) -> None:
+        """Leave out the rows where ``mask`` is True as frames of ``kind`` (call before any :meth:`flag`)."""
+        new = np.asarray(mask, dtype=bool) & ~self.aside & ~self.bad
+        if new.any():
+            self.aside |= new
+            self.aside_counts[kind] = self.aside_counts.get(kind, 0) + int(new.sum())
+
     def flag(self, mask: np.ndarray, problem: str, values=None) -> None:
         """Mark rows where ``mask`` is True with ``problem``; ``values`` shows the offending text."""
         mask = np.asarray(mask, dtype=bool)
-        new = mask & ~self.bad
+        new = mask & ~self.bad & ~self.aside
         if new.any():
             self._code[new] = len(self._problems)
             self._problems.append((problem, values))

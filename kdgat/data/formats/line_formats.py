@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from kdgat.core.errors import BadInputError
 from kdgat.data.formats.base import (
+    FD_FRAMES,
     CaptureFormat,
     ParsedBlock,
     can_ids,
@@ -116,12 +117,14 @@ class LineFormat(CaptureFormat):
 
 class CandumpLog(LineFormat):
     name = "candump-l"
-    description = "candump -L log: '(ts) iface ID#DATA' (ID#R for remote), optional trailing label columns"
+    description = (
+        "candump -L log: '(ts) iface ID#DATA' (ID#R for remote, ID##F+DATA for CAN FD), optional trailing label columns"
+    )
     layout = "'(timestamp) iface ID#DATA [labels]'"
     sniff_pattern = r"^\s*\(\d+(\.\d+)?\)\s+\S+\s+[0-9A-Fa-f]{1,8}#"
     pattern = (
-        r"^\s*\((?P<ts>[^)]*)\)\s+(?P<iface>\S+)\s+(?P<id>[^#\s]+)#(?P<rtr>R)?(?P<data>[^\s]*?)"
-        r"(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
+        r"^\s*\((?P<ts>[^)]*)\)\s+(?P<iface>\S+)\s+(?P<id>[^#\s]+)#(?:(?P<fd>#)[0-9A-Fa-f])?(?P<rtr>R)?"
+        r"(?P<data>[^\s]*?)(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
     )
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
@@ -130,6 +133,8 @@ class CandumpLog(LineFormat):
         remote = ~in_set(g.field("rtr"), [""])
         data_text = pc.if_else(pa.array(remote), pa.scalar(""), g.field("data"))
         data, nbytes, bad, too_long = hex_to_payload(data_text)
+        # 'ID##<flags><data>': a CAN FD frame; up to 8 bytes it reads as a classic frame (as from a bus)
+        checks.set_aside(~in_set(g.field("fd"), [""]) & too_long, FD_FRAMES)
         checks.flag(bad, "payload is not hexadecimal bytes", g.field("data"))
         checks.flag(too_long, "payload longer than 8 bytes", g.field("data"))
         label = _optional_labels(g.field("lab"), checks)
@@ -140,7 +145,7 @@ class CandumpColumns(LineFormat):
     name = "candump"
     description = "candump default/-ta output: '[(ts)] iface ID [DLC] B0 B1 ...', optional trailing label columns"
     layout = "'[(timestamp)] iface ID [DLC] bytes'"
-    sniff_pattern = r"^\s*(\(\S+\)\s+)?[A-Za-z]\S*\s+[0-9A-Fa-f]{1,8}\s+\[\d\]"
+    sniff_pattern = r"^\s*(\(\S+\)\s+)?[A-Za-z]\S*\s+[0-9A-Fa-f]{1,8}\s+\[\d{1,2}\]"
     pattern = (
         r"^\s*(?:\((?P<ts>[^)]*)\)\s+)?(?P<iface>[A-Za-z]\S*)\s+(?P<id>\S+)\s+\[(?P<dlc>[^\]]*)\]"
         r"(?P<data>(?:\s+[0-9A-Fa-f]{2})*)(?P<rtr>\s+remote request)?(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
@@ -150,6 +155,8 @@ class CandumpColumns(LineFormat):
         has_ts = checks.optional_column("timestamps", ~in_set(g.field("ts"), [""]), "timestamp")
         ts = timestamps(g.field("ts"), checks) if has_ts else None
         can_id, ext = can_ids(g.field("id"), checks, extended_by_width=True)
+        length, not_length = to_uint(g.field("dlc"), maximum=64)  # a CAN FD frame shows its length: '[12]'
+        checks.set_aside(~not_length & (length > 8), FD_FRAMES)
         dlc = dlc_values(g.field("dlc"), checks)
         remote = ~in_set(g.field("rtr"), [""])
         data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
