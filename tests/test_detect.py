@@ -107,6 +107,19 @@ def write_can_log(path: Path, frames, limit=None) -> Path:
     return path
 
 
+def write_candump(path: Path, frames, n: int, between: dict[int, list[str]] | None = None) -> Path:
+    """The first ``n`` frames as a candump -L log; ``between[k]``: 'ID#DATA' lines after every frame i with
+    i % 500 == k, at its time."""
+    lines = []
+    for i, (key, payload, t) in enumerate(zip(frames["keys"][:n].tolist(), frames["data"][:n],
+                                              frames["timestamps"][:n], strict=True)):  # fmt: skip
+        can_id = f"{key & 0xFFFFFFFF:08X}" if key >> 32 else f"{key:03X}"  # candump: 8 digits for 29 bits
+        lines.append(f"({t:.6f}) can0 {can_id}#{bytes(payload).hex().upper()}\n")
+        lines += [f"({t:.6f}) can0 {extra}\n" for extra in (between or {}).get(i % 500, [])]
+    path.write_text("".join(lines))
+    return path
+
+
 # -- the bundle --------------------------------------------------------------------------------
 
 
@@ -426,15 +439,8 @@ def test_error_frames_and_long_can_fd_frames_are_left_out_and_said(trained, road
     keys, data, times = frames["keys"][:n].tolist(), frames["data"][:n], frames["timestamps"][:n]
 
     def candump(path: Path, extra: bool) -> Path:
-        lines = []
-        for i, (key, payload, t) in enumerate(zip(keys, data, times, strict=True)):
-            can_id = f"{key & 0xFFFFFFFF:08X}" if key >> 32 else f"{key:03X}"  # candump: 8 digits for 29 bits
-            lines.append(f"({t:.6f}) can0 {can_id}#{bytes(payload).hex().upper()}\n")
-            if extra and i % 500 == 7:
-                lines.append(f"({t:.6f}) can0 20000004#0000080000000000\n")  # controller problem
-                lines.append(f"({t:.6f}) can0 5A0##1{'AB' * 12}\n")  # CAN FD, 12 bytes
-        path.write_text("".join(lines))
-        return path
+        between = {7: ["20000004#0000080000000000", f"5A0##1{'AB' * 12}"]} if extra else {}  # error, 12-byte FD
+        return write_candump(path, frames, n, between)
 
     def blf(path: Path, extra: bool) -> Path:
         writer = can.Logger(str(path))
@@ -470,6 +476,25 @@ def test_error_frames_and_long_can_fd_frames_are_left_out_and_said(trained, road
     assert said in result.stderr
     (item,) = json.loads((out / "manifest.json").read_text())["outputs"]
     assert item["rows"] == n and item["left_out_frames"] == left_out and item["skipped_rows"] == 0
+
+
+def test_frames_out_of_time_order_are_said(trained, road_test, tmp_path):
+    """A clock step (or logs merged out of order) makes per-ID gaps negative, which reads as early arrivals:
+    scored as recorded, and said with the first such frame, by detect and by ingest."""
+    frames = frames_of(road_test)
+    frames["timestamps"] = frames["timestamps"].copy()
+    frames["timestamps"][1_500:] -= 5.0  # the clock steps back 5 s at frame 1500 (0-based)
+    capture = write_candump(tmp_path / "stepped.log", frames, 3_000)
+    result = invoke("detect", capture, "--detector", trained / "detector", "--out", tmp_path / "v.csv")
+    assert result.exit_code == 0, result.stderr
+    said = "1 frames are timestamped earlier than the frame before them (the first at frame 1500;"
+    assert any(said in line for line in result.stderr.splitlines() if line.startswith("warning:")), result.stderr
+    (summary,) = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert any(said in warning for warning in summary["warnings"])
+    result = invoke("ingest", capture, "--out", tmp_path / "frames")
+    assert result.exit_code == 0 and "(the first at line 1501;" in result.stderr, result.stderr
+    (item,) = json.loads((tmp_path / "frames/manifest.json").read_text())["outputs"]
+    assert (item["backwards_timestamps"], item["first_backwards_line"]) == (1, 1501)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])

@@ -115,6 +115,15 @@ def test_candump_l_error_frames_and_can_fd_frames(tmp_path):
     assert item["left_out_attack_rows"] == 1 and item["skipped_rows"] == 0 and item["attack_rows"] == 1
 
 
+@pytest.mark.parametrize("block_size", [64, 1 << 20], ids=["a block per line or two", "one block"])
+def test_frames_earlier_than_the_frame_before_are_counted_across_blocks(tmp_path, block_size):
+    text = "".join(f"({t}) can0 123#00\n" for t in (0.1, 0.3, 0.2, 0.4, 0.5, 0.45, 0.6))
+    path = write_capture(tmp_path / "steps.log", "2020-11-24T042648\n" + text)  # a date line: lines count it
+    item, rows = ingest_rows(path, tmp_path, block_size=block_size)
+    assert [r["timestamp"] for r in rows] == pytest.approx([0.1, 0.3, 0.2, 0.4, 0.5, 0.45, 0.6])  # kept as recorded
+    assert (item["backwards_timestamps"], item["first_backwards_line"]) == (2, 4)
+
+
 def test_candump_columns_error_frames_and_can_fd_frames(tmp_path):
     """candump's default output: an error frame with its 'ERRORFRAME' text, even on the first line, says nothing
     of label columns; a CAN FD frame shows its length ('[12]')."""

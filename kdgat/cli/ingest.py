@@ -65,7 +65,7 @@ def ingest(
     threads: ThreadsOpt = None,
 ) -> None:
     """Convert raw captures to canonical frame Parquet (one file per capture) plus manifest.json."""
-    from kdgat.data.capture import IngestOptions, left_out_warning, sources_from_files
+    from kdgat.data.capture import IngestOptions, sources_from_files
     from kdgat.data.catalog import dataset_sources, get_dataset, load_catalog, resolve_data_root
     from kdgat.stages import ingest as stage
 
@@ -92,18 +92,27 @@ def ingest(
         )
     out.print(ingest_table(manifest, out_dir))
     for item in manifest.outputs:
-        if item.skipped_rows:
-            labelled = item.unlabelled_rows < item.rows
-            attack = (
-                f"{item.skipped_attack_rows:,} of them labelled attack" if labelled else "the capture has no labels"
-            )
-            print_warning(
-                f"{item.source}: {item.skipped_rows:,} malformed rows dropped ({attack}); the first are on lines "
-                f"{', '.join(map(str, item.skipped_lines[:5]))} (every problem is in {out_dir / 'manifest.json'})"
-            )
-        left_out = left_out_warning(getattr(item, "left_out_frames", {}), getattr(item, "left_out_attack_rows", 0))
-        if left_out:
-            print_warning(f"{item.source}: {left_out}")
+        for warning in _doubts(item, out_dir / "manifest.json"):
+            print_warning(f"{item.source}: {warning}")
+
+
+def _doubts(item, manifest: Path) -> list[str]:
+    """What reading one capture left out or found odd, one line each (the manifest holds the details)."""
+    from kdgat.data.capture import left_out_warning
+    from kdgat.data.timing import clock_step_warning
+
+    found = []
+    if item.skipped_rows:
+        labelled = item.unlabelled_rows < item.rows
+        attack = f"{item.skipped_attack_rows:,} of them labelled attack" if labelled else "the capture has no labels"
+        found.append(
+            f"{item.skipped_rows:,} malformed rows dropped ({attack}); the first are on lines "
+            f"{', '.join(map(str, item.skipped_lines[:5]))} (every problem is in {manifest})"
+        )
+    found.append(left_out_warning(getattr(item, "left_out_frames", {}), getattr(item, "left_out_attack_rows", 0)))
+    steps = getattr(item, "backwards_timestamps", 0)
+    found.append(clock_step_warning(steps, getattr(item, "first_backwards_line", None), "line"))
+    return [line for line in found if line]
 
 
 def register(app: typer.Typer) -> None:

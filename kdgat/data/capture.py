@@ -26,6 +26,7 @@ from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.base import CaptureFormat, ParsedBlock
 from kdgat.data.formats.stream import DEFAULT_BLOCK_SIZE, CaptureStream
 from kdgat.data.frames import FRAME_SCHEMA, build_frame_table
+from kdgat.data.timing import ClockSteps
 
 MAX_RECORDED_LINES = 100
 _COMPRESSION_SUFFIXES = {".gz", ".bz2", ".xz", ".zst", ".zstd"}
@@ -70,6 +71,7 @@ class FileReport:
     skipped_lines: list[int] = field(default_factory=list)
     left_out: dict[str, int] = field(default_factory=dict)  # well-formed frames no model reads, by kind
     left_out_attack_rows: int = 0
+    clock: ClockSteps = field(default_factory=ClockSteps)  # frames earlier than the one before (line numbers)
 
 
 def attack_type_from_name(path: str | Path) -> str:
@@ -127,14 +129,16 @@ def read_capture(
             cols = block.cols
             if cols is None:
                 continue
-            checks = block.checks
+            checks, lines = block.checks, block.lines
             for kind, n in checks.aside_counts.items():
                 report.left_out[kind] = report.left_out.get(kind, 0) + n
             if checks.bad.any() or checks.aside.any():
                 if cols.label is not None:
                     report.skipped_attack_rows += int(cols.label[checks.bad].sum())
                     report.left_out_attack_rows += int(cols.label[checks.aside].sum())
-                cols = cols.take(~(checks.bad | checks.aside))
+                keep = ~(checks.bad | checks.aside)
+                cols, lines = cols.take(keep), lines[keep]
+            report.clock.add(cols.timestamp, lines)
             if len(cols) == 0:
                 continue
             if cols.label is None and source.benign:
@@ -280,6 +284,8 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
         "skipped_lines": report.skipped_lines,
         "left_out_frames": report.left_out,
         "left_out_attack_rows": report.left_out_attack_rows,
+        "backwards_timestamps": report.clock.count,
+        "first_backwards_line": report.clock.first,
         "seconds": round(time.perf_counter() - started, 3),
     }
 

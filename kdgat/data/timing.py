@@ -15,6 +15,45 @@ RATIO_CLIP = 10.0
 EARLY_RATIO = 0.5
 
 
+class ClockSteps:
+    """Counts frames timestamped earlier than the frame before them, across a stream's blocks.
+
+    Merged logs of several interfaces or a clock step put frames out of time order; a per-ID gap can
+    then be negative, which the timing features read as an early arrival (ratio 0), like an injection.
+    Nothing is reordered (the capture's order is the bus's); the reader is told instead.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: int | None = None  # the first such frame's position, in the caller's numbering
+        self._last = np.nan
+
+    def add(self, timestamps: np.ndarray | None, positions: np.ndarray | int) -> None:
+        """One block in stream order; ``positions``: each frame's line or frame number, or the first one's."""
+        if timestamps is None or not len(timestamps):
+            return
+        back = timestamps < np.r_[self._last, timestamps[:-1]]  # NaN compares False: untimed frames never count
+        if back.any():
+            self.count += int(back.sum())
+            if self.first is None:
+                i = int(np.argmax(back))
+                self.first = i + positions if isinstance(positions, int) else int(positions[i])
+        self._last = timestamps[-1]
+
+    def warning(self, unit: str) -> str | None:
+        return clock_step_warning(self.count, self.first, unit)
+
+
+def clock_step_warning(count: int, first: int | None, unit: str) -> str | None:
+    """What :class:`ClockSteps` found, in one line (None when nothing): ``unit`` says how ``first`` counts."""
+    if not count:
+        return None
+    return (
+        f"{count:,} frames are timestamped earlier than the frame before them (the first at {unit} {first}; "
+        "merged logs or a clock step?): a per-ID gap that is negative reads as an early arrival, as an injection does"
+    )
+
+
 def inter_arrival(timestamps: np.ndarray, ids: np.ndarray, with_previous: bool = False):
     """Seconds since the previous frame with the same ID in this capture (NaN for the first).
 

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kdgat.data.incremental import WindowBatch, WindowStream
+from kdgat.data.timing import ClockSteps
 from kdgat.detection import ood
 from kdgat.detection.detector import Detector
 from kdgat.detection.outputs import RowSink
@@ -85,12 +86,14 @@ class Session:
         self.started = time.perf_counter()
         self.start_time: float | None = None  # timestamp of the stream's first frame
         self.untimed_frames = 0  # frames that came without a timestamp (neutral timing features)
+        self.clock = ClockSteps()  # frames earlier than the frame before them
 
     # -- the consume callback -----------------------------------------------------------------------
 
     def __call__(self, block) -> None:
         times = block.timestamps
         self.untimed_frames += len(block) if times is None else int(np.isnan(times).sum())
+        self.clock.add(times, self.stream.frames_seen)
         for batch in self.stream.push(block):
             self._score(batch)
 
@@ -175,6 +178,9 @@ class Session:
                 f"{self.untimed_frames:,} frames have no timestamp: their timing features are neutral "
                 "(has_timestamps = 0), so attacks seen only in timing go unseen"
             )
+        clock = self.clock.warning("frame") if self.detector.periods is not None else None
+        if clock:
+            found.append(clock)
         return found
 
     def summary(self) -> dict:
