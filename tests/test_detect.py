@@ -8,6 +8,7 @@ GAT and a small VGAE (2 epochs) and their MLP fusion, evaluated and exported.
 from __future__ import annotations
 
 import json
+import logging
 import lzma
 import os
 import shutil
@@ -429,6 +430,20 @@ def test_an_asc_log_cut_short(trained, road_test, tmp_path):
     cut_trc.write_text(text[: text.rstrip().rindex("\n") + 30])
     result = invoke("detect", cut_trc, "--detector", trained / "detector")
     one_line_error(result, "cut.trc", "unreadable TRC line after", "Failed to parse message")
+    # whatever the caller's logging set-up: python-can's warning is still heard, and the set-up given back
+    can_logger = logging.getLogger("can")
+    can_logger.setLevel(logging.ERROR)
+    logging.disable(logging.WARNING)
+    try:
+        with pytest.raises(KdgatError, match="unreadable TRC line after"):
+            read_frames(cut_trc, lambda block: None)
+        with pytest.raises(KdgatError, match="data bytes; the line is cut short"):
+            read_frames(mid, lambda block: None)
+        assert logging.getLogger("can.io.trc").level == logging.NOTSET and can_logger.level == logging.ERROR
+        assert logging.root.manager.disable == logging.WARNING
+    finally:
+        logging.disable(logging.NOTSET)
+        can_logger.setLevel(logging.NOTSET)
 
 
 def test_error_frames_and_long_can_fd_frames_are_left_out_and_said(trained, road_test, tmp_path):

@@ -179,14 +179,23 @@ class _Complaints(logging.Handler):
 
     @contextmanager
     def listening(self):
+        """Hear the readers' warnings whatever the caller's logging set-up (a level of ERROR on ``can`` would
+        silence them, and a damaged line would go unseen), and give the loggers back as they were."""
         loggers = [logging.getLogger(name) for name in self.LOGGERS]
+        levels = [logger.level for logger in loggers]
+        disabled = logging.root.manager.disable
+        logging.disable(logging.NOTSET)
         for logger in loggers:
+            if logger.getEffectiveLevel() > logging.WARNING:
+                logger.setLevel(logging.WARNING)
             logger.addHandler(self)
         try:
             yield self
         finally:
-            for logger in loggers:
+            logging.disable(disabled)
+            for logger, level in zip(loggers, levels, strict=True):
                 logger.removeHandler(self)
+                logger.setLevel(level)
 
 
 def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
