@@ -430,7 +430,7 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     from kdgat.fusion.ensemble import ensemble_scores, load_fusion_run, with_novel_alert
     from kdgat.stages.evaluate import read_results
     from kdgat.stages.evaluate import run as run_evaluate
-    from kdgat.stages.fuse import average_precision
+    from kdgat.stages.fuse import SELECTION, average_precision
     from kdgat.stages.fuse import run as run_fuse
 
     cfg = resolve_config("dqn", "small", overrides=["dqn.episodes=10", "fusion.epochs=5"])
@@ -447,6 +447,7 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     assert metrics["out_of_sample_selection"] and (metrics["fit_windows"], metrics["selection_windows"]) == (
         int(fit_half.sum()), len(select)) and 0 < len(select) < len(held_out)  # fmt: skip
     assert metrics["purged_windows"] == len(held_out) - int(fit_half.sum()) - len(select)
+    assert metrics["selection"] == SELECTION  # the rules its choices were made by, recorded with them
     ranked = average_precision(select.labels, ensemble_scores(fusion, select, members))
     best_member = max(average_precision(select.labels, s) for s in (select.gat_prob, select.vgae_score))
     assert ranked >= best_member - 1e-9  # up to rounding (AP_ROUNDING)

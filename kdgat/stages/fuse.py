@@ -166,6 +166,7 @@ def run(
         "scale": ensemble.gat_cfg.scale,
         "config_hash": config_hash(cfg),
         "fusion_windows": len(held_out),
+        "selection": SELECTION,  # the rules its choices were made by (a run of an earlier kdgat has none)
         # fitted on the earlier half of each file's fusion windows, chosen on the later half (selection_windows);
         # False: a half held one class only, and both were done on every window (in-sample)
         "out_of_sample_selection": out_of_sample,
@@ -188,7 +189,7 @@ def run(
     metrics["mlflow"] = log_stage(
         stage="fuse",
         out_dir=out_dir,
-        config={**json.loads(config_to_json(cfg)), "method": method, "members": members},
+        config={**json.loads(config_to_json(cfg)), "method": method, "members": members, "selection": SELECTION},
         tags={
             "dataset": dataset,
             "stage": "fuse",
