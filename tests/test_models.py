@@ -440,6 +440,19 @@ def test_vgae_reconstructs_standardised_features_through_a_linear_output():
     out = model(batch.x, batch.edge_index, batch.batch)
     loss = model.loss(out, batch.x, batch.edge_index)
     torch.testing.assert_close(loss["recon"], torch.nn.functional.mse_loss(out["recon"], expected))
+    # a node without a frame of its own (all 0: it only receives the window's last transition) has nothing to
+    # reconstruct: neither the loss nor the window's reconstruction score reads it
+    x = batch.x.clone()
+    x[[3, 8], 1:] = 0.0  # the last node of the first graph, one inside the second
+    framed = torch.ones(len(x), dtype=torch.bool)
+    framed[[3, 8]] = False
+    out = model(x, batch.edge_index, batch.batch)
+    errors = (out["recon"] - model.target(x)).pow(2)
+    torch.testing.assert_close(model.loss(out, x, batch.edge_index)["recon"], errors[framed].mean())
+    recon = model.graph_scores(out, x, batch.edge_index, batch.batch)["recon"]
+    for graph in range(3):
+        mine = (batch.batch == graph) & framed
+        torch.testing.assert_close(recon[graph], errors[mine].mean())
     raw = build_model("vgae", NUM_IDS, section("vgae", "small", target="raw"), feature_stats=stats).eval()
     torch.testing.assert_close(raw.target(batch.x), batch.x[:, 1:])  # the study's: raw, through a sigmoid
     out = raw(batch.x, batch.edge_index, batch.batch)
@@ -599,12 +612,18 @@ def test_vgae_calibration_is_each_ids_own_99th_percentile():
     batches = [tiny_batch(num_ids=8, sizes=(8,) * 12, seed=s) for s in range(4)]
     ids = batches[0].x[:, 0]
     ids[torch.nonzero(ids == 7).flatten()[:5]] = 8
+    # nodes that only receive the window's last transition (every feature 0; on a trained model their errors
+    # are the largest) are no node of their ID's traffic: not in its percentile, not in its count (four of ID 0's)
+    placeholders = torch.nonzero(batches[1].x[:, 0] == 0).flatten()[:4]
+    batches[1].x[placeholders, 1:] = 0.0
     with torch.inference_mode():
         model.calibrate(batches)
         errors = [(model(b.x, b.edge_index, b.batch)["recon"] - model.target(b.x)).pow(2) for b in batches]
-    err, idx = torch.cat(errors), torch.cat([b.x[:, 0].long() for b in batches])
+    framed = torch.cat([(b.x[:, 1:] != 0).any(dim=1) for b in batches])
+    assert int((~framed).sum()) == 4
+    err, idx = torch.cat(errors)[framed], torch.cat([b.x[:, 0].long() for b in batches])[framed]
     count = torch.bincount(idx, minlength=num_ids)
-    assert count[7] == 43 and count[8] == 5 and count[9] == 0
+    assert count[0] == 44 and count[7] == 43 and count[8] == 5 and count[9] == 0
     torch.testing.assert_close(model.benign_id_count, count.to(model.benign_id_count.dtype))
     for i in range(num_ids):
         rows = err[idx == i] if count[i] >= CALIBRATION_MIN_NODES else err  # rare: every node's percentile
@@ -677,10 +696,13 @@ def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
         x = torch.cat([torch.tensor(ids, dtype=torch.float)[:, None], feats], 1)
         graphs.append(Data(x=x, edge_index=torch.zeros(2, 0, dtype=torch.long), y=torch.tensor([i % 5 == 4])))
     batches = [Batch.from_data_list(graphs[:30]), Batch.from_data_list(graphs[30:])]
+    for batch in batches:  # in every benign window, a node of ID 0 that only receives the last transition
+        batch.x = torch.cat([batch.x, torch.zeros(1, 11)])
+        batch.batch = torch.cat([batch.batch, torch.tensor([0])])  # (in the first graph, a benign one)
     model.fit_id_statistics(batches)
 
     benign = [d for d in graphs if d.y.item() == 0]  # attack windows take no part in what is normal
-    nodes = torch.cat([d.x for d in benign])
+    nodes = torch.cat([d.x for d in benign])  # nor do the nodes without a frame of their own
     for i in (0, 1):
         own = nodes[nodes[:, 0] == i, 1:]
         assert len(own) >= ID_STATS_MIN_NODES
@@ -694,7 +716,7 @@ def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
         torch.testing.assert_close(model.id_std[rare], expected)
     # a column constant over every benign training node (has_timestamps with timestamps everywhere) reads ~0
     # on a capture where it differs, instead of a clipped +-10 on every node
-    constant = torch.cat([graphs[0].x[:1, :1], torch.zeros(1, 10)], 1)
+    constant = torch.cat([graphs[0].x[:1, :1], torch.full((1, 9), 0.5), torch.zeros(1, 1)], 1)
     model_c = build_model("gat", num_ids, section("gat", "small", id_input="zscore")).eval()
     batches_c = [b.clone() for b in batches]
     for b in batches_c:
@@ -708,3 +730,7 @@ def test_zscore_input_standardises_each_node_by_its_ids_benign_statistics():
     expected = (node[0, 1:] - model.id_mean[0]) / model.id_std[0]
     assert model.node_input(node)[:, 0].tolist() == [0.0, 1.0]
     torch.testing.assert_close(model.node_input(node)[0, 1:], expected.clamp(-10, 10))
+    # a node without a frame of its own reads neutral, not as ID 0's most extreme traffic
+    placeholder = torch.zeros(1, 11)
+    assert model.node_input(placeholder)[0, 1:].abs().max() == 0
+    assert (model.id_mean[0] / model.id_std[0]).abs().min() > 1  # its zeros standardised: beyond 1 std everywhere

@@ -170,7 +170,7 @@ def test_pipeline_stops_after_graphs_when_the_fusions_could_not_be_fitted(campai
     assert "train_vgae_large" not in result.output  # nothing after the graphs step
 
 
-def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
+def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign, monkeypatch):
     # one test, in order: every call below starts from the state the previous one left
     tmp_path, _ = campaign
     runs = tmp_path / "out/synthetic/seed42/runs"
@@ -202,6 +202,12 @@ def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign):
         run = runs / f"{model}_{scale}{'_kd' if kd else ''}"
         assert json.loads((run / "config.json").read_text())["training"]["max_epochs"] == 2, run.name
         assert json.loads((run / "metrics.json").read_text())["epochs"] == 2, run.name
+
+    # a change in what the GNNs compute (kdgat.core.config.GNN_REVISION) trains them again, not the yardsticks
+    from kdgat.core import config
+
+    monkeypatch.setattr(config, "GNN_REVISION", "a later one")
+    assert "steps: 12 ran, 4 cached" in _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2")
 
 
 def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):

@@ -290,6 +290,12 @@ def without_other_models(dumped: dict) -> dict:
     return {k: v for k, v in dumped.items() if k not in ignored}
 
 
+# What a trained GNN's numbers depend on beyond its config (part of `kdgat pipeline`'s training keys: a change
+# trains them again). "frames only": per-ID statistics, the VGAE's percentiles and reconstruction read the nodes
+# with a frame of their own only (kdgat.models.inputs.has_frame).
+GNN_REVISION = "frames only"
+
+
 def model_config_hash(cfg: PipelineConfig) -> str:
     """:func:`config_hash` of :func:`without_other_models`: the pipeline's step keys, the resume check and
     the checkpoint key, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of a pipeline

@@ -30,6 +30,7 @@ from kdgat.core.schema import GATConfig
 from kdgat.models.inputs import (
     check_sizes,
     embed_ids,
+    has_frame,
     standardize,
     stat_buffers,
     with_self_loops,
@@ -116,22 +117,25 @@ class GATJK(nn.Module):
     def node_input(self, x: Tensor) -> Tensor:
         """What the first layer reads of each node (``cfg.id_input``): ``[embedding(id) | x[:, 1:]]``
         (embedding), ``[novel(id) | z]`` (zscore) or ``[embedding(id) | z]`` (embedding_zscore); ``z`` is
-        ``x[:, 1:]`` standardised by the node's ID's benign training mean and std, clipped to +-EDGE_CLIP."""
+        ``x[:, 1:]`` standardised by the node's ID's benign training mean and std, clipped to +-EDGE_CLIP, and 0
+        for a node without a frame of its own."""
         if not self.uses_id_statistics:
             return embed_ids(self.id_embedding, x)
         ids = x[:, 0].long()
-        z = standardize(x[:, 1:], self.id_mean[ids], self.id_std[ids])
+        # a node without a frame of its own (all 0) is no deviation of its ID's traffic: it reads neutral (0)
+        z = standardize(x[:, 1:], self.id_mean[ids], self.id_std[ids]) * has_frame(x).unsqueeze(1).to(x.dtype)
         first = self.id_novel[ids].unsqueeze(1) if self.id_embedding is None else self.id_embedding(ids)
         return torch.cat([first, z], dim=-1)
 
     @torch.no_grad()
     def fit_id_statistics(self, batches) -> None:
         """Per-ID mean and std of the numeric node features over the benign windows of ``batches`` (PyG
-        batches of training windows); IDs on fewer than ID_STATS_MIN_NODES benign nodes, and the OOV
-        index, keep the statistics of all benign nodes and count as novel. Call it before training."""
+        batches of training windows), nodes with a frame of their own only (:func:`has_frame`); IDs on fewer
+        than ID_STATS_MIN_NODES such nodes, and the OOV index, keep the statistics of all of them and count
+        as novel. Call it before training."""
         xs, ids = [], []
         for batch in batches:
-            benign = batch.y[batch.batch] == 0
+            benign = (batch.y[batch.batch] == 0) & has_frame(batch.x)  # nodes of a frame: what node_input standardises
             xs.append(batch.x[benign, 1:].double())
             ids.append(batch.x[benign, 0].long())
         x, idx = torch.cat(xs), torch.cat(ids)

@@ -20,6 +20,13 @@ def embed_ids(embedding: nn.Embedding, x: Tensor) -> Tensor:
     return torch.cat([embedding(x[:, 0].long()), x[:, 1:]], dim=-1)
 
 
+def has_frame(x: Tensor) -> Tensor:
+    """Nodes ``(N,)`` with a frame of their own. A node that only receives the window's last transition (the
+    next window's first frame) has every numeric feature 0: nothing of its ID's traffic is in it, so no
+    statistic of an ID's nodes, no reconstruction error and no standardised input may read it as one."""
+    return (x[:, 1:] != 0).any(dim=1)
+
+
 EDGE_CLIP = 10.0  # standardised edge features are clipped here (a new capture's outliers stay finite)
 
 

@@ -42,7 +42,7 @@ from torch_geometric.nn import GATConv
 from torch_geometric.utils import scatter
 
 from kdgat.core.schema import VGAEConfig
-from kdgat.models.inputs import check_sizes, stat_buffers, with_self_loops
+from kdgat.models.inputs import check_sizes, has_frame, stat_buffers, with_self_loops
 
 __all__ = [
     "VGAE",
@@ -77,11 +77,6 @@ def neighbourhood_targets(ids: Tensor, edge_index: Tensor, num_ids: int) -> Tens
     src, dst = edge_index
     target[src, ids[dst]] = 1.0
     return target
-
-
-def _has_frame(x: Tensor) -> Tensor:
-    """Nodes with a frame of their own: a node that only receives the window's last transition is all 0."""
-    return (x[:, 1:] != 0).any(dim=1)
 
 
 def _conv_block(in_channels: int, width: int, heads: int) -> tuple[GATConv, nn.BatchNorm1d]:
@@ -223,10 +218,11 @@ class VGAE(nn.Module):
         """Task loss of a batch: ``total`` and the unweighted parts ``recon``, ``id``, ``nbr``, ``kl``.
 
         total = MSE(recon, target(x)) + 0.1·CE(id_logits, id) + 0.05·BCE-with-logits(nbr_logits, multi-hot)
-        + 0.01·KL, KL = -½·mean(1 + logvar - mu² - exp(logvar)); every mean is over all elements.
-        """
+        + 0.01·KL, KL = -½·mean(1 + logvar - mu² - exp(logvar)); every mean is over all elements, the MSE's
+        over the nodes with a frame of their own (:func:`has_frame`)."""
         ids = x[:, 0].long()
-        recon = F.mse_loss(out["recon"], self.target(x))
+        framed = has_frame(x)  # a node without a frame of its own has nothing to reconstruct
+        recon = F.mse_loss(out["recon"][framed], self.target(x)[framed]) if framed.any() else out["recon"].sum() * 0
         id_ce = F.cross_entropy(out["id_logits"], ids)
         nbr = F.binary_cross_entropy_with_logits(
             out["nbr_logits"], neighbourhood_targets(ids, edge_index, self.num_ids)
@@ -245,11 +241,11 @@ class VGAE(nn.Module):
         *,
         num_graphs: int | None = None,
     ) -> dict[str, Tensor]:
-        """Per-graph scores, each ``(B,)``: ``recon`` (MSE over nodes and features), ``nbr`` (neighbourhood
-        BCE over nodes and vocabulary), ``id`` (ID cross-entropy over nodes), ``z_mean`` / ``z_std`` /
-        ``z_max`` / ``z_min`` (over the graph's nodes and latent dimensions; ``z_std`` is the population
-        standard deviation) and ``anomaly``: the window score of ``window_score`` (the most abnormal node's
-        :meth:`node_scores`, or ``recon`` for ``mean``).
+        """Per-graph scores, each ``(B,)``: ``recon`` (MSE over features and the nodes with a frame of their
+        own), ``nbr`` (neighbourhood BCE over nodes and vocabulary), ``id`` (ID cross-entropy over nodes),
+        ``z_mean`` / ``z_std`` / ``z_max`` / ``z_min`` (over the graph's nodes and latent dimensions; ``z_std``
+        is the population standard deviation) and ``anomaly``: the window score of ``window_score`` (the most
+        abnormal node's :meth:`node_scores`, or ``recon`` for ``mean``).
         """
         b = int(batch.max()) + 1 if num_graphs is None else num_graphs
         ids = x[:, 0].long()
@@ -262,7 +258,10 @@ class VGAE(nn.Module):
         z = out["z"]
         z_mean = scatter(z.mean(dim=1), batch, dim_size=b, reduce="mean")
         z_var = scatter((z - z_mean[batch].unsqueeze(1)).pow(2).mean(dim=1), batch, dim_size=b, reduce="mean")
-        recon = scatter(node_recon, batch, dim_size=b, reduce="mean")
+        framed = has_frame(x).to(node_recon.dtype)  # a window of placeholder nodes only (none in practice) scores 0
+        recon = scatter(node_recon * framed, batch, dim_size=b, reduce="sum") / scatter(
+            framed, batch, dim_size=b, reduce="sum"
+        ).clamp_min(1)
         return {
             "recon": recon,
             "nbr": scatter(node_nbr, batch, dim_size=b, reduce="mean"),
@@ -290,13 +289,13 @@ class VGAE(nn.Module):
         if node_sq is None:
             node_sq = (out["recon"] - self.target(x)).pow(2)
         ids = x[:, 0].long()
-        has_frame = _has_frame(x)
+        framed = has_frame(x)
         ratio = (node_sq / self.error_q99[ids]).amax(dim=1)
         novel = self._novel_id(ids)
         if self.cfg.window_score == "novel_first":
-            ratio = ratio.clamp(max=KNOWN_CAP) * has_frame.to(ratio.dtype)  # capped first: no inf, no inf * 0
-            return torch.where(novel & has_frame, NOVEL_FLOOR * (1.0 + torch.log1p(ratio)), ratio)
-        return ratio * has_frame.to(ratio.dtype) + NOVEL_SCORE * novel.to(ratio.dtype)
+            ratio = ratio.clamp(max=KNOWN_CAP) * framed.to(ratio.dtype)  # capped first: no inf, no inf * 0
+            return torch.where(novel & framed, NOVEL_FLOOR * (1.0 + torch.log1p(ratio)), ratio)
+        return ratio * framed.to(ratio.dtype) + NOVEL_SCORE * novel.to(ratio.dtype)
 
     def _novel_id(self, ids: Tensor) -> Tensor:
         return self.benign_id_count[ids] < self.cfg.novel_min_count
@@ -304,7 +303,7 @@ class VGAE(nn.Module):
     def novel_nodes(self, x: Tensor) -> Tensor:
         """Which nodes ``(N,)`` are of a novel CAN ID and hold a frame of their own (the nodes ``novel_first``
         ranks above every other)."""
-        return self._novel_id(x[:, 0].long()) & _has_frame(x)
+        return self._novel_id(x[:, 0].long()) & has_frame(x)
 
     @property
     def marks_novel_ids(self) -> bool:
@@ -326,12 +325,14 @@ class VGAE(nn.Module):
         benign windows the model did not train on: on its own training windows the errors are smaller than on
         any new one) and nodes per ID over ``benign_batches`` (every benign training window; default
         ``batches``); sets the buffers :meth:`node_scores` reads. Call it in eval mode once the weights are final.
+        Both count the nodes with a frame of their own only (:func:`has_frame`), the nodes :meth:`node_scores` scores.
         """
         errors, ids = [], []
         for batch in batches:
             out = self(batch.x, batch.edge_index, batch.batch)
-            errors.append((out["recon"] - self.target(batch.x)).pow(2))
-            ids.append(batch.x[:, 0].long())
+            framed = has_frame(batch.x)  # scored 0 by node_scores: their errors would inflate their IDs' percentiles
+            errors.append((out["recon"] - self.target(batch.x)).pow(2)[framed])
+            ids.append(batch.x[framed, 0].long())
         err, idx = torch.cat(errors), torch.cat(ids)
         count = torch.bincount(idx, minlength=self.num_ids).to(err.dtype)
         q99 = _q99(err).expand(self.num_ids, -1).clone()
@@ -341,7 +342,7 @@ class VGAE(nn.Module):
             q99[i] = _q99(per_id[i])
         self.error_q99.copy_(q99.clamp_min(1e-6))
         if benign_batches is not None:
-            seen = [batch.x[:, 0].long() for batch in benign_batches]
+            seen = [batch.x[has_frame(batch.x), 0].long() for batch in benign_batches]
             count = torch.bincount(torch.cat(seen), minlength=self.num_ids).to(err.dtype)
         self.benign_id_count.copy_(count)
 

@@ -238,7 +238,7 @@ class PipelineRunner:
 
     def _arguments(self, dataset: str | None, seed: int | None, step: Step) -> dict:
         """What the step's result depends on besides its upstream steps (the resolved config, not raw -O)."""
-        from kdgat.core.config import model_config_hash
+        from kdgat.core.config import GNN_REVISION, model_config_hash
 
         if step.stage == "ingest":
             trace = {"one_trace": True} if self.entries[dataset].one_trace else {}  # other datasets keep their keys
@@ -246,7 +246,8 @@ class PipelineRunner:
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
-            return {"config": model_config_hash(self._config(step.model, step.scale, step.kd, seed))}
+            config = {"config": model_config_hash(self._config(step.model, step.scale, step.kd, seed))}
+            return {**config, "revision": GNN_REVISION} if step.model in ("gat", "vgae") else config
         if step.stage == "fuse":
             from kdgat.stages.fuse import SELECTION
 
