@@ -273,3 +273,43 @@ def test_not_gzip_despite_the_name(tmp_path):
     real = tmp_path / "real.csv"
     real.write_bytes(gzip.compress((CTT_HEADER + GOOD_ROWS).encode()))
     assert run_ingest_cli(real, "--out", tmp_path / "o2").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--lake", "{empty}", "--out", "{folder}"],
+        ["lake", "append", "--runs", "{empty}", "--lake", "{folder}"],
+        ["evaluate", "--runs", "{empty}", "--graphs", "{empty}", "--out", "{folder}"],
+        ["fuse", "--method", "mlp", "--vgae", "{empty}", "--gat", "{empty}", "--graphs", "{empty}", "-o", "{folder}"],
+        ["train", "-m", "gat", "-s", "small", "--graphs", "{empty}", "--out", "{folder}"],
+        ["ingest", "{capture}", "--out", "{folder}"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_no_stage_writes_into_another_stages_output(tmp_path, command):
+    """A folder holding another stage's output (here a graph store's manifest and data) is refused before any
+    work: the run would replace that manifest, and every later stage would refuse the store."""
+    folder = tmp_path / "graphs"
+    folder.mkdir()
+    (folder / "metadata.json").write_text("{}\n")
+    write_manifest(folder, stage="graphs", inputs=[], config={}, outputs=[], wall_time_s=0.0)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    capture = write_capture(tmp_path / "c.csv", CTT_HEADER + GOOD_ROWS)
+    names = {"{folder}": folder, "{empty}": empty, "{capture}": capture}
+    result = runner.invoke(app, [str(names.get(arg, arg)) for arg in command])
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    option = "--lake" if command[0] == "lake" else "--out"
+    assert_one_line_error(result, f"{option} {folder}: holds the output of `kdgat graphs`", "give another folder")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_lake_is_not_written_into_a_folder_of_other_files(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("mine\n")
+    result = runner.invoke(app, ["lake", "append", "--runs", str(tmp_path), "--lake", str(folder)])
+    assert_one_line_error(result, f"--lake {folder}: exists, is not empty and is not a kdgat lake")
+    assert [p.name for p in folder.iterdir()] == ["mine.txt"]

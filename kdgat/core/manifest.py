@@ -19,7 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 
 MANIFEST_NAME = "manifest.json"
@@ -75,6 +75,20 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
         except metadata.PackageNotFoundError:
             continue
     return tuple(versions)
+
+
+def refuse_other_output(outdir: str | Path, stage: Stage, option: str = "--out") -> None:
+    """Before any work: a folder that holds another stage's output (its manifest says so) is not written into.
+
+    The run would replace that manifest, and every later stage would refuse the output it vouched for (a
+    training run, a graph store, a lake written over by a report)."""
+    outdir = Path(outdir)
+    previous = read_manifest(outdir) if outdir.is_dir() else None
+    if previous is not None and previous.stage != stage:
+        raise UsageError(
+            f"{option} {outdir}: holds the output of `kdgat {previous.stage}`, which {stage} would overwrite; "
+            "give another folder"
+        )
 
 
 def begin_output(outdir: str | Path) -> Path:

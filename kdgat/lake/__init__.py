@@ -15,7 +15,7 @@ from kdgat.core.errors import KdgatError, UsageError
 from kdgat.lake.queries import compare_runs, kd_impact, leaderboard, query
 from kdgat.lake.records import forget, read_run, remember_peers
 from kdgat.lake.schema import from_rows
-from kdgat.lake.store import commit_run, open_lake
+from kdgat.lake.store import commit_run, open_lake, refuse_non_lake
 from kdgat.lake.views import DB_NAME, build_lake
 
 __all__ = ["DB_NAME", "append_runs", "build_lake", "compare_runs", "kd_impact", "leaderboard", "query"]
@@ -29,6 +29,7 @@ def append_runs(run_dirs: list[Path], lake_dir: Path) -> list[str]:
     """
     if not run_dirs:
         raise UsageError("nothing to append: pass one or more --runs RUN_DIR")
+    refuse_non_lake(Path(lake_dir))
     forget()
     remember_peers(run_dirs)
     appended_at = datetime.now(timezone.utc)

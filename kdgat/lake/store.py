@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
 from kdgat.core.locks import flock
+from kdgat.core.manifest import refuse_other_output
 from kdgat.lake.schema import OWNER, SCHEMA_VERSION, TABLES, UNIQUE_KEY, check_schema, empty, fingerprint
 
 LAKE_FILE = "lake.json"
@@ -65,6 +66,15 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the lake root
+
+
+def refuse_non_lake(lake_dir: Path) -> None:
+    """Before any work: a lake is written into an absent or empty folder, or a lake; never into a folder that
+    holds something else (a graph store, a run), whose own manifest or files it would change."""
+    refuse_other_output(lake_dir, "lake", option="--lake")
+    if lake_dir.is_dir() and not (lake_dir / LAKE_FILE).is_file() and any(lake_dir.iterdir()):
+        raise KdgatError(f"--lake {lake_dir}: exists, is not empty and is not a kdgat lake (no {LAKE_FILE}); give "
+                         "an empty or new folder")  # fmt: skip
 
 
 def open_lake(lake_dir: Path, create: bool) -> Path:

@@ -32,7 +32,7 @@ from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
-from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
@@ -303,6 +303,7 @@ def run(
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     if compile_models:
         check_compiler()
+    refuse_other_output(out_dir, "evaluate")
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     if not run_dirs:
         raise UsageError("nothing to evaluate: pass one or more --runs RUN_DIR")

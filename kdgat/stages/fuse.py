@@ -31,7 +31,7 @@ import torch
 from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -91,6 +91,7 @@ def run(
     started = time.perf_counter()
     vgae_dir, gat_dir, graphs_dir, out_dir = map(Path, (vgae_dir, gat_dir, graphs_dir, out_dir))
     vgae_dir, gat_dir = vgae_dir.resolve(), gat_dir.resolve()  # recorded absolute: the lake finds them anywhere
+    refuse_other_output(out_dir, "fuse")
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset

@@ -14,7 +14,7 @@ from typing import Callable
 
 from kdgat.core.atomic import clean_stale, ensure_folder, publish_files, staging_area
 from kdgat.core.errors import KdgatError, UsageError
-from kdgat.core.manifest import Manifest, begin_output, read_manifest, write_manifest
+from kdgat.core.manifest import Manifest, begin_output, read_manifest, refuse_other_output, write_manifest
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import IngestOptions, IngestSource, ingest_one
 from kdgat.data.frames import FRAME_SCHEMA
@@ -47,14 +47,10 @@ def run(
     if not sources:
         raise UsageError("nothing to ingest: no input files")
     _check_unique_outputs(sources)
-    outdir = ensure_folder(outdir)
     # before any work: the outputs an earlier ingest listed are replaced or removed, another stage's never
+    refuse_other_output(outdir, "ingest")
+    outdir = ensure_folder(outdir)
     previous = read_manifest(outdir)
-    if previous is not None and previous.stage != "ingest":
-        raise UsageError(
-            f"--out {outdir}: holds the output of `kdgat {previous.stage}`, which ingest would overwrite; "
-            "ingest into another folder"
-        )
     clean_stale(outdir)
     started = time.perf_counter()
     with staging_area(outdir, "ingest") as staging:

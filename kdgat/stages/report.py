@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kdgat.core.atomic import atomic_write_text, ensure_folder, staged_folder
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.threads import set_threads
 from kdgat.lake.queries import connect
 from kdgat.lake.store import current_generation
@@ -27,11 +27,12 @@ def run(lake_dir: Path, out_dir: Path, *, threads: int | None = None) -> Manifes
     set_threads(threads)
     started = time.perf_counter()
     lake_dir, out_dir = Path(lake_dir), Path(out_dir)
-    ensure_folder(out_dir)
+    refuse_other_output(out_dir, "report")
     with connect(lake_dir) as con:
         counts = lake_counts(con)
         if counts["runs"] == 0:
             raise KdgatError(f"{lake_dir}: the lake has no runs; add some with `kdgat lake append`")
+        ensure_folder(out_dir)  # only now: a lake that cannot be read leaves no empty folder behind
         begin_output(out_dir)
         with staged_folder(out_dir / FIGURES) as staging:
             content = sections(con, Figures(staging))

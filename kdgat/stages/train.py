@@ -47,7 +47,7 @@ from kdgat.core.config import (
     model_config_hash,
 )
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
-from kdgat.core.manifest import Manifest, begin_output, file_entry, write_manifest
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -137,6 +137,7 @@ def run(
     accelerator = resolve_accelerator(accelerator) if cfg.model_type not in WINDOW_VECTOR_MODELS else "cpu"
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
+    refuse_other_output(out_dir, "train")
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     if cfg.model_type == "dqn":
         raise KdgatError("`kdgat train` trains vgae, gat, hgb or novelty models; dqn is trained by `kdgat fuse`")
