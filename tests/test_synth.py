@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.data.capture import attack_type_from_name
 from kdgat.data.synthetic import LAYOUT, MARKER, TRAIN_KINDS, SynthSummary, is_synthetic
 from kdgat.stages.synth import run as run_synth
@@ -253,17 +253,29 @@ def test_refuses_foreign_directory(tmp_path):
         synthesize(afile, duration_s=DURATION)
     with pytest.raises(KdgatError):
         synthesize(tmp_path / "x", size="huge")
-    with pytest.raises(KdgatError):
+    with pytest.raises(UsageError):  # a value out of range: exit 2, as every command's
         synthesize(tmp_path / "x", duration_s=0.1)
+    with pytest.raises(UsageError):
+        synthesize(tmp_path / "x", seed=-1)
 
 
 def test_replaces_previous_synthetic_output(tmp_path):
     out = tmp_path / "data"
     out.mkdir()  # an empty directory is fine
     synthesize(out, seed=1, duration_s=DURATION)
-    (out / "stale.txt").write_text("from an earlier run")
+    # a file of an earlier run (its marker lists it) goes; one the user put there since stops the run, kept
+    marker = json.loads((out / MARKER).read_text())
+    marker["files"].append({"path": "train_99/old-layout-1.csv"})
+    (out / MARKER).write_text(json.dumps(marker))
+    (out / "train_99").mkdir()
+    (out / "train_99/old-layout-1.csv").write_text("from an earlier run")
+    (out / "train_01_attack_free/mine.csv").write_text("the user's")
+    with pytest.raises(KdgatError, match=r"train_01_attack_free/mine.csv: not written by kdgat synth \(1 such"):
+        synthesize(out, seed=2, duration_s=DURATION)
+    assert (out / "train_01_attack_free/mine.csv").read_text() == "the user's"
+    (out / "train_01_attack_free/mine.csv").unlink()
     summary = synthesize(out, seed=2, duration_s=DURATION)
-    assert not (out / "stale.txt").exists()
+    assert not (out / "train_99").exists()
     assert json.loads((out / MARKER).read_text())["seed"] == 2 == summary.seed
     assert {p.relative_to(out).as_posix() for p in out.rglob("*.csv")} == EXPECTED
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from kdgat.core.errors import KdgatError, UsageError
+from kdgat.core.manifest import MANIFEST_NAME
 
 __all__ = [
     "ATTACK_KINDS",
@@ -628,6 +629,16 @@ def check_target(out: Path) -> None:
             f"{out}: directory is not empty and has no {MARKER} marker; "
             "refusing to overwrite it (choose another output or empty it)"
         )
+    if is_synthetic(out):  # ours: but a file the user put in it since is theirs, and a re-run would delete it
+        listed = json.loads((out / MARKER).read_text(encoding="utf-8")).get("files", [])
+        ours = {MARKER, MANIFEST_NAME, *(f["path"] for f in listed)}
+        theirs = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+        foreign = [name for name in theirs if name not in ours]
+        if foreign:
+            raise KdgatError(
+                f"{out / foreign[0]}: not written by kdgat synth ({len(foreign)} such file(s)); refusing to replace "
+                f"{out} (move them out or choose another output)"
+            )
 
 
 def write_captures(folder: Path, seed: int = 0, size: str = "small", duration_s: float | None = None) -> SynthSummary:
@@ -683,7 +694,7 @@ def check_parameters(seed: int, size: str, duration_s: float | None) -> float:
         raise UsageError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     duration = SIZES[size] if duration_s is None else float(duration_s)
     if not np.isfinite(duration) or duration < _MIN_DURATION:
-        raise KdgatError(f"synthetic duration must be at least {_MIN_DURATION:g} s, got {duration_s!r}")
+        raise UsageError(f"synthetic duration must be at least {_MIN_DURATION:g} s, got {duration_s!r}")
     if int(seed) < 0:
-        raise KdgatError(f"synthetic seed must be >= 0, got {seed}")
+        raise UsageError(f"synthetic seed must be >= 0, got {seed}")
     return duration
