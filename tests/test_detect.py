@@ -171,6 +171,10 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
     evaluated = invoke("evaluate", *[a for r in runs for a in ("--runs", r)], "--graphs", tmp_path / "like",
                        "--out", tmp_path / "eval", "--thresholds", trained / "eval", "--scores")  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.stderr
+    # an evaluation that took its thresholds from another has no validation figures: export says which to use
+    refused = invoke("export", "--run", runs[1], "--eval", tmp_path / "eval", "--out", tmp_path / "from-borrowed")
+    one_line_error(refused, "no validation figures", f"export with --eval {trained / 'eval'}")
+    assert not (tmp_path / "from-borrowed").exists()
 
     verdicts = pq.read_table(tmp_path / "v.parquet").to_pandas()
     scores = pq.read_table(tmp_path / "eval/scores.parquet").to_pandas()
@@ -296,6 +300,25 @@ def test_a_bundle_of_version_1_is_read_and_another_refused(trained, tmp_path):
     assert load_spec(tmp_path / "v1").version == 1
     with pytest.raises(KdgatError, match="bundle version 3, this kdgat reads versions 1 and 2"):
         load_spec(tmp_path / "v3")
+
+
+def test_export_packs_the_store_the_runs_trained_on_only(trained, tmp_path, monkeypatch):
+    """The store is found from any folder (its manifests record it absolute), and another store, even one of
+    the same vocabulary, is refused: its window, periods or vocabulary would score every capture wrongly."""
+    runs = trained / "runs"
+    monkeypatch.chdir(tmp_path)
+    found = invoke("export", "--run", runs / "gat", "--eval", trained / "eval", "--out", tmp_path / "b1")
+    assert found.exit_code == 0, found.stderr
+    assert load_spec(tmp_path / "b1").window == 100
+    other = tmp_path / "other-store"
+    shutil.copytree(trained / "graphs", other)
+    meta = json.loads((other / "metadata.json").read_text())
+    meta["window"] = meta["stride"] = 50  # a store built with another window, same vocabulary
+    (other / "metadata.json").write_text(json.dumps(meta))
+    refused = invoke("export", "--run", runs / "gat", "--eval", trained / "eval", "--graphs", other,
+                     "--out", tmp_path / "b2")  # fmt: skip
+    one_line_error(refused, f"{runs / 'gat'}: trained on another graph store than {other}", "--graphs")
+    assert not (tmp_path / "b2").exists()
 
 
 def test_graphs_like_says_when_every_id_is_unknown(trained, data_root, tmp_path):

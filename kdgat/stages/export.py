@@ -25,7 +25,15 @@ from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, sta
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
-from kdgat.core.manifest import MANIFEST_NAME, Manifest, file_entry, package_versions, read_manifest, write_manifest
+from kdgat.core.manifest import (
+    MANIFEST_NAME,
+    FileEntry,
+    Manifest,
+    file_entry,
+    package_versions,
+    read_manifest,
+    write_manifest,
+)
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.threads import set_threads
 from kdgat.data.store import GraphStore, open_store
@@ -59,12 +67,36 @@ def _finished(run_dir: Path) -> None:
         raise KdgatError(f"{run_dir}: not a finished training or fusion run (no train/fuse manifest.json)")
 
 
-def _store_of(run_dir: Path) -> Path:
-    """The graph store a run was trained on, from its manifest."""
+def _store_record(run_dir: Path) -> FileEntry:
+    """The graph store a run was trained on, as its manifest records it (path and sha256 of its metadata.json)."""
     for item in read_manifest(run_dir).inputs:
         if item.path.endswith("metadata.json"):
-            return Path(item.path).parent
+            return item
     raise KdgatError(f"{run_dir}: its manifest names no graph store; pass --graphs STORE")
+
+
+def _no_validation(eval_dir: Path, name: str) -> str:
+    """Why an evaluation without validation figures cannot make a bundle, and which one can."""
+    manifest = read_manifest(eval_dir) if eval_dir.is_dir() else None
+    source = (manifest.config or {}).get("thresholds") if manifest is not None else None
+    where = f"; export with --eval {source}, the evaluation that chose them" if source else ""
+    return (
+        f"{eval_dir}: {name} has no validation figures (its thresholds came from another evaluation, "
+        f"`evaluate --thresholds`){where}"
+    )
+
+
+def _check_trained_on(run_dirs: list[Path], graphs_dir: Path) -> None:
+    """Every run was trained on this very store (its metadata.json, by sha256): a bundle of another store's
+    window, vocabulary or timing periods would score every capture wrongly, silently."""
+    digest = sha256_file(graphs_dir / "metadata.json")
+    for run_dir in run_dirs:
+        recorded = _store_record(run_dir)
+        if recorded.sha256 is not None and recorded.sha256 != digest:
+            raise KdgatError(
+                f"{run_dir}: trained on another graph store than {graphs_dir} (its manifest records "
+                f"{recorded.path} with another sha256); pass the store it trained on with --graphs"
+            )
 
 
 def _copy_model(run_dir: Path, target: Path) -> dict:
@@ -114,13 +146,14 @@ def run(
     for run_dir in run_dirs:
         _finished(run_dir)
     document = read_evaluation(eval_dir)
-    graphs_dir = Path(graphs_dir) if graphs_dir is not None else _store_of(run_dirs[0])
+    graphs_dir = Path(graphs_dir) if graphs_dir is not None else Path(_store_record(run_dirs[0]).path).parent
     store = open_store(graphs_dir)
     if "train" not in store.parts or store.metadata.get("like"):  # the reference: the training vehicle's windows
         raise KdgatError(
             f"{graphs_dir}: not a training store (built with --like, or no 'train' part); "
             "export needs the store the runs trained on"
         )
+    _check_trained_on(run_dirs, graphs_dir)
     ensure_folder(out_dir.parent)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists())):
         raise KdgatError(f"{out_dir}: exists and is not a detector bundle; refusing to replace it")
@@ -184,7 +217,9 @@ def run(
             if any(d.label == label for d in detectors):
                 continue
             name, entry = recorded_entry(document, run_dir, label, eval_dir)
-            validation = {k: entry.get("validation", {}).get(k) for k in _VALIDATION_KEYS}
+            if not entry.get("validation"):
+                raise KdgatError(_no_validation(eval_dir, name))
+            validation = {k: entry["validation"].get(k) for k in _VALIDATION_KEYS}
             detectors.append(
                 b.Detector(label=label, threshold=_threshold(entry, name, eval_dir), validation=validation)
             )

@@ -208,7 +208,7 @@ def run(
         out_dir,
         stage="fuse",
         inputs=[
-            file_entry(graphs_dir / "metadata.json"),
+            file_entry(graphs_dir.resolve() / "metadata.json"),
             weights["vgae"],
             weights["gat"],
         ],

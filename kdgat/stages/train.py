@@ -338,7 +338,7 @@ def _record(
         curves=curves if curves.is_file() else None,
     )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    inputs = [file_entry(graphs_dir / "metadata.json")]
+    inputs = [file_entry(graphs_dir.resolve() / "metadata.json")]  # absolute: export finds it from anywhere
     if teacher_dir is not None:
         inputs.append(file_entry(model_file(teacher_dir)))
     written = [model_file(out_dir).name, CONFIG_FILE, METRICS_FILE] + (["logs/metrics.csv"] if curves.is_file() else [])
