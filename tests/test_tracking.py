@@ -117,6 +117,15 @@ def test_run_logs_params_metrics_tags_artifacts(store_uri, tmp_path, monkeypatch
     assert find_runs(store_uri, run_id="single", model="vgae") == []
 
 
+def test_a_scenario_named_after_any_capture_is_logged(store_uri):
+    """evaluate logs '<scenario>.<metric>', and a scenario is a capture's stem: characters MLflow refuses in a
+    key (it failed the evaluation after scoring) become '_'."""
+    with StageRun(store_uri, tags={**TAGS, "run_id": "odd-names"}, params={}) as run:
+        run.log_metrics({"test__my capture (1).f1": 0.5, "test__café+1.fpr": 0.25, "val_f1": 1.0})
+    (found,) = find_runs(store_uri, run_id="odd-names")
+    assert found["metrics"] == {"test__my capture _1_.f1": 0.5, "test__café_1.fpr": 0.25, "val_f1": 1.0}
+
+
 def test_exception_marks_run_failed_and_propagates(store_uri):
     with pytest.raises(ValueError, match="boom"):
         with StageRun(store_uri, tags={**TAGS, "run_id": "failing"}, params={"a": 1}) as run:

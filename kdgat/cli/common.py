@@ -103,7 +103,9 @@ DataRootOpt = Annotated[
 ]
 TrackingUriOpt = Annotated[
     Optional[str],
-    typer.Option("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite in OUT)."),
+    typer.Option(
+        "--tracking-uri", help="MLflow store (default: sqlite in OUT); $MLFLOW_TRACKING_URI, when set, wins over it."
+    ),
 ]
 DatasetTagOpt = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name for the MLflow tags.")]
 AcceleratorOpt = Annotated[

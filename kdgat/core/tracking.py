@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import random
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -84,6 +85,12 @@ _TRANSIENT = (
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+def metric_key(name: object) -> str:
+    """``name`` as MLflow accepts a metric key: a scenario named after its capture ('my capture (1)') may hold
+    characters MLflow refuses (it failed the evaluation after scoring); each becomes '_'."""
+    return re.sub(r"[^\w\-. :/]", "_", str(name))
 
 
 def resolve_tracking_uri(configured: str | None, outdir: str | Path) -> str:
@@ -187,7 +194,7 @@ class StageRun:
 
         run_id = self._active()
         now = int(time.time() * 1000)
-        items = [Metric(str(k), float(v), now, int(step or 0)) for k, v in metrics.items()]
+        items = [Metric(metric_key(k), float(v), now, int(step or 0)) for k, v in metrics.items()]
         for chunk in _chunks(items, MAX_METRICS_PER_BATCH):
             self._call("log metrics", lambda c=chunk: self._client.log_batch(run_id, metrics=c))
 
