@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -144,6 +145,31 @@ def test_like_reuses_vocabulary_and_maps_unseen_ids_to_oov(synthetic_frames, dat
     x = np.asarray(part.x)
     assert set(np.unique(x[:, 0]).tolist()) == {float(ref["oov_index"])}
     assert (tmp_path / "ref" / "vocab.json").read_text() == (tmp_path / "scored" / "vocab.json").read_text()
+
+
+def test_like_makes_every_input_a_test_part_and_never_replaces_its_store(synthetic_frames, tmp_path):
+    """With --like the training captures too are scored (evaluate scores test parts only); --out the --like
+    store itself would replace it, and frames without a training file are said before any folder is made."""
+    from kdgat.core.errors import UsageError
+
+    run_graphs(synthetic_frames, tmp_path / "ref", prep())
+    trained_on = sorted(open_store(tmp_path / "ref").parts)
+    run_graphs(synthetic_frames, tmp_path / "scored", prep(), like=tmp_path / "ref")
+    scored = open_store(tmp_path / "scored")
+    assert all(name.startswith("test") for name in scored.parts), sorted(scored.parts)
+    assert "test__train" in scored.parts and "train" in trained_on
+    before = (tmp_path / "ref/metadata.json").read_bytes()
+    with pytest.raises(UsageError, match="is the --like store"):
+        run_graphs(synthetic_frames, tmp_path / "ref", prep(), like=tmp_path / "ref")
+    assert sorted(open_store(tmp_path / "ref").parts) == trained_on
+    assert (tmp_path / "ref/metadata.json").read_bytes() == before
+    test_only = tmp_path / "test-frames"
+    manifest = json.loads((synthetic_frames / "manifest.json").read_text())
+    kept = [o for o in manifest["outputs"] if o["split"] == "test"]
+    run_ingest(sources_from_files([Path(o["source"]) for o in kept[:1]]), test_only)
+    with pytest.raises(KdgatError, match=f"{test_only}: no training frames"):
+        run_graphs(test_only, tmp_path / "never", prep())
+    assert not (tmp_path / "never").exists()
 
 
 def test_a_failed_build_keeps_the_old_store(synthetic_frames, tmp_path):

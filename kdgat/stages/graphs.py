@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from kdgat.core.schema import PreprocessingConfig
@@ -266,6 +266,12 @@ def run(
         cfg = cfg.model_copy(update={"window": like_meta["window"], "stride": like_meta["stride"]})
         if like_meta["feature_set"]["tag"] != feature_set.tag:
             raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")
+    if like is not None and Path(like).resolve() == out_dir.resolve():
+        raise UsageError(f"--out {out_dir}: is the --like store; write the new store elsewhere (it would replace it)")
+    if like is None and not any(f.split == "train" for f in files):  # said before the output folder is made
+        raise KdgatError(
+            f"{frames_dir}: no training frames (no file of split 'train'); use --like STORE to score captures"
+        )
     frames_manifest = read_manifest(frames_dir)
     one_trace = bool((frames_manifest.config or {}).get("one_trace"))
     fingerprint = _fingerprint(files, cfg, like_meta, one_trace)
@@ -334,8 +340,9 @@ def run(
                 *_, in_test = scan.splits[f.relative].window_masks(starts, cfg.window)
                 outside += int((~in_test).sum())
                 selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts[in_test])]
-            else:
-                selections = [(part_name(f.split, f.scenario), f.split, f.scenario, starts)]
+            else:  # with --like every input is scored, so it is a test part (evaluate scores those only)
+                split = "test" if like_meta is not None else f.split
+                selections = [(part_name(split, f.scenario), split, f.scenario, starts)]
             for name, split, scenario, chosen in selections:
                 graphs = build_graphs(
                     ids,
