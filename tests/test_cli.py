@@ -64,6 +64,13 @@ def test_datasets_json(data_root):
     assert listing["set_01"]["status"] == "partial"
 
 
+def test_datasets_says_when_the_data_root_is_not_there(tmp_path):
+    result = invoke("datasets", "--data-root", tmp_path / "nowhere", "--format", "json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["datasets"]["daga_v40"]["status"] == "missing"
+    assert result.stderr.strip() == f"warning: data root {tmp_path / 'nowhere'}: no such folder"
+    assert invoke("datasets", "--data-root", tmp_path).stderr == ""  # a folder: nothing to say
+
+
 def test_datasets_table_uses_env_data_root(data_root, monkeypatch):
     monkeypatch.setenv("KDGAT_DATA_ROOT", str(data_root))
     result = invoke("datasets")

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from kdgat.cli.common import CatalogOpt, DataRootOpt, OutputFormat, out, user_errors
+from kdgat.cli.common import CatalogOpt, DataRootOpt, OutputFormat, out, print_warning, user_errors
 
 
 def datasets(
@@ -27,6 +27,8 @@ def datasets(
             name: {**dataset_status(e, root), "description": e.description, "one_trace": e.one_trace}
             for name, e in entries.items()
         }
+    if not root.is_dir():  # every dataset reads "missing": say why, once
+        print_warning(f"data root {root}: {'is not a folder' if root.exists() else 'no such folder'}")
     if fmt is OutputFormat.json:
         typer.echo(json.dumps({"data_root": str(root), "datasets": rows}, indent=2))
         return
