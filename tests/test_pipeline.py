@@ -210,6 +210,31 @@ def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign, monkeypat
     assert "steps: 12 ran, 4 cached" in _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2")
 
 
+def test_pipeline_refuses_a_stage_output_as_its_campaign_or_lake_folder(tmp_path):
+    """A campaign into a training run (or its lake into a graph store) would write folders into that output."""
+    from kdgat.core.manifest import write_manifest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_manifest(run, stage="train", inputs=[], config={}, outputs=[], wall_time_s=0.0)
+    before = sorted(p.name for p in run.iterdir())
+    # a one-file dataset whose capture is unreadable: were the folder not refused, its ingest fails at once
+    (tmp_path / "data/tiny").mkdir(parents=True)
+    for name in ("a.log", "b.log"):
+        (tmp_path / "data/tiny" / name).write_text("(0.1) can0 123#0\n")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "datasets:\n  tiny:\n    description: one line\n    root: tiny\n    format: candump-l\n"
+        "    train: [a.log]\n    test:\n      x: [b.log]\n"
+    )
+    common = ["pipeline", "-d", "tiny", "--catalog", str(catalog), "--data-root", str(tmp_path / "data"), "-o"]
+    for args, says in (([str(run)], f"--out {run}: holds the output of `kdgat train`"),
+                       ([str(tmp_path / "camp"), "--lake", str(run)], f"--lake {run}: holds the output")):  # fmt: skip
+        result = CliRunner().invoke(app, [*common, *args])
+        assert result.exit_code == 2 and says in result.stderr, result.stderr
+        assert sorted(p.name for p in run.iterdir()) == before and not (tmp_path / "camp").exists()
+
+
 def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["pipeline", "-d", "nope", "-o", str(tmp_path / "o")])
     assert result.exit_code != 0

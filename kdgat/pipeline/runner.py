@@ -404,6 +404,8 @@ class PipelineRunner:
         the last dataset no longer costs the first dataset's hours.
         """
         from kdgat.core.atomic import ensure_folder
+        from kdgat.core.manifest import read_manifest
+        from kdgat.lake.store import refuse_non_lake
 
         for step in self.steps.values():
             for seed in self.seeds:
@@ -427,6 +429,15 @@ class PipelineRunner:
             )
         for dataset in self.datasets:
             self._sources(dataset)  # every dataset's captures are found
+        # a campaign folder is no stage's output: it would write its datasets' folders into a run or a store
+        found = read_manifest(self.layout.out) if self.layout.out.is_dir() else None
+        if found is not None:
+            raise UsageError(
+                f"--out {self.layout.out}: holds the output of `kdgat {found.stage}`; a campaign goes into a "
+                "folder of its own"
+            )
+        if self.options.lake:
+            refuse_non_lake(self.layout.lake)
         # last: a campaign refused for its inputs leaves no folder behind
         ensure_folder(self.layout.out)
         if self.options.lake:
