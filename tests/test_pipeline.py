@@ -204,10 +204,14 @@ def test_pipeline_reruns_exactly_the_steps_whose_key_changed(campaign, monkeypat
         assert json.loads((run / "metrics.json").read_text())["epochs"] == 2, run.name
 
     # a change in what the GNNs compute (kdgat.core.config.GNN_REVISION) trains them again, not the yardsticks
+    # (on a copy of the campaign: the tests after this one start from the state above)
     from kdgat.core import config
 
+    other = tmp_path / "revision"
+    shutil.copytree(tmp_path / "out", other / "out", symlinks=True)
+    (other / "data").symlink_to(tmp_path / "data", target_is_directory=True)
     monkeypatch.setattr(config, "GNN_REVISION", "a later one")
-    assert "steps: 12 ran, 4 cached" in _pipeline(tmp_path, "--fusion", "weighted", "--epochs", "2")
+    assert "steps: 12 ran, 4 cached" in _pipeline(other, "--fusion", "weighted", "--epochs", "2")
 
 
 def test_pipeline_refuses_a_stage_output_as_its_campaign_or_lake_folder(tmp_path):

@@ -111,7 +111,9 @@ def test_a_vgae_calibrated_out_of_sample_on_windows_it_did_not_fit(store_dir, tm
     again.calibrate(data.train_dataloader_in_order(which="calibration"), data.train_dataloader_in_order(which="all"))
     in_sample.calibrate(data.train_dataloader_in_order(which="train"))
     assert torch.allclose(model.error_q99, again.error_q99) and not torch.allclose(model.error_q99, in_sample.error_q99)
-    seen = np.concatenate([b.x[:, 0].long().numpy() for b in data.train_dataloader_in_order(which="all")])
+    # nodes with a frame of their own (kdgat.models.inputs.has_frame): a node of the last transition only is none
+    seen = np.concatenate([b.x[(b.x[:, 1:] != 0).any(1), 0].long().numpy()
+                           for b in data.train_dataloader_in_order(which="all")])  # fmt: skip
     assert model.benign_id_count.tolist() == np.bincount(seen, minlength=len(model.benign_id_count)).tolist()
 
 
@@ -816,7 +818,7 @@ def test_a_run_folder_reused_for_another_model_kind_keeps_only_its_weights(store
 def test_an_id_free_gat_keeps_its_per_id_statistics_with_its_weights(store_dir, tmp_path):
     """``gat.id_input=zscore``: the per-ID statistics are fitted on the benign training windows before
     training and saved with the weights; a resumed run keeps them (it does not fit them again)."""
-    from kdgat.models.gat import ID_STATS_MIN_NODES, ID_STD_FLOOR
+    from kdgat.models.gat import CONSTANT_COLUMN_STD, ID_STATS_MIN_NODES, ID_STD_FLOOR
 
     cfg = resolve_config("gat", "small", overrides=[*FAST, "gat.id_input=zscore"])
     run_train(cfg, store_dir, tmp_path / "r", progress_bar=False)
@@ -826,13 +828,16 @@ def test_an_id_free_gat_keeps_its_per_id_statistics_with_its_weights(store_dir, 
 
     train = store.part("train")
     batch = assemble_batch(train, np.arange(len(np.asarray(train.y))))
-    benign = batch.y[batch.batch] == 0
+    benign = (batch.y[batch.batch] == 0) & (batch.x[:, 1:] != 0).any(1)  # nodes with a frame of their own
     ids, feats = batch.x[benign, 0].long(), batch.x[benign, 1:]
     fitted = [i for i in range(store.vocab_size - 1) if (ids == i).sum() >= ID_STATS_MIN_NODES]
     assert len(fitted) >= 3
+    constant = feats.double().std(0, correction=0) < 1e-9  # has_timestamps: 1 on every node with a frame
+    assert constant.any() and not constant.all()
     for i in fitted:
         torch.testing.assert_close(model.id_mean[i], feats[ids == i].mean(0), atol=1e-5, rtol=1e-4)
         own_std = feats[ids == i].double().std(0, correction=0).clamp_min(ID_STD_FLOOR).float()
+        own_std[constant] = CONSTANT_COLUMN_STD  # a column no benign node varies in reads 0
         torch.testing.assert_close(model.id_std[i], own_std, atol=1e-5, rtol=1e-4)
     counts = torch.bincount(ids, minlength=store.vocab_size)
     assert model.id_novel.tolist() == [float(c < ID_STATS_MIN_NODES) for c in counts[:-1].tolist()] + [1.0]
