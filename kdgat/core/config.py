@@ -290,17 +290,19 @@ def without_other_models(dumped: dict) -> dict:
     return {k: v for k, v in dumped.items() if k not in ignored}
 
 
-# What a trained GNN's numbers depend on beyond its config (part of `kdgat pipeline`'s training keys: a change
-# trains them again). "frames only": per-ID statistics, the VGAE's percentiles and reconstruction read the nodes
-# with a frame of their own only (kdgat.models.inputs.has_frame).
+# What a trained GNN's numbers depend on beyond its config. "frames only": per-ID statistics, the VGAE's
+# percentiles and reconstruction read the nodes with a frame of their own only (kdgat.models.inputs.has_frame).
 GNN_REVISION = "frames only"
 
 
 def model_config_hash(cfg: PipelineConfig) -> str:
     """:func:`config_hash` of :func:`without_other_models`: the pipeline's step keys, the resume check and
     the checkpoint key, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of a pipeline
-    cached, and `--epochs` the yardsticks (a run's recorded ``config_hash`` covers its whole frozen config)."""
-    return content_hash(without_other_models(cfg.model_dump(mode="json")))
+    cached, and `--epochs` the yardsticks (a run's recorded ``config_hash`` covers its whole frozen config).
+    A GAT's or VGAE's also holds :data:`GNN_REVISION`: a campaign trains them again, and a checkpoint of an
+    earlier revision is never continued."""
+    dumped = without_other_models(cfg.model_dump(mode="json"))
+    return content_hash({**dumped, "revision": GNN_REVISION} if cfg.model_type in ("gat", "vgae") else dumped)
 
 
 def config_to_json(cfg: PipelineConfig) -> str:

@@ -77,7 +77,7 @@ def _installed_versions() -> tuple[tuple[str, str], ...]:
     return tuple(versions)
 
 
-def refuse_other_output(outdir: str | Path, stage: Stage, option: str = "--out") -> None:
+def refuse_other_output(outdir: str | Path, stage: Stage | Literal["pipeline"], option: str = "--out") -> None:
     """Before any work: a folder that holds another stage's output (its manifest says so) is not written into.
 
     The run would replace that manifest, and every later stage would refuse the output it vouched for (a

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
-from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, left_out_warning, read_capture
+from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture
 from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.base import ERROR_FRAMES, FD_FRAMES
 from kdgat.data.formats.stream import CaptureStream
@@ -57,11 +57,6 @@ class CaptureInfo:
     frames: int
     left_out: dict[str, int] = field(default_factory=dict)  # frames no model reads (error, CAN FD > 8 bytes)
     warnings: list[str] = field(default_factory=list)  # doubts about the file that do not stop the run
-
-    def __post_init__(self) -> None:
-        said = left_out_warning(self.left_out)
-        if said:
-            self.warnings.insert(0, said)
 
 
 # -- files --------------------------------------------------------------------------------------

@@ -238,7 +238,7 @@ class PipelineRunner:
 
     def _arguments(self, dataset: str | None, seed: int | None, step: Step) -> dict:
         """What the step's result depends on besides its upstream steps (the resolved config, not raw -O)."""
-        from kdgat.core.config import GNN_REVISION, model_config_hash
+        from kdgat.core.config import model_config_hash
 
         if step.stage == "ingest":
             trace = {"one_trace": True} if self.entries[dataset].one_trace else {}  # other datasets keep their keys
@@ -246,8 +246,7 @@ class PipelineRunner:
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
-            config = {"config": model_config_hash(self._config(step.model, step.scale, step.kd, seed))}
-            return {**config, "revision": GNN_REVISION} if step.model in ("gat", "vgae") else config
+            return {"config": model_config_hash(self._config(step.model, step.scale, step.kd, seed))}
         if step.stage == "fuse":
             from kdgat.stages.fuse import SELECTION
 
@@ -404,7 +403,7 @@ class PipelineRunner:
         the last dataset no longer costs the first dataset's hours.
         """
         from kdgat.core.atomic import ensure_folder
-        from kdgat.core.manifest import read_manifest
+        from kdgat.core.manifest import refuse_other_output
         from kdgat.lake.store import refuse_non_lake
 
         for step in self.steps.values():
@@ -430,12 +429,7 @@ class PipelineRunner:
         for dataset in self.datasets:
             self._sources(dataset)  # every dataset's captures are found
         # a campaign folder is no stage's output: it would write its datasets' folders into a run or a store
-        found = read_manifest(self.layout.out) if self.layout.out.is_dir() else None
-        if found is not None:
-            raise UsageError(
-                f"--out {self.layout.out}: holds the output of `kdgat {found.stage}`; a campaign goes into a "
-                "folder of its own"
-            )
+        refuse_other_output(self.layout.out, "pipeline")
         if self.options.lake:
             refuse_non_lake(self.layout.lake)
         # last: a campaign refused for its inputs leaves no folder behind

@@ -140,10 +140,7 @@ def run(
                 finally:
                     handle.shutdown()
                 session.finish()
-                summary = session.summary()
-                said = left_out_warning(left_out)
-                files.append({**summary, "format": "bus", "frames": frames, "frames_left_out": left_out,
-                              "warnings": summary["warnings"] + ([said] if said else [])})  # fmt: skip
+                files.append(_with_source(session.summary(), {"format": "bus", "frames": frames}, left_out, []))
             for capture in map(Path, captures):
                 if stop.is_set():
                     break
@@ -153,17 +150,13 @@ def run(
                 try:
                     info = read_frames(capture, consume, fmt)
                     details = {"format": info.format, "sha256": info.sha256}
-                    if info.left_out:
-                        details["frames_left_out"] = info.left_out
-                    if info.warnings:
-                        details["warnings"] = info.warnings
+                    left_out, warnings = info.left_out, info.warnings
                 except StopStream:
-                    details = {"format": fmt, "stopped": True}
+                    details, left_out, warnings = {"format": fmt, "stopped": True}, {}, []
                 except ValueError as exc:  # the window builder refuses a mix of labelled and unlabelled frames
                     raise BadInputError(capture, str(exc)) from None
                 session.finish()
-                summary = session.summary()
-                summary = {**summary, **details, "warnings": summary["warnings"] + details.get("warnings", [])}
+                summary = _with_source(session.summary(), details, left_out, warnings)
                 files.append(summary)
                 inputs.append({"path": str(capture.resolve()), "sha256": details.get("sha256")})
                 if on_file is not None:
@@ -202,6 +195,14 @@ def run(
     finally:
         if not ok:
             sink.close(None)
+
+
+def _with_source(summary: dict, details: dict, left_out: dict[str, int], warnings: list[str]) -> dict:
+    """A stream's summary with what its source said: the frames it left out (and a warning for them, first) and
+    the reader's own warnings after the session's."""
+    said = left_out_warning(left_out)
+    extra = {"frames_left_out": left_out} if left_out else {}
+    return {**summary, **details, **extra, "warnings": ([said] if said else []) + summary["warnings"] + warnings}
 
 
 def _summary(detector, label: str, stride: int, files: list[dict], threads: int, live: bool) -> dict:

@@ -200,7 +200,8 @@ def run(
         other_inputs = recorded.is_file() and recorded.read_text().strip() != key
         if other_inputs and not restart_on_other_inputs:
             raise KdgatError(
-                f"{state_dir}: its checkpoint was trained on another graph store or teacher; "
+                f"{state_dir}: its checkpoint was trained on another graph store or teacher, or by an earlier "
+                "revision of the models (kdgat.core.config.GNN_REVISION); "
                 "use a new --out or --no-resume"
             )
     resuming = can_resume and not other_inputs

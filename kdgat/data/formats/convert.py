@@ -57,7 +57,8 @@ class RowChecks:
         return carried
 
     def set_aside(self, mask: np.ndarray, kind: str) -> None:
-        """Leave out the rows where ``mask`` is True as frames of ``kind`` (call before any :meth:`flag`)."""
+        """Leave out the rows where ``mask`` is True as frames of ``kind``; a row already flagged stays a problem,
+        and a row set aside is never flagged later (an error frame's ID is wider than 29 bits by design)."""
         new = np.asarray(mask, dtype=bool) & ~self.aside & ~self.bad
         if new.any():
             self.aside |= new
