@@ -68,7 +68,7 @@ BAD_ROWS = [
     ),
     (
         "labelled candump cut short",
-        "(0.1) can0 123#00 0\n(0.2) can0 123#01 1\n(0.3) can0 410#0003",
+        "(0.1) can0 123#00 0\n(0.2) can0 123#01 1\n(0.3) can0 410#0003\n",
         3,
         "missing label column (the file's first line has one)",
     ),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow.parquet as pq
 import pytest
 
 from kdgat.data.capture import IngestOptions, sources_from_files
 from kdgat.data.formats import FORMATS, detect_format
+from kdgat.data.formats.base import CUT_LINES
 from kdgat.stages.ingest import run as run_ingest
 
 from conftest import COMPRESSORS, write_capture
@@ -115,6 +118,46 @@ def test_candump_l_error_frames_and_can_fd_frames(tmp_path):
     assert item["left_out_attack_rows"] == 1 and item["skipped_rows"] == 0 and item["attack_rows"] == 1
 
 
+def test_candump_l_raw_dlc_suffix_and_remote_dlc(tmp_path):
+    """candump -8 writes a classic 8-byte frame sent with a raw DLC of 9-F as '_<dlc>'; 'ID#R<d>' asks for d bytes."""
+    text = "(0.1) can0 123#1122334455667788_9\n(0.2) can0 124#R8_A\n(0.3) can0 125#R3\n(0.4) can0 126#R\n"
+    path = write_capture(tmp_path / "len8.log", text)
+    _, rows = ingest_rows(path, tmp_path)
+    assert [(r["can_id"], r["is_remote"], r["dlc"]) for r in rows] == [
+        (0x123, False, 8), (0x124, True, 8), (0x125, True, 3), (0x126, True, 0)
+    ]  # fmt: skip
+    assert rows[0]["data"] == bytes.fromhex("1122334455667788")
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("(0.2) can0 124#11223344_9", "a raw DLC suffix is '_9' to '_F' after 8 data bytes: '_9'"),
+        ("(0.2) can0 124#1122334455667788_8", "a raw DLC suffix is '_9' to '_F' after 8 data bytes: '_8'"),
+        ("(0.2) can0 124#R9", "a remote frame's DLC is one digit 0-8: '9'"),
+    ],
+)
+def test_candump_l_bad_raw_dlc_is_named(tmp_path, line, problem):
+    path = write_capture(tmp_path / "bad.log", f"(0.1) can0 123#00\n{line}\n")
+    with pytest.raises(Exception, match=re.escape(f"bad.log:2: {problem}")):
+        ingest_rows(path, tmp_path)
+
+
+@pytest.mark.parametrize("block_size", [16, 1 << 20], ids=["a block per line", "one block"])
+def test_candump_l_last_line_cut_while_written_is_left_out(tmp_path, block_size):
+    """candump ends every line, so a last line without a line end was cut mid-write: '124#1122' may have been
+    '124#11223344'. It is left out and counted, whatever it reads as; with its line end it is a frame."""
+    cut = write_capture(tmp_path / "cut.log", "(0.1) can0 123#11\n(0.2) can0 124#1122")
+    item, rows = ingest_rows(cut, tmp_path / "a", block_size=block_size)
+    assert [r["can_id"] for r in rows] == [0x123]
+    assert item["left_out_frames"] == {CUT_LINES: 1} and item["skipped_rows"] == 0
+    odd = write_capture(tmp_path / "odd.log", "(0.1) can0 123#11\n(0.2) can0 124#112")  # no error either
+    assert ingest_rows(odd, tmp_path / "b", block_size=block_size)[0]["left_out_frames"] == {CUT_LINES: 1}
+    whole = write_capture(tmp_path / "whole.log", "(0.1) can0 123#11\n(0.2) can0 124#1122\n")
+    item, rows = ingest_rows(whole, tmp_path / "c", block_size=block_size)
+    assert [r["dlc"] for r in rows] == [1, 2] and item["left_out_frames"] == {}
+
+
 @pytest.mark.parametrize("block_size", [64, 1 << 20], ids=["a block per line or two", "one block"])
 def test_frames_earlier_than_the_frame_before_are_counted_across_blocks(tmp_path, block_size):
     text = "".join(f"({t}) can0 123#00\n" for t in (0.1, 0.3, 0.2, 0.4, 0.5, 0.45, 0.6))
@@ -138,6 +181,26 @@ def test_candump_columns_error_frames_and_can_fd_frames(tmp_path):
     item, rows = ingest_rows(path, tmp_path)
     assert [(r["can_id"], r["dlc"], r["label"]) for r in rows] == [(0x123, 2, None), (0x124, 1, None)]
     assert item["left_out_frames"] == {"error frames": 1, "CAN FD frames over 8 bytes": 1}
+
+
+def test_candump_columns_error_explanations_and_raw_dlc(tmp_path):
+    """candump -e -8: the lines explaining an error frame hold no frame (even before the first frame, where the
+    format is recognised); '{D}' is the DLC in hex, 9-F carrying 8 bytes."""
+    text = (
+        "  can0  20000004   [8]  00 00 08 00 00 00 00 00   ERRORFRAME\n"
+        "\tcontroller-problem{rx-error-warning}\n"
+        "\terror-counter-tx-rx{{96}{0}}\n"
+        "  can0  123  {9}  11 22 33 44 55 66 77 88\n"
+        "  can0  124  {2}  11 22\n"
+    )
+    path = write_capture(tmp_path / "bus.log", text)
+    assert detect_format(path).name == "candump"
+    item, rows = ingest_rows(path, tmp_path)
+    assert [(r["can_id"], r["dlc"]) for r in rows] == [(0x123, 8), (0x124, 2)]
+    assert item["left_out_frames"] == {"error frames": 1} and item["skipped_rows"] == 0
+    stray = write_capture(tmp_path / "stray.log", text + "\tno-such-class{}\n")  # not candump's: still an error
+    with pytest.raises(Exception, match=r"stray.log:6: malformed line"):
+        ingest_rows(stray, tmp_path / "b")
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from kdgat.core.errors import BadInputError, UsageError
 from kdgat.data.formats import detect_format, get_format
-from kdgat.data.formats.base import CaptureFormat, ParsedBlock
+from kdgat.data.formats.base import NOT_CLASSIC, CaptureFormat, ParsedBlock
 from kdgat.data.formats.stream import DEFAULT_BLOCK_SIZE, CaptureStream
 from kdgat.data.frames import FRAME_SCHEMA, build_frame_table
 from kdgat.data.timing import ClockSteps
@@ -126,12 +126,12 @@ def read_capture(
                 if options.on_bad_rows == "error":
                     raise BadInputError(source.path, problem[1], line=problem[0])
                 _record_skips(report, block)
-            cols = block.cols
-            if cols is None:
-                continue
             checks, lines = block.checks, block.lines
             for kind, n in checks.aside_counts.items():
                 report.left_out[kind] = report.left_out.get(kind, 0) + n
+            cols = block.cols
+            if cols is None:
+                continue
             if checks.bad.any() or checks.aside.any():
                 if cols.label is not None:
                     report.skipped_attack_rows += int(cols.label[checks.bad].sum())
@@ -167,12 +167,14 @@ def read_capture(
 
 
 def left_out_warning(left_out: dict[str, int], attack_rows: int = 0) -> str | None:
-    """What a capture held that no model reads (error frames, CAN FD beyond 8 bytes), said once per file."""
+    """What a capture held that no model reads (error frames, CAN FD beyond 8 bytes, a line cut while written),
+    said once per file."""
     if not left_out:
         return None
     kinds = " and ".join(f"{n:,} {kind}" for kind, n in left_out.items())
     attack = f" ({attack_rows:,} of them labelled attack)" if attack_rows else ""
-    return f"{kinds} left out{attack}: kdgat's models read classic CAN data frames (0-8 bytes)"
+    why = ": kdgat's models read classic CAN data frames (0-8 bytes)" if set(left_out) & set(NOT_CLASSIC) else ""
+    return f"{kinds} left out{attack}{why}"
 
 
 # Tuned for frame tables: dictionaries only where values repeat, byte-stream-split

@@ -53,6 +53,9 @@ CAN_ERR_FLAG = 0x20000000
 CAN_ERR_CLASSES = 0x00000FFF
 ERROR_FRAMES = "error frames"
 FD_FRAMES = "CAN FD frames over 8 bytes"
+# a writer that ends every line (candump) left the file's last line without one: it stopped mid-line
+CUT_LINES = "unfinished last line (no line end: cut while written)"
+NOT_CLASSIC = (ERROR_FRAMES, FD_FRAMES)
 
 
 def can_ids(col: pa.Array, checks: RowChecks, *, extended_by_width: bool = False):

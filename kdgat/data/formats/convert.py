@@ -64,6 +64,11 @@ class RowChecks:
             self.aside |= new
             self.aside_counts[kind] = self.aside_counts.get(kind, 0) + int(new.sum())
 
+    def count_aside(self, kind: str, n: int) -> None:
+        """Count ``n`` lines of ``kind`` left out before they became rows (a line cut while written)."""
+        if n:
+            self.aside_counts[kind] = self.aside_counts.get(kind, 0) + n
+
     def flag(self, mask: np.ndarray, problem: str, values=None) -> None:
         """Mark rows where ``mask`` is True with ``problem``; ``values`` shows the offending text."""
         mask = np.asarray(mask, dtype=bool)

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from kdgat.core.errors import BadInputError
 from kdgat.data.formats.base import (
+    CUT_LINES,
     FD_FRAMES,
     CaptureFormat,
     ParsedBlock,
@@ -27,7 +28,7 @@ from kdgat.data.formats.base import (
     matches_all,
     timestamps,
 )
-from kdgat.data.formats.convert import RowChecks, hex_to_payload, in_set, lower, to_uint
+from kdgat.data.formats.convert import RowChecks, hex_to_payload, hex_to_uint, in_set, lower, to_uint
 from kdgat.data.formats.stream import CaptureStream, iter_line_blocks
 from kdgat.data.frames import FrameColumns
 
@@ -35,6 +36,11 @@ from kdgat.data.frames import FrameColumns
 # date-time stamps such as "2020-11-24T042648" in the Nissan Juke logs.
 IGNORABLE = r"^\s*$|^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:?\d{2}:?\d{2}(\.\d+)?\s*$"
 _IGNORABLE = re.compile(IGNORABLE)
+# candump -e prints, under an error frame, one line per error class it decodes: '\tcontroller-problem{...}'
+ERROR_EXPLANATION = (
+    r"^\t(tx-timeout|lost-arbitration|controller-problem|protocol-violation|transceiver-status|"
+    r"no-acknowledgement-on-tx|bus-off|bus-error|restarted-after-bus-off|error-counter-tx-rx)(\{.*\})?\s*$"
+)
 _TRUE, _FALSE = ["1", "true", "t", "attack"], ["0", "false", "f", "benign", "normal"]
 
 
@@ -77,10 +83,14 @@ class LineFormat(CaptureFormat):
     sniff_pattern: ClassVar[str]
     pattern: ClassVar[str]
     layout: ClassVar[str]
+    ignorable: ClassVar[str] = IGNORABLE  # lines known to hold no frame
+    # the writer ends every line it writes, so a last line without a line end was cut while written: left out
+    ends_every_line: ClassVar[bool] = False
 
     def sniff(self, lines: list[str]) -> bool:
         # the lines :meth:`parse` skips (a bare date-time stamp opens some candump logs) say nothing of the format
-        frames = [line for line in lines if not _IGNORABLE.match(line)]
+        ignorable = re.compile(self.ignorable)
+        frames = [line for line in lines if not ignorable.match(line)]
         return bool(frames) and matches_all(re.compile(self.sniff_pattern), frames)
 
     def convert(self, groups: pa.StructArray, checks: RowChecks) -> FrameColumns:
@@ -92,17 +102,21 @@ class LineFormat(CaptureFormat):
         for block in iter_line_blocks(stream, block_size):
             strings = block.strings()
             try:
-                ignorable = pc.match_substring_regex(strings, IGNORABLE).to_numpy(zero_copy_only=False)
+                ignorable = pc.match_substring_regex(strings, self.ignorable).to_numpy(zero_copy_only=False)
                 groups = pc.extract_regex(strings, self.pattern)
             except pa.ArrowInvalid as err:
                 raise BadInputError(stream.path, f"not readable as text ({err})") from None
             matched = groups.is_valid().to_numpy(zero_copy_only=False)
-            rows = matched & ~ignorable
-            rejected = ~matched & ~ignorable
+            cut = np.zeros(len(matched), dtype=bool)
+            if self.ends_every_line and block.unterminated:
+                cut[-1] = not ignorable[-1]  # whatever it reads as, it is not the frame that was written
+            rows = matched & ~ignorable & ~cut
+            rejected = ~matched & ~ignorable & ~cut
             lines = block.line_numbers
             checks = RowChecks(int(rows.sum()), file)
+            checks.count_aside(CUT_LINES, int(cut.sum()))
             cols = self.convert(groups.filter(pa.array(rows)), checks) if rows.any() else None
-            seen_any = seen_any or rows.any() or rejected.any()
+            seen_any = seen_any or rows.any() or rejected.any() or cut.any()
             yield ParsedBlock(
                 cols=cols,
                 lines=lines[rows],
@@ -118,14 +132,16 @@ class LineFormat(CaptureFormat):
 class CandumpLog(LineFormat):
     name = "candump-l"
     description = (
-        "candump -L log: '(ts) iface ID#DATA' (ID#R for remote, ID##F+DATA for CAN FD), optional trailing label columns"
+        "candump -L log: '(ts) iface ID#DATA' (ID#R for remote, ID##F+DATA for CAN FD, _D for a raw DLC of 9-F), "
+        "optional trailing label columns"
     )
     layout = "'(timestamp) iface ID#DATA [labels]'"
     sniff_pattern = r"^\s*\(\d+(\.\d+)?\)\s+\S+\s+[0-9A-Fa-f]{1,8}#"
     pattern = (
         r"^\s*\((?P<ts>[^)]*)\)\s+(?P<iface>\S+)\s+(?P<id>[^#\s]+)#(?:(?P<fd>#)[0-9A-Fa-f])?(?P<rtr>R)?"
-        r"(?P<data>[^\s]*?)(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
+        r"(?P<data>[^\s_]*)(?P<raw_dlc>_\S*)?(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
     )
+    ends_every_line = True
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
         ts = timestamps(g.field("ts"), checks)
@@ -137,27 +153,51 @@ class CandumpLog(LineFormat):
         checks.set_aside(~in_set(g.field("fd"), [""]) & too_long, FD_FRAMES)
         checks.flag(bad, "payload is not hexadecimal bytes", g.field("data"))
         checks.flag(too_long, "payload longer than 8 bytes", g.field("data"))
+        # 'ID#R<dlc>': a remote frame asks for <dlc> bytes and carries none
+        asks = remote & ~in_set(g.field("data"), [""])
+        asked, digits, not_hex = hex_to_uint(pc.if_else(pa.array(asks), g.field("data"), pa.scalar("0")), 1)
+        bad_ask = remote & (not_hex | (digits > 1) | (asked > 8))
+        checks.flag(bad_ask, "a remote frame's DLC is one digit 0-8", g.field("data"))
+        dlc = np.where(remote, asked, nbytes)
+        # candump -8 ('len8_dlc'): a classic 8-byte frame sent with a raw DLC of 9-F shows it as '_<dlc>'
+        raw_dlc = g.field("raw_dlc")
+        suffixed = ~in_set(raw_dlc, [""])
+        checks.flag(
+            suffixed & ~(in_set(lower(raw_dlc), [f"_{d:x}" for d in range(9, 16)]) & (dlc == 8)),
+            "a raw DLC suffix is '_9' to '_F' after 8 data bytes",
+            raw_dlc,
+        )
         label = _optional_labels(g.field("lab"), checks)
-        return FrameColumns(ts, can_id, ext, remote, nbytes.astype(np.uint8), data, label)
+        return FrameColumns(ts, can_id, ext, remote, dlc.astype(np.uint8), data, label)
 
 
 class CandumpColumns(LineFormat):
     name = "candump"
-    description = "candump default/-ta output: '[(ts)] iface ID [DLC] B0 B1 ...', optional trailing label columns"
+    description = (
+        "candump default/-ta output: '[(ts)] iface ID [DLC] B0 B1 ...' ({D}: candump -8's raw DLC), "
+        "optional trailing label columns"
+    )
     layout = "'[(timestamp)] iface ID [DLC] bytes'"
-    sniff_pattern = r"^\s*(\(\S+\)\s+)?[A-Za-z]\S*\s+[0-9A-Fa-f]{1,8}\s+\[\d{1,2}\]"
+    sniff_pattern = r"^\s*(\(\S+\)\s+)?[A-Za-z]\S*\s+[0-9A-Fa-f]{1,8}\s+[\[{]\w{1,2}[\]}]"
     pattern = (
-        r"^\s*(?:\((?P<ts>[^)]*)\)\s+)?(?P<iface>[A-Za-z]\S*)\s+(?P<id>\S+)\s+\[(?P<dlc>[^\]]*)\]"
+        r"^\s*(?:\((?P<ts>[^)]*)\)\s+)?(?P<iface>[A-Za-z]\S*)\s+(?P<id>\S+)\s+"
+        r"(?:\[(?P<dlc>[^\]]*)\]|\{(?P<raw_dlc>[^}]*)\})"
         r"(?P<data>(?:\s+[0-9A-Fa-f]{2})*)(?P<rtr>\s+remote request)?(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
     )
+    ignorable = f"{IGNORABLE}|{ERROR_EXPLANATION}"
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
         has_ts = checks.optional_column("timestamps", ~in_set(g.field("ts"), [""]), "timestamp")
         ts = timestamps(g.field("ts"), checks) if has_ts else None
         can_id, ext = can_ids(g.field("id"), checks, extended_by_width=True)
-        length, not_length = to_uint(g.field("dlc"), maximum=64)  # a CAN FD frame shows its length: '[12]'
+        # candump -8 shows a classic frame's DLC in hex as '{D}': 9-F carry 8 bytes, as 8 does
+        braced = ~in_set(g.field("raw_dlc"), [""])
+        raw, digits, not_hex = hex_to_uint(g.field("raw_dlc"), max_digits=1)
+        checks.flag(braced & (not_hex | (digits != 1)), "a raw DLC ('{D}') is one hex digit", g.field("raw_dlc"))
+        dlc_text = pc.if_else(pa.array(braced), pa.array(np.minimum(raw, 8).astype(str)), g.field("dlc"))
+        length, not_length = to_uint(dlc_text, maximum=64)  # a CAN FD frame shows its length: '[12]'
         checks.set_aside(~not_length & (length > 8), FD_FRAMES)
-        dlc = dlc_values(g.field("dlc"), checks)
+        dlc = dlc_values(dlc_text, checks)
         remote = ~in_set(g.field("rtr"), [""])
         data = _payload_with_dlc(g.field("data"), dlc, remote, checks)
         label = _optional_labels(g.field("lab"), checks)

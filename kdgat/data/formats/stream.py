@@ -128,6 +128,8 @@ class LineBlock:
         self.buf = np.frombuffer(raw, dtype=np.uint8)
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None
         self.n_lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") or not raw else 1)
+        # only a file's last block can end without a line end (iter_line_blocks cuts blocks after one)
+        self.unterminated = bool(raw) and not raw.endswith(b"\n")
 
     def _compute_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         if self._bounds is None:
