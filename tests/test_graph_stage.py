@@ -418,3 +418,37 @@ def test_frame_arrays_of_a_real_capture_and_a_table_with_mixed_labels(data_root,
     )  # fmt: skip
     with pytest.raises(MixedLabelsError, match="some frames are labelled and some are not"):
         frame_arrays(mixed)
+
+
+def test_cli_like_takes_the_stores_preprocessing_and_refuses_another(synthetic_frames, tmp_path):
+    """`graphs --like` cuts new captures as the store's models were trained: its window and feature set (not the
+    defaults) without any -O, an -O naming the store's own value is accepted, another value is refused (it would
+    be ignored and recorded)."""
+    run_graphs(synthetic_frames, tmp_path / "ref", prep(window=50, stride=25))  # e4, not the default e4t
+    runner = CliRunner()
+    base = ["graphs", "--frames", str(synthetic_frames), "--like", str(tmp_path / "ref")]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "plain")])
+    assert result.exit_code == 0, result.output
+    meta = open_store(tmp_path / "plain").metadata
+    ref = open_store(tmp_path / "ref").metadata
+    assert meta["preprocessing"] == ref["preprocessing"] and meta["feature_set"] == ref["feature_set"]
+    same = runner.invoke(app, [*base, "--out", str(tmp_path / "same"), "-O", "preprocessing.feature_set=e4"])
+    assert same.exit_code == 0, same.output
+    other = runner.invoke(app, [*base, "--out", str(tmp_path / "other"), "-O", "preprocessing.vocab_min_count=5"])
+    assert other.exit_code == 2
+    assert "preprocessing.vocab_min_count = 1 there" in other.stderr and "drop the override" in other.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_cli_warns_when_no_window_fits_a_held_out_block(synthetic_frames, tmp_path):
+    """A window longer than every held-out time block leaves no validation or fusion window: said at once,
+    not when train fails on the store."""
+    runner = CliRunner()
+    args = ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "s")]
+    result = runner.invoke(app, [*args, "-O", "preprocessing.window=3000", "-O", "preprocessing.stride=3000"])
+    assert result.exit_code == 0, result.output
+    parts = open_store(tmp_path / "s").parts
+    assert parts["val"].num_graphs == parts["fusion"].num_graphs == 0 < parts["train"].num_graphs
+    assert "warning: no 'val' and no 'fusion' windows: none fits inside one held-out time block" in result.stderr
+    fine = runner.invoke(app, ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "t")])
+    assert fine.exit_code == 0 and "held-out time block" not in fine.stderr

@@ -16,7 +16,10 @@ def graphs(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Graph store folder to write.")] = ...,
     like: Annotated[
         Optional[Path],
-        typer.Option("--like", help="Existing store whose vocabulary, attack types, window and scaling to reuse."),
+        typer.Option(
+            "--like",
+            help="Existing store whose vocabulary, attack types, preprocessing (window, features), scaling to reuse.",
+        ),
     ] = None,
     override: Annotated[
         list[str], typer.Option("--override", "-O", help="Override a key, e.g. -O preprocessing.stride=50.")
@@ -30,6 +33,8 @@ def graphs(
 
     with user_errors():
         cfg = resolve_config("gat", "large", "none", override)
+        if like is not None:
+            refuse_other_preprocessing(like, cfg.preprocessing, override)
 
         def progress(i: int, n: int, item) -> None:
             progress_line(f"[{i + 1}/{n}]", item.relative)
@@ -39,6 +44,15 @@ def graphs(
             progress=progress if err.is_terminal else None, threads=threads,
         ).summary  # fmt: skip
     out.print(store_table(meta, out_dir))
+    from kdgat.data.split import FUSION_PART
+
+    missing = [name for name in ("val", FUSION_PART) if not meta["parts"].get(name, {}).get("graphs")]
+    if like is None and missing:
+        print_warning(
+            f"no {' and no '.join(repr(m) for m in missing)} windows: none fits inside one held-out time block "
+            f"(window {meta['window']} frames, {cfg.preprocessing.val_blocks} blocks per training file); train, fuse "
+            "and evaluate choose on them: lower preprocessing.window or preprocessing.val_blocks"
+        )
     for name, part in meta["parts"].items() if like is not None else ():
         if part["graphs"] and part["mean_nodes"] < 2:  # every window one OOV node: nothing to score
             print_warning(
@@ -51,6 +65,24 @@ def graphs(
             f"{len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "
             "are neutral and has_timestamps = 0: " + ", ".join(meta["timestamps_missing"])
         )
+
+
+def refuse_other_preprocessing(like: Path, preprocessing, overrides: list[str]) -> None:
+    """``--like`` cuts new captures as the store's models were trained: an ``-O preprocessing.*`` that asks for
+    another setting would be ignored, so it is refused (one naming the store's own value is accepted)."""
+    from kdgat.core.errors import UsageError
+    from kdgat.data.store import open_store
+    from kdgat.stages.graphs import like_preprocessing
+
+    stored = like_preprocessing(open_store(like).metadata, preprocessing)
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        section, _, name = key.partition(".")
+        if section == "preprocessing" and getattr(preprocessing, name, None) != getattr(stored, name, None):
+            raise UsageError(
+                f"-O {text}: --like {like} takes every preprocessing setting from that store "
+                f"({key} = {getattr(stored, name)!r} there); drop the override"
+            )
 
 
 def register(app: typer.Typer) -> None:

@@ -216,6 +216,13 @@ def _fingerprint(files: list[FramesFile], cfg: PreprocessingConfig, like_meta: d
     )
 
 
+def like_preprocessing(like_meta: dict, cfg: PreprocessingConfig) -> PreprocessingConfig:
+    """The preprocessing a ``--like`` store was built with (window, stride, feature set, ...): new captures are cut
+    and described as its models were trained; ``cfg`` fills only keys a store of an older kdgat did not record."""
+    stored = {k: v for k, v in like_meta["preprocessing"].items() if k in PreprocessingConfig.model_fields}
+    return PreprocessingConfig.model_validate({**cfg.model_dump(), **stored})
+
+
 def store_is_current(out_dir: Path, fingerprint: str) -> bool:
     meta_path = out_dir / METADATA
     if not meta_path.is_file():
@@ -263,7 +270,8 @@ def run(
     like_meta = None
     if like is not None:
         like_meta = open_store(Path(like)).metadata
-        cfg = cfg.model_copy(update={"window": like_meta["window"], "stride": like_meta["stride"]})
+        cfg = like_preprocessing(like_meta, cfg)
+        feature_set = get_feature_set(cfg.feature_set)
         if like_meta["feature_set"]["tag"] != feature_set.tag:
             raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")
     if like is not None and Path(like).resolve() == out_dir.resolve():
