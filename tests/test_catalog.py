@@ -125,6 +125,31 @@ def test_same_file_in_train_and_test_is_leakage(tmp_path, data_root):
         dataset_sources("leak", entry, data_root)
 
 
+def test_datasets_says_invalid_for_a_file_in_train_and_test(tmp_path, data_root):
+    """`kdgat datasets` said `ok` for a catalog whose ingest refuses it (train/test leakage)."""
+    from typer.testing import CliRunner
+
+    from kdgat.cli import app
+
+    user = tmp_path / "leak.yaml"
+    user.write_text(
+        "datasets:\n  leak:\n    description: d\n    root: road/attacks\n"
+        "    train: ['fuzzing_attack_*.csv*']\n    test:\n      t: [fuzzing_attack_2.csv.xz]\n"
+    )
+    status = dataset_status(load_catalog([user])["leak"], data_root, "leak")
+    assert (
+        status["status"] == "invalid"
+        and "fuzzing_attack_2.csv.xz is in both train:train and test:t" in (status["problem"])
+    )
+    assert dataset_status(load_catalog()["road"], data_root, "road")["problem"] is None
+    result = CliRunner().invoke(
+        app, ["datasets", "--catalog", str(user), "--data-root", str(data_root), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["datasets"]["leak"]["status"] == "invalid"
+    assert "warning: dataset leak:" in result.stderr and "(train/test leakage)" in result.stderr
+
+
 def test_unknown_dataset_lists_known_ones():
     with pytest.raises(KdgatError, match="unknown dataset 'nope'; known: .*daga_v40"):
         get_dataset(load_catalog(), "nope")

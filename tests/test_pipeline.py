@@ -373,3 +373,16 @@ def test_ingest_key_follows_capture_content_not_its_path_or_time(data_root, tmp_
     raw[len(raw) // 2] ^= 1
     copies[0].path.write_bytes(bytes(raw))
     assert _capture_stamp(copies) != _capture_stamp(sources)
+
+
+def test_an_empty_synthetic_folder_is_generated(tmp_path):
+    """The synthetic captures are generated where their folder is missing or empty (a folder made ahead, by hand
+    or by a container's bind mount), not only where it is missing."""
+    from kdgat.pipeline.runner import PipelineOptions, PipelineRunner
+
+    (tmp_path / "data/synthetic").mkdir(parents=True)
+    runner = PipelineRunner(["synthetic"], tmp_path / "out", PipelineOptions(data_root=tmp_path / "data"))
+    sources = runner._sources("synthetic")
+    assert sources and all(
+        s.path.is_file() and s.path.parent.is_relative_to(tmp_path / "data/synthetic") for s in sources
+    )

@@ -24,18 +24,21 @@ def datasets(
         entries = load_catalog(catalog)
         root = resolve_data_root(data_root)
         rows = {
-            name: {**dataset_status(e, root), "description": e.description, "one_trace": e.one_trace}
+            name: {**dataset_status(e, root, name), "description": e.description, "one_trace": e.one_trace}
             for name, e in entries.items()
         }
     if not root.is_dir():  # every dataset reads "missing": say why, once
         print_warning(f"data root {root}: {'is not a folder' if root.exists() else 'no such folder'}")
+    for row in rows.values():
+        if row["problem"]:
+            print_warning(row["problem"])
     if fmt is OutputFormat.json:
         typer.echo(json.dumps({"data_root": str(root), "datasets": rows}, indent=2))
         return
     table = Table(title=f"Datasets (data root: {root})")
     for col in ("name", "status", "files", "MB", "test scenarios", "description"):
         table.add_column(col, overflow="fold")
-    style = {"ok": "green", "partial": "yellow", "missing": "red"}
+    style = {"ok": "green", "partial": "yellow", "missing": "red", "invalid": "red"}
     for name, row in rows.items():
         table.add_row(
             name,

@@ -207,11 +207,19 @@ def dataset_sources(
     return sources
 
 
-def dataset_status(entry: DatasetEntry, data_root: Path) -> dict[str, Any]:
+def dataset_status(entry: DatasetEntry, data_root: Path, name: str = "") -> dict[str, Any]:
+    """Whether a dataset's files are there: ``ok``, ``partial``, ``missing``, or ``invalid`` when a file found is
+    both a training and a test file (ingest refuses it; ``problem`` says which)."""
     files, missing = resolve_files(entry, data_root)
     total = len(entry.train) + sum(len(v) for v in entry.test.values())
     state = "missing" if len(missing) == total else ("partial" if missing else "ok")
+    problem = None
+    try:
+        _check_no_leakage(name or "?", files)
+    except ConfigError as err:
+        state, problem = "invalid", str(err)
     return {
+        "problem": problem,
         "root": str(dataset_root(entry, data_root)),
         "files": len({f.path for f in files}),
         "bytes": sum(f.path.stat().st_size for f in {f.path: f for f in files}.values()),

@@ -288,12 +288,12 @@ class PipelineRunner:
         return self._captures[dataset]
 
     def _ensure_synthetic(self) -> None:
-        """The synthetic dataset is generated (seed 0) the first time it is asked for."""
+        """The synthetic dataset is generated (seed 0) the first time it is asked for, where its folder is empty."""
         from kdgat.data.catalog import dataset_root
         from kdgat.stages import synth
 
         root = dataset_root(self.entries["synthetic"], self.data_root)
-        if not root.exists():
+        if not root.is_dir() or not any(root.iterdir()):  # an empty folder (made by hand, or by a mount) too
             self.console.print(f"synthetic captures not found: generating them in {root}")
             synth.run(root, seed=0, size="small", threads=self.threads)
 
