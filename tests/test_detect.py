@@ -575,6 +575,21 @@ def test_a_capture_from_another_vehicle_gets_the_ood_warning(trained, road_test,
     assert own["ood_figures"]["timing_mismatch"] < 0.3 and own["ood_figures"]["payload_mismatch"] < 0.5
 
 
+def test_unknown_ids_injected_into_the_training_vehicles_traffic_are_no_other_vehicle(trained, road_test, tmp_path):
+    """An ID-fuzzing attack on the training vehicle's bus: a quarter of the frames carry IDs the detector never saw,
+    while every regular ID of the vehicle is there at its period. That is an attack to flag, not another vehicle:
+    no "does not look like the training vehicle" warning (the figures are still in the summary)."""
+    fuzzed = {k: [f"{0x7F0 + k % 16:03X}#{k % 256:02X}00"] for k in range(0, 500, 3)}
+    capture = write_candump(tmp_path / "fuzzed.log", frames_of(road_test), 6000, between=fuzzed)
+    result = invoke("detect", capture, "--detector", trained / "detector", "--out", tmp_path / "v.jsonl")
+    assert result.exit_code == 0, result.stderr
+    (summary,) = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    figures = summary["ood_figures"]
+    assert figures["unknown_id_share"] > 0.2 and figures["training_id_coverage"] >= 0.5, figures
+    assert not summary["out_of_distribution"], summary
+    assert "does not look like the training vehicle" not in result.stderr
+
+
 def test_json_lines_on_stdout_end_with_the_summary(trained, road_test):
     result = invoke("detect", road_test, "--detector", trained / "detector", "--out", "-", "--stride", "50")
     assert result.exit_code == 0, result.stderr

@@ -13,7 +13,10 @@ reading a clean bill of health. The figures, accumulated while the capture strea
   bytes differ from training by more than 64 (of 255) in some byte (limit 50%).
 
 Attacks move these figures too (injected unknown IDs, early frames), but on a few IDs; the limits
-are set for whole-vehicle differences, and the output always carries the figures themselves.
+are set for whole-vehicle differences, and the output always carries the figures themselves. An
+ID-fuzzing attack on the training vehicle's bus can put a quarter of the frames on unknown IDs while
+every regular ID of the vehicle goes on: so the unknown-ID share speaks of another vehicle only where
+the coverage of the regular IDs cannot vouch for the vehicle (not measured yet, or itself below its limit).
 """
 
 from __future__ import annotations
@@ -88,10 +91,11 @@ def verdict(figures: dict) -> list[str]:
     """One sentence per figure beyond its limit (empty: the capture looks like the training vehicle)."""
     reasons = []
     share = figures.get("unknown_id_share")
-    if share is not None and share > LIMITS["unknown_id_share"]:
+    coverage = figures.get("training_id_coverage")
+    vouched = coverage is not None and coverage >= LIMITS["training_id_coverage"]  # injected IDs, not a vehicle
+    if share is not None and share > LIMITS["unknown_id_share"] and not vouched:
         reasons.append(f"{100 * share:.1f}% of frames have CAN IDs the detector never saw in training "
                        f"(limit {100 * LIMITS['unknown_id_share']:.0f}%)")  # fmt: skip
-    coverage = figures.get("training_id_coverage")
     if coverage is not None and coverage < LIMITS["training_id_coverage"]:
         reasons.append(f"only {100 * coverage:.1f}% of the training vehicle's regular CAN IDs appear "
                        f"(limit {100 * LIMITS['training_id_coverage']:.0f}%)")  # fmt: skip
