@@ -94,6 +94,13 @@ def test_ingest_dataset(data_root, tmp_path):
     assert {o["scenario"] for o in manifest["outputs"]} == {"train", "masquerade"}
     assert all(len(i["sha256"]) == 64 for i in manifest["inputs"])
     assert "versions" in manifest and manifest["config_hash"]
+    # every entry's sha256 is of the file it names: the Parquet for an output, the capture for an input
+    from kdgat.core.hashing import sha256_file
+
+    captures = {i["path"]: i["sha256"] for i in manifest["inputs"]}
+    for o in manifest["outputs"]:
+        assert o["sha256"] == sha256_file(out / o["path"]) != o["source_sha256"] == captures[o["source"]]
+        assert o["source_sha256"] == sha256_file(o["source"])
 
 
 def test_ingest_needs_files_or_dataset(tmp_path):

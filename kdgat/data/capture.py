@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from kdgat.core.errors import BadInputError, UsageError
+from kdgat.core.hashing import sha256_file
 from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.base import NOT_CLASSIC, CaptureFormat, ParsedBlock
 from kdgat.data.formats.stream import DEFAULT_BLOCK_SIZE, CaptureStream
@@ -272,7 +273,8 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
     sink.close()
     return {
         "source": str(source.path),
-        "sha256": digest,
+        "sha256": sha256_file(out_path),  # of the Parquet file the entry names, as every manifest entry's
+        "source_sha256": digest,
         "format": fmt.name,
         "split": source.split,
         "scenario": source.scenario,

@@ -71,7 +71,7 @@ def run(
     return write_manifest(
         outdir,
         stage="ingest",
-        inputs=[{"path": o["source"], "sha256": o["sha256"]} for o in outputs],
+        inputs=[{"path": o["source"], "sha256": o["source_sha256"]} for o in outputs],
         config={
             **options.model_dump(exclude={"block_size", "row_group_rows"}),
             "dataset": dataset,
