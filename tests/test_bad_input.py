@@ -306,10 +306,23 @@ def test_no_stage_writes_into_another_stages_output(tmp_path, command):
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
-def test_a_lake_is_not_written_into_a_folder_of_other_files(tmp_path):
+def test_a_folder_of_other_files_is_refused_as_an_output_with_exit_2(data_root, tmp_path):
+    """A folder that holds something else is a usage problem (exit 2), whichever command is given it: as for a
+    folder holding another stage's output."""
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "mine.txt").write_text("mine\n")
-    result = runner.invoke(app, ["lake", "append", "--runs", str(tmp_path), "--lake", str(folder)])
-    assert_one_line_error(result, f"--lake {folder}: exists, is not empty and is not a kdgat lake")
-    assert [p.name for p in folder.iterdir()] == ["mine.txt"]
+    frames = tmp_path / "frames"
+    capture = data_root / "road/attacks/max_engine_coolant_temp_attack.csv.xz"
+    assert runner.invoke(app, ["ingest", str(capture), "--split", "train", "--out", str(frames)]).exit_code == 0
+    commands = {
+        "--lake {folder}: exists, is not empty and is not a kdgat lake": ["lake", "append", "--runs", str(tmp_path),
+                                                                           "--lake", str(folder)],
+        f"{folder}: directory is not empty and has no synth.json": ["synth", "--out", str(folder)],
+        f"{folder}: exists and is not a graph store": ["graphs", "--frames", str(frames), "--out", str(folder)],
+    }  # fmt: skip
+    for message, command in commands.items():
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.exit_code, result.stderr)
+        assert_one_line_error(result, message.format(folder=folder))
+        assert [p.name for p in folder.iterdir()] == ["mine.txt"]

@@ -183,3 +183,19 @@ def test_a_bundle_scores_the_held_byte_windows_as_evaluate_did(crysys_e4ts, data
     assert live.exit_code == 0, live.output
     replayed = pq.read_table(tmp_path / "live.parquet").column("score").to_numpy()
     assert np.array_equal(replayed, verdicts.score.to_numpy())
+
+
+def test_an_evaluations_scores_are_a_scores_artifact_in_the_lake(crysys_e4ts, tmp_path):
+    """`evaluate --scores` writes scores.parquet: the lake's artifacts table names it `scores` (it said `other`)."""
+    import duckdb
+
+    result = invoke("lake", "append", "--runs", crysys_e4ts / "vgae", "--runs", crysys_e4ts / "eval",
+                    "--lake", tmp_path / "lake")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = duckdb.sql(
+        f"select artifact_type, path from read_parquet('{tmp_path}/lake/**/*.parquet', union_by_name=true) "
+        "where artifact_type is not null"
+    ).fetchall()
+    kinds = {Path(path).name: kind for kind, path in rows}
+    assert kinds["scores.parquet"] == "scores" and kinds["metrics.json"] == "metrics"
+    assert "other" not in kinds.values(), kinds

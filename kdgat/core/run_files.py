@@ -12,4 +12,5 @@ FUSION_FILE = "fusion.pt"  # a fitted fusion (kdgat.fusion.ensemble)
 MEMBERS_FILE = "members.json"  # a fusion's VGAE and GAT runs
 CONFIG_FILE = "config.json"  # the frozen config the run was made with
 METRICS_FILE = "metrics.json"  # its figures
+SCORES_FILE = "scores.parquet"  # an evaluation's per-window scores (evaluate --scores)
 WEIGHT_FILES = (MODEL_FILE, WINDOW_MODEL_FILE, FUSION_FILE)  # what a GNN, a classical yardstick, a fusion keep

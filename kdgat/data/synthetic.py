@@ -625,7 +625,7 @@ def check_target(out: Path) -> None:
     if not out.is_dir():
         raise KdgatError(f"{out}: exists and is not a folder; refusing to replace it with a synthetic dataset")
     if any(out.iterdir()) and not is_synthetic(out):
-        raise KdgatError(
+        raise UsageError(
             f"{out}: directory is not empty and has no {MARKER} marker; "
             "refusing to overwrite it (choose another output or empty it)"
         )
@@ -635,7 +635,7 @@ def check_target(out: Path) -> None:
         theirs = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
         foreign = [name for name in theirs if name not in ours]
         if foreign:
-            raise KdgatError(
+            raise UsageError(
                 f"{out / foreign[0]}: not written by kdgat synth ({len(foreign)} such file(s)); refusing to replace "
                 f"{out} (move them out or choose another output)"
             )

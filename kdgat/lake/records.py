@@ -45,6 +45,7 @@ from kdgat.core.run_files import (
     MEMBERS_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    SCORES_FILE,
     WEIGHT_FILES,
     WINDOW_MODEL_FILE,
 )
@@ -54,7 +55,7 @@ _ARTIFACT_TYPES = {
     MODEL_FILE: "checkpoint", WINDOW_MODEL_FILE: "checkpoint", FUSION_FILE: "checkpoint", CONFIG_FILE: "config",
     METRICS_FILE: "metrics", "metrics.csv": "training_curves", "curves.json": "curves",
     "embeddings.npz": "embeddings", "attention.npz": "attention", "dqn_policy.json": "policy", "policy.json": "policy",
-    "explanations.npz": "explanations", MEMBERS_FILE: "members", MANIFEST_NAME: "manifest",
+    "explanations.npz": "explanations", MEMBERS_FILE: "members", MANIFEST_NAME: "manifest", SCORES_FILE: "scores",
 }  # fmt: skip
 _METRIC_COLUMNS = (
     "threshold", "n", "positives", "negatives", "tp", "fp", "tn", "fn", "accuracy", "precision", "recall", "f1",
@@ -70,7 +71,7 @@ class Identity:
     run_id: str
     dataset: str
     stage: str
-    model_type: str  # vgae | gat | fusion | eval
+    model_type: str  # vgae | gat | hgb | novelty | fusion | eval
     model: str  # gat_small_kd, fusion_dqn_small_kd, eval ...
     family: str  # gat | vgae | fusion_dqn ... (what KD impact compares across scales)
     scale: str | None

@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
-from kdgat.core.errors import KdgatError
+from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.locks import flock
 from kdgat.core.manifest import refuse_other_output
 from kdgat.lake.schema import OWNER, SCHEMA_VERSION, TABLES, UNIQUE_KEY, check_schema, empty, fingerprint
@@ -73,7 +73,7 @@ def refuse_non_lake(lake_dir: Path) -> None:
     holds something else (a graph store, a run), whose own manifest or files it would change."""
     refuse_other_output(lake_dir, "lake", option="--lake")
     if lake_dir.is_dir() and not (lake_dir / LAKE_FILE).is_file() and any(lake_dir.iterdir()):
-        raise KdgatError(f"--lake {lake_dir}: exists, is not empty and is not a kdgat lake (no {LAKE_FILE}); give "
+        raise UsageError(f"--lake {lake_dir}: exists, is not empty and is not a kdgat lake (no {LAKE_FILE}); give "
                          "an empty or new folder")  # fmt: skip
 
 

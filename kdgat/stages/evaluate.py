@@ -33,7 +33,7 @@ from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
 from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
-from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
+from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, SCORES_FILE
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.batching import assemble_batch
@@ -58,7 +58,6 @@ Progress = Callable[[str], None]
 # a member run's scores per part ({"val": ..., test part name: ...}), by its resolved folder
 MemberScores = dict[Path, dict[str, dict]]
 ATTENTION_SAMPLE = 50
-SCORES_FILE = "scores.parquet"
 _LOGGED = ("f1", "precision", "recall", "fpr", "fnr", "mcc", "roc_auc", "pr_auc", "accuracy", "balanced_accuracy")
 
 

@@ -156,7 +156,7 @@ def run(
     _check_trained_on(run_dirs, graphs_dir)
     ensure_folder(out_dir.parent)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists())):
-        raise KdgatError(f"{out_dir}: exists and is not a detector bundle; refusing to replace it")
+        raise UsageError(f"{out_dir}: exists and is not a detector bundle; refusing to replace it")
 
     models: dict[str, b.ModelSpec] = {}
     sources: dict[str, Path] = {}

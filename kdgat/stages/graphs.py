@@ -287,7 +287,7 @@ def run(
         return current.model_copy(update={"summary": {**current.summary, "reused": True}})
     ensure_folder(out_dir)  # an unusable output path fails now, not after the work
     if any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
-        raise KdgatError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
+        raise UsageError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
     scan = _scan_inputs(
         files, cfg, with_timing=feature_set.needs_timestamps and like_meta is None, fitting=like_meta is None,
