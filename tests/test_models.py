@@ -601,6 +601,51 @@ def test_edge_reading_layers_use_the_edge_features(conv_type):
     assert not plain.uses_edges and count_parameters(model) > count_parameters(plain)
 
 
+def test_self_loops_with_attributes_keep_the_datas_own_loops():
+    """0->1, 1->1 (an ID followed by itself: a transition with features of its own), 2->1, 1->2: node 1 keeps
+    its loop and its features; nodes 0 and 2 get a loop with the mean of their incoming edges (0 has none)."""
+    from kdgat.models.inputs import with_self_loops_and_attributes
+
+    edge_index = torch.tensor([[0, 1, 2, 1], [1, 1, 1, 2]])
+    edge_attr = torch.tensor([[1.0], [7.0], [3.0], [5.0]])
+    index, attr = with_self_loops_and_attributes(edge_index, edge_attr, 3)
+    got = sorted(zip(map(tuple, index.t().tolist()), attr[:, 0].tolist(), strict=True))
+    assert got == [((0, 0), 0.0), ((0, 1), 1.0), ((1, 1), 7.0), ((1, 2), 5.0), ((2, 1), 3.0), ((2, 2), 5.0)]
+
+
+@pytest.mark.parametrize("conv_type", ["gatv2", "transformer"])
+def test_an_edge_reading_gat_reads_a_loops_features(conv_type):
+    """A flood of one ID shows on its own loop's features (count, gaps): the layers see them."""
+    stats = {"node": {"mean": [0.0] * 11, "std": [1.0] * 11}, "edge": {"mean": [0.5] * 11, "std": [0.25] * 11}}
+    model = build_model("gat", NUM_IDS, section("gat", "small", conv_type=conv_type), feature_stats=stats).eval()
+    batch = tiny_batch()
+    loop = torch.tensor([[2], [2]])
+    edge_index = torch.cat([batch.edge_index, loop], dim=1)
+    quiet = torch.cat([batch.edge_attr, torch.full((1, 11), 0.5)])
+    flood = torch.cat([batch.edge_attr, torch.full((1, 11), 9.0)])
+    logits = model(batch.x, edge_index, batch.batch, edge_attr=quiet)
+    assert not torch.allclose(logits, model(batch.x, edge_index, batch.batch, edge_attr=flood))
+
+
+def test_an_edge_reading_gat_is_keyed_apart_from_its_earlier_revision():
+    """A checkpoint of a gatv2 / transformer GAT that read a mean where its data had a loop is not continued, and
+    a campaign trains it again; the study's GATConv (no edge features) and the VGAE keep their keys."""
+    from kdgat.core import config as config_module
+
+    def key(kind, **gat):
+        cfg = resolve_config(kind, "small", overrides=[f"gat.{k}={v}" for k, v in gat.items()])
+        return config_module.model_config_hash(cfg)
+
+    before = {"gatv2": key("gat", conv_type="gatv2"), "gat": key("gat"), "vgae": key("vgae")}
+    previous = config_module.EDGE_LOOPS_REVISION
+    try:
+        config_module.EDGE_LOOPS_REVISION = "an earlier one"
+        assert key("gat", conv_type="gatv2") != before["gatv2"]
+        assert (key("gat"), key("vgae")) == (before["gat"], before["vgae"])
+    finally:
+        config_module.EDGE_LOOPS_REVISION = previous
+
+
 def test_vgae_calibration_is_each_ids_own_99th_percentile():
     """Per ID with enough benign nodes: the 99th percentile of that ID's squared errors, per feature; an
     ID on fewer nodes (or on none) gets every node's. Uneven counts, so a row of one ID read as another's

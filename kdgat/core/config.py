@@ -293,16 +293,25 @@ def without_other_models(dumped: dict) -> dict:
 # What a trained GNN's numbers depend on beyond its config. "frames only": per-ID statistics, the VGAE's
 # percentiles and reconstruction read the nodes with a frame of their own only (kdgat.models.inputs.has_frame).
 GNN_REVISION = "frames only"
+# Of the GATs that read edge features (conv_type gatv2, transformer): a node's own loop keeps its features
+# (kdgat.models.inputs.with_self_loops_and_attributes); the study's GATConv reads no edge feature and is as before.
+EDGE_LOOPS_REVISION = "own loops kept"
 
 
 def model_config_hash(cfg: PipelineConfig) -> str:
     """:func:`config_hash` of :func:`without_other_models`: the pipeline's step keys, the resume check and
     the checkpoint key, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of a pipeline
     cached, and `--epochs` the yardsticks (a run's recorded ``config_hash`` covers its whole frozen config).
-    A GAT's or VGAE's also holds :data:`GNN_REVISION`: a campaign trains them again, and a checkpoint of an
-    earlier revision is never continued."""
+    A GAT's or VGAE's also holds :data:`GNN_REVISION` (and a GAT reading edge features
+    :data:`EDGE_LOOPS_REVISION`): a campaign trains them again, and a checkpoint of an earlier revision is
+    never continued."""
     dumped = without_other_models(cfg.model_dump(mode="json"))
-    return content_hash({**dumped, "revision": GNN_REVISION} if cfg.model_type in ("gat", "vgae") else dumped)
+    if cfg.model_type not in ("gat", "vgae"):
+        return content_hash(dumped)
+    revision = GNN_REVISION
+    if cfg.model_type == "gat" and cfg.gat.conv_type != "gat":
+        revision = f"{GNN_REVISION}; {EDGE_LOOPS_REVISION}"
+    return content_hash({**dumped, "revision": revision})
 
 
 def config_to_json(cfg: PipelineConfig) -> str:

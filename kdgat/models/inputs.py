@@ -45,9 +45,20 @@ def stat_buffers(stats: dict | None, key: str, width: int, skip: int = 0) -> tup
 
 
 def with_self_loops_and_attributes(edge_index: Tensor, edge_attr: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
-    """:func:`with_self_loops` for layers that read edge features: a loop gets the mean of its node's incoming edges."""
-    edge_index, edge_attr = remove_self_loops(edge_index, edge_attr)
-    return add_self_loops(edge_index, edge_attr, fill_value="mean", num_nodes=num_nodes)
+    """A self-loop on every node, for layers that read edge features.
+
+    A loop of the data (an ID's frame followed by one of the same ID) is a transition like any other and
+    keeps its features (how often, how fast: a flood of one ID shows there); a node without one gets a
+    loop carrying the mean of its incoming edges' features. (Replacing every loop, as :func:`with_self_loops`
+    does for layers without edge features, where a loop is a loop, threw those features away.)
+    """
+    own = edge_index[0] == edge_index[1]
+    looped = torch.zeros(num_nodes, dtype=torch.bool, device=edge_index.device)
+    looped[edge_index[0, own]] = True
+    every_index, every_attr = add_self_loops(edge_index, edge_attr, fill_value="mean", num_nodes=num_nodes)
+    # add_self_loops appends one loop per node, in node order, after the edges it was given
+    keep = torch.cat((torch.ones(edge_index.size(1), dtype=torch.bool, device=edge_index.device), ~looped))
+    return every_index[:, keep], every_attr[keep]
 
 
 def with_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
