@@ -302,6 +302,20 @@ def test_a_bundle_of_version_1_is_read_and_another_refused(trained, tmp_path):
         load_spec(tmp_path / "v3")
 
 
+def test_export_refuses_a_file_and_a_folder_of_other_files_as_its_bundle(trained, tmp_path):
+    """A file where the bundle's folder goes is an output-path problem (exit 1, as for every stage); a folder of
+    other files is one that holds something else (exit 2, as for graphs, synth and lake). Neither is touched."""
+    a_file = tmp_path / "afile"
+    a_file.write_text("mine")
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("mine")
+    args = ["export", "--run", trained / "runs" / "gat", "--eval", trained / "eval", "--out"]
+    one_line_error(invoke(*args, a_file), str(a_file), "not a folder", code=1)
+    one_line_error(invoke(*args, folder), str(folder), "not a detector bundle", code=2)
+    assert a_file.read_text() == "mine" and [p.name for p in folder.iterdir()] == ["mine.txt"]
+
+
 def test_export_packs_the_store_the_runs_trained_on_only(trained, tmp_path, monkeypatch):
     """The store is found from any folder (its manifests record it absolute), and another store, even one of
     the same vocabulary, is refused: its window, periods or vocabulary would score every capture wrongly."""
@@ -588,6 +602,19 @@ def test_unknown_ids_injected_into_the_training_vehicles_traffic_are_no_other_ve
     assert figures["unknown_id_share"] > 0.2 and figures["training_id_coverage"] >= 0.5, figures
     assert not summary["out_of_distribution"], summary
     assert "does not look like the training vehicle" not in result.stderr
+
+
+def test_a_few_frames_of_regular_ids_in_a_flood_of_unknown_ones_vouch_for_nothing():
+    """The unknown-ID share is no reason only where the vehicle's traffic goes on (half its regular IDs there and
+    the known IDs at their periods); a frame or two of some regular IDs, timing unmeasured, vouches for nothing."""
+    from kdgat.detection.ood import verdict
+
+    fuzzed = {"unknown_id_share": 0.25, "training_id_coverage": 0.9, "timing_mismatch": 0.05, "payload_mismatch": 0.1}
+    assert verdict(fuzzed) == []
+    flood = {"unknown_id_share": 0.9975, "training_id_coverage": 0.5, "timing_mismatch": None, "payload_mismatch": None}
+    assert [r for r in verdict(flood) if "never saw in training" in r]
+    off_period = {**fuzzed, "timing_mismatch": 0.4}
+    assert [r for r in verdict(off_period) if "never saw in training" in r]
 
 
 def test_json_lines_on_stdout_end_with_the_summary(trained, road_test):

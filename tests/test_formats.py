@@ -144,7 +144,7 @@ def test_candump_l_bad_raw_dlc_is_named(tmp_path, line, problem):
 
 
 @pytest.mark.parametrize("block_size", [16, 1 << 20], ids=["a block per line", "one block"])
-def test_candump_l_last_line_cut_while_written_is_left_out(tmp_path, block_size):
+def test_a_candump_last_line_cut_while_written_is_left_out(tmp_path, block_size):
     """candump ends every line, so a last line without a line end was cut mid-write: '124#1122' may have been
     '124#11223344'. It is left out and counted, whatever it reads as; with its line end it is a frame."""
     cut = write_capture(tmp_path / "cut.log", "(0.1) can0 123#11\n(0.2) can0 124#1122")
@@ -156,6 +156,20 @@ def test_candump_l_last_line_cut_while_written_is_left_out(tmp_path, block_size)
     whole = write_capture(tmp_path / "whole.log", "(0.1) can0 123#11\n(0.2) can0 124#1122\n")
     item, rows = ingest_rows(whole, tmp_path / "c", block_size=block_size)
     assert [r["dlc"] for r in rows] == [1, 2] and item["left_out_frames"] == {}
+    # candump's default output ends every line too ('[8]' with two bytes would be a bad row, not a frame)
+    columns = write_capture(tmp_path / "cut.txt", "  can0  123   [1]  11\n  can0  124   [8]  11 22")
+    item, rows = ingest_rows(columns, tmp_path / "d", block_size=block_size)
+    assert [r["can_id"] for r in rows] == [0x123] and item["left_out_frames"] == {CUT_LINES: 1}
+
+
+def test_the_left_out_warning_gives_each_kind_its_own_reason():
+    from kdgat.data.capture import left_out_warning
+
+    said = left_out_warning({"error frames": 1, CUT_LINES: 1})
+    assert said == (
+        f"1 error frames left out: kdgat's models read classic CAN data frames (0-8 bytes); 1 {CUT_LINES} left out"
+    )
+    assert left_out_warning({CUT_LINES: 1}, attack_rows=0) == f"1 {CUT_LINES} left out"
 
 
 @pytest.mark.parametrize("block_size", [64, 1 << 20], ids=["a block per line or two", "one block"])

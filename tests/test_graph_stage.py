@@ -438,6 +438,8 @@ def test_cli_like_takes_the_stores_preprocessing_and_refuses_another(synthetic_f
     assert other.exit_code == 2
     assert "preprocessing.vocab_min_count = 1 there" in other.stderr and "drop the override" in other.stderr
     assert not (tmp_path / "other").exists()
+    mapping = runner.invoke(app, [*base, "--out", str(tmp_path / "map"), "-O", "preprocessing={stride: 50}"])
+    assert mapping.exit_code == 2 and "preprocessing.stride = 25 there" in mapping.stderr, mapping.output
 
 
 def test_cli_warns_when_no_window_fits_a_held_out_block(synthetic_frames, tmp_path):

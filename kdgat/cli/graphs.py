@@ -70,19 +70,24 @@ def graphs(
 def refuse_other_preprocessing(like: Path, preprocessing, overrides: list[str]) -> None:
     """``--like`` cuts new captures as the store's models were trained: an ``-O preprocessing.*`` that asks for
     another setting would be ignored, so it is refused (one naming the store's own value is accepted)."""
+    from kdgat.core.config import parse_override
     from kdgat.core.errors import UsageError
     from kdgat.data.store import open_store
     from kdgat.stages.graphs import like_preprocessing
 
     stored = like_preprocessing(open_store(like).metadata, preprocessing)
     for text in overrides:
-        key = text.partition("=")[0].strip()
-        section, _, name = key.partition(".")
-        if section == "preprocessing" and getattr(preprocessing, name, None) != getattr(stored, name, None):
-            raise UsageError(
-                f"-O {text}: --like {like} takes every preprocessing setting from that store "
-                f"({key} = {getattr(stored, name)!r} there); drop the override"
-            )
+        parts, value = parse_override(text)
+        if parts[0] != "preprocessing":
+            continue
+        # -O preprocessing.stride=50, or the section as a mapping: -O 'preprocessing={stride: 50}'
+        names = parts[1:2] or (list(value) if isinstance(value, dict) else [])
+        for name in names:
+            if getattr(preprocessing, name, None) != getattr(stored, name, None):
+                raise UsageError(
+                    f"-O {text}: --like {like} takes every preprocessing setting from that store "
+                    f"(preprocessing.{name} = {getattr(stored, name)!r} there); drop the override"
+                )
 
 
 def register(app: typer.Typer) -> None:

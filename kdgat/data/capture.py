@@ -172,10 +172,17 @@ def left_out_warning(left_out: dict[str, int], attack_rows: int = 0) -> str | No
     said once per file."""
     if not left_out:
         return None
-    kinds = " and ".join(f"{n:,} {kind}" for kind, n in left_out.items())
+    frames = {kind: n for kind, n in left_out.items() if kind in NOT_CLASSIC}
+    others = {kind: n for kind, n in left_out.items() if kind not in NOT_CLASSIC}
     attack = f" ({attack_rows:,} of them labelled attack)" if attack_rows else ""
-    why = ": kdgat's models read classic CAN data frames (0-8 bytes)" if set(left_out) & set(NOT_CLASSIC) else ""
-    return f"{kinds} left out{attack}{why}"
+    said = []
+    if frames:
+        kinds = " and ".join(f"{n:,} {kind}" for kind, n in frames.items())
+        said.append(f"{kinds} left out{attack}: kdgat's models read classic CAN data frames (0-8 bytes)")
+    if others:
+        kinds = " and ".join(f"{n:,} {kind}" for kind, n in others.items())
+        said.append(f"{kinds} left out{'' if frames else attack}")
+    return "; ".join(said)
 
 
 # Tuned for frame tables: dictionaries only where values repeat, byte-stream-split

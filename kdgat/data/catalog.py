@@ -209,7 +209,7 @@ def dataset_sources(
 
 def dataset_status(entry: DatasetEntry, data_root: Path, name: str = "") -> dict[str, Any]:
     """Whether a dataset's files are there: ``ok``, ``partial``, ``missing``, or ``invalid`` when a file found is
-    both a training and a test file (ingest refuses it; ``problem`` says which)."""
+    listed twice (a training and a test file, or in two test scenarios: ingest refuses it; ``problem`` says which)."""
     files, missing = resolve_files(entry, data_root)
     total = len(entry.train) + sum(len(v) for v in entry.test.values())
     state = "missing" if len(missing) == total else ("partial" if missing else "ok")

@@ -15,8 +15,10 @@ reading a clean bill of health. The figures, accumulated while the capture strea
 Attacks move these figures too (injected unknown IDs, early frames), but on a few IDs; the limits
 are set for whole-vehicle differences, and the output always carries the figures themselves. An
 ID-fuzzing attack on the training vehicle's bus can put a quarter of the frames on unknown IDs while
-every regular ID of the vehicle goes on: so the unknown-ID share speaks of another vehicle only where
-the coverage of the regular IDs cannot vouch for the vehicle (not measured yet, or itself below its limit).
+the vehicle's own traffic goes on: so the unknown-ID share speaks of another vehicle only where that
+traffic cannot vouch for the vehicle, i.e. unless at least half of its regular IDs are there *and* the
+known IDs arrive at their training periods (timing measured, within its limit): a frame or two of
+some regular IDs among a flood of unknown ones vouches for nothing.
 """
 
 from __future__ import annotations
@@ -92,14 +94,19 @@ def verdict(figures: dict) -> list[str]:
     reasons = []
     share = figures.get("unknown_id_share")
     coverage = figures.get("training_id_coverage")
-    vouched = coverage is not None and coverage >= LIMITS["training_id_coverage"]  # injected IDs, not a vehicle
+    timing = figures.get("timing_mismatch")
+    vouched = (  # the vehicle's own traffic goes on: the unknown IDs are injected, not another vehicle's
+        coverage is not None
+        and coverage >= LIMITS["training_id_coverage"]
+        and timing is not None
+        and timing <= LIMITS["timing_mismatch"]
+    )
     if share is not None and share > LIMITS["unknown_id_share"] and not vouched:
         reasons.append(f"{100 * share:.1f}% of frames have CAN IDs the detector never saw in training "
                        f"(limit {100 * LIMITS['unknown_id_share']:.0f}%)")  # fmt: skip
     if coverage is not None and coverage < LIMITS["training_id_coverage"]:
         reasons.append(f"only {100 * coverage:.1f}% of the training vehicle's regular CAN IDs appear "
                        f"(limit {100 * LIMITS['training_id_coverage']:.0f}%)")  # fmt: skip
-    timing = figures.get("timing_mismatch")
     if timing is not None and timing > LIMITS["timing_mismatch"]:
         reasons.append(f"{100 * timing:.1f}% of known CAN IDs arrive at more than 2x or under half their "
                        f"training period (limit {100 * LIMITS['timing_mismatch']:.0f}%)")  # fmt: skip

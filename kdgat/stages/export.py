@@ -155,7 +155,9 @@ def run(
         )
     _check_trained_on(run_dirs, graphs_dir)
     ensure_folder(out_dir.parent)
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists())):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise KdgatError(f"{out_dir}: exists and is not a folder; give a folder for the bundle")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / b.SPEC_FILE).exists():
         raise UsageError(f"{out_dir}: exists and is not a detector bundle; refusing to replace it")
 
     models: dict[str, b.ModelSpec] = {}

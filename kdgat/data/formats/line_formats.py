@@ -185,6 +185,7 @@ class CandumpColumns(LineFormat):
         r"(?P<data>(?:\s+[0-9A-Fa-f]{2})*)(?P<rtr>\s+remote request)?(?:\s+(?P<lab>\S+))?(?:\s+\S+)*\s*$"
     )
     ignorable = f"{IGNORABLE}|{ERROR_EXPLANATION}"
+    ends_every_line = True
 
     def convert(self, g: pa.StructArray, checks: RowChecks) -> FrameColumns:
         has_ts = checks.optional_column("timestamps", ~in_set(g.field("ts"), [""]), "timestamp")
