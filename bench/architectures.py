@@ -34,7 +34,8 @@ def build_store(dataset: str, root: Path) -> Path:
     from kdgat.stages import graphs, ingest
 
     frames, store = root / "frames", root / "graphs"
-    ingest.run(dataset_sources(dataset, load_catalog()[dataset], DATA), frames, dataset=dataset)
+    entry = load_catalog()[dataset]  # a one-trace dataset (DAGA, CrySyS) is split on its time axis, as in the pipeline
+    ingest.run(dataset_sources(dataset, entry, DATA), frames, dataset=dataset, one_trace=entry.one_trace)
     cfg = resolve_config("gat", "large")
     graphs.run(frames, store, cfg.preprocessing)
     return store
