@@ -454,3 +454,8 @@ def test_cli_warns_when_no_window_fits_a_held_out_block(synthetic_frames, tmp_pa
     assert "warning: no 'val' and no 'fusion' windows: none fits inside one held-out time block" in result.stderr
     fine = runner.invoke(app, ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "t")])
     assert fine.exit_code == 0 and "held-out time block" not in fine.stderr
+    # training on it (the pipeline does not print the graphs warning) names the empty part and why
+    from kdgat.training.datamodule import GraphDataModule
+
+    with pytest.raises(KdgatError, match=r"no labelled graphs in its val part to learn from \(no window fits"):
+        GraphDataModule(open_store(tmp_path / "s"), batch_size=8)

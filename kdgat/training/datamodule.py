@@ -44,9 +44,11 @@ class GraphDataModule(pl.LightningDataModule):
         self.labelled_train_indices = self._select(store.part("train"))  # training and calibration windows
         self.train_indices, self.calibration_indices = self._cut(self.labelled_train_indices, calibration_fraction)
         self.val_indices = self._select(store.part("val"))
-        if len(self.train_indices) == 0 or len(self.val_indices) == 0:
-            wanted = "benign" if self.labels == (0,) else "labelled"
-            raise KdgatError(f"{store.path}: no {wanted} graphs in its train or val part to learn from")
+        wanted = "benign" if self.labels == (0,) else "labelled"
+        for name, chosen in (("train", self.train_indices), ("val", self.val_indices)):
+            if len(chosen) == 0:
+                hint = " (no window fits inside one held-out time block: a smaller window?)" if name == "val" else ""
+                raise KdgatError(f"{store.path}: no {wanted} graphs in its {name} part to learn from{hint}")
 
     def _select(self, part: GraphPart) -> np.ndarray:
         return np.flatnonzero(np.isin(np.asarray(part.y), self.labels))
