@@ -35,7 +35,6 @@ from kdgat.data.frames import FrameColumns
 # Lines that are not frames but are known to occur: blank lines and bare
 # date-time stamps such as "2020-11-24T042648" in the Nissan Juke logs.
 IGNORABLE = r"^\s*$|^\s*\d{4}-\d{2}-\d{2}[T ]\d{2}:?\d{2}:?\d{2}(\.\d+)?\s*$"
-_IGNORABLE = re.compile(IGNORABLE)
 # candump -e prints, under an error frame, one line per error class it decodes: '\tcontroller-problem{...}'
 ERROR_EXPLANATION = (
     r"^\t(tx-timeout|lost-arbitration|controller-problem|protocol-violation|transceiver-status|"
