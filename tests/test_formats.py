@@ -15,6 +15,13 @@ from kdgat.stages.ingest import run as run_ingest
 from conftest import COMPRESSORS, write_capture
 
 
+def detected_rows(name, text, tmp_path, expected_format):
+    """Write ``text`` as ``name``, check the format it is recognised as, and ingest it."""
+    path = write_capture(tmp_path / name, text)
+    assert detect_format(path).name == expected_format
+    return ingest_rows(path, tmp_path)
+
+
 def ingest_rows(path, tmp_path, **options):
     out = tmp_path / "out"
     manifest = run_ingest(sources_from_files([path]), out, IngestOptions(**options))
@@ -190,9 +197,7 @@ def test_candump_columns_error_frames_and_can_fd_frames(tmp_path):
         "  can0  456  [12]  11 22 33 44 55 66 77 88 99 AA BB CC\n"
         "  can0  124   [1]  01\n"
     )
-    path = write_capture(tmp_path / "bus.log", text)
-    assert detect_format(path).name == "candump"
-    item, rows = ingest_rows(path, tmp_path)
+    item, rows = detected_rows("bus.log", text, tmp_path, "candump")
     assert [(r["can_id"], r["dlc"], r["label"]) for r in rows] == [(0x123, 2, None), (0x124, 1, None)]
     assert item["left_out_frames"] == {"error frames": 1, "CAN FD frames over 8 bytes": 1}
 
@@ -207,9 +212,7 @@ def test_candump_columns_error_explanations_and_raw_dlc(tmp_path):
         "  can0  123  {9}  11 22 33 44 55 66 77 88\n"
         "  can0  124  {2}  11 22\n"
     )
-    path = write_capture(tmp_path / "bus.log", text)
-    assert detect_format(path).name == "candump"
-    item, rows = ingest_rows(path, tmp_path)
+    item, rows = detected_rows("bus.log", text, tmp_path, "candump")
     assert [(r["can_id"], r["dlc"]) for r in rows] == [(0x123, 8), (0x124, 2)]
     assert item["left_out_frames"] == {"error frames": 1} and item["skipped_rows"] == 0
     stray = write_capture(tmp_path / "stray.log", text + "\tno-such-class{}\n")  # not candump's: still an error
