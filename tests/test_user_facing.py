@@ -127,6 +127,13 @@ def test_stride_may_not_exceed_the_window(window, stride, ok):
             resolve_config("gat", "large", overrides=overrides)
 
 
+def test_a_smaller_window_alone_says_which_stride_to_give():
+    """`-O preprocessing.window=50` alone meets the default stride (100): the error names the override to add,
+    not only the layer (defaults.yaml) that set the stride."""
+    with pytest.raises(ConfigError, match=r"defaults.yaml: preprocessing.stride: .*-O preprocessing.stride=50\)"):
+        resolve_config("gat", "large", overrides=["preprocessing.window=50"])
+
+
 def test_a_killed_ingest_leaves_nothing_the_next_run_keeps(capture, tmp_path):
     out = tmp_path / "frames"
     code = f"""

@@ -94,7 +94,8 @@ class PreprocessingConfig(BaseModel):
         if window is not None and stride > window:
             raise ValueError(
                 f"must not exceed preprocessing.window ({window}): the {stride - window} frames between "
-                "two windows would be read by no graph"
+                f"two windows would be read by no graph (with a smaller window, set the stride too: "
+                f"-O preprocessing.stride={window})"
             )
         return stride
 
