@@ -38,7 +38,7 @@ def test_builtin_catalog_has_the_study_datasets_synthetic_and_real_captures():
 def test_real_capture_entries_resolve_completely(data_root):
     catalog = load_catalog()
     for name in REAL:
-        status = dataset_status(catalog[name], data_root)
+        status = dataset_status(catalog[name], data_root, name)
         assert status["status"] == "ok", (name, status["missing_patterns"])
 
 

@@ -207,7 +207,7 @@ def dataset_sources(
     return sources
 
 
-def dataset_status(entry: DatasetEntry, data_root: Path, name: str = "") -> dict[str, Any]:
+def dataset_status(entry: DatasetEntry, data_root: Path, name: str) -> dict[str, Any]:
     """Whether a dataset's files are there: ``ok``, ``partial``, ``missing``, or ``invalid`` when a file found is
     listed twice (a training and a test file, or in two test scenarios: ingest refuses it; ``problem`` says which)."""
     files, missing = resolve_files(entry, data_root)
@@ -215,7 +215,7 @@ def dataset_status(entry: DatasetEntry, data_root: Path, name: str = "") -> dict
     state = "missing" if len(missing) == total else ("partial" if missing else "ok")
     problem = None
     try:
-        _check_no_leakage(name or "?", files)
+        _check_no_leakage(name, files)
     except ConfigError as err:
         state, problem = "invalid", str(err)
     return {

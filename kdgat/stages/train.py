@@ -201,7 +201,7 @@ def run(
         if other_inputs and not restart_on_other_inputs:
             raise KdgatError(
                 f"{state_dir}: its checkpoint was trained on another graph store or teacher, or by an earlier "
-                "revision of the models (kdgat.core.config.GNN_REVISION); "
+                "revision of the models (kdgat.core.config.model_config_hash); "
                 "use a new --out or --no-resume"
             )
     resuming = can_resume and not other_inputs

@@ -47,8 +47,8 @@ class GraphDataModule(pl.LightningDataModule):
         wanted = "benign" if self.labels == (0,) else "labelled"
         for name, chosen in (("train", self.train_indices), ("val", self.val_indices)):
             if len(chosen) == 0:
-                empty = store.part(name).num_graphs == 0
-                hint = " (no window fits inside one held-out time block: a smaller window?)" if empty else ""
+                held_out_empty = name == "val" and store.part(name).num_graphs == 0
+                hint = " (no window fits inside one held-out time block: a smaller window?)" if held_out_empty else ""
                 raise KdgatError(f"{store.path}: no {wanted} graphs in its {name} part to learn from{hint}")
 
     def _select(self, part: GraphPart) -> np.ndarray:
