@@ -31,6 +31,12 @@ workflow {
     if (params.accelerator && !(params.accelerator.toString() in ['auto', 'cpu', 'gpu'])) {
         error("--accelerator must be auto, cpu or gpu, not '${params.accelerator}'")
     }
+    // under slurm a training job gets a GPU only through --gres: trainings told to use one would all fail at start
+    def profiles = workflow.profile.tokenize(',')
+    def wants_gpu = params.accelerator ? params.accelerator.toString() == 'gpu' : profiles.contains('gpu')
+    if (profiles.contains('slurm') && !params.slurm_gres && wants_gpu) {
+        error("--slurm_gres is empty, so SLURM gives the training jobs no GPU, but ${params.accelerator ? '--accelerator gpu' : 'the gpu profile'} trains on one: set --slurm_gres (e.g. gpu:v100:1)${params.accelerator ? '' : ' or leave out the gpu profile'}")
+    }
     if (!(params.synth_size.toString() in ['small', 'medium', 'large'])) {
         error("--synth_size must be small, medium or large, not '${params.synth_size}'")
     }

@@ -778,6 +778,17 @@ def test_profiles():
     binds = re.search(r"apptainer\.runOptions = '--bind ' \+ (.*)", apptainer).group(1)
     for bound in ("params.outdir", "params.lake", "params.apptainer_bind", '"${projectDir}/bin"'):
         assert bound in binds, f"the apptainer profile does not bind {bound}"
+    # evaluated: outdir and lake made absolute, --apptainer_bind a comma list of which every path is made absolute
+    # (taken whole, 'a, /b' became '<launchDir>/a, /b'), and bin/
+    env = {"launchDir": "/launch", "projectDir": "/project"}
+    given = {"outdir": "results", "lake": "/data/lake", "apptainer_bind": "a, /b,c:/mnt/c"}
+    assert (
+        nfconfig.evaluate(binds, {**env, "params": given})
+        == "/launch/results,/data/lake,/launch/a,/b,/launch/c:/mnt/c,/project/bin"
+    )
+    assert nfconfig.evaluate(binds, {**env, "params": {"outdir": "/out", "lake": None, "apptainer_bind": None}}) == (
+        "/out,/project/bin"
+    )
     slurm = strip_comments((ROOT / "conf" / "slurm.config").read_text())
     assert "executor = 'slurm'" in slurm and "queue = params.slurm_queue" in slurm
     assert "--account=${params.slurm_account}" in slurm
@@ -887,6 +898,30 @@ def accelerator_option(profiles: str, **params) -> str:
 def test_a_training_task_that_asks_for_a_gpu_must_get_one(profiles, params, expected):
     """Without it, a task whose container lacks --nv or whose torch lacks the card's kernels trains on the CPU."""
     assert accelerator_option(profiles, **params) == expected
+
+
+@pytest.mark.parametrize(
+    ("profiles", "params", "refused"),
+    [
+        ("slurm,apptainer,gpu", {"slurm_gres": ""}, True),
+        ("slurm", {"slurm_gres": "", "accelerator": "gpu"}, True),
+        ("slurm,gpu", {"slurm_gres": "", "accelerator": "cpu"}, False),  # told to train on the CPU
+        ("slurm,gpu", {}, False),
+        ("slurm", {"slurm_gres": ""}, False),  # no GPU asked for: --accelerator stays unset (above)
+        ("gpu", {"slurm_gres": ""}, False),  # the local executor: no --gres to ask for
+    ],
+)
+def test_main_refuses_gpu_trainings_that_slurm_gives_no_gpu(profiles, params, refused):
+    """The cases above where the trainings get --accelerator gpu while --slurm_gres is empty: every training job
+    would fail at its start, so main.nf refuses them before any task (its condition, evaluated)."""
+    text = strip_comments(MAIN.read_text())
+    wants_gpu = re.search(r"def wants_gpu = (.+)", text).group(1)
+    condition = re.search(r"if \((profiles\.contains\('slurm'\).+)\) \{", text).group(1)
+    env = {"params": {"accelerator": None, "slurm_gres": "gpu:v100:1", **params}, "profiles": profiles.split(",")}
+    env["wants_gpu"] = nfconfig.evaluate(wants_gpu, env)
+    assert bool(nfconfig.evaluate(condition, env)) == refused
+    option = accelerator_option(profiles, **params)
+    assert refused == (option == "--accelerator gpu" and not env["params"]["slurm_gres"] and "slurm" in profiles)
 
 
 def task_args(alias: str, meta: dict, profiles: str = "test", **params) -> str:

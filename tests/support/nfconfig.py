@@ -241,6 +241,8 @@ class _Parser:
 def _call(value, name: str, args: list):
     if name == "toString":
         return str(value)
+    if name == "trim":
+        return value.strip()
     if name == "tokenize":
         return [p for p in re.split("[" + re.escape(args[0]) + "]", value) if p]
     if name == "contains":
