@@ -15,10 +15,19 @@ seeds:
   attack window scored by the run that did not see its capture and every benign window by the full
   run. Its validation figure is nested on the attack side only (for capture j: the threshold from the
   other captures' unseen scores, applied to the run without j; every benign window both sets it and is
-  scored); its test figure (the full run at that threshold) is reported, not chosen by.
+  scored); its test figure (the full run at that threshold) is reported, not chosen by;
+- with ``--fuse-with RUN=VGAE`` (e.g. ``gat_small=vgae_small``): a weighted average a·GAT + (1-a)·VGAE
+  (the VGAE's error squashed as `kdgat fuse` does, e/(e+m), m the median over the benign fusion-part
+  windows). Its weight a (grid of 0.05, best PR-AUC) is chosen on a pool of windows that are neither
+  validation nor test, each scored by a GAT that did not train on it: the fusion part's windows (an
+  attack one by the run without its capture) and the train part's attack windows (likewise; the VGAE
+  trains on benign windows only). Its threshold is chosen on the unseen validation scores, and the
+  full runs are scored with both on test (reported, not chosen by). The same weight at a threshold
+  chosen on the usual (seen) validation scores is printed beside it.
 
     python bench/unseen_captures.py work/results/z/road --out work/unseen/road \\
-        [--run gat_large --run gat_small_kd ...] [--policy margin] [--threads 1]
+        [--run gat_large --run gat_small_kd ...] [--fuse-with gat_small=vgae_small ...] \\
+        [--policy margin] [--threads 1]
 
 Left-out runs are kept under ``--out`` and reused. Not a speed benchmark, and not a kdgat feature.
 """
@@ -60,9 +69,9 @@ def without_attacks_of(path: str):
         datamodule.GraphDataModule._select = original
 
 
-def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int) -> np.ndarray:
-    """Validation scores of ``run_dir``'s model trained again without the attack windows of file ``capture``
-    (its index in the validation part's file list: the runs are named by it)."""
+def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int, part: str = "val") -> np.ndarray:
+    """Scores of ``part`` (every window) by ``run_dir``'s model trained again without the attack windows of file
+    ``capture`` (its index in the validation part's file list: the runs are named by it)."""
     from kdgat.core.config import load_frozen_config
     from kdgat.evaluation.scoring import score_model
     from kdgat.stages import train
@@ -77,7 +86,7 @@ def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int)
         y = np.asarray(train_part.y)
         model = WINDOW_MODELS["hgb"](cfg.hgb, store.vocab_size, store.metadata["node_features"], seed=cfg.seed)
         model.fit(train_part, np.flatnonzero((y >= 0) & ~((y == 1) & of_capture(train_part, path))))
-        return model.p_attack(val)
+        return model.p_attack(store.part(part))
     target = out / f"{run_dir.name}_without{capture}"
     if not (target / "model.pt").is_file():
         teacher = None
@@ -90,7 +99,7 @@ def left_out_scores(run_dir: Path, store, capture: int, out: Path, threads: int)
             train.run(cfg, store.path, target, teacher_dir=teacher, threads=threads, progress_bar=False,
                       tracking_uri=f"sqlite:///{out / 'mlruns.db'}", resume=False)  # fmt: skip
     model, _ = load_run_model(target, store)
-    return score_model(cfg.model_type, model, val)["score"]
+    return score_model(cfg.model_type, model, store.part(part))["score"]
 
 
 def capture_names(paths: list[str]) -> list[str]:
@@ -140,13 +149,95 @@ def one_seed(seed_dir: Path, store, run: str, policy: str, out: Path, threads: i
         row["nested_f1_usual"][name] = binary_metrics(y[held], by_capture[c][held], t_own)["f1"]
         t_nested = threshold(y[own], unseen[own], policy)
         row["nested_f1_unseen"][name] = binary_metrics(y[held], by_capture[c][held], t_nested)["f1"]
+    row["val_scores"] = {"y": y, "full": full, "unseen": unseen}
     t_unseen = threshold(y, unseen, policy)
     row["test"] = {}
     for name, part in sorted(store.test_parts().items()):
         keep = np.asarray(part.y) >= 0
         y_t, s_t = np.asarray(part.y)[keep].astype(np.int64), score_model(cfg.model_type, model, part)["score"][keep]
         row["test"][name] = {k: binary_metrics(y_t, s_t, t) for k, t in (("usual", t_full), ("unseen", t_unseen))}
+        row.setdefault("test_scores", {})[name] = (y_t, s_t)
     return row
+
+
+ALPHAS = np.round(np.linspace(0.0, 1.0, 21), 2)
+
+
+def squashed_vgae(seed_dir: Path, store, vgae: str) -> dict[str, np.ndarray]:
+    """The VGAE run's error on every labelled window of every part, squashed to [0, 1] by the median of its benign
+    fusion-part windows (the scale `kdgat fuse` uses, fitted on windows that are neither validation nor test)."""
+    from kdgat.evaluation.scoring import score_model
+    from kdgat.training.runs import load_run_model
+
+    model, cfg = load_run_model(seed_dir / "runs" / vgae, store)
+
+    def labelled(part):
+        keep = np.asarray(part.y) >= 0
+        return np.asarray(part.y)[keep], score_model(cfg.model_type, model, part)["score"][keep]
+
+    y_fusion, e_fusion = labelled(store.part("fusion"))
+    scale = max(float(np.median(e_fusion[y_fusion == 0])), 1e-12)
+    parts = {name: store.part(name) for name in ("train", "fusion", "val")} | store.test_parts()
+    return {name: labelled(part)[1] / (labelled(part)[1] + scale) for name, part in parts.items()}
+
+
+def fusion_pool(seed_dir: Path, store, run: str, out: Path, threads: int) -> dict[str, tuple]:
+    """The windows the weight is chosen on, none of them a validation or test window, each scored by a GAT that did
+    not train on it: every labelled fusion-part window (an attack one by the run without its capture, a benign one
+    by the full run) and every attack window of the train part (by the run without its capture). Per part
+    ``(mask over its labelled windows, labels, GAT scores)``."""
+    from kdgat.evaluation.scoring import score_model
+    from kdgat.training.runs import load_run_model
+
+    run_dir = seed_dir / "runs" / run
+    model, cfg = load_run_model(run_dir, store)
+    captures = list(store.part("val").files)  # the left-out runs are named by their index here
+    pool = {}
+    for name in ("fusion", "train"):
+        part = store.part(name)
+        keep = np.asarray(part.y) >= 0
+        y, files = np.asarray(part.y)[keep].astype(np.int64), np.asarray(part.file_index)[keep]
+        scores = score_model(cfg.model_type, model, part)["score"][keep]
+        chosen = np.ones(len(y), bool) if name == "fusion" else y == 1
+        for c in sorted(set(files[y == 1].tolist())):
+            attacks = (files == c) & (y == 1)
+            if part.files[c] not in captures:  # an attacked capture without validation windows: no run without it
+                chosen &= ~attacks
+                continue
+            without = left_out_scores(run_dir, store, captures.index(part.files[c]), out / seed_dir.name, threads, name)
+            scores[attacks] = without[keep][attacks]
+        pool[name] = (chosen, y[chosen], scores[chosen])
+    return pool
+
+
+def fusion_row(row: dict, pool: dict, vgae: dict[str, np.ndarray], policy: str) -> dict:
+    """A weighted average's weight chosen on the pool (:func:`fusion_pool`), its threshold on the unseen validation
+    scores (and, beside it, on the usual ones), and its test figures (reported, not chosen by)."""
+    from kdgat.evaluation.metrics import binary_metrics
+    from kdgat.fusion.ensemble import average_precision
+
+    y_pool = np.concatenate([labels for _, labels, _ in pool.values()])
+    gat_pool = np.concatenate([scores for _, _, scores in pool.values()])
+    vgae_pool = np.concatenate([vgae[name][chosen] for name, (chosen, _, _) in pool.items()])
+    ranking = {float(a): average_precision(y_pool, a * gat_pool + (1 - a) * vgae_pool) for a in ALPHAS}
+    alpha = max(ranking, key=lambda a: (ranking[a], a))  # a tie goes to the GAT's side
+    y, unseen, full = (row["val_scores"][k] for k in ("y", "unseen", "full"))
+    fused_val = alpha * unseen + (1 - alpha) * vgae["val"]
+    t_unseen = threshold(y, fused_val, policy)
+    t_seen = threshold(y, alpha * full + (1 - alpha) * vgae["val"], policy)
+    val_ranking = {
+        k: average_precision(y, v) for k, v in (("gat", unseen), ("vgae", vgae["val"]), ("fused", fused_val))
+    }
+    out = {"alpha": alpha, "pool": {"windows": len(y_pool), "attack": int(y_pool.sum())}, "val_pr_auc": val_ranking}
+    out["test"] = {}
+    for name, (y_t, s_t) in row["test_scores"].items():
+        fused = alpha * s_t + (1 - alpha) * vgae[name]
+        out["test"][name] = {
+            "unseen": binary_metrics(y_t, fused, t_unseen),
+            "seen": binary_metrics(y_t, fused, t_seen),
+            "pr_auc": average_precision(y_t, fused),
+        }
+    return out
 
 
 def main() -> None:
@@ -154,6 +245,8 @@ def main() -> None:
     parser.add_argument("dataset_dir", type=Path, help="a dataset folder of a kdgat pipeline campaign")
     parser.add_argument("--out", type=Path, required=True, help="where the left-out runs are kept")
     parser.add_argument("--run", action="append", help=f"run folder names, teachers first (default {RUNS})")
+    parser.add_argument("--fuse-with", action="append", default=[], metavar="RUN=VGAE",
+                        help="also their weighted average, weighted on unseen scores")  # fmt: skip
     parser.add_argument("--policy", default="margin")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -165,10 +258,15 @@ def main() -> None:
 
     set_threads(args.threads)
     store = open_store(args.dataset_dir / "graphs")
-    rows = defaultdict(list)
+    pairs = dict(pair.split("=", 1) for pair in args.fuse_with)
+    rows, fused = defaultdict(list), defaultdict(list)
     for seed_dir in seed_folders(args.dataset_dir):
         for run in args.run or RUNS:
             rows[run].append(one_seed(seed_dir, store, run, args.policy, args.out, args.threads))
+            if run in pairs:
+                pool = fusion_pool(seed_dir, store, run, args.out, args.threads)
+                vgae = squashed_vgae(seed_dir, store, pairs[run])
+                fused[f"{run} + {pairs[run]}"].append(fusion_row(rows[run][-1], pool, vgae, args.policy))
 
     def cell(values) -> str:
         return format_mean_std(summarize_seeds(values))
@@ -195,6 +293,30 @@ def main() -> None:
             for m in ("f1", "fpr")
         ]
         print(f"| {run} | " + " | ".join(cells) + " |")
+    if fused:
+        print_fusions(fused, scenarios, args.dataset_dir.name, args.policy)
+
+
+def print_fusions(fused: dict, scenarios: list[str], dataset: str, policy: str) -> None:
+    from kdgat.evaluation.metrics import format_mean_std, summarize_seeds
+
+    def cell(values) -> str:
+        return format_mean_std(summarize_seeds(values))
+
+    print(f"\n## {dataset}: weighted average, weight on the unseen pool, threshold ({policy}) on unseen validation\n")
+    heads = [f"{s} F1 / FPR, threshold on unseen val | {s} F1, threshold on seen val | {s} PR-AUC" for s in scenarios]
+    print("| fusion | weight a per seed (pool windows, attack) | val PR-AUC unseen: GAT / VGAE / fused | "
+          + " | ".join(heads) + " |")  # fmt: skip
+    print("|---|---|---|" + "---|---|---|" * len(scenarios))
+    for name, seeds in fused.items():
+        alphas = ", ".join(f"{s['alpha']:.2f} ({s['pool']['windows']}, {s['pool']['attack']})" for s in seeds)
+        val = " / ".join(cell([s["val_pr_auc"][k] for s in seeds]) for k in ("gat", "vgae", "fused"))
+        cells = []
+        for sc in scenarios:
+            f1, fpr = ([s["test"][sc]["unseen"][k] for s in seeds] for k in ("f1", "fpr"))
+            seen, pr_auc = [s["test"][sc]["seen"]["f1"] for s in seeds], [s["test"][sc]["pr_auc"] for s in seeds]
+            cells.append(f"{cell(f1)} / {cell(fpr)} | {cell(seen)} | {cell(pr_auc)}")
+        print(f"| {name} | {alphas} | {val} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
