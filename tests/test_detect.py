@@ -424,12 +424,12 @@ def test_an_unwritable_out_is_refused_before_scoring_and_keeps_the_earlier_outpu
 
     (tmp_path / "dir.csv").mkdir()
     one_line_error(invoke("detect", road_test, "--detector", trained / "detector", "--out", tmp_path / "dir.csv"),
-                   "dir.csv is a folder; name a file", code=2)  # fmt: skip
+                   "dir.csv is a folder; name a file", code=1)  # fmt: skip
     earlier = tmp_path / "v.csv"
     earlier.write_text("earlier rows\n")
     (tmp_path / "v.summary.json").mkdir()
     one_line_error(invoke("detect", road_test, "--detector", trained / "detector", "--out", earlier),
-                   "v.summary.json is a folder", code=2)  # fmt: skip
+                   "v.summary.json is a folder", code=1)  # fmt: skip
     assert earlier.read_text() == "earlier rows\n"
     (tmp_path / "v.summary.json").rmdir()
     killed = tmp_path / f".tmp-{_HOST}-999999999-0123abcd.v.csv"  # a run killed while writing (no such process)
@@ -678,10 +678,57 @@ def test_out_never_overwrites_an_input(trained, road_test, tmp_path):
     capture = tmp_path / "capture.csv.xz"
     shutil.copy(road_test, capture)
     before = capture.read_bytes()
-    for out in (capture, trained / "detector" / "detector.csv"):
-        one_line_error(invoke("detect", capture, "--detector", trained / "detector", "--out", out), "would overwrite",
-                       code=2)  # fmt: skip
+    for out, said in (
+        (capture, "a capture this run reads"),
+        (trained / "detector" / "detector.csv", "into the detector bundle"),
+    ):
+        one_line_error(invoke("detect", capture, "--detector", trained / "detector", "--out", out), said, code=2)
     assert capture.read_bytes() == before and not (trained / "detector" / "detector.csv").exists()
+
+
+def test_two_outputs_never_share_a_summary(trained, road_test, tmp_path):
+    """a.csv and a.parquet share a.summary.json: a second run into a.parquet replaced the summary of a.csv, which was
+    then described by another run. Refused before scoring; the same --out again replaces both. A .json name (the rows
+    are JSON lines, not one JSON document; and o.summary.json is o.jsonl's summary) is refused."""
+    detector = trained / "detector"
+    first = tmp_path / "a.csv"
+    assert invoke("detect", road_test, "--detector", detector, "--out", first).exit_code == 0
+    rows, summary = first.read_bytes(), (tmp_path / "a.summary.json").read_bytes()
+    one_line_error(invoke("detect", road_test, "--detector", detector, "--out", tmp_path / "a.parquet"),
+                   "a.summary.json describes", "a.csv", code=2)  # fmt: skip
+    assert first.read_bytes() == rows and (tmp_path / "a.summary.json").read_bytes() == summary
+    assert not (tmp_path / "a.parquet").exists()
+    again = invoke("detect", road_test, "--detector", detector, "--out", first)
+    assert again.exit_code == 0, again.stderr
+    first.unlink()  # the file it described is gone: its summary is no one's any more
+    assert invoke("detect", road_test, "--detector", detector, "--out", tmp_path / "a.parquet").exit_code == 0
+    described = json.loads((tmp_path / "a.summary.json").read_text())["outputs"][0]["path"]
+    assert Path(described).name == "a.parquet"
+    one_line_error(invoke("detect", road_test, "--detector", detector, "--out", tmp_path / "o.summary.json"),
+                   ".jsonl (.ndjson)", code=2)  # fmt: skip
+
+
+def test_the_detections_table_keeps_its_last_columns_on_a_narrow_console():
+    """Long suspect lists pushed 'unknown IDs %' and 'OOD' past the 160 columns used when stdout is not a terminal:
+    the text columns wrap now."""
+    import io
+
+    from rich.console import Console
+
+    from kdgat.cli.tables import detect_table
+
+    suspects = [{"id": f"0x{i:03X}-long-name", "alert_windows": 1000 + i} for i in range(3)]
+    file = {"file": "a-capture-with-a-rather-long-name.candump.log.xz", "frames": 12345678, "windows": 123456,
+            "alerts": 65432, "alert_rate": 0.53, "first_alert": {"window": 12, "after_s": 1.25},
+            "top_suspects": suspects, "novel_windows": 4321, "novel_alert": True,
+            "top_novel_ids": [{"id": "0x7DF"}, {"id": "0x7E0"}], "ood_figures": {"unknown_id_share": 0.905},
+            "out_of_distribution": True}  # fmt: skip
+    summary = {"detector": "fusion_dqn_small_kd", "threshold": 0.123456, "threshold_policy": "margin", "window": 100,
+               "stride": 100, "files": [file]}  # fmt: skip
+    console = Console(width=160, file=io.StringIO(), color_system=None)
+    console.print(detect_table(summary))
+    text = console.file.getvalue()
+    assert "OOD" in text and "90.50" in text and "yes" in text, text
 
 
 def test_kdgat_frame_parquet_is_a_capture_too(trained, road_test, tmp_path):

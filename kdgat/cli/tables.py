@@ -11,9 +11,13 @@ from kdgat.core.manifest import Manifest
 
 
 def _columns(table: Table, spec: list[tuple[str, str]]) -> Table:
+    """Names fold; other text columns wrap (suspect IDs, OOD: cut at the console's width, the last columns went
+    missing when the output is not a terminal); numbers stay on one line."""
     for name, justify in spec:
         if justify == "name":
             table.add_column(name, overflow="fold", min_width=14)
+        elif justify == "left":
+            table.add_column(name, justify=justify, overflow="fold")
         else:
             table.add_column(name, justify=justify, no_wrap=True)
     return table

@@ -22,12 +22,21 @@ import pyarrow.parquet as pq
 from kdgat.core.atomic import atomic_path
 from kdgat.core.errors import UsageError
 
-SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-            ".json": "jsonl"}  # fmt: skip
+# not .json: the rows are JSON lines, which a reader of a .json file does not expect (nor one JSON document)
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
 def summary_path(out: Path) -> Path:
     return out.with_name(out.name.rsplit(".", 1)[0] + ".summary.json")
+
+
+def summarised_output(summary: Path) -> str | None:
+    """The name of the rows file an existing summary describes (None: no summary there, or not one of ours)."""
+    try:
+        outputs = json.loads(summary.read_text(encoding="utf-8")).get("outputs") or []
+        return Path(outputs[0]["path"]).name if outputs else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError, IndexError):
+        return None
 
 
 class RowSink:
@@ -166,5 +175,7 @@ def open_sink(out: str | Path | None) -> RowSink:
     path = Path(out)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
-        raise UsageError(f"--out {out}: name a .parquet, .csv or .jsonl file (or - for JSON lines on stdout)")
+        raise UsageError(
+            f"--out {out}: name a .parquet (.pq), .csv or .jsonl (.ndjson) file, or - for JSON lines on stdout"
+        )
     return {"parquet": ParquetSink, "csv": CsvSink, "jsonl": JsonLinesSink}[kind](path)

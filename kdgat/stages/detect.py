@@ -17,13 +17,13 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from kdgat.core.atomic import clean_stale
-from kdgat.core.errors import BadInputError, UsageError
+from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, package_versions
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import left_out_warning
 from kdgat.detection.detector import load_detector
-from kdgat.detection.outputs import RowSink, open_sink, summary_path
+from kdgat.detection.outputs import RowSink, open_sink, summarised_output, summary_path
 from kdgat.detection.session import Session
 from kdgat.detection.sources import Pacer, StopStream, check_format, open_bus, read_bus, read_frames
 
@@ -58,13 +58,22 @@ def _check_out(out, captures: list, detector_dir) -> None:
     bundle: found before any scoring, not when the rows are moved into place (an earlier output stays whole)."""
     if out is None or str(out) == "-":
         return
-    written = {Path(out).resolve(), summary_path(Path(out)).resolve()}
+    rows, summary = Path(out).resolve(), summary_path(Path(out)).resolve()
     bundle = Path(detector_dir).resolve()
-    for path in written:
-        if path in {Path(c).resolve() for c in captures} or path.is_relative_to(bundle):
-            raise UsageError(f"--out {out}: would overwrite {path}, an input of this run; write elsewhere")
+    for path in (rows, summary):
+        if path in {Path(c).resolve() for c in captures}:
+            raise UsageError(f"--out {out}: would overwrite {path}, a capture this run reads; write elsewhere")
+        if path.is_relative_to(bundle):
+            raise UsageError(f"--out {out}: would write {path} into the detector bundle {bundle}; write elsewhere")
         if path.is_dir():
-            raise UsageError(f"--out {out}: {path} is a folder; name a file")
+            raise KdgatError(f"--out {out}: {path} is a folder; name a file")
+    # a.csv and a.parquet share a.summary.json: the second run would leave a.csv described by another run's summary
+    described = summarised_output(summary)
+    if described is not None and described != rows.name and (rows.parent / described).exists():
+        raise UsageError(
+            f"--out {out}: its summary {summary} describes {rows.parent / described} (an earlier run); "
+            "name this output otherwise, or remove those two files"
+        )
 
 
 def run(
