@@ -659,6 +659,50 @@ def test_bad_captures_get_the_ingest_one_line_errors(trained, road_test, tmp_pat
     assert not out.exists() and not list(tmp_path.glob(".tmp-*")) and not (tmp_path / "v.summary.json").exists()
 
 
+def test_malformed_rows_are_dropped_and_said_when_asked(trained, road_test, tmp_path):
+    """A real capture with three malformed rows: by default the first stops the run (file and line); with
+    --on-bad-rows skip they are dropped, counted in the summary and warned about, and every verdict is that of the
+    capture without them. A python-can log's lines it cannot parse and frames cut short are dropped alike."""
+    lines = lzma.decompress(road_test.read_bytes()).decode().splitlines(keepends=True)
+    bad = {1_000: "1010000001.5,1G3,00,00,00,00,00,00,00,00,Benign\n", 5_000: "1010000002.5,153,00\n",
+           20_000: "not,a,frame\n"}  # fmt: skip
+    damaged = tmp_path / "damaged.csv"
+    damaged.write_text("".join(line + bad.get(i, "") for i, line in enumerate(lines, start=1)))
+    bad_lines = [i + n for n, i in enumerate(sorted(bad), start=1)]  # where each landed in the damaged file
+    detector = trained / "detector"
+    one_line_error(invoke("detect", damaged, "--detector", detector), f"damaged.csv:{bad_lines[0]}")
+    result = invoke("detect", damaged, road_test, "--detector", detector, "--on-bad-rows", "skip",
+                    "--out", tmp_path / "v.parquet")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "damaged.csv" in warnings[0], warnings
+    assert "3 malformed rows dropped (0 of them labelled attack)" in warnings[0]
+    assert f"the first are on lines {', '.join(map(str, bad_lines))}" in warnings[0]
+    mine, clean = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert mine["rows_skipped"]["rows"] == 3 and mine["rows_skipped"]["first_lines"] == bad_lines
+    assert "rows_skipped" not in clean and mine["frames"] == clean["frames"]
+    table = pq.read_table(tmp_path / "v.parquet").to_pandas()
+    ours, theirs = (
+        table[table.file == str(f)].drop(columns="file").reset_index(drop=True) for f in (damaged, road_test)
+    )
+    assert len(ours) == len(theirs) > 300
+    assert ours.equals(theirs)
+    # a python-can log: a frame cut short inside its data bytes, dropped and counted (no line numbers there)
+    asc = write_can_log(tmp_path / "road.asc", frames_of(road_test), limit=3_000)
+    text = asc.read_text().splitlines(keepends=True)
+    middle = [i for i, line in enumerate(text) if " Rx " in line][1_500]
+    text[middle] = text[middle][: text[middle].rindex(" ", 0, len(text[middle]) - 9)] + "\n"
+    cut = tmp_path / "cut.asc"
+    cut.write_text("".join(text))
+    one_line_error(invoke("detect", cut, "--detector", detector), "cut.asc", "the line is cut short")
+    result = invoke("detect", cut, "--detector", detector, "--on-bad-rows", "skip", "--out", tmp_path / "c.jsonl")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((tmp_path / "c.summary.json").read_text())["summary"]["files"][0]
+    assert summary["frames"] == 2_999 and summary["rows_skipped"]["rows"] == 1
+    assert summary["rows_skipped"]["by_problem"] == {"frame with fewer data bytes than its DLC": 1}
+    assert any("1 malformed rows dropped (the capture has no labels)" in w for w in summary["warnings"])
+
+
 def test_usage_errors_exit_2(trained, road_test):
     detector = trained / "detector"
     one_line_error(invoke("detect", road_test, "--detector", detector, "--bus", "virtual:x"), "not both", code=2)

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from kdgat.cli.common import err, out, print_warning, user_errors
+from kdgat.cli.common import BadRows, err, out, print_warning, user_errors
 from kdgat.cli.tables import detect_metrics_table, detect_table
 
 
@@ -30,6 +30,14 @@ def detect(
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="Capture reader (see `kdgat formats`; asc, blf, trc), or auto.")
     ] = "auto",
+    on_bad_rows: Annotated[
+        BadRows,
+        typer.Option(
+            "--on-bad-rows",
+            help="error: stop at the first malformed row; skip: drop malformed rows, count them in the summary "
+            "(rows_skipped) and warn.",
+        ),
+    ] = BadRows.error,
     stride: Annotated[
         Optional[int], typer.Option("--stride", min=1, help="Frames between windows (default: the training stride).")
     ] = None,
@@ -43,7 +51,7 @@ def detect(
             "--threads",
             min=1,
             help="CPU threads (default: 1 on a live bus, where a few windows at a time gain nothing from more; "
-            "otherwise $KDGAT_THREADS, else every core).",
+            "otherwise $KDGAT_THREADS, else $OMP_NUM_THREADS, else every core).",
         ),
     ] = None,
     bus: Annotated[
@@ -72,7 +80,8 @@ def detect(
     show = err if target == "-" else out
     with user_errors():
         summary = stage.run(
-            captures or [], detector, out=target, fmt=fmt, stride=stride, use=use, threads=threads,
+            captures or [], detector, out=target, fmt=fmt, on_bad_rows=on_bad_rows.value, stride=stride, use=use,
+            threads=threads,
             replay=replay, speed=speed, bus=bus, bus_options=_options(bus_option), duration=duration,
             compile_models=compile_models,
         ).summary  # fmt: skip

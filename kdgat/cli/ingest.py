@@ -98,17 +98,13 @@ def ingest(
 
 def _doubts(item, manifest: Path) -> list[str]:
     """What reading one capture left out or found odd, one line each (the manifest holds the details)."""
-    from kdgat.data.capture import left_out_warning
+    from kdgat.data.capture import left_out_warning, skipped_rows_warning
     from kdgat.data.timing import clock_step_warning
 
-    found = []
-    if item.skipped_rows:
-        labelled = item.unlabelled_rows < item.rows
-        attack = f"{item.skipped_attack_rows:,} of them labelled attack" if labelled else "the capture has no labels"
-        found.append(
-            f"{item.skipped_rows:,} malformed rows dropped ({attack}); the first are on lines "
-            f"{', '.join(map(str, item.skipped_lines[:5]))} (every problem is in {manifest})"
-        )
+    labelled = item.unlabelled_rows < item.rows
+    found = [
+        skipped_rows_warning(item.skipped_rows, item.skipped_attack_rows, labelled, item.skipped_lines, str(manifest))
+    ]
     found.append(left_out_warning(getattr(item, "left_out_frames", {}), getattr(item, "left_out_attack_rows", 0)))
     steps = getattr(item, "backwards_timestamps", 0)
     found.append(clock_step_warning(steps, getattr(item, "first_backwards_line", None), "line"))

@@ -167,6 +167,16 @@ def read_capture(
     return report, digest
 
 
+def skipped_rows_warning(skipped: int, attack: int, labelled: bool, lines: list[int], details: str) -> str | None:
+    """What ``--on-bad-rows skip`` dropped, said loudly: how many rows, how many of them labelled attack, the first
+    lines, and where every problem is recorded (``details``)."""
+    if not skipped:
+        return None
+    which = f"{attack:,} of them labelled attack" if labelled else "the capture has no labels"
+    first = f"; the first are on lines {', '.join(map(str, lines[:5]))}" if lines else ""
+    return f"{skipped:,} malformed rows dropped ({which}){first} (every problem is in {details})"
+
+
 def left_out_warning(left_out: dict[str, int], attack_rows: int = 0) -> str | None:
     """What a capture held that no model reads (error frames, CAN FD beyond 8 bytes, a line cut while written),
     said once per file."""

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
-from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture
+from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture, skipped_rows_warning
 from kdgat.data.formats import detect_format, get_format
 from kdgat.data.formats.base import ERROR_FRAMES, FD_FRAMES
 from kdgat.data.formats.stream import CaptureStream
@@ -57,6 +57,19 @@ class CaptureInfo:
     frames: int
     left_out: dict[str, int] = field(default_factory=dict)  # frames no model reads (error, CAN FD > 8 bytes)
     warnings: list[str] = field(default_factory=list)  # doubts about the file that do not stop the run
+    # malformed rows dropped under on_bad_rows="skip": rows, by problem, the first line numbers (text captures)
+    skipped: dict | None = None
+
+
+SKIPPED_WHERE = "the summary's rows_skipped"
+
+
+def _skipped(rows: int, by_problem: dict[str, int], lines: list[int], attack: int, labelled: bool):
+    """``(CaptureInfo.skipped, its warning)`` for the rows a capture's reader dropped (None, None: none)."""
+    if not rows:
+        return None, None
+    said = skipped_rows_warning(rows, attack, labelled, lines, SKIPPED_WHERE)
+    return {"rows": rows, "attack_rows": attack, "by_problem": by_problem, "first_lines": lines[:20]}, said
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -91,19 +104,28 @@ def check_format(fmt: str) -> None:
         get_format(fmt, also=CAN_LOG_FORMATS)
 
 
-def read_frames(path: Path, consume: Consume, fmt: str = "auto", block_size: int | None = None) -> CaptureInfo:
-    """Stream one capture file through ``consume``; its format is recognised by content unless ``fmt`` names it."""
+def read_frames(
+    path: Path, consume: Consume, fmt: str = "auto", block_size: int | None = None, on_bad_rows: str = "error"
+) -> CaptureInfo:
+    """Stream one capture file through ``consume``; its format is recognised by content unless ``fmt`` names it.
+    ``on_bad_rows``: "error" stops at the first malformed row (one line: file, line, problem); "skip" drops them,
+    counted and warned about, as ``kdgat ingest --on-bad-rows skip`` does."""
     path = Path(path)
     if fmt == "auto" and _is_parquet(path):
         return _read_frame_parquet(path, consume, block_size)
     kind = fmt if fmt in CAN_LOG_FORMATS else (sniff_can_log(path) if fmt == "auto" else None)
     if kind is not None:
-        return _read_can_log(path, kind, consume)
+        return _read_can_log(path, kind, consume, skip=on_bad_rows == "skip")
     capture_format = detect_format(path) if fmt == "auto" else get_format(fmt)
-    options = IngestOptions(format=capture_format.name, **({"block_size": block_size} if block_size else {}))
+    sizes = {"block_size": block_size} if block_size else {}
+    options = IngestOptions(format=capture_format.name, on_bad_rows=on_bad_rows, **sizes)
     source = IngestSource(path=path, output_name=capture_stem(path.name), scenario=capture_stem(path.name))
     report, digest = read_capture(source, capture_format, options, lambda table: consume(table_block(table, path)))
-    return CaptureInfo(str(path), capture_format.name, digest, report.rows, report.left_out)
+    labelled = report.unlabelled_rows < report.rows
+    skipped, said = _skipped(report.skipped_rows, report.skipped_by_problem, report.skipped_lines,
+                             report.skipped_attack_rows, labelled)  # fmt: skip
+    return CaptureInfo(str(path), capture_format.name, digest, report.rows, report.left_out, [said] if said else [],
+                       skipped)  # fmt: skip
 
 
 def _is_parquet(path: Path) -> bool:
@@ -193,13 +215,18 @@ class _Complaints(logging.Handler):
                 logger.setLevel(level)
 
 
-def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
+def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -> CaptureInfo:
+    """A python-can log; with ``skip`` the lines its reader cannot parse and frames cut short are dropped and
+    counted (python-can gives no line numbers: the problems are counted by kind)."""
     import can
 
-    frames, chunk, left_out = 0, [], Counter()
+    frames, chunk, left_out, dropped = 0, [], Counter(), Counter()
     complaints = _Complaints()
 
     def refuse_complaints() -> None:
+        if complaints.messages and skip:
+            dropped.update(f"unreadable {kind.upper()} line" for _ in complaints.messages)
+            complaints.messages.clear()
         if complaints.messages:
             first = complaints.messages[0].replace("\n", " ")[:120]
             raise BadInputError(path, f"unreadable {kind.upper()} line after {frames + len(chunk)} frames: {first}")
@@ -220,6 +247,9 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
                 if not message.is_remote_frame and len(message.data) < min(message.dlc, 8):
                     # python-can reads a line cut short (a log still being written, a partial copy) as a
                     # frame with fewer bytes than its DLC says; kdgat would score it padded with zeros
+                    if skip:
+                        dropped["frame with fewer data bytes than its DLC"] += 1
+                        continue
                     where = f"frame {position} (0x{message.arbitration_id:X} at {message.timestamp:.6f} s)"
                     problem = f"{where}: DLC {message.dlc} but {len(message.data)} data bytes; the line is cut short"
                     raise BadInputError(path, problem)
@@ -246,10 +276,11 @@ def _read_can_log(path: Path, kind: str, consume: Consume) -> CaptureInfo:
         digest = stream.sha256()
     if frames == 0:
         raise BadInputError(path, f"no frames in file (read as {kind.upper()} with python-can)")
-    warnings = []
+    skipped, said = _skipped(sum(dropped.values()), dict(dropped), [], 0, False)
+    warnings = [said] if said else []
     if kind == "asc" and b"end triggerblock" not in raw.tail.lower():
         warnings.append("no 'End TriggerBlock' line at the end: the log may be cut short (still being written?)")
-    return CaptureInfo(str(path), f"{kind} (python-can)", digest, frames, dict(left_out), warnings)
+    return CaptureInfo(str(path), f"{kind} (python-can)", digest, frames, dict(left_out), warnings, skipped)
 
 
 def _left_out(message, counts: Counter) -> bool:

@@ -82,6 +82,7 @@ def run(
     *,
     out: str | Path | None = None,
     fmt: str = "auto",
+    on_bad_rows: str = "error",
     stride: int | None = None,
     use: str | None = None,
     threads: int | None = None,
@@ -98,7 +99,8 @@ def run(
 ) -> Manifest:
     """Score ``captures`` (or ``bus``) with the bundle at ``detector_dir``; the manifest's summary is the summary.
 
-    ``out``: None (summary only), ``-`` (JSON lines on stdout) or a .parquet/.csv/.jsonl file.
+    ``out``: None (summary only), ``-`` (JSON lines on stdout) or a .parquet/.csv/.jsonl file. ``on_bad_rows``:
+    "error" (a malformed row stops the run) or "skip" (dropped, counted in the file's ``rows_skipped``, warned).
     ``bus_options`` go to ``can.Bus`` (e.g. ``bitrate``). ``stride`` defaults to the one the models were
     trained with. ``on_file(summary)`` hears about
     each finished file. ``stop`` (an Event) ends a replay or a bus from another thread.
@@ -131,6 +133,8 @@ def run(
         if not Path(capture).is_file():
             raise BadInputError(capture, "file not found" if not Path(capture).exists() else "not a file")
     check_format(fmt)
+    if on_bad_rows not in ("error", "skip"):
+        raise UsageError(f"--on-bad-rows must be error or skip, not {on_bad_rows!r}")
     _check_out(out, captures, detector_dir)
     if out is not None and str(out) != "-":
         clean_stale(Path(out).resolve().parent)  # temporary files of a run killed while writing there
@@ -157,8 +161,10 @@ def run(
                 session = Session(detector, str(capture), sink, stride=stride, use=use, group=group, live=replay)
                 consume = Pacer(session, speed, stop, capture) if replay else session
                 try:
-                    info = read_frames(capture, consume, fmt)
+                    info = read_frames(capture, consume, fmt, on_bad_rows=on_bad_rows)
                     details = {"format": info.format, "sha256": info.sha256}
+                    if info.skipped is not None:
+                        details["rows_skipped"] = info.skipped
                     left_out, warnings = info.left_out, info.warnings
                 except StopStream:
                     details, left_out, warnings = {"format": fmt, "stopped": True}, {}, []
@@ -187,6 +193,7 @@ def run(
                 "stride": stride,
                 "use": label,
                 "format": fmt,
+                "on_bad_rows": on_bad_rows,
                 "replay": replay,
                 "speed": speed,
                 "bus": bus,
