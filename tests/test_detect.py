@@ -752,6 +752,29 @@ def test_two_outputs_never_share_a_summary(trained, road_test, tmp_path):
                    ".jsonl (.ndjson)", code=2)  # fmt: skip
 
 
+def test_a_clean_capture_shows_no_f1_precision_or_recall():
+    """Nothing to find: 0.000 read as 'found none of it'; only its FPR says something."""
+    import io
+
+    from rich.console import Console
+
+    from kdgat.cli.tables import detect_metrics_table
+    from kdgat.evaluation.metrics import binary_metrics
+
+    clean = binary_metrics(np.zeros(50, np.int64), np.r_[np.full(49, 0.1), 0.9], 0.5)
+    attacked = binary_metrics(np.r_[np.zeros(40, np.int64), np.ones(10, np.int64)], np.linspace(0, 1, 50), 0.5)
+    files = [
+        {"file": "clean.log", "metrics": {"gat_small": clean}},
+        {"file": "dos.log", "metrics": {"gat_small": attacked}},
+    ]
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    console.print(detect_metrics_table({"files": files}))
+    cells = [[c.strip() for c in line.split("│")[1:-1]] for line in console.file.getvalue().splitlines()]
+    rows = {row[0]: row for row in cells if row and row[0].endswith(".log")}
+    assert rows["clean.log"][2:6] == ["-", "-", "-", "0.0200"], rows["clean.log"]
+    assert "-" not in rows["dos.log"][2:5] and float(rows["dos.log"][2]) > 0, rows["dos.log"]
+
+
 def test_the_detections_table_keeps_its_last_columns_on_a_narrow_console():
     """Long suspect lists pushed 'unknown IDs %' and 'OOD' past the 160 columns used when stdout is not a terminal:
     the text columns wrap now."""
