@@ -947,6 +947,69 @@ def test_replay_of_a_real_capture(trained, road_test, tmp_path):
     assert summary["seconds"] >= (replayed["last_time"][-1].as_py() - replayed["first_time"][0].as_py()) / 1000
 
 
+def test_standard_input_is_scored_as_it_arrives(trained, road_test, tmp_path):
+    """`candump -L can0 | kdgat detect - ...`: verdicts come while the pipe is still open (each window as it
+    closes), SIGTERM ends it with the summary, and the verdicts are those of the same frames read from a file."""
+    log = write_candump(tmp_path / "road.log", frames_of(road_test), 3_000)
+    lines = log.read_text().splitlines(keepends=True)
+    command = [sys.executable, "-c", "from kdgat.cli import app; app()", "detect", "-", "--detector",
+               str(trained / "detector")]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)  # fmt: skip
+    process.stdin.write("".join(lines[:2_050]))  # 20 windows of 100 frames, and half of the next
+    process.stdin.flush()
+    first = process.stdout.readline()  # a verdict while the pipe is open: not held until it ends
+    assert json.loads(first)["window"] == 0
+    process.stdin.write("".join(lines[2_050:]))
+    process.stdin.flush()
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    # read on from the same buffered reader (communicate() reads the raw pipe and would lose what readline buffered)
+    rest, err = process.stdout.read(), process.stderr.read()
+    process.stdin.close()
+    assert process.wait(timeout=60) == 0, err
+    rows = [json.loads(line) for line in [first, *rest.splitlines()]]
+    summary = rows.pop()["summary"]
+    assert summary["live"] and summary["files"][0]["file"] == "<stdin>" and summary["files"][0]["stopped"]
+    assert summary["files"][0]["frames"] == 3_000 and len(rows) == summary["windows"] == 30, (len(rows), summary)
+    from_file = invoke("detect", log, "--detector", trained / "detector", "--out", tmp_path / "v.jsonl")
+    assert from_file.exit_code == 0, from_file.stderr
+    expected = [json.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
+    for key in ("window", "first_frame", "last_frame", "alert", "suspects"):
+        assert [r[key] for r in rows] == [r[key] for r in expected], key
+    assert np.allclose([r["score"] for r in rows], [r["score"] for r in expected], rtol=1e-5, atol=1e-7)
+
+
+def test_what_standard_input_cannot_carry(trained, road_test, tmp_path, monkeypatch):
+    """A quiet pipe ends at --duration as a silent bus does; an empty one, a compressed one and a python-can log
+    (its reader needs the whole file) are one line each; - twice or with --replay is a usage error."""
+    from kdgat.detection import sources
+
+    def piped(data: bytes | None, *args):
+        read, write = os.pipe()
+        monkeypatch.setattr(sources, "STDIN_FD", read)
+        try:
+            if data is not None:
+                os.write(write, data)
+                os.close(write)
+            return invoke("detect", "-", "--detector", trained / "detector", *args)
+        finally:
+            os.close(read)
+            if data is None:
+                os.close(write)
+
+    quiet = piped(None, "--duration", "0.3")
+    assert quiet.exit_code == 0 and json.loads(quiet.stdout.splitlines()[-1])["summary"]["windows"] == 0
+    log = write_candump(tmp_path / "road.log", frames_of(road_test), 300)
+    asc = write_can_log(tmp_path / "r.asc", frames_of(road_test), 100)
+    for given, said in ((b"", "<stdin>: empty file"), (lzma.compress(log.read_bytes()), "xz-compressed input"),
+                        (asc.read_bytes(), "not a pipe")):  # fmt: skip
+        one_line_error(piped(given), said)
+    one_line_error(invoke("detect", "-", "-", "--detector", trained / "detector"), "read once", code=2)
+    one_line_error(invoke("detect", "-", "--replay", "--detector", trained / "detector"), "own pace", code=2)
+
+
 def test_replay_stops_cleanly_on_sigterm_with_the_summary(trained, road_test):
     command = [sys.executable, "-c", "from kdgat.cli import app; app()", "detect", str(road_test),
                "--detector", str(trained / "detector"), "--replay"]  # fmt: skip
@@ -954,8 +1017,8 @@ def test_replay_stops_cleanly_on_sigterm_with_the_summary(trained, road_test):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     first = process.stdout.readline()  # the first verdict: the detector is running
     process.send_signal(signal.SIGTERM)
-    rest, err = process.communicate(timeout=60)
-    assert process.returncode == 0, err
+    rest, err = process.stdout.read(), process.stderr.read()  # not communicate(): it would lose readline's buffer
+    assert process.wait(timeout=60) == 0, err
     lines = [first, *rest.splitlines()]
     rows, last = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])
     assert [r["window"] for r in rows] == list(range(len(rows)))

@@ -15,7 +15,10 @@ from kdgat.cli.tables import detect_metrics_table, detect_table
 def detect(
     captures: Annotated[
         Optional[list[Path]],
-        typer.Argument(help="Capture files: every format `kdgat ingest` reads, and Vector ASC/BLF, PEAK TRC."),
+        typer.Argument(
+            help="Capture files: every format `kdgat ingest` reads, and Vector ASC/BLF, PEAK TRC; - for standard "
+            "input (a text format, e.g. `candump -L can0 | kdgat detect - ...`)."
+        ),
     ] = None,
     detector: Annotated[Path, typer.Option("--detector", "-d", help="Detector bundle from `kdgat export`.")] = ...,
     out_path: Annotated[
@@ -24,7 +27,7 @@ def detect(
             "--out",
             "-o",
             help="Verdicts per window: .parquet, .csv or .jsonl file, or - for JSON lines "
-            "on stdout (default: - for --bus and --replay, else the summary only).",
+            "on stdout (default: - for --bus, --replay and standard input, else the summary only).",
         ),
     ] = None,
     fmt: Annotated[
@@ -65,7 +68,7 @@ def detect(
     replay: Annotated[bool, typer.Option("--replay", help="Feed the captures at their recorded timing.")] = False,
     speed: Annotated[float, typer.Option("--speed", help="Replay speed factor (2 = twice as fast).")] = 1.0,
     duration: Annotated[
-        Optional[float], typer.Option("--duration", help="Stop a --bus or --replay after this many seconds.")
+        Optional[float], typer.Option("--duration", help="Stop a --bus, --replay or standard input after S seconds.")
     ] = None,
     compile_models: Annotated[
         bool, typer.Option("--compile", help="Score with torch.compile'd models (tens of seconds to compile).")
@@ -74,7 +77,7 @@ def detect(
     """Which windows are attacks: a verdict per window, with the CAN IDs behind each alert, and a summary."""
     from kdgat.stages import detect as stage
 
-    live = replay or bus is not None
+    live = replay or bus is not None or any(str(c) == "-" for c in captures or [])
     target = out_path if out_path is not None else ("-" if live else None)
     # the summary table goes to stderr when stdout carries the verdicts
     show = err if target == "-" else out

@@ -114,12 +114,17 @@ def _record_skips(report: FileReport, block: ParsedBlock) -> None:
 
 
 def read_capture(
-    source: IngestSource, fmt: CaptureFormat, options: IngestOptions, sink: Callable[[pa.Table], None]
+    source: IngestSource,
+    fmt: CaptureFormat,
+    options: IngestOptions,
+    sink: Callable[[pa.Table], None],
+    stream: CaptureStream | None = None,
 ) -> tuple[FileReport, str]:
-    """Stream one capture through its reader into ``sink``; returns the report and the file's sha256."""
+    """Stream one capture through its reader into ``sink``; returns the report and the file's sha256. ``stream``:
+    an open one to read instead of the file (standard input)."""
     report = FileReport()
     attack_default = source.attack_type or attack_type_from_name(source.path)
-    with CaptureStream(source.path) as stream:
+    with stream if stream is not None else CaptureStream(source.path) as stream:
         for block in fmt.parse(stream, options.block_size):
             report.ignored_lines += block.ignored_lines
             problem = _first_problem(block)

@@ -31,9 +31,9 @@ import pyarrow as pa
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture, skipped_rows_warning
-from kdgat.data.formats import detect_format, get_format
+from kdgat.data.formats import detect_format, format_of_lines, get_format
 from kdgat.data.formats.base import ERROR_FRAMES, FD_FRAMES
-from kdgat.data.formats.stream import CaptureStream
+from kdgat.data.formats.stream import STDIN, STDIN_NAME, CaptureStream, PipeStream
 from kdgat.data.frames import FRAME_SCHEMA, MixedLabelsError, frame_arrays
 from kdgat.data.incremental import FrameBlock
 from kdgat.data.vocab import id_keys
@@ -42,6 +42,7 @@ Consume = Callable[[FrameBlock], None]
 FRAME_VERSION_KEY = next(iter(FRAME_SCHEMA.metadata))  # b"kdgat.frame_schema_version"
 CAN_LOG_FORMATS = ("asc", "blf", "trc")  # read with python-can
 MESSAGE_CHUNK = 1 << 15
+STDIN_FD = 0  # the descriptor `-` reads (tests give it a pipe of their own)
 ASC_TAIL_BYTES = 256
 
 
@@ -79,9 +80,12 @@ def sniff_can_log(path: Path) -> str | None:
     """'blf', 'asc' or 'trc' when the (decompressed) file is a python-can log kdgat has no reader for."""
     with CaptureStream(path) as stream:
         head = stream.read(4096)
-    if head.startswith(b"LOGG"):
-        return "blf"
-    lines = [line.strip() for line in head.decode("latin-1").splitlines() if line.strip()]
+    return "blf" if head.startswith(b"LOGG") else _python_can_text(head)
+
+
+def _python_can_text(head: bytes) -> str | None:
+    """'asc' or 'trc' when a file's first bytes are those of a Vector ASC or PEAK TRC log."""
+    lines = [line.strip() for line in head[:4096].decode("latin-1").splitlines() if line.strip()]
     if lines and re.match(r"^(date|base)\s", lines[0], re.IGNORECASE):
         return "asc"
     if lines and lines[0].startswith(";$FILEVERSION"):
@@ -105,11 +109,19 @@ def check_format(fmt: str) -> None:
 
 
 def read_frames(
-    path: Path, consume: Consume, fmt: str = "auto", block_size: int | None = None, on_bad_rows: str = "error"
+    path: Path | str,
+    consume: Consume,
+    fmt: str = "auto",
+    block_size: int | None = None,
+    on_bad_rows: str = "error",
+    stop: threading.Event | None = None,
 ) -> CaptureInfo:
     """Stream one capture file through ``consume``; its format is recognised by content unless ``fmt`` names it.
     ``on_bad_rows``: "error" stops at the first malformed row (one line: file, line, problem); "skip" drops them,
-    counted and warned about, as ``kdgat ingest --on-bad-rows skip`` does."""
+    counted and warned about, as ``kdgat ingest --on-bad-rows skip`` does. ``-`` reads standard input until it
+    ends or ``stop`` is set."""
+    if str(path) == STDIN:
+        return _read_stdin(consume, fmt, on_bad_rows, stop)
     path = Path(path)
     if fmt == "auto" and _is_parquet(path):
         return _read_frame_parquet(path, consume, block_size)
@@ -125,6 +137,31 @@ def read_frames(
     skipped, said = _skipped(report.skipped_rows, report.skipped_by_problem, report.skipped_lines,
                              report.skipped_attack_rows, labelled)  # fmt: skip
     return CaptureInfo(str(path), capture_format.name, digest, report.rows, report.left_out, [said] if said else [],
+                       skipped)  # fmt: skip
+
+
+def _read_stdin(consume: Consume, fmt: str, on_bad_rows: str, stop: threading.Event | None) -> CaptureInfo:
+    """Standard input, in one of the text formats kdgat reads itself (a python-can log or a Parquet file has to
+    be given as a file: their readers need the whole file)."""
+    stream = PipeStream(STDIN_FD, stop=stop)
+    head = stream.head()
+    if not head.strip() and stream.stop.is_set():  # stopped (a signal, --duration) before a line came: a silent bus
+        return CaptureInfo(STDIN_NAME, fmt, stream.sha256(), 0)
+    if fmt in CAN_LOG_FORMATS or head.startswith((b"LOGG", b"PAR1")) or _python_can_text(head) is not None:
+        raise BadInputError(STDIN_NAME, "ASC, BLF and TRC logs and Parquet files are read from a file, not a pipe")
+    text = head.decode("utf-8", "replace").splitlines()
+    lines = [line for line in (text[:-1] if text and not head.endswith(b"\n") else text) if line.strip()][:5]
+    capture_format = format_of_lines(lines, STDIN_NAME) if fmt == "auto" else get_format(fmt)
+    # what has arrived, block by block: a live pipe's blocks are small, a file's the usual size
+    options = IngestOptions(format=capture_format.name, on_bad_rows=on_bad_rows)
+    source = IngestSource(path=Path(STDIN_NAME), output_name="stdin", scenario="stdin")
+    report, digest = read_capture(
+        source, capture_format, options, lambda table: consume(table_block(table, Path(STDIN_NAME))), stream=stream
+    )
+    labelled = report.unlabelled_rows < report.rows
+    skipped, said = _skipped(report.skipped_rows, report.skipped_by_problem, report.skipped_lines,
+                             report.skipped_attack_rows, labelled)  # fmt: skip
+    return CaptureInfo(STDIN_NAME, capture_format.name, digest, report.rows, report.left_out, [said] if said else [],
                        skipped)  # fmt: skip
 
 

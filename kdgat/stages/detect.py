@@ -22,6 +22,7 @@ from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, package_versions
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import left_out_warning
+from kdgat.data.formats.stream import STDIN, STDIN_NAME
 from kdgat.detection.detector import load_detector
 from kdgat.detection.outputs import RowSink, open_sink, summarised_output, summary_path
 from kdgat.detection.session import Session
@@ -110,8 +111,13 @@ def run(
         raise UsageError("give capture files or --bus INTERFACE:CHANNEL (not both, not neither)")
     if replay and bus:
         raise UsageError("--replay replays capture files; a --bus is live already")
-    if duration is not None and not (replay or bus):
-        raise UsageError("--duration limits a --replay or a --bus")
+    piped = [c for c in captures if str(c) == STDIN]
+    if len(piped) > 1:
+        raise UsageError("standard input (-) can be read once")
+    if piped and replay:
+        raise UsageError("--replay replays capture files; standard input (-) arrives at its own pace")
+    if duration is not None and not (replay or bus or piped):
+        raise UsageError("--duration limits a --replay, a --bus or standard input (-)")
     if duration is not None and duration <= 0:
         raise UsageError(f"--duration must be positive seconds, got {duration:g}")
     if speed != 1.0 and not replay:
@@ -120,7 +126,7 @@ def run(
         raise UsageError(f"--speed must be positive, got {speed:g}")
     if bus_options and not bus:
         raise UsageError("--bus-option configures a --bus")
-    live = replay or bus is not None
+    live = bool(replay or bus is not None or piped)
     # a live stream scores a few windows at a time: intra-op threads only add hand-offs (measured on the
     # shared 2-core machine: one window took 4 ms on 1 thread, 30 ms on 2), so it defaults to one
     threads = set_threads(1 if threads is None and live else threads)
@@ -130,7 +136,7 @@ def run(
         raise UsageError(f"--stride must be from 1 to the window ({detector.spec.window}), got {stride}")
     label = detector.spec.detector(use).label
     for capture in captures:
-        if not Path(capture).is_file():
+        if str(capture) != STDIN and not Path(capture).is_file():
             raise BadInputError(capture, "file not found" if not Path(capture).exists() else "not a file")
     check_format(fmt)
     if on_bad_rows not in ("error", "skip"):
@@ -154,15 +160,19 @@ def run(
                     handle.shutdown()
                 session.finish()
                 files.append(_with_source(session.summary(), {"format": "bus", "frames": frames}, left_out, []))
-            for capture in map(Path, captures):
+            for capture in captures:
                 if stop.is_set():
                     break
-                group = 1 if replay else batch_size
-                session = Session(detector, str(capture), sink, stride=stride, use=use, group=group, live=replay)
-                consume = Pacer(session, speed, stop, capture) if replay else session
+                pipe = str(capture) == STDIN  # live: each window scored as it closes, as on a bus
+                name = STDIN_NAME if pipe else str(capture)
+                group = 1 if replay or pipe else batch_size
+                session = Session(detector, name, sink, stride=stride, use=use, group=group, live=replay or pipe)
+                consume = Pacer(session, speed, stop, Path(capture)) if replay else session
                 try:
-                    info = read_frames(capture, consume, fmt, on_bad_rows=on_bad_rows)
+                    info = read_frames(capture, consume, fmt, on_bad_rows=on_bad_rows, stop=stop)
                     details = {"format": info.format, "sha256": info.sha256}
+                    if pipe and stop.is_set():  # a signal or --duration ended it, not the end of the input
+                        details["stopped"] = True
                     if info.skipped is not None:
                         details["rows_skipped"] = info.skipped
                     left_out, warnings = info.left_out, info.warnings
@@ -173,7 +183,7 @@ def run(
                 session.finish()
                 summary = _with_source(session.summary(), details, left_out, warnings)
                 files.append(summary)
-                inputs.append({"path": str(capture.resolve()), "sha256": details.get("sha256")})
+                inputs.append({"path": name if pipe else str(Path(capture).resolve()), "sha256": details.get("sha256")})
                 if on_file is not None:
                     on_file(summary)
         summary = _summary(detector, label, stride, files, threads, live)

@@ -26,6 +26,11 @@ def detect_format(path: str | Path) -> CaptureFormat:
     """Recognise the format from the first non-blank lines (after decompression)."""
     with CaptureStream(path) as stream:
         lines = first_lines(stream)
+    return format_of_lines(lines, path)
+
+
+def format_of_lines(lines: list[str], path: str | Path) -> CaptureFormat:
+    """The format whose sniffer takes ``lines`` (a capture's first non-blank lines; ``path`` names it in errors)."""
     if not lines:
         raise BadInputError(path, "empty file (nothing to detect a format from)")
     for fmt in FORMATS.values():
@@ -36,4 +41,4 @@ def detect_format(path: str | Path) -> CaptureFormat:
     )
 
 
-__all__ = ["FORMATS", "CaptureFormat", "detect_format", "get_format"]
+__all__ = ["FORMATS", "CaptureFormat", "detect_format", "format_of_lines", "get_format"]

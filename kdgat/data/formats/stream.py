@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+import os
+import select
+import threading
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -113,6 +116,65 @@ class CaptureStream:
             self._hashing.close()
 
     def __enter__(self) -> "CaptureStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+STDIN = "-"  # the capture name that reads standard input
+STDIN_NAME = "<stdin>"  # how it is named in messages and summaries
+
+
+class PipeStream:
+    """Standard input as a capture stream (``candump -L can0 | kdgat detect -``): a read returns what has arrived,
+    up to ``size`` bytes, so a live pipe's windows are scored as they close, not when a block fills. It waits in
+    short steps so that ``stop`` (a signal, ``--duration``) is heard while the pipe is quiet; once stopped it reads
+    as the end of the stream. The head read for format detection (:meth:`head`) is read again first. Compressed
+    input is refused (``xz -dc FILE | ...`` decompresses it into the pipe); the hash is of what was read."""
+
+    compression = None
+
+    def __init__(self, fd: int = 0, stop: threading.Event | None = None, wait: float = 0.2):
+        self.path = Path(STDIN_NAME)
+        self.fd, self.stop, self.wait = fd, stop or threading.Event(), wait
+        self._sha256, self._pending, self._ended = hashlib.sha256(), b"", False
+
+    def _read_arrived(self, size: int) -> bytes:
+        while not self._ended and not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], self.wait)
+            if ready:
+                chunk = os.read(self.fd, size)
+                self._ended = not chunk
+                self._sha256.update(chunk)
+                return chunk
+        return b""
+
+    def head(self, limit: int = 1 << 16, lines: int = 5) -> bytes:
+        """The first bytes (kept to be read again): at least ``lines`` line ends, ``limit`` bytes, or the end."""
+        while len(self._pending) < limit and self._pending.count(b"\n") < lines:
+            chunk = self._read_arrived(limit - len(self._pending))
+            if not chunk:
+                break
+            self._pending += chunk
+        for magic, name in _MAGIC:
+            if self._pending.startswith(magic):
+                raise BadInputError(self.path, f"{name}-compressed input: decompress it into the pipe (e.g. xz -dc)")
+        return self._pending
+
+    def read(self, size: int) -> bytes:
+        if self._pending:
+            chunk, self._pending = self._pending[:size], self._pending[size:]
+            return chunk
+        return self._read_arrived(size)
+
+    def sha256(self) -> str:
+        return self._sha256.hexdigest()
+
+    def close(self) -> None:
+        pass  # standard input stays the caller's
+
+    def __enter__(self) -> "PipeStream":
         return self
 
     def __exit__(self, *exc) -> None:
