@@ -142,22 +142,30 @@ def read_frames(
 
 def _read_stdin(consume: Consume, fmt: str, on_bad_rows: str, stop: threading.Event | None) -> CaptureInfo:
     """Standard input, in one of the text formats kdgat reads itself (a python-can log or a Parquet file has to
-    be given as a file: their readers need the whole file)."""
+    be given as a file: their readers need the whole file). Stopped (a signal, ``--duration``) before a frame
+    came, it is a silent bus: no frame, no error."""
     stream = PipeStream(STDIN_FD, stop=stop)
     head = stream.head()
-    if not head.strip() and stream.stop.is_set():  # stopped (a signal, --duration) before a line came: a silent bus
-        return CaptureInfo(STDIN_NAME, fmt, stream.sha256(), 0)
+    silent = CaptureInfo(STDIN_NAME, fmt, None, 0)
     if fmt in CAN_LOG_FORMATS or head.startswith((b"LOGG", b"PAR1")) or _python_can_text(head) is not None:
         raise BadInputError(STDIN_NAME, "ASC, BLF and TRC logs and Parquet files are read from a file, not a pipe")
     text = head.decode("utf-8", "replace").splitlines()
-    lines = [line for line in (text[:-1] if text and not head.endswith(b"\n") else text) if line.strip()][:5]
+    whole = text if stream.ended or head.endswith(b"\n") else text[:-1]  # a line still arriving is not read yet
+    lines = [line for line in whole if line.strip()][:5]
+    if not lines and stream.stop.is_set():
+        return silent
     capture_format = format_of_lines(lines, STDIN_NAME) if fmt == "auto" else get_format(fmt)
     # what has arrived, block by block: a live pipe's blocks are small, a file's the usual size
     options = IngestOptions(format=capture_format.name, on_bad_rows=on_bad_rows)
     source = IngestSource(path=Path(STDIN_NAME), output_name="stdin", scenario="stdin")
-    report, digest = read_capture(
-        source, capture_format, options, lambda table: consume(table_block(table, Path(STDIN_NAME))), stream=stream
-    )
+    try:
+        report, digest = read_capture(
+            source, capture_format, options, lambda table: consume(table_block(table, Path(STDIN_NAME))), stream=stream
+        )
+    except BadInputError as err:
+        if "no frames" in str(err) and stream.stop.is_set() and not stream.ended:  # stopped before a frame came
+            return silent
+        raise
     labelled = report.unlabelled_rows < report.rows
     skipped, said = _skipped(report.skipped_rows, report.skipped_by_problem, report.skipped_lines,
                              report.skipped_attack_rows, labelled)  # fmt: skip
@@ -219,17 +227,20 @@ def messages_block(messages, arrival: np.ndarray | None = None) -> FrameBlock:
 
 
 class _Complaints(logging.Handler):
-    """python-can's readers log a line they cannot parse (a TRC line cut short, an ASC DLC that disagrees with
-    its data) and go on without it: kdgat refuses the file instead, as ingest refuses a bad row."""
+    """python-can's readers log a line they cannot parse and go on: the TRC reader without it (a line cut short),
+    the ASC reader with the frame it read anyway (a DLC that disagrees with its data). kdgat refuses the file
+    instead, as ingest refuses a bad row, or drops that line's frame under ``--on-bad-rows skip``."""
 
     LOGGERS = ("can.io.trc", "can.io.asc")
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
+        self.loggers: list[str] = []  # who said each: an ASC complaint is about the frame it yields next
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
+        self.loggers.append(record.name)
 
     @contextmanager
     def listening(self):
@@ -260,10 +271,14 @@ def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -
     frames, chunk, left_out, dropped = 0, [], Counter(), Counter()
     complaints = _Complaints()
 
-    def refuse_complaints() -> None:
+    def refuse_complaints() -> bool:
+        """Raise on a complaint, or under ``skip`` count it; True when the frame just read is the bad line's."""
         if complaints.messages and skip:
             dropped.update(f"unreadable {kind.upper()} line" for _ in complaints.messages)
+            frame_was_bad = "can.io.asc" in complaints.loggers
             complaints.messages.clear()
+            complaints.loggers.clear()
+            return frame_was_bad
         if complaints.messages:
             first = complaints.messages[0].replace("\n", " ")[:120]
             raise BadInputError(path, f"unreadable {kind.upper()} line after {frames + len(chunk)} frames: {first}")
@@ -277,8 +292,7 @@ def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -
                 text = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace")
                 reader = can.ASCReader(text) if kind == "asc" else can.TRCReader(text)
             for message in reader:
-                refuse_complaints()
-                if _left_out(message, left_out):
+                if refuse_complaints() or _left_out(message, left_out):
                     continue
                 position = frames + len(chunk) + 1
                 if not message.is_remote_frame and len(message.data) < min(message.dlc, 8):

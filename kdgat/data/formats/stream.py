@@ -127,46 +127,57 @@ STDIN_NAME = "<stdin>"  # how it is named in messages and summaries
 
 
 class PipeStream:
-    """Standard input as a capture stream (``candump -L can0 | kdgat detect -``): a read returns what has arrived,
-    up to ``size`` bytes, so a live pipe's windows are scored as they close, not when a block fills. It waits in
-    short steps so that ``stop`` (a signal, ``--duration``) is heard while the pipe is quiet; once stopped it reads
-    as the end of the stream. The head read for format detection (:meth:`head`) is read again first. Compressed
-    input is refused (``xz -dc FILE | ...`` decompresses it into the pipe); the hash is of what was read."""
+    """Standard input as a capture stream (``candump -L can0 | kdgat detect -``): a read returns the whole lines
+    that have arrived, up to ``size`` bytes, so a live pipe's windows are scored as they close, not when a block
+    fills. It waits in short steps so that ``stop`` (a signal, ``--duration``) is heard while the pipe is quiet;
+    once stopped it reads as the end of the stream, and a line still arriving then is dropped (it never came
+    whole). At the real end an unterminated last line is handed out, as from a file. The head read for format
+    detection (:meth:`head`) is read again first. Compressed input is refused (``xz -dc FILE | ...``
+    decompresses it into the pipe); the hash is of what was read."""
 
     compression = None
 
     def __init__(self, fd: int = 0, stop: threading.Event | None = None, wait: float = 0.2):
         self.path = Path(STDIN_NAME)
         self.fd, self.stop, self.wait = fd, stop or threading.Event(), wait
-        self._sha256, self._pending, self._ended = hashlib.sha256(), b"", False
+        self._sha256, self._pending, self.ended = hashlib.sha256(), b"", False
 
-    def _read_arrived(self, size: int) -> bytes:
-        while not self._ended and not self.stop.is_set():
+    def _arrive(self, size: int) -> bool:
+        """Wait for more bytes (appended to the pending ones); False once the pipe ended or a stop was asked."""
+        while not self.ended and not self.stop.is_set():
             ready, _, _ = select.select([self.fd], [], [], self.wait)
             if ready:
                 chunk = os.read(self.fd, size)
-                self._ended = not chunk
+                self.ended = not chunk
                 self._sha256.update(chunk)
-                return chunk
-        return b""
+                self._pending += chunk
+                return bool(chunk)
+        return False
 
     def head(self, limit: int = 1 << 16, lines: int = 5) -> bytes:
-        """The first bytes (kept to be read again): at least ``lines`` line ends, ``limit`` bytes, or the end."""
-        while len(self._pending) < limit and self._pending.count(b"\n") < lines:
-            chunk = self._read_arrived(limit - len(self._pending))
-            if not chunk:
+        """The first bytes (kept to be read again): ``lines`` non-blank whole lines, ``limit`` bytes, or all there
+        is when the pipe ends or a stop is asked."""
+        while len(self._pending) < limit and sum(1 for x in self._pending.split(b"\n")[:-1] if x.strip()) < lines:
+            if not self._arrive(limit - len(self._pending)):
                 break
-            self._pending += chunk
         for magic, name in _MAGIC:
             if self._pending.startswith(magic):
                 raise BadInputError(self.path, f"{name}-compressed input: decompress it into the pipe (e.g. xz -dc)")
         return self._pending
 
     def read(self, size: int) -> bytes:
-        if self._pending:
-            chunk, self._pending = self._pending[:size], self._pending[size:]
-            return chunk
-        return self._read_arrived(size)
+        while True:
+            if self.ended:  # the rest, an unterminated last line included
+                chunk, self._pending = self._pending[:size], self._pending[size:]
+                return chunk
+            if b"\n" in self._pending:  # whole lines only (a line longer than size: size bytes of it)
+                cut = self._pending.rfind(b"\n", 0, size) + 1 or size
+                chunk, self._pending = self._pending[:cut], self._pending[cut:]
+                return chunk
+            if not self._arrive(1 << 16):
+                if self.ended:
+                    continue
+                return b""  # stopped: a line still arriving is dropped
 
     def sha256(self) -> str:
         return self._sha256.hexdigest()
