@@ -250,6 +250,13 @@ def main() -> None:
     parser.add_argument("--policy", default="margin")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if any("=" not in pair for pair in args.fuse_with):
+        parser.error("--fuse-with takes GAT_RUN=VGAE_RUN, e.g. gat_small=vgae_small")
+    pairs = dict(pair.split("=", 1) for pair in args.fuse_with)
+    if set(pairs) - set(args.run or RUNS):
+        parser.error(
+            f"--fuse-with names runs not listed with --run: {', '.join(sorted(set(pairs) - set(args.run or RUNS)))}"
+        )
     from campaign import seed_folders
 
     from kdgat.core.threads import set_threads
@@ -258,7 +265,6 @@ def main() -> None:
 
     set_threads(args.threads)
     store = open_store(args.dataset_dir / "graphs")
-    pairs = dict(pair.split("=", 1) for pair in args.fuse_with)
     rows, fused = defaultdict(list), defaultdict(list)
     for seed_dir in seed_folders(args.dataset_dir):
         for run in args.run or RUNS:
