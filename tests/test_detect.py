@@ -1056,6 +1056,29 @@ def test_a_pipe_reads_as_the_same_bytes_in_a_file_would(road_test, tmp_path, mon
     assert info.frames == frames == 30
 
 
+def test_a_file_piped_in_is_read_in_blocks_not_64_kib_at_a_time(road_test, monkeypatch):
+    """A pipe hands over 64 KiB a read; reading only that made a file piped in thousands of small blocks (DAGA's
+    V40_03: 396 scoring calls, 6.5 s in-process against 3.0 s from the file). What is waiting is read on."""
+    import fcntl
+
+    from kdgat.detection import sources
+
+    data = lzma.decompress(road_test.read_bytes())[: 900 << 10]
+    data = data[: data.rindex(b"\n") + 1]
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 1 << 20)  # all of it waits in the pipe before the first read
+    os.write(write, data)
+    os.close(write)
+    monkeypatch.setattr(sources, "STDIN_FD", read)
+    blocks = []
+    try:
+        info = sources.read_frames("-", blocks.append)
+    finally:
+        os.close(read)
+    assert info.frames == sum(len(b.keys) for b in blocks) == data.count(b"\n") - 1
+    assert len(blocks) <= 3, [len(b.keys) for b in blocks]  # the head's bytes, then the rest at once
+
+
 def test_an_asc_frame_whose_dlc_disagrees_is_dropped_when_skipping(tmp_path):
     """python-can's ASC reader warns about a CAN FD line whose DLC disagrees with its data length and yields the
     frame anyway: refused by default, and under skip the frame is dropped, not counted and kept."""

@@ -77,8 +77,7 @@ def detect(
     """Which windows are attacks: a verdict per window, with the CAN IDs behind each alert, and a summary."""
     from kdgat.stages import detect as stage
 
-    live = replay or bus is not None or any(str(c) == "-" for c in captures or [])
-    target = out_path if out_path is not None else ("-" if live else None)
+    target = out_path if out_path is not None else ("-" if stage.is_live(captures or [], replay, bus) else None)
     # the summary table goes to stderr when stdout carries the verdicts
     show = err if target == "-" else out
     with user_errors():

@@ -169,7 +169,7 @@ def detect_metrics_table(summary: dict) -> Table | None:
     for file, label, m in rows:
         # a capture without attack windows (a clean drive): nothing to find, so no F1, precision or recall (the
         # metrics hold 0.0 there, as scikit-learn's zero_division=0); its FPR is the figure
-        found = (m["f1"], m["precision"], m["recall"]) if m.get("positives", 1) else (None, None, None)
+        found = (m["f1"], m["precision"], m["recall"]) if m["positives"] else (None, None, None)
         table.add_row(file, label, *map(_fmt, found), _fmt(m["fpr"], 4), _fmt(m["roc_auc"]), _fmt(m["pr_auc"]))
     return table
 

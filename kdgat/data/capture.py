@@ -113,6 +113,10 @@ def _record_skips(report: FileReport, block: ParsedBlock) -> None:
         report.skipped_lines.extend(int(x) for x in np.sort(lines)[:room])
 
 
+class NoFramesError(BadInputError):
+    """A capture that held no frame a model reads (a stopped live pipe may end so without a fault)."""
+
+
 def read_capture(
     source: IngestSource,
     fmt: CaptureFormat,
@@ -168,7 +172,7 @@ def read_capture(
         left_out = [f"{n} {kind} left out" for kind, n in report.left_out.items()]
         skipped = [f"{report.skipped_rows} bad rows skipped"] if report.skipped_rows else []
         detail = f" ({'; '.join(left_out + skipped)})" if left_out or skipped else ""
-        raise BadInputError(source.path, f"no frames in file{detail}")
+        raise NoFramesError(source.path, f"no frames in file{detail}")
     return report, digest
 
 

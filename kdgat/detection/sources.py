@@ -30,10 +30,17 @@ import pyarrow as pa
 
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
-from kdgat.data.capture import IngestOptions, IngestSource, capture_stem, read_capture, skipped_rows_warning
+from kdgat.data.capture import (
+    IngestOptions,
+    IngestSource,
+    NoFramesError,
+    capture_stem,
+    read_capture,
+    skipped_rows_warning,
+)
 from kdgat.data.formats import detect_format, format_of_lines, get_format
 from kdgat.data.formats.base import ERROR_FRAMES, FD_FRAMES
-from kdgat.data.formats.stream import STDIN, STDIN_NAME, CaptureStream, PipeStream
+from kdgat.data.formats.stream import STDIN, STDIN_NAME, CaptureStream, PipeStream, head_lines
 from kdgat.data.frames import FRAME_SCHEMA, MixedLabelsError, frame_arrays
 from kdgat.data.incremental import FrameBlock
 from kdgat.data.vocab import id_keys
@@ -129,10 +136,24 @@ def read_frames(
     if kind is not None:
         return _read_can_log(path, kind, consume, skip=on_bad_rows == "skip")
     capture_format = detect_format(path) if fmt == "auto" else get_format(fmt)
+    return _read_text(path, capture_format, consume, on_bad_rows, block_size)
+
+
+def _read_text(
+    path: Path,
+    capture_format,
+    consume: Consume,
+    on_bad_rows: str,
+    block_size: int | None = None,
+    stream: PipeStream | None = None,
+) -> CaptureInfo:
+    """A capture in a format of kdgat's own readers (ingest's), from its file or an open ``stream``."""
     sizes = {"block_size": block_size} if block_size else {}
     options = IngestOptions(format=capture_format.name, on_bad_rows=on_bad_rows, **sizes)
     source = IngestSource(path=path, output_name=capture_stem(path.name), scenario=capture_stem(path.name))
-    report, digest = read_capture(source, capture_format, options, lambda table: consume(table_block(table, path)))
+    report, digest = read_capture(
+        source, capture_format, options, lambda table: consume(table_block(table, path)), stream=stream
+    )
     labelled = report.unlabelled_rows < report.rows
     skipped, said = _skipped(report.skipped_rows, report.skipped_by_problem, report.skipped_lines,
                              report.skipped_attack_rows, labelled)  # fmt: skip
@@ -146,31 +167,19 @@ def _read_stdin(consume: Consume, fmt: str, on_bad_rows: str, stop: threading.Ev
     came, it is a silent bus: no frame, no error."""
     stream = PipeStream(STDIN_FD, stop=stop)
     head = stream.head()
-    silent = CaptureInfo(STDIN_NAME, fmt, None, 0)
     if fmt in CAN_LOG_FORMATS or head.startswith((b"LOGG", b"PAR1")) or _python_can_text(head) is not None:
         raise BadInputError(STDIN_NAME, "ASC, BLF and TRC logs and Parquet files are read from a file, not a pipe")
-    text = head.decode("utf-8", "replace").splitlines()
-    whole = text if stream.ended or head.endswith(b"\n") else text[:-1]  # a line still arriving is not read yet
-    lines = [line for line in whole if line.strip()][:5]
+    lines = head_lines(head, stream.ended)  # a line still arriving is not read yet
+    silent = CaptureInfo(STDIN_NAME, fmt, None, 0)
     if not lines and stream.stop.is_set():
         return silent
     capture_format = format_of_lines(lines, STDIN_NAME) if fmt == "auto" else get_format(fmt)
-    # what has arrived, block by block: a live pipe's blocks are small, a file's the usual size
-    options = IngestOptions(format=capture_format.name, on_bad_rows=on_bad_rows)
-    source = IngestSource(path=Path(STDIN_NAME), output_name="stdin", scenario="stdin")
     try:
-        report, digest = read_capture(
-            source, capture_format, options, lambda table: consume(table_block(table, Path(STDIN_NAME))), stream=stream
-        )
-    except BadInputError as err:
-        if "no frames" in str(err) and stream.stop.is_set() and not stream.ended:  # stopped before a frame came
+        return _read_text(Path(STDIN_NAME), capture_format, consume, on_bad_rows, stream=stream)
+    except NoFramesError:
+        if stream.stop.is_set() and not stream.ended:  # stopped before a frame came
             return silent
         raise
-    labelled = report.unlabelled_rows < report.rows
-    skipped, said = _skipped(report.skipped_rows, report.skipped_by_problem, report.skipped_lines,
-                             report.skipped_attack_rows, labelled)  # fmt: skip
-    return CaptureInfo(STDIN_NAME, capture_format.name, digest, report.rows, report.left_out, [said] if said else [],
-                       skipped)  # fmt: skip
 
 
 def _is_parquet(path: Path) -> bool:
@@ -271,8 +280,9 @@ def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -
     frames, chunk, left_out, dropped = 0, [], Counter(), Counter()
     complaints = _Complaints()
 
-    def refuse_complaints() -> bool:
-        """Raise on a complaint, or under ``skip`` count it; True when the frame just read is the bad line's."""
+    def heard_complaints() -> bool:
+        """What python-can complained about since the last frame: refused, or under ``skip`` counted; True when
+        the frame just read is the bad line's (ASC yields it anyway), so it is dropped too."""
         if complaints.messages and skip:
             dropped.update(f"unreadable {kind.upper()} line" for _ in complaints.messages)
             frame_was_bad = "can.io.asc" in complaints.loggers
@@ -292,7 +302,7 @@ def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -
                 text = io.TextIOWrapper(io.BufferedReader(raw), encoding="utf-8", errors="replace")
                 reader = can.ASCReader(text) if kind == "asc" else can.TRCReader(text)
             for message in reader:
-                if refuse_complaints() or _left_out(message, left_out):
+                if heard_complaints() or _left_out(message, left_out):
                     continue
                 position = frames + len(chunk) + 1
                 if not message.is_remote_frame and len(message.data) < min(message.dlc, 8):
@@ -318,7 +328,7 @@ def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -
             if type(exc).__module__.split(".")[0] not in ("struct", "zlib", "can"):
                 raise
             raise BadInputError(path, f"corrupt {kind.upper()} log after {frames + len(chunk)} frames: {exc}") from None
-        refuse_complaints()  # the last line
+        heard_complaints()  # the last line
         if chunk:
             consume(messages_block(chunk))
             frames += len(chunk)

@@ -61,8 +61,9 @@ def _check_out(out, captures: list, detector_dir) -> None:
         return
     rows, summary = Path(out).resolve(), summary_path(Path(out)).resolve()
     bundle = Path(detector_dir).resolve()
+    read = {Path(c).resolve() for c in captures if str(c) != STDIN}
     for path in (rows, summary):
-        if path in {Path(c).resolve() for c in captures}:
+        if path in read:
             raise UsageError(f"--out {out}: would overwrite {path}, a capture this run reads; write elsewhere")
         if path.is_relative_to(bundle):
             raise UsageError(f"--out {out}: would write {path} into the detector bundle {bundle}; write elsewhere")
@@ -75,6 +76,12 @@ def _check_out(out, captures: list, detector_dir) -> None:
             f"--out {out}: its summary {summary} describes {rows.parent / described} (an earlier run); "
             "name this output otherwise, or remove those two files"
         )
+
+
+def is_live(captures: list, replay: bool, bus: str | None) -> bool:
+    """A stream read as it comes (a replay, a bus, standard input): verdicts go to stdout by default, windows are
+    scored as they close, on one thread unless told otherwise."""
+    return bool(replay or bus is not None or any(str(c) == STDIN for c in captures))
 
 
 def run(
@@ -116,7 +123,8 @@ def run(
         raise UsageError("standard input (-) can be read once")
     if piped and replay:
         raise UsageError("--replay replays capture files; standard input (-) arrives at its own pace")
-    if duration is not None and not (replay or bus or piped):
+    live = is_live(captures, replay, bus)
+    if duration is not None and not live:
         raise UsageError("--duration limits a --replay, a --bus or standard input (-)")
     if duration is not None and duration <= 0:
         raise UsageError(f"--duration must be positive seconds, got {duration:g}")
@@ -126,7 +134,6 @@ def run(
         raise UsageError(f"--speed must be positive, got {speed:g}")
     if bus_options and not bus:
         raise UsageError("--bus-option configures a --bus")
-    live = bool(replay or bus is not None or piped)
     # a live stream scores a few windows at a time: intra-op threads only add hand-offs (measured on the
     # shared 2-core machine: one window took 4 ms on 1 thread, 30 ms on 2), so it defaults to one
     threads = set_threads(1 if threads is None and live else threads)

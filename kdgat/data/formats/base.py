@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from kdgat.data.formats.convert import RowChecks, hex_to_payload, hex_to_uint, to_float, to_uint
-from kdgat.data.formats.stream import CaptureStream
+from kdgat.data.formats.stream import CaptureStream, head_lines
 from kdgat.data.frames import MAX_EXTENDED_ID, MAX_STANDARD_ID
 
 
@@ -111,10 +111,7 @@ def dlc_values(col: pa.Array, checks: RowChecks) -> np.ndarray:
 def first_lines(stream: CaptureStream, count: int = 5, limit: int = 1 << 16) -> list[str]:
     """The first ``count`` non-blank lines (for format detection)."""
     head = stream.read(limit)
-    text = head.decode("utf-8", "replace").splitlines()
-    if len(head) == limit and text:
-        text = text[:-1]  # possibly cut mid-line
-    return [line for line in text if line.strip()][:count]
+    return head_lines(head, len(head) < limit, count)  # a full read may end mid-line
 
 
 def matches_all(pattern: re.Pattern, lines: list[str]) -> bool:

@@ -122,6 +122,15 @@ class CaptureStream:
         self.close()
 
 
+def head_lines(head: bytes, last_is_whole: bool, count: int = 5) -> list[str]:
+    """The first ``count`` non-blank lines of a capture's first bytes (for format detection); the last line only
+    where it is whole (the bytes may end inside it)."""
+    text = head.decode("utf-8", "replace").splitlines()
+    if text and not last_is_whole and not head.endswith(b"\n"):
+        text = text[:-1]
+    return [line for line in text if line.strip()][:count]
+
+
 STDIN = "-"  # the capture name that reads standard input
 STDIN_NAME = "<stdin>"  # how it is named in messages and summaries
 
@@ -142,23 +151,30 @@ class PipeStream:
         self.fd, self.stop, self.wait = fd, stop or threading.Event(), wait
         self._sha256, self._pending, self.ended = hashlib.sha256(), b"", False
 
-    def _arrive(self, size: int) -> bool:
-        """Wait for more bytes (appended to the pending ones); False once the pipe ended or a stop was asked."""
-        while not self.ended and not self.stop.is_set():
-            ready, _, _ = select.select([self.fd], [], [], self.wait)
-            if ready:
-                chunk = os.read(self.fd, size)
-                self.ended = not chunk
-                self._sha256.update(chunk)
-                self._pending += chunk
-                return bool(chunk)
-        return False
+    def _arrive(self, size: int, wait: bool = True) -> bool:
+        """Read what has arrived, up to ``size`` more pending bytes (a pipe gives 64 KiB a read: a file piped in
+        keeps it full, and reading on while bytes are ready makes blocks of the usual size instead of thousands
+        of small ones, each a scoring call). ``wait``: for the first bytes, in short steps. False when nothing
+        came: the pipe ended, a stop was asked, or (without ``wait``) nothing was ready."""
+        came = False
+        while len(self._pending) < size and not self.ended and not self.stop.is_set():
+            ready, _, _ = select.select([self.fd], [], [], self.wait if wait and not came else 0)
+            if not ready:
+                if came or not wait:
+                    break
+                continue
+            chunk = os.read(self.fd, size - len(self._pending))
+            self.ended = not chunk
+            self._sha256.update(chunk)
+            self._pending += chunk
+            came = came or bool(chunk)
+        return came
 
     def head(self, limit: int = 1 << 16, lines: int = 5) -> bytes:
         """The first bytes (kept to be read again): ``lines`` non-blank whole lines, ``limit`` bytes, or all there
         is when the pipe ends or a stop is asked."""
-        while len(self._pending) < limit and sum(1 for x in self._pending.split(b"\n")[:-1] if x.strip()) < lines:
-            if not self._arrive(limit - len(self._pending)):
+        while len(self._pending) < limit and len(head_lines(self._pending, False, lines)) < lines:
+            if not self._arrive(limit):
                 break
         for magic, name in _MAGIC:
             if self._pending.startswith(magic):
@@ -174,7 +190,7 @@ class PipeStream:
                 cut = self._pending.rfind(b"\n", 0, size) + 1 or size
                 chunk, self._pending = self._pending[:cut], self._pending[cut:]
                 return chunk
-            if not self._arrive(1 << 16):
+            if not self._arrive(len(self._pending) + max(size, 1)):  # a line longer than size: more of it
                 if self.ended:
                     continue
                 return b""  # stopped: a line still arriving is dropped
