@@ -197,8 +197,12 @@ def fusion_pool(seed_dir: Path, store, run: str, out: Path, threads: int) -> dic
         part = store.part(name)
         keep = np.asarray(part.y) >= 0
         y, files = np.asarray(part.y)[keep].astype(np.int64), np.asarray(part.file_index)[keep]
-        scores = score_model(cfg.model_type, model, part)["score"][keep]
         chosen = np.ones(len(y), bool) if name == "fusion" else y == 1
+        # the full run scores the fusion part's benign windows only (the train part's pool is its attack windows,
+        # each scored by the run without its capture): it is not run over the train part
+        scores = (
+            score_model(cfg.model_type, model, part)["score"][keep] if name == "fusion" else np.full(len(y), np.nan)
+        )
         for c in sorted(set(files[y == 1].tolist())):
             attacks = (files == c) & (y == 1)
             if part.files[c] not in captures:  # an attacked capture without validation windows: no run without it
