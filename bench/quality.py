@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from kdgat.evaluation.metrics import format_mean_std, summarize_seeds
@@ -134,18 +135,24 @@ def tables(lake: Path, dataset: str | None = None) -> str:
 def student_gap(
     lake: Path, dataset: str | None = None, student: str = "fusion_dqn_small_kd", teacher: str = "fusion_dqn_large"
 ) -> list[str]:
-    """Teacher minus student F1 in points, paired by seed, per dataset and test scenario (from v_run_scores)."""
+    """Teacher minus student F1 in points, paired by seed, per dataset, test scenario and pair of setups.
+
+    Each student setup is paired with each teacher setup apart (as the size lines above), and the setups are
+    named where a dataset has more than one pair: averaging two student setups would report neither."""
     sql = f"""
         WITH gaps AS (
-            SELECT t.dataset, t.scenario, t.seed, 100 * (avg(t.f1) - avg(s.f1)) AS gap
+            SELECT t.dataset, t.scenario, t.setup_hash AS teacher_setup, s.setup_hash AS student_setup, t.seed,
+                   100 * (t.f1 - s.f1) AS gap
             FROM v_run_scores t JOIN v_run_scores s
               ON s.dataset = t.dataset AND s.scenario = t.scenario AND s.seed = t.seed AND s.split = 'test'
-            WHERE t.model = '{teacher}' AND s.model = '{student}' AND t.split = 'test'
-            GROUP BY ALL)
-        SELECT dataset, scenario, list(gap ORDER BY seed) AS gaps FROM gaps GROUP BY ALL ORDER BY dataset, scenario
+            WHERE t.model = '{teacher}' AND s.model = '{student}' AND t.split = 'test')
+        SELECT dataset, scenario, teacher_setup, student_setup, list(gap ORDER BY seed) AS gaps
+        FROM gaps GROUP BY ALL ORDER BY dataset, scenario, teacher_setup, student_setup
     """
+    rows = query(lake, sql).to_pylist()
+    pairs = Counter((row["dataset"], row["scenario"]) for row in rows)
     lines = []
-    for row in query(lake, sql).to_pylist():
+    for row in rows:
         if dataset not in (None, row["dataset"]):
             continue
         gaps = [g for g in row["gaps"] if g is not None]
@@ -154,8 +161,12 @@ def student_gap(
         summary = summarize_seeds(gaps)
         spread = f" ± {summary['std']:.1f}" if len(gaps) > 1 else ""
         worst = f", at most {max(gaps):.1f}" if len(gaps) > 1 else ""
+        setups = ""
+        if pairs[row["dataset"], row["scenario"]] > 1:
+            setups = f" (setups {(row['teacher_setup'] or '-')[:6]}, {(row['student_setup'] or '-')[:6]})"
         lines.append(
-            f"{row['dataset']} {row['scenario']}: {summary['mean']:+.1f}{spread} points{worst} ({len(gaps)} seed(s))"
+            f"{row['dataset']} {row['scenario']}{setups}: {summary['mean']:+.1f}{spread} points{worst} "
+            f"({len(gaps)} seed(s))"
         )
     return lines
 

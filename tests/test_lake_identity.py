@@ -245,3 +245,40 @@ def test_an_evaluation_appended_before_its_runs_waits_for_them(tmp_path):
     append_runs(folders(paths), lake)
     rows = leaderboard(lake, "hand").to_pylist()
     assert len(rows) == len(EVALUATED) and all(r["n_seeds"] == 1 and r["setup"] for r in rows)
+
+
+def test_the_student_gap_pairs_a_teacher_fusion_with_each_student_setup_apart(tmp_path):
+    """bench/quality.py's "F1 lost by the student fusion" joined every student fusion of a seed to the teacher's:
+    with two student setups (e.g. two DQN widths) it printed one gap of their average."""
+    import importlib.util
+
+    from support.lake_sample import write_fuse_run
+
+    lake, f1 = tmp_path / "lake", {}
+    scenario = "test_01_known_vehicle_known_attack"
+    counts = {"teacher": (40, 0, 50, 10), "student": (30, 0, 50, 20), "wider": (45, 0, 50, 5)}
+    for seed in (1, 2):
+        paths = write_run_set(tmp_path / f"s{seed}", dataset="hand", seed=seed)
+        runs = {"teacher": write_fuse_run(paths["fusion_dqn_small_kd"].parent / "fusion_dqn_large", paths["graphs"],
+                                          "hand", paths["vgae_large"], paths["gat_large"], False, seed, "large"),
+                "student": paths["fusion_dqn_small_kd"]}  # fmt: skip
+        wider = tmp_path / f"s{seed}" / "runs" / "fusion_dqn_small_wider"
+        shutil.copytree(paths["fusion_dqn_small_kd"], wider)
+        runs["wider"] = rewrite(wider, config=lambda cfg: cfg["dqn"].update(hidden=cfg["dqn"]["hidden"] + 8))
+        label = {"teacher": "fusion_dqn_large", "student": "fusion_dqn_small_kd", "wider": "fusion_dqn_small_kd"}
+        for name, run in runs.items():  # one evaluation per run: two student fusions would share a label in one
+            evaluation = write_eval_run(tmp_path / f"s{seed}" / f"eval_{name}", paths["graphs"], "hand",
+                                        {label[name]: run}, {label[name]: {"validation": (40, 1, 50, 9),
+                                                                          scenario: counts[name]}})  # fmt: skip
+            append_runs([run, evaluation], lake)
+        append_runs(folders(paths)[:-2], lake)  # the members (not the set's own evaluation)
+    for name, (tp, fp, _, fn) in counts.items():
+        f1[name] = 2 * tp / (2 * tp + fp + fn)
+    spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "bench" / "quality.py")
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    lines = [line for line in quality.student_gap(lake, "hand") if scenario in line]
+    assert len(lines) == 2, lines  # one per student setup, each against the one teacher setup
+    gaps = sorted(float(line.split(": ")[1].split(" ")[0]) for line in lines)
+    assert gaps == pytest.approx(sorted(round(100 * (f1["teacher"] - f1[s]), 1) for s in ("student", "wider")))
+    assert all("± 0.0 points" in line and "(2 seed(s))" in line for line in lines), lines

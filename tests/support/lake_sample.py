@@ -110,20 +110,22 @@ def write_train_run(
     return run_dir
 
 
-def write_fuse_run(run_dir: Path, store: Path, dataset: str, vgae: Path, gat: Path, kd: bool, seed: int) -> Path:
-    cfg_text = _config("dqn", "small", False, seed)
+def write_fuse_run(
+    run_dir: Path, store: Path, dataset: str, vgae: Path, gat: Path, kd: bool, seed: int, scale: str = "small"
+) -> Path:  # fmt: skip
+    cfg_text = _config("dqn", scale, False, seed)
     cfg = json.loads(cfg_text)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg_text, encoding="utf-8")
     (run_dir / "fusion.pt").write_bytes(content_hash([str(run_dir), seed]).encode())
     members = {"method": "dqn", "vgae": str(vgae.resolve()), "gat": str(gat.resolve()), "vgae_scale": 0.09,
-               "scale": "small", "kd": kd}  # fmt: skip
+               "scale": scale, "kd": kd}  # fmt: skip
     _write_json(run_dir / "members.json", members)
     _write_json(
         run_dir / "dqn_policy.json",
         {"n_windows": 100, "mean_alpha": 0.8, "mean_alpha_by_class": {"benign": 0.7, "attack": 0.9}, "alpha": []},
     )
-    metrics = {"model": "fusion", "method": "dqn", "scale": "small", "config_hash": content_hash(cfg),
+    metrics = {"model": "fusion", "method": "dqn", "scale": scale, "config_hash": content_hash(cfg),
                "fusion_windows": 100, "fallback": None, "collapsed_to": None, "history": {"episodes": 20},
                "ensemble_parameters": 162581, "fusion_parameters": 32341}  # fmt: skip
     _write_json(run_dir / "metrics.json", metrics)
