@@ -24,6 +24,7 @@ from pathlib import Path
 import can
 import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
@@ -587,6 +588,26 @@ def test_a_capture_from_another_vehicle_gets_the_ood_warning(trained, road_test,
     assert foreign["ood_figures"]["training_id_coverage"] < 0.5
     assert not own["out_of_distribution"] and own["ood_figures"]["unknown_id_share"] < 0.05
     assert own["ood_figures"]["timing_mismatch"] < 0.3 and own["ood_figures"]["payload_mismatch"] < 0.5
+
+
+def test_fail_on_exits_3_after_writing_everything(trained, road_test, other_vehicle, tmp_path):
+    """`--fail-on alert|ood`: a script or CI job learns from the exit code what the run saw; the verdicts and the
+    summary are written all the same, and what was not asked for does not fail the run."""
+    out = tmp_path / "v.csv"
+    result = invoke("detect", other_vehicle, road_test, "--detector", trained / "detector", "--out", out,
+                    "--fail-on", "ood", "--fail-on", "alert")  # fmt: skip
+    summary = json.loads((tmp_path / "v.summary.json").read_text())["summary"]
+    assert summary["alerts"] > 0 and summary["out_of_distribution"], summary
+    assert result.exit_code == 3, (result.exit_code, result.stderr)
+    (said,) = [line for line in result.stderr.splitlines() if line.startswith("detect: exit 3")]
+    assert f"{summary['alerts']:,} alert window(s)" in said and f"out of distribution: {other_vehicle}" in said
+    assert str(road_test) not in said.split("out of distribution:")[1]
+    assert len(pa_csv.read_csv(out)) == summary["windows"]  # every verdict written before the exit
+    own = invoke("detect", road_test, "--detector", trained / "detector", "--fail-on", "ood")
+    assert own.exit_code == 0 and "detect: exit" not in own.stderr, own.stderr  # the same vehicle: ood not met
+    assert invoke("detect", road_test, "--detector", trained / "detector").exit_code == 0
+    wrong = invoke("detect", road_test, "--detector", trained / "detector", "--fail-on", "warning")
+    assert wrong.exit_code == 2 and "warning" in wrong.stderr
 
 
 def test_unknown_ids_injected_into_the_training_vehicles_traffic_are_no_other_vehicle(trained, road_test, tmp_path):

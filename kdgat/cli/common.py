@@ -40,6 +40,11 @@ class BadRows(str, Enum):
     skip = "skip"
 
 
+class FailOn(str, Enum):
+    alert = "alert"
+    ood = "ood"
+
+
 class SynthSize(str, Enum):
     small = "small"
     medium = "medium"

@@ -7,9 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
-from kdgat.cli.common import BadRows, err, out, print_warning, user_errors
+from kdgat.cli.common import BadRows, FailOn, err, out, print_warning, user_errors
 from kdgat.cli.tables import detect_metrics_table, detect_table
+
+FAILED = 3  # --fail-on: what it names was seen (1 and 2 are errors)
 
 
 def detect(
@@ -73,6 +76,14 @@ def detect(
     compile_models: Annotated[
         bool, typer.Option("--compile", help="Score with torch.compile'd models (tens of seconds to compile).")
     ] = False,
+    fail_on: Annotated[
+        list[FailOn],
+        typer.Option(
+            "--fail-on",
+            help=f"Exit {FAILED} (after writing everything) when a window alerted (alert) or a capture does not look "
+            "like the training vehicle (ood); repeatable. For scripts and CI: 0 then means none of them.",
+        ),
+    ] = [],
 ) -> None:
     """Which windows are attacks: a verdict per window, with the CAN IDs behind each alert, and a summary."""
     from kdgat.stages import detect as stage
@@ -88,6 +99,23 @@ def detect(
             compile_models=compile_models,
         ).summary  # fmt: skip
     _report(show, summary)
+    failed = failures(summary, {f.value for f in fail_on})
+    if failed:
+        err.print(Text(f"detect: exit {FAILED} (--fail-on): " + "; ".join(failed)), soft_wrap=True)
+        raise typer.Exit(FAILED)
+
+
+def failures(summary: dict, fail_on: set[str]) -> list[str]:
+    """What of ``--fail-on`` the run showed, one phrase each (empty: exit 0)."""
+    files = summary["files"]
+    said = []
+    if "alert" in fail_on and summary["alerts"]:
+        alerted = sum(1 for f in files if f["alerts"])
+        said.append(f"{summary['alerts']:,} alert window(s) in {alerted} of {len(files)} capture(s)")
+    if "ood" in fail_on and summary["out_of_distribution"]:
+        names = [f["file"] for f in files if f["out_of_distribution"]]
+        said.append(f"out of distribution: {', '.join(names)}")
+    return said
 
 
 def _options(items: list[str]) -> dict:
