@@ -37,6 +37,11 @@ workflow {
     if (profiles.contains('slurm') && !params.slurm_gres && wants_gpu) {
         error("--slurm_gres is empty, so SLURM gives the training jobs no GPU, but ${params.accelerator ? '--accelerator gpu' : 'the gpu profile'} trains on one: set --slurm_gres (e.g. gpu:v100:1)${params.accelerator ? '' : ' or leave out the gpu profile'}")
     }
+    // the local executor shares its GPUs out by CUDA_VISIBLE_DEVICES (conf/base.config, process_gpu): without it the
+    // trainings do not ask for one (accelerator) and may run on the same GPU at once
+    if (profiles.contains('gpu') && !profiles.contains('slurm') && !System.getenv('CUDA_VISIBLE_DEVICES')) {
+        log.warn("-profile gpu without slurm: CUDA_VISIBLE_DEVICES is not set, so the trainings may share one GPU at once; export CUDA_VISIBLE_DEVICES=0 (0,1 for two GPUs) to give each training a GPU of its own")
+    }
     if (!(params.synth_size.toString() in ['small', 'medium', 'large'])) {
         error("--synth_size must be small, medium or large, not '${params.synth_size}'")
     }

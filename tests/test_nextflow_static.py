@@ -832,13 +832,13 @@ COMBINATIONS = ["test", "slurm", "slurm,apptainer", "slurm,apptainer,gpu"]
 GB = nfconfig.GB
 
 
-def settings(profiles: str, alias: str, attempt: int = 1, **params) -> dict:
+def settings(profiles: str, alias: str, attempt: int = 1, environ: dict | None = None, **params) -> dict:
     names = profiles.split(",")
     config = nfconfig.read_config(NEXTFLOW_CONFIG, names)
     name, _module = includes().get(alias, (alias, None))
     labels = processes()[name if name.startswith("KDGAT_") else "KDGAT_" + alias].labels
     values = nfconfig.params_of(config, params)
-    return nfconfig.effective(config, names, alias, labels, attempt, values) | {"params": values}
+    return nfconfig.effective(config, names, alias, labels, attempt, values, environ=environ) | {"params": values}
 
 
 def _hours(q) -> float:
@@ -870,6 +870,29 @@ def test_training_gets_the_intended_resources_in_every_profile_combination(profi
         assert "CUDA_VISIBLE_DEVICES" in train["envWhitelist"].split(",")
     else:
         assert not train["containerOptions"] and train["container"] is None
+
+
+@pytest.mark.parametrize(
+    ("profiles", "environ", "accelerator", "warned"),
+    [
+        ("gpu", {}, None, True),  # a local executor that honours `accelerator` would stop every training
+        ("gpu", {"CUDA_VISIBLE_DEVICES": "0"}, 1, False),  # one training at a time on GPU 0
+        ("apptainer,gpu", {"CUDA_VISIBLE_DEVICES": "0,1"}, 1, False),
+        ("slurm,apptainer,gpu", {}, 1, False),  # SLURM binds the GPU (--gres); the variable is its, not ours
+        ("apptainer", {"CUDA_VISIBLE_DEVICES": "0"}, None, False),  # no gpu profile: no GPU asked for
+    ],
+)
+def test_local_gpu_trainings_ask_for_a_gpu_only_where_nextflow_can_hand_one_out(profiles, environ, accelerator, warned):
+    """Nextflow's local executor (in the versions after 25.04 that honour `accelerator`) hands each task asking
+    for a GPU one of those CUDA_VISIBLE_DEVICES lists, and stops a task asking for more than are listed: with
+    none listed, `-profile gpu` would stop every training. So the trainings ask for one only where the variable
+    is set (then one training per GPU at a time), and main.nf warns where it is not (its condition, evaluated)."""
+    train = settings(profiles, "TRAIN_GAT_LARGE", environ=environ)
+    assert train["accelerator"] == accelerator and train["executor"] == ("slurm" if "slurm" in profiles else "local")
+    text = strip_comments(MAIN.read_text())
+    condition = re.search(r"if \((profiles\.contains\('gpu'\).+)\) \{", text).group(1)
+    assert bool(nfconfig.evaluate(condition, {"profiles": profiles.split(","), "System": environ})) == warned
+    assert "log.warn(" in text.split(condition)[1].split("}")[0]
 
 
 def accelerator_option(profiles: str, **params) -> str:

@@ -255,6 +255,8 @@ def _call(value, name: str, args: list):
         return [v for v in value if args[0].apply(v)]
     if name == "collect":
         return [args[0].apply(v) for v in value]
+    if name == "getenv":  # System.getenv('NAME'): the launch environment (a dict here), null when unset
+        return value.get(args[0])
     raise ValueError(f"method {name}() is not understood here")
 
 
@@ -401,9 +403,10 @@ def effective(
     attempt: int = 1,
     params: dict | None = None,
     meta: dict | None = None,
+    environ: dict | None = None,
 ) -> dict:
     """The settings a task named ``name`` with ``labels`` gets on its ``attempt``-th try (``ext.args`` too, given
-    the task's ``meta``)."""
+    the task's ``meta``), Nextflow launched with the variables ``environ`` (System.getenv)."""
     params = params if params is not None else params_of(config)
     engine = "apptainer" if _value(config, ("apptainer", "enabled"), params) else None
     env = {
@@ -411,6 +414,7 @@ def effective(
         "task": {"attempt": attempt, "exitStatus": 143},
         "workflow": {"profile": ",".join(profiles), "containerEngine": engine},
         "meta": meta or {},
+        "System": environ or {},
     }
     layers = [()]
     for selector, kind in config.selectors:
