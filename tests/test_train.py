@@ -326,8 +326,12 @@ def test_resume_refuses_a_checkpoint_distilled_from_another_teacher(store_dir, t
 def test_resume_refuses_another_config(store_dir, teachers, tmp_path):
     run = tmp_path / "run"
     run_train(resolve_config("gat", "small", overrides=FAST), store_dir, run, progress_bar=False)
+    finished = (run / "manifest.json").read_bytes()
     with pytest.raises(KdgatError, match="another config"):
         run_train(resolve_config("gat", "small", overrides=FAST + ["gat.dropout=0.3"]), store_dir, run)
+    # refused before the folder is touched: its manifest removed, the finished run was no longer one (the lake
+    # refused it: "the run did not finish")
+    assert (run / "manifest.json").read_bytes() == finished
     # another model's section is not this run's config: the pipeline keeps such a step's key, and resumes it
     other = resolve_config("gat", "small", overrides=FAST + ["vgae.dropout=0.3", "hgb.max_iter=7"])
     summary = run_train(other, store_dir, run, progress_bar=False).summary
@@ -388,6 +392,20 @@ def test_evaluate_thresholds_on_validation_and_every_test_scenario(store_dir, te
     assert explained["gat_large_node_mask"].shape[1] == store.num_node_features - 1
     arrays = np.load(tmp_path / "eval" / "embeddings.npz")
     assert arrays["gat_large_embedding"].shape[0] == store.part("val").num_graphs
+
+
+def test_a_refused_evaluation_leaves_the_earlier_one_whole(store_dir, teachers, tmp_path):
+    """The folder was prepared (its manifest removed) before the runs were scored, so an evaluation refused
+    on its runs left the earlier evaluation's files without the manifest that vouches for them."""
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    run_evaluate([teachers / "gat"], store_dir, tmp_path / "eval")
+    finished = (tmp_path / "eval" / "manifest.json").read_bytes()
+    twin = tmp_path / "gat_again"
+    shutil.copytree(teachers / "gat", twin)
+    with pytest.raises(KdgatError, match="a second gat_large run"):
+        run_evaluate([teachers / "gat", twin], store_dir, tmp_path / "eval")
+    assert (tmp_path / "eval" / "manifest.json").read_bytes() == finished
 
 
 def test_cli_evaluate(store_dir, teachers, tmp_path):

@@ -90,6 +90,26 @@ def test_every_output_path_problem_is_one_line(capture, frames, lake, a_file, tm
             one_line_error(invoke(*args, READ_ONLY), str(READ_ONLY))  # a place nobody may write
 
 
+def test_a_command_refused_on_its_inputs_creates_no_output_folder(synthetic_graphs, tmp_path):
+    """The output folder was created as the check that it can be written, before the inputs were read: a
+    missing capture, graph store or run, or a bad --threshold, left an empty folder (here two levels deep)."""
+    store, nowhere = synthetic_graphs, tmp_path / "none"
+    commands = {
+        "ingest": (["ingest", nowhere / "capture.csv", "--out"], 1),
+        "train": (["train", "-m", "gat", "-s", "small", "--graphs", nowhere, "--out"], 1),
+        "fuse": (["fuse", "--method", "mlp", "--vgae", nowhere, "--gat", nowhere, "--graphs", store, "--out"], 1),
+        "evaluate": (["evaluate", "--runs", nowhere, "--graphs", store, "--out"], 1),
+        "evaluate, bad policy": (
+            ["evaluate", "--runs", nowhere, "--graphs", store, "--threshold", "bogus", "--out"],
+            2,
+        ),
+    }
+    for name, (args, code) in commands.items():
+        out = tmp_path / "new" / "out"
+        one_line_error(invoke(*args, out), code=code)
+        assert not (tmp_path / "new").exists(), name
+
+
 def test_lake_commands_refuse_a_file_as_the_lake(a_file, tmp_path):
     runs = write_run_set(tmp_path / "runs")
     one_line_error(invoke("lake", "append", "--runs", runs["gat_large"], "--lake", a_file), "not a folder")

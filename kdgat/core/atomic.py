@@ -49,16 +49,58 @@ def ensure_folder(path: str | Path) -> Path:
     except FileExistsError:
         raise KdgatError(f"{path}: exists and is not a folder; give a folder for the output") from None
     except OSError as exc:
+        raise KdgatError(f"{path}: cannot create the output folder: {_why_not(path, exc)}") from None
+    _probe(path, f"{path}: cannot write in the output folder")
+    return path
+
+
+def check_output_folder(path: str | Path) -> Path:
+    """:func:`ensure_folder`'s checks without creating anything: a stage says what is wrong with its output
+    path before any work, and a command that then fails on its inputs leaves no empty folder behind."""
+    path = Path(path)
+    if path.is_dir():
+        _probe(path, f"{path}: cannot write in the output folder")
+    elif path.exists():
+        raise KdgatError(f"{path}: exists and is not a folder; give a folder for the output")
+    else:
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        problem = f"{blocker} is not a folder (it is a file)" if blocker else (exc.strerror or str(exc)).lower()
-        raise KdgatError(f"{path}: cannot create the output folder: {problem}") from None
-    probe = path / temporary_name("tmp", "probe")
+        if blocker is not None:
+            raise KdgatError(f"{path}: cannot create the output folder: {blocker} is not a folder (it is a file)")
+        nearest = next(p for p in path.parents if p.exists())  # the folder it would be created in
+        _probe(nearest, f"{path}: cannot create the output folder")
+    return path
+
+
+@contextmanager
+def removed_if_failed(path: str | Path) -> Iterator[None]:
+    """On an exception, remove ``path`` and the parents created with it, where they are empty: a stage that
+    must create its output folder before it can check its inputs leaves no empty folder behind when they fail."""
+    path = Path(path)
+    new = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for folder in new:
+            try:
+                folder.rmdir()  # only an empty folder
+            except OSError:
+                break
+        raise
+
+
+def _why_not(path: Path, exc: OSError) -> str:
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    return f"{blocker} is not a folder (it is a file)" if blocker else (exc.strerror or str(exc)).lower()
+
+
+def _probe(folder: Path, said: str) -> None:
+    """Write and remove a hidden file in ``folder``: one error line (``said: why``) where that fails."""
+    probe = folder / temporary_name("tmp", "probe")
     try:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise KdgatError(f"{path}: cannot write in the output folder: {(exc.strerror or str(exc)).lower()}") from None
-    return path
+        raise KdgatError(f"{said}: {(exc.strerror or str(exc)).lower()}") from None
 
 
 def fsync_dir(path: Path) -> None:

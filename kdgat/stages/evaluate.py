@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
+from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folder
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
@@ -52,7 +52,7 @@ from kdgat.fusion.ensemble import (
 )
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
-from kdgat.training.runs import load_run_model, model_file, run_label
+from kdgat.training.runs import check_run, load_run_model, model_file, run_label
 
 Progress = Callable[[str], None]
 # a member run's scores per part ({"val": ..., test part name: ...}), by its resolved folder
@@ -303,7 +303,7 @@ def run(
     if compile_models:
         check_compiler()
     refuse_other_output(out_dir, "evaluate")
-    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
+    check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
     if not run_dirs:
         raise UsageError("nothing to evaluate: pass one or more --runs RUN_DIR")
     try:
@@ -318,10 +318,11 @@ def run(
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
     fusions = [is_fusion_run(run) for run in run_dirs]
+    for run in (run for run, fusion in zip(run_dirs, fusions, strict=True) if not fusion):
+        check_run(run, store)  # a missing or misfit run is said before the first is scored
     members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
     recorded = None if thresholds is None else _recorded_thresholds(Path(thresholds), run_dirs, fusions)
     member_scores: MemberScores = {}
-    begin_output(out_dir)
     # the single models first, so that the fusions find their members' scores; results in the order given
     order = sorted(range(len(run_dirs)), key=lambda i: fusions[i])
     evaluated: dict[int, tuple] = {}  # per run: its results and its score rows, written in the order given
@@ -353,6 +354,8 @@ def run(
         attention.update(arrays.get("attention", {}))
         policies.update(arrays.get("policy", {}))
         explanations.update(arrays.get("explanations", {}))
+    # only now, every run scored: a run refused on this store leaves an earlier evaluation in the folder whole
+    begin_output(out_dir)
     threshold_policy = policy if thresholds is None else f"recorded in {thresholds}"
     document = {"store": str(graphs_dir), "threshold_policy": threshold_policy, "runs": metrics}
     _save_npz(out_dir / "embeddings.npz", embeddings)

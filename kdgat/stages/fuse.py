@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
+from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
@@ -92,7 +92,7 @@ def run(
     vgae_dir, gat_dir, graphs_dir, out_dir = map(Path, (vgae_dir, gat_dir, graphs_dir, out_dir))
     vgae_dir, gat_dir = vgae_dir.resolve(), gat_dir.resolve()  # recorded absolute: the lake finds them anywhere
     refuse_other_output(out_dir, "fuse")
-    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
+    check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     ensemble = Ensemble(vgae_dir, gat_dir, store)

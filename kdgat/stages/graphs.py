@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
+from kdgat.core.atomic import atomic_write_text, check_output_folder, clean_stale, staged_folder
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
@@ -285,8 +285,8 @@ def run(
     fingerprint = _fingerprint(files, cfg, like_meta, one_trace)
     if not force and store_is_current(out_dir, fingerprint) and (current := read_manifest(out_dir)) is not None:
         return current.model_copy(update={"summary": {**current.summary, "reused": True}})
-    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
-    if any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
+    check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / METADATA).is_file():
         raise UsageError(f"{out_dir}: exists and is not a graph store; refusing to replace it")
 
     scan = _scan_inputs(

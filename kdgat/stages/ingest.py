@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kdgat.core.atomic import clean_stale, ensure_folder, publish_files, staging_area
+from kdgat.core.atomic import check_output_folder, clean_stale, publish_files, removed_if_failed, staging_area
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, read_manifest, refuse_other_output, write_manifest
 from kdgat.core.threads import set_threads
@@ -49,11 +49,11 @@ def run(
     _check_unique_outputs(sources)
     # before any work: the outputs an earlier ingest listed are replaced or removed, another stage's never
     refuse_other_output(outdir, "ingest")
-    outdir = ensure_folder(outdir)
+    outdir = check_output_folder(outdir)
     previous = read_manifest(outdir)
-    clean_stale(outdir)
     started = time.perf_counter()
-    with staging_area(outdir, "ingest") as staging:
+    with removed_if_failed(outdir), staging_area(outdir, "ingest") as staging:  # a failed first run leaves no folder
+        clean_stale(outdir)
         outputs = []
         for i, src in enumerate(sources):
             if progress:

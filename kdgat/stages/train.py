@@ -37,7 +37,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdgat.core.accelerator import resolve_accelerator
-from kdgat.core.atomic import atomic_path, atomic_write_text, ensure_folder
+from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folder, ensure_folder
 from kdgat.core.config import (
     SUPERVISED_MODELS,
     WINDOW_VECTOR_MODELS,
@@ -138,7 +138,7 @@ def run(
     started = time.perf_counter()
     graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
     refuse_other_output(out_dir, "train")
-    ensure_folder(out_dir)  # an unusable output path fails now, not after the work
+    check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
     if cfg.model_type == "dqn":
         raise KdgatError("`kdgat train` trains vgae, gat, hgb or novelty models; dqn is trained by `kdgat fuse`")
     if cfg.has_kd and teacher_dir is None:
@@ -182,7 +182,6 @@ def run(
         calibration_fraction=cfg.vgae.calibration_fraction if vgae else 0.0,
     )  # fmt: skip
 
-    _begin_run_folder(out_dir, cfg.model_type)
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     # what makes two trainings the same: config, graph store, teacher's weights (a checkpoint of other ones is
     # never continued, whether it sits in the run folder or in durable storage under this key)
@@ -205,6 +204,7 @@ def run(
                 "use a new --out or --no-resume"
             )
     resuming = can_resume and not other_inputs
+    _begin_run_folder(out_dir, cfg.model_type)  # only now: a refused run leaves the finished one in the folder whole
     if getattr(model, "uses_id_statistics", False) and not resuming:  # a resumed run restores them
         model.fit_id_statistics(data.train_dataloader_in_order())  # before training: the node inputs read them
     if not resuming:  # a run that starts over leaves no checkpoint a later --resume could mistake for its own

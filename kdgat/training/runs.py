@@ -62,6 +62,35 @@ def load_weights(path: Path) -> dict:
         raise KdgatError(f"{path}: unreadable weights, the file is corrupt or truncated ({detail})") from None
 
 
+def check_run(run_dir: str | Path, store: GraphStore | None = None) -> PipelineConfig:
+    """A finished training run (config and weights there) that fits ``store``: its config, or one error line.
+
+    Cheap (no weights read): ``kdgat evaluate`` checks every run with it before scoring the first.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise KdgatError(f"{run_dir}: no such run folder")
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise KdgatError(f"{run_dir}: not a finished training run (no {CONFIG_FILE})")
+    cfg = load_frozen_config(run_dir / CONFIG_FILE)
+    if not (run_dir / weights_name(cfg.model_type)).is_file():
+        raise KdgatError(f"{run_dir}: not a finished training run (no {weights_name(cfg.model_type)})")
+    if cfg.model_type not in WINDOW_VECTOR_MODELS and store is not None:
+        num_ids, num_features = _trained_sizes(run_dir)
+        if (num_ids, num_features) != (store.vocab_size, store.num_node_features):
+            raise KdgatError(
+                f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
+                f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
+            )
+    return cfg
+
+
+def _trained_sizes(run_dir: Path) -> tuple[int, int]:
+    """The vocabulary size and node-feature count a GNN run was trained with (its metrics.json)."""
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    return metrics["vocab_size"], metrics["num_node_features"]
+
+
 def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
     """Rebuild a trained model from its run directory (frozen config + weights), in eval mode.
 
@@ -69,11 +98,7 @@ def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tupl
     :class:`~kdgat.models.window_model.WindowVectorModel`.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise KdgatError(f"{run_dir}: not a finished training run (no {CONFIG_FILE})")
-    cfg = load_frozen_config(run_dir / CONFIG_FILE)
-    if not (run_dir / weights_name(cfg.model_type)).is_file():
-        raise KdgatError(f"{run_dir}: not a finished training run (no {weights_name(cfg.model_type)})")
+    cfg = check_run(run_dir, store)
     if cfg.model_type in WINDOW_VECTOR_MODELS:
         from kdgat.training.window_models import load_window_model
 
@@ -85,13 +110,7 @@ def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tupl
             )
         return model, cfg
     state = load_weights(run_dir / MODEL_FILE)
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    num_ids, num_features = metrics["vocab_size"], metrics["num_node_features"]
-    if store is not None and (num_ids, num_features) != (store.vocab_size, store.num_node_features):
-        raise KdgatError(
-            f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
-            f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
-        )
+    num_ids, num_features = _trained_sizes(run_dir)
     model = build_model(cfg.model_type, num_ids, cfg.model_section, num_features=num_features)
     try:
         model.load_state_dict(state)
