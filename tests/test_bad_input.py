@@ -59,6 +59,12 @@ BAD_ROWS = [
         4,
         "unreadable CSV row (CSV conversion error to string: invalid UTF8 data)",
     ),
+    (  # pyarrow decodes a ragged row before its handler sees it: a non-UTF-8 one printed a traceback first
+        "ragged and not UTF-8",
+        CTT_HEADER + GOOD_ROWS + "1.2,0F\udcff9,00\n1.3,0F9,00,0\n",
+        4,
+        "expected 4 fields, found 3",
+    ),
     (
         "ROAD label cut short",
         "Time,Id,Byte1,Byte2,Byte3,Byte4,Byte5,Byte6,Byte7,Byte8,Label\n"
@@ -77,6 +83,7 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize(("case", "text", "line", "problem"), BAD_ROWS, ids=[c[0] for c in BAD_ROWS])
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # the CLI printed it: "Exception ignored"
 def test_bad_row_is_one_line_with_file_and_line(tmp_path, case, text, line, problem):
     path = write_capture(tmp_path / "bad.csv", text)
     out = tmp_path / "out"

@@ -9,6 +9,7 @@ does not know line numbers) and never reaches the parser.
 from __future__ import annotations
 
 import re
+import sys
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -99,10 +100,16 @@ class CsvFormat(CaptureFormat):
             ragged.append(1)
             return "skip"
 
+        # pyarrow decodes a ragged row as UTF-8 before it calls `note`; a row that is not UTF-8 fails there, and
+        # Python would print that error as "Exception ignored in ..." with a traceback: heard here, it sends the
+        # block to the line-by-line checks, which reject the row with its line number
+        unraisable, sys.unraisablehook = sys.unraisablehook, ragged.append
         try:
             table = self._read_table(pa.py_buffer(body), typed=True, on_invalid=note)
         except pa.ArrowInvalid:
             return None
+        finally:
+            sys.unraisablehook = unraisable
         return None if ragged else table
 
     def _checked_block(self, block: LineBlock, skip_line: int | None) -> ParsedBlock:
