@@ -110,6 +110,19 @@ def test_a_command_refused_on_its_inputs_creates_no_output_folder(synthetic_grap
         assert not (tmp_path / "new").exists(), name
 
 
+def test_a_damaged_frames_file_is_one_line(frames, tmp_path):
+    """A frame Parquet cut short after ingest: `kdgat graphs` ended in pyarrow's traceback ("Parquet magic bytes
+    not found"). The ingest manifest holds every file's sha256; a file that differs is named."""
+    import shutil
+
+    copy = tmp_path / "frames"
+    shutil.copytree(frames, copy)
+    (damaged,) = sorted(copy.rglob("*.parquet"))
+    damaged.write_bytes(damaged.read_bytes()[:3000])
+    line = one_line_error(invoke("graphs", "--frames", copy, "--out", tmp_path / "g"), str(damaged), "sha256")
+    assert "kdgat ingest" in line and not (tmp_path / "g").exists()
+
+
 def test_lake_commands_refuse_a_file_as_the_lake(a_file, tmp_path):
     runs = write_run_set(tmp_path / "runs")
     one_line_error(invoke("lake", "append", "--runs", runs["gat_large"], "--lake", a_file), "not a folder")

@@ -71,7 +71,13 @@ def frames_inputs(frames_dir: Path) -> list[FramesFile]:
         path = frames_dir / item.path
         if not path.is_file():
             raise KdgatError(f"{path}: listed in {frames_dir / MANIFEST_NAME} but missing")
-        files.append(FramesFile(path, item.path, item.split, item.scenario, item.source, sha256_file(path)))
+        sha256 = sha256_file(path)
+        if item.sha256 and sha256 != item.sha256:  # cut short, overwritten: Parquet's own error is a traceback
+            raise KdgatError(
+                f"{path}: not the file ingest wrote (its sha256 differs from {frames_dir / MANIFEST_NAME}); "
+                "run `kdgat ingest` again"
+            )
+        files.append(FramesFile(path, item.path, item.split, item.scenario, item.source, sha256))
     return files
 
 
