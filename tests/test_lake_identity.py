@@ -282,3 +282,19 @@ def test_the_student_gap_pairs_a_teacher_fusion_with_each_student_setup_apart(tm
     gaps = sorted(float(line.split(": ")[1].split(" ")[0]) for line in lines)
     assert gaps == pytest.approx(sorted(round(100 * (f1["teacher"] - f1[s]), 1) for s in ("student", "wider")))
     assert all("± 0.0 points" in line and "(2 seed(s))" in line for line in lines), lines
+
+
+def test_a_damaged_table_file_is_one_line_when_the_views_are_built(tmp_path):
+    """A table file of the lake cut short: `kdgat leaderboard` and `kdgat lake build` ended in DuckDB's
+    traceback ("No magic bytes found")."""
+    lake = tmp_path / "lake"
+    append_runs(folders(write_run_set(tmp_path / "a", dataset="hand", seed=1)), lake)
+    build_lake(lake)
+    (lake / "analytics.duckdb").unlink()  # the views are built again on the next query
+    table = sorted(lake.glob("tables/*/metrics.parquet"))[-1]
+    table.write_bytes(table.read_bytes()[:100])
+    for args in (["leaderboard"], ["lake", "build"]):
+        result = CliRunner().invoke(app, [*args, "--lake", str(lake)])
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, (args, result.stderr)
+        assert lines[0].startswith("error: ") and str(table) in lines[0] and "Traceback" not in result.stderr

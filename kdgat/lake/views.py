@@ -243,6 +243,9 @@ def _build(lake_dir: Path) -> Path:
                 with duckdb.connect(str(tmp)) as con:
                     for statement in view_statements(generation):
                         con.execute(statement)
+            except duckdb.Error as exc:  # e.g. a table file cut short: its path is in DuckDB's first line
+                said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise KdgatError(f"{lake_dir}: cannot build the views: {said}") from None
             finally:
                 tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         clean_up(lake_dir, consumed)
