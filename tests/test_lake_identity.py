@@ -298,3 +298,18 @@ def test_a_damaged_table_file_is_one_line_when_the_views_are_built(tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.exit_code == 1 and len(lines) == 1, (args, result.stderr)
         assert lines[0].startswith("error: ") and str(table) in lines[0] and "Traceback" not in result.stderr
+
+
+def test_a_member_trained_again_since_is_named_as_such(tmp_path):
+    """The folder is there, with other weights than the fusion read: "not found" sent the user looking for a
+    folder that exists."""
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    weights = paths["vgae_small_kd"] / "model.pt"
+    weights.write_bytes(weights.read_bytes() + b"trained again")
+    with pytest.raises(KdgatError) as caught:
+        append_runs([paths["fusion_dqn_small_kd"]], tmp_path / "lake")
+    said = str(caught.value)
+    assert f"fusion member {paths['vgae_small_kd'].resolve()} holds other weights" in said, said
+    shutil.rmtree(paths["vgae_small_kd"])
+    with pytest.raises(KdgatError, match="vgae_small_kd not found"):
+        append_runs([paths["fusion_dqn_small_kd"]], tmp_path / "lake")

@@ -279,8 +279,8 @@ def _evaluated_dir(eval_dir: Path, recorded: str, manifest: Manifest) -> Path:
     found = _find_run(eval_dir, recorded, manifest)
     if found is None:
         raise KdgatError(
-            f"{eval_dir}: evaluated run {recorded} not found (nor a moved copy with the weights it evaluated); "
-            "its metrics are linked to that run's id, which is read from its folder"
+            f"{eval_dir}: evaluated run {recorded} {_missing(recorded, 'evaluated')} (nor a moved copy with the "
+            "weights it evaluated); its metrics are linked to that run's id, which is read from its folder"
         )
     return found
 
@@ -288,8 +288,18 @@ def _evaluated_dir(eval_dir: Path, recorded: str, manifest: Manifest) -> Path:
 def _member_dir(fuse_dir: Path, recorded: str, manifest: Manifest) -> Path:
     found = _find_run(fuse_dir, recorded, manifest)
     if found is None:
-        raise KdgatError(f"{fuse_dir}: fusion member {recorded} not found; the fusion's id includes its members' ids")
+        raise KdgatError(
+            f"{fuse_dir}: fusion member {recorded} {_missing(recorded, 'the fusion was fitted on')}; "
+            "the fusion's id includes its members' ids"
+        )
     return found
+
+
+def _missing(recorded: str, read: str) -> str:
+    """Why a recorded run was not accepted: gone, or there with other weights (trained again since)."""
+    if (Path(recorded) / MANIFEST_NAME).is_file():
+        return f"holds other weights than those {read} (trained again since?)"
+    return "not found"
 
 
 def _teacher_dir(run_dir: Path, manifest: Manifest) -> Path | None:
