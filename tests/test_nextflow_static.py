@@ -557,7 +557,7 @@ def test_a_store_whose_fusions_cannot_be_fitted_stops_the_run_where_the_pipeline
     for field in ("parts.train.attack_graphs", "parts.fusion", "fusion.attack_graphs", "fusion.benign_graphs"):
         assert field in function, field
     assert "fusion.attack_share == null ||" in function  # an old manifest without a share: unknown, as in Python
-    for fusion in ({"attack_graphs": 0, "benign_graphs": 5}, None):  # the two messages, word for word
+    for fusion in ({"attack_graphs": 0, "benign_graphs": 5}, None, {"graphs": 0}):  # the messages, word for word
         problem = fusion_part_problem({"parts": {"train": {"attack_graphs": 1}, "fusion": fusion}})
         assert problem and f'"{problem}"' in function
     checked = _assignment("ch_graphs")

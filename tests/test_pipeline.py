@@ -130,7 +130,7 @@ def test_pipeline_runs_every_step_and_prints_the_tables(campaign):
 def test_fusion_part_problem_reads_the_graph_manifest():
     """Each case says which problem, or none: the fields of this version, a manifest written before
     benign_graphs (its rounded attack_share; none recorded: unknown, left to `kdgat fuse`), no fusion part."""
-    from kdgat.data.split import NO_FUSION_PART, ONE_CLASS_FUSION_PART
+    from kdgat.data.split import EMPTY_FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART
     from kdgat.pipeline.plan import fusion_part_problem
 
     train = {"attack_graphs": 10, "attack_share": 0.3}
@@ -143,6 +143,8 @@ def test_fusion_part_problem_reads_the_graph_manifest():
         ({"attack_graphs": 40, "attack_share": 0.9}, None),
         ({"attack_graphs": 40, "attack_share": None}, None),
         (None, NO_FUSION_PART),
+        # no window fits a held-out block (a long window): raising val_blocks (shorter blocks) would not help
+        ({"graphs": 0, "attack_graphs": 0, "benign_graphs": 0, "attack_share": 0.0}, EMPTY_FUSION_PART),
     ]
     for fusion, expected in cases:
         parts = {"train": train, **({} if fusion is None else {"fusion": fusion})}

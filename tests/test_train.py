@@ -518,6 +518,23 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
         assert "mean_alpha" in json.dumps(policy)
 
 
+def test_a_refused_fusion_leaves_the_finished_one_whole(store_dir, teachers, mlp_fusion, tmp_path):
+    """The folder was prepared (its manifest removed) before the fusion part was checked: a fusion refused on a
+    store whose fusion part holds one class left the finished fusion's files without their manifest."""
+    from kdgat.stages.fuse import run as run_fuse
+
+    fusion, store = tmp_path / "fusion", tmp_path / "store"
+    shutil.copytree(mlp_fusion / "fusion", fusion)
+    shutil.copytree(store_dir, store)
+    labels = store / "parts" / "fusion" / "y.npy"
+    np.save(labels, np.zeros_like(np.load(labels)))  # every fusion window benign
+    finished = (fusion / "manifest.json").read_bytes()
+    with pytest.raises(KdgatError, match="lacks attack or benign windows"):
+        run_fuse(resolve_config("dqn", "small", overrides=["fusion.epochs=5"]), "mlp", teachers / "vgae",
+                 teachers / "gat", store, fusion)  # fmt: skip
+    assert (fusion / "manifest.json").read_bytes() == finished
+
+
 def test_fuse_says_the_novel_id_rule_is_off_without_a_vgae_that_marks_novel_ids(store_dir, teachers, tmp_path):
     """A VGAE run made before novel_first (id_feature_max, whose +1000 does not put novel windows apart): the
     rule is off, the CLI says why, and the fusion scores as before it existed."""

@@ -86,6 +86,9 @@ def fusionPartProblem(graphs) {
     if (fusion == null) {
         return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
     }
+    if (fusion.containsKey('graphs') && (fusion.graphs as Integer) == 0) {
+        return "its 'fusion' part holds no window: none fits inside one held-out time block of the training captures, so the fusions cannot be fitted; lower preprocessing.window or preprocessing.val_blocks"
+    }
     // benign_graphs since kdgat wrote it; before, attack_share (rounded to 4 digits: 1.0 can hide a few; none
     // recorded: unknown, and FUSE says so on the windows)
     def benign = fusion.containsKey('benign_graphs') ? (fusion.benign_graphs as Integer) > 0 : fusion.attack_share == null || (fusion.attack_share as Double) < 1.0

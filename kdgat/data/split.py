@@ -27,6 +27,10 @@ FUSION_PART = "fusion"  # the held-out windows the fusion is fitted on
 # why a store's fusions cannot be fitted: said by `kdgat fuse` on the windows, by the pipeline (and
 # workflows/kdgat.nf) from the graph manifest as soon as the graphs are built
 NO_FUSION_PART = f"no '{FUSION_PART}' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
+EMPTY_FUSION_PART = (
+    f"its '{FUSION_PART}' part holds no window: none fits inside one held-out time block of the training captures, "
+    "so the fusions cannot be fitted; lower preprocessing.window or preprocessing.val_blocks"
+)
 ONE_CLASS_FUSION_PART = (
     f"its '{FUSION_PART}' part (held-out blocks of the training captures) lacks attack or benign windows, so the "
     "fusions cannot be fitted; raise preprocessing.val_blocks or val_fraction"

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdgat.core.config import SUPERVISED_MODELS
-from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART
+from kdgat.data.split import EMPTY_FUSION_PART, FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART
 
 # Steps that prepare a dataset's data: run once per dataset, shared by every seed.
 DATA_STAGES = ("ingest", "graphs")
@@ -106,6 +106,8 @@ def fusion_part_problem(graphs_summary: dict) -> str | None:
     part = graphs_summary["parts"].get(FUSION_PART)
     if part is None:
         return NO_FUSION_PART
+    if part.get("graphs") == 0:  # blocks too short for a window: fewer, longer blocks or shorter windows help
+        return EMPTY_FUSION_PART
     # benign_graphs since it was written; before, attack_share (rounded to 4 digits: 1.0 can hide a few; none
     # recorded: unknown, and `kdgat fuse` says so on the windows)
     share = part.get("attack_share")

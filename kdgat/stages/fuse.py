@@ -36,7 +36,7 @@ from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
-from kdgat.data.split import FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART, fusion_halves
+from kdgat.data.split import EMPTY_FUSION_PART, FUSION_PART, NO_FUSION_PART, ONE_CLASS_FUSION_PART, fusion_halves
 from kdgat.data.store import open_store
 from kdgat.evaluation.scoring import score_vgae
 from kdgat.fusion import make_fusion, trainable_parameters
@@ -98,8 +98,9 @@ def run(
     ensemble = Ensemble(vgae_dir, gat_dir, store)
     if FUSION_PART not in store.parts:
         raise KdgatError(f"{graphs_dir}: {NO_FUSION_PART}")
-    begin_output(out_dir)
     part = store.part(FUSION_PART)
+    if part.num_graphs == 0:
+        raise KdgatError(f"{graphs_dir}: {EMPTY_FUSION_PART}")
     fit_windows, selection_windows = fusion_halves(part.file_index, part.window_start, int(store.metadata["window"]))
     vgae_scores = score_vgae(ensemble.vgae, part)
     # the VGAE's squashing scale is fitted with the fusion: on the fit half's benign windows (on every benign fusion
@@ -110,6 +111,7 @@ def run(
     held_out, labelled = ensemble.data(part, vgae=vgae_scores)
     if not held_out.both_classes:
         raise KdgatError(f"{graphs_dir}: {ONE_CLASS_FUSION_PART}")
+    begin_output(out_dir)  # only now: a refused fusion leaves a finished one in the folder whole
     fit, select = held_out.take(fit_windows[labelled]), held_out.take(selection_windows[labelled])
     out_of_sample = fit.both_classes and select.both_classes
     if not out_of_sample:  # a half without attack (or benign) windows: fitted and chosen on every window, said so
