@@ -290,3 +290,22 @@ def test_install_says_what_it_is_doing():
     lines = recipe.splitlines()
     first_pip = next(i for i, line in enumerate(lines) if "pip install" in line)
     assert any(line.startswith("echo") and "minutes" in line for line in lines[:first_pip])
+
+
+def test_evaluate_says_when_a_threshold_policy_had_nothing_to_balance():
+    """An attack-free validation part (crysys) under the default `margin`: the threshold fell back to just above
+    the highest benign score, recorded as `fallback` and said nowhere."""
+    import numpy as np
+
+    from kdgat.cli.evaluate import fallback_warnings
+    from kdgat.evaluation.metrics import binary_metrics, choose_threshold
+
+    scores, benign = np.linspace(0.1, 0.4, 50), np.zeros(50, np.int64)
+    runs = {}
+    for label, policy, y in (("vgae_large", "margin", benign), ("novelty_large", "fpr", benign),
+                             ("gat_large", "margin", np.r_[benign[:25], np.ones(25, np.int64)])):  # fmt: skip
+        threshold = choose_threshold(y, scores, policy, max_fpr=0.01)
+        runs[label] = {"threshold": threshold, "validation": binary_metrics(y, scores, threshold["threshold"])}
+    (said,) = fallback_warnings({"runs": runs})
+    assert said.startswith("vgae_large: validation holds no attack window") and "fpr:<rate>" in said
+    assert runs["vgae_large"]["threshold"]["threshold"] > scores.max()  # what the line says

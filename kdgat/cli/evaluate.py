@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from kdgat.cli.common import DatasetTagOpt, ThreadsOpt, TrackingUriOpt, out, progress_line, user_errors
+from kdgat.cli.common import DatasetTagOpt, ThreadsOpt, TrackingUriOpt, out, print_warning, progress_line, user_errors
 from kdgat.cli.tables import evaluation_table
 from kdgat.evaluation.metrics import DEFAULT_POLICY
 
@@ -69,7 +69,28 @@ def evaluate(
             thresholds=thresholds,
             scores=scores,
         )
-    out.print(evaluation_table(stage.read_results(out_dir)))
+    results = stage.read_results(out_dir)
+    out.print(evaluation_table(results))
+    for warning in fallback_warnings(results):
+        print_warning(warning)
+
+
+def fallback_warnings(results: dict) -> list[str]:
+    """One line per run whose validation part held one class, so its policy had nothing to balance."""
+    said = []
+    for label, run in results["runs"].items():
+        threshold, validation = run["threshold"], run.get("validation") or {}
+        if not threshold.get("fallback") or threshold.get("method") == "fpr":
+            continue  # fpr:<rate> is anchored on benign windows alone: it needs no attack window
+        if validation.get("positives") == 0:
+            said.append(
+                f"{label}: validation holds no attack window, so `{threshold['method']}` had nothing to balance: "
+                "the threshold is just above the highest benign validation score; --threshold fpr:<rate> sets "
+                "the false-alarm budget explicitly"
+            )
+        else:
+            said.append(f"{label}: validation holds no benign window: the threshold flags every validation window")
+    return said
 
 
 def register(app: typer.Typer) -> None:
