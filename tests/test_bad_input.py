@@ -333,3 +333,31 @@ def test_a_folder_of_other_files_is_refused_as_an_output_with_exit_2(data_root, 
         assert result.exit_code == 2, (command, result.exit_code, result.stderr)
         assert_one_line_error(result, message.format(folder=folder))
         assert [p.name for p in folder.iterdir()] == ["mine.txt"]
+
+
+def test_reading_a_block_hears_only_its_own_handler(monkeypatch):
+    """The hook that takes a block's non-UTF-8 complaint is process-wide while the block is read: an error of
+    anything else (another thread's object, here a __del__ that raises) still reaches the hook it replaced, and
+    that hook is back once no block is being read."""
+    import gc
+    import sys
+
+    from kdgat.data.formats.csv_formats import _hearing
+
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)
+
+    class Faulty:
+        def __del__(self):
+            raise RuntimeError("not the block's")
+
+    def note(_row):
+        return "skip"
+
+    heard = []
+    with _hearing(note, heard):
+        Faulty()
+        gc.collect()
+        assert sys.unraisablehook is not reported.append
+    assert [type(r.exc_value) for r in reported] == [RuntimeError] and heard == []
+    assert sys.unraisablehook == reported.append

@@ -451,9 +451,11 @@ def test_cli_warns_when_no_window_fits_a_held_out_block(synthetic_frames, tmp_pa
     assert result.exit_code == 0, result.output
     parts = open_store(tmp_path / "s").parts
     assert parts["val"].num_graphs == parts["fusion"].num_graphs == 0 < parts["train"].num_graphs
-    assert "warning: no 'val' and no 'fusion' windows: none fits inside one held-out time block" in result.stderr
+    said = " ".join(result.stderr.split())  # the warning wraps
+    assert "warning: no 'val' and no 'fusion' windows" in said and "a window (3000 frames) must fit inside one" in said
+    assert "round(10 x 0.2)" in said  # the held-out blocks: the other way to lose every window (too few)
     fine = runner.invoke(app, ["graphs", "--frames", str(synthetic_frames), "--out", str(tmp_path / "t")])
-    assert fine.exit_code == 0 and "held-out time block" not in fine.stderr
+    assert fine.exit_code == 0 and "held-out time blocks" not in fine.stderr
     # training on it (the pipeline does not print the graphs warning) names the empty part and why
     from kdgat.training.datamodule import GraphDataModule
 

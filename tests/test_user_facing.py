@@ -309,3 +309,7 @@ def test_evaluate_says_when_a_threshold_policy_had_nothing_to_balance():
     (said,) = fallback_warnings({"runs": runs})
     assert said.startswith("vgae_large: validation holds no attack window") and "fpr:<rate>" in said
     assert runs["vgae_large"]["threshold"]["threshold"] > scores.max()  # what the line says
+    # the same threshold taken from that evaluation by `evaluate --thresholds` on a --like store (no validation):
+    # said when it was chosen, not again
+    recorded = {"threshold": {**runs["vgae_large"]["threshold"], "recorded": True}, "validation": None}
+    assert fallback_warnings({"runs": {"vgae_large": recorded}}) == []

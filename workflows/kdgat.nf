@@ -87,7 +87,7 @@ def fusionPartProblem(graphs) {
         return "no 'fusion' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
     }
     if (fusion.containsKey('graphs') && (fusion.graphs as Integer) == 0) {
-        return "its 'fusion' part holds no window: none fits inside one held-out time block of the training captures, so the fusions cannot be fitted; lower preprocessing.window or preprocessing.val_blocks"
+        return "its 'fusion' part holds no window, so the fusions cannot be fitted: it gets half (rounded down) of the round(val_blocks x val_fraction) held-out time blocks of each training file, and only the windows that fit inside one; raise preprocessing.val_blocks or val_fraction until that product is 2 or more, or lower preprocessing.window where a block is shorter than a window"
     }
     // benign_graphs since kdgat wrote it; before, attack_share (rounded to 4 digits: 1.0 can hide a few; none
     // recorded: unknown, and FUSE says so on the windows)

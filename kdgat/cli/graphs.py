@@ -49,9 +49,11 @@ def graphs(
     missing = [name for name in ("val", FUSION_PART) if not meta["parts"].get(name, {}).get("graphs")]
     if like is None and missing:
         print_warning(
-            f"no {' and no '.join(repr(m) for m in missing)} windows: none fits inside one held-out time block "
-            f"(window {meta['window']} frames, {cfg.preprocessing.val_blocks} blocks per training file); train, fuse "
-            "and evaluate choose on them: lower preprocessing.window or preprocessing.val_blocks"
+            f"no {' and no '.join(repr(m) for m in missing)} windows: train, fuse and evaluate choose on them. The "
+            f"held-out time blocks are round(val_blocks x val_fraction) = round({cfg.preprocessing.val_blocks} x "
+            f"{cfg.preprocessing.val_fraction}) per training file (half of them, rounded down, for 'fusion'), and a "
+            f"window ({meta['window']} frames) must fit inside one: raise preprocessing.val_blocks or val_fraction "
+            "until that product is 2 or more, or lower preprocessing.window where a block is shorter than a window"
         )
     for name, part in meta["parts"].items() if like is not None else ():
         if part["graphs"] and part["mean_nodes"] < 2:  # every window one OOV node: nothing to score

@@ -28,8 +28,10 @@ FUSION_PART = "fusion"  # the held-out windows the fusion is fitted on
 # workflows/kdgat.nf) from the graph manifest as soon as the graphs are built
 NO_FUSION_PART = f"no '{FUSION_PART}' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
 EMPTY_FUSION_PART = (
-    f"its '{FUSION_PART}' part holds no window: none fits inside one held-out time block of the training captures, "
-    "so the fusions cannot be fitted; lower preprocessing.window or preprocessing.val_blocks"
+    f"its '{FUSION_PART}' part holds no window, so the fusions cannot be fitted: it gets half (rounded down) of the "
+    "round(val_blocks x val_fraction) held-out time blocks of each training file, and only the windows that fit "
+    "inside one; raise preprocessing.val_blocks or val_fraction until that product is 2 or more, or lower "
+    "preprocessing.window where a block is shorter than a window"
 )
 ONE_CLASS_FUSION_PART = (
     f"its '{FUSION_PART}' part (held-out blocks of the training captures) lacks attack or benign windows, so the "

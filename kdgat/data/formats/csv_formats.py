@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
+from contextlib import contextmanager
 from typing import ClassVar, Iterator
 
 import numpy as np
@@ -53,6 +55,40 @@ def _line_bytes(block: LineBlock, keep: np.ndarray) -> pa.Buffer:
         return pa.py_buffer(block.raw)
     spans = np.diff(np.concatenate((block.starts, [len(block.buf)])))
     return pa.py_buffer(block.buf[np.repeat(keep, spans)].tobytes())
+
+
+# pyarrow decodes a ragged row as UTF-8 before it calls the invalid-row handler; a row that is not UTF-8 fails
+# there, and Python prints that error as "Exception ignored in <handler>" with a traceback. While a block is read,
+# one process-wide hook takes the errors of that block's own handler (the block then goes to the line-by-line
+# checks, which reject the row with its line number) and hands every other one to the hook it replaced: another
+# thread's error is never swallowed, and overlapping reads share the one hook.
+_HEARD: dict[object, list] = {}  # the handler of each block being read -> what it heard
+_HEARD_LOCK = threading.Lock()
+_UNHEARD = [sys.unraisablehook]  # the hook to pass everything else to (and to put back)
+
+
+def _hook(args) -> None:
+    heard = _HEARD.get(args.object)
+    if heard is None:
+        _UNHEARD[0](args)
+    else:
+        heard.append(args.exc_type)
+
+
+@contextmanager
+def _hearing(handler, heard: list) -> Iterator[None]:
+    with _HEARD_LOCK:
+        if not _HEARD:
+            _UNHEARD[0] = sys.unraisablehook
+            sys.unraisablehook = _hook
+        _HEARD[handler] = heard
+    try:
+        yield
+    finally:
+        with _HEARD_LOCK:
+            del _HEARD[handler]
+            if not _HEARD and sys.unraisablehook is _hook:
+                sys.unraisablehook = _UNHEARD[0]
 
 
 class CsvFormat(CaptureFormat):
@@ -100,16 +136,11 @@ class CsvFormat(CaptureFormat):
             ragged.append(1)
             return "skip"
 
-        # pyarrow decodes a ragged row as UTF-8 before it calls `note`; a row that is not UTF-8 fails there, and
-        # Python would print that error as "Exception ignored in ..." with a traceback: heard here, it sends the
-        # block to the line-by-line checks, which reject the row with its line number
-        unraisable, sys.unraisablehook = sys.unraisablehook, ragged.append
         try:
-            table = self._read_table(pa.py_buffer(body), typed=True, on_invalid=note)
+            with _hearing(note, ragged):
+                table = self._read_table(pa.py_buffer(body), typed=True, on_invalid=note)
         except pa.ArrowInvalid:
             return None
-        finally:
-            sys.unraisablehook = unraisable
         return None if ragged else table
 
     def _checked_block(self, block: LineBlock, skip_line: int | None) -> ParsedBlock:
