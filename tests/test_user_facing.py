@@ -313,3 +313,20 @@ def test_evaluate_says_when_a_threshold_policy_had_nothing_to_balance():
     # said when it was chosen, not again
     recorded = {"threshold": {**runs["vgae_large"]["threshold"], "recorded": True}, "validation": None}
     assert fallback_warnings({"runs": {"vgae_large": recorded}}) == []
+
+
+def test_a_failed_graph_build_and_a_dangling_link_leave_nothing_behind(frames, tmp_path, monkeypatch):
+    """The store is built beside --out and swapped in at the end, but its parents were made first: a build that
+    failed half way (here a full disk, injected where the frames are read) left them. And a link to nothing
+    passed the output check, to fail only when the folder was swapped in."""
+    import errno
+
+    def full_disk(path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    link = tmp_path / "dangling"
+    link.symlink_to(tmp_path / "nowhere")
+    one_line_error(invoke("graphs", "--frames", frames, "--out", link), str(link), "not a folder")
+    monkeypatch.setattr("kdgat.stages.graphs._read_frames", full_disk)
+    one_line_error(invoke("graphs", "--frames", frames, "--out", tmp_path / "new" / "deeper" / "store"), "no space")
+    assert not (tmp_path / "new").exists()

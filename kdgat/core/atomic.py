@@ -60,7 +60,7 @@ def check_output_folder(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         _probe(path, f"{path}: cannot write in the output folder")
-    elif path.exists():
+    elif path.exists() or path.is_symlink():  # a file, or a link to nothing (mkdir would fail on it)
         raise KdgatError(f"{path}: exists and is not a folder; give a folder for the output")
     else:
         blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
@@ -81,6 +81,8 @@ def removed_if_failed(path: str | Path) -> Iterator[None]:
         yield
     except BaseException:
         for folder in new:
+            if not folder.exists():  # never made (the output itself, where the stage swaps it in at the end)
+                continue
             try:
                 folder.rmdir()  # only an empty folder
             except OSError:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kdgat.core.atomic import atomic_write_text, check_output_folder, clean_stale, staged_folder
+from kdgat.core.atomic import atomic_write_text, check_output_folder, clean_stale, removed_if_failed, staged_folder
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
@@ -322,7 +322,7 @@ def run(
     dataset = frames_manifest.dataset or frames_dir.name
 
     clean_stale(out_dir.parent)
-    with staged_folder(out_dir) as staging:
+    with removed_if_failed(out_dir), staged_folder(out_dir) as staging:  # no empty parents left by a failed build
         shards = staging / "shards"
         shard_dirs: dict[str, list[Path]] = {}
         part_files: dict[str, list[str]] = {}
