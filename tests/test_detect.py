@@ -877,7 +877,7 @@ def test_evaluate_takes_recorded_thresholds_only_for_the_same_weights(trained, t
         handle.write(b"\0")  # other weights of the same name (another seed's run, or one trained again)
     one_line_error(invoke("evaluate", "--runs", moved, *args, "--out", tmp_path / "no"),
                    "is another run than", "model.pt differs")  # fmt: skip
-    assert not list((tmp_path / "no").iterdir())  # refused before any scoring: nothing written
+    assert not (tmp_path / "no").exists()  # refused before any scoring: nothing written, no folder made
 
 
 # -- live and replayed streams --------------------------------------------------------------------
