@@ -777,6 +777,17 @@ def test_hgb_through_train_evaluate_and_the_lake(store_dir, tmp_path):
     scenarios = query(lake, "SELECT count(*) AS n FROM metrics WHERE model = 'hgb_large'").to_pylist()[0]["n"]
     assert scenarios == 1 + len(store.test_parts())
 
+    # a yardstick of another store (here: its recorded vocabulary made another) is refused before any run is
+    # scored, as a GNN is: the check came only when its model was loaded, after the runs before it were scored
+    other = tmp_path / "hgb_other"
+    shutil.copytree(tmp_path / "hgb", other)
+    recorded = json.loads((other / "metrics.json").read_text())
+    (other / "metrics.json").write_text(json.dumps({**recorded, "vocab_size": store.vocab_size + 5}))
+    heard = []
+    with pytest.raises(KdgatError, match=rf"trained on a store with {store.vocab_size + 5} IDs"):
+        run_evaluate([tmp_path / "hgb", other], store_dir, tmp_path / "eval2", progress=heard.append)
+    assert heard == [] and not (tmp_path / "eval2").exists()
+
 
 def test_window_vectors_describe_each_graph(store_dir):
     from kdgat.data.window_vectors import window_vectors

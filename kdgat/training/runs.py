@@ -75,13 +75,22 @@ def check_run(run_dir: str | Path, store: GraphStore | None = None) -> PipelineC
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
     if not (run_dir / weights_name(cfg.model_type)).is_file():
         raise KdgatError(f"{run_dir}: not a finished training run (no {weights_name(cfg.model_type)})")
-    if cfg.model_type not in WINDOW_VECTOR_MODELS and store is not None:
-        num_ids, num_features = _trained_sizes(run_dir)
-        if (num_ids, num_features) != (store.vocab_size, store.num_node_features):
+    if store is None:
+        return cfg
+    if cfg.model_type in WINDOW_VECTOR_MODELS:  # its vectors count IDs; runs of older versions may not say
+        num_ids = json.loads((run_dir / METRICS_FILE).read_text()).get("vocab_size", store.vocab_size)
+        if num_ids != store.vocab_size:
             raise KdgatError(
-                f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
-                f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
+                f"{run_dir}: trained on a store with {num_ids} IDs, this one has {store.vocab_size} "
+                "(build it with --like)"
             )
+        return cfg
+    num_ids, num_features = _trained_sizes(run_dir)
+    if (num_ids, num_features) != (store.vocab_size, store.num_node_features):
+        raise KdgatError(
+            f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
+            f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
+        )
     return cfg
 
 
