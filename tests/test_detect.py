@@ -880,6 +880,18 @@ def test_evaluate_takes_recorded_thresholds_only_for_the_same_weights(trained, t
     assert not (tmp_path / "no").exists()  # refused before any scoring: nothing written, no folder made
 
 
+def test_export_refuses_an_evaluation_that_did_not_finish(trained, tmp_path):
+    """An evaluation killed after it had removed its manifest (and written some files, or none yet) holds this
+    run's metrics.json or the earlier one's: export packed its thresholds all the same."""
+    evaluation = tmp_path / "eval"
+    shutil.copytree(trained / "eval", evaluation)
+    (evaluation / "manifest.json").unlink()
+    runs = [x for r in ("fusion", "gat", "vgae") for x in ("--run", trained / "runs" / r)]
+    one_line_error(invoke("export", *runs, "--eval", evaluation, "--out", tmp_path / "bundle"),
+                   "no manifest.json, so the evaluation did not finish")  # fmt: skip
+    assert not (tmp_path / "bundle").exists()
+
+
 # -- live and replayed streams --------------------------------------------------------------------
 
 

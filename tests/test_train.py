@@ -408,6 +408,23 @@ def test_a_refused_evaluation_leaves_the_earlier_one_whole(store_dir, teachers, 
     assert (tmp_path / "eval" / "manifest.json").read_bytes() == finished
 
 
+def test_a_run_folder_a_killed_stage_left_is_read_by_nothing(store_dir, teachers, tmp_path):
+    """A re-train killed half way leaves its new config beside the old weights and no manifest: evaluate scored
+    the old model under the new config and fuse fitted on it, where only the lake saw the run had not finished."""
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
+
+    killed = tmp_path / "gat"
+    shutil.copytree(teachers / "gat", killed)
+    (killed / "manifest.json").unlink()  # what train removes first, before it writes the new run
+    with pytest.raises(KdgatError, match="no manifest.json, so the training run did not finish"):
+        run_evaluate([teachers / "vgae", killed], store_dir, tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
+    with pytest.raises(KdgatError, match="no manifest.json, so the training run did not finish"):
+        run_fuse(resolve_config("dqn", "small", overrides=["fusion.epochs=2"]), "mlp", teachers / "vgae", killed,
+                 store_dir, tmp_path / "fusion")  # fmt: skip
+
+
 def test_cli_evaluate(store_dir, teachers, tmp_path):
     result = CliRunner().invoke(
         app, ["evaluate", "--runs", str(teachers / "gat"), "--graphs", str(store_dir), "--out", str(tmp_path / "e")]

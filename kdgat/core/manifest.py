@@ -131,6 +131,19 @@ def write_manifest(
     return manifest
 
 
+def require_finished(folder: str | Path, stage: Stage, what: str) -> Manifest:
+    """The manifest of a finished ``stage`` output, or one error line: a folder without one was left by a run that
+    stopped half way (it may hold an earlier run's files beside the new run's), so nothing may read it as finished."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise KdgatError(
+            f"{folder}: no {MANIFEST_NAME}, so the {what} did not finish (a stage writes it last); run it again"
+        )
+    if manifest.stage != stage:
+        raise KdgatError(f"{folder}: a {manifest.stage} output, not a {what}")
+    return manifest
+
+
 def read_manifest(outdir: str | Path) -> Manifest | None:
     """The folder's manifest, or None when there is none (the stage did not finish)."""
     path = Path(outdir) / MANIFEST_NAME

@@ -13,7 +13,7 @@ from pathlib import Path
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.jsonfile import read_json
-from kdgat.core.manifest import read_manifest
+from kdgat.core.manifest import read_manifest, require_finished
 from kdgat.core.run_files import FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.fusion.ensemble import is_fusion_run
 from kdgat.training.runs import model_file
@@ -24,6 +24,8 @@ __all__ = ["read_evaluation", "recorded_entry"]
 def read_evaluation(eval_dir: Path) -> dict:
     """An evaluation's metrics.json (its folder or the file), with one line where it is none."""
     path = eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir
+    if path.parent.is_dir() and path.is_file():  # a killed evaluation may hold the earlier one's thresholds
+        require_finished(path.parent, "evaluate", "evaluation")
     document = read_json(path, missing="no evaluation here (run `kdgat evaluate` on the runs first)", what="evaluation")
     if not isinstance(document, dict) or not isinstance(document.get("runs"), dict):
         raise KdgatError(f"{path}: not an evaluation's {METRICS_FILE} (no 'runs')")
