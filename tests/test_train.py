@@ -425,6 +425,18 @@ def test_a_run_folder_a_killed_stage_left_is_read_by_nothing(store_dir, teachers
                  store_dir, tmp_path / "fusion")  # fmt: skip
 
 
+def test_the_same_training_writes_the_same_weight_bytes(store_dir, tmp_path):
+    """torch named the archive inside model.pt after the atomic write's unique temporary file, so two runs of one
+    config never had the same sha256, and a KD student's run id (which holds its teacher's weights hash) changed
+    with every re-run: the lake kept both copies."""
+    from kdgat.core.hashing import sha256_file
+
+    cfg = resolve_config("gat", "small", overrides=["training.max_epochs=1", "training.batch_size=64"])
+    for name in ("a", "b"):
+        run_train(cfg, store_dir, tmp_path / name, progress_bar=False)
+    assert sha256_file(tmp_path / "a" / "model.pt") == sha256_file(tmp_path / "b" / "model.pt")
+
+
 def test_cli_evaluate(store_dir, teachers, tmp_path):
     result = CliRunner().invoke(
         app, ["evaluate", "--runs", str(teachers / "gat"), "--graphs", str(store_dir), "--out", str(tmp_path / "e")]

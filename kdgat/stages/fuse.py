@@ -26,9 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folder
+from kdgat.core.atomic import atomic_write_text, check_output_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import (
@@ -57,6 +56,7 @@ from kdgat.fusion.ensemble import (
     ranks_better,
     with_novel_alert,
 )
+from kdgat.training.runs import save_weights
 
 # how the fusion's choices are made: on the later half of the held-out windows, which it did not fit (part of the
 # pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again)
@@ -148,8 +148,7 @@ def run(
                          "with_novel_alert": with_rule, "novel_windows": novel_counts(held_out)}  # fmt: skip
         chosen = scores[fallback or "fusion"]
         ranking["with_novel_alert"] = average_precision(select.labels, with_novel_alert(chosen, select.novel))
-    with atomic_path(out_dir / FUSION_FILE) as tmp:
-        torch.save(fusion.state_dict(), tmp)
+    save_weights(fusion.state_dict(), out_dir / FUSION_FILE)
     # each member's weights hashed once: members.json (evaluate and detect check it) and the manifest's inputs
     weights = {role: file_entry(folder / MODEL_FILE) for role, folder in (("vgae", vgae_dir), ("gat", gat_dir))}
     members = {

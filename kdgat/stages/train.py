@@ -37,7 +37,7 @@ from lightning.pytorch.plugins.environments import LightningEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from kdgat.core.accelerator import resolve_accelerator
-from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folder, ensure_folder
+from kdgat.core.atomic import atomic_write_text, check_output_folder, ensure_folder
 from kdgat.core.config import (
     SUPERVISED_MODELS,
     WINDOW_VECTOR_MODELS,
@@ -72,7 +72,7 @@ from kdgat.training.preemption import (
     run_key,
     test_pause,
 )
-from kdgat.training.runs import load_run_model, model_file, run_label, weights_name
+from kdgat.training.runs import load_run_model, model_file, run_label, save_weights, weights_name
 from kdgat.training.window_models import fit_window_model
 
 
@@ -293,8 +293,7 @@ def run(
         seen_on = data.train_dataloader_in_order(which="all") if held_out else None  # else the same windows
         model.calibrate(data.train_dataloader_in_order(which=calibrated_on), seen_on)
         weights = model.state_dict()
-    with atomic_path(out_dir / MODEL_FILE) as tmp:
-        torch.save(weights, tmp)
+    save_weights(weights, out_dir / MODEL_FILE)
     metrics = {
         "model": cfg.model_type,
         "scale": cfg.scale,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from kdgat.core.atomic import atomic_path
 from kdgat.core.config import WINDOW_VECTOR_MODELS, load_frozen_config
 from kdgat.core.errors import KdgatError
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
@@ -49,6 +50,14 @@ def model_file(run_dir: str | Path) -> Path:
     except (OSError, ValueError, AttributeError):
         return run_dir / MODEL_FILE
     return run_dir / weights_name(str(model_type))
+
+
+def save_weights(state: dict, path: Path) -> None:
+    """Write a state dict atomically, the same bytes for the same tensors: torch names the archive inside the file
+    after the file it is given, and the atomic write's temporary name is unique, so every run's weights hashed
+    differently and a KD student's run id (which holds its teacher's weights hash) changed with each re-run."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(state, handle)
 
 
 def load_weights(path: Path) -> dict:
