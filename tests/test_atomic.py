@@ -72,3 +72,40 @@ def test_an_older_manifest_layout_is_read_and_a_broken_one_named(tmp_path):
     (tmp_path / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(KdgatError, match="unreadable manifest"):
         read_manifest(tmp_path)
+
+
+def test_a_stop_between_the_two_renames_of_a_staged_folder_loses_nothing(tmp_path, monkeypatch):
+    """The earlier folder was moved aside, then the new one in: stopped between the two (an exception there, or
+    SIGKILL), no folder was left under the name, and the next clean-up deleted the earlier one as a dead writer's
+    leftover. The exception path now puts it back, and so does the clean-up of a killed writer's."""
+    import os
+    import subprocess
+    import sys
+
+    from kdgat.core.atomic import clean_stale, temporary_name
+
+    final = tmp_path / "bundle"
+    with staged_folder(final) as staging:
+        (staging / "detector.json").write_text("earlier")
+    renames = []
+
+    def stop_at_the_second(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:
+            raise KeyboardInterrupt  # Ctrl-C between the renames
+        os.rename(src, dst)
+
+    monkeypatch.setattr("kdgat.core.atomic.os.replace", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        with staged_folder(final) as staging:
+            (staging / "detector.json").write_text("new")
+    monkeypatch.undo()
+    assert (final / "detector.json").read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["bundle"]
+    # SIGKILL there: the earlier folder under a dead writer's .old- name, the new one still staged
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    aside = tmp_path / temporary_name("old", "bundle").replace(f"-{os.getpid()}-", f"-{dead.stdout.strip()}-")
+    staged = tmp_path / temporary_name("staging", "bundle").replace(f"-{os.getpid()}-", f"-{dead.stdout.strip()}-")
+    os.rename(final, aside)
+    staged.mkdir()
+    clean_stale(tmp_path)
+    assert (final / "detector.json").read_text() == "earlier" and [p.name for p in tmp_path.iterdir()] == ["bundle"]

@@ -179,11 +179,11 @@ def staged_folder(final: str | Path, *, fsync: bool = True) -> Iterator[Path]:
     ensure_folder(final.parent)
     staging = final.parent / temporary_name("staging", final.name)
     staging.mkdir()
+    old = None
     try:
         yield staging
         if fsync:
             fsync_tree(staging)
-        old = None
         if final.exists() or final.is_symlink():
             old = final.parent / temporary_name("old", final.name)
             os.replace(final, old)
@@ -194,6 +194,8 @@ def staged_folder(final: str | Path, *, fsync: bool = True) -> Iterator[Path]:
             _remove(old)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and old.exists() and not (final.exists() or final.is_symlink()):
+            os.replace(old, final)  # stopped between the two renames: the earlier folder goes back
         raise
 
 
@@ -258,6 +260,12 @@ def clean_stale(folder: str | Path, *, now: float | None = None) -> list[Path]:
             except FileNotFoundError:
                 continue
         if not alive:
+            target = folder / entry.name[match.end() :]
+            if match.group(1) == "old" and not (target.exists() or target.is_symlink()):
+                # killed between moving the earlier output aside and moving the new one in: the earlier one is
+                # the only complete output there is, so it goes back instead of away
+                os.replace(entry, target)
+                continue
             _remove(entry)
             removed.append(entry)
     return removed
