@@ -212,11 +212,12 @@ def _train_process(store_dir, out, checkpoints, tmp_path, pause: str | None = No
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2], ids=["SIGTERM", "SIGUSR2"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2, signal.SIGINT], ids=["SIGTERM", "SIGUSR2", "SIGINT"])
 def test_a_signal_mid_epoch_stops_cleanly_and_a_retry_elsewhere_resumes(store_dir, tmp_path, sig):
-    """Issue 12: preemption (SIGTERM) or SLURM's time-limit warning (USR2) during epoch 2 of a real training
-    process: it exits 128 + signal (a retried code), the checkpoint of epoch 1 is in the durable folder, and
-    the same command with a new --out (Nextflow's retry runs in a new work folder) continues from it."""
+    """Issue 12: preemption (SIGTERM), SLURM's time-limit warning (USR2) or Ctrl-C (SIGINT: Lightning ended it with
+    exit 1 and no word) during epoch 2 of a real training process: it exits 128 + signal (a retried code), the
+    checkpoint of epoch 1 is in the durable folder, and the same command with a new --out (Nextflow's retry runs
+    in a new work folder) continues from it."""
     checkpoints, flag = tmp_path / "checkpoints", tmp_path / "paused"
     first = _train_process(store_dir, tmp_path / "attempt1" / "gat_small", checkpoints, tmp_path, f"2:{flag}")
     deadline = time.monotonic() + 300

@@ -3,9 +3,9 @@
 On a cluster a training job is stopped from outside: SLURM sends SIGTERM when it preempts a job or
 kills it at its time limit, and (with ``--signal=B:USR2@<seconds>``, which the Nextflow slurm profile
 asks for) SIGUSR2 to the job's shell shortly before the limit, which Nextflow's task wrapper turns
-into a SIGTERM for the task. :class:`StopOnSignal` turns either signal into a clean stop at the end
-of the current batch; the stage then exits with ``128 + signal`` (143 for SIGTERM), an exit status
-the pipeline's retry rule retries.
+into a SIGTERM for the task. :class:`StopOnSignal` turns either signal, and Ctrl-C, into a clean stop at
+the end of the current batch; the stage then exits with ``128 + signal`` (143 for SIGTERM), an exit
+status the pipeline's retry rule retries.
 
 The checkpoint a retry continues from is Lightning's ``last.ckpt`` of the last finished epoch, so a
 resumed run repeats at most the interrupted epoch and its data order is the one an uninterrupted run
@@ -34,7 +34,7 @@ from kdgat.core.atomic import atomic_path
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.run_files import MODEL_FILE
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)  # SIGINT: Ctrl-C, which Lightning ended with exit 1
 PAUSE_ENV = "KDGAT_TRAIN_TEST_PAUSE"  # test hook: "<epoch>:<flag file>" (see _PauseForTest)
 
 
@@ -70,13 +70,16 @@ class KeepFinished(L.Callback):
 
 
 class StopOnSignal(L.Callback):
-    """SIGTERM / SIGUSR2 stop training at the end of the current batch (training or validation)."""
+    """SIGTERM / SIGUSR2 / SIGINT stop training at the end of the current batch (training or validation); a second
+    Ctrl-C stops at once, as a user pressing it again expects."""
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, object] = {}
 
     def _handler(self, signum, _frame) -> None:
+        if signum == signal.SIGINT and self.received is not None:
+            raise KeyboardInterrupt
         self.received = self.received or signum
 
     @contextmanager
