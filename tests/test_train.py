@@ -424,6 +424,9 @@ def test_a_run_folder_a_killed_stage_left_is_read_by_nothing(store_dir, teachers
     with pytest.raises(KdgatError, match="no manifest.json, so the training run did not finish"):
         run_fuse(resolve_config("dqn", "small", overrides=["fusion.epochs=2"]), "mlp", teachers / "vgae", killed,
                  store_dir, tmp_path / "fusion")  # fmt: skip
+    with pytest.raises(KdgatError, match="no manifest.json, so the training run did not finish"):  # as a teacher
+        run_train(resolve_config("gat", "small", aux=["kd_standard"], overrides=FAST), store_dir, tmp_path / "kd",
+                  teacher_dir=killed)  # fmt: skip
 
 
 def test_the_same_training_writes_the_same_weight_bytes(store_dir, tmp_path):

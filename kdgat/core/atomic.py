@@ -63,7 +63,7 @@ def check_output_folder(path: str | Path) -> Path:
     elif path.exists() or path.is_symlink():  # a file, or a link to nothing (mkdir would fail on it)
         raise KdgatError(f"{path}: exists and is not a folder; give a folder for the output")
     else:
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        blocker = _file_on_the_way(path)
         if blocker is not None:
             raise KdgatError(f"{path}: cannot create the output folder: {blocker} is not a folder (it is a file)")
         nearest = next(p for p in path.parents if p.exists())  # the folder it would be created in
@@ -90,8 +90,13 @@ def removed_if_failed(path: str | Path) -> Iterator[None]:
         raise
 
 
+def _file_on_the_way(path: Path) -> Path | None:
+    """A parent of ``path`` that is a file, which no folder can be created under."""
+    return next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+
+
 def _why_not(path: Path, exc: OSError) -> str:
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocker = _file_on_the_way(path)
     return f"{blocker} is not a folder (it is a file)" if blocker else (exc.strerror or str(exc)).lower()
 
 

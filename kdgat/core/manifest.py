@@ -131,16 +131,20 @@ def write_manifest(
     return manifest
 
 
-def require_finished(folder: str | Path, stage: Stage, what: str) -> Manifest:
-    """The manifest of a finished ``stage`` output, or one error line: a folder without one was left by a run that
-    stopped half way (it may hold an earlier run's files beside the new run's), so nothing may read it as finished."""
+def require_finished(folder: str | Path, stages: Stage | tuple[Stage, ...], what: str) -> Manifest:
+    """The manifest of a finished output of one of ``stages``, or one error line: a folder without one was left by a
+    run that stopped half way (it may hold an earlier run's files beside the new run's), so nothing may read it as
+    finished. ``what`` names the folder in the messages ("training run", "evaluation")."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise KdgatError(f"{folder}: no such {what} folder")
     manifest = read_manifest(folder)
     if manifest is None:
         raise KdgatError(
             f"{folder}: no {MANIFEST_NAME}, so the {what} did not finish (a stage writes it last); run it again"
         )
-    if manifest.stage != stage:
-        raise KdgatError(f"{folder}: a {manifest.stage} output, not a {what}")
+    if manifest.stage not in ((stages,) if isinstance(stages, str) else stages):
+        raise KdgatError(f"{folder}: a {manifest.stage} stage output, not a {what}")
     return manifest
 
 

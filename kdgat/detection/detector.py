@@ -83,7 +83,8 @@ class Detector:
             model = spec.model(det.label)
             path = bundle / model.path
             if model.kind == "fusion":
-                ensemble, fusion, members = load_fusion_run(path, None)
+                # a bundle's model folders hold no manifest: the bundle's sha256 list vouches for them
+                ensemble, fusion, members = load_fusion_run(path, None, finished=False)
                 if compile_models:
                     ensemble.gat, ensemble.vgae = (
                         compile_for_inference(ensemble.gat),
@@ -91,7 +92,7 @@ class Detector:
                     )
                 self.fusions[det.label] = (ensemble, fusion, members)
             else:
-                net, _cfg = load_run_model(path)
+                net, _cfg = load_run_model(path, finished=False)
                 self.models[det.label] = (compile_for_inference(net) if compile_models else net, model.kind)
         self.shared = self._share_members()
 

@@ -19,19 +19,22 @@ from sklearn.metrics import average_precision_score
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import sha256_file
+from kdgat.core.manifest import require_finished
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, MODEL_FILE
 from kdgat.data.store import GraphPart, GraphStore
 from kdgat.evaluation.scoring import fusion_state, score_gat, score_vgae
 from kdgat.fusion import FusionData, make_fusion
-from kdgat.training.runs import load_run_model, load_weights
+from kdgat.training.runs import check_run, load_run_model, load_weights
 
 
 class Ensemble:
     """A frozen VGAE + GAT pair and the squashing of the VGAE score."""
 
-    def __init__(self, vgae_dir: Path, gat_dir: Path, store: GraphStore, vgae_scale: float | None = None):
-        self.vgae, self.vgae_cfg = load_run_model(vgae_dir, store)
-        self.gat, self.gat_cfg = load_run_model(gat_dir, store)
+    def __init__(
+        self, vgae_dir: Path, gat_dir: Path, store: GraphStore, vgae_scale: float | None = None, *, finished=True
+    ):
+        self.vgae, self.vgae_cfg = load_run_model(vgae_dir, store, finished=finished)
+        self.gat, self.gat_cfg = load_run_model(gat_dir, store, finished=finished)
         if self.vgae_cfg.model_type != "vgae" or self.gat_cfg.model_type != "gat":
             raise KdgatError(f"fusion needs a vgae run ({vgae_dir}) and a gat run ({gat_dir})")
         self.vgae_scale = vgae_scale
@@ -142,9 +145,23 @@ def fusion_label(members: dict) -> str:
     return f"fusion_{members['method']}_{members['scale']}" + ("_kd" if members["kd"] else "")
 
 
-def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
-    """Rebuild (ensemble, fusion, method, members) from a fuse run directory."""
+def check_fusion_run(run_dir: str | Path, store: GraphStore) -> dict:
+    """A finished fuse run whose members are finished runs that fit ``store``: its members.json, or one error line
+    (cheap: ``kdgat evaluate`` checks every run before scoring the first)."""
     run_dir = Path(run_dir)
+    require_finished(run_dir, "fuse", "fusion run")
+    members = json.loads((run_dir / MEMBERS_FILE).read_text())
+    for member in member_dirs(run_dir, members):
+        check_run(member, store)
+    return members
+
+
+def load_fusion_run(run_dir: str | Path, store: GraphStore | None, *, finished: bool = True):
+    """Rebuild (ensemble, fusion, method, members) from a fuse run directory (``finished``: as
+    :func:`~kdgat.training.runs.check_run`; False for a detector bundle's fusion folder)."""
+    run_dir = Path(run_dir)
+    if finished:
+        require_finished(run_dir, "fuse", "fusion run")
     members = json.loads((run_dir / MEMBERS_FILE).read_text())
     cfg = load_frozen_config(run_dir / CONFIG_FILE)
     vgae_dir, gat_dir = member_dirs(run_dir, members)
@@ -155,7 +172,7 @@ def load_fusion_run(run_dir: str | Path, store: GraphStore | None):
                 f"{run_dir}: its {role.upper()} member {folder} holds other weights than the fusion was fitted with "
                 "(trained again since?); fuse again"
             )
-    ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"])
+    ensemble = Ensemble(vgae_dir, gat_dir, store, vgae_scale=members["vgae_scale"], finished=finished)
     fusion = make_fusion(members["method"], cfg.dqn, cfg.fusion, seed=cfg.seed)
     fusion.load_state_dict(load_weights(run_dir / FUSION_FILE))
     return ensemble, fusion, members

@@ -38,7 +38,7 @@ from kdgat.core.config import WINDOW_VECTOR_MODELS, without_other_models
 from kdgat.core.errors import KdgatError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.jsonfile import read_json
-from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest
+from kdgat.core.manifest import MANIFEST_NAME, Manifest, require_finished
 from kdgat.core.run_files import (
     CONFIG_FILE,
     FUSION_FILE,
@@ -98,14 +98,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _manifest(run_dir: Path) -> Manifest:
-    if not run_dir.is_dir():
-        raise KdgatError(f"{run_dir}: no such run folder")
-    manifest = read_manifest(run_dir)
-    if manifest is None:
-        raise KdgatError(f"{run_dir}: no {MANIFEST_NAME}, so the run did not finish (a stage writes it last)")
-    stage = manifest.stage
-    if stage not in RUN_STAGES:
-        raise KdgatError(f"{run_dir}: a {stage} stage output; the lake records train, fuse and evaluate folders")
+    manifest = require_finished(run_dir, RUN_STAGES, "run")  # the lake records train, fuse and evaluate folders
     if not manifest.dataset:
         raise KdgatError(f"{run_dir / MANIFEST_NAME}: no `dataset` recorded; re-run the stage with this kdgat")
     return manifest

@@ -32,14 +32,7 @@ from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folde
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
-from kdgat.core.manifest import (
-    Manifest,
-    begin_output,
-    file_entry,
-    refuse_other_output,
-    require_finished,
-    write_manifest,
-)
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, SCORES_FILE
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
@@ -50,6 +43,7 @@ from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_thre
 from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import (
+    check_fusion_run,
     ensemble_scores,
     fusion_label,
     is_fusion_run,
@@ -327,13 +321,9 @@ def run(
     fusions = [is_fusion_run(run) for run in run_dirs]
     for run, fusion in zip(run_dirs, fusions, strict=True):  # a missing, unfinished or misfit run: said at once
         if fusion:
-            require_finished(run, "fuse", "fusion run")
-            for member in member_dirs(run, read_json(run / MEMBERS_FILE, missing="no members.json", what="members")):
-                require_finished(member, "train", "training run")
+            check_fusion_run(run, store)
         else:
             check_run(run, store)
-            # a re-train killed half way leaves its new config beside the old weights: nothing may read it
-            require_finished(run, "train", "training run")
     members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
     recorded = None if thresholds is None else _recorded_thresholds(Path(thresholds), run_dirs, fusions)
     member_scores: MemberScores = {}

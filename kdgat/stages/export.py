@@ -32,6 +32,7 @@ from kdgat.core.manifest import (
     file_entry,
     package_versions,
     read_manifest,
+    require_finished,
     write_manifest,
 )
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
@@ -57,14 +58,6 @@ def _threshold(entry: dict, name: str, eval_dir: Path) -> b.Threshold:
     if record.get("max_fpr") is not None and ":" not in str(policy):
         policy = f"{policy}:{record['max_fpr']}"
     return b.Threshold(value=float(record["threshold"]), policy=str(policy), evaluation=str(eval_dir), record=record)
-
-
-def _finished(run_dir: Path) -> None:
-    if not run_dir.is_dir():
-        raise KdgatError(f"{run_dir}: no such run folder")
-    manifest = read_manifest(run_dir)
-    if manifest is None or manifest.stage not in ("train", "fuse"):
-        raise KdgatError(f"{run_dir}: not a finished training or fusion run (no train/fuse manifest.json)")
 
 
 def _store_record(run_dir: Path) -> FileEntry:
@@ -144,7 +137,7 @@ def run(
     out_dir, eval_dir = Path(out_dir), Path(evaluation)
     run_dirs = [Path(r) for r in run_dirs]
     for run_dir in run_dirs:
-        _finished(run_dir)
+        require_finished(run_dir, ("train", "fuse"), "training or fusion run")
     document = read_evaluation(eval_dir)
     graphs_dir = Path(graphs_dir) if graphs_dir is not None else Path(_store_record(run_dirs[0]).path).parent
     store = open_store(graphs_dir)

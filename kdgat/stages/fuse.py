@@ -30,14 +30,7 @@ import numpy as np
 from kdgat.core.atomic import atomic_write_text, check_output_folder
 from kdgat.core.config import config_hash, config_to_json
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import (
-    Manifest,
-    begin_output,
-    file_entry,
-    refuse_other_output,
-    require_finished,
-    write_manifest,
-)
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -102,9 +95,6 @@ def run(
     check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
-    for member in (vgae_dir, gat_dir):  # a re-train killed half way: its new config beside the old weights
-        if member.is_dir():
-            require_finished(member, "train", "training run")
     ensemble = Ensemble(vgae_dir, gat_dir, store)
     if FUSION_PART not in store.parts:
         raise KdgatError(f"{graphs_dir}: {NO_FUSION_PART}")

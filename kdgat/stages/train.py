@@ -47,14 +47,7 @@ from kdgat.core.config import (
     model_config_hash,
 )
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
-from kdgat.core.manifest import (
-    Manifest,
-    begin_output,
-    file_entry,
-    refuse_other_output,
-    require_finished,
-    write_manifest,
-)
+from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -164,8 +157,6 @@ def run(
     teacher = None
     if teacher_dir is not None:
         teacher_dir = Path(teacher_dir).resolve()  # recorded absolute and resolved: the lake finds it anywhere
-        if teacher_dir.is_dir():  # a re-train killed half way: its new config beside the old weights
-            require_finished(teacher_dir, "train", "training run")
         teacher, teacher_cfg = load_run_model(teacher_dir, store)
         if teacher_cfg.model_type != cfg.model_type:
             raise KdgatError(f"{teacher_dir}: a {teacher_cfg.model_type} run cannot teach a {cfg.model_type}")

@@ -15,6 +15,7 @@ import torch
 from kdgat.core.atomic import atomic_path
 from kdgat.core.config import WINDOW_VECTOR_MODELS, load_frozen_config
 from kdgat.core.errors import KdgatError
+from kdgat.core.manifest import require_finished
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.data.store import GraphStore
@@ -71,13 +72,17 @@ def load_weights(path: Path) -> dict:
         raise KdgatError(f"{path}: unreadable weights, the file is corrupt or truncated ({detail})") from None
 
 
-def check_run(run_dir: str | Path, store: GraphStore | None = None) -> PipelineConfig:
+def check_run(run_dir: str | Path, store: GraphStore | None = None, *, finished: bool = True) -> PipelineConfig:
     """A finished training run (config and weights there) that fits ``store``: its config, or one error line.
 
-    Cheap (no weights read): ``kdgat evaluate`` checks every run with it before scoring the first.
+    Cheap (no weights read): ``kdgat evaluate`` checks every run with it before scoring the first. ``finished``:
+    the run's manifest must be there (a re-train killed half way leaves its new config beside the old weights);
+    False only for a detector bundle's model folders, which hold none (the bundle's sha256 list vouches for them).
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    if finished:
+        require_finished(run_dir, "train", "training run")
+    elif not run_dir.is_dir():
         raise KdgatError(f"{run_dir}: no such run folder")
     if not (run_dir / CONFIG_FILE).is_file():
         raise KdgatError(f"{run_dir}: not a finished training run (no {CONFIG_FILE})")
@@ -86,16 +91,15 @@ def check_run(run_dir: str | Path, store: GraphStore | None = None) -> PipelineC
         raise KdgatError(f"{run_dir}: not a finished training run (no {weights_name(cfg.model_type)})")
     if store is None:
         return cfg
-    if cfg.model_type in WINDOW_VECTOR_MODELS:  # its vectors count IDs; runs of older versions may not say
-        num_ids = json.loads((run_dir / METRICS_FILE).read_text()).get("vocab_size", store.vocab_size)
-        if num_ids != store.vocab_size:
-            raise KdgatError(
-                f"{run_dir}: trained on a store with {num_ids} IDs, this one has {store.vocab_size} "
-                "(build it with --like)"
-            )
-        return cfg
     num_ids, num_features = _trained_sizes(run_dir)
-    if (num_ids, num_features) != (store.vocab_size, store.num_node_features):
+    if cfg.model_type in WINDOW_VECTOR_MODELS and num_ids != store.vocab_size:  # its window vectors count IDs
+        raise KdgatError(
+            f"{run_dir}: trained on a store with {num_ids} IDs, this one has {store.vocab_size} (build it with --like)"
+        )
+    if cfg.model_type not in WINDOW_VECTOR_MODELS and (num_ids, num_features) != (
+        store.vocab_size,
+        store.num_node_features,
+    ):
         raise KdgatError(
             f"{run_dir}: trained on a store with {num_ids} IDs / {num_features} node features, "
             f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
@@ -104,29 +108,26 @@ def check_run(run_dir: str | Path, store: GraphStore | None = None) -> PipelineC
 
 
 def _trained_sizes(run_dir: Path) -> tuple[int, int]:
-    """The vocabulary size and node-feature count a GNN run was trained with (its metrics.json)."""
+    """The vocabulary size and node-feature count a run was trained with (its metrics.json; every kind records
+    them)."""
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     return metrics["vocab_size"], metrics["num_node_features"]
 
 
-def load_run_model(run_dir: str | Path, store: GraphStore | None = None) -> tuple[torch.nn.Module, PipelineConfig]:
+def load_run_model(
+    run_dir: str | Path, store: GraphStore | None = None, *, finished: bool = True
+) -> tuple[torch.nn.Module, PipelineConfig]:
     """Rebuild a trained model from its run directory (frozen config + weights), in eval mode.
 
     A GNN comes back as an ``nn.Module``; a classical yardstick as a
-    :class:`~kdgat.models.window_model.WindowVectorModel`.
+    :class:`~kdgat.models.window_model.WindowVectorModel`. ``finished``: as :func:`check_run`.
     """
     run_dir = Path(run_dir)
-    cfg = check_run(run_dir, store)
+    cfg = check_run(run_dir, store, finished=finished)
     if cfg.model_type in WINDOW_VECTOR_MODELS:
         from kdgat.training.window_models import load_window_model
 
-        model = load_window_model(run_dir, cfg.model_type)
-        if store is not None and model.vocab_size != store.vocab_size:
-            raise KdgatError(
-                f"{run_dir}: trained on a store with {model.vocab_size} IDs, this one has {store.vocab_size} "
-                "(build it with --like)"
-            )
-        return model, cfg
+        return load_window_model(run_dir, cfg.model_type), cfg
     state = load_weights(run_dir / MODEL_FILE)
     num_ids, num_features = _trained_sizes(run_dir)
     model = build_model(cfg.model_type, num_ids, cfg.model_section, num_features=num_features)
