@@ -64,22 +64,23 @@ def _line_bytes(block: LineBlock, keep: np.ndarray) -> pa.Buffer:
 # thread's error is never swallowed, and overlapping reads share the one hook.
 _HEARD: dict[object, list] = {}  # the handler of each block being read -> what it heard
 _HEARD_LOCK = threading.Lock()
-_UNHEARD = [sys.unraisablehook]  # the hook to pass everything else to (and to put back)
+_unheard = sys.unraisablehook  # the hook to pass everything else to (and to put back)
 
 
 def _hook(args) -> None:
     heard = _HEARD.get(args.object)
     if heard is None:
-        _UNHEARD[0](args)
+        _unheard(args)
     else:
         heard.append(args.exc_type)
 
 
 @contextmanager
 def _hearing(handler, heard: list) -> Iterator[None]:
+    global _unheard
     with _HEARD_LOCK:
         if not _HEARD:
-            _UNHEARD[0] = sys.unraisablehook
+            _unheard = sys.unraisablehook
             sys.unraisablehook = _hook
         _HEARD[handler] = heard
     try:
@@ -88,7 +89,7 @@ def _hearing(handler, heard: list) -> Iterator[None]:
         with _HEARD_LOCK:
             del _HEARD[handler]
             if not _HEARD and sys.unraisablehook is _hook:
-                sys.unraisablehook = _UNHEARD[0]
+                sys.unraisablehook = _unheard
 
 
 class CsvFormat(CaptureFormat):
