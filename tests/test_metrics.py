@@ -16,9 +16,9 @@ from kdgat.evaluation.metrics import (
     curve_points,
     detection_rate_at_fpr,
     format_mean_std,
-    parse_policy,
     summarize_seeds,
 )
+from kdgat.evaluation.policies import parse_policy
 
 RATIO_KEYS = [
     "accuracy",

@@ -604,7 +604,7 @@ def test_steps_that_learn_from_attacks_read_only_the_supervised_graphs():
 
 
 def test_the_default_thresholds_are_the_runners():
-    from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY
+    from kdgat.evaluation.policies import BENIGN_POLICY, DEFAULT_POLICY
 
     params = config_params(NEXTFLOW_CONFIG)
     assert (params["threshold"], params["benign_threshold"]) == (DEFAULT_POLICY, BENIGN_POLICY)

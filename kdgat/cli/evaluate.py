@@ -9,7 +9,7 @@ import typer
 
 from kdgat.cli.common import DatasetTagOpt, ThreadsOpt, TrackingUriOpt, out, print_warning, progress_line, user_errors
 from kdgat.cli.tables import evaluation_table
-from kdgat.evaluation.metrics import DEFAULT_POLICY
+from kdgat.evaluation.policies import DEFAULT_POLICY
 
 
 def evaluate(

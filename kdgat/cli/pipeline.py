@@ -18,7 +18,7 @@ from kdgat.cli.common import (
     user_errors,
 )
 from kdgat.cli.tables import evaluation_table
-from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY
+from kdgat.evaluation.policies import BENIGN_POLICY, DEFAULT_POLICY
 
 
 def pipeline(

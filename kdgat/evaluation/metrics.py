@@ -36,11 +36,9 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import confusion_matrix_at_thresholds, precision_recall_curve, roc_curve
 
+from kdgat.evaluation.policies import THRESHOLD_METHODS
+
 FPR_LEVELS = {"detection_rate_at_fpr_1pct": 0.01, "detection_rate_at_fpr_0_1pct": 0.001}
-THRESHOLD_METHODS = ("f1", "margin", "youden", "fpr")
-DEFAULT_POLICY = "margin"
-# where validation holds benign windows only (attack-free training captures): a false-alarm budget on them
-BENIGN_POLICY = "fpr:0.01"
 _LOGIT_EPS = 1e-7
 
 
@@ -191,23 +189,6 @@ def detection_rate_at_fpr(y_true, scores, max_fpr: float) -> float | None:
 
 
 # --------------------------------------------------------------------------- thresholds
-
-
-def parse_policy(policy: str) -> tuple[str, dict]:
-    """``"f1"``, ``"margin"``, ``"youden"`` or ``"fpr:<rate>"`` -> (method, keyword arguments)."""
-    method, _, rate = policy.partition(":")
-    if method == "fpr" and rate:
-        try:
-            max_fpr = float(rate)
-        except ValueError:
-            raise ValueError(f"threshold policy {policy!r}: the rate must be a number, e.g. fpr:0.01") from None
-        if not 0.0 <= max_fpr <= 1.0:
-            raise ValueError(f"threshold policy {policy!r}: the rate must lie within [0, 1]")
-        return "fpr", {"max_fpr": max_fpr}
-    if method in THRESHOLD_METHODS and not rate and method != "fpr":
-        return method, {}
-    choices = "f1, margin, youden, fpr:<rate> (e.g. fpr:0.01)"
-    raise ValueError(f"unknown threshold policy {policy!r} (choose from: {choices})")
 
 
 def score_space(scores: np.ndarray) -> str:

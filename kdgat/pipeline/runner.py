@@ -34,7 +34,7 @@ from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME
 from kdgat.core.threads import set_threads
-from kdgat.evaluation.metrics import BENIGN_POLICY, DEFAULT_POLICY, parse_policy
+from kdgat.evaluation.policies import BENIGN_POLICY, DEFAULT_POLICY, parse_policy
 from kdgat.pipeline.plan import Step, fusion_part_problem, plan_steps, trains_on_attacks
 
 STATE_DIR = ".pipeline"

@@ -39,7 +39,8 @@ from kdgat.core.threads import set_threads
 from kdgat.data.batching import assemble_batch
 from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
-from kdgat.evaluation.metrics import DEFAULT_POLICY, binary_metrics, choose_threshold, curve_points, parse_policy
+from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
+from kdgat.evaluation.policies import DEFAULT_POLICY, parse_policy
 from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.evaluation.scoring import score_model
 from kdgat.fusion.ensemble import (
