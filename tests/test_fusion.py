@@ -399,37 +399,45 @@ def test_a_fusion_that_only_ties_its_best_member_falls_back_to_it():
 
 def test_the_fusion_is_fitted_on_each_files_earlier_half_and_chosen_on_its_later_half():
     """Hand-made windows of three files, out of order: per file, the first half by position fits (odd counts:
-    the later half has the extra window), and no fit window of a file starts after one of its selection windows."""
+    the later half has the extra window), and no fit window of a file starts after one of its selection windows.
+    A window uses frames s .. s+W (its last transition's target), so at stride = window the later half's first
+    window starts on the fit half's last frame and is in neither half."""
     from kdgat.data.split import fusion_halves
 
     file_index = np.array([1, 0, 1, 0, 2, 0, 1, 0, 1])
     window_start = np.array([300, 200, 100, 0, 50, 100, 200, 300, 0])
-    fit, select = fusion_halves(file_index, window_start, window=100)  # stride = window: nothing shared
-    by_file = {f: sorted(zip(window_start[file_index == f], fit[file_index == f], strict=True)) for f in (0, 1, 2)}
-    assert by_file[0] == [(0, True), (100, True), (200, False), (300, False)]
-    assert by_file[1] == [(0, True), (100, True), (200, False), (300, False)]
-    assert by_file[2] == [(50, False)]  # one window: selection, never fitted on alone
-    assert (select == ~fit).all()
+    fit, select = fusion_halves(file_index, window_start, window=100)
+    by_file = {f: sorted(zip(window_start[file_index == f], fit[file_index == f], select[file_index == f],
+                             strict=True)) for f in (0, 1, 2)}  # fmt: skip
+    assert by_file[0] == [(0, True, False), (100, True, False), (200, False, False), (300, False, True)]
+    assert by_file[1] == by_file[0]
+    assert by_file[2] == [(50, False, True)]  # one window: selection, never fitted on alone
+    assert not (fit & select).any()
 
 
 def test_a_selection_window_sharing_frames_with_a_fit_window_is_in_neither_half():
     """Windows of 100 frames every 50 (stride < window): the later half's first window holds the last 50 frames of
-    the fit half's last window, so it is dropped; the next one starts where that fit window ends and is kept."""
-    from kdgat.data.split import fusion_halves
+    the fit half's last window, and the next one starts on that window's last frame (200 + 100 = 250: the target of
+    its last transition), so both are dropped; the one after is kept. The same frames as the parts' own split
+    (``BlockSplit.window_masks``) counts."""
+    from kdgat.data.split import BlockSplit, fusion_halves
 
     window_start = np.array([0, 50, 100, 150, 200, 250, 300, 350])
     fit, select = fusion_halves(np.zeros(8, np.int64), window_start, window=100)
     assert window_start[fit].tolist() == [0, 50, 100, 150]
-    assert window_start[select].tolist() == [250, 300, 350]  # 200 shares frames 200-249 with the window at 150
-    assert not (fit & select).any()
-    last_fit_end = window_start[fit].max() + 100
-    assert window_start[select].min() >= last_fit_end
+    assert window_start[select].tolist() == [300, 350]
+    frames = lambda starts: {f for s in starts for f in range(s, s + 100 + 1)}  # noqa: E731
+    assert not frames(window_start[fit]) & frames(window_start[select])
+    # the parts' rule on the same windows, a block ending with frame 250 (the fit half's last frame): the same sides
+    split = BlockSplit(edges=np.array([0, 251, 500]), val_blocks=np.array([1]), fusion_blocks=np.zeros(0, np.int64))
+    train, val, _, _ = split.window_masks(window_start, 100)
+    assert window_start[train].tolist() == [0, 50, 100, 150] and window_start[val].tolist() == [300, 350]
 
 
 def test_the_vgae_calibration_windows_are_every_tenth_window_of_each_file():
     """``every_nth`` as the VGAE's calibration windows use it: each file's 10th, 20th, ... window (by position, given in
-    any order), spread over the file; a file of 9 windows keeps them all for training; with overlapping windows
-    (stride 50 < window 100) the training windows sharing a frame with a held one are in neither."""
+    any order), spread over the file; a file of 9 windows keeps them all for training; the training windows sharing a
+    frame with a held one (frames s .. s+W) are in neither."""
     from kdgat.data.split import every_nth
 
     file_index = np.repeat([0, 1, 2], [25, 9, 20])
@@ -438,9 +446,11 @@ def test_the_vgae_calibration_windows_are_every_tenth_window_of_each_file():
     f, w = file_index[shuffled], window_start[shuffled]
     kept, held = every_nth(f, w, 100, 10)
     assert sorted(w[held & (f == 0)].tolist()) == [900, 1900] and not (held & (f == 1)).any()
-    assert (kept | held)[f < 2].all() and not (kept & held).any()  # stride = window: nothing shared
+    assert kept[f == 1].all() and not (kept & held).any()
+    # a window uses frames s .. s+W: at stride = window the neighbours of a held window share one frame with it
+    assert sorted(w[~kept & ~held & (f == 0)].tolist()) == [800, 1000, 1800, 2000]
     assert sorted(w[held & (f == 2)].tolist()) == [450, 950]
     dropped = sorted(w[~kept & ~held & (f == 2)].tolist())
-    assert dropped == [400, 500, 900]  # 50 frames shared with a held window; 350 and 550 share none
+    assert dropped == [350, 400, 500, 550, 850, 900]  # 350 and 550 share frame 450 or 550 with the one at 450
     for start in w[kept & (f == 2)]:
-        assert (np.abs(w[held & (f == 2)] - start) >= 100).all()
+        assert (np.abs(w[held & (f == 2)] - start) > 100).all()

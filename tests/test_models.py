@@ -646,6 +646,25 @@ def test_an_edge_reading_gat_is_keyed_apart_from_its_earlier_revision():
         config_module.EDGE_LOOPS_REVISION = previous
 
 
+def test_a_vgae_calibrated_out_of_sample_is_keyed_apart_from_its_earlier_revision():
+    """A VGAE calibrated on held-out windows whose neighbours shared a frame with them (the first version) is not
+    continued nor reused; the default VGAE (calibrated on its training windows) and the GAT keep their keys."""
+    from kdgat.core import config as config_module
+
+    def key(kind, *overrides):
+        return config_module.model_config_hash(resolve_config(kind, "small", overrides=list(overrides)))
+
+    calibrated = ("vgae", "vgae.calibration_fraction=0.1")
+    before = {"calibrated": key(*calibrated), "vgae": key("vgae"), "gat": key("gat")}
+    previous = config_module.CALIBRATION_REVISION
+    try:
+        config_module.CALIBRATION_REVISION = "an earlier one"
+        assert key(*calibrated) != before["calibrated"]
+        assert (key("vgae"), key("gat")) == (before["vgae"], before["gat"])
+    finally:
+        config_module.CALIBRATION_REVISION = previous
+
+
 def test_vgae_calibration_is_each_ids_own_99th_percentile():
     """Per ID with enough benign nodes: the 99th percentile of that ID's squared errors, per feature; an
     ID on fewer nodes (or on none) gets every node's. Uneven counts, so a row of one ID read as another's

@@ -296,6 +296,9 @@ GNN_REVISION = "frames only"
 # Of the GATs that read edge features (conv_type gatv2, transformer): a node's own loop keeps its features
 # (kdgat.models.inputs.with_self_loops_and_attributes); the study's GATConv reads no edge feature and is as before.
 EDGE_LOOPS_REVISION = "own loops kept"
+# Of the VGAEs calibrated out of sample (vgae.calibration_fraction > 0): no training window shares a frame with a
+# calibration window (a window uses frames s .. s+W; the first version kept those W frames away, which share one).
+CALIBRATION_REVISION = "no frame shared"
 
 
 def model_config_hash(cfg: PipelineConfig) -> str:
@@ -303,14 +306,16 @@ def model_config_hash(cfg: PipelineConfig) -> str:
     the checkpoint key, so that a changed GAT setting leaves the VGAE, hgb and fusion steps of a pipeline
     cached, and `--epochs` the yardsticks (a run's recorded ``config_hash`` covers its whole frozen config).
     A GAT's or VGAE's also holds :data:`GNN_REVISION` (and a GAT reading edge features
-    :data:`EDGE_LOOPS_REVISION`): a campaign trains them again, and a checkpoint of an earlier revision is
-    never continued."""
+    :data:`EDGE_LOOPS_REVISION`, a VGAE calibrated out of sample :data:`CALIBRATION_REVISION`): a campaign
+    trains them again, and a checkpoint of an earlier revision is never continued."""
     dumped = without_other_models(cfg.model_dump(mode="json"))
     if cfg.model_type not in ("gat", "vgae"):
         return content_hash(dumped)
     revision = GNN_REVISION
     if cfg.model_type == "gat" and cfg.gat.conv_type != "gat":
         revision = f"{GNN_REVISION}; {EDGE_LOOPS_REVISION}"
+    if cfg.model_type == "vgae" and cfg.vgae.calibration_fraction > 0:
+        revision = f"{GNN_REVISION}; {CALIBRATION_REVISION}"
     return content_hash({**dumped, "revision": revision})
 
 

@@ -109,7 +109,8 @@ def every_nth(
     file_index: np.ndarray, window_start: np.ndarray, window: int, every: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Masks of the kept and the held windows: each file's ``every``-th window (by position, the last of each run of
-    ``every``) is held, and a kept window sharing a frame with a held one is in neither.
+    ``every``) is held, and a kept window sharing a frame with a held one (frames s .. s+W: one W or fewer frames
+    before or after it) is in neither.
 
     Held windows spread over the whole file, so what is fitted on the kept ones still sees every stretch of the
     recording (a held-out end of each file took a whole driving phase from the VGAE: measured in docs/results.md).
@@ -123,7 +124,8 @@ def every_nth(
     near = np.zeros(len(order), dtype=bool)
     for other, has in ((before, before >= 0), (after, after < len(order))):
         mine, theirs = positions[has], other[has]
-        near[mine] |= (files[theirs] == files[mine]) & (np.abs(starts[theirs] - starts[mine]) < int(window))
+        # windows use frames s .. s+W (BlockSplit.window_masks): two starts W or fewer frames apart share one
+        near[mine] |= (files[theirs] == files[mine]) & (np.abs(starts[theirs] - starts[mine]) <= int(window))
     return _unsorted(order, ~held & ~near, held)
 
 
@@ -134,8 +136,9 @@ def fusion_halves(file_index: np.ndarray, window_start: np.ndarray, window: int)
     are chosen on the later half: windows it did not fit (in-sample, a fusion beat its members on windows it
     had fitted and lost to them on new ones). Halves in time, not shuffled windows, so no benign stretch of a
     file is on both sides (odd counts: the later half has the extra window); a later window that shares a
-    frame with the file's last earlier one (stride < window) is in neither, as the parts themselves drop
-    windows that straddle two blocks.
+    frame with the file's last earlier one is in neither, as the parts themselves drop windows that straddle
+    two blocks. A window uses frames s .. s+W (its last transition's target), so at stride = window the first
+    later window, which starts on that frame, is dropped too.
     """
     order, starts, _, rank, first, counts = _in_file_order(np.asarray(file_index), np.asarray(window_start))
     n_fit = counts // 2
@@ -143,7 +146,7 @@ def fusion_halves(file_index: np.ndarray, window_start: np.ndarray, window: int)
     last = np.full(len(counts), -int(window), dtype=np.int64)  # each file's last fit window start
     has_fit = n_fit > 0
     last[has_fit] = starts[(first + n_fit - 1)[has_fit]]
-    clear = starts >= np.repeat(last, counts) + int(window)
+    clear = starts > np.repeat(last, counts) + int(window)
     return _unsorted(order, fit, ~fit & clear)
 
 

@@ -52,8 +52,9 @@ from kdgat.fusion.ensemble import (
 from kdgat.training.runs import save_weights
 
 # how the fusion's choices are made: on the later half of the held-out windows, which it did not fit (part of the
-# pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again)
-SELECTION = "later-half, rule on every window, ties to the member"
+# pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again); "no frame shared": a
+# selection window starting on the fit half's last frame (stride = window), which the first version kept, is dropped
+SELECTION = "later-half, no frame shared, rule on every window, ties to the member"
 
 
 def novel_alert_off(metrics: dict) -> str | None:
