@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
+from support.processes import only_error_line, run_kdgat_patched
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -440,6 +441,48 @@ def test_an_unwritable_out_is_refused_before_scoring_and_keeps_the_earlier_outpu
     result = invoke("detect", road_test, "--detector", trained / "detector", "--out", earlier)
     assert result.exit_code == 0, result.stderr
     assert not killed.exists() and earlier.read_text().startswith('"file","window"')
+
+
+def test_a_sigterm_while_scoring_a_file_keeps_the_earlier_output_and_says_so(trained, road_test, tmp_path):
+    """A file `kdgat detect` stopped by SIGTERM (a scheduler's kill) half way through its rows: one line, exit 143,
+    the earlier rows and summary as they were and no temporary file (by default SIGTERM ended it at once: exit -15
+    with no word, the half-written rows left for the next run to clean)."""
+    out = tmp_path / "v.csv"
+    assert invoke("detect", road_test, "--detector", trained / "detector", "--out", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    patch = """
+from kdgat.detection import outputs
+real = outputs.CsvSink.write
+def stopped(self, table):
+    real(self, table)
+    os.kill(os.getpid(), signal.SIGTERM)
+outputs.CsvSink.write = stopped
+"""
+    proc = run_kdgat_patched(patch, "detect", road_test, "--detector", trained / "detector", "--out", out,
+                             "--stride", 50)  # fmt: skip
+    assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_sigterm_between_the_rows_and_the_summary_waits_for_both(trained, road_test, tmp_path):
+    """The rows move into place, then their summary: a SIGTERM between the two renames is held until both are there
+    (delivered then: exit 143), so the summary beside the rows is theirs, never the earlier run's."""
+    out = tmp_path / "v.csv"
+    assert invoke("detect", road_test, "--detector", trained / "detector", "--out", out).exit_code == 0
+    patch = """
+real = os.replace
+def replace(source, target):
+    real(source, target)
+    if str(target).endswith("v.csv"):
+        os.kill(os.getpid(), signal.SIGTERM)  # the rows are in place, their summary not yet
+os.replace = replace
+"""
+    proc = run_kdgat_patched(patch, "detect", road_test, "--detector", trained / "detector", "--out", out,
+                             "--stride", 50)  # fmt: skip
+    assert proc.returncode == 143, proc.stderr
+    summary = json.loads((tmp_path / "v.summary.json").read_text())
+    assert summary["config"]["stride"] == 50 and summary["summary"]["windows"] == len(pa_csv.read_csv(out))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_an_asc_log_cut_short(trained, road_test, tmp_path):

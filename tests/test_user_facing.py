@@ -17,6 +17,7 @@ import pytest
 import typer
 from rich.console import Console
 from support.lake_sample import write_run_set
+from support.processes import only_error_line, run_kdgat_patched
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -188,6 +189,86 @@ ingest.run(sources_from_files([Path({str(capture)!r})]), Path({str(out)!r}))
     assert leftovers, "the killed run had started staging"
     assert invoke("ingest", capture, "--out", out).exit_code == 0
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "test"]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_a_stop_signal_ends_a_command_with_one_line_and_no_leftover(capture, tmp_path, sig):
+    """SIGTERM (a scheduler, Nextflow's wrapper) or SIGHUP (a closed terminal) in the middle of an ingest: one line,
+    exit 128 + the signal, its temporary files gone, and the earlier output in that folder as it was (by default
+    both signals ended the process at once: exit -15 with no word, the staging folder left behind)."""
+    out = tmp_path / "frames"
+    assert invoke("ingest", capture, "--out", out).exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    patch = f"""
+import kdgat.data.capture as capture
+real = capture.read_capture
+def stopped(*args, **kwargs):
+    os.kill(os.getpid(), signal.{sig})  # with every row read, before the files move into place
+    return real(*args, **kwargs)
+capture.read_capture = stopped
+"""
+    proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
+    number = getattr(__import__("signal"), sig)
+    assert proc.returncode == 128 + number, proc.stderr
+    said = only_error_line(proc)
+    assert said.startswith(f"error: stopped by {sig}") and "run the command again" in said
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder, no temporary file
+    fresh = tmp_path / "fresh"  # a first run stopped leaves no folder
+    proc = run_kdgat_patched(patch, "ingest", capture, "--out", fresh)
+    assert proc.returncode == 128 + number and not fresh.exists(), proc.stderr
+
+
+def test_a_stop_signal_waits_for_the_ingest_files_and_the_manifest_that_lists_them(capture, tmp_path):
+    """A SIGTERM while an ingest moves its files into place (the earlier run's manifest already gone) is held until
+    the new manifest is written: the folder then holds exactly the files its manifest lists, the earlier run's
+    other file removed (cut in between, it held an earlier file no manifest listed, which no later run removed)."""
+    import json
+
+    out = tmp_path / "frames"
+    assert invoke("ingest", capture, "--split", "test", "--out", out).exit_code == 0
+    patch = """
+import kdgat.stages.ingest as ingest
+real = ingest.publish_files
+def stopped(*args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args)
+ingest.publish_files = stopped
+"""
+    proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
+    assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
+    listed = {o["path"] for o in json.loads((out / "manifest.json").read_text())["outputs"]}
+    assert listed == {str(p.relative_to(out)) for p in out.rglob("*.parquet")} == {f"train/{capture.name[:-7]}.parquet"}
+
+
+def test_uninterrupted_holds_a_signal_until_the_block_ends_and_then_delivers_it():
+    import signal
+    import time
+
+    from kdgat.core.signals import StopSignal, uninterrupted
+
+    def raising(signum, _frame):
+        raise StopSignal(signum)
+
+    previous = signal.signal(signal.SIGUSR2, raising)
+    done = []
+    try:
+        with pytest.raises(StopSignal) as stopped:
+            with uninterrupted():
+                os.kill(os.getpid(), signal.SIGUSR2)
+                time.sleep(0.05)  # the handler runs here, at the latest
+                done.append("the rest of the block")
+        assert stopped.value.signum == signal.SIGUSR2 and done == ["the rest of the block"]
+        assert signal.getsignal(signal.SIGUSR2) is raising  # the handler in place before is back
+        with uninterrupted():  # nothing received: nothing delivered
+            done.append("again")
+        with pytest.raises(ValueError):  # the block's own error wins over a held signal
+            with uninterrupted():
+                os.kill(os.getpid(), signal.SIGUSR2)
+                time.sleep(0.05)
+                raise ValueError("the block's own")
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
 
 
 def test_stale_leftovers_are_removed_only_when_their_writer_is_gone(tmp_path):

@@ -7,6 +7,8 @@ maps a :class:`~kdgat.core.errors.KdgatError` to a one-line message and a non-ze
 
 from __future__ import annotations
 
+import signal
+import sys
 from typing import Annotated
 
 import typer
@@ -28,6 +30,7 @@ from kdgat.cli import (
     train,
 )
 from kdgat.cli.common import out, print_error
+from kdgat.core.signals import StopSignal, raise_on_stop_signals
 
 app = typer.Typer(
     name="kdgat",
@@ -62,12 +65,19 @@ def _click_error(name: str) -> type[Exception]:
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
 
 
+def _stopped(signum: int) -> None:
+    name = signal.Signals(signum).name
+    print_error(f"stopped by {name} before the end; nothing is left half-written; run the command again")
+    sys.exit(128 + signum)
+
+
 def run() -> None:
     """The ``kdgat`` console script: the app, with click's command-line errors (an unknown option, a value out
-    of range, a missing argument) as one ``error:`` line and exit 2, like every other error of the tool."""
-    import sys
-
+    of range, a missing argument) as one ``error:`` line and exit 2, like every other error of the tool, and a
+    stop signal (Ctrl-C, SIGTERM, SIGUSR2, SIGHUP) as one line and exit 128 + the signal, after every atomic
+    write has unwound."""
     usage_error, click_exception = _click_error("UsageError"), _click_error("ClickException")
+    raise_on_stop_signals()
     try:
         code = app(standalone_mode=False)
     except usage_error as exc:
@@ -77,6 +87,8 @@ def run() -> None:
         where = exc.ctx.command_path if exc.ctx is not None else "kdgat"
         print_error(f"{' '.join(exc.format_message().split())} (see {where} --help)")
         sys.exit(2)
+    except StopSignal as exc:
+        _stopped(exc.signum)
     except typer.Abort:
         print_error("aborted")
         sys.exit(130)

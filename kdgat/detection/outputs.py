@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from kdgat.core.atomic import atomic_path
 from kdgat.core.errors import UsageError
+from kdgat.core.signals import uninterrupted
 
 # not .json: the rows are JSON lines, which a reader of a .json file does not expect (nor one JSON document)
 SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -63,8 +64,10 @@ class _FileSink(RowSink):
             self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)  # removes the temporary file
             return
         self._finish()
-        try:  # the summary written before the rows move into place: a failure keeps the earlier output whole
-            with atomic_path(summary_path(self.path)) as staged:
+        # the summary written before the rows move into place: a failure keeps the earlier output whole, and a stop
+        # signal waits for both renames (between them, new rows would sit beside the earlier run's summary)
+        try:
+            with uninterrupted(), atomic_path(summary_path(self.path)) as staged:
                 Path(staged).write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
                 self._stack.close()  # the rows into place; then the summary
         except BaseException:

@@ -15,6 +15,7 @@ from typing import Callable
 from kdgat.core.atomic import check_output_folder, clean_stale, publish_files, removed_if_failed, staging_area
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, read_manifest, refuse_other_output, write_manifest
+from kdgat.core.signals import uninterrupted
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import IngestOptions, IngestSource, ingest_one
 from kdgat.data.frames import FRAME_SCHEMA
@@ -60,28 +61,34 @@ def run(
                 progress(i, len(sources), src)
             relative = f"{src.output_name}.parquet"
             outputs.append({"path": relative, **ingest_one(src, staging / relative, options)})
-        begin_output(outdir)  # from here on the folder changes: no manifest vouches for it until the new one
-        publish_files(staging, outdir, [o["path"] for o in outputs])
-    _remove_stale(outdir, previous, {o["path"] for o in outputs})
-    totals = {
-        "rows": sum(o["rows"] for o in outputs),
-        "attack_rows": sum(o["attack_rows"] for o in outputs),
-        "skipped_rows": sum(o["skipped_rows"] for o in outputs),
-    }
-    return write_manifest(
-        outdir,
-        stage="ingest",
-        inputs=[{"path": o["source"], "sha256": o["source_sha256"]} for o in outputs],
-        config={
-            **options.model_dump(exclude={"block_size", "row_group_rows"}),
-            "dataset": dataset,
-            **({"one_trace": True} if one_trace else {}),
-        },
-        outputs=outputs,
-        wall_time_s=time.perf_counter() - started,
-        dataset=dataset,
-        summary={"totals": totals, "frame_schema": FRAME_SCHEMA.metadata[b"kdgat.frame_schema_version"].decode()},
-    )
+        totals = {
+            "rows": sum(o["rows"] for o in outputs),
+            "attack_rows": sum(o["attack_rows"] for o in outputs),
+            "skipped_rows": sum(o["skipped_rows"] for o in outputs),
+        }
+        # a stop signal waits until the files and the manifest that lists them are in place: cut in between, the
+        # folder would hold files no manifest lists, which the next run (reading the manifest) would not remove
+        with uninterrupted():
+            begin_output(outdir)  # from here on the folder changes: no manifest vouches for it until the new one
+            publish_files(staging, outdir, [o["path"] for o in outputs])
+            _remove_stale(outdir, previous, {o["path"] for o in outputs})
+            return write_manifest(
+                outdir,
+                stage="ingest",
+                inputs=[{"path": o["source"], "sha256": o["source_sha256"]} for o in outputs],
+                config={
+                    **options.model_dump(exclude={"block_size", "row_group_rows"}),
+                    "dataset": dataset,
+                    **({"one_trace": True} if one_trace else {}),
+                },
+                outputs=outputs,
+                wall_time_s=time.perf_counter() - started,
+                dataset=dataset,
+                summary={
+                    "totals": totals,
+                    "frame_schema": FRAME_SCHEMA.metadata[b"kdgat.frame_schema_version"].decode(),
+                },
+            )
 
 
 def _remove_stale(outdir: Path, previous: Manifest | None, current: set[str]) -> None:

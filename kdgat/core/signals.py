@@ -1,0 +1,61 @@
+"""Stop signals as exceptions, and the few steps that a stop must not cut in two.
+
+SIGTERM (a scheduler's kill, preemption, Nextflow's task wrapper), SIGUSR2 (SLURM's warning before the
+time limit) and SIGHUP (a closed terminal) end a process at once by default: no ``finally`` runs, so a
+temporary file stays behind and no line says why the command ended; Ctrl-C's KeyboardInterrupt unwinds,
+but Typer turns it into a silent exit 130. :func:`raise_on_stop_signals` (the ``kdgat`` command installs
+it) makes all four raise :class:`StopSignal` wherever the program is: atomic writes remove their temporary
+files, staged folders put the earlier one back, and the command prints one line and exits 128 + the
+signal. Stages that stop more gently (a training run at the end of its batch, a live detector closing its
+windows) install their own handlers for as long as they run.
+
+:func:`uninterrupted` holds those signals over a short run of renames that belong together (an ingest's
+files and its manifest, a detector's rows and their summary) and delivers them after.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)
+
+
+class StopSignal(BaseException):
+    """A stop signal, raised where the program was. A BaseException, like KeyboardInterrupt, so that no
+    ``except Exception`` of the data path mistakes it for a failure it can handle."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+
+def _raise(signum, _frame) -> None:
+    raise StopSignal(signum)
+
+
+def raise_on_stop_signals() -> None:
+    """SIGINT, SIGTERM, SIGUSR2 and SIGHUP raise :class:`StopSignal` in the main thread from now on."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _raise)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM, SIGUSR2 and SIGHUP while the block runs; the first one received is delivered
+    to the handlers in place before when the block ends (an exception of the block's own wins). Main thread
+    only (elsewhere signals are not delivered to Python code anyway). SIGKILL cannot be held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        signal.raise_signal(received[0])

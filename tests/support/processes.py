@@ -1,0 +1,22 @@
+"""The ``kdgat`` command in a fresh process, stopped at an exact point: what signal tests need."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_kdgat_patched(patch: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The ``kdgat`` console script's function in a fresh process, after ``patch`` (Python run first: it makes the
+    process send itself a signal at an exact point, which no timing can)."""
+    code = f"import os, signal, sys\n{patch}\nsys.argv = ['kdgat', *{[str(a) for a in args]!r}]\n"
+    code += "from kdgat.cli import run\nrun()\n"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def only_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
