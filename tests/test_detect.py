@@ -574,6 +574,43 @@ def test_error_frames_and_long_can_fd_frames_are_left_out_and_said(trained, road
     assert item["rows"] == n and item["left_out_frames"] == left_out and item["skipped_rows"] == 0
 
 
+def test_trc_error_frames_are_left_out_and_counted_and_a_record_cut_short_is_refused(trained, road_test, tmp_path):
+    """PEAK TRC: python-can's reader notes a record of a type it does not read (an error frame ``ER``, a status
+    ``ST``, an event ``EV``, a ``DT`` cut to ``D``) at INFO level and goes on, so kdgat dropped error frames without
+    counting them and lost a frame cut short without a word. Error frames are now left out and counted as in every
+    other format, status and event records are no traffic, and an unknown type is an unreadable line."""
+    frames = frames_of(road_test)
+    n = 1_500
+    lines = write_can_log(tmp_path / "clean.trc", frames, limit=n).read_text().splitlines()
+    records = [i for i, line in enumerate(lines) if not line.startswith(";")]
+    bus = list(lines)
+    for k, i in enumerate(reversed(records[100::400])):  # after every 400th frame, from the 100th
+        bus[i + 1 : i + 1] = [f"{90_000 + k:7d}        30.000 ER  1     -    Rx -  5    04 00 00 08 00",
+                              f"{90_100 + k:7d}        30.000 ST  1     -    Rx -  4    00 00 00 01"]  # fmt: skip
+    (tmp_path / "bus.trc").write_text("\n".join(bus) + "\n")
+    out = tmp_path / "v.parquet"
+    result = invoke("detect", tmp_path / "clean.trc", tmp_path / "bus.trc", "--detector", trained / "detector",
+                    "--out", out)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    files = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
+    assert [f["frames"] for f in files] == [n, n]
+    assert [f.get("frames_left_out") for f in files] == [None, {"error frames": 4}]
+    assert "4 error frames" in next(line for line in result.stderr.splitlines() if "bus.trc" in line)
+    verdicts = pq.read_table(out).to_pandas()
+    score = {Path(name).name: group.score.to_numpy() for name, group in verdicts.groupby("file")}
+    assert np.array_equal(score["clean.trc"], score["bus.trc"])
+    # the last record cut inside its type column (a log still being written): refused, or dropped when asked
+    cut = tmp_path / "cut.trc"
+    cut.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: lines[-1].index(" DT ") + 2])
+    one_line_error(invoke("detect", cut, "--detector", trained / "detector"),
+                   "cut.trc: unreadable TRC line after", "unknown type 'D'")  # fmt: skip
+    skipped = invoke("detect", cut, "--detector", trained / "detector", "--on-bad-rows", "skip",
+                     "--out", tmp_path / "cut.csv")  # fmt: skip
+    assert skipped.exit_code == 0, skipped.stderr
+    (summary,) = json.loads((tmp_path / "cut.summary.json").read_text())["summary"]["files"]
+    assert summary["frames"] == n - 1 and summary["rows_skipped"]["rows"] == 1, summary
+
+
 def test_frames_out_of_time_order_are_said(trained, road_test, tmp_path):
     """A clock step (or logs merged out of order) makes per-ID gaps negative, which reads as early arrivals:
     scored as recorded, and said with the first such frame, by detect and by ingest."""

@@ -238,30 +238,50 @@ def messages_block(messages, arrival: np.ndarray | None = None) -> FrameBlock:
 class _Complaints(logging.Handler):
     """python-can's readers log a line they cannot parse and go on: the TRC reader without it (a line cut short),
     the ASC reader with the frame it read anyway (a DLC that disagrees with its data). kdgat refuses the file
-    instead, as ingest refuses a bad row, or drops that line's frame under ``--on-bad-rows skip``."""
+    instead, as ingest refuses a bad row, or drops that line's frame under ``--on-bad-rows skip``.
+
+    The TRC reader notes a record of a type it does not read at INFO level, and goes on: an error frame (``ER``)
+    is left out and counted (``left_out``), as in every other format; status, error-counter and event records
+    are no traffic; any other type is a line it could not read (``D`` of a ``DT`` record cut short)."""
 
     LOGGERS = ("can.io.trc", "can.io.asc")
+    _UNSUPPORTED = re.compile(r"TRCReader: Unsupported type '(?P<kind>.*)'")
+    TRC_ERROR_FRAMES = ("ER", "Error")  # version 2 and version 1 names
+    TRC_NOT_TRAFFIC = ("ST", "EC", "EV", "Warng")  # hardware status, error counters, events; version 1 warnings
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+    def __init__(self, left_out: Counter) -> None:
+        super().__init__(logging.INFO)
+        self.left_out = left_out
         self.messages: list[str] = []
         self.loggers: list[str] = []  # who said each: an ASC complaint is about the frame it yields next
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
+        message = record.getMessage()
+        if record.levelno < logging.WARNING:
+            unsupported = self._UNSUPPORTED.fullmatch(message)
+            if unsupported is None:  # the reader's notes: no version line, a bus-information line
+                return
+            kind = unsupported["kind"]
+            if kind in self.TRC_ERROR_FRAMES:
+                self.left_out[ERROR_FRAMES] += 1
+                return
+            if kind in self.TRC_NOT_TRAFFIC:
+                return
+            message = f"a record of unknown type {kind!r} (a line cut short?)"
+        self.messages.append(message)
         self.loggers.append(record.name)
 
     @contextmanager
     def listening(self):
-        """Hear the readers' warnings whatever the caller's logging set-up (a level of ERROR on ``can`` would
-        silence them, and a damaged line would go unseen), and give the loggers back as they were."""
+        """Hear the readers' notes and warnings whatever the caller's logging set-up (a level of ERROR on ``can``
+        would silence them, and a damaged line would go unseen), and give the loggers back as they were."""
         loggers = [logging.getLogger(name) for name in self.LOGGERS]
         levels = [logger.level for logger in loggers]
         disabled = logging.root.manager.disable
         logging.disable(logging.NOTSET)
         for logger in loggers:
-            if logger.getEffectiveLevel() > logging.WARNING:
-                logger.setLevel(logging.WARNING)
+            if logger.getEffectiveLevel() > logging.INFO:
+                logger.setLevel(logging.INFO)
             logger.addHandler(self)
         try:
             yield self
@@ -278,7 +298,7 @@ def _read_can_log(path: Path, kind: str, consume: Consume, skip: bool = False) -
     import can
 
     frames, chunk, left_out, dropped = 0, [], Counter(), Counter()
-    complaints = _Complaints()
+    complaints = _Complaints(left_out)
 
     def heard_complaints() -> bool:
         """What python-can complained about since the last frame: refused, or under ``skip`` counted; True when
