@@ -670,6 +670,28 @@ def test_a_capture_from_another_vehicle_gets_the_ood_warning(trained, road_test,
     assert own["ood_figures"]["timing_mismatch"] < 0.3 and own["ood_figures"]["payload_mismatch"] < 0.5
 
 
+def test_the_ood_figures_do_not_depend_on_the_stride_nor_judge_payloads_on_a_few_seconds(trained, road_test, tmp_path):
+    """The same 2,000 and 22,000 frames of the training vehicle at strides 100, 50 and 10 give the same figures (the
+    windows tiling the capture are counted, not overlapping ones, which counted a frame up to ten times and switched
+    the payload figure on at a small stride only); over 2,000 frames (20 windows) a payload mean follows the moment's
+    driving and is not judged (an audit's first 2,000 frames of a training capture read as another vehicle; the
+    first 6,000 of this one did too), over 22,000 it is, and the vehicle is its own."""
+    frames = frames_of(road_test)
+    figures = {}
+    for n in (2_000, 22_000):
+        capture = write_candump(tmp_path / f"head{n}.log", frames, n)
+        for stride in (100, 50, 10):
+            out = tmp_path / f"v{n}_{stride}.csv"
+            result = invoke("detect", capture, "--detector", trained / "detector", "--stride", stride, "--out", out,
+                            "--fail-on", "ood")  # fmt: skip
+            assert result.exit_code == 0, result.stderr
+            (summary,) = json.loads(out.with_name(f"v{n}_{stride}.summary.json").read_text())["summary"]["files"]
+            figures[n, stride] = summary["ood_figures"]
+        assert figures[n, 100] == figures[n, 50] == figures[n, 10], figures
+    assert figures[2_000, 100]["payload_mismatch"] is None and figures[2_000, 100]["training_id_coverage"] == 1.0
+    assert figures[22_000, 100]["payload_mismatch"] is not None
+
+
 def test_fail_on_exits_3_after_writing_everything(trained, road_test, other_vehicle, tmp_path):
     """`--fail-on alert|ood`: a script or CI job learns from the exit code what the run saw; the verdicts and the
     summary are written all the same, and what was not asked for does not fail the run."""

@@ -138,7 +138,7 @@ class Session:
         # figures for the summary
         if self.start_time is None and not np.isnan(batch.first_time[0]):
             self.start_time = float(batch.first_time[0])
-        self.profile.add_nodes(graphs.x, n)
+        self.profile.add_windows(graphs.node_offsets, graphs.x, graphs.window_start, self.stream.window)
         if len(alert_windows):
             if self.first_alert is None:
                 k = int(alert_windows[0])
