@@ -281,6 +281,32 @@ def test_detection_covers_every_format():
         assert matching == [name], (name, matching)
 
 
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("candump-l", "(0.000000) can0 110#02202e1300181300\n(0.000500) can0 1E5#460196E001FE6701\n"),
+        ("candump", "  can0  160   [7]  31 23 26 00 08 FF E8\n  can0  1E5   [2]  46 01\n"),
+        ("hcrl-txt", "Timestamp:          0.000000        ID: 0316    000    DLC: 8    05 20 ea 0a 20 1a 00 7f\n"),
+        ("hcrl-ch", HCRL_CH),
+        ("crysys-txt", "1618676990.693704        0110    000    8    02 20 2e 13 00 18 13 00\n"),
+        ("can-train-and-test", "timestamp,arbitration_id,data_field,attack\n1.0,1E5,460196E001FE6701,0\n"),
+    ],
+)
+@pytest.mark.parametrize("suffix", ["", ".xz"])
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_line(tmp_path, name, text, suffix):
+    """Notepad, PowerShell and Excel's "CSV UTF-8" start a text file with a byte-order mark: the format is
+    recognised and the frames read as without it (detection failed on every line format: "unknown format")."""
+    plain = write_capture(tmp_path / "plain.log", text, suffix)
+    marked = write_capture(tmp_path / "marked.log", "\ufeff" + text, suffix)  # the mark's UTF-8 bytes: EF BB BF
+    assert detect_format(marked).name == detect_format(plain).name == name
+    _, expected = ingest_rows(plain, tmp_path / "a")
+    _, got = ingest_rows(marked, tmp_path / "b")
+    names = ("source_file", "scenario", "attack_type")
+    assert [{k: v for k, v in r.items() if k not in names} for r in got] == [
+        {k: v for k, v in r.items() if k not in names} for r in expected
+    ]
+
+
 def test_blank_lines_are_ignored_and_line_numbers_stay_exact(tmp_path):
     text = "timestamp,arbitration_id,data_field,attack\n1.0,1E5,00,0\n\n2.0,1E6,01,0\n\n3.0,XYZ,02,0\n"
     path = write_capture(tmp_path / "gaps.csv", text)

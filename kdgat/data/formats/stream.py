@@ -21,6 +21,8 @@ import pyarrow as pa
 from kdgat.core.errors import BadInputError
 
 DEFAULT_BLOCK_SIZE = 16 << 20
+# a UTF-8 byte-order mark (Notepad, PowerShell, Excel's "CSV UTF-8"): not part of the first line; the hash keeps it
+UTF8_BOM = b"\xef\xbb\xbf"
 
 _MAGIC = [
     (b"\x1f\x8b", "gzip"),
@@ -97,14 +99,19 @@ class CaptureStream:
             self._stream = pa.CompressedInputStream(pa.PythonFile(self._hashing, mode="r"), self.compression)
         else:
             self._stream = self._hashing
+        self._at_start = True
 
     def read(self, size: int) -> bytes:
         try:
-            return self._stream.read(size)
+            data = self._stream.read(size)
         except (EOFError, lzma.LZMAError, OSError, pa.ArrowException) as err:
             kind = self.compression or "file"
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise BadInputError(self.path, f"corrupt or truncated {kind} data ({reason})") from None
+        if self._at_start and data:
+            self._at_start = False
+            data = data.removeprefix(UTF8_BOM)
+        return data
 
     def sha256(self) -> str:
         return self._hashing.finish()
@@ -149,7 +156,7 @@ class PipeStream:
     def __init__(self, fd: int = 0, stop: threading.Event | None = None, wait: float = 0.2):
         self.path = Path(STDIN_NAME)
         self.fd, self.stop, self.wait = fd, stop or threading.Event(), wait
-        self._sha256, self._pending, self.ended = hashlib.sha256(), b"", False
+        self._sha256, self._pending, self.ended, self._started = hashlib.sha256(), b"", False, False
 
     def _arrive(self, size: int, wait: bool = True) -> bool:
         """Read what has arrived, up to ``size`` more pending bytes (a pipe gives 64 KiB a read: a file piped in
@@ -166,7 +173,8 @@ class PipeStream:
             chunk = os.read(self.fd, size - len(self._pending))
             self.ended = not chunk
             self._sha256.update(chunk)
-            self._pending += chunk
+            self._pending += chunk if self._started else chunk.removeprefix(UTF8_BOM)  # the stream's first bytes
+            self._started = self._started or bool(chunk)
             came = came or bool(chunk)
         return came
 
