@@ -416,6 +416,11 @@ def test_detect_says_when_its_verdicts_are_less_trustworthy(trained, road_test, 
                                     "(has_timestamps = 0), so attacks seen only in timing go unseen"]  # fmt: skip
     assert any(str(untimed) in w and "no timestamp" in w for w in warned)
     assert files[2]["warnings"] == [] and not any(str(road_test) + ": " in w and "timestamp" in w for w in warned)
+    # a detector trained on timed traffic reads neutral timing as nothing it trained on (an audit saw a benign
+    # capture without timestamps alert on every window while the check said it looked like the training vehicle)
+    assert [f["ood_figures"]["untimed_share"] for f in files] == [0.0, 1.0, 0.0]
+    assert [f["out_of_distribution"] for f in files][1:] == [True, False]
+    assert [r for r in files[1]["ood_reasons"] if r.startswith("100.0% of frames have no timestamp")]
 
 
 def test_an_unwritable_out_is_refused_before_scoring_and_keeps_the_earlier_output(trained, road_test, tmp_path):

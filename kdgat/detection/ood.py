@@ -15,6 +15,10 @@ reading a clean bill of health. The figures, accumulated while the capture strea
   captures of the training vehicle differed on 52% and 55% of its IDs (read as another vehicle, when 5
   windows sufficed), the first 20,000 on 31% and 34%; a synthetic training capture's first 2,000 on 67%.
 
+- ``untimed_share``: frames without a timestamp, for a detector trained on timed traffic (limit 50%): their
+  timing features read the neutral value (ratio 1, ``has_timestamps`` 0) its training never had, and a
+  benign capture written without timestamps alerted on every window.
+
 Windows are counted as the capture's tiling (the first window starting in each stretch of ``window``
 frames; at the default stride every window): the figures and the evidence they need are the same at
 any stride that divides the window, where overlapping windows once counted each frame several times.
@@ -32,7 +36,13 @@ from __future__ import annotations
 
 import numpy as np
 
-LIMITS = {"unknown_id_share": 0.2, "training_id_coverage": 0.5, "timing_mismatch": 0.3, "payload_mismatch": 0.5}
+LIMITS = {
+    "unknown_id_share": 0.2,
+    "training_id_coverage": 0.5,
+    "timing_mismatch": 0.3,
+    "payload_mismatch": 0.5,
+    "untimed_share": 0.5,
+}
 MIN_WINDOWS = 20
 MIN_TIMING_FRAMES = 20
 MIN_PAYLOAD_WINDOWS = 200
@@ -82,7 +92,8 @@ class Profile:
             self.payload[:, byte] += np.bincount(ids, weights=x[:, 1 + byte], minlength=self.vocab_size)
         self.windows += windows
 
-    def figures(self) -> dict:
+    def figures(self, untimed_frames: int = 0) -> dict:
+        """The figures; ``untimed_frames``: how many of the stream's frames came without a timestamp."""
         total = int(self.frames.sum())
         known = np.arange(self.vocab_size) != self.oov
         out: dict = {"unknown_id_share": float(self.frames[self.oov] / total) if total else None}
@@ -104,6 +115,7 @@ class Profile:
             )
         else:
             out["payload_mismatch"] = None
+        out["untimed_share"] = float(untimed_frames / total) if self.has_periods and total else None
         return out
 
 
@@ -128,6 +140,11 @@ def verdict(figures: dict) -> list[str]:
     if timing is not None and timing > LIMITS["timing_mismatch"]:
         reasons.append(f"{100 * timing:.1f}% of known CAN IDs arrive at more than 2x or under half their "
                        f"training period (limit {100 * LIMITS['timing_mismatch']:.0f}%)")  # fmt: skip
+    untimed = figures.get("untimed_share")
+    if untimed is not None and untimed > LIMITS["untimed_share"]:
+        reasons.append(f"{100 * untimed:.1f}% of frames have no timestamp, and the detector was trained on timed "
+                       "traffic: their timing features read a value its training never had "
+                       f"(limit {100 * LIMITS['untimed_share']:.0f}%)")  # fmt: skip
     payload = figures.get("payload_mismatch")
     if payload is not None and payload > LIMITS["payload_mismatch"]:
         reasons.append(f"{100 * payload:.1f}% of known CAN IDs carry payloads unlike training "

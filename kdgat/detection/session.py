@@ -187,7 +187,7 @@ class Session:
         """What the stream showed: counts, first alert, top suspects, the OOD figures, metrics if labelled."""
         seconds = time.perf_counter() - self.started
         frames = self.stream.frames_seen
-        figures = self.profile.figures()
+        figures = self.profile.figures(self.untimed_frames)
         reasons = ood.verdict(figures)
         out = {
             "file": self.name,
