@@ -7,6 +7,7 @@ GAT and a small VGAE (2 epochs) and their MLP fusion, evaluated and exported.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import lzma
@@ -710,6 +711,9 @@ def test_fail_on_exits_3_after_writing_everything(trained, road_test, other_vehi
     assert f"{summary['alerts']:,} alert window(s)" in said and f"out of distribution: {other_vehicle}" in said
     assert str(road_test) not in said.split("out of distribution:")[1]
     assert len(pa_csv.read_csv(out)) == summary["windows"]  # every verdict written before the exit
+    # the summary names its rows by absolute path and sha256 (it once said the path as given, and no hash)
+    described = json.loads((tmp_path / "v.summary.json").read_text())["outputs"]
+    assert described == [{"path": str(out.resolve()), "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}]
     own = invoke("detect", road_test, "--detector", trained / "detector", "--fail-on", "ood")
     assert own.exit_code == 0 and "detect: exit" not in own.stderr, own.stderr  # the same vehicle: ood not met
     assert invoke("detect", road_test, "--detector", trained / "detector").exit_code == 0

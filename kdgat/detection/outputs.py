@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from kdgat.core.atomic import atomic_path
 from kdgat.core.errors import UsageError
+from kdgat.core.hashing import sha256_file
 from kdgat.core.signals import uninterrupted
 
 # not .json: the rows are JSON lines, which a reader of a .json file does not expect (nor one JSON document)
@@ -64,6 +65,9 @@ class _FileSink(RowSink):
             self._stack.__exit__(RuntimeError, RuntimeError("abandoned"), None)  # removes the temporary file
             return
         self._finish()
+        # the summary names the rows it describes by their absolute path and sha256 (a Parquet file's embedded copy
+        # was written before the file was whole, and has no hash)
+        summary = {**summary, "outputs": [{"path": str(self.path.resolve()), "sha256": sha256_file(self.tmp)}]}
         # the summary written before the rows move into place: a failure keeps the earlier output whole, and a stop
         # signal waits for both renames (between them, new rows would sit beside the earlier run's summary)
         try:

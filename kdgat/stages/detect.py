@@ -219,7 +219,7 @@ def run(
             config_hash="",
             versions=package_versions(),
             wall_time_s=round(time.perf_counter() - started, 3),
-            outputs=[] if out in (None, "-") else [{"path": str(out)}],
+            outputs=[] if out in (None, "-") else [{"path": str(Path(out).resolve())}],  # the sink adds its sha256
             summary=summary,
         )
         sink.close(manifest.model_dump(mode="json"))
