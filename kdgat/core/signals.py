@@ -20,7 +20,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2, signal.SIGHUP)
+# those the platform has (Windows lacks SIGUSR2 and SIGHUP)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR2", "SIGHUP") if hasattr(signal, n))
 
 
 class StopSignal(BaseException):
