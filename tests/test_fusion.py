@@ -404,14 +404,15 @@ def test_the_fusion_is_fitted_on_each_files_earlier_half_and_chosen_on_its_later
     window starts on the fit half's last frame and is in neither half."""
     from kdgat.data.split import fusion_halves
 
-    file_index = np.array([1, 0, 1, 0, 2, 0, 1, 0, 1])
-    window_start = np.array([300, 200, 100, 0, 50, 100, 200, 300, 0])
+    file_index = np.array([1, 0, 1, 0, 2, 0, 1, 0, 1, 3])
+    window_start = np.array([300, 200, 100, 0, 50, 100, 200, 300, 0, 0])
     fit, select = fusion_halves(file_index, window_start, window=100)
     by_file = {f: sorted(zip(window_start[file_index == f], fit[file_index == f], select[file_index == f],
                              strict=True)) for f in (0, 1, 2)}  # fmt: skip
     assert by_file[0] == [(0, True, False), (100, True, False), (200, False, False), (300, False, True)]
     assert by_file[1] == by_file[0]
     assert by_file[2] == [(50, False, True)]  # one window: selection, never fitted on alone
+    assert (fit[-1], select[-1]) == (False, True)  # the same at frame 0 (a review found it dropped)
     assert not (fit & select).any()
 
 

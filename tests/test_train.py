@@ -212,7 +212,8 @@ def _train_process(store_dir, out, checkpoints, tmp_path, pause: str | None = No
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2, signal.SIGINT], ids=["SIGTERM", "SIGUSR2", "SIGINT"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP],
+                         ids=["SIGTERM", "SIGUSR2", "SIGINT", "SIGHUP"])  # fmt: skip
 def test_a_signal_mid_epoch_stops_cleanly_and_a_retry_elsewhere_resumes(store_dir, tmp_path, sig):
     """Issue 12: preemption (SIGTERM), SLURM's time-limit warning (USR2) or Ctrl-C (SIGINT: Lightning ended it with
     exit 1 and no word) during epoch 2 of a real training process: it exits 128 + signal (a retried code), the
@@ -244,6 +245,20 @@ def test_a_signal_mid_epoch_stops_cleanly_and_a_retry_elsewhere_resumes(store_di
     assert _epochs_logged(run) == [0, 1, 2, 3]  # the first attempt's epochs are kept in the copied log
     assert (run / "manifest.json").is_file() and not (run / "checkpoints").exists()
     assert list(checkpoints.iterdir()) == [state]  # same inputs, same key
+
+
+def test_a_second_ctrl_c_stops_training_at_once_as_a_stop_signal():
+    """The first Ctrl-C stops at the end of the batch; a second one at once, as a StopSignal that Lightning passes
+    on (a KeyboardInterrupt, which it raised before, Lightning turns into exit 1: no retry rule retries that)."""
+    from kdgat.core.signals import StopSignal
+    from kdgat.training.preemption import StopOnSignal
+
+    stopper = StopOnSignal()
+    stopper._handler(signal.SIGINT, None)
+    assert stopper.received == signal.SIGINT
+    with pytest.raises(StopSignal) as stopped:
+        stopper._handler(signal.SIGINT, None)
+    assert stopped.value.signum == signal.SIGINT
 
 
 def test_the_checkpoint_key_is_the_runs_identity(store_dir, teachers, tmp_path):

@@ -219,6 +219,24 @@ capture.read_capture = stopped
     assert proc.returncode == 128 + number and not fresh.exists(), proc.stderr
 
 
+def test_a_signal_the_process_was_started_to_ignore_stays_ignored(capture, tmp_path):
+    """`nohup kdgat pipeline ... &` starts it with SIGHUP ignored, so that it outlives the terminal: a hang-up then
+    changes nothing (a review found the stop-signal handlers replaced the ignore, and logging out stopped it)."""
+    patch = """
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it
+import kdgat.data.capture as capture
+real = capture.read_capture
+def hung_up(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGHUP)
+    return real(*args, **kwargs)
+capture.read_capture = hung_up
+"""
+    out = tmp_path / "frames"
+    proc = run_kdgat_patched(patch, "ingest", capture, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "manifest.json").is_file()
+
+
 def test_a_stop_signal_waits_for_the_ingest_files_and_the_manifest_that_lists_them(capture, tmp_path):
     """A SIGTERM while an ingest moves its files into place (the earlier run's manifest already gone) is held until
     the new manifest is written: the folder then holds exactly the files its manifest lists, the earlier run's

@@ -37,9 +37,16 @@ def _raise(signum, _frame) -> None:
     raise StopSignal(signum)
 
 
+def heard_stop_signals() -> list[int]:
+    """The stop signals this process does not ignore: ``nohup`` starts it with SIGHUP ignored (a campaign must
+    outlive the terminal), a shell's background job with SIGINT ignored. Every handler of them skips those."""
+    return [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+
+
 def raise_on_stop_signals() -> None:
-    """SIGINT, SIGTERM, SIGUSR2 and SIGHUP raise :class:`StopSignal` in the main thread from now on."""
-    for sig in STOP_SIGNALS:
+    """SIGINT, SIGTERM, SIGUSR2 and SIGHUP raise :class:`StopSignal` in the main thread from now on (those not
+    ignored)."""
+    for sig in heard_stop_signals():
         signal.signal(sig, _raise)
 
 
@@ -52,7 +59,7 @@ def uninterrupted() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in heard_stop_signals()}
     try:
         yield
     finally:

@@ -143,10 +143,10 @@ def fusion_halves(file_index: np.ndarray, window_start: np.ndarray, window: int)
     order, starts, _, rank, first, counts = _in_file_order(np.asarray(file_index), np.asarray(window_start))
     n_fit = counts // 2
     fit = rank < np.repeat(n_fit, counts)
-    last = np.full(len(counts), -int(window), dtype=np.int64)  # each file's last fit window start
     has_fit = n_fit > 0
+    last = np.zeros(len(counts), dtype=np.int64)  # each file's last fit window start (a file without one: unused)
     last[has_fit] = starts[(first + n_fit - 1)[has_fit]]
-    clear = starts > np.repeat(last, counts) + int(window)
+    clear = ~np.repeat(has_fit, counts) | (starts > np.repeat(last, counts) + int(window))
     return _unsorted(order, fit, ~fit & clear)
 
 

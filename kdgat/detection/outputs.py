@@ -9,6 +9,7 @@ last line is ``{"summary": ...}``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -67,7 +68,8 @@ class _FileSink(RowSink):
         self._finish()
         # the summary names the rows it describes by their absolute path and sha256 (a Parquet file's embedded copy
         # was written before the file was whole, and has no hash)
-        summary = {**summary, "outputs": [{"path": str(self.path.resolve()), "sha256": sha256_file(self.tmp)}]}
+        # (abspath, not resolve: a link given as --out is replaced by the file, not followed)
+        summary = {**summary, "outputs": [{"path": os.path.abspath(self.path), "sha256": sha256_file(self.tmp)}]}
         # the summary written before the rows move into place: a failure keeps the earlier output whole, and a stop
         # signal waits for both renames (between them, new rows would sit beside the earlier run's summary)
         try:

@@ -10,6 +10,7 @@ it closes and stop cleanly on SIGINT/SIGTERM (or after ``duration`` seconds), wi
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -20,6 +21,7 @@ from kdgat.core.atomic import clean_stale
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import Manifest, package_versions
+from kdgat.core.signals import heard_stop_signals
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import left_out_warning
 from kdgat.data.formats.stream import STDIN, STDIN_NAME
@@ -28,17 +30,17 @@ from kdgat.detection.outputs import RowSink, open_sink, summarised_output, summa
 from kdgat.detection.session import Session
 from kdgat.detection.sources import Pacer, StopStream, check_format, open_bus, read_bus, read_frames
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
 
 @contextmanager
 def stop_on_signals(stop: threading.Event):
-    """SIGINT and SIGTERM set ``stop`` instead of killing the process (main thread only); restored after."""
+    """The stop signals (SIGINT, SIGTERM, SIGUSR2, SIGHUP; not those the process ignores) set ``stop`` instead of
+    ending the run at once (main thread only); restored after."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    for sig in STOP_SIGNALS:
+    heard = heard_stop_signals()
+    previous = {sig: signal.getsignal(sig) for sig in heard}
+    for sig in heard:
         signal.signal(sig, lambda *_: stop.set())
     try:
         yield
@@ -219,7 +221,7 @@ def run(
             config_hash="",
             versions=package_versions(),
             wall_time_s=round(time.perf_counter() - started, 3),
-            outputs=[] if out in (None, "-") else [{"path": str(Path(out).resolve())}],  # the sink adds its sha256
+            outputs=[] if out in (None, "-") else [{"path": os.path.abspath(out)}],  # the sink adds its sha256
             summary=summary,
         )
         sink.close(manifest.model_dump(mode="json"))

@@ -33,8 +33,8 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from kdgat.core.atomic import atomic_path
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.run_files import MODEL_FILE
+from kdgat.core.signals import StopSignal, heard_stop_signals
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)  # SIGINT: Ctrl-C, which Lightning ended with exit 1
 PAUSE_ENV = "KDGAT_TRAIN_TEST_PAUSE"  # test hook: "<epoch>:<flag file>" (see _PauseForTest)
 
 
@@ -70,8 +70,10 @@ class KeepFinished(L.Callback):
 
 
 class StopOnSignal(L.Callback):
-    """SIGTERM / SIGUSR2 / SIGINT stop training at the end of the current batch (training or validation); a second
-    Ctrl-C stops at once, as a user pressing it again expects."""
+    """SIGTERM / SIGUSR2 / SIGINT / SIGHUP (those the process does not ignore: ``nohup`` ignores SIGHUP) stop
+    training at the end of the current batch (training or validation); a second Ctrl-C stops at once, as a user
+    pressing it again expects: as :class:`~kdgat.core.signals.StopSignal`, which Lightning passes on (its own
+    KeyboardInterrupt handling ended the process with exit 1, a code no retry rule retries)."""
 
     def __init__(self) -> None:
         self.received: int | None = None
@@ -79,14 +81,14 @@ class StopOnSignal(L.Callback):
 
     def _handler(self, signum, _frame) -> None:
         if signum == signal.SIGINT and self.received is not None:
-            raise KeyboardInterrupt
+            raise StopSignal(signum)
         self.received = self.received or signum
 
     @contextmanager
     def installed(self) -> Iterator[StopOnSignal]:
         """Handle the stop signals while the block runs (main thread only), then restore the old handlers."""
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handler) for sig in STOP_SIGNALS}
+            self._previous = {sig: signal.signal(sig, self._handler) for sig in heard_stop_signals()}
         try:
             yield self
         finally:

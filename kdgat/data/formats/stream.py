@@ -173,8 +173,9 @@ class PipeStream:
             chunk = os.read(self.fd, size - len(self._pending))
             self.ended = not chunk
             self._sha256.update(chunk)
-            self._pending += chunk if self._started else chunk.removeprefix(UTF8_BOM)  # the stream's first bytes
-            self._started = self._started or bool(chunk)
+            self._pending += chunk
+            if not self._started and (len(self._pending) >= len(UTF8_BOM) or not UTF8_BOM.startswith(self._pending)):
+                self._pending, self._started = self._pending.removeprefix(UTF8_BOM), True  # a mark may come in parts
             came = came or bool(chunk)
         return came
 
