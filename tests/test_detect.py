@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from support.processes import only_error_line, run_kdgat_patched
+from support.processes import as_from_a_terminal, only_error_line, run_kdgat_patched
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -1265,7 +1265,8 @@ def test_replay_stops_cleanly_on_sigterm_with_the_summary(trained, road_test, si
     command = [sys.executable, "-c", "from kdgat.cli import run; run()", "detect", str(road_test),
                "--detector", str(trained / "detector"), "--replay"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=as_from_a_terminal)  # fmt: skip
     first = process.stdout.readline()  # the first verdict: the detector is running
     process.send_signal(sig)
     rest, err = process.stdout.read(), process.stderr.read()  # not communicate(): it would lose readline's buffer

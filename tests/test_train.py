@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from support.processes import as_from_a_terminal
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -209,7 +210,7 @@ def _train_process(store_dir, out, checkpoints, tmp_path, pause: str | None = No
         env[PAUSE_ENV] = pause
     code = "from kdgat.cli import app; app()"
     return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)  # fmt: skip
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR2, signal.SIGINT, signal.SIGHUP],

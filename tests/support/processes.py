@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` of a process a test sends Ctrl-C or a hang-up: their default dispositions, as a process
+    started from a terminal has them. A test run in the background (``nohup make test &``, a CI runner without
+    job control) passes SIGINT and SIGHUP on ignored, and kdgat keeps what its starter ignores."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def run_kdgat_patched(patch: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -13,7 +22,8 @@ def run_kdgat_patched(patch: str, *args, timeout: int = 300) -> subprocess.Compl
     code = f"import os, signal, sys\n{patch}\nsys.argv = ['kdgat', *{[str(a) for a in args]!r}]\n"
     code += "from kdgat.cli import run\nrun()\n"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
+                          preexec_fn=as_from_a_terminal)  # fmt: skip
 
 
 def only_error_line(proc: subprocess.CompletedProcess) -> str:
