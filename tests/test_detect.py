@@ -711,9 +711,17 @@ def test_fail_on_exits_3_after_writing_everything(trained, road_test, other_vehi
     assert f"{summary['alerts']:,} alert window(s)" in said and f"out of distribution: {other_vehicle}" in said
     assert str(road_test) not in said.split("out of distribution:")[1]
     assert len(pa_csv.read_csv(out)) == summary["windows"]  # every verdict written before the exit
-    # the summary names its rows by absolute path and sha256 (it once said the path as given, and no hash)
-    described = json.loads((tmp_path / "v.summary.json").read_text())["outputs"]
+    # the summary names its rows by absolute path and sha256 (it once said the path as given, and no hash), and
+    # hashes what decides the verdicts (it recorded ""): the same for another --out, another for another stride
+    document = json.loads((tmp_path / "v.summary.json").read_text())
+    described = document["outputs"]
     assert described == [{"path": str(out.resolve()), "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}]
+    hashes = []
+    for name, stride in (("a.csv", 100), ("b.csv", 100), ("c.csv", 50)):
+        assert invoke("detect", road_test, "--detector", trained / "detector", "--out", tmp_path / name,
+                      "--stride", stride).exit_code == 0  # fmt: skip
+        hashes.append(json.loads((tmp_path / name.replace(".csv", ".summary.json")).read_text())["config_hash"])
+    assert len(hashes[0]) == 16 and hashes[0] == hashes[1] != hashes[2]
     own = invoke("detect", road_test, "--detector", trained / "detector", "--fail-on", "ood")
     assert own.exit_code == 0 and "detect: exit" not in own.stderr, own.stderr  # the same vehicle: ood not met
     assert invoke("detect", road_test, "--detector", trained / "detector").exit_code == 0

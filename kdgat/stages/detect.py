@@ -19,7 +19,7 @@ from pathlib import Path
 
 from kdgat.core.atomic import clean_stale
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
-from kdgat.core.hashing import sha256_file
+from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import Manifest, package_versions
 from kdgat.core.signals import heard_stop_signals
 from kdgat.core.threads import set_threads
@@ -196,29 +196,21 @@ def run(
                 if on_file is not None:
                     on_file(summary)
         summary = _summary(detector, label, stride, files, threads, live)
+        bundle_sha256 = sha256_file(Path(detector_dir) / "detector.json")
+        settings = {"stride": stride, "use": label, "format": fmt, "on_bad_rows": on_bad_rows, "replay": replay,
+                    "speed": speed, "bus": bus}  # fmt: skip
         manifest = Manifest(
             stage="detect",
             created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             dataset=detector.spec.dataset,
-            inputs=[
-                {
-                    "path": str(Path(detector_dir).resolve() / "detector.json"),
-                    "sha256": sha256_file(Path(detector_dir) / "detector.json"),
-                },
-                *inputs,
-            ],  # fmt: skip
+            inputs=[{"path": str(Path(detector_dir).resolve() / "detector.json"), "sha256": bundle_sha256}, *inputs],
             config={
                 "detector": str(Path(detector_dir).resolve()),
-                "stride": stride,
-                "use": label,
-                "format": fmt,
-                "on_bad_rows": on_bad_rows,
-                "replay": replay,
-                "speed": speed,
-                "bus": bus,
+                **settings,
                 "out": None if out is None else str(out),
             },  # fmt: skip
-            config_hash="",
+            # what decides the verdicts: the bundle (by its content, wherever it lies) and the settings, not --out
+            config_hash=content_hash({**settings, "detector_sha256": bundle_sha256}),
             versions=package_versions(),
             wall_time_s=round(time.perf_counter() - started, 3),
             outputs=[] if out in (None, "-") else [{"path": os.path.abspath(out)}],  # the sink adds its sha256
