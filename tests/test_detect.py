@@ -147,6 +147,35 @@ def test_export_writes_a_self_describing_bundle(trained):
     assert "torch" in spec.versions and "kdgat" in spec.versions
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["stage"] == "export" and manifest["summary"]["detectors"] == list(DETECTORS)
+    # the OOD reference: per ID, the training nodes' mean payload bytes and their spread, by hand
+    from kdgat.data.store import open_store
+
+    reference = json.loads((bundle / "reference.json").read_text())
+    x = np.asarray(open_store(trained / "graphs").part("train").x, np.float64)
+    for index in np.unique(x[:, 0].astype(int))[:5]:
+        rows = x[x[:, 0] == index, 1:9]
+        assert reference["payload_mean"][index] == pytest.approx(rows.mean(0), abs=1e-6)
+        assert reference["payload_std"][index] == pytest.approx(rows.std(0), abs=1e-6)
+
+
+def test_the_payload_figure_allows_a_byte_its_training_spread():
+    """A byte that follows the driving (a speed: spread 0.3 over the training windows) may sit 0.4 from its training
+    mean in a stretch of the same vehicle; a byte that was constant may not. The fixed 64 of 255 alone read both as
+    another vehicle's (the first 20,000 frames of ROAD test captures of the training vehicle came near its limit),
+    and is what a bundle exported before the spread was recorded still uses."""
+    from kdgat.detection import ood
+
+    reference = {"windows": 10, "nodes": [10, 10, 0], "payload_mean": [[0.5] * 8, [0.5] * 8, None],
+                 "payload_std": [[0.3] * 8, [0.0] * 8, None]}  # fmt: skip
+    x = np.zeros((2 * ood.MIN_PAYLOAD_WINDOWS, 11), np.float32)
+    x[ood.MIN_PAYLOAD_WINDOWS :, 0] = 1  # ID 0 in as many windows as ID 1
+    x[:, 1:9] = 0.9
+    profile = ood.Profile(3, 2, reference, has_periods=False)
+    profile.add_nodes(x, ood.MIN_PAYLOAD_WINDOWS)
+    assert profile.figures()["payload_mismatch"] == 0.5  # ID 1 only
+    older = ood.Profile(3, 2, {k: v for k, v in reference.items() if k != "payload_std"}, has_periods=False)
+    older.add_nodes(x, ood.MIN_PAYLOAD_WINDOWS)
+    assert older.figures()["payload_mismatch"] == 1.0
 
 
 def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test, other_vehicle, tmp_path):

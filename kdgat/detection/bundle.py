@@ -7,7 +7,7 @@ Layout (written by ``kdgat export``, :mod:`kdgat.stages.export`)::
     vocab.json             the training vocabulary (CAN ID -> embedding row)
     store.json             what the models were trained on: window, stride, feature set, feature
                            statistics, timing periods (from the training store's metadata.json)
-    reference.json         per-ID payload means of the training windows (out-of-distribution check)
+    reference.json         per-ID payload means and spreads of the training windows (out-of-distribution check)
     models/<label>/        a training run (model.pt, config.json, metrics.json) or a fusion run
                            (fusion.pt, members.json naming member folders relative to it, ...)
     manifest.json          the export's manifest (written last)

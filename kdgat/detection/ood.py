@@ -10,10 +10,12 @@ reading a clean bill of health. The figures, accumulated while the capture strea
 - ``timing_mismatch``: of the known IDs with 20 or more frames, the share whose mean log2
   (inter-arrival / training period) is beyond +-1, i.e. a typical period off by more than 2x (limit 30%);
 - ``payload_mismatch``: of the known IDs in 200 or more windows, the share whose mean payload
-  bytes differ from training by more than 64 (of 255) in some byte (limit 50%). A payload mean over a
-  shorter stretch follows the moment's driving: the first 10,000 frames (100 windows) of two ROAD test
-  captures of the training vehicle differed on 52% and 55% of its IDs (read as another vehicle, when 5
-  windows sufficed), the first 20,000 on 31% and 34%; a synthetic training capture's first 2,000 on 67%.
+  bytes differ from training by more than 64 (of 255), or twice the byte's spread over the training
+  windows where that is more, in some byte (limit 50%). A payload mean over a stretch of driving follows
+  the moment's signals: the first 10,000 frames (100 windows) of two ROAD test captures of the training
+  vehicle differed by over 64 on 52% and 55% of its IDs (read as another vehicle, when 5 windows
+  sufficed), the first 20,000 on 34% and 45%; beyond twice their spread, on 10% and 7%. Bundles exported
+  before the spread was recorded compare with 64 alone.
 
 - ``untimed_share``: frames without a timestamp, for a detector trained on timed traffic (limit 50%): their
   timing features read the neutral value (ratio 1, ``has_timestamps`` 0) its training never had, and a
@@ -47,6 +49,7 @@ MIN_WINDOWS = 20
 MIN_TIMING_FRAMES = 20
 MIN_PAYLOAD_WINDOWS = 200
 PAYLOAD_TOLERANCE = 64 / 255
+PAYLOAD_SPREADS = 2.0  # a byte of a capture differs when its mean is this many training spreads away (or 64)
 
 
 class Profile:
@@ -66,6 +69,11 @@ class Profile:
         self.frequent = ref_nodes >= 0.5 * max(int(reference.get("windows", 0)), 1)
         self.frequent[oov_index] = False
         self.ref_payload = np.array([[np.nan] * 8 if row is None else row for row in reference["payload_mean"]])
+        spread = reference.get("payload_std")  # absent from bundles exported before it was recorded
+        self.tolerance = np.full(self.ref_payload.shape, PAYLOAD_TOLERANCE)
+        if spread is not None:
+            spread = np.array([[0.0] * 8 if row is None else row for row in spread])
+            self.tolerance = np.maximum(self.tolerance, PAYLOAD_SPREADS * spread)
 
     def add_frames(self, ids: np.ndarray, ratio: np.ndarray | None) -> None:
         self.frames += np.bincount(ids, minlength=self.vocab_size)
@@ -111,7 +119,7 @@ class Profile:
         if seen.any():
             means = self.payload[seen] / self.nodes[seen, None]
             out["payload_mismatch"] = float(
-                (np.abs(means - self.ref_payload[seen]).max(axis=1) > PAYLOAD_TOLERANCE).mean()
+                (np.abs(means - self.ref_payload[seen]) > self.tolerance[seen]).any(1).mean()
             )
         else:
             out["payload_mismatch"] = None

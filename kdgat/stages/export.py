@@ -100,23 +100,30 @@ def _copy_model(run_dir: Path, target: Path) -> dict:
 
 
 def reference_statistics(store: GraphStore) -> dict:
-    """Mean payload byte (/255) per vocabulary index over the training windows' nodes (None: never seen).
+    """Mean payload byte (/255) per vocabulary index over the training windows' nodes, and its spread from
+    window to window (the standard deviation of the nodes' values; None: never seen).
 
-    The out-of-distribution check compares a capture's per-ID payload means with these.
+    The out-of-distribution check compares a capture's per-ID payload means with these: a byte whose value
+    follows the driving (a speed) moves by its spread within one vehicle, a constant byte does not.
     """
     part = store.part("train")
-    x = np.asarray(part.x)
+    x = np.asarray(part.x, dtype=np.float64)
     ids = x[:, 0].astype(np.int64)
     counts = np.bincount(ids, minlength=store.vocab_size)
-    means = np.zeros((store.vocab_size, 8))
+    sums, squares = np.zeros((store.vocab_size, 8)), np.zeros((store.vocab_size, 8))
     for byte in range(8):
-        means[:, byte] = np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
-    means /= np.maximum(counts, 1)[:, None]
+        sums[:, byte] = np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
+        squares[:, byte] = np.bincount(ids, weights=x[:, 1 + byte] ** 2, minlength=store.vocab_size)
+    means = sums / np.maximum(counts, 1)[:, None]
+    spreads = np.sqrt(np.maximum(squares / np.maximum(counts, 1)[:, None] - means**2, 0.0))
+
+    def per_id(values: np.ndarray) -> list:
+        return [None if c == 0 else [round(float(v), 6) for v in row] for row, c in zip(values, counts, strict=True)]
+
     return {
         "windows": int(part.num_graphs),
-        "payload_mean": [
-            None if c == 0 else [round(float(v), 6) for v in row] for row, c in zip(means, counts, strict=True)
-        ],
+        "payload_mean": per_id(means),
+        "payload_std": per_id(spreads),
         "nodes": counts.tolist(),
     }
 
