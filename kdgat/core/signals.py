@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # those the platform has (Windows lacks SIGUSR2 and SIGHUP)
@@ -51,19 +51,29 @@ def raise_on_stop_signals() -> None:
 
 
 @contextmanager
-def uninterrupted() -> Iterator[None]:
-    """Hold SIGINT, SIGTERM, SIGUSR2 and SIGHUP while the block runs; the first one received is delivered
-    to the handlers in place before when the block ends (an exception of the block's own wins). Main thread
-    only (elsewhere signals are not delivered to Python code anyway). SIGKILL cannot be held."""
+def stop_signals_handled_by(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """``handler(signum, frame)`` takes the stop signals not ignored while the block runs, and the handlers in place
+    before are back after it. The one way every stage installs its own (a training run stopping at the end of its
+    batch, a live detector closing its windows, :func:`uninterrupted`). Main thread only: elsewhere Python cannot
+    install a handler, nor does it run one."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    received: list[int] = []
-    previous = {sig: signal.signal(sig, lambda signum, _frame: received.append(signum)) for sig in heard_stop_signals()}
+    previous = {sig: signal.signal(sig, handler) for sig in heard_stop_signals()}
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM, SIGUSR2 and SIGHUP while the block runs; the first one received is delivered
+    to the handlers in place before when the block ends (an exception of the block's own wins). SIGKILL cannot
+    be held."""
+    received: list[int] = []
+    with stop_signals_handled_by(lambda signum, _frame: received.append(signum)):
+        yield
     if received:
         signal.raise_signal(received[0])

@@ -5,23 +5,23 @@ readers or python-can's, windows are built incrementally and scored in the batch
 evaluate`` uses, so a labelled capture gets the metrics evaluate would give on the same windows.
 A replay (``replay=True``) releases a capture's frames at their recorded times and a bus
 (``bus="socketcan:can0"``) is read as frames arrive; both emit each window's verdict the moment
-it closes and stop cleanly on SIGINT/SIGTERM (or after ``duration`` seconds), with the summary.
+it closes and stop cleanly on a stop signal (SIGINT, SIGTERM, SIGUSR2, SIGHUP) or after ``duration`` seconds,
+with the summary.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 from kdgat.core.atomic import clean_stale
 from kdgat.core.errors import BadInputError, KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import Manifest, package_versions
-from kdgat.core.signals import heard_stop_signals
+from kdgat.core.signals import stop_signals_handled_by
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import left_out_warning
 from kdgat.data.formats.stream import STDIN, STDIN_NAME
@@ -29,24 +29,6 @@ from kdgat.detection.detector import load_detector
 from kdgat.detection.outputs import RowSink, open_sink, summarised_output, summary_path
 from kdgat.detection.session import Session
 from kdgat.detection.sources import Pacer, StopStream, check_format, open_bus, read_bus, read_frames
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event):
-    """The stop signals (SIGINT, SIGTERM, SIGUSR2, SIGHUP; not those the process ignores) set ``stop`` instead of
-    ending the run at once (main thread only); restored after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    heard = heard_stop_signals()
-    previous = {sig: signal.getsignal(sig) for sig in heard}
-    for sig in heard:
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _timer(stop: threading.Event, duration: float | None) -> None:
@@ -158,7 +140,8 @@ def run(
     files, inputs = [], []
     ok = False
     try:
-        with stop_on_signals(stop) if live else nullcontext():
+        # live: a stop signal ends the stream cleanly (open windows close, the summary follows) instead of at once
+        with stop_signals_handled_by(lambda *_: stop.set()) if live else nullcontext():
             _timer(stop, duration)
             if bus is not None:
                 session = Session(detector, bus, sink, stride=stride, use=use, live=True)

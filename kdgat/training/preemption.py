@@ -3,8 +3,8 @@
 On a cluster a training job is stopped from outside: SLURM sends SIGTERM when it preempts a job or
 kills it at its time limit, and (with ``--signal=B:USR2@<seconds>``, which the Nextflow slurm profile
 asks for) SIGUSR2 to the job's shell shortly before the limit, which Nextflow's task wrapper turns
-into a SIGTERM for the task. :class:`StopOnSignal` turns either signal, and Ctrl-C, into a clean stop at
-the end of the current batch; the stage then exits with ``128 + signal`` (143 for SIGTERM), an exit
+into a SIGTERM for the task. :class:`StopOnSignal` turns either signal, Ctrl-C and a hang-up into a clean stop
+at the end of the current batch; the stage then exits with ``128 + signal`` (143 for SIGTERM), an exit
 status the pipeline's retry rule retries.
 
 The checkpoint a retry continues from is Lightning's ``last.ckpt`` of the last finished epoch, so a
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,7 +32,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from kdgat.core.atomic import atomic_path
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.run_files import MODEL_FILE
-from kdgat.core.signals import StopSignal, heard_stop_signals
+from kdgat.core.signals import StopSignal, stop_signals_handled_by
 
 PAUSE_ENV = "KDGAT_TRAIN_TEST_PAUSE"  # test hook: "<epoch>:<flag file>" (see _PauseForTest)
 
@@ -77,7 +76,6 @@ class StopOnSignal(L.Callback):
 
     def __init__(self) -> None:
         self.received: int | None = None
-        self._previous: dict[int, object] = {}
 
     def _handler(self, signum, _frame) -> None:
         if signum == signal.SIGINT and self.received is not None:
@@ -87,14 +85,8 @@ class StopOnSignal(L.Callback):
     @contextmanager
     def installed(self) -> Iterator[StopOnSignal]:
         """Handle the stop signals while the block runs (main thread only), then restore the old handlers."""
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handler) for sig in heard_stop_signals()}
-        try:
+        with stop_signals_handled_by(self._handler):
             yield self
-        finally:
-            for sig, handler in self._previous.items():
-                signal.signal(sig, handler)
-            self._previous = {}
 
     def _check(self) -> None:
         if self.received is not None:
