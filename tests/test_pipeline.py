@@ -143,7 +143,7 @@ def test_fusion_part_problem_reads_the_graph_manifest():
         ({"attack_graphs": 40, "attack_share": 0.9}, None),
         ({"attack_graphs": 40, "attack_share": None}, None),
         (None, NO_FUSION_PART),
-        # no window fits a held-out block (a long window): raising val_blocks (shorter blocks) would not help
+        # no window in the held-out blocks (too few of them, or shorter than a window): its own way out
         ({"graphs": 0, "attack_graphs": 0, "benign_graphs": 0, "attack_share": 0.0}, EMPTY_FUSION_PART),
     ]
     for fusion, expected in cases:

@@ -44,7 +44,7 @@ def graphs(
             progress=progress if err.is_terminal else None, threads=threads,
         ).summary  # fmt: skip
     out.print(store_table(meta, out_dir))
-    from kdgat.data.split import FUSION_PART
+    from kdgat.data.split import FUSION_PART, HELD_OUT_BLOCKS_ADVICE
 
     missing = [name for name in ("val", FUSION_PART) if not meta["parts"].get(name, {}).get("graphs")]
     if like is None and missing:
@@ -52,8 +52,7 @@ def graphs(
             f"no {' and no '.join(repr(m) for m in missing)} windows: train, fuse and evaluate choose on them. The "
             f"held-out time blocks are round(val_blocks x val_fraction) = round({cfg.preprocessing.val_blocks} x "
             f"{cfg.preprocessing.val_fraction}) per training file (half of them, rounded down, for 'fusion'), and a "
-            f"window ({meta['window']} frames) must fit inside one: raise preprocessing.val_blocks or val_fraction "
-            "until that product is 2 or more, or lower preprocessing.window where a block is shorter than a window"
+            f"window ({meta['window']} frames) must fit inside one: {HELD_OUT_BLOCKS_ADVICE}"
         )
     for name, part in meta["parts"].items() if like is not None else ():
         if part["graphs"] and part["mean_nodes"] < 2:  # every window one OOV node: nothing to score

@@ -27,11 +27,16 @@ FUSION_PART = "fusion"  # the held-out windows the fusion is fitted on
 # why a store's fusions cannot be fitted: said by `kdgat fuse` on the windows, by the pipeline (and
 # workflows/kdgat.nf) from the graph manifest as soon as the graphs are built
 NO_FUSION_PART = f"no '{FUSION_PART}' part (a store of an older kdgat); rebuild it with `kdgat graphs`"
+# the way out when a held-out part has no window (too few held-out blocks, or blocks shorter than a window): said by
+# `kdgat graphs` for val and fusion, and by fuse and the pipeline for fusion
+HELD_OUT_BLOCKS_ADVICE = (
+    "raise preprocessing.val_blocks or val_fraction until that product is 2 or more, or lower "
+    "preprocessing.window where a block is shorter than a window"
+)
 EMPTY_FUSION_PART = (
     f"its '{FUSION_PART}' part holds no window, so the fusions cannot be fitted: it gets half (rounded down) of the "
     "round(val_blocks x val_fraction) held-out time blocks of each training file, and only the windows that fit "
-    "inside one; raise preprocessing.val_blocks or val_fraction until that product is 2 or more, or lower "
-    "preprocessing.window where a block is shorter than a window"
+    f"inside one; {HELD_OUT_BLOCKS_ADVICE}"
 )
 ONE_CLASS_FUSION_PART = (
     f"its '{FUSION_PART}' part (held-out blocks of the training captures) lacks attack or benign windows, so the "
