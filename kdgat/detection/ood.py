@@ -16,7 +16,6 @@ reading a clean bill of health. The figures, accumulated while the capture strea
   vehicle differed by over 64 on 52% and 55% of its IDs (read as another vehicle, when 5 windows
   sufficed), the first 20,000 on 34% and 45%; beyond twice their spread, on 10% and 7%. Bundles exported
   before the spread was recorded compare with 64 alone.
-
 - ``untimed_share``: frames without a timestamp, for a detector trained on timed traffic (limit 50%): their
   timing features read the neutral value (ratio 1, ``has_timestamps`` 0) its training never had, and a
   benign capture written without timestamps alerted on every window.
