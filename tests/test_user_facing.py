@@ -259,6 +259,26 @@ ingest.publish_files = stopped
     assert listed == {str(p.relative_to(out)) for p in out.rglob("*.parquet")} == {f"train/{capture.name[:-7]}.parquet"}
 
 
+def test_a_stop_signal_while_the_ingest_files_are_flushed_is_not_held(capture, tmp_path):
+    """Flushing the new files (seconds for gigabytes) comes before the held renames: a SIGTERM then stops the run at
+    once, with the earlier output as it was, instead of waiting out the flush (a scheduler's SIGKILL follows a
+    SIGTERM after a grace period, which a held flush could outlast)."""
+    out = tmp_path / "frames"
+    assert invoke("ingest", capture, "--split", "test", "--out", out).exit_code == 0
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    patch = """
+import kdgat.stages.ingest as ingest
+real = ingest.fsync_tree
+def stopped(*args):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return real(*args)
+ingest.fsync_tree = stopped
+"""
+    proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
+    assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
 def test_uninterrupted_holds_a_signal_until_the_block_ends_and_then_delivers_it():
     import signal
     import time

@@ -217,11 +217,11 @@ def staging_area(folder: str | Path, name: str) -> Iterator[Path]:
 
 
 def publish_files(staging: Path, folder: Path, relative_paths: list[str]) -> None:
-    """Move finished files from ``staging`` to the same relative paths in ``folder``, durably.
+    """Move finished files from ``staging`` to the same relative paths in ``folder``, durably: the caller has
+    flushed them (:func:`fsync_tree`) first, so that renames alone are left, which a held stop signal waits for.
 
     Each file replaces its target with one rename, so a reader never sees a partial file.
     """
-    fsync_tree(staging)
     touched = set()
     for relative in relative_paths:
         target = folder / relative

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kdgat.core.atomic import check_output_folder, clean_stale, publish_files, removed_if_failed, staging_area
+from kdgat.core.atomic import (
+    check_output_folder,
+    clean_stale,
+    fsync_tree,
+    publish_files,
+    removed_if_failed,
+    staging_area,
+)
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, read_manifest, refuse_other_output, write_manifest
 from kdgat.core.signals import uninterrupted
@@ -66,6 +73,7 @@ def run(
             "attack_rows": sum(o["attack_rows"] for o in outputs),
             "skipped_rows": sum(o["skipped_rows"] for o in outputs),
         }
+        fsync_tree(staging)  # the slow part of publishing, before signals are held: only renames are left then
         # a stop signal waits until the files and the manifest that lists them are in place: cut in between, the
         # folder would hold files no manifest lists, which the next run (reading the manifest) would not remove
         with uninterrupted():
