@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import pytest
-from support.processes import as_from_a_terminal, only_error_line, run_kdgat_patched
+from support.processes import as_from_a_terminal, only_error_line, run_kdgat_patched, signalled_at
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -485,14 +485,7 @@ def test_a_sigterm_while_scoring_a_file_keeps_the_earlier_output_and_says_so(tra
     out = tmp_path / "v.csv"
     assert invoke("detect", road_test, "--detector", trained / "detector", "--out", out).exit_code == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    patch = """
-from kdgat.detection import outputs
-real = outputs.CsvSink.write
-def stopped(self, table):
-    real(self, table)
-    os.kill(os.getpid(), signal.SIGTERM)
-outputs.CsvSink.write = stopped
-"""
+    patch = signalled_at("kdgat.detection.outputs:CsvSink.write")  # at the first rows written
     proc = run_kdgat_patched(patch, "detect", road_test, "--detector", trained / "detector", "--out", out,
                              "--stride", 50)  # fmt: skip
     assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr

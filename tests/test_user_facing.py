@@ -17,7 +17,7 @@ import pytest
 import typer
 from rich.console import Console
 from support.lake_sample import write_run_set
-from support.processes import only_error_line, run_kdgat_patched
+from support.processes import only_error_line, run_kdgat_patched, signalled_at
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -199,14 +199,7 @@ def test_a_stop_signal_ends_a_command_with_one_line_and_no_leftover(capture, tmp
     out = tmp_path / "frames"
     assert invoke("ingest", capture, "--out", out).exit_code == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    patch = f"""
-import kdgat.data.capture as capture
-real = capture.read_capture
-def stopped(*args, **kwargs):
-    os.kill(os.getpid(), signal.{sig})  # with every row read, before the files move into place
-    return real(*args, **kwargs)
-capture.read_capture = stopped
-"""
+    patch = signalled_at("kdgat.data.capture:read_capture", sig)  # before the files move into place
     proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
     number = getattr(__import__("signal"), sig)
     assert proc.returncode == 128 + number, proc.stderr
@@ -222,15 +215,8 @@ capture.read_capture = stopped
 def test_a_signal_the_process_was_started_to_ignore_stays_ignored(capture, tmp_path):
     """`nohup kdgat pipeline ... &` starts it with SIGHUP ignored, so that it outlives the terminal: a hang-up then
     changes nothing (a review found the stop-signal handlers replaced the ignore, and logging out stopped it)."""
-    patch = """
-signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts it
-import kdgat.data.capture as capture
-real = capture.read_capture
-def hung_up(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGHUP)
-    return real(*args, **kwargs)
-capture.read_capture = hung_up
-"""
+    patch = "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"  # as nohup starts it
+    patch += signalled_at("kdgat.data.capture:read_capture", "SIGHUP")
     out = tmp_path / "frames"
     proc = run_kdgat_patched(patch, "ingest", capture, "--out", out)
     assert proc.returncode == 0, proc.stderr
@@ -245,14 +231,7 @@ def test_a_stop_signal_waits_for_the_ingest_files_and_the_manifest_that_lists_th
 
     out = tmp_path / "frames"
     assert invoke("ingest", capture, "--split", "test", "--out", out).exit_code == 0
-    patch = """
-import kdgat.stages.ingest as ingest
-real = ingest.publish_files
-def stopped(*args):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return real(*args)
-ingest.publish_files = stopped
-"""
+    patch = signalled_at("kdgat.stages.ingest:publish_files")
     proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
     assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
     listed = {o["path"] for o in json.loads((out / "manifest.json").read_text())["outputs"]}
@@ -266,14 +245,7 @@ def test_a_stop_signal_while_the_ingest_files_are_flushed_is_not_held(capture, t
     out = tmp_path / "frames"
     assert invoke("ingest", capture, "--split", "test", "--out", out).exit_code == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    patch = """
-import kdgat.stages.ingest as ingest
-real = ingest.fsync_tree
-def stopped(*args):
-    os.kill(os.getpid(), signal.SIGTERM)
-    return real(*args)
-ingest.fsync_tree = stopped
-"""
+    patch = signalled_at("kdgat.stages.ingest:fsync_tree")
     proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
     assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

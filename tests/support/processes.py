@@ -30,3 +30,20 @@ def only_error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     return lines[0]
+
+
+def signalled_at(target: str, sig: str = "SIGTERM") -> str:
+    """Patch code for :func:`run_kdgat_patched`: the function (or method) ``target``, named by module and attribute
+    path ("kdgat.stages.ingest:publish_files", "kdgat.detection.outputs:CsvSink.write"), sends the process ``sig``
+    and then does its work."""
+    module, _, attribute = target.partition(":")
+    owner, _, name = attribute.rpartition(".")
+    holder = f"_module.{owner}" if owner else "_module"
+    return (
+        f"import {module} as _module\n"
+        f"_real = {holder}.{name}\n"
+        "def _signalled(*args, **kwargs):\n"
+        f"    os.kill(os.getpid(), signal.{sig})\n"
+        "    return _real(*args, **kwargs)\n"
+        f"{holder}.{name} = _signalled\n"
+    )
