@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from kdgat.cli import app
 from kdgat.core.errors import KdgatError
-from kdgat.core.hashing import content_hash
+from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.lake import append_runs, build_lake, kd_impact, leaderboard, query
 
 LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
@@ -313,3 +313,34 @@ def test_a_member_trained_again_since_is_named_as_such(tmp_path):
     shutil.rmtree(paths["vgae_small_kd"])
     with pytest.raises(KdgatError, match="vgae_small_kd not found"):
         append_runs([paths["fusion_dqn_small_kd"]], tmp_path / "lake")
+
+
+def test_a_moved_campaign_links_each_seed_to_its_own_run_when_two_seeds_trained_the_same_weights(tmp_path):
+    """A deterministic model (the novelty yardstick) writes byte-identical weights in every seed. After the campaign
+    moved, the evaluated run is looked for by name among the folders appended together: the one of its own seed
+    (the longest part of the recorded path it shares) is taken, not the first of that name (seed 0's)."""
+    seeds = {s: write_run_set(tmp_path / "camp" / "hand" / f"seed{s}", dataset="hand", seed=s) for s in (0, 1)}
+    same = seeds[0]["gat_small"] / "model.pt"
+    (seeds[1]["gat_small"] / "model.pt").write_bytes(same.read_bytes())
+    manifest_file = seeds[1]["eval"] / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for entry in manifest["inputs"]:
+        if entry["path"] == str(seeds[1]["gat_small"] / "model.pt"):
+            entry["sha256"] = sha256_file(same)
+    manifest_file.write_text(json.dumps(manifest, indent=2))
+    shutil.move(tmp_path / "camp", tmp_path / "moved")
+    moved = {
+        seed: {k: tmp_path / "moved" / v.relative_to(tmp_path / "camp") for k, v in paths.items()}
+        for seed, paths in seeds.items()
+    }
+    lake = tmp_path / "lake"
+    append_runs(folders(moved[0]) + folders(moved[1]), lake)
+    linked = query(
+        lake,
+        "SELECT e.run_dir AS eval_dir, r.run_dir AS evaluated FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics "
+        "WHERE model = 'gat_small') m JOIN runs e ON e.run_id = m.eval_run_id JOIN runs r ON r.run_id = m.run_id",
+    ).to_pylist()
+    assert sorted((row["eval_dir"], row["evaluated"]) for row in linked) == [
+        (str(moved[s]["eval"].resolve()), str(moved[s]["gat_small"].resolve())) for s in (0, 1)
+    ]
+    assert value(lake, "SELECT max(n_seeds) FROM v_leaderboard WHERE model = 'gat_small'") == 2

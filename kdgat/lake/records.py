@@ -262,10 +262,34 @@ def _find_run(base: Path, recorded: str, manifest: Manifest) -> Path | None:
     """
     expected = _recorded_hash(manifest, recorded)
     exact, moved = _candidates(base, recorded)
-    for candidate in exact + (moved if expected is not None else []):
+    for candidate in exact:
         if _is_recorded_run(candidate, expected):
             return candidate.resolve()
-    return None
+    if expected is None:
+        return None
+    found = list(dict.fromkeys(c.resolve() for c in moved if _is_recorded_run(c, expected)))
+    if len(found) < 2:
+        return found[0] if found else None
+    # a deterministic model (the novelty yardstick) has the same weights in every seed: the copy that keeps the
+    # most of the recorded path (its seed's folder) is the one, never merely the first of that name
+    shared = [_shared_tail(c, Path(recorded)) for c in found]
+    best = [c for c, n in zip(found, shared, strict=True) if n == max(shared)]
+    if len(best) > 1:
+        raise KdgatError(
+            f"{base}: run {recorded} is gone, and {best[0]} and {best[1]} both hold the weights it recorded; "
+            "append them from folders that tell them apart (each seed in its own folder)"
+        )
+    return best[0]
+
+
+def _shared_tail(path: Path, recorded: Path) -> int:
+    """How many trailing path components ``path`` and ``recorded`` have in common."""
+    count = 0
+    for mine, theirs in zip(reversed(path.parts), reversed(recorded.parts), strict=False):
+        if mine != theirs:
+            break
+        count += 1
+    return count
 
 
 def _evaluated_dir(eval_dir: Path, recorded: str, manifest: Manifest) -> Path:
