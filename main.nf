@@ -52,7 +52,7 @@ workflow {
     if (!params.benign_threshold.toString().matches('fpr:(0(\\.[0-9]+)?|1(\\.0+)?)')) {
         error("--benign_threshold must be fpr:<rate>, a rate in [0, 1] (an attack-free dataset's validation windows are all benign), not '${params.benign_threshold}'")
     }
-    if (params['seed'] != null) {
+    if (params.containsKey('seed')) {  // not params.seed: reading an undeclared param logs a warning on every run
         error("--seed is now --seeds (a comma list: every training, fusion and evaluation runs once per seed)")
     }
     def seeds = params.seeds.toString().tokenize(',').collect { s -> s.trim() }

@@ -741,7 +741,8 @@ def test_profile_and_config_params_are_declared():
         assert set(config_params(path)) <= declared, f"{path.name} sets undeclared params"
     used = set()
     for path in [MAIN, WORKFLOW, *MODULES, *CONFIGS]:
-        used |= set(re.findall(r"\bparams\.(\w+)", strip_comments(path.read_text())))
+        # a name, not a method (params.containsKey('x'))
+        used |= set(re.findall(r"\bparams\.(\w+)\b(?!\()", strip_comments(path.read_text())))
     assert used <= declared, f"used but not declared: {used - declared}"
 
 
@@ -1122,3 +1123,22 @@ def test_resolver_keeps_the_given_order_and_rejects_bad_names(tmp_path):
     assert unknown.returncode == 2 and "unknown dataset(s) nope" in unknown.stderr
     missing = resolve(tmp_path, "road")
     assert missing.returncode == 2 and "dataset road: captures missing" in missing.stderr
+
+
+def test_a_users_catalog_is_staged_in_a_folder_of_its_own():
+    """DATASETS writes catalog.json and INGEST data/ and frames/ in the task folder: a --catalog file of one of those
+    names, staged beside them, was emptied by the redirect through its link (or clashed with the folder)."""
+    for name in ("KDGAT_DATASETS", "KDGAT_INGEST"):
+        inputs = processes()[name].sections["input"]
+        assert re.search(r"path\(catalog, stageAs: '(\w+)/\*'\)", inputs), f"{name} stages the catalog beside its files"
+
+
+def test_no_undeclared_param_is_read():
+    """Nextflow warns on every run about `params.x` or `params['x']` of a param the config does not declare; the
+    check for the retired --seed asks params.containsKey('seed') instead."""
+    declared = set(config_params(NEXTFLOW_CONFIG))
+    for path in [MAIN, WORKFLOW, *MODULES]:
+        text = strip_comments(path.read_text())
+        subscripted = set(re.findall(r"\bparams\[\s*['\"](\w+)['\"]\s*\]", text))
+        assert subscripted <= declared, f"{path.name} reads undeclared params {subscripted - declared}"
+    assert "params.containsKey('seed')" in strip_comments(MAIN.read_text())

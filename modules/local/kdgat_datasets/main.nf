@@ -11,7 +11,7 @@ process KDGAT_DATASETS {
     input:
     val spec
     tuple path(data_root, stageAs: 'data'), val(stamp)
-    path catalog
+    path(catalog, stageAs: 'extra_catalog/*')  // its own folder: a file named catalog.json, data or frames clashes with none of the task's
 
     output:
     path 'datasets.tsv', emit: tsv

@@ -10,7 +10,7 @@ process KDGAT_INGEST {
 
     input:
     tuple val(meta), val(source), path(captures, stageAs: 'captures')
-    path catalog
+    path(catalog, stageAs: 'extra_catalog/*')  // its own folder: a file named catalog.json, data or frames clashes with none of the task's
 
     output:
     tuple val(meta), path('frames'), emit: frames
