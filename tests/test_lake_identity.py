@@ -128,7 +128,7 @@ def test_a_setup_trained_again_for_a_seed_counts_once(tmp_path):
     (row,) = [r for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "vgae_large"]
     assert (row["n_runs"], row["n_seeds"]) == (1, 1)
     assert value(lake, "SELECT n_runs FROM v_parameters WHERE model = 'vgae_large'") == 1
-    assert row["val_f1_mean"] == pytest.approx(1.0) and row["test_f1_std"] == 0.0
+    assert row["val_f1_mean"] == pytest.approx(1.0) and row["test_f1_std"] is None  # one run: no spread
 
 
 def _damaged(paths: dict[str, Path], what: str) -> Path:
@@ -344,3 +344,59 @@ def test_a_moved_campaign_links_each_seed_to_its_own_run_when_two_seeds_trained_
         (str(moved[s]["eval"].resolve()), str(moved[s]["gat_small"].resolve())) for s in (0, 1)
     ]
     assert value(lake, "SELECT max(n_seeds) FROM v_leaderboard WHERE model = 'gat_small'") == 2
+
+
+def _f1(tp: int, fp: int, tn: int, fn: int) -> float:
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def test_a_scenario_without_attacks_has_no_f1_and_test_means_run_over_the_same_scenarios(tmp_path):
+    """A benign-only test capture: binary_metrics gives F1 0 (nothing found, nothing to find) and no PR-AUC. Counted
+    as 0 in the mean test F1 it penalised a detector without a false alarm, over other scenarios than the PR-AUC's."""
+    attacks = {"test_01_a": (40, 5, 50, 10), "test_02_b": (30, 0, 60, 20)}
+    counts = {"validation": (45, 2, 50, 5), **attacks, "test_03_benign": (0, 3, 97, 0)}
+    paths = write_run_set(
+        tmp_path / "c", dataset="hand", seed=1, scenarios=("test_01_a", "test_02_b", "test_03_benign"),
+        counts={label: counts for label in EVALUATED},
+    )  # fmt: skip
+    lake = tmp_path / "lake"
+    append_runs(folders(paths), lake)
+    rows = query(lake, "SELECT f1, pr_auc, mcc, fpr FROM v_run_scores WHERE scenario = 'test_03_benign'").to_pylist()
+    assert len(rows) == len(EVALUATED)
+    assert all(r["f1"] is None and r["pr_auc"] is None and r["mcc"] is None for r in rows)
+    assert all(r["fpr"] == pytest.approx(0.03) for r in rows)
+    (row,) = [r for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "gat_large"]
+    assert row["test_f1_mean"] == pytest.approx(sum(_f1(*c) for c in attacks.values()) / 2)
+    assert row["test_fpr_mean"] == pytest.approx((5 / 55 + 0 + 0.03) / 3)  # every scenario has an FPR
+    (benign,) = [
+        r
+        for r in leaderboard(lake, "hand", scenarios=True).to_pylist()
+        if r["model"] == "gat_large" and r["scenario"] == "test_03_benign"
+    ]
+    assert benign["test_f1_mean"] is None and benign["test_fpr_mean"] == pytest.approx(0.03)
+
+
+def test_one_value_has_no_spread_and_kd_means_run_over_the_pairs_of_their_delta(tmp_path):
+    """Two seeds, the second no-KD student evaluated without validation figures: its validation mean is of one value
+    (no std, not 0.000), and the KD validation means are over the one pair the validation delta has, so they subtract
+    to it (over two seeds the KD student's mean did not)."""
+    seeds = {}
+    for seed, val in ((0, (45, 2, 50, 5)), (1, (30, 10, 40, 20))):
+        counts = {label: {"validation": val, "test_01_a": (40, 5, 50, 10)} for label in EVALUATED}
+        seeds[seed] = write_run_set(tmp_path / f"s{seed}", dataset="hand", seed=seed, scenarios=("test_01_a",),
+                                    counts=counts)  # fmt: skip
+    metrics_file = seeds[1]["eval"] / "metrics.json"
+    document = json.loads(metrics_file.read_text())
+    document["runs"]["gat_small"]["validation"] = None
+    metrics_file.write_text(json.dumps(document))
+    lake = tmp_path / "lake"
+    append_runs(folders(seeds[0]) + folders(seeds[1]), lake)
+    board = {r["model"]: r for r in leaderboard(lake, "hand").to_pylist()}
+    assert (board["gat_small"]["n_seeds"], board["gat_small"]["val_f1_std"]) == (2, None)
+    assert board["gat_small"]["val_f1_mean"] == pytest.approx(_f1(45, 2, 50, 5))
+    assert board["gat_small_kd"]["val_f1_std"] == pytest.approx(abs(_f1(45, 2, 50, 5) - _f1(30, 10, 40, 20)) / 2**0.5)
+    (kd,) = [r for r in kd_impact(lake).to_pylist() if r["family"] == "gat"]
+    assert kd["n_pairs"] == 2 and kd["val_f1_delta_mean"] == pytest.approx(0.0) and kd["val_f1_delta_std"] is None
+    assert kd["student_kd_val_f1"] == pytest.approx(_f1(45, 2, 50, 5)) == kd["student_val_f1"]
+    assert kd["student_kd_val_f1"] - kd["student_val_f1"] == pytest.approx(kd["val_f1_delta_mean"])
+    assert kd["test_f1_delta_std"] == pytest.approx(0.0)  # two pairs, equal figures: a spread of 0, measured

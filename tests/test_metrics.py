@@ -471,8 +471,8 @@ def test_summarize_seeds():
     assert format_mean_std(d) == f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}"
     assert format_mean_std({"mean": 0.95312, "std": 0.0041, "n": 3}) == "0.953 ± 0.004"
     assert format_mean_std({"mean": 0.95312, "std": 0.0041, "n": 3}, digits=2) == "0.95 ± 0.00"
-    assert summarize_seeds([0.9]) == {"mean": 0.9, "std": 0.0, "n": 1}
-    assert format_mean_std(summarize_seeds([0.9])) == "0.900 ± 0.000"
+    assert summarize_seeds([0.9]) == {"mean": 0.9, "std": None, "n": 1}  # one run has no spread
+    assert format_mean_std(summarize_seeds([0.9])) == "0.900 (one value)"
     assert summarize_seeds([0.9, None, float("nan"), 0.8])["n"] == 2
     assert summarize_seeds([]) == {"mean": None, "std": None, "n": 0}
     assert summarize_seeds([None, None]) == {"mean": None, "std": None, "n": 0}

@@ -354,7 +354,7 @@ def curve_points(y_true, scores, max_points: int = 200) -> dict:
 
 
 def summarize_seeds(values: Sequence[float | None]) -> dict:
-    """``{mean, std, n}`` over seeds; std with ddof=1 (0.0 for a single value).
+    """``{mean, std, n}`` over seeds; std with ddof=1 (``None`` for a single value: one run has no spread to show).
 
     ``None`` and NaN entries (a metric undefined for that run) are left out and not counted in ``n``;
     with no value left, mean and std are ``None``.
@@ -363,12 +363,15 @@ def summarize_seeds(values: Sequence[float | None]) -> dict:
     if not kept:
         return {"mean": None, "std": None, "n": 0}
     arr = np.asarray(kept, dtype=np.float64)
-    std = float(np.std(arr, ddof=1)) if len(arr) > 1 else 0.0
+    std = float(np.std(arr, ddof=1)) if len(arr) > 1 else None
     return {"mean": float(arr.mean()), "std": std, "n": len(arr)}
 
 
 def format_mean_std(d: dict, digits: int = 3) -> str:
-    """``"0.953 ± 0.004"`` from a :func:`summarize_seeds` result (``"n/a"`` without values)."""
+    """``"0.953 ± 0.004"`` from a :func:`summarize_seeds` result; ``"0.953 (one value)"`` without a spread, ``"n/a"``
+    without values."""
     if d.get("mean") is None:
         return "n/a"
-    return f"{d['mean']:.{digits}f} ± {d.get('std') or 0.0:.{digits}f}"
+    if d.get("std") is None:
+        return f"{d['mean']:.{digits}f} (one value)"
+    return f"{d['mean']:.{digits}f} ± {d['std']:.{digits}f}"

@@ -16,15 +16,13 @@ from kdgat.lake.store import build_lock, clean_up, compact, open_lake
 
 DB_NAME = "analytics.duckdb"
 
-# Aggregates over seeds: mean and sample standard deviation (ddof 1; 0.0 for one value; NULL for none),
-# like kdgat.evaluation.metrics.summarize_seeds. NaN (a metric undefined for that run) counts as missing.
+# Aggregates over seeds: mean and sample standard deviation (ddof 1; NULL for one value, which has no spread to
+# measure, and for none), like kdgat.evaluation.metrics.summarize_seeds. NaN (a metric undefined for that run) counts
+# as missing.
 
 
 def _mean_std(expr: str, name: str) -> str:
-    return (
-        f"avg({expr}) AS {name}_mean, "
-        f"CASE WHEN count({expr}) > 1 THEN stddev_samp({expr}) WHEN count({expr}) = 1 THEN 0.0 END AS {name}_std"
-    )
+    return f"avg({expr}) AS {name}_mean, CASE WHEN count({expr}) > 1 THEN stddev_samp({expr}) END AS {name}_std"
 
 
 # The trained and fused runs, one per seed of a setup: a setup trained again for the same seed (e.g. after a change
@@ -40,7 +38,9 @@ latest_runs AS (
 # v_run_scores: the latest evaluation of every evaluated run in `runs` on the graph store it was trained on (its
 # validation and test parts; an evaluation on new captures, `graphs --like`, stays in `metrics`), one row per split x
 # scenario, with the run's seed and the hashes that group seeds (runs.setup_hash) and pair a KD student with its
-# no-KD twin (runs.pair_hash).
+# no-KD twin (runs.pair_hash). F1 and MCC are NULL where the scenario holds no attack window (as PR-AUC is): there is
+# nothing to find, a perfect detector scores 0 on them, and a mean over scenarios would count that as a miss (FPR
+# is the figure of such a scenario).
 RUN_SCORES_SQL = f"""
 WITH {_LATEST_RUNS},
 latest AS (
@@ -52,8 +52,10 @@ latest AS (
 )
 SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
        r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold, m.positives,
-       nullif(m.f1, 'NaN'::DOUBLE) AS f1, nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc,
-       nullif(m.fpr, 'NaN'::DOUBLE) AS fpr, nullif(m.auc, 'NaN'::DOUBLE) AS auc, nullif(m.mcc, 'NaN'::DOUBLE) AS mcc
+       CASE WHEN m.positives IS DISTINCT FROM 0 THEN nullif(m.f1, 'NaN'::DOUBLE) END AS f1,
+       nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc, nullif(m.fpr, 'NaN'::DOUBLE) AS fpr,
+       nullif(m.auc, 'NaN'::DOUBLE) AS auc,
+       CASE WHEN m.positives IS DISTINCT FROM 0 THEN nullif(m.mcc, 'NaN'::DOUBLE) END AS mcc
 FROM metrics m JOIN latest l USING (run_id, eval_run_id) JOIN latest_runs r ON r.run_id = m.run_id
 """
 
@@ -115,7 +117,9 @@ ORDER BY s.dataset, s.scenario, s.model, setup  -- never ranked by a test figure
 """
 
 # Small with KD minus small without KD, paired by seed (same dataset, model family and settings but KD), as
-# mean +- std over the pairs, one row per KD setup (`setup`: the KD students' setup_hash, as in the leaderboard; two
+# mean +- std over the pairs, beside the means of the students and teachers over the same pairs (a pair missing a
+# validation figure counts in neither the validation delta nor its means, so the means subtract to the delta), one
+# row per KD setup (`setup`: the KD students' setup_hash, as in the leaderboard; two
 # KD settings or teachers are two rows); the KD students' own teachers (runs.teacher_run_id) beside them. A KD
 # student with no twin of its seed (e.g. a fusion of KD students) keeps its row with n_pairs 0.
 KD_IMPACT_SQL = f"""
@@ -145,11 +149,13 @@ pairs AS (
       ON p.dataset = k.dataset AND p.family = k.family AND p.pair_hash = k.pair_hash AND p.seed = k.seed
 )
 SELECT dataset, family, setup_hash AS setup, count(*) FILTER (WHERE paired) AS n_pairs,
-       avg(teacher_val_f1) FILTER (WHERE paired) AS teacher_val_f1,
-       avg(student_val_f1) AS student_val_f1, avg(student_kd_val_f1) FILTER (WHERE paired) AS student_kd_val_f1,
+       avg(teacher_val_f1) FILTER (WHERE val_f1_delta IS NOT NULL) AS teacher_val_f1,
+       avg(student_val_f1) FILTER (WHERE val_f1_delta IS NOT NULL) AS student_val_f1,
+       avg(student_kd_val_f1) FILTER (WHERE val_f1_delta IS NOT NULL) AS student_kd_val_f1,
        {_mean_std("val_f1_delta", "val_f1_delta")},
-       avg(teacher_test_f1) FILTER (WHERE paired) AS teacher_test_f1,
-       avg(student_test_f1) AS student_test_f1, avg(student_kd_test_f1) FILTER (WHERE paired) AS student_kd_test_f1,
+       avg(teacher_test_f1) FILTER (WHERE test_f1_delta IS NOT NULL) AS teacher_test_f1,
+       avg(student_test_f1) FILTER (WHERE test_f1_delta IS NOT NULL) AS student_test_f1,
+       avg(student_kd_test_f1) FILTER (WHERE test_f1_delta IS NOT NULL) AS student_kd_test_f1,
        {_mean_std("test_f1_delta", "test_f1_delta")}, {_mean_std("test_pr_auc_delta", "test_pr_auc_delta")}
 FROM pairs
 GROUP BY ALL

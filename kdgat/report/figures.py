@@ -42,7 +42,8 @@ def leaderboard_bars(rows: list[dict], dataset: str, path: Path) -> Path:
     y = np.arange(len(rows))
     for offset, key, label, color in ((0.2, "val_f1", "validation F1", "#4c72b0"),
                                       (-0.2, "test_f1", "test F1 (mean of scenarios)", "#c44e52")):  # fmt: skip
-        means, stds = [_none(r[f"{key}_mean"]) for r in rows], [_none(r[f"{key}_std"]) for r in rows]
+        means = [_none(r[f"{key}_mean"]) for r in rows]
+        stds = [r[f"{key}_std"] or 0.0 for r in rows]  # no bar where one run has no spread
         ax.barh(y + offset, means, xerr=stds, height=0.4, label=label, color=color, error_kw={"lw": 0.8})
     several = len({r["model"] for r in rows}) < len(rows)  # a model with two setups: name the setup
     names = [f"{r['model']} ({r['setup'][:6]})" if several and r.get("setup") else r["model"] for r in rows]
