@@ -183,3 +183,67 @@ def test_rerun_replaces_and_never_duplicates(tmp_path, data_root):
     assert [p.relative_to(out).as_posix() for p in out.rglob("*.parquet")] == third.output_paths()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["inputs"][0]["sha256"] == first.inputs[0].sha256
+
+
+def _entry(tmp_path, body: str) -> str:
+    user = tmp_path / "mine.yaml"
+    user.write_text("datasets:\n  x:\n    description: d\n    root: r\n" + body)
+    return user
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("    format: candmp\n    train: [a.csv]\n", r"datasets.x.format: unknown format 'candmp'; choose from: auto,"),
+        ("    train: [{path: a.log, format: candum}]\n", r"datasets.x.train.0.format: unknown format 'candum'"),
+        ("    train: [a.csv]\n    test: {fuzzing: [b.csv], test__fuzzing: [c.csv]}\n",
+         r"datasets.x.test: test scenarios 'fuzzing' and 'test__fuzzing' would be one part of the graph store"),
+        ("    train: [a.csv]\n    test: {fuzzing: []}\n", r"datasets.x.test: test scenario 'fuzzing' lists no file"),
+    ],
+)  # fmt: skip
+def test_a_catalog_mistake_is_refused_when_the_catalog_is_read(tmp_path, body, said):
+    """A typo'd reader was found only when a campaign reached that dataset's ingest (after every dataset before it
+    trained); two scenario names of one store part merged their windows; an empty scenario vanished."""
+    with pytest.raises(ConfigError, match=r"mine.yaml: " + said):
+        load_catalog([_entry(tmp_path, body)])
+
+
+def test_absolute_globs_and_file_names_with_glob_characters_are_found(tmp_path):
+    """An absolute glob raised NotImplementedError (a traceback); a file named 'drive[1].csv' was read as a glob
+    matching nothing."""
+    captures = tmp_path / "data" / "r"
+    captures.mkdir(parents=True)
+    for name in ("drive[1].csv", "fuzz-1.csv", "fuzz-2.csv"):
+        (captures / name).write_text("timestamp,arbitration_id,data_field,attack\n0.0,100,00,0\n")
+    user = _entry(tmp_path, f"    train: ['drive[1].csv']\n    test:\n      f: ['{captures}/fuzz-*.csv']\n")
+    sources = dataset_sources("x", load_catalog([user])["x"], tmp_path / "data")
+    assert [(s.split, s.path.name) for s in sources] == [("train", "drive[1].csv"), ("test", "fuzz-1.csv"),
+                                                         ("test", "fuzz-2.csv")]  # fmt: skip
+
+
+def test_two_captures_with_one_output_name_are_refused_before_any_ingest(tmp_path):
+    """'a.csv' and 'a.csv.xz' both become train/a.parquet: refused when the sources are resolved (the pipeline's
+    preflight), not when the dataset's ingest runs."""
+    captures = tmp_path / "data" / "r"
+    captures.mkdir(parents=True)
+    for name in ("a.csv", "a.csv.gz"):
+        (captures / name).write_bytes(b"")
+    user = _entry(tmp_path, "    train: ['a.csv*']\n")
+    with pytest.raises(KdgatError, match=r"a.csv(.gz)? and .*a.csv(.gz)? would both be written to train/a.parquet"):
+        dataset_sources("x", load_catalog([user])["x"], tmp_path / "data")
+
+
+def test_a_capture_without_labels_and_not_marked_benign_is_named(tmp_path, data_root):
+    """Its frames carry no label, so graphs leaves its windows out of training and evaluate out of the scores: it
+    vanished without a word (a catalog entry without `benign: true`)."""
+    from typer.testing import CliRunner
+
+    from kdgat.cli import app
+
+    capture = data_root / "otids" / "Attack_free_dataset_10k.txt.xz"
+    said = f"warning: {capture}: no labels, and not marked attack-free: its windows are neither trained on nor scored"
+    plain = CliRunner().invoke(app, ["ingest", str(capture), "-o", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    assert said in " ".join(plain.stderr.split())
+    benign = CliRunner().invoke(app, ["ingest", str(capture), "--benign", "-o", str(tmp_path / "benign")])
+    assert benign.exit_code == 0 and "warning" not in benign.stderr, benign.stderr

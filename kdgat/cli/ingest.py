@@ -91,24 +91,8 @@ def ingest(
             sources, out_dir, options, dataset=dataset, one_trace=one_trace, progress=show, threads=threads
         )
     out.print(ingest_table(manifest, out_dir))
-    for item in manifest.outputs:
-        for warning in _doubts(item, out_dir / "manifest.json"):
-            print_warning(f"{item.source}: {warning}")
-
-
-def _doubts(item, manifest: Path) -> list[str]:
-    """What reading one capture left out or found odd, one line each (the manifest holds the details)."""
-    from kdgat.data.capture import left_out_warning, skipped_rows_warning
-    from kdgat.data.timing import clock_step_warning
-
-    labelled = item.unlabelled_rows < item.rows
-    found = [
-        skipped_rows_warning(item.skipped_rows, item.skipped_attack_rows, labelled, item.skipped_lines, str(manifest))
-    ]
-    found.append(left_out_warning(getattr(item, "left_out_frames", {}), getattr(item, "left_out_attack_rows", 0)))
-    steps = getattr(item, "backwards_timestamps", 0)
-    found.append(clock_step_warning(steps, getattr(item, "first_backwards_line", None), "line"))
-    return [line for line in found if line]
+    for warning in stage.doubts(manifest, out_dir / "manifest.json"):
+        print_warning(warning)
 
 
 def register(app: typer.Typer) -> None:

@@ -79,8 +79,9 @@ def describe_validation_error(err: ValidationError, source_of=None, prefix: str 
         if problem["type"] == "extra_forbidden":
             message = "unknown key"
         else:
-            message = problem["msg"]
-            if "input" in problem and problem["type"] != "missing":
+            message = problem["msg"].removeprefix("Value error, ")  # a validator's own words
+            # the value given, unless it is a whole mapping or list (the key says where; its dump is a paragraph)
+            if "input" in problem and problem["type"] != "missing" and not isinstance(problem["input"], dict | list):
                 message += f" (got {problem['input']!r})"
         origin = source_of(key) if source_of else None
         where = f"{origin}: " if origin and origin != previous else ""

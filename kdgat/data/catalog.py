@@ -13,15 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from kdgat.core.config import default_config_dir
 from kdgat.core.errors import ConfigError, KdgatError, UsageError
 from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping
 from kdgat.data.capture import IngestSource, attack_type_from_name, capture_stem
+from kdgat.data.split import part_name
 
 DATA_ROOT_ENV = "KDGAT_DATA_ROOT"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _known_format(value: str | None, *, auto: bool) -> str | None:
+    """A reader's name as ``kdgat formats`` lists it: a typo is refused when the catalog is read, not when the
+    campaign reaches that dataset's ingest (after every dataset before it trained)."""
+    from kdgat.data.formats import FORMATS
+
+    if value is None or value in FORMATS or (auto and value == "auto"):
+        return value
+    choices = (["auto"] if auto else []) + list(FORMATS)
+    raise ValueError(f"unknown format {value!r}; choose from: {', '.join(choices)}")
 
 
 class FileSpec(BaseModel):
@@ -33,6 +45,11 @@ class FileSpec(BaseModel):
     attack_type: str | None = None  # name of its attack frames; default: from the file name
     format: str | None = None  # force a reader; default: the dataset's format
     benign: bool = False  # known attack-free capture whose format carries no labels
+
+    @field_validator("format")
+    @classmethod
+    def _format_is_known(cls, value: str | None) -> str | None:
+        return _known_format(value, auto=False)
 
 
 def _as_specs(value: Any) -> Any:
@@ -71,14 +88,30 @@ class DatasetEntry(BaseModel):
             return {k: _as_specs(v) for k, v in value.items()}
         return value
 
-    @model_validator(mode="after")
-    def _names_are_safe(self) -> "DatasetEntry":
-        for scenario in self.test:
+    @field_validator("format")
+    @classmethod
+    def _format_is_known(cls, value: str) -> str:
+        return _known_format(value, auto=True)
+
+    @field_validator("test", mode="after")
+    @classmethod
+    def _scenarios_are_distinct(cls, test: dict[str, list[FileSpec]]) -> dict[str, list[FileSpec]]:
+        parts: dict[str, str] = {}
+        for scenario, specs in test.items():
             if not _SAFE_NAME.match(scenario) or scenario == "train":
                 raise ValueError(
                     f"test scenario name {scenario!r} must be letters, digits, '_', '.', '-' and not 'train'"
                 )
-        return self
+            if not specs:
+                raise ValueError(f"test scenario {scenario!r} lists no file")
+            part = part_name("test", scenario)  # 'fuzzing' and 'test__fuzzing' are one part of the store
+            if part in parts:
+                raise ValueError(
+                    f"test scenarios {parts[part]!r} and {scenario!r} would be one part of the graph store ({part}); "
+                    "rename one"
+                )
+            parts[part] = scenario
+        return test
 
 
 @dataclass(frozen=True)
@@ -137,11 +170,15 @@ def dataset_root(entry: DatasetEntry, data_root: Path) -> Path:
 
 
 def _expand(root: Path, spec: FileSpec) -> list[Path]:
-    pattern = spec.path
-    if any(ch in pattern for ch in "*?["):
-        return sorted(p for p in root.glob(pattern) if p.is_file())
-    path = root / pattern
-    return [path] if path.is_file() else []
+    """The files ``spec.path`` names under ``root``: a file of that exact name (which may hold '[' or '?'), else the
+    files the glob matches, relative to ``root`` or absolute."""
+    pattern = Path(spec.path).expanduser()
+    path = root / pattern  # an absolute pattern replaces root
+    if path.is_file() or not any(ch in spec.path for ch in "*?["):
+        return [path] if path.is_file() else []
+    base, relative = (Path(pattern.anchor), str(pattern.relative_to(pattern.anchor))) if pattern.is_absolute() else (
+        root, str(pattern))  # fmt: skip
+    return sorted(p for p in base.glob(relative) if p.is_file())
 
 
 def resolve_files(entry: DatasetEntry, data_root: Path) -> tuple[list[ResolvedFile], list[str]]:
@@ -185,7 +222,8 @@ def dataset_sources(
         )
     _check_no_leakage(name, files)
     root = dataset_root(entry, data_root)
-    sources, seen = [], set()
+    sources: list[IngestSource] = []
+    seen = set()
     for item in files:
         if (item.path, item.split, item.scenario) in seen:
             continue
@@ -204,7 +242,19 @@ def dataset_sources(
                 benign=item.spec.benign,
             )
         )
+    check_unique_outputs(sources)
     return sources
+
+
+def check_unique_outputs(sources: list[IngestSource]) -> None:
+    """Two captures whose output names are one (``a.csv`` and ``a.csv.xz``) would overwrite each other's frames."""
+    seen: dict[str, Path] = {}
+    for src in sources:
+        if src.output_name in seen:
+            raise KdgatError(
+                f"{src.path} and {seen[src.output_name]} would both be written to {src.output_name}.parquet"
+            )
+        seen[src.output_name] = src.path
 
 
 def dataset_status(entry: DatasetEntry, data_root: Path, name: str) -> dict[str, Any]:

@@ -20,22 +20,13 @@ from kdgat.core.atomic import (
     removed_if_failed,
     staging_area,
 )
-from kdgat.core.errors import KdgatError, UsageError
+from kdgat.core.errors import UsageError
 from kdgat.core.manifest import Manifest, begin_output, read_manifest, refuse_other_output, write_manifest
 from kdgat.core.signals import uninterrupted
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import IngestOptions, IngestSource, ingest_one
+from kdgat.data.catalog import check_unique_outputs
 from kdgat.data.frames import FRAME_SCHEMA
-
-
-def _check_unique_outputs(sources: list[IngestSource]) -> None:
-    seen: dict[str, Path] = {}
-    for src in sources:
-        if src.output_name in seen:
-            raise KdgatError(
-                f"{src.path} and {seen[src.output_name]} would both be written to {src.output_name}.parquet"
-            )
-        seen[src.output_name] = src.path
 
 
 def run(
@@ -54,7 +45,7 @@ def run(
     options = options or IngestOptions()
     if not sources:
         raise UsageError("nothing to ingest: no input files")
-    _check_unique_outputs(sources)
+    check_unique_outputs(sources)
     # before any work: the outputs an earlier ingest listed are replaced or removed, another stage's never
     refuse_other_output(outdir, "ingest")
     outdir = check_output_folder(outdir)
@@ -112,3 +103,32 @@ def _remove_stale(outdir: Path, previous: Manifest | None, current: set[str]) ->
                 if parent == root or any(parent.iterdir()):
                     break
                 parent.rmdir()
+
+
+UNLABELLED = (
+    "no labels, and not marked attack-free: its windows are neither trained on nor scored (if it is attack-free, "
+    "mark it benign: true in the catalog, or pass --benign; else read it with a format that carries labels)"
+)
+
+
+def doubts(manifest: Manifest, manifest_path: Path) -> list[str]:
+    """What reading each capture left out or found odd, one line each, named by its capture (the manifest holds the
+    details): rows skipped, frames left out, clock steps back, and a capture whose frames carry no label at all."""
+    from kdgat.data.capture import left_out_warning, skipped_rows_warning
+    from kdgat.data.timing import clock_step_warning
+
+    lines = []
+    for item in manifest.outputs:
+        labelled = item.unlabelled_rows < item.rows
+        found = [
+            skipped_rows_warning(
+                item.skipped_rows, item.skipped_attack_rows, labelled, item.skipped_lines, str(manifest_path)
+            ),
+            left_out_warning(getattr(item, "left_out_frames", {}), getattr(item, "left_out_attack_rows", 0)),
+            clock_step_warning(
+                getattr(item, "backwards_timestamps", 0), getattr(item, "first_backwards_line", None), "line"
+            ),
+            UNLABELLED if item.rows and not labelled else None,
+        ]
+        lines += [f"{item.source}: {line}" for line in found if line]
+    return lines
