@@ -388,3 +388,29 @@ def test_an_empty_synthetic_folder_is_generated(tmp_path):
     assert sources and all(
         s.path.is_file() and s.path.parent.is_relative_to(tmp_path / "data/synthetic") for s in sources
     )
+
+
+def test_a_changed_catalog_entry_ingests_again(tmp_path, data_root):
+    """Marking a capture benign, naming another reader or attack type changes the frames: the ingest key changes
+    (it held only output names and file hashes, so the old store was reused silently). A built-in dataset keeps
+    the key campaigns recorded; a description or a moved root is not a reason to ingest again."""
+    from kdgat.pipeline.runner import PipelineOptions, PipelineRunner
+
+    def ingest_key(entry: str) -> str:
+        user = tmp_path / "mine.yaml"
+        user.write_text("datasets:\n  mine:\n" + entry)
+        runner = PipelineRunner(["mine"], tmp_path / "out", PipelineOptions(data_root=data_root, catalog=[user]))
+        return runner._key("mine", None, STEPS["ingest"])
+
+    first = "    description: d\n    root: road/attacks\n    train: [fuzzing_attack_1.csv*]\n"
+    base = ingest_key(first)
+    assert ingest_key(first.replace("description: d", "description: other words")) == base
+    assert ingest_key(first.replace("root: road/attacks", f"root: {data_root.resolve()}/road/attacks")) == base
+    for changed in ("[{path: fuzzing_attack_1.csv*, attack_type: spoof}]", "[{path: fuzzing_attack_1.csv*, "
+                    "format: road}]", "[{path: fuzzing_attack_1.csv*, benign: true}]"):  # fmt: skip
+        assert ingest_key(first.replace("[fuzzing_attack_1.csv*]", changed)) != base, changed
+    assert ingest_key(first + "    format: road\n") != base
+    from kdgat.pipeline.runner import _reading_stamp
+
+    builtin = PipelineRunner(["road"], tmp_path / "out2", PipelineOptions(data_root=data_root)).entries["road"]
+    assert _reading_stamp("road", builtin) == {}  # the recorded keys of built-in campaigns hold

@@ -144,6 +144,23 @@ def _capture_stamp(sources) -> list:
     return [[src.output_name, sha256_file(src.path)] for src in sources]
 
 
+def _reading_stamp(name: str, entry) -> dict:
+    """How the catalog says to read a dataset's captures (readers, labels, attack names, benign flags), for the
+    ingest key where it is not the built-in entry's: a user catalog changed from one run to the next (a capture
+    marked benign, another reader) ingests again, while campaigns of built-in datasets keep their recorded keys.
+
+    The paths are in the capture stamp already (output names); where the files lie (``root``) and the entry's
+    descriptive fields do not change the frames.
+    """
+    from kdgat.data.catalog import load_catalog
+
+    reading = {"format", "train", "test", "attack_types", "one_trace"}
+    builtin = load_catalog().get(name)
+    if builtin is not None and builtin.model_dump(include=reading) == entry.model_dump(include=reading):
+        return {}
+    return {"reading": content_hash(entry.model_dump(mode="json", include=reading))}
+
+
 class PipelineRunner:
     """Runs the plan for some datasets; one object per campaign folder."""
 
@@ -242,7 +259,8 @@ class PipelineRunner:
 
         if step.stage == "ingest":
             trace = {"one_trace": True} if self.entries[dataset].one_trace else {}  # other datasets keep their keys
-            return {"captures": _capture_stamp(self._sources(dataset)), **trace}
+            reading = _reading_stamp(dataset, self.entries[dataset])
+            return {"captures": _capture_stamp(self._sources(dataset)), **trace, **reading}
         if step.stage == "graphs":
             return {"preprocessing": self._config("gat", "large").preprocessing.model_dump(mode="json")}
         if step.stage == "train":
@@ -314,6 +332,8 @@ class PipelineRunner:
                 one_trace=self.entries[dataset].one_trace,
                 threads=threads,
             )
+            for doubt in ingest.doubts(manifest, lay.frames(dataset) / MANIFEST_NAME):
+                self.console.print(Text.assemble(("warning: ", "bold yellow"), doubt), soft_wrap=True)
             return f"{manifest.summary['totals']['rows']:,} frames"
         if step.stage == "graphs":
             from kdgat.stages import graphs
