@@ -518,6 +518,7 @@ def test_compare_shows_config_diff_and_metric_deltas(hand_lake):
     assert ("config", "seed") not in rows  # equal keys are not listed
     f1 = rows[("metrics", "validation.f1")]
     assert f1["delta"] == pytest.approx(_f1(36, 4, 54, 6) - _f1(30, 2, 56, 12))
+    assert float(f1["a"]) == _f1(30, 2, 56, 12) and float(f1["b"]) == _f1(36, 4, 54, 6)  # not rounded to 6 digits
     with pytest.raises(KdgatError, match="ambiguous"):
         compare_runs(hand_lake, "gat_small", by_model["gat_small"])
     with pytest.raises(KdgatError, match="no run 'nothing'"):

@@ -124,8 +124,8 @@ def _flatten(value, prefix: str = "") -> dict[str, object]:
 def _text(value) -> str | None:
     if value is None:
         return None
-    if isinstance(value, float):
-        return f"{value:.6g}"
+    if isinstance(value, float):  # full precision (shortest round trip): CSV and JSON readers get the value itself
+        return repr(value)
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value)
     return str(value)
