@@ -760,6 +760,23 @@ def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path,
     document = json.loads((tmp_path / "e" / "metrics.json").read_text())
     expected = document["runs"]["gat_large"]["test"][scenario]["f1"]
     assert evaluated["gat_large"]["metrics"][f"{scenario}.f1"] == pytest.approx(expected)
+    assert fuse_run["run_name"] == "synthetic/fuse/fusion_mlp_large" and fuse_run["tags"]["seed"] == "42"
+    # evaluated again into the same folder: one active MLflow run per model (the earlier ones deleted, restorable)
+    run_evaluate([teachers / "gat", tmp_path / "f"], store_dir, tmp_path / "e", tracking_uri=uri, dataset="synthetic")
+    again = {r["tags"]["model"]: r for r in find_runs(uri, stage="evaluate")}
+    assert set(again) == {"gat_large", "fusion_mlp_large"} and len(find_runs(uri, stage="evaluate")) == 2
+    assert again["gat_large"]["run_name"] == "synthetic/evaluate/gat_large"
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("kdgat").experiment_id
+    deleted = client.search_runs([experiment], "tags.stage = 'evaluate'", run_view_type=ViewType.DELETED_ONLY)
+    assert {r.data.tags["model"]: r.data.tags["kdgat.replaced_by"] for r in deleted} == {
+        model: run["run_id"] for model, run in again.items()
+    }
+    assert {r.info.run_id for r in deleted} == {r["run_id"] for r in evaluated.values()}
+    assert len(find_runs(uri, stage="fuse")) == 1  # another folder's runs are not touched
 
 
 @pytest.mark.parametrize("kind", ["gat", "vgae"])

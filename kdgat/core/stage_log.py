@@ -15,6 +15,8 @@ from typing import Any
 
 from kdgat.core.tracking import StageRun, flatten_params, resolve_tracking_uri
 
+OUT_DIR_TAG = "kdgat.out_dir"  # the stage's output folder (absolute): a run again into it replaces its MLflow run
+
 
 def _curves(path: Path) -> dict[int, dict[str, float]]:
     """Per-epoch values from Lightning's metrics.csv (train and validation rows merged)."""
@@ -48,9 +50,19 @@ def log_stage(
 ) -> dict[str, str]:
     """Log one MLflow run for a finished stage; returns {tracking_uri, run_id}."""
     uri = resolve_tracking_uri(tracking_uri, out_dir)
-    run_name = f"{tags.get('dataset') or 'dataset'}/{stage}/{tags.get('model', '')}_{tags.get('scale', '')}"
+    model = str(tags.get("model", ""))
+    if stage != "evaluate":  # an evaluation's model is its label already (gat_small_kd)
+        model += f"_{tags.get('scale', '')}" + ("_kd" if str(tags.get("kd")) == "True" else "")
+    run_name = f"{tags.get('dataset') or 'dataset'}/{stage}/{model}"
+    tags = {**tags, OUT_DIR_TAG: Path(out_dir).resolve()}
+    # the result this run records: the stage's folder, and in it the model (an evaluation logs one run per model)
+    replaces = {k: tags[k] for k in (OUT_DIR_TAG, "stage", "model") if k in tags}
     with StageRun(
-        uri, run_name=run_name, tags={k: str(v) for k, v in tags.items()}, params=flatten_params(config)
+        uri,
+        run_name=run_name,
+        tags={k: str(v) for k, v in tags.items()},
+        params=flatten_params(config),
+        replaces=replaces,
     ) as run:
         for epoch, values in sorted(_curves(curves).items()) if curves else []:
             run.log_metrics(values, step=epoch)

@@ -66,6 +66,7 @@ ARTIFACT_DIR = "mlartifacts"
 EXPERIMENT = "kdgat"
 RETRY_BUDGET_S = 60.0
 TRUNCATED_TAG = "kdgat.truncated_params"
+REPLACED_BY_TAG = "kdgat.replaced_by"
 RETRIES_TAG = "kdgat.tracking_retries"
 TRUNCATED_ARTIFACT = "truncated_params.json"
 
@@ -136,6 +137,11 @@ class StageRun:
     the cut keys are listed in the ``kdgat.truncated_params`` tag and the full values stored as the
     ``truncated_params.json`` artifact. Retries that were needed are counted in ``retries`` and, if
     any, in the ``kdgat.tracking_retries`` tag.
+
+    ``replaces``: tags (a subset of ``tags``) that name the result this run records, e.g. its output folder.
+    Once the run has FINISHED, earlier runs of the experiment with those tags are deleted (MLflow's soft delete:
+    ``mlflow runs restore`` brings one back), each tagged ``kdgat.replaced_by`` with this run's id. A stage run
+    again into the same folder replaced its files; its MLflow runs doubled, which a mean over runs counted twice.
     """
 
     def __init__(
@@ -147,8 +153,10 @@ class StageRun:
         tags: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         retry_budget_s: float = RETRY_BUDGET_S,
+        replaces: Mapping[str, Any] | None = None,
     ):
         self.uri = uri
+        self.replaces = {str(k): str(v) for k, v in (replaces or {}).items()}
         self.experiment = experiment
         self.run_name = run_name
         self.tags = {str(k): str(v) for k, v in (tags or {}).items()}
@@ -181,6 +189,8 @@ class StageRun:
             if self.retries:
                 self._call("set tag", lambda: self._client.set_tag(self.run_id, RETRIES_TAG, str(self.retries)))
             self._call("end run", lambda: self._client.set_terminated(self.run_id, status=status))
+            if exc is None and self.replaces:
+                self._replace_earlier()
         except Exception as tracking_exc:
             if exc is None:
                 raise
@@ -207,6 +217,15 @@ class StageRun:
         self._call("log dict", lambda: self._client.log_dict(run_id, obj, artifact_file))
 
     # -- internals ---------------------------------------------------------------------------
+    def _replace_earlier(self) -> None:
+        client, run_id = self._client, self.run_id
+        earlier = self._call("search runs", lambda: _search(client, self.experiment, self.replaces))
+        for run in earlier:
+            if run.info.run_id == run_id:
+                continue
+            self._call("set tag", lambda r=run: client.set_tag(r.info.run_id, REPLACED_BY_TAG, run_id))
+            self._call("delete run", lambda r=run: client.delete_run(r.info.run_id))
+
     def _active(self) -> str:
         if self.run_id is None or self._ended:
             raise RuntimeError("StageRun is used outside its `with` block")
@@ -247,26 +266,7 @@ def find_runs(
     if db is not None and not db.exists():
         return []
     client = _open_client(uri, lambda n=1: None, retry_budget_s)
-
-    def search() -> list[Any]:
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            return []
-        runs, token = [], None
-        while True:
-            page = client.search_runs(
-                [found.experiment_id],
-                filter_string=" and ".join(f"tags.`{k}` = {_quote(str(v))}" for k, v in tags.items()),
-                order_by=["attributes.start_time ASC"],
-                max_results=1000,
-                page_token=token,
-            )
-            runs.extend(page)
-            token = page.token
-            if not token:
-                return runs
-
-    runs = _retry(search, what="search runs", uri=uri, budget_s=retry_budget_s)
+    runs = _retry(lambda: _search(client, experiment, tags), what="search runs", uri=uri, budget_s=retry_budget_s)
     return [
         {
             "run_id": r.info.run_id,
@@ -281,6 +281,27 @@ def find_runs(
         }
         for r in runs
     ]
+
+
+def _search(client: Any, experiment: str, tags: Mapping[str, Any]) -> list[Any]:
+    """The active runs of ``experiment`` whose tags equal ``tags``, oldest first."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    quotable = {k: str(v) for k, v in tags.items() if not ("'" in str(v) and '"' in str(v))}
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [found.experiment_id],
+            filter_string=" and ".join(f"tags.`{k}` = {_quote(v)}" for k, v in quotable.items()),
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+            page_token=token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:  # a value the filter cannot quote is compared here
+            return [r for r in runs if all(r.data.tags.get(k) == str(v) for k, v in tags.items())]
 
 
 # -- store access and retries -----------------------------------------------------------------

@@ -199,6 +199,7 @@ def run(
             "model": f"fusion_{method}",
             "scale": members["scale"],
             "kd": members["kd"],
+            "seed": cfg.seed,
             "run_id": f"fusion_{method}_{members['scale']}_{config_hash(cfg)}",
         },
         summary={k: v for k, v in metrics["history"].items() if isinstance(v, (int, float))},

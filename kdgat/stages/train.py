@@ -330,6 +330,7 @@ def _record(
             "model": cfg.model_type,
             "scale": cfg.scale,
             "kd": cfg.has_kd,
+            "seed": cfg.seed,
             "run_id": f"{run_label(cfg)}_{config_hash(cfg)}",
         },
         summary={k: v for k, v in metrics.items() if k in ("best_val_loss", "epochs", "parameters")},
