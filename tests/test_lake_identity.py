@@ -298,6 +298,10 @@ def test_a_damaged_table_file_is_one_line_when_the_views_are_built(tmp_path):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert result.exit_code == 1 and len(lines) == 1, (args, result.stderr)
         assert lines[0].startswith("error: ") and str(table) in lines[0] and "Traceback" not in result.stderr
+        assert f"move {table.parent} out of the lake" in " ".join(result.stderr.split()), result.stderr
+    shutil.move(table.parent, tmp_path / "damaged")  # the way out the line gives works
+    append_runs(folders(write_run_set(tmp_path / "a", dataset="hand", seed=1)), lake)
+    assert CliRunner().invoke(app, ["leaderboard", "--lake", str(lake)]).exit_code == 0
 
 
 def test_a_member_trained_again_since_is_named_as_such(tmp_path):

@@ -79,6 +79,7 @@ def test_cli_report_rewrites_cleanly_and_shows_the_leaderboard(lake, report):
     best = leaderboard(lake, "alpha").to_pylist()[0]
     assert f"{best['val_f1_mean']:.3f} (one value)" in text and f"{best['selected_test_f1']:.4f}" in text  # one seed
     assert "Knowledge distillation impact" in text and "Per test scenario" in text
+    assert "(seed 1, " in text and "(seed 2, " in text  # whose curves each dataset's section shows
     fusions = text.split('<section id="dqn">')[1].split("</section>")[0]  # one row per dataset: these are runs
     assert "fallbacks and the novel-ID rule" in fusions and "<th>n_novel_alert</th>" in fusions  # made before it
     assert fusions.count("<td>fusion_dqn_small_kd</td>") == 2 and "<td>alpha</td>" in fusions

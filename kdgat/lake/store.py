@@ -161,9 +161,17 @@ def _read_checked(path: Path, name: str) -> pa.Table:
     try:
         table = pq.ParquetFile(path).read(use_threads=False)  # half the cost of pq.read_table on tiny parts
     except (OSError, pa.ArrowInvalid) as exc:
-        raise KdgatError(f"{path}: unreadable Parquet: {exc}") from None
+        raise KdgatError(f"{path}: unreadable Parquet: {exc}; {damaged_hint(path.parent)}") from None
     check_schema(table, name, path)
     return table
+
+
+def damaged_hint(folder: Path) -> str:
+    """The way out of a damaged file in a lake ``folder`` (a commit or a generation of tables): every later query
+    reads it, so it stays in the way until removed."""
+    if folder.parent.name == PARTS:  # a pending commit of one append
+        return f"move {folder} out of the lake and append that run's folders again"
+    return f"move {folder} out of the lake (the generation before it is read instead) and append the runs again"
 
 
 def _load_generation(gen: Path | None) -> tuple[dict[str, pa.Table], dict[str, str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from kdgat.core.atomic import atomic_path
 from kdgat.core.errors import KdgatError
 from kdgat.lake.schema import TABLES
-from kdgat.lake.store import build_lock, clean_up, compact, open_lake
+from kdgat.lake.store import build_lock, clean_up, compact, damaged_hint, open_lake
 
 DB_NAME = "analytics.duckdb"
 
@@ -251,7 +251,7 @@ def _build(lake_dir: Path) -> Path:
                         con.execute(statement)
             except duckdb.Error as exc:  # e.g. a table file cut short: its path is in DuckDB's first line
                 said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise KdgatError(f"{lake_dir}: cannot build the views: {said}") from None
+                raise KdgatError(f"{lake_dir}: cannot build the views: {said}; {damaged_hint(generation)}") from None
             finally:
                 tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         clean_up(lake_dir, consumed)

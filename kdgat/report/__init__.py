@@ -73,7 +73,11 @@ def _with_mean_std(table, columns: list[str]):
 
 
 def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, figs: Figures) -> str:
-    parts = [f'<p class="meta">Latest evaluation <code>{esc(eval_id)}</code> ({esc(created_at)}); '
+    seeds = run_sql(con, "SELECT list(DISTINCT seed ORDER BY seed) FROM v_run_scores WHERE eval_run_id = ?",
+                    [eval_id]).column(0)[0].as_py() or []  # fmt: skip
+    of_seed = f"seed {', '.join(str(s) for s in seeds)}" if seeds else "seed unknown"
+    parts = [f'<p class="meta">The curves and confusion counts below are of one evaluation, the latest: '
+             f"<code>{esc(eval_id)}</code> ({of_seed}, {esc(created_at)}), not a mean over seeds; "
              "thresholds chosen on validation, applied unchanged to every test scenario.</p>"]  # fmt: skip
     rows = [r for r in leaderboard.to_pylist() if r["dataset"] == dataset]
     path, src = figs.path(f"leaderboard-{dataset}")
