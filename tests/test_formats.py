@@ -7,6 +7,7 @@ import re
 import pyarrow.parquet as pq
 import pytest
 
+from kdgat.core.errors import BadInputError
 from kdgat.data.capture import IngestOptions, sources_from_files
 from kdgat.data.formats import FORMATS, detect_format
 from kdgat.data.formats.base import CUT_LINES
@@ -102,6 +103,13 @@ def test_candump_l_with_crysys_label_columns(tmp_path):
     path = write_capture(tmp_path / "mal.log", text)
     _, rows = ingest_rows(path, tmp_path)
     assert [r["label"] for r in rows] == [0, 1]
+
+
+def test_a_label_refused_is_said_as_written(tmp_path):
+    """The value was printed lowercased ('r' for a file's 'R')."""
+    path = write_capture(tmp_path / "flags.log", "(0.000000) can0 110#02202e13 R\n")
+    with pytest.raises(BadInputError, match=r"flags.log:1: label must be 1/0 or True/False: 'R'"):
+        ingest_rows(path, tmp_path)
 
 
 def test_candump_l_error_frames_and_can_fd_frames(tmp_path):

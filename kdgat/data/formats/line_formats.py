@@ -69,10 +69,10 @@ def _frame_with_rtr_field(g: pa.StructArray, checks: RowChecks):
 
 def _optional_labels(text: pa.Array, checks: RowChecks):
     """Trailing label column (CrySyS-style flags): None when the file carries none (its first line decides)."""
-    text = lower(text)
+    given, text = text, lower(text)
     if not checks.optional_column("labels", ~in_set(text, [""]), "label column"):
         return None
-    checks.flag(~in_set(text, _TRUE + _FALSE), "label must be 1/0 or True/False", text)
+    checks.flag(~in_set(text, _TRUE + _FALSE), "label must be 1/0 or True/False", given)  # said as written
     return in_set(text, _TRUE).astype(np.uint8)
 
 
