@@ -228,9 +228,13 @@ def test_two_captures_with_one_output_name_are_refused_before_any_ingest(tmp_pat
     captures.mkdir(parents=True)
     for name in ("a.csv", "a.csv.gz"):
         (captures / name).write_bytes(b"")
-    user = _entry(tmp_path, "    train: ['a.csv*']\n")
+    user = _entry(tmp_path, "    train: ['a.csv*', {path: b.log, format: auto}]\n")
+    (captures / "b.log").write_bytes(b"")
+    entry = load_catalog([user])["x"]  # a file's format may be auto (detected) in a dataset of one reader
     with pytest.raises(KdgatError, match=r"a.csv(.gz)? and .*a.csv(.gz)? would both be written to train/a.parquet"):
-        dataset_sources("x", load_catalog([user])["x"], tmp_path / "data")
+        dataset_sources("x", entry, tmp_path / "data")
+    status = dataset_status(entry, tmp_path / "data", "x")  # kdgat datasets, and Nextflow's DATASETS task
+    assert status["status"] == "invalid" and "would both be written to train/a.parquet" in status["problem"]
 
 
 def test_a_capture_without_labels_and_not_marked_benign_is_named(tmp_path, data_root):

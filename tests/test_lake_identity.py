@@ -319,19 +319,52 @@ def test_a_member_trained_again_since_is_named_as_such(tmp_path):
         append_runs([paths["fusion_dqn_small_kd"]], tmp_path / "lake")
 
 
+def _same_weights_in_two_seeds(seeds: dict[int, dict[str, Path]], label: str) -> None:
+    """Seed 1's `label` gets seed 0's weights, and seed 1's evaluation records their hash (a deterministic model)."""
+    same = seeds[0][label] / "model.pt"
+    (seeds[1][label] / "model.pt").write_bytes(same.read_bytes())
+    manifest_file = seeds[1]["eval"] / "manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for entry in manifest["inputs"]:
+        if entry["path"] == str(seeds[1][label] / "model.pt"):
+            entry["sha256"] = sha256_file(same)
+    manifest_file.write_text(json.dumps(manifest, indent=2))
+
+
+def _evaluated_by(lake: Path, model: str) -> list[tuple[str, str]]:
+    """(evaluation folder, evaluated run folder) of every evaluation of ``model`` in the lake."""
+    linked = query(
+        lake,
+        "SELECT e.run_dir AS eval_dir, r.run_dir AS evaluated FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics "
+        f"WHERE model = '{model}') m JOIN runs e ON e.run_id = m.eval_run_id JOIN runs r ON r.run_id = m.run_id",
+    ).to_pylist()
+    return sorted((row["eval_dir"], row["evaluated"]) for row in linked)
+
+
+def test_published_copies_link_each_seed_to_its_own_run_when_two_seeds_trained_the_same_weights(tmp_path):
+    """Nextflow's published results once the work folders are gone: the recorded path (a task folder) shares only
+    the run's name with either seed's copy, so the copy beside the evaluation (its seed<k>) is the one."""
+    seeds = {s: write_run_set(tmp_path / "work" / f"task{s}", dataset="hand", seed=s) for s in (0, 1)}
+    _same_weights_in_two_seeds(seeds, "gat_small")
+    published = {}
+    for seed, paths in seeds.items():
+        target = tmp_path / "results" / "hand" / f"seed{seed}"
+        published[seed] = {k: target / v.relative_to(tmp_path / "work" / f"task{seed}") for k, v in paths.items()}
+        shutil.copytree(tmp_path / "work" / f"task{seed}", target)
+    shutil.rmtree(tmp_path / "work")
+    lake = tmp_path / "lake"
+    append_runs(folders(published[0]) + folders(published[1]), lake)
+    assert _evaluated_by(lake, "gat_small") == [
+        (str(published[s]["eval"].resolve()), str(published[s]["gat_small"].resolve())) for s in (0, 1)
+    ]
+
+
 def test_a_moved_campaign_links_each_seed_to_its_own_run_when_two_seeds_trained_the_same_weights(tmp_path):
     """A deterministic model (the novelty yardstick) writes byte-identical weights in every seed. After the campaign
     moved, the evaluated run is looked for by name among the folders appended together: the one of its own seed
     (the longest part of the recorded path it shares) is taken, not the first of that name (seed 0's)."""
     seeds = {s: write_run_set(tmp_path / "camp" / "hand" / f"seed{s}", dataset="hand", seed=s) for s in (0, 1)}
-    same = seeds[0]["gat_small"] / "model.pt"
-    (seeds[1]["gat_small"] / "model.pt").write_bytes(same.read_bytes())
-    manifest_file = seeds[1]["eval"] / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
-    for entry in manifest["inputs"]:
-        if entry["path"] == str(seeds[1]["gat_small"] / "model.pt"):
-            entry["sha256"] = sha256_file(same)
-    manifest_file.write_text(json.dumps(manifest, indent=2))
+    _same_weights_in_two_seeds(seeds, "gat_small")
     shutil.move(tmp_path / "camp", tmp_path / "moved")
     moved = {
         seed: {k: tmp_path / "moved" / v.relative_to(tmp_path / "camp") for k, v in paths.items()}
@@ -339,12 +372,7 @@ def test_a_moved_campaign_links_each_seed_to_its_own_run_when_two_seeds_trained_
     }
     lake = tmp_path / "lake"
     append_runs(folders(moved[0]) + folders(moved[1]), lake)
-    linked = query(
-        lake,
-        "SELECT e.run_dir AS eval_dir, r.run_dir AS evaluated FROM (SELECT DISTINCT run_id, eval_run_id FROM metrics "
-        "WHERE model = 'gat_small') m JOIN runs e ON e.run_id = m.eval_run_id JOIN runs r ON r.run_id = m.run_id",
-    ).to_pylist()
-    assert sorted((row["eval_dir"], row["evaluated"]) for row in linked) == [
+    assert _evaluated_by(lake, "gat_small") == [
         (str(moved[s]["eval"].resolve()), str(moved[s]["gat_small"].resolve())) for s in (0, 1)
     ]
     assert value(lake, "SELECT max(n_seeds) FROM v_leaderboard WHERE model = 'gat_small'") == 2

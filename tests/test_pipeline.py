@@ -410,7 +410,14 @@ def test_a_changed_catalog_entry_ingests_again(tmp_path, data_root):
                     "format: road}]", "[{path: fuzzing_attack_1.csv*, benign: true}]"):  # fmt: skip
         assert ingest_key(first.replace("[fuzzing_attack_1.csv*]", changed)) != base, changed
     assert ingest_key(first + "    format: road\n") != base
-    from kdgat.pipeline.runner import _reading_stamp
+    # a built-in dataset's ingest key is what campaigns recorded before: step, no upstream, the captures' stamp
+    from kdgat.core.hashing import content_hash
+    from kdgat.pipeline.runner import _capture_stamp, _identity
 
-    builtin = PipelineRunner(["road"], tmp_path / "out2", PipelineOptions(data_root=data_root)).entries["road"]
-    assert _reading_stamp("road", builtin) == {}  # the recorded keys of built-in campaigns hold
+    builtin = PipelineRunner(["road"], tmp_path / "out2", PipelineOptions(data_root=data_root))
+    recorded = {
+        "step": _identity(STEPS["ingest"]),
+        "upstream": [],
+        "captures": _capture_stamp(builtin._sources("road")),
+    }
+    assert builtin._key("road", None, STEPS["ingest"]) == content_hash(recorded)

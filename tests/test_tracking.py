@@ -282,3 +282,29 @@ def test_a_file_system_without_locks_gets_one_line_naming_the_file(tmp_path, mon
         with pytest.raises(type(raised)) as caught, open(tmp_path / "x.lock", "a") as handle:
             locks.flock(handle, 0, hint="-")
         assert caught.value is raised
+
+
+def test_a_run_replaces_only_finished_earlier_runs_of_its_result(store_uri):
+    """Two processes logging one folder at once: the first to finish must not delete the other's live run (its
+    next call would fail, after the stage's work was done); finished earlier ones are replaced, other results not."""
+    same = {"kdgat.out_dir": "/campaign/seed0/runs/gat_small", "stage": "train", "model": "replaced"}
+    with StageRun(store_uri, run_name="earlier", tags={**same, "run_id": "a"}, replaces=same):
+        pass
+    other = {**same, "kdgat.out_dir": "/campaign/seed1/runs/gat_small"}
+    with StageRun(store_uri, run_name="other folder", tags={**other, "run_id": "b"}, replaces=other):
+        pass
+    with StageRun(store_uri, run_name="live", tags={**same, "run_id": "c"}, replaces=same) as live:
+        with StageRun(store_uri, run_name="finishes first", tags={**same, "run_id": "d"}, replaces=same) as first:
+            pass
+        live.log_metrics({"val_f1": 0.5})  # its run is still active
+    active = {r["run_name"]: r for r in find_runs(store_uri, model="replaced")}  # the module's store is shared
+    assert set(active) == {"other folder", "live", "finishes first"}
+    assert active["live"]["status"] == "FINISHED" and active["live"]["metrics"] == {"val_f1": 0.5}
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(tracking_uri=store_uri)
+    experiment = client.get_experiment_by_name("kdgat").experiment_id
+
+    (deleted,) = client.search_runs([experiment], "tags.model = 'replaced'", run_view_type=ViewType.DELETED_ONLY)
+    assert deleted.info.run_name == "earlier" and deleted.data.tags["kdgat.replaced_by"] == first.run_id

@@ -56,7 +56,7 @@ def log_stage(
     run_name = f"{tags.get('dataset') or 'dataset'}/{stage}/{model}"
     tags = {**tags, OUT_DIR_TAG: Path(out_dir).resolve()}
     # the result this run records: the stage's folder, and in it the model (an evaluation logs one run per model)
-    replaces = {k: tags[k] for k in (OUT_DIR_TAG, "stage", "model") if k in tags}
+    replaces = {k: tags[k] for k in (OUT_DIR_TAG, "dataset", "stage", "model") if k in tags}
     with StageRun(
         uri,
         run_name=run_name,

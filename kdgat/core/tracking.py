@@ -166,6 +166,7 @@ class StageRun:
         self.run_id: str | None = None
         self.artifact_uri: str | None = None
         self._client: Any = None
+        self._started_ms: int | None = None
         self._ended = False
 
     # -- context -----------------------------------------------------------------------------
@@ -175,6 +176,7 @@ class StageRun:
         experiment_id = self._call("get experiment", lambda: _get_or_create_experiment(client, name, self.uri))
         run = self._call("create run", lambda: client.create_run(experiment_id, run_name=self.run_name, tags=self.tags))
         self.run_id, self.artifact_uri = run.info.run_id, run.info.artifact_uri
+        self._started_ms = run.info.start_time
         try:
             self._log_params()
         except BaseException as exc:
@@ -218,13 +220,19 @@ class StageRun:
 
     # -- internals ---------------------------------------------------------------------------
     def _replace_earlier(self) -> None:
+        """Best effort: the run is logged whatever happens here. Only runs that started before this one and are
+        no longer running are replaced: two processes logging the same folder at once each keep their own run
+        (deleting a live run would fail its next call)."""
         client, run_id = self._client, self.run_id
-        earlier = self._call("search runs", lambda: _search(client, self.experiment, self.replaces))
-        for run in earlier:
-            if run.info.run_id == run_id:
-                continue
-            self._call("set tag", lambda r=run: client.set_tag(r.info.run_id, REPLACED_BY_TAG, run_id))
-            self._call("delete run", lambda r=run: client.delete_run(r.info.run_id))
+        try:
+            found = self._call("search runs", lambda: _search(client, self.experiment, self.replaces))
+            earlier = [r for r in found if r.info.run_id != run_id and r.info.status != "RUNNING"
+                       and r.info.start_time is not None and r.info.start_time <= self._started_ms]  # fmt: skip
+            for run in earlier:
+                self._call("set tag", lambda r=run: client.set_tag(r.info.run_id, REPLACED_BY_TAG, run_id))
+                self._call("delete run", lambda r=run: client.delete_run(r.info.run_id))
+        except Exception as exc:  # another process replaced them first, or the store refused: they stay
+            _log.warning("tracking store %s: earlier runs of %s not replaced: %s", self.uri, self.replaces, exc)
 
     def _active(self) -> str:
         if self.run_id is None or self._ended:

@@ -49,7 +49,7 @@ class FileSpec(BaseModel):
     @field_validator("format")
     @classmethod
     def _format_is_known(cls, value: str | None) -> str | None:
-        return _known_format(value, auto=False)
+        return _known_format(value, auto=True)  # auto: this file detected, in a dataset of one reader
 
 
 def _as_specs(value: Any) -> Any:
@@ -259,14 +259,15 @@ def check_unique_outputs(sources: list[IngestSource]) -> None:
 
 def dataset_status(entry: DatasetEntry, data_root: Path, name: str) -> dict[str, Any]:
     """Whether a dataset's files are there: ``ok``, ``partial``, ``missing``, or ``invalid`` when a file found is
-    listed twice (a training and a test file, or in two test scenarios: ingest refuses it; ``problem`` says which)."""
+    listed twice (a training and a test file, or in two test scenarios) or two files would be one output
+    (``a.csv``, ``a.csv.gz``): ingest refuses both; ``problem`` says which."""
     files, missing = resolve_files(entry, data_root)
     total = len(entry.train) + sum(len(v) for v in entry.test.values())
     state = "missing" if len(missing) == total else ("partial" if missing else "ok")
     problem = None
     try:
-        _check_no_leakage(name, files)
-    except ConfigError as err:
+        dataset_sources(name, entry, data_root, allow_missing=True)
+    except KdgatError as err:
         state, problem = "invalid", str(err)
     return {
         "problem": problem,

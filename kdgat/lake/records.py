@@ -267,19 +267,40 @@ def _find_run(base: Path, recorded: str, manifest: Manifest) -> Path | None:
             return candidate.resolve()
     if expected is None:
         return None
-    found = list(dict.fromkeys(c.resolve() for c in moved if _is_recorded_run(c, expected)))
-    if len(found) < 2:
-        return found[0] if found else None
-    # a deterministic model (the novelty yardstick) has the same weights in every seed: the copy that keeps the
-    # most of the recorded path (its seed's folder) is the one, never merely the first of that name
-    shared = [_shared_tail(c, Path(recorded)) for c in found]
-    best = [c for c, n in zip(found, shared, strict=True) if n == max(shared)]
+    closeness: dict[Path, tuple[int, int]] = {}  # resolved copy -> its best (shared tail, shared head with base)
+    for candidate in moved:
+        if _is_recorded_run(candidate, expected):
+            resolved = candidate.resolve()
+            score = max(
+                _closeness(candidate, Path(recorded), base), _closeness(resolved, Path(recorded), base.resolve())
+            )
+            closeness[resolved] = max(closeness.get(resolved, score), score)
+    if len(closeness) < 2:
+        return next(iter(closeness), None)
+    # a deterministic model (the novelty yardstick) has the same weights in every seed: the copy that keeps the most
+    # of the recorded path (a moved campaign), then the one beside the recording stage's own folder (a published
+    # seed<k>/runs beside seed<k>/eval) is the one, never merely the first of that name
+    best = [c for c, score in closeness.items() if score == max(closeness.values())]
     if len(best) > 1:
         raise KdgatError(
             f"{base}: run {recorded} is gone, and {best[0]} and {best[1]} both hold the weights it recorded; "
-            "append them from folders that tell them apart (each seed in its own folder)"
+            "append them from folders that tell them apart (each seed's runs beside its evaluation)"
         )
     return best[0]
+
+
+def _closeness(candidate: Path, recorded: Path, base: Path) -> tuple[int, int]:
+    return _shared_tail(candidate, recorded), _shared_head(candidate, base)
+
+
+def _shared_head(path: Path, other: Path) -> int:
+    """How many leading path components ``path`` and ``other`` have in common."""
+    count = 0
+    for mine, theirs in zip(path.parts, other.parts, strict=False):
+        if mine != theirs:
+            break
+        count += 1
+    return count
 
 
 def _shared_tail(path: Path, recorded: Path) -> int:

@@ -251,7 +251,8 @@ def _build(lake_dir: Path) -> Path:
                         con.execute(statement)
             except duckdb.Error as exc:  # e.g. a table file cut short: its path is in DuckDB's first line
                 said = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise KdgatError(f"{lake_dir}: cannot build the views: {said}; {damaged_hint(generation)}") from None
+                hint = f"; {damaged_hint(generation)}" if generation is not None and str(generation) in said else ""
+                raise KdgatError(f"{lake_dir}: cannot build the views: {said}{hint}") from None
             finally:
                 tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
         clean_up(lake_dir, consumed)

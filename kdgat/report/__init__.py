@@ -73,7 +73,8 @@ def _with_mean_std(table, columns: list[str]):
 
 
 def _dataset_section(con, dataset: str, eval_id: str, created_at, leaderboard, figs: Figures) -> str:
-    seeds = run_sql(con, "SELECT list(DISTINCT seed ORDER BY seed) FROM v_run_scores WHERE eval_run_id = ?",
+    seeds = run_sql(con, "SELECT list(DISTINCT seed ORDER BY seed) FILTER (WHERE seed IS NOT NULL) FROM v_run_scores "
+                    "WHERE eval_run_id = ?",
                     [eval_id]).column(0)[0].as_py() or []  # fmt: skip
     of_seed = f"seed {', '.join(str(s) for s in seeds)}" if seeds else "seed unknown"
     parts = [f'<p class="meta">The curves and confusion counts below are of one evaluation, the latest: '
