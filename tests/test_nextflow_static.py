@@ -1142,3 +1142,14 @@ def test_no_undeclared_param_is_read():
         subscripted = set(re.findall(r"\bparams\[\s*['\"](\w+)['\"]\s*\]", text))
         assert subscripted <= declared, f"{path.name} reads undeclared params {subscripted - declared}"
     assert "params.containsKey('seed')" in strip_comments(MAIN.read_text())
+
+
+def test_a_lake_deleted_since_the_last_run_is_filled_again_on_resume():
+    """The lake is outside the work folder: -resume kept LAKE cached after the lake was deleted. Its key now holds
+    whether the lake was filled when the run started."""
+    inputs = processes()["KDGAT_LAKE"].sections["input"]
+    assert re.search(r"(?m)^\s*val lake_stamp\b", inputs) and "${lake_stamp}" in processes()["KDGAT_LAKE"].script
+    workflow = strip_comments(WORKFLOW.read_text())
+    assert "LAKE(ch_lake_runs, lake, lakeStamp(lake))" in workflow
+    stamp = re.search(r"def lakeStamp\(lake\) \{([\s\S]*?)\n\}", workflow).group(1)
+    assert """file("${lake}/lake.json").exists() ? 'filled' : 'empty'""" in stamp

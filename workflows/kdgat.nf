@@ -64,6 +64,15 @@ def captureStamp(dir) {
 }
 
 /*
+ * Whether the lake was filled when this run started. The lake lives outside the work folder, so a
+ * lake deleted (or moved) since the last run is invisible to -resume's cache: this value in LAKE's
+ * key makes it append everything again then (and once after the first run filled it).
+ */
+def lakeStamp(lake) {
+    return file("${lake}/lake.json").exists() ? 'filled' : 'empty'
+}
+
+/*
  * Whether a graph store holds attack windows in its training part (its manifest's
  * parts.train.attack_graphs; kdgat.pipeline.plan.trains_on_attacks reads the same field).
  */
@@ -275,7 +284,7 @@ workflow KDGAT {
         .toSortedList { a, b -> a[0].compareTo(b[0]) }
         .filter { items -> !items.isEmpty() }
         .map { items -> items.collect { item -> item[1] } }
-    LAKE(ch_lake_runs, lake)
+    LAKE(ch_lake_runs, lake, lakeStamp(lake))
     REPORT(LAKE.out.receipt, lake)
 
     emit:

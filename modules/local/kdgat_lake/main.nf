@@ -10,6 +10,7 @@ process KDGAT_LAKE {
     input:
     path(runs, stageAs: 'runs/?/*')
     val lake
+    val lake_stamp // 'filled' or 'empty' when the run started: a lake deleted since appends everything again
 
     output:
     path 'lake_append.txt', emit: receipt
@@ -18,6 +19,7 @@ process KDGAT_LAKE {
     def args = task.ext.args ?: ''
     def run_args = [runs].flatten().collect { run -> "--runs ${run}" }.join(' ')
     """
+    # the lake was ${lake_stamp} when the run started
     kdgat lake append \\
         ${run_args} \\
         --lake '${lake}' \\
