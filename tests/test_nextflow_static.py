@@ -964,7 +964,8 @@ def test_each_task_gets_the_overrides_it_depends_on():
     store and training after an override of one model (and the lake's store identities change)."""
     overrides = (
         "preprocessing.stride=50 gat.hidden=8 vgae.lr=0.01 hgb.max_iter=50 dqn.episodes=9 training.batch_size=64 seed=3"
-    )
+        " fusion.epochs=4"
+    )  # fusion.* is the fuse runs' (a training took it, and -resume trained every model again)
     given = lambda args: re.findall(r"-O '?([^' ]+)'?", args)  # noqa: E731
     assert given(task_args("GRAPHS", {"id": "d"}, overrides=overrides)) == ["preprocessing.stride=50"]
     shared = ["preprocessing.stride=50", "training.batch_size=64", "seed=3"]
@@ -980,7 +981,7 @@ def test_each_task_gets_the_overrides_it_depends_on():
         )
         assert given(args) == ["preprocessing.stride=50", *own, "seed=3"] and "--accelerator" not in args, alias
     fuse = task_args("FUSE_LARGE", {"id": "d", "scale": "large"}, overrides=overrides, dqn_episodes=7)
-    assert sorted(given(fuse)) == sorted(["dqn.episodes=7", "dqn.episodes=9", *shared])
+    assert sorted(given(fuse)) == sorted(["dqn.episodes=7", "dqn.episodes=9", "fusion.epochs=4", *shared])
 
 
 def test_cluster_params_reach_the_training_jobs():

@@ -421,3 +421,17 @@ def test_a_changed_catalog_entry_ingests_again(tmp_path, data_root):
         "captures": _capture_stamp(builtin._sources("road")),
     }
     assert builtin._key("road", None, STEPS["ingest"]) == content_hash(recorded)
+
+
+def test_a_fusion_setting_changes_the_fuse_steps_only(tmp_path):
+    """-O fusion.epochs=3 trained every model of a cached campaign again: the training steps' keys held the fusion
+    section (the fuse runs' own, read through their dqn config), now given to the fuse steps only."""
+    from kdgat.pipeline.runner import PipelineOptions, PipelineRunner
+
+    def arguments(*overrides: str) -> dict[str, dict]:
+        runner = PipelineRunner(["synthetic"], tmp_path / "out", PipelineOptions(overrides=list(overrides)))
+        return {s.name: runner._arguments("synthetic", 0, s) for s in plan_steps() if s.stage in ("train", "fuse")}
+
+    base, changed = arguments(), arguments("fusion.epochs=3", "fusion.mlp_lr=0.002")
+    for name, args in base.items():
+        assert (changed[name] != args) is name.startswith("fuse_"), name
