@@ -199,6 +199,25 @@ def test_resume_after_an_interrupted_run(store_dir, tmp_path):
     assert len(epoch0) == 1
 
 
+@pytest.mark.parametrize("kind", ["gat", "vgae"])
+def test_a_resumed_run_ends_with_the_weights_of_a_run_never_stopped(store_dir, tmp_path, kind):
+    """Dropout and the VGAE's sampling draw from torch's stream, seeded once at the start: a run resumed from its
+    last checkpoint drew the first epoch's numbers again and ended with other weights (the checkpoint held no random
+    state)."""
+    overrides = ["training.max_epochs=4", "training.batch_size=64", "training.patience=10"]
+    cfg = resolve_config(kind, "small", overrides=overrides)
+    assert cfg.model_section.dropout > 0  # randomness beyond the seeded data order
+    whole = run_train(cfg, store_dir, tmp_path / "whole", progress_bar=False).summary
+    run = tmp_path / "stopped"
+    with pytest.raises(RuntimeError, match="node lost"):
+        run_train(cfg, store_dir, run, progress_bar=False, callbacks=[_CrashAfter(1)])
+    resumed = run_train(cfg, store_dir, run, progress_bar=False).summary
+    assert resumed["resumed_after_epoch"] is not None and resumed["best_val_loss"] == whole["best_val_loss"]
+    theirs, ours = (torch.load(d / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+                    for d in (tmp_path / "whole", run))  # fmt: skip
+    assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in theirs)
+
+
 def _train_process(store_dir, out, checkpoints, tmp_path, pause: str | None = None) -> subprocess.Popen:
     """A real `kdgat train` process (a GAT student, 4 epochs) keeping its checkpoints under ``checkpoints``."""
     args = ["train", "-m", "gat", "-s", "small", "--graphs", store_dir, "--out", out, "--checkpoint-dir", checkpoints,

@@ -60,6 +60,7 @@ from kdgat.training.lit import LitGAT, LitVGAE
 from kdgat.training.preemption import (
     AtomicCheckpointIO,
     KeepFinished,
+    KeepRandomState,
     StopOnSignal,
     TrainingStopped,
     run_key,
@@ -229,7 +230,16 @@ def run(
         devices=1,
         precision=cfg.training.precision,
         gradient_clip_val=cfg.training.gradient_clip or None,
-        callbacks=[best, last_epoch, stop, stopper, KeepFinished(), *(callbacks or []), *test_pause(stopper)],
+        callbacks=[
+            KeepRandomState(),
+            best,
+            last_epoch,
+            stop,
+            stopper,
+            KeepFinished(),
+            *(callbacks or []),
+            *test_pause(stopper),
+        ],  # fmt: skip
         logger=CSVLogger(state_dir, name="logs", version=""),
         # one process, no cluster logic: under SLURM, Lightning would otherwise requeue the job itself on
         # SIGUSR1 and "bypass" SIGTERM; checkpoints are written atomically
