@@ -404,6 +404,12 @@ def test_evaluate_says_when_a_threshold_policy_had_nothing_to_balance():
     # said when it was chosen, not again
     recorded = {"threshold": {**runs["vgae_large"]["threshold"], "recorded": True}, "validation": None}
     assert fallback_warnings({"runs": {"vgae_large": recorded}}) == []
+    # fpr:<rate> needs benign windows: without any it flags every validation window, said as for the other policies
+    attacks = np.ones(50, np.int64)
+    threshold = choose_threshold(attacks, scores, "fpr", max_fpr=0.01)
+    only_attacks = {"threshold": threshold, "validation": binary_metrics(attacks, scores, threshold["threshold"])}
+    (said,) = fallback_warnings({"runs": {"novelty_large": only_attacks}})
+    assert said == "novelty_large: validation holds no benign window: the threshold flags every validation window"
 
 
 def test_a_failed_graph_build_and_a_dangling_link_leave_nothing_behind(frames, tmp_path, monkeypatch):

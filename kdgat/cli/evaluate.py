@@ -80,11 +80,11 @@ def fallback_warnings(results: dict) -> list[str]:
     said = []
     for label, run in results["runs"].items():
         threshold, validation = run["threshold"], run.get("validation") or {}
-        # fpr:<rate> is anchored on benign windows alone (it needs no attack window); a threshold recorded by an
-        # earlier evaluation (--thresholds) was said there, and this store's validation did not choose it
-        if not threshold.get("fallback") or threshold.get("method") == "fpr" or threshold.get("recorded"):
+        # fpr:<rate> is anchored on benign windows alone (it needs no attack window, but benign ones); a threshold
+        # recorded by an earlier evaluation (--thresholds) was said there, and this store's validation did not choose it
+        if not threshold.get("fallback") or threshold.get("recorded"):
             continue
-        if validation.get("positives") == 0:
+        if validation.get("positives") == 0 and threshold.get("method") != "fpr":
             said.append(
                 f"{label}: validation holds no attack window, so `{threshold['method']}` had nothing to balance: "
                 "the threshold is just above the highest benign validation score; --threshold fpr:<rate> sets "
