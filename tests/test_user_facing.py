@@ -124,6 +124,22 @@ def test_a_damaged_frames_file_is_one_line(frames, tmp_path):
     assert "kdgat ingest" in line and not (tmp_path / "g").exists()
 
 
+def test_frames_of_an_ingest_before_parquet_hashes_still_build(frames, tmp_path):
+    """Before source_sha256, an ingest manifest's output sha256 was its capture's: every frames folder of that
+    version (a campaign's cached ingest) was refused as 'not the file ingest wrote'."""
+    import json
+    import shutil
+
+    copy = tmp_path / "frames"
+    shutil.copytree(frames, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    for entry in manifest["outputs"]:
+        entry["sha256"] = entry.pop("source_sha256")  # the earlier layout
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("graphs", "--frames", copy, "--out", tmp_path / "g")
+    assert result.exit_code == 0, result.output
+
+
 def test_lake_commands_refuse_a_file_as_the_lake(a_file, tmp_path):
     runs = write_run_set(tmp_path / "runs")
     one_line_error(invoke("lake", "append", "--runs", runs["gat_large"], "--lake", a_file), "not a folder")

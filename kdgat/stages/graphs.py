@@ -72,7 +72,10 @@ def frames_inputs(frames_dir: Path) -> list[FramesFile]:
         if not path.is_file():
             raise KdgatError(f"{path}: listed in {frames_dir / MANIFEST_NAME} but missing")
         sha256 = sha256_file(path)
-        if item.sha256 and sha256 != item.sha256:  # cut short, overwritten: Parquet's own error is a traceback
+        # cut short, overwritten: Parquet's own error is a traceback. Only where the entry holds the Parquet's hash:
+        # an ingest of a version before source_sha256 recorded the capture's there (its frames are still read)
+        parquet_hash = getattr(item, "source_sha256", None) is not None
+        if parquet_hash and item.sha256 and sha256 != item.sha256:
             raise KdgatError(
                 f"{path}: not the file ingest wrote (its sha256 differs from {frames_dir / MANIFEST_NAME}); "
                 "run `kdgat ingest` again"
