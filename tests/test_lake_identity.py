@@ -432,3 +432,22 @@ def test_one_value_has_no_spread_and_kd_means_run_over_the_pairs_of_their_delta(
     assert kd["student_kd_val_f1"] == pytest.approx(_f1(45, 2, 50, 5)) == kd["student_val_f1"]
     assert kd["student_kd_val_f1"] - kd["student_val_f1"] == pytest.approx(kd["val_f1_delta_mean"])
     assert kd["test_f1_delta_std"] == pytest.approx(0.0)  # two pairs, equal figures: a spread of 0, measured
+
+
+def test_the_leaderboard_names_the_threshold_policies_its_seeds_were_evaluated_with(tmp_path):
+    """Each run's latest evaluation counts: a seed evaluated again under another policy was averaged with the others
+    and nothing said so."""
+    seeds = {s: write_run_set(tmp_path / f"s{s}", dataset="hand", seed=s) for s in (0, 1)}
+    metrics_file = seeds[1]["eval"] / "metrics.json"
+    document = json.loads(metrics_file.read_text())
+    for run in document["runs"].values():
+        run["threshold"]["method"] = "margin"
+    document["threshold_policy"] = "margin"
+    metrics_file.write_text(json.dumps(document))
+    lake = tmp_path / "lake"
+    append_runs(folders(seeds[0]) + folders(seeds[1]), lake)
+    board = {r["model"]: r for r in leaderboard(lake, "hand").to_pylist()}
+    assert board["gat_large"]["n_seeds"] == 2 and board["gat_large"]["threshold_methods"] == "f1, margin"
+    alone = tmp_path / "lake0"
+    append_runs(folders(seeds[0]), alone)
+    assert {r["threshold_methods"] for r in leaderboard(alone, "hand").to_pylist()} == {"f1"}

@@ -51,7 +51,7 @@ latest AS (
     QUALIFY row_number() OVER (PARTITION BY m.run_id ORDER BY e.created_at DESC, e.appended_at DESC, e.run_id) = 1
 )
 SELECT m.dataset, m.model, m.model_type, m.family, m.scale, m.has_kd, r.seed, r.setup_hash, r.pair_hash,
-       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold, m.positives,
+       r.teacher_run_id, m.run_id, m.eval_run_id, m.split, m.scenario, m.threshold, m.threshold_method, m.positives,
        CASE WHEN m.positives IS DISTINCT FROM 0 THEN nullif(m.f1, 'NaN'::DOUBLE) END AS f1,
        nullif(m.pr_auc, 'NaN'::DOUBLE) AS pr_auc, nullif(m.fpr, 'NaN'::DOUBLE) AS fpr,
        nullif(m.auc, 'NaN'::DOUBLE) AS auc,
@@ -70,7 +70,8 @@ per_run AS (
            max(f1) FILTER (WHERE split = 'val' AND positives > 0) AS val_f1,
            max(pr_auc) FILTER (WHERE split = 'val') AS val_pr_auc,
            avg(f1) FILTER (WHERE split = 'test') AS test_f1, avg(pr_auc) FILTER (WHERE split = 'test') AS test_pr_auc,
-           avg(fpr) FILTER (WHERE split = 'test') AS test_fpr
+           avg(fpr) FILTER (WHERE split = 'test') AS test_fpr,
+           string_agg(DISTINCT threshold_method, ', ' ORDER BY threshold_method) AS threshold_methods
     FROM v_run_scores GROUP BY ALL
 ),
 picked AS (
@@ -85,6 +86,8 @@ LEADERBOARD_SQL = f"""
 WITH {_PER_RUN}
 SELECT dataset, model, model_type, family, scale, has_kd, setup_hash AS setup,
        count(*) AS n_runs, count(DISTINCT seed) AS n_seeds,
+       -- the threshold policies of its runs' evaluations: two where seeds were evaluated under different ones
+       string_agg(DISTINCT threshold_methods, ', ' ORDER BY threshold_methods) AS threshold_methods,
        {_mean_std("val_f1", "val_f1")}, {_mean_std("val_pr_auc", "val_pr_auc")},
        {_mean_std("test_f1", "test_f1")}, {_mean_std("test_pr_auc", "test_pr_auc")},
        {_mean_std("test_fpr", "test_fpr")},
