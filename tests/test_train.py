@@ -1001,3 +1001,47 @@ def test_weights_of_another_model_shape_are_refused_in_one_line(store_dir, teach
     torch.save(state, run / "model.pt")
     with pytest.raises(KdgatError, match=r"model.pt: the weights do not fit this kdgat's gat \(Unexpected key"):
         load_run_model(run)
+
+
+def test_evaluate_scores_runs_on_their_own_store_or_one_built_like_it(store_dir, teachers, tmp_path):
+    """Only the vocabulary size and feature count were compared: a store of other windows (another stride, another
+    dataset of as many IDs) was scored, its validation part chose thresholds, and its figures were reported."""
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    frames = store_dir.parent / "frames"
+    prep = resolve_config("gat", "large").preprocessing
+    other = tmp_path / "other"
+    run_graphs(frames, other, prep.model_copy(update={"stride": 50}))
+    assert open_store(other).vocab_size == open_store(store_dir).vocab_size  # the old check let it through
+    with pytest.raises(KdgatError, match="trained on another graph store than .*other.*or on one built with --like"):
+        run_evaluate([teachers / "gat"], other, tmp_path / "e_other")
+    run_evaluate([teachers / "gat"], store_dir, tmp_path / "e")
+    run_graphs(frames, tmp_path / "like", prep, like=store_dir)
+    run_evaluate([teachers / "gat"], tmp_path / "like", tmp_path / "e_like", thresholds=tmp_path / "e")
+    run_graphs(frames, tmp_path / "like_other", prep.model_copy(update={"stride": 50}), like=other)
+    with pytest.raises(KdgatError, match="built --like another store than"):
+        run_evaluate([teachers / "gat"], tmp_path / "like_other", tmp_path / "e2", thresholds=tmp_path / "e")
+
+
+def test_evaluate_names_a_part_without_labels_and_records_the_policy_it_used(
+    store_dir, teachers, data_root, tmp_path
+):  # fmt: skip
+    """A capture without labels in a --like store gave an empty evaluation without a word; --threshold beside
+    --thresholds was recorded as the policy used though the recorded thresholds were."""
+    from kdgat.core.manifest import read_manifest
+    from kdgat.data.capture import sources_from_files
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    run_evaluate([teachers / "gat"], store_dir, tmp_path / "e")
+    run_ingest(sources_from_files([data_root / "otids" / "Attack_free_dataset_10k.txt.xz"]), tmp_path / "frames")
+    run_graphs(tmp_path / "frames", tmp_path / "like", resolve_config("gat", "large").preprocessing, like=store_dir)
+    result = CliRunner().invoke(app, ["evaluate", "--runs", str(teachers / "gat"), "--graphs", str(tmp_path / "like"),
+                                      "--thresholds", str(tmp_path / "e"), "--threshold", "youden",
+                                      "--out", str(tmp_path / "e_like")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "warning: test__Attack_free_dataset_10k: no window of this part has a label, so none was scored" in said
+    manifest = read_manifest(tmp_path / "e_like")
+    assert (
+        manifest.config["threshold_policy"] == manifest.summary["threshold_policy"] == f"recorded in {tmp_path / 'e'}"
+    )

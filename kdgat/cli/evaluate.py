@@ -73,6 +73,8 @@ def evaluate(
     out.print(evaluation_table(results))
     for warning in fallback_warnings(results):
         print_warning(warning)
+    for name in stage.unlabelled_parts(graphs_dir):
+        print_warning(f"{name}: no window of this part has a label, so none was scored (its captures carry no labels)")
 
 
 def fallback_warnings(results: dict) -> list[str]:

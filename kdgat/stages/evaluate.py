@@ -54,7 +54,7 @@ from kdgat.fusion.ensemble import (
 )
 from kdgat.models.compiled import check_compiler, compile_for_inference
 from kdgat.models.gat import on_batch
-from kdgat.training.runs import check_run, load_run_model, model_file, run_label
+from kdgat.training.runs import check_run, check_scored_store, load_run_model, model_file, run_label
 
 Progress = Callable[[str], None]
 # a member run's scores per part ({"val": ..., test part name: ...}), by its resolved folder
@@ -67,6 +67,13 @@ def choose_by_policy(y_val: np.ndarray, scores_val: np.ndarray, policy: str) -> 
     """The validation threshold of ``policy`` (f1, margin, youden, fpr:<rate>), recorded with the policy."""
     method, options = parse_policy(policy)
     return {**choose_threshold(y_val, scores_val, method, **options), "policy": policy}
+
+
+def unlabelled_parts(graphs_dir: str | Path) -> list[str]:
+    """The test parts of a store without a labelled window: evaluate scores none of them (no figure to give), so the
+    command names them (a capture without labels in a --like store gave an empty evaluation without a word)."""
+    store = open_store(graphs_dir)
+    return [name for name, part in store.test_parts().items() if not (np.asarray(part.y) >= 0).any()]
 
 
 def _labelled(part) -> tuple[np.ndarray, np.ndarray]:
@@ -325,6 +332,7 @@ def run(
             check_fusion_run(run, store)
         else:
             check_run(run, store)
+        check_scored_store(run, store)
     members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
     recorded = None if thresholds is None else _recorded_thresholds(Path(thresholds), run_dirs, fusions)
     member_scores: MemberScores = {}
@@ -381,7 +389,7 @@ def run(
             stage="evaluate",
             out_dir=out_dir,
             config={
-                "threshold_policy": policy,
+                "threshold_policy": threshold_policy,
                 "threshold": result["threshold"]["threshold"],
                 "run_dir": result["run_dir"],
             },
@@ -414,7 +422,7 @@ def run(
         stage="evaluate",
         inputs=inputs,
         config={
-            "threshold_policy": policy,
+            "threshold_policy": threshold_policy,  # the one used: recorded thresholds, not --threshold, where given
             "batch_size": batch_size,
             "explain": explain,
             "compile": compile_models,
@@ -424,7 +432,7 @@ def run(
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
-        summary={"threshold_policy": policy, "models": list(metrics)},
+        summary={"threshold_policy": threshold_policy, "models": list(metrics)},
     )
 
 

@@ -27,7 +27,6 @@ from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.manifest import (
     MANIFEST_NAME,
-    FileEntry,
     Manifest,
     file_entry,
     package_versions,
@@ -41,7 +40,7 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
 from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.fusion.ensemble import fusion_label, is_fusion_run
-from kdgat.training.runs import model_file, run_label
+from kdgat.training.runs import model_file, run_label, trained_store_record
 
 # metadata.json keys a detector needs (the rest describes the training data, not the features)
 _STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "feature_set", "node_features",
@@ -60,14 +59,6 @@ def _threshold(entry: dict, name: str, eval_dir: Path) -> b.Threshold:
     return b.Threshold(value=float(record["threshold"]), policy=str(policy), evaluation=str(eval_dir), record=record)
 
 
-def _store_record(run_dir: Path) -> FileEntry:
-    """The graph store a run was trained on, as its manifest records it (path and sha256 of its metadata.json)."""
-    for item in read_manifest(run_dir).inputs:
-        if item.path.endswith("metadata.json"):
-            return item
-    raise KdgatError(f"{run_dir}: its manifest names no graph store; pass --graphs STORE")
-
-
 def _no_validation(eval_dir: Path, name: str) -> str:
     """Why an evaluation without validation figures cannot make a bundle, and which one can."""
     manifest = read_manifest(eval_dir) if eval_dir.is_dir() else None
@@ -84,7 +75,7 @@ def _check_trained_on(run_dirs: list[Path], graphs_dir: Path) -> None:
     window, vocabulary or timing periods would score every capture wrongly, silently."""
     digest = sha256_file(graphs_dir / "metadata.json")
     for run_dir in run_dirs:
-        recorded = _store_record(run_dir)
+        recorded = trained_store_record(run_dir)
         if recorded.sha256 is not None and recorded.sha256 != digest:
             raise KdgatError(
                 f"{run_dir}: trained on another graph store than {graphs_dir} (its manifest records "
@@ -146,7 +137,7 @@ def run(
     for run_dir in run_dirs:
         require_finished(run_dir, ("train", "fuse"), "training or fusion run")
     document = read_evaluation(eval_dir)
-    graphs_dir = Path(graphs_dir) if graphs_dir is not None else Path(_store_record(run_dirs[0]).path).parent
+    graphs_dir = Path(graphs_dir) if graphs_dir is not None else Path(trained_store_record(run_dirs[0]).path).parent
     store = open_store(graphs_dir)
     if "train" not in store.parts or store.metadata.get("like"):  # the reference: the training vehicle's windows
         raise KdgatError(

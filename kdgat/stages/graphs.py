@@ -428,7 +428,7 @@ def run(
             "one_trace": None if scan.trace is None else _describe_trace(scan.trace, outside),
             "timing": None
             if periods is None
-            else {"median_period": [None if np.isnan(p) else round(float(p), 9) for p in periods]},
+            else {"median_period": [None if np.isnan(p) else float(p) for p in periods]},  # exact: --like rereads them
             "payload_runs": None if run_limits is None else {"limit": limits_to_json(run_limits)},
             "timestamps_missing": no_timestamps,
             "feature_stats": stats,

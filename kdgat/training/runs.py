@@ -15,7 +15,8 @@ import torch
 from kdgat.core.atomic import atomic_path
 from kdgat.core.config import WINDOW_VECTOR_MODELS, load_frozen_config
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import require_finished
+from kdgat.core.hashing import sha256_file
+from kdgat.core.manifest import FileEntry, read_manifest, require_finished
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.data.store import GraphStore
@@ -105,6 +106,40 @@ def check_run(run_dir: str | Path, store: GraphStore | None = None, *, finished:
             f"this one has {store.vocab_size} / {store.num_node_features} (build it with --like)"
         )
     return cfg
+
+
+def trained_store_record(run_dir: Path) -> FileEntry:
+    """The graph store a run was trained on (a fusion: fitted on), as its manifest records it: the path and sha256 of
+    its metadata.json."""
+    for item in read_manifest(run_dir).inputs:
+        if item.path.endswith("metadata.json"):
+            return item
+    raise KdgatError(f"{run_dir}: its manifest names no graph store; pass --graphs STORE")
+
+
+def check_scored_store(run_dir: Path, store: GraphStore) -> None:
+    """``store`` is the one the run trained on (its metadata.json, by sha256) or one built ``--like`` it (its
+    fingerprint): the vocabulary size and feature count alone let a store of another dataset through, and every
+    figure on it was computed on other windows, other statistics and another validation part. Where the run's
+    store is gone, a ``--like`` store cannot be traced to it and is taken as it is."""
+    recorded = trained_store_record(run_dir)
+    if recorded.sha256 is None:  # manifests of very old versions
+        return
+    like = (store.metadata.get("like") or {}).get("fingerprint")
+    if like is None:
+        if sha256_file(store.path / "metadata.json") != recorded.sha256:
+            raise KdgatError(
+                f"{run_dir}: trained on another graph store than {store.path} (its manifest records "
+                f"{recorded.path} with another sha256); evaluate on that store, or on one built with --like it"
+            )
+        return
+    trained_on = Path(recorded.path)
+    if trained_on.is_file() and sha256_file(trained_on) == recorded.sha256:
+        if json.loads(trained_on.read_text()).get("fingerprint") != like:
+            raise KdgatError(
+                f"{store.path}: built --like another store than {trained_on.parent}, which {run_dir} trained on; "
+                f"build it with --like {trained_on.parent}"
+            )
 
 
 def _trained_sizes(run_dir: Path) -> tuple[int, int]:
