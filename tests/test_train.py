@@ -1013,7 +1013,7 @@ def test_evaluate_scores_runs_on_their_own_store_or_one_built_like_it(store_dir,
     other = tmp_path / "other"
     run_graphs(frames, other, prep.model_copy(update={"stride": 50}))
     assert open_store(other).vocab_size == open_store(store_dir).vocab_size  # the old check let it through
-    with pytest.raises(KdgatError, match="trained on another graph store than .*other.*or on one built with --like"):
+    with pytest.raises(KdgatError, match="trained on another graph store than .*other.*for new captures, one built"):
         run_evaluate([teachers / "gat"], other, tmp_path / "e_other")
     run_evaluate([teachers / "gat"], store_dir, tmp_path / "e")
     run_graphs(frames, tmp_path / "like", prep, like=store_dir)

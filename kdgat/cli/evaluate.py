@@ -55,7 +55,7 @@ def evaluate(
     from kdgat.stages import evaluate as stage
 
     with user_errors():
-        stage.run(
+        manifest = stage.run(
             runs,
             graphs_dir,
             out_dir,
@@ -73,7 +73,7 @@ def evaluate(
     out.print(evaluation_table(results))
     for warning in fallback_warnings(results):
         print_warning(warning)
-    for name in stage.unlabelled_parts(graphs_dir):
+    for name in manifest.summary.get("unlabelled_parts", []):
         print_warning(f"{name}: no window of this part has a label, so none was scored (its captures carry no labels)")
 
 

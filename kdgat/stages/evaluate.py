@@ -69,10 +69,10 @@ def choose_by_policy(y_val: np.ndarray, scores_val: np.ndarray, policy: str) -> 
     return {**choose_threshold(y_val, scores_val, method, **options), "policy": policy}
 
 
-def unlabelled_parts(graphs_dir: str | Path) -> list[str]:
-    """The test parts of a store without a labelled window: evaluate scores none of them (no figure to give), so the
-    command names them (a capture without labels in a --like store gave an empty evaluation without a word)."""
-    store = open_store(graphs_dir)
+def _unlabelled_parts(store: GraphStore) -> list[str]:
+    """The test parts without a labelled window: scored by none (no figure to give), recorded in the manifest's
+    summary (``unlabelled_parts``) so that the command names them (a capture without labels in a --like store gave
+    an empty evaluation without a word)."""
     return [name for name, part in store.test_parts().items() if not (np.asarray(part.y) >= 0).any()]
 
 
@@ -323,6 +323,7 @@ def run(
     run_dirs = [Path(r).resolve() for r in run_dirs]
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    unlabelled = _unlabelled_parts(store)
     if thresholds is None and "val" not in store.parts:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
@@ -332,7 +333,7 @@ def run(
             check_fusion_run(run, store)
         else:
             check_run(run, store)
-        check_scored_store(run, store)
+    check_scored_store(run_dirs, store)
     members = _fusion_members([run for run, fusion in zip(run_dirs, fusions, strict=True) if fusion])
     recorded = None if thresholds is None else _recorded_thresholds(Path(thresholds), run_dirs, fusions)
     member_scores: MemberScores = {}
@@ -432,7 +433,7 @@ def run(
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
-        summary={"threshold_policy": threshold_policy, "models": list(metrics)},
+        summary={"threshold_policy": threshold_policy, "models": list(metrics), "unlabelled_parts": unlabelled},
     )
 
 

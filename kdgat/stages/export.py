@@ -40,7 +40,7 @@ from kdgat.data.store import GraphStore, open_store
 from kdgat.detection import bundle as b
 from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.fusion.ensemble import fusion_label, is_fusion_run
-from kdgat.training.runs import model_file, run_label, trained_store_record
+from kdgat.training.runs import check_scored_store, model_file, run_label, trained_store_record
 
 # metadata.json keys a detector needs (the rest describes the training data, not the features)
 _STORE_KEYS = ("dataset", "fingerprint", "window", "stride", "preprocessing", "feature_set", "node_features",
@@ -68,19 +68,6 @@ def _no_validation(eval_dir: Path, name: str) -> str:
         f"{eval_dir}: {name} has no validation figures (its thresholds came from another evaluation, "
         f"`evaluate --thresholds`){where}"
     )
-
-
-def _check_trained_on(run_dirs: list[Path], graphs_dir: Path) -> None:
-    """Every run was trained on this very store (its metadata.json, by sha256): a bundle of another store's
-    window, vocabulary or timing periods would score every capture wrongly, silently."""
-    digest = sha256_file(graphs_dir / "metadata.json")
-    for run_dir in run_dirs:
-        recorded = trained_store_record(run_dir)
-        if recorded.sha256 is not None and recorded.sha256 != digest:
-            raise KdgatError(
-                f"{run_dir}: trained on another graph store than {graphs_dir} (its manifest records "
-                f"{recorded.path} with another sha256); pass the store it trained on with --graphs"
-            )
 
 
 def _copy_model(run_dir: Path, target: Path) -> dict:
@@ -144,7 +131,7 @@ def run(
             f"{graphs_dir}: not a training store (built with --like, or no 'train' part); "
             "export needs the store the runs trained on"
         )
-    _check_trained_on(run_dirs, graphs_dir)
+    check_scored_store(run_dirs, store)
     ensure_folder(out_dir.parent)
     if out_dir.exists() and not out_dir.is_dir():
         raise KdgatError(f"{out_dir}: exists and is not a folder; give a folder for the bundle")

@@ -117,25 +117,32 @@ def trained_store_record(run_dir: Path) -> FileEntry:
     raise KdgatError(f"{run_dir}: its manifest names no graph store; pass --graphs STORE")
 
 
-def check_scored_store(run_dir: Path, store: GraphStore) -> None:
-    """``store`` is the one the run trained on (its metadata.json, by sha256) or one built ``--like`` it (its
+def check_scored_store(run_dirs: list[Path], store: GraphStore) -> None:
+    """``store`` is the one every run trained on (its metadata.json, by sha256) or one built ``--like`` it (its
     fingerprint): the vocabulary size and feature count alone let a store of another dataset through, and every
-    figure on it was computed on other windows, other statistics and another validation part. Where the run's
-    store is gone, a ``--like`` store cannot be traced to it and is taken as it is."""
-    recorded = trained_store_record(run_dir)
-    if recorded.sha256 is None:  # manifests of very old versions
-        return
+    figure on it was computed on other windows, other statistics and another validation part (a detector bundle,
+    on another window, vocabulary or timing periods). Where a run's store is gone, a ``--like`` store cannot be
+    traced to it and is taken as it is. Evaluate and export check their runs with it."""
     like = (store.metadata.get("like") or {}).get("fingerprint")
-    if like is None:
-        if sha256_file(store.path / "metadata.json") != recorded.sha256:
-            raise KdgatError(
-                f"{run_dir}: trained on another graph store than {store.path} (its manifest records "
-                f"{recorded.path} with another sha256); evaluate on that store, or on one built with --like it"
-            )
-        return
-    trained_on = Path(recorded.path)
-    if trained_on.is_file() and sha256_file(trained_on) == recorded.sha256:
-        if json.loads(trained_on.read_text()).get("fingerprint") != like:
+    digest = sha256_file(store.path / "metadata.json") if like is None else None
+    fingerprints: dict[str, str | None] = {}  # a training store's fingerprint, by its metadata.json's sha256
+    for run_dir in run_dirs:
+        recorded = trained_store_record(run_dir)
+        if recorded.sha256 is None:  # manifests of very old versions
+            continue
+        if like is None:
+            if digest != recorded.sha256:
+                raise KdgatError(
+                    f"{run_dir}: trained on another graph store than {store.path} (its manifest records "
+                    f"{recorded.path} with another sha256); pass that store (--graphs), or, for new captures, "
+                    "one built --like it"
+                )
+            continue
+        trained_on = Path(recorded.path)
+        if recorded.sha256 not in fingerprints:
+            here = trained_on.is_file() and sha256_file(trained_on) == recorded.sha256
+            fingerprints[recorded.sha256] = json.loads(trained_on.read_text()).get("fingerprint") if here else None
+        if fingerprints[recorded.sha256] not in (None, like):
             raise KdgatError(
                 f"{store.path}: built --like another store than {trained_on.parent}, which {run_dir} trained on; "
                 f"build it with --like {trained_on.parent}"
