@@ -220,6 +220,11 @@ def dataset_sources(
             + (f" (and {len(missing) - 1} more patterns)" if len(missing) > 1 else "")
             + f"; set --data-root or ${DATA_ROOT_ENV}"
         )
+    return _sources_of(name, entry, data_root, files)
+
+
+def _sources_of(name: str, entry: DatasetEntry, data_root: Path, files: list[ResolvedFile]) -> list[IngestSource]:
+    """The ingest sources of resolved files: refused where a file is in two splits or two would be one output."""
     _check_no_leakage(name, files)
     root = dataset_root(entry, data_root)
     sources: list[IngestSource] = []
@@ -266,7 +271,7 @@ def dataset_status(entry: DatasetEntry, data_root: Path, name: str) -> dict[str,
     state = "missing" if len(missing) == total else ("partial" if missing else "ok")
     problem = None
     try:
-        dataset_sources(name, entry, data_root, allow_missing=True)
+        _sources_of(name, entry, data_root, files)
     except KdgatError as err:
         state, problem = "invalid", str(err)
     return {

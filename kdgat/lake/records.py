@@ -290,24 +290,16 @@ def _find_run(base: Path, recorded: str, manifest: Manifest) -> Path | None:
 
 
 def _closeness(candidate: Path, recorded: Path, base: Path) -> tuple[int, int]:
-    return _shared_tail(candidate, recorded), _shared_head(candidate, base)
+    """(trailing components shared with the recorded path, leading components shared with the recording stage's
+    folder)."""
+    return _shared(reversed(candidate.parts), reversed(recorded.parts)), _shared(candidate.parts, base.parts)
 
 
-def _shared_head(path: Path, other: Path) -> int:
-    """How many leading path components ``path`` and ``other`` have in common."""
+def _shared(mine, theirs) -> int:
+    """How many leading items two sequences of path components have in common."""
     count = 0
-    for mine, theirs in zip(path.parts, other.parts, strict=False):
-        if mine != theirs:
-            break
-        count += 1
-    return count
-
-
-def _shared_tail(path: Path, recorded: Path) -> int:
-    """How many trailing path components ``path`` and ``recorded`` have in common."""
-    count = 0
-    for mine, theirs in zip(reversed(path.parts), reversed(recorded.parts), strict=False):
-        if mine != theirs:
+    for a, b in zip(mine, theirs, strict=False):
+        if a != b:
             break
         count += 1
     return count

@@ -144,11 +144,6 @@ def _capture_stamp(sources) -> list:
     return [[src.output_name, sha256_file(src.path)] for src in sources]
 
 
-def _section(override: str) -> str:
-    """'fusion.epochs=3' -> 'fusion'."""
-    return override.split("=", 1)[0].strip().split(".", 1)[0]
-
-
 def _reading_stamp(name: str, entry) -> dict:
     """How the catalog says to read a dataset's captures (readers, labels, attack names, benign flags), for the
     ingest key where it is not the built-in entry's: a user catalog changed from one run to the next (a capture
@@ -206,13 +201,13 @@ class PipelineRunner:
 
         ``seed`` (one of ``--seed``) comes after every other override; None leaves the presets' or -O's.
         """
-        from kdgat.core.config import resolve_config
+        from kdgat.core.config import parse_override, resolve_config
 
         if (model, scale, kd, seed) not in self._configs:
             aux = ["kd_standard"] if kd else ["none"]
             # fusion.* is the fuse runs' section (their config is dqn's): a training that took it had another
             # key, so an override of the fusion trained every model again (Nextflow's tasks filter it alike)
-            given = [o for o in self.options.overrides if model == "dqn" or _section(o) != "fusion"]
+            given = [o for o in self.options.overrides if model == "dqn" or parse_override(o)[0][0] != "fusion"]
             overrides = [*given, *([f"seed={seed}"] if seed is not None else [])]
             self._configs[model, scale, kd, seed] = resolve_config(model, scale, aux, overrides)
         return self._configs[model, scale, kd, seed]
