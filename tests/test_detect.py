@@ -485,7 +485,8 @@ def test_a_sigterm_while_scoring_a_file_keeps_the_earlier_output_and_says_so(tra
     out = tmp_path / "v.csv"
     assert invoke("detect", road_test, "--detector", trained / "detector", "--out", out).exit_code == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    patch = signalled_at("kdgat.detection.outputs:CsvSink.write")  # at the first rows written
+    # after the first rows are written: the temporary file holds them when the signal lands
+    patch = signalled_at("kdgat.detection.outputs:CsvSink.write", after=True)
     proc = run_kdgat_patched(patch, "detect", road_test, "--detector", trained / "detector", "--out", out,
                              "--stride", 50)  # fmt: skip
     assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from support.lake_sample import SCENARIOS, write_run_set
+from support.lake_sample import SCENARIOS, f1_of, write_run_set
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -327,10 +327,6 @@ def test_builder_killed_mid_build_keeps_the_previous_views(run_set, tmp_path):
 # --------------------------------------------------------------------------- the views' numbers
 
 
-def _f1(tp, fp, tn, fn):
-    return 2 * tp / (2 * tp + fp + fn)
-
-
 def _accuracy(tp, fp, tn, fn):
     return (tp + tn) / (tp + fp + tn + fn)
 
@@ -360,7 +356,8 @@ HAND = {
 SEEDS = sorted(HAND)
 
 
-def _fpr(tp, fp, tn, fn):
+def _fpr(counts):
+    _tp, fp, tn, _fn = counts
     return fp / (fp + tn)
 
 
@@ -382,8 +379,8 @@ def _per_seed(model, metric):
     out = {}
     for seed in SEEDS:
         val, *tests = HAND[seed][model]
-        per_test = [metric(*c) if metric is not _pr_auc else _pr_auc(c) for c in tests]
-        out[seed] = (metric(*val) if metric is not _pr_auc else _pr_auc(val), sum(per_test) / len(per_test), per_test)
+        per_test = [metric(c) for c in tests]  # every metric of confusion counts: f1_of, _pr_auc, _fpr
+        out[seed] = (metric(val), sum(per_test) / len(per_test), per_test)
     return out
 
 
@@ -405,7 +402,7 @@ def test_leaderboard_is_mean_and_std_over_seeds_and_selects_on_validation_only(h
     rows = {r["model"]: r for r in leaderboard(hand_lake, "hand").to_pylist()}
     assert set(rows) == {"gat_large", "gat_small_kd", "gat_small", "vgae_large", "fusion_dqn_small_kd"}
     for model in ("gat_large", "gat_small_kd", "gat_small"):
-        row, f1, pr, fpr = rows[model], _per_seed(model, _f1), _per_seed(model, _pr_auc), _per_seed(model, _fpr)
+        row, f1, pr, fpr = rows[model], _per_seed(model, f1_of), _per_seed(model, _pr_auc), _per_seed(model, _fpr)
         assert row["n_seeds"] == row["n_runs"] == 3
         for name, values in (("val_f1", [f1[s][0] for s in SEEDS]), ("val_pr_auc", [pr[s][0] for s in SEEDS]),
                              ("test_f1", [f1[s][1] for s in SEEDS]), ("test_pr_auc", [pr[s][1] for s in SEEDS]),
@@ -420,9 +417,11 @@ def test_leaderboard_is_mean_and_std_over_seeds_and_selects_on_validation_only(h
         assert row["selected_test_pr_auc"] == pytest.approx(pr[chosen][1])
         assert row["selected_test_fpr"] == pytest.approx(fpr[chosen][1])
     # the case the issue names: the best-test seed is not the best-validation seed, and the table shows the latter
-    assert rows["gat_large"]["selected_seed"] == 1 and max(SEEDS, key=lambda s: _per_seed("gat_large", _f1)[s][1]) == 3
+    assert (
+        rows["gat_large"]["selected_seed"] == 1 and max(SEEDS, key=lambda s: _per_seed("gat_large", f1_of)[s][1]) == 3
+    )
     assert rows["gat_small_kd"]["selected_seed"] == 2
-    assert rows["gat_large"]["selected_test_f1"] < max(v[1] for v in _per_seed("gat_large", _f1).values())
+    assert rows["gat_large"]["selected_test_f1"] < max(v[1] for v in _per_seed("gat_large", f1_of).values())
     assert rows["gat_large"]["val_f1_mean"] == pytest.approx((80 / 84 + 78 / 82 + 76 / 84) / 3)
     assert (rows["gat_small_kd"]["scale"], rows["gat_small_kd"]["has_kd"]) == ("small", True)
     assert rows["fusion_dqn_small_kd"]["family"] == "fusion_dqn"
@@ -436,7 +435,7 @@ def test_leaderboard_per_scenario_keeps_the_validation_choice(hand_lake):
     rows = leaderboard(hand_lake, "hand", scenarios=True).to_pylist()
     assert {r["scenario"] for r in rows} == set(SCENARIOS)
     for model, chosen in (("gat_large", 1), ("gat_small_kd", 2)):
-        f1, fpr = _per_seed(model, _f1), _per_seed(model, _fpr)
+        f1, fpr = _per_seed(model, f1_of), _per_seed(model, _fpr)
         for i, scenario in enumerate(SCENARIOS):
             (row,) = [r for r in rows if r["model"] == model and r["scenario"] == scenario]
             mean, std = _mean_std([f1[s][2][i] for s in SEEDS])
@@ -461,7 +460,7 @@ def test_validation_without_attacks_selects_no_run(tmp_path):
     (row,) = [r for r in leaderboard(lake, "benign").to_pylist() if r["model"] == "gat_large"]
     assert row["n_seeds"] == 2 and row["val_f1_mean"] is None and row["val_pr_auc_mean"] is None
     assert all(row[k] is None for k in row if k.startswith("selected_")), row
-    test_f1 = [sum(_f1(*c) for c in tests[seed]) / 2 for seed in (1, 2)]
+    test_f1 = [sum(f1_of(c) for c in tests[seed]) / 2 for seed in (1, 2)]
     assert row["test_f1_mean"] == pytest.approx(sum(test_f1) / 2)
     scenario_rows = [r for r in leaderboard(lake, "benign", scenarios=True).to_pylist() if r["model"] == "gat_large"]
     assert len(scenario_rows) == 2 and all(r["selected_seed"] is None for r in scenario_rows)
@@ -470,7 +469,7 @@ def test_validation_without_attacks_selects_no_run(tmp_path):
 def test_kd_impact_is_paired_by_seed(hand_lake):
     rows = {(r["dataset"], r["family"]): r for r in kd_impact(hand_lake).to_pylist()}
     gat = rows[("hand", "gat")]
-    kd, plain, teacher = _per_seed("gat_small_kd", _f1), _per_seed("gat_small", _f1), _per_seed("gat_large", _f1)
+    kd, plain, teacher = _per_seed("gat_small_kd", f1_of), _per_seed("gat_small", f1_of), _per_seed("gat_large", f1_of)
     kd_pr, plain_pr = _per_seed("gat_small_kd", _pr_auc), _per_seed("gat_small", _pr_auc)
     assert gat["n_pairs"] == 3
     for name, pairs in (("val_f1_delta", [kd[s][0] - plain[s][0] for s in SEEDS]),
@@ -517,8 +516,10 @@ def test_compare_shows_config_diff_and_metric_deltas(hand_lake):
     assert rows[("config", "kd.alpha")]["a"] is None and rows[("config", "kd.alpha")]["b"] == "0.7"
     assert ("config", "seed") not in rows  # equal keys are not listed
     f1 = rows[("metrics", "validation.f1")]
-    assert f1["delta"] == pytest.approx(_f1(36, 4, 54, 6) - _f1(30, 2, 56, 12))
-    assert float(f1["a"]) == _f1(30, 2, 56, 12) and float(f1["b"]) == _f1(36, 4, 54, 6)  # not rounded to 6 digits
+    assert f1["delta"] == pytest.approx(f1_of((36, 4, 54, 6)) - f1_of((30, 2, 56, 12)))
+    assert float(f1["a"]) == f1_of((30, 2, 56, 12)) and float(f1["b"]) == f1_of(
+        (36, 4, 54, 6)
+    )  # not rounded to 6 digits
     with pytest.raises(KdgatError, match="ambiguous"):
         compare_runs(hand_lake, "gat_small", by_model["gat_small"])
     with pytest.raises(KdgatError, match="no run 'nothing'"):

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from support.lake_sample import EVALUATED, write_eval_run, write_run_set, write_store, write_train_run
+from support.lake_sample import EVALUATED, f1_of, write_eval_run, write_run_set, write_store, write_train_run
 from typer.testing import CliRunner
 
 from kdgat.cli import app
@@ -272,8 +272,8 @@ def test_the_student_gap_pairs_a_teacher_fusion_with_each_student_setup_apart(tm
                                                                           scenario: counts[name]}})  # fmt: skip
             append_runs([run, evaluation], lake)
         append_runs(folders(paths)[:-2], lake)  # the members (not the set's own evaluation)
-    for name, (tp, fp, _, fn) in counts.items():
-        f1[name] = 2 * tp / (2 * tp + fp + fn)
+    for name, value in counts.items():
+        f1[name] = f1_of(value)
     spec = importlib.util.spec_from_file_location("quality", Path(__file__).parents[1] / "bench" / "quality.py")
     quality = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(quality)
@@ -325,9 +325,8 @@ def _same_weights_in_two_seeds(seeds: dict[int, dict[str, Path]], label: str) ->
     (seeds[1][label] / "model.pt").write_bytes(same.read_bytes())
     manifest_file = seeds[1]["eval"] / "manifest.json"
     manifest = json.loads(manifest_file.read_text())
-    for entry in manifest["inputs"]:
-        if entry["path"] == str(seeds[1][label] / "model.pt"):
-            entry["sha256"] = sha256_file(same)
+    (entry,) = [e for e in manifest["inputs"] if e["path"] == str(seeds[1][label] / "model.pt")]  # one, or no test
+    entry["sha256"] = sha256_file(same)
     manifest_file.write_text(json.dumps(manifest, indent=2))
 
 
@@ -378,10 +377,6 @@ def test_a_moved_campaign_links_each_seed_to_its_own_run_when_two_seeds_trained_
     assert value(lake, "SELECT max(n_seeds) FROM v_leaderboard WHERE model = 'gat_small'") == 2
 
 
-def _f1(tp: int, fp: int, tn: int, fn: int) -> float:
-    return 2 * tp / (2 * tp + fp + fn)
-
-
 def test_a_scenario_without_attacks_has_no_f1_and_test_means_run_over_the_same_scenarios(tmp_path):
     """A benign-only test capture: binary_metrics gives F1 0 (nothing found, nothing to find) and no PR-AUC. Counted
     as 0 in the mean test F1 it penalised a detector without a false alarm, over other scenarios than the PR-AUC's."""
@@ -398,7 +393,7 @@ def test_a_scenario_without_attacks_has_no_f1_and_test_means_run_over_the_same_s
     assert all(r["f1"] is None and r["pr_auc"] is None and r["mcc"] is None for r in rows)
     assert all(r["fpr"] == pytest.approx(0.03) for r in rows)
     (row,) = [r for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "gat_large"]
-    assert row["test_f1_mean"] == pytest.approx(sum(_f1(*c) for c in attacks.values()) / 2)
+    assert row["test_f1_mean"] == pytest.approx(sum(f1_of(c) for c in attacks.values()) / 2)
     assert row["test_fpr_mean"] == pytest.approx((5 / 55 + 0 + 0.03) / 3)  # every scenario has an FPR
     (benign,) = [
         r
@@ -413,8 +408,11 @@ def test_one_value_has_no_spread_and_kd_means_run_over_the_pairs_of_their_delta(
     (no std, not 0.000), and the KD validation means are over the one pair the validation delta has, so they subtract
     to it (over two seeds the KD student's mean did not)."""
     seeds = {}
+    kd0 = (48, 1, 51, 2)  # seed 0's KD student validates better than its no-KD twin: a delta to subtract to
     for seed, val in ((0, (45, 2, 50, 5)), (1, (30, 10, 40, 20))):
         counts = {label: {"validation": val, "test_01_a": (40, 5, 50, 10)} for label in EVALUATED}
+        if seed == 0:
+            counts["gat_small_kd"]["validation"] = kd0
         seeds[seed] = write_run_set(tmp_path / f"s{seed}", dataset="hand", seed=seed, scenarios=("test_01_a",),
                                     counts=counts)  # fmt: skip
     metrics_file = seeds[1]["eval"] / "metrics.json"
@@ -425,11 +423,15 @@ def test_one_value_has_no_spread_and_kd_means_run_over_the_pairs_of_their_delta(
     append_runs(folders(seeds[0]) + folders(seeds[1]), lake)
     board = {r["model"]: r for r in leaderboard(lake, "hand").to_pylist()}
     assert (board["gat_small"]["n_seeds"], board["gat_small"]["val_f1_std"]) == (2, None)
-    assert board["gat_small"]["val_f1_mean"] == pytest.approx(_f1(45, 2, 50, 5))
-    assert board["gat_small_kd"]["val_f1_std"] == pytest.approx(abs(_f1(45, 2, 50, 5) - _f1(30, 10, 40, 20)) / 2**0.5)
+    assert board["gat_small"]["val_f1_mean"] == pytest.approx(f1_of((45, 2, 50, 5)))
+    assert board["gat_small_kd"]["val_f1_std"] == pytest.approx(abs(f1_of(kd0) - f1_of((30, 10, 40, 20))) / 2**0.5)
     (kd,) = [r for r in kd_impact(lake).to_pylist() if r["family"] == "gat"]
-    assert kd["n_pairs"] == 2 and kd["val_f1_delta_mean"] == pytest.approx(0.0) and kd["val_f1_delta_std"] is None
-    assert kd["student_kd_val_f1"] == pytest.approx(_f1(45, 2, 50, 5)) == kd["student_val_f1"]
+    delta = f1_of(kd0) - f1_of((45, 2, 50, 5))  # the one pair with both validation figures
+    assert kd["n_pairs"] == 2 and kd["val_f1_delta_mean"] == pytest.approx(delta) and kd["val_f1_delta_std"] is None
+    # over the same pair: the KD student's mean of two seeds would not subtract to it
+    assert kd["student_kd_val_f1"] == pytest.approx(f1_of(kd0)) and kd["student_val_f1"] == pytest.approx(
+        f1_of((45, 2, 50, 5))
+    )
     assert kd["student_kd_val_f1"] - kd["student_val_f1"] == pytest.approx(kd["val_f1_delta_mean"])
     assert kd["test_f1_delta_std"] == pytest.approx(0.0)  # two pairs, equal figures: a spread of 0, measured
 

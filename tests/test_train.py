@@ -795,7 +795,10 @@ def test_fuse_and_evaluate_are_recorded_in_mlflow(store_dir, teachers, tmp_path,
         model: run["run_id"] for model, run in again.items()
     }
     assert {r.info.run_id for r in deleted} == {r["run_id"] for r in evaluated.values()}
-    assert len(find_runs(uri, stage="fuse")) == 1  # another folder's runs are not touched
+    # the same runs evaluated into another folder: another result, the first folder's runs stay
+    run_evaluate([teachers / "gat"], store_dir, tmp_path / "e2", tracking_uri=uri, dataset="synthetic")
+    active = {r["run_id"] for r in find_runs(uri, stage="evaluate")}
+    assert {r["run_id"] for r in again.values()} < active and len(active) == 3
 
 
 @pytest.mark.parametrize("kind", ["gat", "vgae"])

@@ -239,6 +239,25 @@ def test_a_signal_the_process_was_started_to_ignore_stays_ignored(capture, tmp_p
     assert (out / "manifest.json").is_file()
 
 
+def test_every_stop_signal_handler_leaves_an_ignored_signal_ignored():
+    """The installer the stages use (training's clean stop, live detect, held renames) skips an ignored signal too:
+    the subprocess test above reaches only the command-wide handler."""
+    import signal
+
+    from kdgat.core.signals import stop_signals_handled_by, uninterrupted
+    from kdgat.training.preemption import StopOnSignal
+
+    earlier = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup starts a process
+    try:
+        for block in (stop_signals_handled_by(lambda *_: None), StopOnSignal().installed(), uninterrupted()):
+            with block:
+                assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+                assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN  # the others are handled
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, earlier)
+
+
 def test_a_stop_signal_waits_for_the_ingest_files_and_the_manifest_that_lists_them(capture, tmp_path):
     """A SIGTERM while an ingest moves its files into place (the earlier run's manifest already gone) is held until
     the new manifest is written: the folder then holds exactly the files its manifest lists, the earlier run's

@@ -48,6 +48,12 @@ def _manifest(out_dir: Path, stage: str, inputs: list[Path], config: dict, outpu
     )  # fmt: skip
 
 
+def f1_of(counts: Counts) -> float:
+    """The F1 of confusion counts, by hand: what the lake's figures are checked against."""
+    tp, fp, _tn, fn = counts
+    return 2 * tp / (2 * tp + fp + fn)
+
+
 def scored(counts: Counts) -> tuple[np.ndarray, np.ndarray]:
     """Labels and 0/1 scores whose confusion counts at threshold 0.5 are ``counts``."""
     tp, fp, tn, fn = counts

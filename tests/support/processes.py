@@ -32,18 +32,22 @@ def only_error_line(proc: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def signalled_at(target: str, sig: str = "SIGTERM") -> str:
+def signalled_at(target: str, sig: str = "SIGTERM", *, after: bool = False) -> str:
     """Patch code for :func:`run_kdgat_patched`: the function (or method) ``target``, named by module and attribute
     path ("kdgat.stages.ingest:publish_files", "kdgat.detection.outputs:CsvSink.write"), sends the process ``sig``
-    and then does its work."""
+    and then does its work (``after``: does its work, then sends it, so that what it wrote is there)."""
     module, _, attribute = target.partition(":")
     owner, _, name = attribute.rpartition(".")
     holder = f"_module.{owner}" if owner else "_module"
+    body = (
+        f"    done = _real(*args, **kwargs)\n    os.kill(os.getpid(), signal.{sig})\n    return done\n"
+        if after
+        else f"    os.kill(os.getpid(), signal.{sig})\n    return _real(*args, **kwargs)\n"
+    )
     return (
         f"import {module} as _module\n"
         f"_real = {holder}.{name}\n"
         "def _signalled(*args, **kwargs):\n"
-        f"    os.kill(os.getpid(), signal.{sig})\n"
-        "    return _real(*args, **kwargs)\n"
+        f"{body}"
         f"{holder}.{name} = _signalled\n"
     )
