@@ -192,6 +192,14 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
     assert invoke("ingest", road_test, other_vehicle, "--out", tmp_path / "frames").exit_code == 0
     like = invoke("graphs", "--frames", tmp_path / "frames", "--like", store, "--out", tmp_path / "like")
     assert like.exit_code == 0, like.stderr
+    # the store checks its captures as detect does, with the same figures: the V40 is another vehicle
+    checked = json.loads((tmp_path / "like/metadata.json").read_text())["out_of_distribution"]
+    for file in json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]:
+        assert checked[file["file"]]["figures"] == pytest.approx(file["ood_figures"], abs=1e-12), file["file"]
+        assert checked[file["file"]]["reasons"] == file["ood_reasons"]
+    assert checked[str(other_vehicle)]["reasons"] and not checked[str(road_test)]["reasons"]
+    (warning,) = [line for line in like.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(f"warning: {other_vehicle}: does not look like the vehicle of the models of {store}")
     runs = [trained / "runs" / r for r in ("fusion", "gat", "vgae")]
     without = invoke("evaluate", *[a for r in runs for a in ("--runs", r)], "--graphs", tmp_path / "like",
                      "--out", tmp_path / "e0")  # fmt: skip
@@ -203,6 +211,8 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
     evaluated = invoke("evaluate", *[a for r in runs for a in ("--runs", r)], "--graphs", tmp_path / "like",
                        "--out", tmp_path / "eval", "--thresholds", trained / "eval", "--scores")  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.stderr
+    said = [line for line in evaluated.stderr.splitlines() if "does not look like the vehicle of these runs" in line]
+    assert len(said) == 1 and said[0].startswith(f"warning: {other_vehicle}: "), evaluated.stderr
     # an evaluation that took its thresholds from another has no validation figures: export says which to use
     refused = invoke("export", "--run", runs[1], "--eval", tmp_path / "eval", "--out", tmp_path / "from-borrowed")
     one_line_error(refused, "no validation figures", f"export with --eval {trained / 'eval'}")
@@ -368,12 +378,14 @@ def test_export_packs_the_store_the_runs_trained_on_only(trained, tmp_path, monk
 
 
 def test_graphs_like_says_when_every_id_is_unknown(trained, data_root, tmp_path):
-    """A J1939 truck against the ROAD car's vocabulary: one out-of-vocabulary node per window, said out loud."""
-    assert invoke("ingest", data_root / "j1939/normal.log.xz", "--out", tmp_path / "frames").exit_code == 0
+    """A J1939 truck against the ROAD car's vocabulary: every frame on an unknown ID, said out loud."""
+    truck = data_root / "j1939/normal.log.xz"
+    assert invoke("ingest", truck, "--out", tmp_path / "frames").exit_code == 0
     like = invoke("graphs", "--frames", tmp_path / "frames", "--like", trained / "graphs", "--out", tmp_path / "g")
     assert like.exit_code == 0, like.stderr
     (warning,) = [line for line in like.stderr.splitlines() if line.startswith("warning:")]
-    assert "1.0 nodes per graph" in warning and "unknown" in warning
+    assert warning.startswith(f"warning: {truck}: does not look like the vehicle of the models of")
+    assert "100.0% of frames have CAN IDs the detector never saw" in warning
 
 
 def summary_frames(summary, capture) -> int:

@@ -75,6 +75,10 @@ def evaluate(
         print_warning(warning)
     for name in manifest.summary.get("unlabelled_parts", []):
         print_warning(f"{name}: no window of this part has a label, so none was scored (its captures carry no labels)")
+    from kdgat.detection.ood import unlike_training
+
+    for warning in unlike_training(manifest.summary.get("out_of_distribution"), "these runs"):
+        print_warning(warning)
 
 
 def fallback_warnings(results: dict) -> list[str]:

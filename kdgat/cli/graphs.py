@@ -54,13 +54,13 @@ def graphs(
             f"{cfg.preprocessing.val_fraction}) per training file (half of them, rounded down, for 'fusion'), and a "
             f"window ({meta['window']} frames) must fit inside one: {HELD_OUT_BLOCKS_ADVICE}"
         )
-    for name, part in meta["parts"].items() if like is not None else ():
-        if part["graphs"] and part["mean_nodes"] < 2:  # every window one OOV node: nothing to score
-            print_warning(
-                f"{name}: {part['mean_nodes']:.1f} nodes per graph: almost every CAN ID is unknown to the "
-                f"vocabulary of {like} (another vehicle?); its models cannot judge these windows "
-                "(`kdgat detect` reports the share of unknown IDs)"
-            )
+    if like is not None:
+        from kdgat.detection.ood import unlike_training
+
+        if "out_of_distribution" in meta and meta["out_of_distribution"] is None:  # absent: a store built before
+            print_warning(f"{like} holds no training windows (built --like another): no out-of-distribution check")
+        for warning in unlike_training(meta.get("out_of_distribution"), f"the models of {like}"):
+            print_warning(warning)
     if meta.get("timestamps_missing"):
         print_warning(
             f"{len(meta['timestamps_missing'])} capture(s) have no timestamps; their timing features "

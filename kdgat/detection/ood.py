@@ -1,4 +1,4 @@
-"""Does a capture look like the vehicle the detector was trained on? Four figures and their limits.
+"""Does a capture look like the vehicle the detector was trained on? Five figures and their limits.
 
 A detector scoring another vehicle's traffic sees every CAN ID as unknown (one out-of-vocabulary
 node per window) and its verdicts mean nothing; a user must be told, with the figure, instead of
@@ -36,6 +36,8 @@ some regular IDs among a flood of unknown ones vouches for nothing.
 from __future__ import annotations
 
 import numpy as np
+
+from kdgat.data.store import GraphStore
 
 LIMITS = {
     "unknown_id_share": 0.2,
@@ -157,3 +159,44 @@ def verdict(figures: dict) -> list[str]:
         reasons.append(f"{100 * payload:.1f}% of known CAN IDs carry payloads unlike training "
                        f"(limit {100 * LIMITS['payload_mismatch']:.0f}%)")  # fmt: skip
     return reasons
+
+
+def unlike_training(out_of_distribution: dict | None, models: str) -> list[str]:
+    """One line per capture of a ``--like`` store (its ``out_of_distribution`` record) unlike the vehicle of
+    ``models`` (words naming them): figures they give on it mean little, as detect says of its verdicts."""
+    return [
+        f"{source}: does not look like the vehicle of {models}: "
+        + "; ".join(entry["reasons"])
+        + f"; scores of its windows (part '{entry['part']}') mean little (figures: the store's metadata.json)"
+        for source, entry in (out_of_distribution or {}).items()
+        if entry["reasons"]
+    ]
+
+
+def reference_statistics(store: GraphStore) -> dict:
+    """Mean payload byte (/255) per vocabulary index over the training windows' nodes, and its spread from
+    window to window (the standard deviation of the nodes' values; None: never seen).
+
+    The out-of-distribution check compares a capture's per-ID payload means with these: a byte whose value
+    follows the driving (a speed) moves by its spread within one vehicle, a constant byte does not.
+    """
+    part = store.part("train")
+    x = np.asarray(part.x, dtype=np.float64)
+    ids = x[:, 0].astype(np.int64)
+    counts = np.bincount(ids, minlength=store.vocab_size)
+    sums, squares = np.zeros((store.vocab_size, 8)), np.zeros((store.vocab_size, 8))
+    for byte in range(8):
+        sums[:, byte] = np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
+        squares[:, byte] = np.bincount(ids, weights=x[:, 1 + byte] ** 2, minlength=store.vocab_size)
+    means = sums / np.maximum(counts, 1)[:, None]
+    spreads = np.sqrt(np.maximum(squares / np.maximum(counts, 1)[:, None] - means**2, 0.0))
+
+    def per_id(values: np.ndarray) -> list:
+        return [None if c == 0 else [round(float(v), 6) for v in row] for row, c in zip(values, counts, strict=True)]
+
+    return {
+        "windows": int(part.num_graphs),
+        "payload_mean": per_id(means),
+        "payload_std": per_id(spreads),
+        "nodes": counts.tolist(),
+    }

@@ -433,7 +433,17 @@ def run(
         outputs=[{"path": p} for p in outputs],
         wall_time_s=time.perf_counter() - started,
         dataset=dataset,
-        summary={"threshold_policy": threshold_policy, "models": list(metrics), "unlabelled_parts": unlabelled},
+        summary={
+            "threshold_policy": threshold_policy,
+            "models": list(metrics),
+            "unlabelled_parts": unlabelled,
+            # captures of a --like store unlike the training vehicle (graphs' check): named by the command
+            "out_of_distribution": {
+                source: entry
+                for source, entry in (store.metadata.get("out_of_distribution") or {}).items()
+                if entry["reasons"]
+            },
+        },
     )
 
 

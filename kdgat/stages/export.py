@@ -19,8 +19,6 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 from kdgat.core.atomic import atomic_write_text, clean_stale, ensure_folder, staged_folder
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
@@ -36,8 +34,9 @@ from kdgat.core.manifest import (
 )
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.core.threads import set_threads
-from kdgat.data.store import GraphStore, open_store
+from kdgat.data.store import open_store
 from kdgat.detection import bundle as b
+from kdgat.detection import ood
 from kdgat.evaluation.recorded import read_evaluation, recorded_entry
 from kdgat.fusion.ensemble import fusion_label, is_fusion_run
 from kdgat.training.runs import check_scored_store, model_file, run_label, trained_store_record
@@ -75,35 +74,6 @@ def _copy_model(run_dir: Path, target: Path) -> dict:
     for source in (model_file(run_dir), run_dir / CONFIG_FILE, run_dir / METRICS_FILE):
         shutil.copy2(source, target / source.name)
     return json.loads((run_dir / METRICS_FILE).read_text())
-
-
-def reference_statistics(store: GraphStore) -> dict:
-    """Mean payload byte (/255) per vocabulary index over the training windows' nodes, and its spread from
-    window to window (the standard deviation of the nodes' values; None: never seen).
-
-    The out-of-distribution check compares a capture's per-ID payload means with these: a byte whose value
-    follows the driving (a speed) moves by its spread within one vehicle, a constant byte does not.
-    """
-    part = store.part("train")
-    x = np.asarray(part.x, dtype=np.float64)
-    ids = x[:, 0].astype(np.int64)
-    counts = np.bincount(ids, minlength=store.vocab_size)
-    sums, squares = np.zeros((store.vocab_size, 8)), np.zeros((store.vocab_size, 8))
-    for byte in range(8):
-        sums[:, byte] = np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
-        squares[:, byte] = np.bincount(ids, weights=x[:, 1 + byte] ** 2, minlength=store.vocab_size)
-    means = sums / np.maximum(counts, 1)[:, None]
-    spreads = np.sqrt(np.maximum(squares / np.maximum(counts, 1)[:, None] - means**2, 0.0))
-
-    def per_id(values: np.ndarray) -> list:
-        return [None if c == 0 else [round(float(v), 6) for v in row] for row, c in zip(values, counts, strict=True)]
-
-    return {
-        "windows": int(part.num_graphs),
-        "payload_mean": per_id(means),
-        "payload_std": per_id(spreads),
-        "nodes": counts.tolist(),
-    }
 
 
 def run(
@@ -207,7 +177,7 @@ def run(
         meta = store.metadata
         shutil.copy2(graphs_dir / "vocab.json", staging / b.VOCAB_FILE)
         atomic_write_text(staging / b.STORE_FILE, json.dumps({k: meta.get(k) for k in _STORE_KEYS}, indent=2) + "\n")
-        atomic_write_text(staging / b.REFERENCE_FILE, json.dumps(reference_statistics(store)) + "\n")
+        atomic_write_text(staging / b.REFERENCE_FILE, json.dumps(ood.reference_statistics(store)) + "\n")
         files = sorted(p for p in staging.rglob("*") if p.is_file())
         spec = b.DetectorSpec(
             created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

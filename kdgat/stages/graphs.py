@@ -45,6 +45,7 @@ from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
 from kdgat.data.windows import build_graphs, window_starts
+from kdgat.detection import ood
 
 BUILDER_VERSION = "5"  # bump when the store layout, naming or fitting changes (5: held-out attacks, benign periods)
 METADATA = "metadata.json"
@@ -276,9 +277,10 @@ def run(
     frames_dir, out_dir = Path(frames_dir), Path(out_dir)
     feature_set = get_feature_set(cfg.feature_set)
     files = frames_inputs(frames_dir)
-    like_meta = None
+    like_meta = like_store = None
     if like is not None:
-        like_meta = open_store(Path(like)).metadata
+        like_store = open_store(Path(like))
+        like_meta = like_store.metadata
         cfg = like_preprocessing(like_meta, cfg)
         feature_set = get_feature_set(cfg.feature_set)
         if like_meta["feature_set"]["tag"] != feature_set.tag:
@@ -323,6 +325,9 @@ def run(
             run_limits = fit_run_limits(scan.holds, vocab.lookup, vocab.size)
     no_timestamps: list[str] = []
     dataset = frames_manifest.dataset or frames_dir.name
+    # captures scored by a trained store's models: do they look like its vehicle? (the figures `kdgat detect` gives)
+    reference = ood.reference_statistics(like_store) if like_store is not None and "train" in like_store.parts else None
+    out_of_distribution: dict[str, dict] = {}
 
     clean_stale(out_dir.parent)
     with removed_if_failed(out_dir), staged_folder(out_dir) as staging:  # no empty parents left by a failed build
@@ -394,6 +399,14 @@ def run(
                 shard_dirs.setdefault(name, []).append(shard)
                 part_files.setdefault(name, []).append(f.source)
                 part_split[name] = (split, scenario)
+                if reference is not None:
+                    ratio = frame_values[0][0] if periods is not None and timestamps is not None else None  # dt ratio
+                    figures = _ood_figures(reference, vocab, ids, ratio, timestamps, graphs, cfg.window, periods)
+                    out_of_distribution[f.source] = {
+                        "part": name,
+                        "reasons": ood.verdict(figures),
+                        "figures": figures,
+                    }
 
         parts_meta = {}
         for name, dirs in shard_dirs.items():
@@ -433,12 +446,14 @@ def run(
             "timestamps_missing": no_timestamps,
             "feature_stats": stats,
             "like": None if like is None else {"path": str(like), "fingerprint": like_meta["fingerprint"]},
+            # per scored capture (--like of a training store only): None where no check was made
+            "out_of_distribution": out_of_distribution if reference is not None else None,
             "inputs": [{"path": f.relative, "sha256": f.sha256, "source": f.source} for f in files],
         }
         atomic_write_text(staging / VOCAB, json.dumps(vocab.to_json()) + "\n")
         atomic_write_text(staging / METADATA, json.dumps(metadata, indent=2) + "\n")
         summary_keys = ("window", "stride", "vocab_size", "feature_set", "parts", "dropped_straddling_windows",
-                        "one_trace", "timestamps_missing", "fingerprint")  # fmt: skip
+                        "one_trace", "timestamps_missing", "fingerprint", "out_of_distribution")  # fmt: skip
         manifest = write_manifest(
             staging,
             stage="graphs",
@@ -450,6 +465,15 @@ def run(
             summary={**{k: metadata[k] for k in summary_keys}, "reused": False},
         )
     return manifest
+
+
+def _ood_figures(reference: dict, vocab: Vocabulary, ids, ratio, timestamps, graphs, window: int, periods) -> dict:
+    """The out-of-distribution figures of one capture's frames and windows against the training ``reference``:
+    the numbers `kdgat detect` gives for that capture (``ratio``: the frames' dt ratios, None without timing)."""
+    profile = ood.Profile(vocab.size, vocab.oov_index, reference, has_periods=periods is not None)
+    profile.add_frames(ids, ratio)
+    profile.add_windows(graphs.node_offsets, graphs.x, graphs.window_start, window)
+    return profile.figures(len(ids) if timestamps is None else int(np.isnan(timestamps).sum()))
 
 
 def _describe_trace(trace: TraceSplit, outside: int) -> dict:
