@@ -96,6 +96,39 @@ def test_run_id_is_deterministic_and_made_of_what_defines_the_run(run_set, tmp_p
         append_runs([moved["eval"]], lake)
 
 
+def test_the_datasets_row_describes_the_store_the_runs_trained_on(tmp_path):
+    """An evaluation of new captures (a store built --like, of the same dataset name) and a run appended after its
+    store was deleted are newer commits, but their rows would say less or something else: the training store's stays."""
+    from support.lake_sample import default_counts, write_eval_run
+
+    written = write_run_set(tmp_path / "runs", seed=1)
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(written), lake)
+    described = "SELECT n_train_graphs, n_test_scenarios, store_fingerprint IS NOT NULL FROM datasets"
+    assert query(lake, described).to_pylist() == [
+        {"n_train_graphs": 400, "n_test_scenarios": len(SCENARIOS), "(store_fingerprint IS NOT NULL)": True}
+    ]
+    (dataset,) = query(lake, "SELECT name FROM datasets").column(0).to_pylist()
+    like = tmp_path / "new" / "graphs"
+    like.mkdir(parents=True)
+    (like / "metadata.json").write_text(json.dumps({
+        "kind": "kdgat-graph-store", "dataset": dataset, "fingerprint": "f" * 16, "window": 100, "stride": 100,
+        "vocab_size": 64, "parts": {"test__drive": {"split": "test", "scenario": "drive", "graphs": 30}},
+        "like": {"path": str(written["graphs"]), "fingerprint": "0" * 16},
+    }))  # fmt: skip
+    counts = default_counts(np.random.default_rng(0), ("drive",))
+    evaluation = write_eval_run(tmp_path / "new" / "eval", like, dataset, {"gat_large": written["gat_large"]},
+                                {"gat_large": {"drive": counts["drive"]}})  # fmt: skip
+    append_runs([evaluation], lake)
+    build_lake(lake)
+    assert query(lake, described).to_pylist()[0]["n_train_graphs"] == 400
+    shutil.rmtree(like.parent)
+    shutil.rmtree(written["graphs"])
+    append_runs([written["gat_large"]], lake)  # re-appended once its store is gone
+    build_lake(lake)
+    assert query(lake, described).to_pylist()[0]["n_train_graphs"] == 400
+
+
 def _nextflow_tasks(work: Path, monkeypatch, seed: int = 1) -> dict[str, Path]:
     """Run folders made the way Nextflow makes them: each task in its own folder (its working
     directory), inputs staged there as links under their own names, paths recorded as staged

@@ -3,16 +3,16 @@
 A gradient-boosting model cannot read a graph, so each window becomes a row of named columns
 derived from its graph's nodes (the per-ID features of the store, one node per CAN ID):
 
-- per vocabulary ID: present (0/1), its count feature, its smallest arrival-time ratio and, for
-  feature sets with timing, its share of early frames (NaN where the ID is absent: the model
-  learns "absent" apart from "zero");
+- per vocabulary ID: present (0/1), its count feature (``count_minmax``: scaled within the window),
+  its smallest arrival-time ratio and, for feature sets with timing, its share of early frames (NaN
+  where the ID is absent: the model learns "absent" apart from "zero");
 - per vocabulary ID, for ``e4ts``: its held-byte score (how long a byte kept its value, against the
   training runs; kdgat/data/payload_runs.py);
 - per vocabulary ID and payload byte: the ID's mean byte value in the window (per-ID payload
   models are what masquerade needs; detection notes, point 4) — only while the vocabulary is
   small enough that this stays under :data:`MAX_PAYLOAD_COLUMNS` columns;
-- per window: node and edge counts, unknown (OOV) IDs, and the minimum, mean and maximum over
-  nodes of every node feature.
+- per window: node and edge counts, whether the unknown (OOV) node is there (0/1: every unknown ID
+  shares it), and the minimum, mean and maximum over nodes of every node feature.
 
 Everything is computed with ``np.add.at``/``np.minimum.at`` over the flat node arrays: no Python
 loop over windows.
@@ -66,7 +66,7 @@ def window_vectors(part: GraphPart, vocab_size: int, node_features: list[str]) -
     columns.append(
         np.stack([nodes_per_graph, np.diff(edge_offsets), _count(graph_of_node, ids == vocab_size - 1, graphs)], 1)
     )
-    names += ["nodes", "edges", "unknown_ids"]
+    names += ["nodes", "edges", "unknown_ids"]  # unknown_ids: 0/1, the OOV node's presence
     for j in range(1, x.shape[1]):
         low = np.full(graphs, np.inf)
         high = np.full(graphs, -np.inf)

@@ -453,15 +453,18 @@ def forget() -> None:
     _catalog.cache_clear()
 
 
-def _dataset_row(name: str, run_id: str, store: Path | None) -> dict:
-    """What the catalog says about a dataset, plus the sizes of the graph store the run used (if still there)."""
+def _dataset_row(name: str, run_id: str, store: Path | None) -> dict | None:
+    """What the catalog says about a dataset, plus the sizes of the graph store the run used (if still there);
+    None for an evaluation of new captures (a store built --like): they are scored, not the dataset trained on."""
+    meta_path = store / "metadata.json" if store else None
+    meta = _read_json(meta_path) if meta_path is not None and meta_path.is_file() else None
+    if meta is not None and meta.get("like"):
+        return None
     row: dict[str, Any] = dict(name=name, run_id=run_id)
     entry = _catalog().get(name)
     if entry is not None:
         row.update(domain=entry.domain, protocol=entry.protocol, source=entry.source, description=entry.description)
-    meta_path = store / "metadata.json" if store else None
-    if meta_path is not None and meta_path.is_file():
-        meta = _read_json(meta_path)
+    if meta is not None:
         parts = meta.get("parts") or {}
         tests = {k: v for k, v in parts.items() if v.get("split") == "test"}
         row.update(
@@ -554,7 +557,8 @@ def _read_run(run_dir: Path, appended_at: datetime | None) -> RunRecord:
     record.rows["configs"] = [_config_row(ident.run_id, ident, cfg)]
     record.rows["artifacts"] = _artifacts(run_dir, ident.run_id, manifest)
     record.rows["training_curves"] = _training_curves(run_dir / "logs" / "metrics.csv", ident.run_id)
-    record.rows["datasets"] = [_dataset_row(ident.dataset, ident.run_id, _store_dir(manifest, run_dir))]
+    dataset = _dataset_row(ident.dataset, ident.run_id, _store_dir(manifest, run_dir))
+    record.rows["datasets"] = [] if dataset is None else [dataset]
     if ident.stage == "evaluate":
         record.rows.update(_evaluation_rows(run_dir, ident.run_id, ident.dataset))
     if ident.stage == "fuse":

@@ -80,8 +80,9 @@ TABLES: dict[str, pa.Schema] = {
 
 # The column naming the run whose commit owns a row: a re-append of that run replaces exactly these rows.
 OWNER = {name: "eval_run_id" if name in ("metrics", "curves", "policies") else "run_id" for name in TABLES}
-# Tables whose rows describe something shared by many runs, kept once per key (the newest commit wins).
-UNIQUE_KEY = {"datasets": "name"}
+# Tables whose rows describe something shared by many runs, kept once per key: the newest commit's row among those
+# with the second column filled (a dataset's row from its store; a run appended once its store is gone knows less).
+UNIQUE_KEY = {"datasets": ("name", "store_fingerprint")}
 
 
 def fingerprint() -> str:

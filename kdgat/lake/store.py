@@ -193,12 +193,14 @@ def build_lock(lake_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _keep_latest_per_key(table: pa.Table, key: str, order: pa.Array) -> pa.Table:
-    """One row per ``key``: the one with the largest ``order`` (commit stamp)."""
+def _keep_latest_per_key(table: pa.Table, key: str, filled: str, order: pa.Array) -> pa.Table:
+    """One row per ``key``: of those with ``filled`` not null if any, the one with the largest ``order`` (commit
+    stamp)."""
     if table.num_rows == 0:
         return table
-    indexed = table.append_column("__order", order).append_column("__row", pa.array(range(table.num_rows)))
-    ranked = indexed.sort_by([(key, "ascending"), ("__order", "descending")])
+    indexed = table.append_column("__filled", pc.is_valid(table.column(filled)))
+    indexed = indexed.append_column("__order", order).append_column("__row", pa.array(range(table.num_rows)))
+    ranked = indexed.sort_by([(key, "ascending"), ("__filled", "descending"), ("__order", "descending")])
     keys = ranked.column(key).to_pylist()
     first = [i for i, k in enumerate(keys) if i == 0 or k != keys[i - 1]]
     rows = sorted(ranked.column("__row").take(first).to_pylist())
@@ -236,7 +238,7 @@ def compact(lake_dir: Path) -> tuple[Path, list[Commit]]:
         table = pa.concat_tables([old, *new]) if new else old
         if name in UNIQUE_KEY:
             order = pa.array([stamps.get(r) or committed.get(r, "") for r in table.column(OWNER[name]).to_pylist()])
-            table = _keep_latest_per_key(table, UNIQUE_KEY[name], order)
+            table = _keep_latest_per_key(table, *UNIQUE_KEY[name], order)
         merged[name] = table.combine_chunks()
     committed.update(stamps)
     ids = sorted(committed)
