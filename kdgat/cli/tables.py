@@ -53,7 +53,7 @@ def store_table(meta: dict, out_dir: Path) -> Table:
             title=f"Graph store {out_dir} ({state}; window {meta['window']}, stride {meta['stride']})",
             caption=(
                 f"vocabulary: {meta['vocab_size'] - 1} CAN IDs + OOV; feature set {meta['feature_set']['tag']}; "
-                f"{meta['dropped_straddling_windows']} windows dropped at train/val block boundaries"
+                f"{meta['dropped_straddling_windows']} windows dropped for straddling two time blocks"
             ),
         ),
         [("part", "name"), ("graphs", "right"), ("nodes/graph", "right"), ("edges/graph", "right"),
