@@ -156,7 +156,8 @@ class PipeStream:
     def __init__(self, fd: int = 0, stop: threading.Event | None = None, wait: float = 0.2):
         self.path = Path(STDIN_NAME)
         self.fd, self.stop, self.wait = fd, stop or threading.Event(), wait
-        self._sha256, self._pending, self.ended, self._started = hashlib.sha256(), b"", False, False
+        # a bytearray: each 64 KiB read extends it in place (bytes += copied the whole pending block every read)
+        self._sha256, self._pending, self.ended, self._started = hashlib.sha256(), bytearray(), False, False
 
     def _arrive(self, size: int, wait: bool = True) -> bool:
         """Read what has arrived, up to ``size`` more pending bytes (a pipe gives 64 KiB a read: a file piped in
@@ -175,7 +176,9 @@ class PipeStream:
             self._sha256.update(chunk)
             self._pending += chunk
             if not self._started and (len(self._pending) >= len(UTF8_BOM) or not UTF8_BOM.startswith(self._pending)):
-                self._pending, self._started = self._pending.removeprefix(UTF8_BOM), True  # a mark may come in parts
+                self._started = True  # a mark may come in parts
+                if self._pending.startswith(UTF8_BOM):
+                    del self._pending[: len(UTF8_BOM)]
             came = came or bool(chunk)
         return came
 
@@ -188,17 +191,21 @@ class PipeStream:
         for magic, name in _MAGIC:
             if self._pending.startswith(magic):
                 raise BadInputError(self.path, f"{name}-compressed input: decompress it into the pipe (e.g. xz -dc)")
-        return self._pending
+        return bytes(self._pending)
+
+    def _take(self, count: int) -> bytes:
+        with memoryview(self._pending) as view:  # one copy (a slice of the bytearray would be a second)
+            chunk = bytes(view[:count])
+        del self._pending[:count]
+        return chunk
 
     def read(self, size: int) -> bytes:
         while True:
             if self.ended:  # the rest, an unterminated last line included
-                chunk, self._pending = self._pending[:size], self._pending[size:]
-                return chunk
+                return self._take(size)
             if b"\n" in self._pending:  # whole lines only (a line longer than size: size bytes of it)
                 cut = self._pending.rfind(b"\n", 0, size) + 1 or size
-                chunk, self._pending = self._pending[:cut], self._pending[cut:]
-                return chunk
+                return self._take(cut)
             if not self._arrive(len(self._pending) + max(size, 1)):  # a line longer than size: more of it
                 if self.ended:
                     continue
