@@ -40,7 +40,7 @@ from support.lake_sample import write_run_set  # noqa: E402
 
 from kdgat.lake import append_runs, build_lake, leaderboard  # noqa: E402
 from kdgat.lake.store import pending_commits
-from kdgat.lake.views import LEADERBOARD_SQL
+from kdgat.lake.views import ANALYTIC_VIEWS, LEADERBOARD_SQL
 
 LABELS = ("vgae_large", "gat_large", "vgae_small_kd", "gat_small_kd", "gat_small", "fusion_dqn_small_kd", "eval")
 PER_SET = len(LABELS)  # 5 trainings, 1 fusion, 1 evaluation
@@ -81,8 +81,11 @@ def main() -> None:
             by_table.setdefault(path.stem, []).append(str(path))
 
         t_concat, _ = timed(lambda: {t: pa.concat_tables([pq.read_table(f) for f in fs]) for t, fs in by_table.items()})
-        with duckdb.connect() as con:
-            con.execute(f"CREATE VIEW metrics AS SELECT * FROM read_parquet({sorted(by_table['metrics'])!r})")
+        with duckdb.connect() as con:  # the same views over the appended parts, uncompacted
+            for table, paths in by_table.items():
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({sorted(paths)!r})")
+            for name, sql in ANALYTIC_VIEWS.items():
+                con.execute(f"CREATE VIEW {name} AS {sql}")
             t_raw_board, raw = timed(lambda: con.sql(LEADERBOARD_SQL).to_arrow_table(), args.repeat)
 
         t_build, _ = timed(lambda: build_lake(lake))
