@@ -189,6 +189,15 @@ def test_a_key_given_twice_names_file_and_line(cfg_dir):
     assert str(info.value).endswith(f"config/models/gat/small.yaml:{second}: invalid YAML: duplicate key 'gat'")
 
 
+def test_a_config_file_that_is_not_utf8_names_file_and_line(cfg_dir):
+    small = cfg_dir / "models" / "gat" / "small.yaml"
+    small.write_bytes(small.read_bytes() + b"# caf\xe9\n")  # Latin-1, as an editor may save it
+    line = small.read_bytes().count(b"\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_config("gat", "small", config_dir=cfg_dir)
+    assert str(info.value).endswith(f"config/models/gat/small.yaml:{line}: not UTF-8 text (byte 0xe9)")
+
+
 def test_merge_keys_may_still_be_overridden(tmp_path):
     from kdgat.core.yamlio import load_yaml_mapping
 

@@ -610,6 +610,34 @@ def test_lake_of_another_schema_version_is_refused_with_a_clear_message(run_set,
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("content", [b"[]", b'"lake"', b"\xff\xfe{}"])
+def test_a_lake_file_that_is_not_a_lakes_description_is_one_line(run_set, tmp_path, content):
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(run_set)[:1], lake)
+    (lake / LAKE_FILE).write_bytes(content)
+    result = CliRunner().invoke(app, ["leaderboard", "--lake", str(lake)])
+    assert result.exit_code == 1, result.stderr
+    assert result.stderr.startswith(f"error: {lake / LAKE_FILE}: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_lake_without_write_access_is_read_while_its_views_are_current(run_set, tmp_path, monkeypatch):
+    """A lake shared read-only (another user's, a published one): queries need no write; a build that is due says
+    it cannot write."""
+    lake = tmp_path / "lake"
+    append_runs(run_dirs(run_set), lake)
+    build_lake(lake)
+
+    def read_only(folder, said):
+        raise KdgatError(f"{said}: permission denied")
+
+    monkeypatch.setattr("kdgat.core.atomic._probe", read_only)
+    assert count(lake, "SELECT count(*) FROM runs") == len(RUN_LABELS)
+    for command in (["leaderboard", "--lake", str(lake)], ["kd-impact", "--lake", str(lake)],
+                    ["lake", "query", "SELECT 1", "--lake", str(lake)]):  # fmt: skip
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, (command, result.stderr)
+
+
 def test_part_with_another_schema_is_named_not_crashed_on(run_set, tmp_path):
     lake = tmp_path / "lake"
     append_runs(run_dirs(run_set)[:2], lake)

@@ -43,6 +43,12 @@ def load_yaml_text(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
+def text_line_of(path: Path, offset: int) -> int:
+    """The 1-based line of a byte ``offset`` of a file (where a decode error stopped)."""
+    with open(path, "rb") as handle:
+        return handle.read(offset).count(b"\n") + 1
+
+
 def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
     """Read a YAML file whose top level must be a mapping (empty file -> {})."""
     path = Path(path)
@@ -52,6 +58,9 @@ def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: file not found") from None
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        line = text_line_of(path, err.start)
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{err.object[err.start]:02x})") from None
     try:
         data = load_yaml_text(text)
     except yaml.YAMLError as err:

@@ -78,7 +78,8 @@ def refuse_non_lake(lake_dir: Path) -> None:
 
 
 def open_lake(lake_dir: Path, create: bool) -> Path:
-    """The lake root, checked against this kdgat's schema (created when ``create`` and absent)."""
+    """The lake root, checked against this kdgat's schema (created when ``create`` and absent, and then checked
+    writable)."""
     lake_dir = Path(lake_dir)
     meta_path = lake_dir / LAKE_FILE
     expected = {"format": "kdgat-lake", "schema_version": SCHEMA_VERSION, "fingerprint": fingerprint()}
@@ -90,15 +91,18 @@ def open_lake(lake_dir: Path, create: bool) -> Path:
         return lake_dir
     try:
         found = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise KdgatError(f"{meta_path}: unreadable: {exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: JSON or UTF-8 decoding
+        raise KdgatError(f"{meta_path}: unreadable: {str(exc).splitlines()[0]}") from None
+    if not isinstance(found, dict):
+        raise KdgatError(f"{meta_path}: not a lake's description (a JSON {type(found).__name__}, not an object)")
     if found.get("schema_version") != SCHEMA_VERSION or found.get("fingerprint") != expected["fingerprint"]:
         raise KdgatError(
             f"{lake_dir}: written with lake schema v{found.get('schema_version')} "
             f"(fingerprint {found.get('fingerprint')}), this kdgat uses v{SCHEMA_VERSION} "
             f"(fingerprint {expected['fingerprint']}); append the run folders into a new --lake DIR"
         )
-    ensure_folder(lake_dir / PARTS)
+    if create:  # an appender writes; a reader of up-to-date views needs no write access (a shared, read-only lake)
+        ensure_folder(lake_dir / PARTS)
     return lake_dir
 
 
