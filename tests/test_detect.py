@@ -1044,6 +1044,11 @@ def test_export_refuses_an_evaluation_that_did_not_finish(trained, tmp_path):
     one_line_error(invoke("export", *runs, "--eval", evaluation, "--out", tmp_path / "bundle"),
                    "no manifest.json, so the evaluation did not finish")  # fmt: skip
     assert not (tmp_path / "bundle").exists()
+    other = tmp_path / "thresholds.json"  # a file that is not an evaluation's metrics.json: named, not its folder
+    other.write_text("{}")
+    one_line_error(invoke("export", *runs, "--eval", other, "--out", tmp_path / "bundle"),
+                   f"{other}: not an evaluation")  # fmt: skip
+    assert not (tmp_path / "bundle").exists()
 
 
 # -- live and replayed streams --------------------------------------------------------------------

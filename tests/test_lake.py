@@ -688,6 +688,19 @@ def test_cli_append_build_and_output_formats(run_set, tmp_path):
     pair = sorted(r["run_id"] for r in ids if r["model"] in ("gat_small", "gat_small_kd"))
     compared = json.loads(invoke("compare", *pair, "--format", "json", env=env).output)
     assert {r["section"] for r in compared} == {"run", "config", "metrics"}
+    typed = ("SELECT sum(parameters) AS total, created_at::DATE AS day, '1 hour'::INTERVAL AS span, "
+             "'ab'::BLOB AS raw, 1::HUGEINT AS big, 'NaN'::DOUBLE AS nan, [1.5, 'inf'::DOUBLE] AS xs, "
+             "{'a': 2.5::DECIMAL(4, 2)} AS s FROM runs GROUP BY ALL LIMIT 1")  # fmt: skip
+    (record,) = json.loads(invoke("lake", "query", typed, "--format", "json", env=env).output)
+    assert record["total"] > 0 and isinstance(record["total"], int) and len(record["day"]) == 10
+    assert {k: record[k] for k in ("span", "raw", "big", "nan", "xs", "s")} == {
+        "span": {"months": 0, "days": 0, "nanoseconds": 3_600_000_000_000},
+        "raw": "6162",
+        "big": 1,
+        "nan": None,
+        "xs": [1.5, None],
+        "s": {"a": 2.5},
+    }
 
     bad = invoke("lake", "query", "SELECT * FROM nowhere", env=env)
     assert bad.exit_code == 1 and bad.stderr.startswith("error: query failed: ")

@@ -24,6 +24,8 @@ __all__ = ["read_evaluation", "recorded_entry"]
 def read_evaluation(eval_dir: Path) -> dict:
     """An evaluation's metrics.json (its folder or the file), with one line where it is none."""
     path = eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir
+    if path.is_file() and path.name != METRICS_FILE:
+        raise KdgatError(f"{path}: not an evaluation; give an evaluation's folder or its {METRICS_FILE}")
     if path.parent.is_dir() and path.is_file():  # a killed evaluation may hold the earlier one's thresholds
         require_finished(path.parent, "evaluate", "evaluation")
     document = read_json(path, missing="no evaluation here (run `kdgat evaluate` on the runs first)", what="evaluation")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
+import math
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 
 import pyarrow as pa
 from rich.console import Console, Group, RenderableType
@@ -43,11 +45,27 @@ def is_numeric(field: pa.Field) -> bool:
 
 
 def _json_value(value):
-    if isinstance(value, datetime):
+    """A DuckDB value as JSON has it: any SQL type a query may return (a sum is a DECIMAL, a cast a DATE, a
+    BLOB bytes), nested lists and structs too; NaN and infinities, which JSON lacks, as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _json_value(item) for key, item in value.items()}
+    if isinstance(value, pa.MonthDayNano):  # an INTERVAL
+        return {"months": value.months, "days": value.days, "nanoseconds": value.nanoseconds}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item) for item in value]
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else _json_value(float(value))
+    if isinstance(value, (datetime, date, time)):
         return value.isoformat()
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.hex()
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return str(value)  # a UUID, an interval DuckDB hands over as another type
 
 
 def rich_table(table: pa.Table, title: str | None = None, width: int | None = None) -> RenderableType:
