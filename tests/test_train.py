@@ -891,6 +891,24 @@ def test_window_vectors_describe_each_graph(store_dir):
         assert vectors[g, names.index("nodes")] == offsets[g + 1] - offsets[g]
 
 
+def test_evaluate_says_when_validation_holds_no_window(store_dir, tmp_path):
+    """Held-out blocks shorter than a window leave 'val' empty (graphs warns): evaluate has nothing to choose a
+    threshold on, and says so in one line instead of a ValueError's traceback."""
+    from kdgat.core.errors import KdgatError
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.graphs import run as run_graphs
+
+    frames = store_dir.parent / "frames"
+    preprocessing = resolve_config("gat", "large", overrides=["preprocessing.val_blocks=1"]).preprocessing
+    run_graphs(frames, tmp_path / "graphs", preprocessing)
+    val = open_store(tmp_path / "graphs").parts.get("val")
+    assert val is None or val.num_graphs == 0
+    run_train(resolve_config("hgb", "large", overrides=["hgb.max_iter=5"]), tmp_path / "graphs", tmp_path / "hgb")
+    with pytest.raises(KdgatError, match="its 'val' part holds no labelled window to choose thresholds on; rebuild"):
+        run_evaluate([tmp_path / "hgb"], tmp_path / "graphs", tmp_path / "eval")
+    assert not (tmp_path / "eval").exists()
+
+
 def test_hgb_fits_when_a_column_has_no_value_in_its_training_windows(store_dir):
     """An ID that never occurs in the training windows (the unknown-ID slot on a capture without
     fuzzing, as on DAGA) leaves its timing and payload columns all NaN; scikit-learn cannot bin such a

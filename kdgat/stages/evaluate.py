@@ -37,6 +37,7 @@ from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
 from kdgat.data.batching import assemble_batch
+from kdgat.data.split import HELD_OUT_BLOCKS_ADVICE
 from kdgat.data.store import GraphStore, open_store
 from kdgat.evaluation.explain import explain_gat, sample_graphs
 from kdgat.evaluation.metrics import binary_metrics, choose_threshold, curve_points
@@ -110,15 +111,27 @@ def _recorded_thresholds(source: Path, run_dirs: list[Path], fusions: list[bool]
     return found
 
 
+def _validation(store: GraphStore):
+    """The store's validation part, or None where it has none or no labelled window in it (a store built --like;
+    held-out blocks shorter than a window, which `kdgat graphs` warned of)."""
+    val = store.parts.get("val")
+    return val if val is not None and (np.asarray(val.y) >= 0).any() else None
+
+
 def _threshold(recorded: dict | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
     """The threshold an earlier evaluation recorded for this run (``recorded``: :func:`_recorded_thresholds`), else
     one chosen on validation."""
     if recorded is not None:
         return recorded[Path(run_dir)]
     if y_val is None:
+        if "val" not in store.parts:
+            raise KdgatError(
+                f"graph store {store.path}: no part 'val' to choose thresholds on (a store built with --like); "
+                "pass --thresholds EVAL_DIR, an evaluation of these runs on their training store"
+            )
         raise KdgatError(
-            f"graph store {store.path}: no part 'val' to choose thresholds on (a store built with --like); "
-            "pass --thresholds EVAL_DIR, an evaluation of these runs on their training store"
+            f"graph store {store.path}: its 'val' part holds no labelled window to choose thresholds on; rebuild the "
+            f"store: {HELD_OUT_BLOCKS_ADVICE}"
         )
     return choose_by_policy(y_val, val_scores, policy)
 
@@ -154,7 +167,7 @@ def evaluate_run(
     gnn = isinstance(model, torch.nn.Module)
     scorer = compile_for_inference(model) if compile_models and gnn else model
     label = run_label(cfg)
-    val = store.parts.get("val")
+    val = _validation(store)
     keep, y_val, scored, val_scores = None, None, None, None
     if val is not None:
         keep, y_val = _labelled(val)
@@ -229,7 +242,7 @@ def evaluate_fusion_run(
     def data(name: str, part):
         return ensemble.data(part, batch_size, vgae=vgae_kept.get(name), gat=gat_kept.get(name))
 
-    val_part = store.parts.get("val")
+    val_part = _validation(store)
     val, val_scores, y_val = None, None, None
     if val_part is not None:
         val, keep = data("val", val_part)
@@ -324,7 +337,7 @@ def run(
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     unlabelled = _unlabelled_parts(store)
-    if thresholds is None and "val" not in store.parts:
+    if thresholds is None and _validation(store) is None:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
     fusions = [is_fusion_run(run) for run in run_dirs]
@@ -344,7 +357,7 @@ def run(
         run = run_dirs[index]
         run_rows = None if score_rows is None else []
         if progress:
-            what = "validation and " if "val" in store.parts else ""
+            what = "validation and " if _validation(store) is not None else ""
             progress(f"[{position}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
         if fusions[index]:
             outcome = evaluate_fusion_run(
