@@ -603,6 +603,21 @@ def test_a_refused_fusion_leaves_the_finished_one_whole(store_dir, teachers, mlp
     assert (fusion / "manifest.json").read_bytes() == finished
 
 
+def test_fuse_refuses_members_trained_on_another_store(store_dir, teachers, tmp_path):
+    """Evaluate and export refuse runs scored on a store they did not train on; fuse fitted them there silently,
+    and its manifest records only its own store, so evaluate took the fusion afterwards."""
+    from kdgat.stages.fuse import run as run_fuse
+
+    other = tmp_path / "other"
+    shutil.copytree(store_dir, other)
+    meta = json.loads((other / "metadata.json").read_text())
+    (other / "metadata.json").write_text(json.dumps({**meta, "window": 50, "stride": 50}))  # same vocabulary
+    with pytest.raises(KdgatError, match=f"{teachers / 'vgae'}: trained on another graph store than {other}"):
+        run_fuse(resolve_config("dqn", "small", overrides=["fusion.epochs=2"]), "weighted", teachers / "vgae",
+                 teachers / "gat", other, tmp_path / "fusion")  # fmt: skip
+    assert not (tmp_path / "fusion").exists()
+
+
 def test_fuse_says_the_novel_id_rule_is_off_without_a_vgae_that_marks_novel_ids(store_dir, teachers, tmp_path):
     """A VGAE run made before novel_first (id_feature_max, whose +1000 does not put novel windows apart): the
     rule is off, the CLI says why, and the fusion scores as before it existed."""

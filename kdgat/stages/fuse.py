@@ -49,7 +49,7 @@ from kdgat.fusion.ensemble import (
     ranks_better,
     with_novel_alert,
 )
-from kdgat.training.runs import save_weights
+from kdgat.training.runs import check_scored_store, save_weights
 
 # how the fusion's choices are made: on the later half of the held-out windows, which it did not fit (part of the
 # pipeline's fuse-step key, so fusions chosen on their own fit windows are fitted again); "no frame shared": a
@@ -97,6 +97,7 @@ def run(
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     ensemble = Ensemble(vgae_dir, gat_dir, store)
+    check_scored_store([vgae_dir, gat_dir], store)  # members scored on windows they were not trained on: refused
     if FUSION_PART not in store.parts:
         raise KdgatError(f"{graphs_dir}: {NO_FUSION_PART}")
     part = store.part(FUSION_PART)
