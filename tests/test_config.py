@@ -198,6 +198,16 @@ def test_a_config_file_that_is_not_utf8_names_file_and_line(cfg_dir):
     assert str(info.value).endswith(f"config/models/gat/small.yaml:{line}: not UTF-8 text (byte 0xe9)")
 
 
+def test_training_monitor_must_be_a_metric_the_model_logs():
+    """An unknown name stopped the training at its first epoch with a traceback, in the run folder."""
+    assert resolve_config("gat", "small", overrides=["training.monitor=val_acc"]).training.monitor == "val_acc"
+    for model, name in (("gat", "bogus"), ("vgae", "val_acc")):
+        with pytest.raises(ConfigError) as info:
+            resolve_config(model, "small", overrides=[f"training.monitor={name}"])
+        assert str(info.value).startswith(f"-O training.monitor={name}: training.monitor: a {model} run logs val_loss")
+        assert str(info.value).endswith(f"not {name!r}")
+
+
 def test_merge_keys_may_still_be_overridden(tmp_path):
     from kdgat.core.yamlio import load_yaml_mapping
 

@@ -303,6 +303,13 @@ class KDConfig(BaseModel):
     vgae_recon_weight: NonNegFloat
 
 
+# What each Lightning-trained model logs per epoch (kdgat/training/lit.py), which training.monitor may name
+MONITORED = {
+    "gat": ("val_loss", "val_acc", "train_loss"),
+    "vgae": ("val_loss", "val_recon", "train_loss", "train_recon"),
+}
+
+
 class PipelineConfig(BaseModel):
     """Everything one stage run depends on; frozen, hashed by :func:`config_hash`."""
 
@@ -340,6 +347,17 @@ class PipelineConfig(BaseModel):
         yardstick run keeps the value it had before the key existed, so its config and hash are as then."""
         if self.model_type != "dqn" and self.fusion.novel_alert:
             object.__setattr__(self, "fusion", self.fusion.model_copy(update={"novel_alert": False}))
+        return self
+
+    @model_validator(mode="after")
+    def _monitor_a_logged_metric(self) -> PipelineConfig:
+        """Early stopping and the best checkpoint watch ``training.monitor``: a name the model does not log stopped
+        the training at its first epoch, in the run folder (a traceback)."""
+        logged = MONITORED.get(self.model_type)
+        if logged is not None and self.training.monitor not in logged:
+            raise ValueError(
+                f"training.monitor: a {self.model_type} run logs {', '.join(logged)}, not {self.training.monitor!r}"
+            )
         return self
 
     @model_validator(mode="after")

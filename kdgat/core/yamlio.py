@@ -6,6 +6,7 @@ here never let a raw ``yaml.YAMLError`` or ``ValidationError`` reach the user.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,9 @@ def describe_validation_error(err: ValidationError, source_of=None, prefix: str 
             message = "unknown key"
         else:
             message = problem["msg"].removeprefix("Value error, ")  # a validator's own words
+            named = re.match(r"([\w.]+): (.*)", message, re.DOTALL) if not problem["loc"] else None
+            if named:  # a check across sections names the key it refuses ("training.monitor: ...")
+                key, message = prefix + named.group(1), named.group(2)
             # the value given, unless it is a whole mapping or list (the key says where; its dump is a paragraph)
             if "input" in problem and problem["type"] != "missing" and not isinstance(problem["input"], dict | list):
                 message += f" (got {problem['input']!r})"
