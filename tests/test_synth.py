@@ -255,6 +255,8 @@ def test_refuses_foreign_directory(tmp_path):
         synthesize(tmp_path / "x", size="huge")
     with pytest.raises(UsageError):  # a value out of range: exit 2, as every command's
         synthesize(tmp_path / "x", duration_s=0.1)
+    with pytest.raises(UsageError, match="must be 1 to 3600 s per file, got 10000000.0"):  # filled memory for minutes
+        synthesize(tmp_path / "x", duration_s=1e7)
     with pytest.raises(UsageError):
         synthesize(tmp_path / "x", seed=-1)
 

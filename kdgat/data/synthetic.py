@@ -78,6 +78,8 @@ _US = 1_000_000
 _HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
 _HEADER = b"timestamp,arbitration_id,data_field,attack\r\n"
 _MIN_DURATION = 1.0
+# an hour per file (about 100 MB of CSV each, 2 GB in all): 1e7 s filled memory for minutes before failing
+_MAX_DURATION = 3600.0
 
 
 # --------------------------------------------------------------------------------------------- summary
@@ -693,8 +695,10 @@ def check_parameters(seed: int, size: str, duration_s: float | None) -> float:
     if size not in SIZES:
         raise UsageError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     duration = SIZES[size] if duration_s is None else float(duration_s)
-    if not np.isfinite(duration) or duration < _MIN_DURATION:
-        raise UsageError(f"synthetic duration must be at least {_MIN_DURATION:g} s, got {duration_s!r}")
+    if not np.isfinite(duration) or not _MIN_DURATION <= duration <= _MAX_DURATION:
+        raise UsageError(
+            f"synthetic duration must be {_MIN_DURATION:g} to {_MAX_DURATION:g} s per file, got {duration_s!r}"
+        )
     if int(seed) < 0:
         raise UsageError(f"synthetic seed must be >= 0, got {seed}")
     return duration
