@@ -144,7 +144,7 @@ def require_finished(folder: str | Path, stages: Stage | tuple[Stage, ...], what
             f"{folder}: no {MANIFEST_NAME}, so the {what} did not finish (a stage writes it last); run it again"
         )
     if manifest.stage not in ((stages,) if isinstance(stages, str) else stages):
-        raise KdgatError(f"{folder}: a {manifest.stage} stage output, not a {what}")
+        raise KdgatError(f"{folder}: the output of a {manifest.stage} stage, not a {what}")
     return manifest
 
 
