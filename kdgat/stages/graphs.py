@@ -44,11 +44,13 @@ from kdgat.data.split import FUSION_PART, BlockSplit, TraceSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
-from kdgat.data.windows import build_graphs, window_starts
+from kdgat.data.windows import iter_graphs, window_starts
 from kdgat.detection import ood
 
 BUILDER_VERSION = "5"  # bump when the store layout, naming or fitting changes (5: held-out attacks, benign periods)
 METADATA = "metadata.json"
+STATS_BLOCK = 1 << 22  # values per block of the feature statistics (32 MB of float64)
+SHARD_BYTES = 64 << 20  # graph arrays written per shard: a capture's graphs are built and written this much at a time
 VOCAB = "vocab.json"
 
 
@@ -249,10 +251,16 @@ def _feature_stats(part_dir: Path) -> dict:
     e = np.load(part_dir / "edge_attr.npy", mmap_mode="r")
 
     def stats(a):
-        if len(a) == 0:
-            return {"mean": [0.0] * a.shape[1], "std": [1.0] * a.shape[1]}
-        a = np.asarray(a, dtype=np.float64)
-        return {"mean": a.mean(axis=0).round(6).tolist(), "std": a.std(axis=0).round(6).tolist()}
+        """Two passes over blocks of rows (a float64 copy of a whole part, and its deviations, were the peak
+        memory of a store built at a small stride)."""
+        n, width = a.shape
+        if n == 0:
+            return {"mean": [0.0] * width, "std": [1.0] * width}
+        rows = max(1, STATS_BLOCK // max(width, 1))
+        blocks = [slice(i, i + rows) for i in range(0, n, rows)]
+        mean = sum(np.asarray(a[b], np.float64).sum(axis=0) for b in blocks) / n
+        spread = sum(((np.asarray(a[b], np.float64) - mean) ** 2).sum(axis=0) for b in blocks) / n
+        return {"mean": mean.round(6).tolist(), "std": np.sqrt(spread).round(6).tolist()}
 
     return {"node": stats(x), "edge": stats(e)}
 
@@ -365,48 +373,40 @@ def run(
             else:  # with --like every input is scored, so it is a test part (evaluate scores those only)
                 split = "test" if like_meta is not None else f.split
                 selections = [(part_name(split, f.scenario), split, f.scenario, starts)]
+            # captures scored by a trained store's models: the figures `kdgat detect` gives them, over every window
+            profile = _ood_profile(reference, vocab, ids, frame_values, timestamps, periods)
             for name, split, scenario, chosen in selections:
-                graphs = build_graphs(
-                    ids,
-                    data,
-                    labels,
-                    codes,
-                    window=cfg.window,
-                    stride=cfg.stride,
-                    vocab_size=vocab.size,
-                    starts=chosen,
-                    frame_values=frame_values,
-                )
-                shard = shards / name / f"{index:05d}"
-                write_part(
-                    shard,
-                    name=name,
-                    split=split,
-                    scenario=scenario,
-                    files=[f.source],
-                    node_offsets=graphs.node_offsets,
-                    edge_offsets=graphs.edge_offsets,
-                    x=graphs.x,
-                    node_y=graphs.node_y,
-                    edge_index=graphs.edge_index,
-                    edge_attr=graphs.edge_attr,
-                    y=graphs.y,
-                    attack_type=graphs.attack_type,
-                    window_start=graphs.window_start,
-                    file_index=np.zeros(graphs.num_graphs, np.int32),
-                    fsync=False,  # shards live in the store's staging folder, flushed once at the swap
-                )
-                shard_dirs.setdefault(name, []).append(shard)
+                pieces = iter_graphs(ids, data, labels, codes, window=cfg.window, stride=cfg.stride,
+                                     vocab_size=vocab.size, starts=chosen, frame_values=frame_values,
+                                     max_bytes=SHARD_BYTES)  # fmt: skip
+                for piece, graphs in enumerate(pieces):  # written as they come: a file's graphs are never all held
+                    shard = shards / name / f"{index:05d}-{piece:05d}"
+                    write_part(
+                        shard,
+                        name=name,
+                        split=split,
+                        scenario=scenario,
+                        files=[f.source],
+                        node_offsets=graphs.node_offsets,
+                        edge_offsets=graphs.edge_offsets,
+                        x=graphs.x,
+                        node_y=graphs.node_y,
+                        edge_index=graphs.edge_index,
+                        edge_attr=graphs.edge_attr,
+                        y=graphs.y,
+                        attack_type=graphs.attack_type,
+                        window_start=graphs.window_start,
+                        file_index=np.zeros(graphs.num_graphs, np.int32),
+                        fsync=False,  # shards live in the store's staging folder, flushed once at the swap
+                    )
+                    shard_dirs.setdefault(name, []).append(shard)
+                    if profile is not None:
+                        profile.add_windows(graphs.node_offsets, graphs.x, graphs.window_start, cfg.window)
                 part_files.setdefault(name, []).append(f.source)
                 part_split[name] = (split, scenario)
-                if reference is not None:
-                    ratio = frame_values[0][0] if periods is not None and timestamps is not None else None  # dt ratio
-                    figures = _ood_figures(reference, vocab, ids, ratio, timestamps, graphs, cfg.window, periods)
-                    out_of_distribution[f.source] = {
-                        "part": name,
-                        "reasons": ood.verdict(figures),
-                        "figures": figures,
-                    }
+                if profile is not None:  # --like: one selection, the file's test part
+                    figures = profile.figures(len(ids) if timestamps is None else int(np.isnan(timestamps).sum()))
+                    out_of_distribution[f.source] = {"part": name, "reasons": ood.verdict(figures), "figures": figures}
 
         parts_meta = {}
         for name, dirs in shard_dirs.items():
@@ -467,13 +467,14 @@ def run(
     return manifest
 
 
-def _ood_figures(reference: dict, vocab: Vocabulary, ids, ratio, timestamps, graphs, window: int, periods) -> dict:
-    """The out-of-distribution figures of one capture's frames and windows against the training ``reference``:
-    the numbers `kdgat detect` gives for that capture (``ratio``: the frames' dt ratios, None without timing)."""
+def _ood_profile(reference: dict | None, vocab: Vocabulary, ids, frame_values, timestamps, periods):
+    """The out-of-distribution profile of one capture against the training ``reference`` (None: no check), its
+    frames added (their dt ratios, the first timing column, where the capture has timestamps); windows follow."""
+    if reference is None:
+        return None
     profile = ood.Profile(vocab.size, vocab.oov_index, reference, has_periods=periods is not None)
-    profile.add_frames(ids, ratio)
-    profile.add_windows(graphs.node_offsets, graphs.x, graphs.window_start, window)
-    return profile.figures(len(ids) if timestamps is None else int(np.isnan(timestamps).sum()))
+    profile.add_frames(ids, frame_values[0][0] if periods is not None and timestamps is not None else None)
+    return profile
 
 
 def _describe_trace(trace: TraceSplit, outside: int) -> dict:
