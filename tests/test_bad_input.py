@@ -266,6 +266,22 @@ def test_skip_mode_records_bad_rows_in_the_manifest(tmp_path):
     assert item["skipped_by_problem"] == {"CAN ID is not hexadecimal": 1, "expected N fields, found N": 1}
 
 
+def test_skip_mode_finds_every_unreadable_row_of_a_block(tmp_path):
+    """Rows Arrow cannot read (not UTF-8) are found together, by halving (one at a time, a search each, took
+    quadratic time: 43 s for 400 such rows in 100,000); each is named by its line, the rest kept."""
+    rows = [f"{i / 100:.2f},0F9,{i % 256:02X},{int(i % 7 == 0)}\n" for i in range(2_000)]
+    bad = [37, 38, 900, 1999]
+    for i in bad:
+        rows[i] = f"{i / 100:.2f},0F9,0\udcff,0\n"
+    path = write_capture(tmp_path / "many_bad.csv", CTT_HEADER + "".join(rows))
+    out = tmp_path / "out"
+    result = run_ingest_cli(path, "--on-bad-rows", "skip", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    item = json.loads((out / "manifest.json").read_text())["outputs"][0]
+    assert item["rows"] == 2_000 - len(bad) and item["skipped_lines"] == [i + 2 for i in bad]  # line 1: the header
+    assert item["skipped_by_problem"] == {"unreadable CSV row (CSV conversion error to string: invalid UTF8 data)": 4}
+
+
 def test_skip_mode_with_nothing_left_is_an_error(tmp_path):
     path = write_capture(tmp_path / "all_bad.csv", CTT_HEADER + "1.2,0G9,00,0\n")
     result = run_ingest_cli(path, "--on-bad-rows", "skip", "--out", tmp_path / "o")

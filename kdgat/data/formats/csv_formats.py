@@ -53,8 +53,12 @@ def _line_bytes(block: LineBlock, keep: np.ndarray) -> pa.Buffer:
     """The bytes of the kept lines (terminators included), zero-copy when all are kept."""
     if keep.all():
         return pa.py_buffer(block.raw)
-    spans = np.diff(np.concatenate((block.starts, [len(block.buf)])))
-    return pa.py_buffer(block.buf[np.repeat(keep, spans)].tobytes())
+    lines = np.flatnonzero(keep)
+    lengths = np.diff(np.concatenate((block.starts, [len(block.buf)])))[lines]
+    # each kept byte's place in the block: its line's start plus 0, 1, ...; work in the bytes kept, not the block's
+    # (the search for unreadable lines parses many small sets of lines)
+    shift = block.starts[lines] - np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    return pa.py_buffer(block.buf[np.repeat(shift, lengths) + np.arange(lengths.sum())].tobytes())
 
 
 # pyarrow decodes a ragged row as UTF-8 before it calls the invalid-row handler; a row that is not UTF-8 fails
@@ -162,11 +166,11 @@ class CsvFormat(CaptureFormat):
             try:
                 table = self._read_table(_line_bytes(block, rows), typed=False)
                 break
-            except pa.ArrowInvalid as exc:  # not UTF-8, quotes Arrow reads otherwise: find the line, reject it
-                bad = self._first_unreadable(block, np.flatnonzero(rows))
-                rows[bad] = False
-                reason = re.sub(r"^In CSV column #\d+: ", "", str(exc).splitlines()[0])[:80]
-                unreadable[bad] = f"unreadable CSV row ({reason})"
+            except pa.ArrowInvalid:  # not UTF-8, quotes Arrow reads otherwise: find the lines, reject them
+                for bad, exc in self._unreadable(block, np.flatnonzero(rows)):
+                    rows[bad] = False
+                    reason = re.sub(r"^In CSV column #\d+: ", "", str(exc).splitlines()[0])[:80]
+                    unreadable[bad] = f"unreadable CSV row ({reason})"
         checks = RowChecks(int(rows.sum()))
         rejected = np.concatenate((ragged, np.fromiter(unreadable, np.int64, len(unreadable))))
         reasons = np.concatenate((reasons, np.array(list(unreadable.values()), dtype=object)))
@@ -180,19 +184,20 @@ class CsvFormat(CaptureFormat):
             ignored_lines=int((~nonblank).sum()),
         )
 
-    def _first_unreadable(self, block: LineBlock, candidates: np.ndarray) -> int:
-        """The first of ``candidates`` (line indices of ``block``) that Arrow cannot read: by halving, a few
-        parses however long the block."""
-        while len(candidates) > 1:
-            half = candidates[: len(candidates) // 2]
-            mask = np.zeros(block.n_lines, dtype=bool)
-            mask[half] = True
-            try:
-                self._read_table(_line_bytes(block, mask), typed=False)
-                candidates = candidates[len(half) :]
-            except pa.ArrowInvalid:
-                candidates = half
-        return int(candidates[0])
+    def _unreadable(self, block: LineBlock, candidates: np.ndarray) -> list[tuple[int, pa.ArrowInvalid]]:
+        """Every one of ``candidates`` (line indices of ``block``) that Arrow cannot read, with its error: by
+        halving, a half that parses is cleared whole, so k such lines cost about log2(k) parses of the block
+        (finding them one at a time, a halving search each, cost k: quadratic in a block of many)."""
+        mask = np.zeros(block.n_lines, dtype=bool)
+        mask[candidates] = True
+        try:
+            self._read_table(_line_bytes(block, mask), typed=False)
+            return []
+        except pa.ArrowInvalid as exc:
+            if len(candidates) == 1:
+                return [(int(candidates[0]), exc)]
+        middle = len(candidates) // 2
+        return self._unreadable(block, candidates[:middle]) + self._unreadable(block, candidates[middle:])
 
     def _header_index(self, block: LineBlock, path) -> int | None:
         """Index of the header line in the first block with text (checked), or None if all blank."""
