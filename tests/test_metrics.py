@@ -321,6 +321,13 @@ def test_choose_threshold_youden_hand_made():
     assert r["threshold"] == 0.5 and r["value"] == pytest.approx(2 / 3)
 
 
+def test_choose_threshold_youden_ties_go_to_fewer_alarms():
+    """1.0: TPR 1/3, FPR 0; 0.5: TPR 1, FPR 2/3: the same J, which 1/3 - 0 and 1 - 2/3 give apart in the last bit
+    (0.3333333333333333 vs ...37): the lower threshold, flagging 2 of 3 benign windows, was taken."""
+    r = choose_threshold([1, 1, 1, 0, 0, 0], [1.0, 0.5, 0.5, 0.6, 0.6, 0.1], "youden")
+    assert r["threshold"] == 1.0 and r["value"] == pytest.approx(1 / 3)
+
+
 @pytest.mark.parametrize("max_fpr", [0.0, 0.001, 0.01, 0.05, 0.3, 1.0])
 def test_choose_threshold_fpr_respects_budget(max_fpr):
     y, s = random_case(7, n=3000, decimals=2)

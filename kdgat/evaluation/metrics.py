@@ -282,9 +282,12 @@ def choose_threshold(y_val, scores_val, method: str = "f1", *, max_fpr: float = 
         if method in ("f1", "margin"):
             # F1 = 2 TP / (2 TP + FP + FN) at every point of the precision-recall curve
             objective = 2 * tps / (2 * tps + fps + (positives - tps))
+            best = int(np.argmax(objective))  # first maximum = highest threshold among ties
         else:
+            # Youden's J = TPR - FPR, compared in whole numbers (J * P * N): the two divisions rounded apart made
+            # equal J differ in the last bit, and a tie went to the lower threshold
+            best = int(np.argmax(tps.astype(np.int64) * negatives - fps.astype(np.int64) * positives))
             objective = tps / positives - fps / negatives
-        best = int(np.argmax(objective))  # first maximum = highest threshold among ties
         threshold, value = float(thresholds[best]), float(objective[best])
         if method == "margin":
             # thresholds in (next lower score, thresholds[best]] all flag the same validation windows
