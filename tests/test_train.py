@@ -603,6 +603,31 @@ def test_a_refused_fusion_leaves_the_finished_one_whole(store_dir, teachers, mlp
     assert (fusion / "manifest.json").read_bytes() == finished
 
 
+def test_a_training_that_diverged_is_refused_and_its_nan_weights_never_scored(store_dir, teachers, tmp_path):
+    """A learning rate of 1e30 makes the loss NaN at once: the run was recorded as finished ('best validation
+    loss inf'), and evaluate then stopped on a ValueError's traceback. Both say what happened in one line."""
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.training.runs import save_weights
+
+    cfg = resolve_config("gat", "small", overrides=[*FAST, "training.lr=1e30"])
+    with pytest.raises(KdgatError, match=r"training diverged: its validation loss was never finite .*\(training\.lr"):
+        run_train(cfg, store_dir, tmp_path / "diverged", progress_bar=False)
+    assert not (tmp_path / "diverged" / "manifest.json").exists()  # an unfinished run: nothing takes it
+
+    nan = tmp_path / "nan"  # weights of a diverged training written by a version before the check
+    shutil.copytree(teachers / "gat", nan)
+    weights = torch.load(nan / "model.pt", weights_only=True)
+    save_weights({k: v.fill_(float("nan")) if v.is_floating_point() else v for k, v in weights.items()},
+                 nan / "model.pt")  # fmt: skip
+    manifest = json.loads((nan / "manifest.json").read_text())  # the manifest's sha256 of the weights follows
+    for item in manifest["outputs"]:
+        if item["path"] == "model.pt":
+            item["sha256"] = hashlib.sha256((nan / "model.pt").read_bytes()).hexdigest()
+    (nan / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(KdgatError, match=rf"{nan}: \d+ of its \d+ scores on part 'val' are NaN or infinite"):
+        run_evaluate([nan], store_dir, tmp_path / "eval")
+
+
 def test_fuse_refuses_members_trained_on_another_store(store_dir, teachers, tmp_path):
     """Evaluate and export refuse runs scored on a store they did not train on; fuse fitted them there silently,
     and its manifest records only its own store, so evaluate took the fusion afterwards."""

@@ -111,6 +111,18 @@ def _recorded_thresholds(source: Path, run_dirs: list[Path], fusions: list[bool]
     return found
 
 
+def _finite(scores: np.ndarray, run_dir: Path, part: str) -> np.ndarray:
+    """``scores`` of a run on a part, refused in one line where some are NaN or infinite: weights a training that
+    diverged left (the threshold and metrics raised a ValueError's traceback)."""
+    bad = int(np.count_nonzero(~np.isfinite(np.asarray(scores, np.float64))))
+    if bad:
+        raise KdgatError(
+            f"{run_dir}: {bad:,} of its {len(scores):,} scores on part '{part}' are NaN or infinite (weights of a "
+            "training that diverged?); train it again, e.g. with a lower training.lr"
+        )
+    return scores
+
+
 def _validation(store: GraphStore):
     """The store's validation part, or None where it has none or no labelled window in it (a store built --like;
     held-out blocks shorter than a window, which `kdgat graphs` warned of)."""
@@ -172,7 +184,7 @@ def evaluate_run(
     if val is not None:
         keep, y_val = _labelled(val)
         scored = score_model(kind, scorer, val, batch_size, with_embedding=True)
-        val_scores = scored["score"][keep]
+        val_scores = _finite(scored["score"][keep], run_dir, "val")
         if kept is not None:
             kept["val"] = scored
     threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
@@ -197,7 +209,7 @@ def evaluate_run(
         part_scores = score_model(kind, scorer, part, batch_size)
         if kept is not None:
             kept[name] = part_scores
-        scores = part_scores["score"][keep_t]
+        scores = _finite(part_scores["score"][keep_t], run_dir, name)
         result["test"][name] = binary_metrics(y_t, scores, threshold["threshold"])
         curves[name] = curve_points(y_t, scores)
         if score_rows is not None:
@@ -246,7 +258,7 @@ def evaluate_fusion_run(
     val, val_scores, y_val = None, None, None
     if val_part is not None:
         val, keep = data("val", val_part)
-        val_scores = ensemble_scores(fusion, val, members, batch_size)
+        val_scores = _finite(ensemble_scores(fusion, val, members, batch_size), run_dir, "val")
         y_val = val.labels.astype(np.int64)
     threshold = _threshold(recorded, run_dir, label, y_val, val_scores, policy, store)
     if score_rows is not None and val_part is not None:
@@ -274,7 +286,7 @@ def evaluate_fusion_run(
         test, keep_t = data(name, part)
         if len(test) == 0:
             continue
-        scores = ensemble_scores(fusion, test, members, batch_size)
+        scores = _finite(ensemble_scores(fusion, test, members, batch_size), run_dir, name)
         result["test"][name] = binary_metrics(test.labels.astype(np.int64), scores, threshold["threshold"])
         result["novel_windows"][name] = novel_counts(test)
         curves[name] = curve_points(test.labels.astype(np.int64), scores)

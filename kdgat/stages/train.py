@@ -91,6 +91,20 @@ def _begin_run_folder(out_dir: Path, model_type: str) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
+def _refuse_diverged(weights: dict, best_score, cfg: PipelineConfig, epochs: int) -> None:
+    """A training whose validation loss was never finite, or whose kept weights are not, diverged: its weights
+    score NaN. Recorded as finished, it went on to evaluate (a traceback) and into bundles. The folder keeps no
+    manifest (an unfinished run)."""
+    loss_finite = best_score is not None and bool(torch.isfinite(torch.as_tensor(best_score)))
+    weights_finite = all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point())
+    if not (loss_finite and weights_finite):
+        what = "its validation loss was never finite" if not loss_finite else "its weights hold NaN or infinity"
+        raise KdgatError(
+            f"training diverged: {what} ({epochs} epoch(s)); train again with a lower learning rate "
+            f"(training.lr, now {cfg.effective_lr:g}) or gradient clipping (training.gradient_clip)"
+        )
+
+
 def _require_both_classes(store, model_type: str) -> None:
     """A classifier trained on one class is a constant: refuse before the run folder is touched."""
     labels = np.asarray(store.part("train").y)
@@ -283,6 +297,7 @@ def run(
     best_path = Path(best.best_model_path) if best.best_model_path else last
     state = torch.load(best_path, map_location="cpu", weights_only=False)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    _refuse_diverged(weights, best.best_model_score, cfg, trainer.current_epoch)
     # per-ID error percentiles of the best weights on the benign training windows (the default), or with
     # vgae.calibration_fraction on the windows kept from training; the IDs seen are counted on every benign one
     calibrated_on = None
