@@ -262,7 +262,7 @@ def test_unfinished_run_is_a_clear_error_and_writes_nothing(run_set, tmp_path):
     graphs = tmp_path / "graphs"
     shutil.copytree(run_set["graphs"], graphs)
     write_manifest(graphs, stage="graphs", inputs=[], config={}, outputs=[], wall_time_s=0.1, dataset="synthetic")
-    with pytest.raises(KdgatError, match="a graphs stage output"):
+    with pytest.raises(KdgatError, match="the output of a graphs stage, not a"):
         append_runs([graphs], lake)
 
 
