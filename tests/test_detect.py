@@ -454,8 +454,9 @@ def test_detect_says_when_its_verdicts_are_less_trustworthy(trained, road_test, 
     files = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
     assert files[0]["frames"] == 30 and "fewer than a window (100)" in files[0]["warnings"][0]
     assert any(str(short) in w and "fewer than a window" in w for w in warned)
-    assert files[1]["warnings"] == ["2,000 frames have no timestamp: their timing features are neutral "
-                                    "(has_timestamps = 0), so attacks seen only in timing go unseen"]  # fmt: skip
+    assert files[1]["warnings"] == ["2,000 frames have no timestamp: their timing features are neutral (ratio 1, "
+                                    "not early; has_timestamps 0 where the capture has none at all), so attacks "
+                                    "seen only in timing go unseen"]  # fmt: skip
     assert any(str(untimed) in w and "no timestamp" in w for w in warned)
     assert files[2]["warnings"] == [] and not any(str(road_test) + ": " in w and "timestamp" in w for w in warned)
     # a detector trained on timed traffic reads neutral timing as nothing it trained on (an audit saw a benign
@@ -1202,6 +1203,60 @@ def test_what_standard_input_cannot_carry(trained, road_test, tmp_path, monkeypa
         one_line_error(piped(given), said)
     one_line_error(invoke("detect", "-", "-", "--detector", trained / "detector"), "read once", code=2)
     one_line_error(invoke("detect", "-", "--replay", "--detector", trained / "detector"), "own pace", code=2)
+
+
+def test_a_row_group_without_timestamps_reads_as_graphs_reads_it(trained, road_test, tmp_path):
+    """A frame Parquet file of a timed capture whose row group of 100 frames has no timestamp: detect read that block
+    as a capture without timestamps (has_timestamps 0, the gap across it measured from the frames before), graphs as
+    frames with unknown times (NaN), and their scores differed (0.0013 vs 0.344 on one window, the alert flipped)."""
+    from kdgat.data.incremental import WindowStream
+    from kdgat.data.store import open_store
+    from kdgat.data.timing import timing_frame_values
+    from kdgat.data.vocab import Vocabulary
+    from kdgat.data.windows import build_graphs
+    from kdgat.stages.graphs import _read_frames
+
+    assert invoke("ingest", road_test, "--out", tmp_path / "frames").exit_code == 0
+    (path,) = (tmp_path / "frames").rglob("*.parquet")
+    table = pq.read_table(path).slice(0, 3_000)
+    times = table["timestamp"].to_numpy().copy()
+    missing = np.zeros(len(times), bool)
+    missing[1_000:1_100] = True  # one whole row group
+    table = table.set_column(table.schema.get_field_index("timestamp"), "timestamp",
+                             pa.array(times, pa.float64(), mask=missing))  # fmt: skip
+    holey = tmp_path / "holey.parquet"
+    pq.write_table(table.replace_schema_metadata(pq.read_schema(path).metadata), holey, row_group_size=100)
+    blocks = []
+    read_frames(holey, blocks.append, block_size=100)
+    assert all(b.timestamps is not None for b in blocks)
+    keys, data, _, _, stamps = _read_frames(holey)
+    assert np.array_equal(np.concatenate([b.timestamps for b in blocks]), stamps, equal_nan=True)
+
+    store = open_store(trained / "graphs")
+    vocab = Vocabulary.from_json(json.loads((trained / "graphs/vocab.json").read_text()))
+    periods = np.array([np.nan if p is None else p for p in store.metadata["timing"]["median_period"]])
+    ids = vocab.lookup(keys)
+    whole = build_graphs(ids, data, None, None, window=100, stride=100, vocab_size=vocab.size,
+                         frame_values=timing_frame_values(stamps, keys, ids, periods))  # fmt: skip
+    stream = WindowStream(window=100, stride=100, vocab=vocab, periods=periods, max_windows=4096)
+    streamed = [w.graphs for b in blocks for w in stream.push(b)] + [w.graphs for w in stream.finish()]
+    assert np.array_equal(np.concatenate([g.x for g in streamed]), whole.x)
+
+
+def test_a_replay_is_paced_from_its_first_frame_with_a_time():
+    """A first frame without a timestamp made the clock's origin NaN: every frame was due at once (2 s of traffic at
+    --speed 0.2 replayed in 5.9 s instead of 10+); frames before the first time are handed over at once."""
+    from kdgat.data.incremental import FrameBlock
+    from kdgat.detection.sources import Pacer
+
+    got: list[FrameBlock] = []
+    pacer = Pacer(got.append, 2.0, threading.Event(), Path("x"))
+    pacer(FrameBlock(np.arange(2, dtype=np.uint64), np.zeros((2, 8), np.uint8), np.array([np.nan, np.nan])))
+    times = np.array([np.nan, 0.0, 0.2, 0.4])
+    pacer(FrameBlock(np.arange(4, dtype=np.uint64), np.zeros((4, 8), np.uint8), times))
+    due = np.concatenate([b.arrival for b in got])  # when each frame was due: its arrival
+    assert len(due) == 6 and np.isfinite(due).all() and (np.diff(due) >= 0).all()
+    assert due[5] - due[3] == pytest.approx(0.4 / 2)  # the recorded 0.4 s at speed 2 (every frame was due at once)
 
 
 def test_a_pipe_reads_as_the_same_bytes_in_a_file_would(road_test, tmp_path, monkeypatch):

@@ -175,8 +175,9 @@ class Session:
             )
         if self.untimed_frames and self.detector.periods is not None:
             found.append(
-                f"{self.untimed_frames:,} frames have no timestamp: their timing features are neutral "
-                "(has_timestamps = 0), so attacks seen only in timing go unseen"
+                f"{self.untimed_frames:,} frames have no timestamp: their timing features are neutral (ratio 1, "
+                "not early; has_timestamps 0 where the capture has none at all), so attacks seen only in timing go "
+                "unseen"
             )
         clock = self.clock.warning("frame") if self.detector.periods is not None else None
         if clock:

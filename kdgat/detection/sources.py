@@ -198,11 +198,27 @@ def _read_frame_parquet(path: Path, consume: Consume, block_size: int | None) ->
     version = (frames.schema_arrow.metadata or {}).get(FRAME_VERSION_KEY)
     if version is None:
         raise BadInputError(path, "a Parquet file that is not kdgat frames (kdgat ingest writes those)")
+    timed = _has_timestamps(frames)
     rows = 0
     for batch in frames.iter_batches(batch_size=block_size or IngestOptions().block_size):
-        consume(table_block(pa.Table.from_batches([batch]), path))
+        block = table_block(pa.Table.from_batches([batch]), path)
+        if timed and block.timestamps is None:  # a block of frames without times in a timed capture: NaN times
+            block.timestamps = np.full(len(block), np.nan)  # (None: the capture has none, as `graphs` reads it)
+        consume(block)
         rows += batch.num_rows
     return CaptureInfo(str(path), "kdgat-frames", sha256_file(path), rows)
+
+
+def _has_timestamps(frames) -> bool:
+    """Whether any frame of a frame Parquet file has a timestamp (its row groups' null counts, else the column)."""
+    meta = frames.metadata
+    column = frames.schema_arrow.get_field_index("timestamp")
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    stats = [g.column(column).statistics for g in groups]
+    if all(s is not None and s.has_null_count for s in stats):
+        return any(s.null_count < g.num_rows for s, g in zip(stats, groups, strict=True))
+    timestamps = frames.read(columns=["timestamp"]).column(0)
+    return timestamps.null_count < len(timestamps)
 
 
 class _RawStream(io.RawIOBase):
@@ -391,13 +407,18 @@ class Pacer:
         self.start = 0.0  # wall clock (perf_counter) at the first frame
 
     def __call__(self, block: FrameBlock) -> None:
-        if block.timestamps is None or np.isnan(block.timestamps).all():
+        if block.timestamps is None:
             raise UsageError(f"{self.path}: has no timestamps; --replay needs them")
+        if self.t0 is None:  # the first frame with a time starts the clock (frames before it are due at once)
+            timed = block.timestamps[np.isfinite(block.timestamps)]
+            if len(timed):
+                self.t0, self.start = float(timed[0]), time.perf_counter()
         if self.t0 is None:
-            self.t0 = float(block.timestamps[0])
-            self.start = time.perf_counter()
-        due = self.start + (block.timestamps - self.t0) / self.speed
+            due = np.full(len(block), time.perf_counter())
+        else:
+            due = self.start + (block.timestamps - self.t0) / self.speed
         due = np.maximum.accumulate(np.nan_to_num(due, nan=-np.inf))  # never earlier than the frame before
+        due[np.isneginf(due)] = self.start  # frames without a time before the first timed one of the block
         i, n = 0, len(block)
         while i < n:
             if self.stop.is_set():
