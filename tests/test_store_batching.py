@@ -444,3 +444,16 @@ def test_datamodule_with_lightning_trainer(store_dir):
     assert not torch.equal(seen[0], seen[1])
     results = trainer.test(Tiny(), datamodule=dm, verbose=False)
     assert len(results) == 2
+
+
+def test_scoring_batches_start_again_at_each_capture(monkeypatch):
+    """`kdgat detect` scores each capture in batches from its first window; evaluate batched a part straight
+    through, so a batch held the end of one capture and the start of the next, and a score moved in its last bits
+    (0.11360765 vs 0.113607675)."""
+    from types import SimpleNamespace
+
+    from kdgat.evaluation import scoring
+
+    monkeypatch.setattr(scoring, "assemble_batch", lambda part, index: index.tolist())
+    part = SimpleNamespace(file_index=np.array([0] * 5 + [1] * 3 + [2]), num_graphs=9)
+    assert list(scoring._batches(part, 4)) == [[0, 1, 2, 3], [4], [5, 6, 7], [8]]

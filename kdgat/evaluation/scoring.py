@@ -22,8 +22,15 @@ GAT_STATE = ("p_benign", "p_attack", "emb_mean", "emb_std", "emb_max", "emb_min"
 
 
 def _batches(part: GraphPart, batch_size: int):
-    for start in range(0, part.num_graphs, batch_size):
-        yield assemble_batch(part, np.arange(start, min(start + batch_size, part.num_graphs)))
+    """Batches of ``batch_size`` windows, starting again at each capture of the part: `kdgat detect` scores a
+    capture in the same batches, and a batch's composition moves a score in its last bits (a batch across two
+    captures gave 0.11360765 where detect gave 0.113607675)."""
+    files = getattr(part, "file_index", None)  # None: windows of one capture (detect's GraphArrays)
+    starts = [] if files is None else (np.flatnonzero(np.diff(np.asarray(files))) + 1).tolist()
+    bounds = [0, *starts, part.num_graphs]
+    for first, end in zip(bounds[:-1], bounds[1:], strict=True):
+        for start in range(first, end, batch_size):
+            yield assemble_batch(part, np.arange(start, min(start + batch_size, end)))
 
 
 @torch.inference_mode()
