@@ -312,7 +312,7 @@ def test_the_novel_id_rule_scores_alike_in_evaluate_and_detect(trained, road_tes
     assert [bool(r["novel_ids"]) for r in rows] == novel.tolist()  # the same windows as the VGAE's flags
     assert all(r["score"] == 1 and r["alert"] for r in rows if r["novel_ids"])
     named = Counter(name for r in rows for name in r["novel_ids"])
-    assert all(name.startswith("0x") or name == "unknown" for name in named)
+    assert all(name.startswith(("0x", "unknown:0x")) or name == "unknown" for name in named)  # unknown IDs named
     (summary,) = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]
     assert summary["novel_alert"] is True and summary["novel_windows"] == int(novel.sum())
     assert [(n["id"], n["windows"]) for n in summary["top_novel_ids"]] == sorted(
@@ -404,6 +404,23 @@ def test_a_changed_bundle_is_refused(trained, road_test, tmp_path):
 
 
 # -- captures ------------------------------------------------------------------------------------
+
+
+def test_the_ids_behind_the_unknown_node_are_named(trained, road_test, tmp_path):
+    """Every CAN ID the detector never saw shares one node: its suspects and novel IDs said 'unknown', and a user
+    could not tell which IDs an injection used. They are named now (unknown:0x7FE), most frames first."""
+    injected = {k: ["7FE#0102030405060708", "1ABCDEF0#00"] for k in range(0, 500, 25)}  # 2 unknown IDs, ~8 a window
+    capture = write_candump(tmp_path / "injected.log", frames_of(road_test), 3_000, between=injected)
+    result = invoke("detect", capture, "--detector", trained / "detector", "--out", tmp_path / "v.parquet")
+    assert result.exit_code == 0, result.stderr
+    rows = pq.read_table(tmp_path / "v.parquet").to_pylist()
+    named = [name for row in rows for column in ("suspects", "novel_ids") for name in row[column] or []]
+    assert "unknown" not in named  # every window holds frames of the unknown IDs: each is named
+    assert {n for n in named if n.startswith("unknown")} == {"unknown:0x7FE", "unknown:0x1ABCDEF0"}
+    novel = [row["novel_ids"] for row in rows]
+    assert all("unknown:0x7FE" in ids and "unknown:0x1ABCDEF0" in ids for ids in novel), novel[:3]
+    summary = json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"][0]
+    assert {i["id"] for i in summary["top_novel_ids"]} >= {"unknown:0x7FE", "unknown:0x1ABCDEF0"}
 
 
 def test_unlabelled_asc_and_blf_logs_of_the_same_vehicle(trained, road_test, tmp_path):

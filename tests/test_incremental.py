@@ -150,3 +150,25 @@ def test_held_byte_scores_incremental_equal_batch(capture):
         at = block.stop
     batches += list(stream.finish())
     assert_same(expected, GraphArrays.concat([b.graphs for b in batches]))
+
+
+@pytest.mark.parametrize("stride", [1, 7, 100])
+def test_each_window_names_the_ids_behind_its_unknown_node(stride):
+    """The out-of-vocabulary node is one node for every unknown ID: each window also carries those IDs (distinct,
+    most frames first), so that detect can say which IDs are behind an alert instead of 'unknown'."""
+    rng = np.random.default_rng(stride)
+    vocab = Vocabulary.from_counts(np.arange(10, dtype=np.uint64), np.ones(10, np.int64))
+    keys = rng.choice(np.arange(16, dtype=np.uint64), 3_000)  # 10 to 15 are unknown
+    stream = WindowStream(window=100, stride=stride, vocab=vocab, periods=None, max_windows=256)
+    batches = []
+    for i in range(0, len(keys), 777):
+        batches += stream.push(FrameBlock(keys[i : i + 777], np.zeros((len(keys[i : i + 777]), 8), np.uint8)))
+    batches += stream.finish()
+    starts = np.concatenate([b.graphs.window_start for b in batches])
+    named = [k for b in batches for k in b.unknown_keys]
+    assert len(named) == len(starts) > 10
+    for start, got in zip(starts.tolist(), named, strict=True):
+        frames = keys[start : start + 100]
+        unknown, counts = np.unique(frames[frames >= 10], return_counts=True)
+        expected = unknown[np.lexsort((unknown, -counts))]
+        assert np.array_equal(got, expected), start

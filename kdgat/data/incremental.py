@@ -19,7 +19,7 @@ The e4ts held-byte score carries each ID's last payload and byte runs the same w
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class WindowBatch:
     last_time: np.ndarray
     unknown_share: np.ndarray  # float64 share of the window's frames whose ID is out of vocabulary
     closed_at: np.ndarray  # float64 arrival time of the frame that closed the window (NaN if not given)
+    # per window, the distinct ID keys of its out-of-vocabulary frames (most frames first, then by key): which IDs
+    # the "unknown" node stands for, for a user told which IDs are behind an alert
+    unknown_keys: list[np.ndarray] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.graphs.num_graphs
@@ -66,7 +69,7 @@ class _Columns:
     def __init__(self, capacity: int, timing: bool, labelled: bool, held: bool = False):
         self.size = 0
         self.arrays: dict[str, np.ndarray] = {}
-        specs = {"ids": (np.int64, ()), "data": (np.uint8, (8,)), "time": (np.float64, ()),
+        specs = {"ids": (np.int64, ()), "keys": (np.uint64, ()), "data": (np.uint8, (8,)), "time": (np.float64, ()),
                  "arrival": (np.float64, ()), "oov": (np.int64, ())}  # fmt: skip
         if timing:
             specs |= {"ratio": (np.float64, ()), "early": (np.float64, ()), "has": (np.float64, ())}
@@ -180,6 +183,7 @@ class WindowStream:
         ids = self.vocab.lookup(keys)
         columns = {
             "ids": ids,
+            "keys": keys,
             "data": block.data,
             "time": np.full(n, np.nan) if block.timestamps is None else block.timestamps,
             "arrival": np.full(n, np.nan) if block.arrival is None else block.arrival,
@@ -274,7 +278,28 @@ class WindowStream:
             last_time=view["time"][stop],
             unknown_share=(oov[stop + 1] - oov[rel]) / (stop + 1 - rel),
             closed_at=view["arrival"][closing],
+            unknown_keys=_unknown_keys(view["keys"], view["oov"], rel, stop),
         )
         self._next_start = int(starts[-1]) + self.stride
         self.windows_emitted += count
         return batch
+
+
+def _unknown_keys(keys: np.ndarray, oov: np.ndarray, first: np.ndarray, last: np.ndarray) -> list[np.ndarray]:
+    """Per window (source frames ``first[j]..last[j]``, ascending starts): the distinct keys of its out-of-vocabulary
+    frames, most frames first, then by key. Pairs (window, frame) are formed for those frames only."""
+    empty = np.zeros(0, np.uint64)
+    where = np.flatnonzero(oov[: int(last[-1]) + 1] if len(last) else oov[:0])
+    if len(where) == 0:
+        return [empty] * len(first)
+    # the windows holding each such frame: those starting at or before it and ending at or after it
+    lo = np.searchsorted(last, where, side="left")
+    hi = np.searchsorted(first, where, side="right")
+    spans = np.maximum(hi - lo, 0)
+    window = np.repeat(lo, spans) + np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
+    frame_keys = np.repeat(keys[where], spans)
+    pairs, counts = np.unique(np.stack([window.astype(np.uint64), frame_keys], axis=1), axis=0, return_counts=True)
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+    pairs = pairs[order]
+    bounds = np.searchsorted(pairs[:, 0], np.arange(len(first) + 1, dtype=np.uint64))
+    return [pairs[bounds[j] : bounds[j + 1], 1] for j in range(len(first))]

@@ -39,13 +39,24 @@ UNKNOWN_ID = "unknown"
 TOP_SUSPECTS = 3
 
 
+def key_name(key: int) -> str:
+    """A CAN ID key printed: 0x1A0 (11-bit), 0x18FEDF00 (29-bit)."""
+    can_id = key & 0xFFFFFFFF
+    return f"0x{can_id:08X}" if key & int(EXTENDED_BIT) else f"0x{can_id:03X}"
+
+
 def id_names(vocab: Vocabulary) -> np.ndarray:
     """Printable CAN ID per vocabulary index: 0x1A0 (11-bit), 0x18FEDF00 (29-bit), 'unknown' for OOV."""
-    names = []
-    for key in vocab.keys.tolist():
-        can_id = key & 0xFFFFFFFF
-        names.append(f"0x{can_id:08X}" if key & int(EXTENDED_BIT) else f"0x{can_id:03X}")
-    return np.array([*names, UNKNOWN_ID], dtype=object)
+    return np.array([*(key_name(key) for key in vocab.keys.tolist()), UNKNOWN_ID], dtype=object)
+
+
+def name_unknown(names: list[str], unknown_keys: np.ndarray) -> list[str]:
+    """``names`` with the out-of-vocabulary node's ``unknown`` replaced by the IDs it stands for in that window
+    (``unknown:0x7A1``, most frames first); as it is where the window's own frames have none (a target only)."""
+    if UNKNOWN_ID not in names or len(unknown_keys) == 0:
+        return names
+    said = [f"{UNKNOWN_ID}:{key_name(key)}" for key in unknown_keys.tolist()]
+    return [part for name in names for part in (said if name == UNKNOWN_ID else [name])]
 
 
 def _labelled_view(graphs: GraphArrays) -> GraphArrays:
