@@ -297,9 +297,14 @@ def _unknown_keys(keys: np.ndarray, oov: np.ndarray, first: np.ndarray, last: np
     hi = np.searchsorted(first, where, side="right")
     spans = np.maximum(hi - lo, 0)
     window = np.repeat(lo, spans) + np.arange(spans.sum()) - np.repeat(np.cumsum(spans) - spans, spans)
-    frame_keys = np.repeat(keys[where], spans)
-    pairs, counts = np.unique(np.stack([window.astype(np.uint64), frame_keys], axis=1), axis=0, return_counts=True)
-    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
-    pairs = pairs[order]
-    bounds = np.searchsorted(pairs[:, 0], np.arange(len(first) + 1, dtype=np.uint64))
-    return [pairs[bounds[j] : bounds[j + 1], 1] for j in range(len(first))]
+    # one uint64 per (window, key): a key holds 33 bits (29-bit ID and the extended flag), windows a batch's count
+    codes, counts = np.unique((window.astype(np.uint64) << _KEY_BITS) | np.repeat(keys[where], spans),
+                              return_counts=True)  # fmt: skip
+    windows, found = (codes >> _KEY_BITS).astype(np.int64), codes & np.uint64((1 << 34) - 1)
+    order = np.lexsort((found, -counts, windows))
+    bounds = np.searchsorted(windows[order], np.arange(len(first) + 1))
+    found = found[order]
+    return [found[bounds[j] : bounds[j + 1]] for j in range(len(first))]
+
+
+_KEY_BITS = np.uint64(34)
