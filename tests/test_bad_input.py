@@ -282,6 +282,26 @@ def test_skip_mode_finds_every_unreadable_row_of_a_block(tmp_path):
     assert item["skipped_by_problem"] == {"unreadable CSV row (CSV conversion error to string: invalid UTF8 data)": 4}
 
 
+@pytest.mark.parametrize("mode", ["skip", "error"])
+def test_lines_whose_quotes_fail_only_together_end_the_read(tmp_path, mode):
+    """Two quoted lines that each read alone but not together (a quote opened on one runs into the next): the search
+    for the unreadable lines found none and re-read the block forever; then dropped the good lines after them."""
+    header = ("timestamp,iface,can_id,dlc,data,priority,pdu_format,pdu_specific,pdu_type,pgn,pgn_label,destination,"
+              "source,label,rule_name,rule_type,semantics,rule_severity,rule_layer,rule_description,context_pgn,"
+              "context_value\n")  # fmt: skip
+    rows = [f"{i / 100:.3f},can0,256,8,0102030405060708,1,1,1,1,1,1,1,1,normal,1,1,1,1,1,1,1,1\n" for i in range(52)]
+    for i in (20, 21):
+        rows[i] = rows[i].replace(",1,1\n", ',"a"""a,"\n')
+    path = write_capture(tmp_path / "quotes.csv", header + "".join(rows))
+    result = run_ingest_cli(path, "--format", "j1939-csv", "--on-bad-rows", mode, "--out", tmp_path / "out")
+    if mode == "error":
+        assert_one_line_error(result, "quotes.csv:22: unreadable CSV row (")
+        return
+    assert result.exit_code == 0, result.stderr
+    item = json.loads((tmp_path / "out" / "manifest.json").read_text())["outputs"][0]
+    assert item["rows"] == 50 and item["skipped_lines"] == [22, 23]
+
+
 def test_skip_mode_with_nothing_left_is_an_error(tmp_path):
     path = write_capture(tmp_path / "all_bad.csv", CTT_HEADER + "1.2,0G9,00,0\n")
     result = run_ingest_cli(path, "--on-bad-rows", "skip", "--out", tmp_path / "o")

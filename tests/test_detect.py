@@ -423,6 +423,17 @@ def test_the_ids_behind_the_unknown_node_are_named(trained, road_test, tmp_path)
     assert {i["id"] for i in summary["top_novel_ids"]} >= {"unknown:0x7FE", "unknown:0x1ABCDEF0"}
 
 
+def test_a_suspect_list_keeps_one_name_a_node():
+    """Suspects are nodes by importance: the unknown node is named by its top ID and keeps the others in the list
+    (its 4 IDs pushed the known suspects out); novel IDs name up to 5 of a window's unknown IDs."""
+    from kdgat.detection.detector import name_unknown
+
+    keys = np.array([0x7FE, 0x7FD, 0x7FC, 0x7FB, 0x7FA, 0x7F9], np.uint64)
+    assert name_unknown(["unknown", "0x1A0", "0x2B0"], keys, most=1) == ["unknown:0x7FE", "0x1A0", "0x2B0"]
+    assert name_unknown(["0x1A0", "unknown"], keys) == ["0x1A0", *(f"unknown:0x{k:03X}" for k in keys[:5].tolist())]
+    assert name_unknown(["0x1A0", "unknown"], keys[:0]) == ["0x1A0", "unknown"]  # a target only: no frame to name
+
+
 def test_unlabelled_asc_and_blf_logs_of_the_same_vehicle(trained, road_test, tmp_path):
     """python-can's Vector readers (compressed too); no labels: no metrics, a null label column; not OOD."""
     frames = frames_of(road_test)

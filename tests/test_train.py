@@ -610,7 +610,7 @@ def test_a_training_that_diverged_is_refused_and_its_nan_weights_never_scored(st
     from kdgat.training.runs import save_weights
 
     cfg = resolve_config("gat", "small", overrides=[*FAST, "training.lr=1e30"])
-    with pytest.raises(KdgatError, match=r"training diverged: its validation loss was never finite .*\(training\.lr"):
+    with pytest.raises(KdgatError, match=r"training diverged: its val_loss was never finite .*\(training\.lr"):
         run_train(cfg, store_dir, tmp_path / "diverged", progress_bar=False)
     assert not (tmp_path / "diverged" / "manifest.json").exists()  # an unfinished run: nothing takes it
 

@@ -53,14 +53,14 @@ def id_names(vocab: Vocabulary) -> np.ndarray:
     return np.array([*(key_name(key) for key in vocab.keys.tolist()), UNKNOWN_ID], dtype=object)
 
 
-def name_unknown(names: list[str], unknown_keys: np.ndarray) -> list[str]:
+def name_unknown(names: list[str], unknown_keys: np.ndarray, most: int | None = None) -> list[str]:
     """``names`` with the out-of-vocabulary node's ``unknown`` replaced by the IDs it stands for in that window
-    (``unknown:0x7A1``; the :data:`NAMED_UNKNOWN` with most frames); as it is where the window's own frames have
-    none (a target only). Another vehicle's windows hold dozens of unknown IDs each: all of them cost a third more
-    time in `kdgat detect` and said no more."""
+    (``unknown:0x7A1``; the ``most`` or :data:`NAMED_UNKNOWN` with most frames); as it is where the window's own
+    frames have none (a target only). Another vehicle's windows hold dozens of unknown IDs each: naming them all
+    cost a third more time in `kdgat detect` and said no more."""
     if UNKNOWN_ID not in names or len(unknown_keys) == 0:
         return names
-    said = [f"{UNKNOWN_ID}:{key_name(key)}" for key in unknown_keys[:NAMED_UNKNOWN].tolist()]
+    said = [f"{UNKNOWN_ID}:{key_name(key)}" for key in unknown_keys[: most or NAMED_UNKNOWN].tolist()]
     return [part for name in names for part in (said if name == UNKNOWN_ID else [name])]
 
 

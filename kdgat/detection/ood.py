@@ -50,6 +50,7 @@ MIN_WINDOWS = 20
 MIN_TIMING_FRAMES = 20
 MIN_PAYLOAD_WINDOWS = 200
 PAYLOAD_TOLERANCE = 64 / 255
+REFERENCE_ROWS = 1 << 18  # training nodes read at a time for the reference statistics
 PAYLOAD_SPREADS = 2.0  # a byte of a capture differs when its mean is this many training spreads away (or 64)
 
 
@@ -181,13 +182,15 @@ def reference_statistics(store: GraphStore) -> dict:
     follows the driving (a speed) moves by its spread within one vehicle, a constant byte does not.
     """
     part = store.part("train")
-    x = np.asarray(part.x, dtype=np.float64)
-    ids = x[:, 0].astype(np.int64)
-    counts = np.bincount(ids, minlength=store.vocab_size)
+    counts = np.zeros(store.vocab_size, np.int64)
     sums, squares = np.zeros((store.vocab_size, 8)), np.zeros((store.vocab_size, 8))
-    for byte in range(8):
-        sums[:, byte] = np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
-        squares[:, byte] = np.bincount(ids, weights=x[:, 1 + byte] ** 2, minlength=store.vocab_size)
+    for start in range(0, part.num_nodes, REFERENCE_ROWS):  # blocks of nodes: never a float64 copy of the whole part
+        x = np.asarray(part.x[start : start + REFERENCE_ROWS], dtype=np.float64)
+        ids = x[:, 0].astype(np.int64)
+        counts += np.bincount(ids, minlength=store.vocab_size)
+        for byte in range(8):
+            sums[:, byte] += np.bincount(ids, weights=x[:, 1 + byte], minlength=store.vocab_size)
+            squares[:, byte] += np.bincount(ids, weights=x[:, 1 + byte] ** 2, minlength=store.vocab_size)
     means = sums / np.maximum(counts, 1)[:, None]
     spreads = np.sqrt(np.maximum(squares / np.maximum(counts, 1)[:, None] - means**2, 0.0))
 

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from kdgat.data.incremental import WindowBatch, WindowStream
 from kdgat.data.timing import ClockSteps
 from kdgat.detection import ood
-from kdgat.detection.detector import TOP_SUSPECTS, Detector, name_unknown
+from kdgat.detection.detector import Detector, name_unknown
 from kdgat.detection.outputs import RowSink
 from kdgat.evaluation.metrics import binary_metrics
 
@@ -111,7 +111,9 @@ class Session:
         alert_windows = np.flatnonzero(alert)
         suspects: list[list[str]] = [[] for _ in range(len(batch))]
         for i, names in zip(alert_windows, self.detector.suspects(self.label, graphs, alert_windows), strict=True):
-            suspects[i] = name_unknown(names, batch.unknown_keys[i])[:TOP_SUSPECTS]
+            suspects[i] = name_unknown(
+                names, batch.unknown_keys[i], most=1
+            )  # a node each: the unknown one by its top ID
         novel = self.detector.novel_ids(self.label, graphs)
         if novel is not None and any(len(keys) for keys in batch.unknown_keys):  # which IDs "unknown" stands for
             lists = [name_unknown(names, keys) for names, keys in zip(novel.to_pylist(), batch.unknown_keys,

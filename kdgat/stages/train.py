@@ -92,13 +92,14 @@ def _begin_run_folder(out_dir: Path, model_type: str) -> None:
 
 
 def _refuse_diverged(weights: dict, best_score, cfg: PipelineConfig, epochs: int) -> None:
-    """A training whose validation loss was never finite, or whose kept weights are not, diverged: its weights
-    score NaN. Recorded as finished, it went on to evaluate (a traceback) and into bundles. The folder keeps no
+    """A training whose monitored value (val_loss) was never finite, or whose kept weights are not, diverged: its
+    weights score NaN. Recorded as finished, it went on to evaluate (a traceback) and into bundles. The folder keeps no
     manifest (an unfinished run)."""
     loss_finite = best_score is not None and bool(torch.isfinite(torch.as_tensor(best_score)))
     weights_finite = all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point())
     if not (loss_finite and weights_finite):
-        what = "its validation loss was never finite" if not loss_finite else "its weights hold NaN or infinity"
+        monitored = cfg.training.monitor
+        what = f"its {monitored} was never finite" if not loss_finite else "its weights hold NaN or infinity"
         raise KdgatError(
             f"training diverged: {what} ({epochs} epoch(s)); train again with a lower learning rate "
             f"(training.lr, now {cfg.effective_lr:g}) or gradient clipping (training.gradient_clip)"

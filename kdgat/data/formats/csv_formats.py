@@ -164,10 +164,10 @@ class CsvFormat(CaptureFormat):
         table = None
         while rows.any():
             try:
-                table = self._read_table(_line_bytes(block, rows), typed=False)
+                table = self._read_lines(block, rows)
                 break
-            except pa.ArrowInvalid:  # not UTF-8, quotes Arrow reads otherwise: find the lines, reject them
-                for bad, exc in self._unreadable(block, np.flatnonzero(rows)):
+            except pa.ArrowInvalid as failed:  # not UTF-8, quotes Arrow reads otherwise: find the lines, reject them
+                for bad, exc in self._unreadable(block, np.flatnonzero(rows), failed):
                     rows[bad] = False
                     reason = re.sub(r"^In CSV column #\d+: ", "", str(exc).splitlines()[0])[:80]
                     unreadable[bad] = f"unreadable CSV row ({reason})"
@@ -184,20 +184,36 @@ class CsvFormat(CaptureFormat):
             ignored_lines=int((~nonblank).sum()),
         )
 
-    def _unreadable(self, block: LineBlock, candidates: np.ndarray) -> list[tuple[int, pa.ArrowInvalid]]:
-        """Every one of ``candidates`` (line indices of ``block``) that Arrow cannot read, with its error: by
-        halving, a half that parses is cleared whole, so k such lines cost about log2(k) parses of the block
-        (finding them one at a time, a halving search each, cost k: quadratic in a block of many)."""
-        mask = np.zeros(block.n_lines, dtype=bool)
-        mask[candidates] = True
-        try:
-            self._read_table(_line_bytes(block, mask), typed=False)
-            return []
-        except pa.ArrowInvalid as exc:
-            if len(candidates) == 1:
-                return [(int(candidates[0]), exc)]
+    def _read_lines(self, block: LineBlock, keep: np.ndarray) -> pa.Table:
+        """The kept lines as a table of strings, a row each: a quoted field that runs over a line end (Arrow reads
+        the lines as one row) is unreadable too, as a failed parse is."""
+        table = self._read_table(_line_bytes(block, keep), typed=False)
+        if table.num_rows != int(keep.sum()):
+            raise pa.ArrowInvalid("a quoted field runs over the line end")
+        return table
+
+    def _unreadable(
+        self, block: LineBlock, candidates: np.ndarray, failed: pa.ArrowInvalid | None = None
+    ) -> list[tuple[int, pa.ArrowInvalid]]:
+        """Lines of ``candidates`` (line indices of ``block``, which fail to read together: ``failed``, or None to
+        try) that Arrow cannot read, with their errors; at least one where they fail. By halving: a half that
+        reads is cleared whole, so k such lines cost about log2(k) parses of the block (one at a time, a search
+        each, was quadratic in a block of many). Where both halves read and the whole does not, the last line of
+        the first half opens a quote that runs into the second (a half that reads has no quote running over
+        inside it: that makes fewer rows than lines, :meth:`_read_lines`): it is the one rejected."""
+        if failed is None:
+            mask = np.zeros(block.n_lines, dtype=bool)
+            mask[candidates] = True
+            try:
+                self._read_lines(block, mask)
+                return []
+            except pa.ArrowInvalid as exc:
+                failed = exc
+        if len(candidates) == 1:
+            return [(int(candidates[0]), failed)]
         middle = len(candidates) // 2
-        return self._unreadable(block, candidates[:middle]) + self._unreadable(block, candidates[middle:])
+        found = self._unreadable(block, candidates[:middle]) + self._unreadable(block, candidates[middle:])
+        return found or [(int(candidates[middle - 1]), failed)]
 
     def _header_index(self, block: LineBlock, path) -> int | None:
         """Index of the header line in the first block with text (checked), or None if all blank."""
