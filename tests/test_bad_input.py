@@ -295,7 +295,7 @@ def test_lines_whose_quotes_fail_only_together_end_the_read(tmp_path, mode):
     path = write_capture(tmp_path / "quotes.csv", header + "".join(rows))
     result = run_ingest_cli(path, "--format", "j1939-csv", "--on-bad-rows", mode, "--out", tmp_path / "out")
     if mode == "error":
-        assert_one_line_error(result, "quotes.csv:22: unreadable CSV row (")
+        assert_one_line_error(result, "quotes.csv:22: unreadable CSV row (a quoted field runs over the line end)")
         return
     assert result.exit_code == 0, result.stderr
     item = json.loads((tmp_path / "out" / "manifest.json").read_text())["outputs"][0]

@@ -213,7 +213,7 @@ class CsvFormat(CaptureFormat):
             return [(int(candidates[0]), failed)]
         middle = len(candidates) // 2
         found = self._unreadable(block, candidates[:middle]) + self._unreadable(block, candidates[middle:])
-        return found or [(int(candidates[middle - 1]), failed)]
+        return found or [(int(candidates[middle - 1]), pa.ArrowInvalid("a quoted field runs over the line end"))]
 
     def _header_index(self, block: LineBlock, path) -> int | None:
         """Index of the header line in the first block with text (checked), or None if all blank."""
