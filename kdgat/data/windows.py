@@ -45,10 +45,6 @@ class GraphArrays:
     def num_graphs(self) -> int:
         return len(self.y)
 
-    @property
-    def nbytes(self) -> int:
-        return sum(getattr(self, f.name).nbytes for f in fields(self))
-
     @classmethod
     def of(cls, part) -> "GraphArrays":
         """A store part's arrays (memory-mapped there) in memory, as the window builder hands them over."""
@@ -126,48 +122,16 @@ def build_graphs(
     "max") of the values over the node's source frames, in that order
     (0 for nodes that are only targets). Richer feature sets use this.
     """
-    parts = list(iter_graphs(ids, data, labels, attack_codes, window=window, stride=stride, vocab_size=vocab_size,
-                             starts=starts, frame_values=frame_values, max_bytes=None))  # fmt: skip
-    return parts[0] if len(parts) == 1 else GraphArrays.concat(parts)
-
-
-def iter_graphs(
-    ids: np.ndarray,
-    data: np.ndarray,
-    labels: np.ndarray | None,
-    attack_codes: np.ndarray | None,
-    *,
-    window: int,
-    stride: int,
-    vocab_size: int,
-    starts: np.ndarray | None = None,
-    frame_values: list[tuple[np.ndarray, tuple[str, ...]]] = (),
-    max_bytes: int | None = None,
-):
-    """:func:`build_graphs` in pieces of consecutive windows, each about ``max_bytes`` of arrays or less (None:
-    chunk by chunk): a store writes each as it comes, so a long capture at a small stride is never held whole
-    (and never twice, as concatenating every chunk once did). Yields at least one piece (an empty one if no
-    window fits)."""
     n = len(ids)
     starts = window_starts(n, window, stride) if starts is None else np.asarray(starts, np.int64)
     if len(starts) == 0:
-        yield empty_graphs(NODE_FEATURES + sum(len(hows) for _, hows in frame_values))
-        return
+        return empty_graphs(NODE_FEATURES + sum(len(hows) for _, hows in frame_values))
     chunk = max(16, min(_CHUNK_SLOTS // window, _CHUNK_CELLS // max(vocab_size, 1)))
-    pending: list[GraphArrays] = []
-    size = 0
-    for i in range(0, len(starts), chunk):
-        part = _build_chunk(ids, data, labels, attack_codes, starts[i : i + chunk], window, vocab_size, frame_values)
-        if max_bytes is None:
-            yield part
-            continue
-        pending.append(part)
-        size += part.nbytes
-        if size >= max_bytes:
-            yield pending[0] if len(pending) == 1 else GraphArrays.concat(pending)
-            pending, size = [], 0
-    if pending:
-        yield pending[0] if len(pending) == 1 else GraphArrays.concat(pending)
+    parts = [
+        _build_chunk(ids, data, labels, attack_codes, starts[i : i + chunk], window, vocab_size, frame_values)
+        for i in range(0, len(starts), chunk)
+    ]
+    return parts[0] if len(parts) == 1 else GraphArrays.concat(parts)
 
 
 def _segment_minmax(values: np.ndarray, offsets: np.ndarray, present: np.ndarray):

@@ -44,13 +44,13 @@ from kdgat.data.split import FUSION_PART, BlockSplit, TraceSplit, part_name
 from kdgat.data.store import concat_parts, open_store, write_part
 from kdgat.data.timing import inter_arrival, median_periods, timing_frame_values
 from kdgat.data.vocab import Vocabulary, count_keys, id_keys
-from kdgat.data.windows import iter_graphs, window_starts
+from kdgat.data.windows import build_graphs, window_starts
 from kdgat.detection import ood
 
 BUILDER_VERSION = "5"  # bump when the store layout, naming or fitting changes (5: held-out attacks, benign periods)
 METADATA = "metadata.json"
 STATS_BLOCK = 1 << 22  # values per block of the feature statistics (32 MB of float64)
-SHARD_BYTES = 64 << 20  # graph arrays written per shard: a capture's graphs are built and written this much at a time
+SHARD_SLOTS = 1 << 20  # window frames per shard (~60 MB of graph arrays at W=100, DAGA): built, written, let go
 VOCAB = "vocab.json"
 
 
@@ -333,7 +333,8 @@ def run(
             run_limits = fit_run_limits(scan.holds, vocab.lookup, vocab.size)
     no_timestamps: list[str] = []
     dataset = frames_manifest.dataset or frames_dir.name
-    # captures scored by a trained store's models: do they look like its vehicle? (the figures `kdgat detect` gives)
+    # captures scored by a trained store's models: do they look like its vehicle? The figures `kdgat detect` gives,
+    # over each capture's frames and windows (None: not a --like store of a training store)
     reference = ood.reference_statistics(like_store) if like_store is not None and "train" in like_store.parts else None
     out_of_distribution: dict[str, dict] = {}
 
@@ -373,13 +374,14 @@ def run(
             else:  # with --like every input is scored, so it is a test part (evaluate scores those only)
                 split = "test" if like_meta is not None else f.split
                 selections = [(part_name(split, f.scenario), split, f.scenario, starts)]
-            # captures scored by a trained store's models: the figures `kdgat detect` gives them, over every window
             profile = _ood_profile(reference, vocab, ids, frame_values, timestamps, periods)
             for name, split, scenario, chosen in selections:
-                pieces = iter_graphs(ids, data, labels, codes, window=cfg.window, stride=cfg.stride,
-                                     vocab_size=vocab.size, starts=chosen, frame_values=frame_values,
-                                     max_bytes=SHARD_BYTES)  # fmt: skip
-                for piece, graphs in enumerate(pieces):  # written as they come: a file's graphs are never all held
+                per_shard = max(1, SHARD_SLOTS // cfg.window)
+                for piece, first in enumerate(range(0, max(len(chosen), 1), per_shard)):  # at least one, maybe empty
+                    # built and written a shard at a time: a capture's graphs are never all held (nor twice)
+                    graphs = build_graphs(ids, data, labels, codes, window=cfg.window, stride=cfg.stride,
+                                          vocab_size=vocab.size, starts=chosen[first : first + per_shard],
+                                          frame_values=frame_values)  # fmt: skip
                     shard = shards / name / f"{index:05d}-{piece:05d}"
                     write_part(
                         shard,
