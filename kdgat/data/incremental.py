@@ -288,10 +288,9 @@ class WindowStream:
 def _unknown_keys(keys: np.ndarray, oov: np.ndarray, first: np.ndarray, last: np.ndarray) -> list[np.ndarray]:
     """Per window (source frames ``first[j]..last[j]``, ascending starts): the distinct keys of its out-of-vocabulary
     frames, most frames first, then by key. Pairs (window, frame) are formed for those frames only."""
-    empty = np.zeros(0, np.uint64)
-    where = np.flatnonzero(oov[: int(last[-1]) + 1] if len(last) else oov[:0])
+    where = np.flatnonzero(oov[: int(last[-1]) + 1])  # a batch holds one window or more
     if len(where) == 0:
-        return [empty] * len(first)
+        return [np.zeros(0, np.uint64)] * len(first)
     # the windows holding each such frame: those starting at or before it and ending at or after it
     lo = np.searchsorted(last, where, side="left")
     hi = np.searchsorted(first, where, side="right")
@@ -300,7 +299,7 @@ def _unknown_keys(keys: np.ndarray, oov: np.ndarray, first: np.ndarray, last: np
     # one uint64 per (window, key): a key holds 33 bits (29-bit ID and the extended flag), windows a batch's count
     codes, counts = np.unique((window.astype(np.uint64) << _KEY_BITS) | np.repeat(keys[where], spans),
                               return_counts=True)  # fmt: skip
-    windows, found = (codes >> _KEY_BITS).astype(np.int64), codes & np.uint64((1 << 34) - 1)
+    windows, found = (codes >> _KEY_BITS).astype(np.int64), codes & _KEY_MASK
     order = np.lexsort((found, -counts, windows))
     bounds = np.searchsorted(windows[order], np.arange(len(first) + 1))
     found = found[order]
@@ -308,3 +307,4 @@ def _unknown_keys(keys: np.ndarray, oov: np.ndarray, first: np.ndarray, last: np
 
 
 _KEY_BITS = np.uint64(34)
+_KEY_MASK = np.uint64((1 << 34) - 1)

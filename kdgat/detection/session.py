@@ -111,9 +111,7 @@ class Session:
         alert_windows = np.flatnonzero(alert)
         suspects: list[list[str]] = [[] for _ in range(len(batch))]
         for i, names in zip(alert_windows, self.detector.suspects(self.label, graphs, alert_windows), strict=True):
-            suspects[i] = name_unknown(
-                names, batch.unknown_keys[i], most=1
-            )  # a node each: the unknown one by its top ID
+            suspects[i] = name_unknown(names, batch.unknown_keys[i], most=1)  # one name a node
         novel = self.detector.novel_ids(self.label, graphs)
         if novel is not None and any(len(keys) for keys in batch.unknown_keys):  # which IDs "unknown" stands for
             lists = [name_unknown(names, keys) for names, keys in zip(novel.to_pylist(), batch.unknown_keys,

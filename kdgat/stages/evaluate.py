@@ -74,7 +74,12 @@ def _unlabelled_parts(store: GraphStore) -> list[str]:
     """The test parts without a labelled window: scored by none (no figure to give), recorded in the manifest's
     summary (``unlabelled_parts``) so that the command names them (a capture without labels in a --like store gave
     an empty evaluation without a word)."""
-    return [name for name, part in store.test_parts().items() if not (np.asarray(part.y) >= 0).any()]
+    return [name for name, part in store.test_parts().items() if not _has_labels(part)]
+
+
+def _has_labels(part) -> bool:
+    """Whether any window of a part is labelled (y >= 0; -1: its capture carries no labels)."""
+    return bool((np.asarray(part.y) >= 0).any())
 
 
 def _labelled(part) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +132,7 @@ def _validation(store: GraphStore):
     """The store's validation part, or None where it has none or no labelled window in it (a store built --like;
     held-out blocks shorter than a window, which `kdgat graphs` warned of)."""
     val = store.parts.get("val")
-    return val if val is not None and (np.asarray(val.y) >= 0).any() else None
+    return val if val is not None and _has_labels(val) else None
 
 
 def _threshold(recorded: dict | None, run_dir: Path, label: str, y_val, val_scores, policy: str, store) -> dict:
@@ -349,7 +354,8 @@ def run(
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
     unlabelled = _unlabelled_parts(store)
-    if thresholds is None and _validation(store) is None:
+    validated = _validation(store) is not None
+    if thresholds is None and not validated:
         _threshold(None, Path("."), "", None, None, policy, store)  # no way to get thresholds: say so before any work
     score_rows: list | None = [] if scores else None
     fusions = [is_fusion_run(run) for run in run_dirs]
@@ -369,7 +375,7 @@ def run(
         run = run_dirs[index]
         run_rows = None if score_rows is None else []
         if progress:
-            what = "validation and " if _validation(store) is not None else ""
+            what = "validation and " if validated else ""
             progress(f"[{position}/{len(run_dirs)}] {run}: scoring {what}{len(store.test_parts())} test parts")
         if fusions[index]:
             outcome = evaluate_fusion_run(

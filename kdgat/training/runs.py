@@ -122,7 +122,7 @@ def check_scored_store(run_dirs: list[Path], store: GraphStore) -> None:
     fingerprint): the vocabulary size and feature count alone let a store of another dataset through, and every
     figure on it was computed on other windows, other statistics and another validation part (a detector bundle,
     on another window, vocabulary or timing periods). Where a run's store is gone, a ``--like`` store cannot be
-    traced to it and is taken as it is. Evaluate and export check their runs with it."""
+    traced to it and is taken as it is. Fuse (its members), evaluate and export check their runs with it."""
     like = (store.metadata.get("like") or {}).get("fingerprint")
     digest = sha256_file(store.path / "metadata.json") if like is None else None
     fingerprints: dict[str, str | None] = {}  # a training store's fingerprint, by its metadata.json's sha256
