@@ -195,11 +195,12 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
     # the store checks its captures as detect does, with the same figures: the V40 is another vehicle
     checked = json.loads((tmp_path / "like/metadata.json").read_text())["out_of_distribution"]
     for file in json.loads((tmp_path / "v.summary.json").read_text())["summary"]["files"]:
-        assert checked[file["file"]]["figures"] == pytest.approx(file["ood_figures"], abs=1e-12), file["file"]
-        assert checked[file["file"]]["reasons"] == file["ood_reasons"]
-    assert checked[str(other_vehicle)]["reasons"] and not checked[str(road_test)]["reasons"]
+        name = Path(file["file"]).name  # the store names a capture given by path by its file name
+        assert checked[name]["figures"] == pytest.approx(file["ood_figures"], abs=1e-12), name
+        assert checked[name]["reasons"] == file["ood_reasons"]
+    assert checked[other_vehicle.name]["reasons"] and not checked[road_test.name]["reasons"]
     (warning,) = [line for line in like.stderr.splitlines() if line.startswith("warning:")]
-    assert warning.startswith(f"warning: {other_vehicle}: does not look like the vehicle of the models of {store}")
+    assert warning.startswith(f"warning: {other_vehicle.name}: does not look like the vehicle of the models of {store}")
     runs = [trained / "runs" / r for r in ("fusion", "gat", "vgae")]
     without = invoke("evaluate", *[a for r in runs for a in ("--runs", r)], "--graphs", tmp_path / "like",
                      "--out", tmp_path / "e0")  # fmt: skip
@@ -212,7 +213,7 @@ def test_bundle_round_trip_gives_evaluate_scores_bit_for_bit(trained, road_test,
                        "--out", tmp_path / "eval", "--thresholds", trained / "eval", "--scores")  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.stderr
     said = [line for line in evaluated.stderr.splitlines() if "does not look like the vehicle of these runs" in line]
-    assert len(said) == 1 and said[0].startswith(f"warning: {other_vehicle}: "), evaluated.stderr
+    assert len(said) == 1 and said[0].startswith(f"warning: {other_vehicle.name}: "), evaluated.stderr
     # an evaluation that took its thresholds from another has no validation figures: export says which to use
     refused = invoke("export", "--run", runs[1], "--eval", tmp_path / "eval", "--out", tmp_path / "from-borrowed")
     one_line_error(refused, "no validation figures", f"export with --eval {trained / 'eval'}")
@@ -384,7 +385,7 @@ def test_graphs_like_says_when_every_id_is_unknown(trained, data_root, tmp_path)
     like = invoke("graphs", "--frames", tmp_path / "frames", "--like", trained / "graphs", "--out", tmp_path / "g")
     assert like.exit_code == 0, like.stderr
     (warning,) = [line for line in like.stderr.splitlines() if line.startswith("warning:")]
-    assert warning.startswith(f"warning: {truck}: does not look like the vehicle of the models of")
+    assert warning.startswith(f"warning: {truck.name}: does not look like the vehicle of the models of")
     assert "100.0% of frames have CAN IDs the detector never saw" in warning
 
 

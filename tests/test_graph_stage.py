@@ -120,6 +120,35 @@ def test_store_is_rebuilt_when_an_input_file_changes(data_root, tmp_path):
     assert second.summary["reused"] is False and second.inputs != first.inputs
 
 
+def test_the_same_captures_reached_by_another_path_give_the_same_store(tmp_path, monkeypatch):
+    """A store's metadata.json (by sha256) is its identity: evaluate, fuse and export check runs against it, the lake
+    keys evaluations by it. A data folder given as a relative path, an absolute one or through a link (Nextflow
+    stages `data` in each task's work folder) must give the same frames and the same store, byte for byte."""
+    data = tmp_path / "data"
+    run_synth(data / "synthetic", seed=5, duration_s=2)
+    (tmp_path / "link").symlink_to(data)
+    monkeypatch.chdir(tmp_path)
+    built = {}
+    for name, root in (("relative", Path("data")), ("absolute", data), ("link", tmp_path / "link")):
+        sources = dataset_sources("synthetic", load_catalog()["synthetic"], root)
+        frames = run_ingest(sources, tmp_path / name / "frames", dataset="synthetic")
+        store = run_graphs(tmp_path / name / "frames", tmp_path / name / "store", prep())
+        built[name] = (frames, store)
+    sources = {name: sorted(o.source for o in frames.outputs) for name, (frames, _) in built.items()}
+    assert len({tuple(s) for s in sources.values()}) == 3  # the paths as given differ (the manifests say so)
+    for name, (frames, store) in built.items():
+        assert [o.capture for o in frames.outputs] == [o.capture for o in built["relative"][0].outputs]
+        assert [o.sha256 for o in frames.outputs] == [o.sha256 for o in built["relative"][0].outputs], name
+        assert store.summary["fingerprint"] == built["relative"][1].summary["fingerprint"], name
+        for file in ("metadata.json", "parts/train/part.json", "parts/val/part.json"):
+            assert (tmp_path / name / "store" / file).read_bytes() == (tmp_path / "relative/store" / file).read_bytes()
+    captures = {c for c in json.loads((tmp_path / "link/store/parts/train/part.json").read_text())["files"]}
+    assert captures and all(not Path(c).is_absolute() and not c.startswith("data") for c in captures), captures
+    assert {o.capture for o in built["link"][0].outputs} <= {
+        p.relative_to(data / "synthetic").as_posix() for p in (data / "synthetic").rglob("*.csv")
+    }
+
+
 def test_builds_are_deterministic(synthetic_frames, tmp_path):
     run_graphs(synthetic_frames, tmp_path / "a", prep(stride=50))
     run_graphs(synthetic_frames, tmp_path / "b", prep(stride=50))
@@ -318,7 +347,7 @@ def test_a_one_trace_dataset_scores_no_second_any_file_trained_on(daga_store, da
     trains on (with per-file blocks 80 % of them were), and validation / fusion windows neither."""
     root, manifest, meta = daga_store
     store = open_store(root / "store")
-    paths = {o.source: root / "frames" / o.path for o in manifest.outputs}
+    paths = {o.capture: root / "frames" / o.path for o in manifest.outputs}
 
     def frames_of(part: str, benign_only: bool = False) -> np.ndarray:
         p = store.part(part)

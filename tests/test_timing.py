@@ -89,7 +89,7 @@ def test_without_timestamps_timing_degrades_explicitly(data_root, tmp_path):
     scored = tmp_path / "scored"
     run_ingest(sources_from_files([data_root / "nissan-juke/2020-11-24T042548.log.xz"], benign=True), scored)
     meta = run_graphs(scored, tmp_path / "new", e4t(), like=tmp_path / "ref").summary
-    assert meta["timestamps_missing"] == [str(data_root / "nissan-juke/2020-11-24T042548.log.xz")]
+    assert meta["timestamps_missing"] == ["2020-11-24T042548.log.xz"]
     x = np.asarray(open_store(tmp_path / "new").part("test__2020-11-24T042548").x)
     # a node that only receives the window's last transition has no frame of its own: every feature 0,
     # with or without timestamps; every other node is neutral: ratio mean/min/max 1, nothing early

@@ -56,6 +56,13 @@ class IngestSource:
     attack_type: str | None = None  # name for attack frames when the format has none
     format: str | None = None  # overrides IngestOptions.format for this file
     benign: bool = False  # capture known to be attack-free: unlabelled frames get label 0
+    # what the frames and the graph store call it: its path under the dataset's root, or its file name, never the
+    # path as given (a data folder reached another way, or staged by Nextflow, must give the same store)
+    name: str | None = None
+
+    @property
+    def capture(self) -> str:
+        return self.name or self.path.name
 
 
 @dataclass
@@ -155,7 +162,7 @@ def read_capture(
                 cols.label = np.zeros(len(cols), np.uint8)
             table = build_frame_table(
                 cols,
-                source_file=str(source.path),
+                source_file=source.capture,
                 first_position=report.rows,
                 split=source.split,
                 scenario=source.scenario,
@@ -284,7 +291,7 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
         out_path,
         options.row_group_rows,
         {
-            "kdgat.source": str(source.path),
+            "kdgat.source": source.capture,
             "kdgat.format": fmt.name,
             "kdgat.split": source.split,
             "kdgat.scenario": source.scenario,
@@ -298,7 +305,8 @@ def ingest_one(source: IngestSource, out_path: Path, options: IngestOptions) -> 
         raise
     sink.close()
     return {
-        "source": str(source.path),
+        "source": str(source.path),  # as given: for the reader of the manifest
+        "capture": source.capture,
         "sha256": sha256_file(out_path),  # of the Parquet file the entry names, as every manifest entry's
         "source_sha256": digest,
         "format": fmt.name,

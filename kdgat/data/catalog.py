@@ -245,6 +245,7 @@ def _sources_of(name: str, entry: DatasetEntry, data_root: Path, files: list[Res
                 attack_type=item.spec.attack_type or attack_type_from_name(item.path),
                 format=item.spec.format or (None if entry.format == "auto" else entry.format),
                 benign=item.spec.benign,
+                name=relative.as_posix(),
             )
         )
     check_unique_outputs(sources)

@@ -60,8 +60,9 @@ class FramesFile:
     relative: str  # its path inside the frames folder (stable name)
     split: str
     scenario: str
-    source: str  # the capture it came from
+    source: str  # the capture it came from, as ingest was given it (for messages)
     sha256: str  # of the Parquet file
+    capture: str  # its name wherever the data lives (what the store records: its metadata.json is its identity)
 
 
 def frames_inputs(frames_dir: Path) -> list[FramesFile]:
@@ -83,7 +84,8 @@ def frames_inputs(frames_dir: Path) -> list[FramesFile]:
                 f"{path}: not the file ingest wrote (its sha256 differs from {frames_dir / MANIFEST_NAME}); "
                 "run `kdgat ingest` again"
             )
-        files.append(FramesFile(path, item.path, item.split, item.scenario, item.source, sha256))
+        capture = getattr(item, "capture", None) or Path(item.source).name  # an ingest before `capture`: its name
+        files.append(FramesFile(path, item.path, item.split, item.scenario, item.source, sha256, capture))
     return files
 
 
@@ -342,7 +344,6 @@ def run(
     with removed_if_failed(out_dir), staged_folder(out_dir) as staging:  # no empty parents left by a failed build
         shards = staging / "shards"
         shard_dirs: dict[str, list[Path]] = {}
-        part_files: dict[str, list[str]] = {}
         part_split: dict[str, tuple[str, str]] = {}
         dropped = outside = 0
         for index, f in enumerate(files):
@@ -355,7 +356,7 @@ def run(
             if periods is not None:
                 frame_values = timing_frame_values(timestamps, keys, ids, periods)
                 if timestamps is None:
-                    no_timestamps.append(f.source)
+                    no_timestamps.append(f.capture)
             if run_limits is not None:
                 frame_values = [*frame_values, held_frame_values(keys, data, ids, run_limits)]
             starts = window_starts(len(ids), cfg.window, cfg.stride)
@@ -388,7 +389,7 @@ def run(
                         name=name,
                         split=split,
                         scenario=scenario,
-                        files=[f.source],
+                        files=[f.capture],
                         node_offsets=graphs.node_offsets,
                         edge_offsets=graphs.edge_offsets,
                         x=graphs.x,
@@ -404,11 +405,10 @@ def run(
                     shard_dirs.setdefault(name, []).append(shard)
                     if profile is not None:
                         profile.add_windows(graphs.node_offsets, graphs.x, graphs.window_start, cfg.window)
-                part_files.setdefault(name, []).append(f.source)
                 part_split[name] = (split, scenario)
                 if profile is not None:  # --like: one selection, the file's test part
                     figures = profile.figures(len(ids) if timestamps is None else int(np.isnan(timestamps).sum()))
-                    out_of_distribution[f.source] = {"part": name, "reasons": ood.verdict(figures), "figures": figures}
+                    out_of_distribution[f.capture] = {"part": name, "reasons": ood.verdict(figures), "figures": figures}
 
         parts_meta = {}
         for name, dirs in shard_dirs.items():
@@ -447,10 +447,11 @@ def run(
             "payload_runs": None if run_limits is None else {"limit": limits_to_json(run_limits)},
             "timestamps_missing": no_timestamps,
             "feature_stats": stats,
-            "like": None if like is None else {"path": str(like), "fingerprint": like_meta["fingerprint"]},
+            # the training store by its fingerprint (its path, as resolved, is in the manifest): no path in the identity
+            "like": None if like is None else {"fingerprint": like_meta["fingerprint"]},
             # per scored capture (--like of a training store only): None where no check was made
             "out_of_distribution": out_of_distribution if reference is not None else None,
-            "inputs": [{"path": f.relative, "sha256": f.sha256, "source": f.source} for f in files],
+            "inputs": [{"path": f.relative, "sha256": f.sha256, "source": f.capture} for f in files],
         }
         atomic_write_text(staging / VOCAB, json.dumps(vocab.to_json()) + "\n")
         atomic_write_text(staging / METADATA, json.dumps(metadata, indent=2) + "\n")
