@@ -25,6 +25,13 @@ workflow {
     if (!params.threshold.toString().matches('(margin|f1|youden|fpr:(0(\\.[0-9]+)?|1(\\.0+)?))')) {
         error("--threshold must be margin, f1, youden or fpr:<rate> (a rate in [0, 1]), not '${params.threshold}'")
     }
+    // a 0 was falsy, so dropped without a word (the preset's value trained instead)
+    ['max_epochs', 'dqn_episodes'].each { name ->
+        def value = params[name]
+        if (value != null && !(value.toString().isInteger() && value.toString().toInteger() >= 1)) {
+            error("--${name} must be a whole number of at least 1, not '${value}'")
+        }
+    }
     if (params.precision && !(params.precision.toString() in ['64-true', '32-true', '16-mixed', 'bf16-mixed'])) {
         error("--precision must be 64-true, 32-true, 16-mixed or bf16-mixed, not '${params.precision}'")
     }

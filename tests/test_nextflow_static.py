@@ -975,13 +975,26 @@ def test_each_task_gets_the_overrides_it_depends_on():
     ):
         args = task_args(alias, {"id": "d", "model": model}, overrides=overrides, max_epochs=3)
         assert sorted(given(args)) == sorted([own, *shared, "training.max_epochs=3"]), alias
+        assert given(args)[-1] == "training.max_epochs=3", alias  # after --overrides: the named param wins
     for alias, model, own in (("TRAIN_HGB_LARGE", "hgb", ["hgb.max_iter=50"]), ("TRAIN_NOVELTY_LARGE", "novelty", [])):
         args = task_args(
             alias, {"id": "d", "model": model}, "slurm", overrides=overrides, max_epochs=3, precision="16-mixed"
         )
         assert given(args) == ["preprocessing.stride=50", *own, "seed=3"] and "--accelerator" not in args, alias
     fuse = task_args("FUSE_LARGE", {"id": "d", "scale": "large"}, overrides=overrides, dqn_episodes=7)
-    assert sorted(given(fuse)) == sorted(["dqn.episodes=7", "dqn.episodes=9", "fusion.epochs=4", *shared])
+    # no training.*: a fusion has no training loop (kdgat keeps that section out of its config hash too)
+    assert given(fuse) == ["preprocessing.stride=50", "dqn.episodes=9", "seed=3", "fusion.epochs=4", "dqn.episodes=7"]
+
+
+def test_a_seed_in_overrides_never_undoes_the_seed_fan_out():
+    """`--seeds 0,1,2 --overrides seed=7` trained every seed<k> folder with seed 7: the module gave the task's own
+    seed before ext.args, and a later -O wins. It comes last now, as `kdgat pipeline` appends its own."""
+    for name in ("KDGAT_TRAIN", "KDGAT_FUSE", "KDGAT_TRAIN_CLASSICAL"):
+        command = strip_comments(processes()[name].script)
+        seed = command.index("${seed}") if "${seed}" in command else command.index("-O seed=${meta.seed}")
+        assert command.index("${args}") < seed, name
+    assert "max_epochs != null" in (ROOT / "conf" / "modules.config").read_text()  # a 0 is refused, not dropped
+    assert "--${name} must be a whole number of at least 1" in MAIN.read_text()
 
 
 def test_cluster_params_reach_the_training_jobs():

@@ -15,7 +15,7 @@ process KDGAT_FUSE {
 
     script:
     def args = task.ext.args ?: ''
-    def seed = "-O seed=${meta.seed}"
+    def seed = "-O seed=${meta.seed}"  // last on the command line: a later -O wins, so no --overrides seed= undoes the fan-out
     def tracking = tracking_uri ? "--tracking-uri '${tracking_uri}'" : ''
     """
     kdgat fuse \\
@@ -26,10 +26,10 @@ process KDGAT_FUSE {
         --out ${meta.variant} \\
         --scale ${meta.scale} \\
         --dataset ${meta.id} \\
-        ${seed} \\
         --threads ${task.cpus} \\
         ${tracking} \\
-        ${args}
+        ${args} \\
+        ${seed}
     """
 
     stub:

@@ -24,7 +24,7 @@ process KDGAT_TRAIN {
     script:
     def args = task.ext.args ?: ''
     def kd = meta.kd ? "--aux kd_standard --teacher ${teacher}" : ''
-    def seed = "-O seed=${meta.seed}"
+    def seed = "-O seed=${meta.seed}"  // last on the command line: a later -O wins, so no --overrides seed= undoes the fan-out
     def tracking = tracking_uri ? "--tracking-uri '${tracking_uri}'" : ''
     """
     kdgat train \\
@@ -34,11 +34,11 @@ process KDGAT_TRAIN {
         --graphs ${graphs} \\
         --out ${meta.variant} \\
         --dataset ${meta.id} \\
-        ${seed} \\
         --checkpoint-dir '${checkpoints}/${meta.id}' \\
         --threads ${task.cpus} \\
         ${tracking} \\
-        ${args}
+        ${args} \\
+        ${seed}
     """
 
     stub:

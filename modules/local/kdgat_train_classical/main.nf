@@ -25,10 +25,10 @@ process KDGAT_TRAIN_CLASSICAL {
         --graphs ${graphs} \\
         --out ${meta.variant} \\
         --dataset ${meta.id} \\
-        -O seed=${meta.seed} \\
         --threads ${task.cpus} \\
         ${tracking} \\
-        ${args}
+        ${args} \\
+        -O seed=${meta.seed}
     """
 
     stub:
