@@ -455,3 +455,18 @@ def test_the_vgae_calibration_windows_are_every_tenth_window_of_each_file():
     assert dropped == [350, 400, 500, 550, 850, 900]  # 350 and 550 share frame 450 or 550 with the one at 450
     for start in w[kept & (f == 2)]:
         assert (np.abs(w[held & (f == 2)] - start) > 100).all()
+
+
+def test_a_fusion_that_gives_almost_every_window_to_one_member_is_named():
+    """The README's rule: a DQN giving >= 99 % of the windows to one member (alpha 1 the GAT, 0 the VGAE) is reported
+    as collapsed to it; 98 % is not, nor an empty weighting."""
+    from kdgat.fusion.ensemble import collapsed_to
+
+    def alphas(n_at: int, value: float, rest: float = 0.5) -> np.ndarray:
+        return np.array([value] * n_at + [rest] * (100 - n_at))
+
+    assert collapsed_to(alphas(99, 1.0)) == "gat" and collapsed_to(alphas(99, 0.0)) == "vgae"
+    assert collapsed_to(alphas(100, 1.0)) == "gat" and collapsed_to(alphas(98, 1.0)) is None
+    assert collapsed_to(alphas(98, 0.0)) is None and collapsed_to(np.array([])) is None
+    assert collapsed_to(alphas(99, 0.9)) is None  # a strong lean is not a collapse
+    assert collapsed_to(np.array([1.0] * 50 + [0.0] * 50)) is None

@@ -110,7 +110,8 @@ def test_kd_impact_has_one_row_per_kd_setup_paired_with_the_same_no_kd_student(t
 
 def test_a_setup_trained_again_for_a_seed_counts_once(tmp_path):
     """A VGAE trained again after a change to the GAT's section only (another config hash, the same setup) is
-    the same seed of the same experiment: the leaderboard counts it once, with the latest run's figures."""
+    the same seed of the same experiment: the leaderboard counts it once, with the latest run's figures (and the lake
+    knows it by the first one's id: the GAT's section is not its config)."""
     paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
     again = tmp_path / "b" / "runs" / "vgae_large"
     shutil.copytree(paths["vgae_large"], again)
@@ -122,13 +123,52 @@ def test_a_setup_trained_again_for_a_seed_counts_once(tmp_path):
     counts = {"vgae_large": {k: (50, 0, 50, 0) for k in ("validation", "test_01_known_vehicle_known_attack",
                                                          "test_02_unknown_vehicle_known_attack")}}  # fmt: skip
     evaluation = write_eval_run(tmp_path / "b" / "eval", paths["graphs"], "hand", {"vgae_large": again}, counts)
+    rewrite(evaluation, created_at="2099-01-01T00:00:01+00:00")
     lake = tmp_path / "lake"
     append_runs([*folders(paths), again, evaluation], lake)
-    assert value(lake, "SELECT count(*) FROM runs WHERE model = 'vgae_large'") == 2
+    # its own config is the first one's: one run id, the later folder's rows replace the first's
+    assert value(lake, "SELECT count(*) FROM runs WHERE model = 'vgae_large'") == 1
     (row,) = [r for r in leaderboard(lake, "hand").to_pylist() if r["model"] == "vgae_large"]
     assert (row["n_runs"], row["n_seeds"]) == (1, 1)
     assert value(lake, "SELECT n_runs FROM v_parameters WHERE model = 'vgae_large'") == 1
     assert row["val_f1_mean"] == pytest.approx(1.0) and row["test_f1_std"] is None  # one run: no spread
+
+
+def test_a_run_is_known_by_its_own_config_and_the_store_it_trained_on(tmp_path):
+    """The lake's id of a trained run: one config on two graph stores of a dataset (another stride, other captures)
+    was one id, and the second run's rows replaced the first's; two folders that differ only in another model's
+    section (what `kdgat pipeline` and a Nextflow task hold for the same weights) were two runs."""
+    from kdgat.lake.records import identify
+
+    stores = [write_store(tmp_path / n, "hand", (f"test_{n}",)) for n in ("a", "b")]
+    on_a, on_b = (write_train_run(s.parent / "runs/gat", s, "hand", "gat", "small", False, 1) for s in stores)
+    twin = rewrite(shutil.copytree(on_a, tmp_path / "c" / "gat"), config=lambda cfg: cfg["vgae"].update(latent_dim=3))
+    assert identify(on_a).run_id != identify(on_b).run_id
+    assert identify(twin).run_id == identify(on_a).run_id
+    lake = tmp_path / "lake"
+    append_runs([on_a, on_b], lake)
+    assert value(lake, "SELECT count(DISTINCT store_sha256) FROM runs WHERE model = 'gat_small'") == 2
+
+
+def test_the_configs_table_holds_the_settings_each_run_learnt_with(tmp_path):
+    """A GAT student learns with its section's batch size (64), not training's (256); a DQN fusion with the dqn
+    section's learning rate and batch size, and no epochs or patience: the table said training's for both."""
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    lake = tmp_path / "lake"
+    append_runs(folders(paths), lake)
+    sql = "SELECT r.model, c.* FROM configs c JOIN runs r USING (run_id)"
+    rows = {r["model"]: r for r in query(lake, sql).to_pylist()}
+    student = json.loads((paths["gat_small"] / "config.json").read_text())
+    assert rows["gat_small"]["batch_size"] == student["gat"]["batch_size"] != student["training"]["batch_size"]
+    assert rows["gat_small"]["patience"] == student["gat"]["patience"]
+    dqn = json.loads((paths["fusion_dqn_small_kd"] / "config.json").read_text())["dqn"]
+    fusion = rows["fusion_dqn_small_kd"]
+    assert (fusion["lr"], fusion["batch_size"], fusion["weight_decay"]) == (
+        dqn["lr"],
+        dqn["batch_size"],
+        dqn["weight_decay"],
+    )
+    assert fusion["max_epochs"] is None and fusion["patience"] is None and fusion["dqn_episodes"] == dqn["episodes"]
 
 
 def _damaged(paths: dict[str, Path], what: str) -> Path:

@@ -541,7 +541,13 @@ def test_fuse_then_evaluate_the_ensemble(store_dir, teachers, tmp_path, method):
     assert ranked >= best_member - 1e-9  # up to rounding (AP_ROUNDING)
     ranking = metrics["pr_auc_on_fusion_windows"]  # kept only where it ranks better than its best member: not a tie
     assert (metrics["fallback"] is None) is (ranking["fusion"] > max(ranking["gat"], ranking["vgae"]) + 1e-9)
-    assert members["fallback"] == metrics["fallback"] and metrics["collapsed_to"] in (None, "gat", "vgae")
+    # a fusion that gives >= 99 % of its windows to one member (alpha 1: the GAT, 0: the VGAE) says so; by hand from
+    # the alpha per window it wrote (the MLP has no per-window weight)
+    policy_file = tmp_path / "fusion" / ("dqn_policy.json" if method == "dqn" else "policy.json")
+    alpha = np.asarray(json.loads(policy_file.read_text())["alpha"]) if policy_file.exists() else None
+    to_gat, to_vgae = (None, None) if alpha is None else (np.mean(alpha > 1 - 1e-6), np.mean(alpha < 1e-6))
+    expected = None if alpha is None else "gat" if to_gat >= 0.99 else "vgae" if to_vgae >= 0.99 else None
+    assert members["fallback"] == metrics["fallback"] and metrics["collapsed_to"] == expected
     # the default novel_alert (a window holding a CAN ID that benign training traffic lacks scores 1), kept only
     # where it ranks every fusion window, both halves, no worse (the dropping case on hand-made scores:
     # tests/test_fusion.py); its effect on the selection windows is reported
@@ -915,6 +921,53 @@ def test_hgb_through_train_evaluate_and_the_lake(store_dir, tmp_path):
     with pytest.raises(KdgatError, match=rf"trained on a store with {store.vocab_size + 5} IDs"):
         run_evaluate([tmp_path / "hgb", other], store_dir, tmp_path / "eval2", progress=heard.append)
     assert heard == [] and not (tmp_path / "eval2").exists()
+
+
+def test_a_run_records_the_preprocessing_of_the_store_it_trained_on(store_dir, teachers, mlp_fusion, tmp_path):
+    """How windows were cut is the store's: a command line that says otherwise (a Nextflow task is given only its
+    own model's overrides) was recorded as the run's config, and the lake's configs table, its identity and its
+    setup hash read a stride the run never saw."""
+    from kdgat.lake import append_runs, query
+
+    stored = json.loads((store_dir / "metadata.json").read_text())["preprocessing"]
+    said = ["hgb.max_iter=5", f"preprocessing.stride={stored['stride'] // 2}", "preprocessing.feature_set=e4"]
+    run_train(resolve_config("hgb", "large", overrides=said), store_dir, tmp_path / "hgb")
+    for run in (tmp_path / "hgb", teachers / "gat", mlp_fusion / "fusion"):
+        assert json.loads((run / "config.json").read_text())["preprocessing"] == stored, run
+    append_runs([tmp_path / "hgb"], tmp_path / "lake")
+    rows = query(tmp_path / "lake", "SELECT stride, feature_set FROM configs").to_pylist()
+    assert rows == [{"stride": stored["stride"], "feature_set": stored["feature_set"]}]
+
+
+def test_a_run_records_the_store_it_opened_when_the_store_is_rebuilt_in_place_meanwhile(store_dir, tmp_path):
+    """The run's manifest took the store's hash when it ended: a store rebuilt in place during training (another
+    stride) was recorded as the one trained on, evaluate scored the model on it, and refused the identical copy of
+    the store it did train on."""
+    import lightning as L
+
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    store = tmp_path / "graphs"
+    shutil.copytree(store_dir, store)
+    trained_on = store_dir / "metadata.json"
+
+    class RebuildTheStore(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 0:
+                run_graphs(
+                    store_dir.parent / "frames",
+                    store,
+                    resolve_config("gat", "large", overrides=["preprocessing.stride=50"]).preprocessing,
+                )
+
+    run_train(resolve_config("gat", "small", overrides=FAST), store, tmp_path / "run", callbacks=[RebuildTheStore()])
+    assert (store / "metadata.json").read_bytes() != trained_on.read_bytes()  # rebuilt while it trained
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    (recorded,) = [i for i in manifest["inputs"] if i["path"].endswith("metadata.json")]
+    assert recorded["sha256"] == hashlib.sha256(trained_on.read_bytes()).hexdigest()
+    with pytest.raises(KdgatError, match="trained on another graph store"):
+        run_evaluate([tmp_path / "run"], store, tmp_path / "eval_rebuilt")
+    run_evaluate([tmp_path / "run"], store_dir, tmp_path / "eval_own")  # the copy of the store it trained on
 
 
 def test_window_vectors_describe_each_graph(store_dir):

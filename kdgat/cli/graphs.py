@@ -71,12 +71,11 @@ def graphs(
 def refuse_other_preprocessing(like: Path, preprocessing, overrides: list[str]) -> None:
     """``--like`` cuts new captures as the store's models were trained: an ``-O preprocessing.*`` that asks for
     another setting would be ignored, so it is refused (one naming the store's own value is accepted)."""
-    from kdgat.core.config import parse_override
+    from kdgat.core.config import parse_override, store_preprocessing
     from kdgat.core.errors import UsageError
     from kdgat.data.store import open_store
-    from kdgat.stages.graphs import like_preprocessing
 
-    stored = like_preprocessing(open_store(like).metadata, preprocessing)
+    stored = store_preprocessing(open_store(like).metadata, preprocessing)
     for text in overrides:
         parts, value = parse_override(text)
         if parts[0] != "preprocessing":

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 
 from kdgat.core.errors import ConfigError
 from kdgat.core.hashing import content_hash
-from kdgat.core.schema import PipelineConfig
+from kdgat.core.schema import PipelineConfig, PreprocessingConfig
 from kdgat.core.yamlio import describe_validation_error, load_yaml_mapping, load_yaml_text
 
 MODELS: tuple[str, ...] = ("vgae", "gat", "dqn", "hgb", "novelty")
@@ -284,9 +284,11 @@ SUPERVISED_MODELS = ("gat", "hgb")
 
 def without_other_models(dumped: dict) -> dict:
     """A dumped config without what its ``model_type`` cannot depend on: the other models' sections (a
-    changed GAT setting does not change a VGAE run) and, for a classical yardstick, the training loop's."""
+    changed GAT setting does not change a VGAE run) and, for a classical yardstick or a fusion, the training loop's."""
     own = dumped.get("model_type")
-    ignored = {s for s in MODEL_SECTIONS if s != own} | ({"training"} if own in WINDOW_VECTOR_MODELS else set())
+    # the yardsticks and the fusions (dqn: every fuse run) have no Lightning training loop: `training` is not theirs
+    loopless = own in WINDOW_VECTOR_MODELS or own == "dqn"
+    ignored = {s for s in MODEL_SECTIONS if s != own} | ({"training"} if loopless else set())
     return {k: v for k, v in dumped.items() if k not in ignored}
 
 
@@ -333,3 +335,17 @@ def config_to_yaml(cfg: PipelineConfig) -> str:
     if cfg.model_type == "dqn":  # a fuse run's setting: other runs leave it out (their config is as before it)
         dumped["fusion"].setdefault("novel_alert", cfg.fusion.novel_alert)
     return yaml.safe_dump(dumped, sort_keys=False, default_flow_style=False)
+
+
+def store_preprocessing(store_meta: dict, cfg: PreprocessingConfig) -> PreprocessingConfig:
+    """The preprocessing a graph store was built with (window, stride, feature set, ...), from its metadata.json:
+    what a ``--like`` store cuts new captures with, and what a run trained on the store records as its own. ``cfg``
+    fills only keys a store of an older kdgat did not record."""
+    stored = {k: v for k, v in store_meta["preprocessing"].items() if k in PreprocessingConfig.model_fields}
+    return PreprocessingConfig.model_validate({**cfg.model_dump(), **stored})
+
+
+def trained_on(cfg: PipelineConfig, store_meta: dict) -> PipelineConfig:
+    """``cfg`` with the preprocessing of the graph store a run reads (its metadata.json): what the run records and is
+    known by. The command line's may differ (a Nextflow task is given only its own model's overrides)."""
+    return cfg.model_copy(update={"preprocessing": store_preprocessing(store_meta, cfg.preprocessing)})

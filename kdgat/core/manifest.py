@@ -56,9 +56,12 @@ class Manifest(BaseModel):
         return [entry.path for entry in self.outputs]
 
 
-def file_entry(path: str | Path, *, name: str | None = None, **fields: Any) -> dict[str, Any]:
-    """An input or output record: ``name`` (default: the path as given) and the file's sha256."""
-    return {"path": name or str(path), "sha256": sha256_file(path), **fields}
+def file_entry(
+    path: str | Path, *, name: str | None = None, sha256: str | None = None, **fields: Any
+) -> dict[str, Any]:
+    """An input or output record: ``name`` (default: the path as given) and the file's sha256 (``sha256``: the one
+    of the bytes the stage read, where it read them earlier)."""
+    return {"path": name or str(path), "sha256": sha256 or sha256_file(path), **fields}
 
 
 def package_versions() -> dict[str, str]:

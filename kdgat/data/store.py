@@ -29,6 +29,7 @@ failed write never leaves a half-written part behind; hidden folders are ignored
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,15 +405,21 @@ def concat_parts(
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
+    return _read_json_bytes(path, what)[0]
+
+
+def _read_json_bytes(path: Path, what: str) -> tuple[dict[str, Any], bytes]:
+    """The JSON object in ``path`` and the bytes it was read from (one read: their hash is of what was parsed)."""
     if not path.is_file():
         raise KdgatError(f"{what}: missing file {path}")
     try:
-        obj = json.loads(path.read_text())
+        raw = path.read_bytes()
+        obj = json.loads(raw.decode())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KdgatError(f"{what}: cannot read {path}: {exc}") from None
     if not isinstance(obj, dict):
         raise KdgatError(f"{what}: {path} does not hold a JSON object")
-    return obj
+    return obj, raw
 
 
 class GraphPart:
@@ -544,7 +551,10 @@ class GraphStore:
         where = f"graph store {self.path}"
         if not self.path.is_dir():
             raise KdgatError(f"{where}: no such folder")
-        self.metadata: dict[str, Any] = _read_json(self.path / METADATA_JSON, where)
+        self.metadata, raw = _read_json_bytes(self.path / METADATA_JSON, where)
+        # the store's identity as it was opened: a run records this, not the file's hash when it ends (a store
+        # rebuilt in place meanwhile is another store, which the run never read)
+        self.metadata_sha256 = hashlib.sha256(raw).hexdigest()
         parts_dir = self.path / PARTS_DIR
         if not parts_dir.is_dir():
             raise KdgatError(f"{where}: missing folder {PARTS_DIR}/")

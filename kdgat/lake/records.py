@@ -165,13 +165,16 @@ def identify(run_dir: Path) -> Identity:
                 pair_hash=_short(_without(cfg, "seed", "auxiliaries", "kd")),
             )
         fields["model"] = f"{fields['family']}_{fields['scale']}" + ("_kd" if fields["has_kd"] else "")
+    # a trained or fused run by what it depends on: its own config (not the other models' sections, which a pipeline
+    # or a Nextflow task may hold otherwise for the same weights) and the graph store it read (runs of one config on
+    # two stores, another stride or other captures, are two runs; the same runs scored on other windows are another
+    # evaluation)
+    config = manifest.config_hash if stage == "evaluate" else content_hash(_without(cfg))
     key = {
         "dataset": dataset, "stage": stage, "model": fields["family"], "scale": fields["scale"],
-        "auxiliaries": sorted(fields["auxiliaries"]), "config_hash": manifest.config_hash, "seed": fields["seed"],
-        "parts": list(parts),
+        "auxiliaries": sorted(fields["auxiliaries"]), "config": config, "seed": fields["seed"],
+        "parts": list(parts), "store": store,
     }  # fmt: skip
-    if stage == "evaluate":  # the same runs scored on other windows are another evaluation
-        key["store"] = store
     if teacher_weights is not None:  # students of two teachers are two runs (read from the student's manifest)
         key["teacher"] = teacher_weights
     identity = Identity(
@@ -393,16 +396,34 @@ def _training_curves(path: Path, run_id: str) -> list[dict]:
     return rows
 
 
-def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
-    section = cfg.get(ident.model_type) if ident.model_type in ("vgae", "gat", "dqn") else None
-    # the yardsticks have no training loop (and stay cached when its settings change): none recorded
-    training = {} if ident.model_type in WINDOW_VECTOR_MODELS else cfg.get("training") or {}
+def _training_loop(ident: Identity, cfg: dict) -> dict[str, Any]:
+    """The learning settings a run used, as it used them (kdgat.core.schema's effective_* rules): a section's own
+    batch size and patience win over training's, training.lr over the section's. A fusion learns with its method's
+    settings (dqn section, or the fusion section's lr and epochs); the yardsticks have no training loop: none."""
+    if ident.model_type in WINDOW_VECTOR_MODELS:
+        return {}
+    if ident.model_type == "fusion":
+        if ident.method == "dqn":
+            return {k: _get(cfg, "dqn", k) for k in ("lr", "weight_decay", "batch_size")}
+        lr_key = "mlp_lr" if ident.method == "mlp" else "weighted_lr"
+        return {"lr": _get(cfg, "fusion", lr_key), "max_epochs": _get(cfg, "fusion", "epochs")}
+    section, training = cfg.get(ident.model_type), cfg.get("training") or {}
+
+    def own_first(key: str) -> Any:
+        return _get(section, key) if _get(section, key) is not None else training.get(key)
+
     lr = training.get("lr") if training.get("lr") is not None else _get(section, "lr")
-    patience = _get(section, "patience") if _get(section, "patience") is not None else training.get("patience")
+    return dict(lr=lr, weight_decay=training.get("weight_decay"), batch_size=own_first("batch_size"),
+                max_epochs=training.get("max_epochs"), patience=own_first("patience"),
+                precision=training.get("precision"))  # fmt: skip
+
+
+def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
+    loop = _training_loop(ident, cfg)
     return dict(
-        run_id=run_id, model_type=ident.model_type, scale=ident.scale, seed=cfg.get("seed"), lr=lr,
-        weight_decay=training.get("weight_decay"), batch_size=training.get("batch_size"),
-        max_epochs=training.get("max_epochs"), patience=patience, precision=training.get("precision"),
+        run_id=run_id, model_type=ident.model_type, scale=ident.scale, seed=cfg.get("seed"), lr=loop.get("lr"),
+        weight_decay=loop.get("weight_decay"), batch_size=loop.get("batch_size"),
+        max_epochs=loop.get("max_epochs"), patience=loop.get("patience"), precision=loop.get("precision"),
         window=_get(cfg, "preprocessing", "window"), stride=_get(cfg, "preprocessing", "stride"),
         feature_set=_get(cfg, "preprocessing", "feature_set"), vgae_latent_dim=_get(cfg, "vgae", "latent_dim"),
         gat_hidden=_get(cfg, "gat", "hidden"), gat_layers=_get(cfg, "gat", "layers"),

@@ -438,7 +438,7 @@ def run(
             tracking_uri=tracking_uri,
         )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(document, indent=2) + "\n")
-    inputs = [file_entry(graphs_dir.resolve() / "metadata.json")]
+    inputs = [file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256)]
     for r, fusion in zip(run_dirs, fusions, strict=True):
         inputs.append(file_entry(r / FUSION_FILE if fusion else model_file(r)))
         if fusion:  # its novel-ID rule scores too, and the same weights may be refitted with it on or off

@@ -111,7 +111,7 @@ def run(
     models: dict[str, b.ModelSpec] = {}
     sources: dict[str, Path] = {}
     detectors: list[b.Detector] = []
-    inputs = [file_entry(graphs_dir / "metadata.json")]
+    inputs = [file_entry(graphs_dir / "metadata.json", sha256=store.metadata_sha256)]
 
     clean_stale(out_dir.parent)
     with staged_folder(out_dir) as staging:

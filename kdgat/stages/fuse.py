@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from kdgat.core.atomic import atomic_write_text, check_output_folder
-from kdgat.core.config import config_hash, config_to_json
+from kdgat.core.config import config_hash, config_to_json, trained_on
 from kdgat.core.errors import KdgatError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
@@ -96,6 +96,7 @@ def run(
     check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    cfg = trained_on(cfg, store.metadata)
     ensemble = Ensemble(vgae_dir, gat_dir, store)
     check_scored_store([vgae_dir, gat_dir], store)  # members scored on windows they were not trained on: refused
     if FUSION_PART not in store.parts:
@@ -212,7 +213,7 @@ def run(
         out_dir,
         stage="fuse",
         inputs=[
-            file_entry(graphs_dir.resolve() / "metadata.json"),
+            file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256),
             weights["vgae"],
             weights["gat"],
         ],

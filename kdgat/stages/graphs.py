@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from kdgat.core.atomic import atomic_write_text, check_output_folder, clean_stale, removed_if_failed, staged_folder
+from kdgat.core.config import store_preprocessing
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import content_hash, sha256_file
 from kdgat.core.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
@@ -230,13 +231,6 @@ def _fingerprint(files: list[FramesFile], cfg: PreprocessingConfig, like_meta: d
     )
 
 
-def like_preprocessing(like_meta: dict, cfg: PreprocessingConfig) -> PreprocessingConfig:
-    """The preprocessing a ``--like`` store was built with (window, stride, feature set, ...): new captures are cut
-    and described as its models were trained; ``cfg`` fills only keys a store of an older kdgat did not record."""
-    stored = {k: v for k, v in like_meta["preprocessing"].items() if k in PreprocessingConfig.model_fields}
-    return PreprocessingConfig.model_validate({**cfg.model_dump(), **stored})
-
-
 def store_is_current(out_dir: Path, fingerprint: str) -> bool:
     meta_path = out_dir / METADATA
     if not meta_path.is_file():
@@ -291,7 +285,7 @@ def run(
     if like is not None:
         like_store = open_store(Path(like))
         like_meta = like_store.metadata
-        cfg = like_preprocessing(like_meta, cfg)
+        cfg = store_preprocessing(like_meta, cfg)  # new captures are cut and described as its models were trained
         feature_set = get_feature_set(cfg.feature_set)
         if like_meta["feature_set"]["tag"] != feature_set.tag:
             raise KdgatError(f"{like}: built with feature set {like_meta['feature_set']['tag']}, not {feature_set.tag}")

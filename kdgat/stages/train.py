@@ -45,6 +45,7 @@ from kdgat.core.config import (
     config_to_json,
     load_frozen_config,
     model_config_hash,
+    trained_on,
 )
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
@@ -52,7 +53,7 @@ from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_M
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
-from kdgat.data.store import open_store
+from kdgat.data.store import GraphStore, open_store
 from kdgat.models import build_model
 from kdgat.training.datamodule import GraphDataModule
 from kdgat.training.kd import count_parameters
@@ -163,13 +164,14 @@ def run(
         raise UsageError("--teacher is only used with --aux kd_standard")
     store = open_store(graphs_dir)
     dataset = dataset or store.dataset
+    cfg = trained_on(cfg, store.metadata)
     if cfg.model_type in SUPERVISED_MODELS:
         _require_both_classes(store, cfg.model_type)
     if cfg.model_type in WINDOW_VECTOR_MODELS:
         _begin_run_folder(out_dir, cfg.model_type)
         atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
         metrics = fit_window_model(cfg, store, out_dir)
-        return _record(cfg, graphs_dir, out_dir, metrics, started, None, dataset, tracking_uri)
+        return _record(cfg, store, out_dir, metrics, started, None, dataset, tracking_uri)
     teacher = None
     if teacher_dir is not None:
         teacher_dir = Path(teacher_dir).resolve()  # recorded absolute and resolved: the lake finds it anywhere
@@ -331,12 +333,12 @@ def run(
         "teacher_parameters": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
         "device": str(lit.device),
     }
-    return _record(cfg, graphs_dir, out_dir, metrics, started, teacher_dir, dataset, tracking_uri)
+    return _record(cfg, store, out_dir, metrics, started, teacher_dir, dataset, tracking_uri)
 
 
 def _record(
     cfg: PipelineConfig,
-    graphs_dir: Path,
+    store: GraphStore,
     out_dir: Path,
     metrics: dict,
     started: float,
@@ -365,7 +367,8 @@ def _record(
         curves=curves if curves.is_file() else None,
     )
     atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    inputs = [file_entry(graphs_dir.resolve() / "metadata.json")]  # absolute: export finds it from anywhere
+    # absolute: export finds it from anywhere; the hash of the store as opened (one rebuilt in place since is not it)
+    inputs = [file_entry(store.path.resolve() / "metadata.json", sha256=store.metadata_sha256)]
     if teacher_dir is not None:
         inputs.append(file_entry(model_file(teacher_dir)))
     written = [model_file(out_dir).name, CONFIG_FILE, METRICS_FILE] + (["logs/metrics.csv"] if curves.is_file() else [])

@@ -124,7 +124,7 @@ def check_scored_store(run_dirs: list[Path], store: GraphStore) -> None:
     on another window, vocabulary or timing periods). Where a run's store is gone, a ``--like`` store cannot be
     traced to it and is taken as it is. Fuse (its members), evaluate and export check their runs with it."""
     like = (store.metadata.get("like") or {}).get("fingerprint")
-    digest = sha256_file(store.path / "metadata.json") if like is None else None
+    digest = store.metadata_sha256 if like is None else None
     fingerprints: dict[str, str | None] = {}  # a training store's fingerprint, by its metadata.json's sha256
     for run_dir in run_dirs:
         recorded = trained_store_record(run_dir)
