@@ -970,6 +970,50 @@ def test_a_run_records_the_store_it_opened_when_the_store_is_rebuilt_in_place_me
     run_evaluate([tmp_path / "run"], store_dir, tmp_path / "eval_own")  # the copy of the store it trained on
 
 
+@pytest.mark.parametrize("stage", ["evaluate", "fuse", "hgb"])
+def test_a_rerun_that_fails_late_keeps_the_finished_output_whole(store_dir, teachers, tmp_path, monkeypatch, stage):
+    """README: a command stopped or failed leaves the earlier output in its folder as it was. evaluate, fuse and the
+    yardsticks removed the manifest before their work and wrote their files in place: an MLflow store that could not
+    be written (or a full disk, or a stop signal) left a folder with no manifest, which the lake, fuse and export
+    refuse, and for hgb the new config.json beside the old model."""
+    from kdgat.stages.evaluate import run as run_evaluate
+    from kdgat.stages.fuse import run as run_fuse
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "out"
+
+    def again(tracking_uri: str, other: bool):
+        if stage == "evaluate":
+            run_evaluate(
+                [teachers / "gat"], store_dir, out, policy="f1" if other else "margin", tracking_uri=tracking_uri
+            )
+        elif stage == "fuse":
+            cfg = resolve_config("dqn", "small", overrides=[f"fusion.epochs={2 if other else 3}"])
+            run_fuse(cfg, "weighted", teachers / "vgae", teachers / "gat", store_dir, out, tracking_uri=tracking_uri)
+        else:
+            cfg = resolve_config("hgb", "large", overrides=[f"hgb.max_iter={7 if other else 5}"])
+            run_train(cfg, store_dir, out, tracking_uri=tracking_uri)
+
+    again(f"sqlite:///{tmp_path}/mlruns.db", other=False)
+    finished = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(KdgatError, match="no-such-folder"):  # after the work, where it records the run
+        again("sqlite:////proc/no-such-folder/mlruns.db", other=True)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == finished
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+def test_an_evaluation_run_again_without_scores_leaves_no_scores_of_the_last_one(store_dir, teachers, tmp_path):
+    """Files an earlier run listed and a re-run does not write go when it is put in place (a scores.parquet of
+    other runs or thresholds stayed beside the new evaluation)."""
+    from kdgat.core.run_files import SCORES_FILE
+    from kdgat.stages.evaluate import run as run_evaluate
+
+    run_evaluate([teachers / "gat"], store_dir, tmp_path / "eval", scores=True)
+    assert (tmp_path / "eval" / SCORES_FILE).is_file()
+    manifest = run_evaluate([teachers / "gat"], store_dir, tmp_path / "eval", policy="f1")
+    assert not (tmp_path / "eval" / SCORES_FILE).exists() and SCORES_FILE not in manifest.output_paths()
+
+
 def test_window_vectors_describe_each_graph(store_dir):
     from kdgat.data.window_vectors import window_vectors
 

@@ -32,7 +32,8 @@ from kdgat.core.atomic import atomic_path, atomic_write_text, check_output_folde
 from kdgat.core.config import load_frozen_config
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.jsonfile import read_json
-from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
+from kdgat.core.manifest import Manifest, file_entry, refuse_other_output
+from kdgat.core.publish import publish_output, staged_output
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, SCORES_FILE
 from kdgat.core.stage_log import log_stage
 from kdgat.core.threads import set_threads
@@ -400,82 +401,83 @@ def run(
         policies.update(arrays.get("policy", {}))
         explanations.update(arrays.get("explanations", {}))
     # only now, every run scored: a run refused on this store leaves an earlier evaluation in the folder whole
-    begin_output(out_dir)
-    threshold_policy = policy if thresholds is None else f"recorded in {thresholds}"
-    document = {"store": str(graphs_dir), "threshold_policy": threshold_policy, "runs": metrics}
-    _save_npz(out_dir / "embeddings.npz", embeddings)
-    if score_rows is not None:
-        _save_scores(out_dir / SCORES_FILE, score_rows)
-    if attention:
-        _save_npz(out_dir / "attention.npz", attention)
-    atomic_write_text(out_dir / "curves.json", json.dumps(curves) + "\n")
-    if explanations:
-        _save_npz(out_dir / "explanations.npz", explanations)
-    if policies:
-        atomic_write_text(out_dir / "dqn_policy.json", json.dumps(policies) + "\n")
-    for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
-        summary = {f"val_{k}": v for k, v in (result["validation"] or {}).items() if k in _LOGGED}
-        for scenario, values in result["test"].items():
-            summary.update({f"{scenario}.{k}": v for k, v in values.items() if k in _LOGGED})
-        result["mlflow"] = log_stage(
+    with staged_output(out_dir, "evaluate") as staging:  # the finished output stays whole until this one is
+        threshold_policy = policy if thresholds is None else f"recorded in {thresholds}"
+        document = {"store": str(graphs_dir), "threshold_policy": threshold_policy, "runs": metrics}
+        _save_npz(staging / "embeddings.npz", embeddings)
+        if score_rows is not None:
+            _save_scores(staging / SCORES_FILE, score_rows)
+        if attention:
+            _save_npz(staging / "attention.npz", attention)
+        atomic_write_text(staging / "curves.json", json.dumps(curves) + "\n")
+        if explanations:
+            _save_npz(staging / "explanations.npz", explanations)
+        if policies:
+            atomic_write_text(staging / "dqn_policy.json", json.dumps(policies) + "\n")
+        for label, result in metrics.items():  # one MLflow run per evaluated model, metrics per scenario
+            summary = {f"val_{k}": v for k, v in (result["validation"] or {}).items() if k in _LOGGED}
+            for scenario, values in result["test"].items():
+                summary.update({f"{scenario}.{k}": v for k, v in values.items() if k in _LOGGED})
+            result["mlflow"] = log_stage(
+                stage="evaluate",
+                out_dir=out_dir,
+                config={
+                    "threshold_policy": threshold_policy,
+                    "threshold": result["threshold"]["threshold"],
+                    "run_dir": result["run_dir"],
+                },
+                tags={
+                    "dataset": dataset,
+                    "stage": "evaluate",
+                    "model": label,
+                    "scale": result["scale"],
+                    "kd": result["kd"],
+                    "run_id": f"evaluate_{label}",
+                },
+                summary=summary,
+                artifacts=[],
+                tracking_uri=tracking_uri,
+            )
+        atomic_write_text(staging / METRICS_FILE, json.dumps(document, indent=2) + "\n")
+        inputs = [file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256)]
+        for r, fusion in zip(run_dirs, fusions, strict=True):
+            inputs.append(file_entry(r / FUSION_FILE if fusion else model_file(r)))
+            if fusion:  # its novel-ID rule scores too, and the same weights may be refitted with it on or off
+                inputs.append(file_entry(r / MEMBERS_FILE))
+        outputs = [METRICS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
+        outputs += ["dqn_policy.json"] if policies else []
+        outputs += ["explanations.npz"] if explanations else []
+        outputs += [SCORES_FILE] if score_rows is not None else []
+        if thresholds is not None:
+            inputs.append(file_entry(Path(thresholds) / METRICS_FILE if Path(thresholds).is_dir() else thresholds))
+        return publish_output(
+            staging,
+            out_dir,
             stage="evaluate",
-            out_dir=out_dir,
+            inputs=inputs,
             config={
+                "threshold_policy": threshold_policy,  # the one used: recorded thresholds, not --threshold, where given
+                "batch_size": batch_size,
+                "explain": explain,
+                "compile": compile_models,
+                "thresholds": None if thresholds is None else str(thresholds),
+                "scores": scores,
+            },
+            outputs=[{"path": p} for p in outputs],
+            wall_time_s=time.perf_counter() - started,
+            dataset=dataset,
+            summary={
                 "threshold_policy": threshold_policy,
-                "threshold": result["threshold"]["threshold"],
-                "run_dir": result["run_dir"],
+                "models": list(metrics),
+                "unlabelled_parts": unlabelled,
+                # captures of a --like store unlike the training vehicle (graphs' check): named by the command
+                "out_of_distribution": {
+                    source: entry
+                    for source, entry in (store.metadata.get("out_of_distribution") or {}).items()
+                    if entry["reasons"]
+                },
             },
-            tags={
-                "dataset": dataset,
-                "stage": "evaluate",
-                "model": label,
-                "scale": result["scale"],
-                "kd": result["kd"],
-                "run_id": f"evaluate_{label}",
-            },
-            summary=summary,
-            artifacts=[],
-            tracking_uri=tracking_uri,
         )
-    atomic_write_text(out_dir / METRICS_FILE, json.dumps(document, indent=2) + "\n")
-    inputs = [file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256)]
-    for r, fusion in zip(run_dirs, fusions, strict=True):
-        inputs.append(file_entry(r / FUSION_FILE if fusion else model_file(r)))
-        if fusion:  # its novel-ID rule scores too, and the same weights may be refitted with it on or off
-            inputs.append(file_entry(r / MEMBERS_FILE))
-    outputs = [METRICS_FILE, "curves.json", "embeddings.npz"] + (["attention.npz"] if attention else [])
-    outputs += ["dqn_policy.json"] if policies else []
-    outputs += ["explanations.npz"] if explanations else []
-    outputs += [SCORES_FILE] if score_rows is not None else []
-    if thresholds is not None:
-        inputs.append(file_entry(Path(thresholds) / METRICS_FILE if Path(thresholds).is_dir() else thresholds))
-    return write_manifest(
-        out_dir,
-        stage="evaluate",
-        inputs=inputs,
-        config={
-            "threshold_policy": threshold_policy,  # the one used: recorded thresholds, not --threshold, where given
-            "batch_size": batch_size,
-            "explain": explain,
-            "compile": compile_models,
-            "thresholds": None if thresholds is None else str(thresholds),
-            "scores": scores,
-        },
-        outputs=[{"path": p} for p in outputs],
-        wall_time_s=time.perf_counter() - started,
-        dataset=dataset,
-        summary={
-            "threshold_policy": threshold_policy,
-            "models": list(metrics),
-            "unlabelled_parts": unlabelled,
-            # captures of a --like store unlike the training vehicle (graphs' check): named by the command
-            "out_of_distribution": {
-                source: entry
-                for source, entry in (store.metadata.get("out_of_distribution") or {}).items()
-                if entry["reasons"]
-            },
-        },
-    )
 
 
 def _save_scores(path: Path, rows: list[dict]) -> None:

@@ -30,7 +30,8 @@ import numpy as np
 from kdgat.core.atomic import atomic_write_text, check_output_folder
 from kdgat.core.config import config_hash, config_to_json, trained_on
 from kdgat.core.errors import KdgatError
-from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
+from kdgat.core.manifest import Manifest, file_entry, refuse_other_output
+from kdgat.core.publish import publish_output, staged_output
 from kdgat.core.run_files import CONFIG_FILE, FUSION_FILE, MEMBERS_FILE, METRICS_FILE, MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -114,7 +115,6 @@ def run(
     held_out, labelled = ensemble.data(part, vgae=vgae_scores)
     if not held_out.both_classes:
         raise KdgatError(f"{graphs_dir}: {ONE_CLASS_FUSION_PART}")
-    begin_output(out_dir)  # only now: a refused fusion leaves a finished one in the folder whole
     fit, select = held_out.take(fit_windows[labelled]), held_out.take(selection_windows[labelled])
     out_of_sample = fit.both_classes and select.both_classes
     if not out_of_sample:  # a half without attack (or benign) windows: fitted and chosen on every window, said so
@@ -141,88 +141,90 @@ def run(
                          "with_novel_alert": with_rule, "novel_windows": novel_counts(held_out)}  # fmt: skip
         chosen = scores[fallback or "fusion"]
         ranking["with_novel_alert"] = average_precision(select.labels, with_novel_alert(chosen, select.novel))
-    save_weights(fusion.state_dict(), out_dir / FUSION_FILE)
-    # each member's weights hashed once: members.json (evaluate and detect check it) and the manifest's inputs
-    weights = {role: file_entry(folder / MODEL_FILE) for role, folder in (("vgae", vgae_dir), ("gat", gat_dir))}
-    members = {
-        "method": method,
-        "vgae": str(vgae_dir.resolve()),
-        "gat": str(gat_dir.resolve()),
-        # the weights fitted against: evaluate and detect refuse a member trained again since
-        "vgae_sha256": weights["vgae"]["sha256"],
-        "gat_sha256": weights["gat"]["sha256"],
-        "vgae_scale": ensemble.vgae_scale,
-        "scale": ensemble.gat_cfg.scale,
-        "kd": ensemble.gat_cfg.has_kd,
-        "fallback": fallback,
-        "novel_alert": novel_alert,
-    }
-    atomic_write_text(out_dir / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
-    atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
-    policy = fusion.policy_summary(held_out) if hasattr(fusion, "policy_summary") else None
-    policy_file = "dqn_policy.json" if method == "dqn" else "policy.json"
-    if policy is not None:
-        atomic_write_text(out_dir / policy_file, json.dumps(policy) + "\n")
-    parameters = sum(p.numel() for p in ensemble.vgae.parameters()) + sum(p.numel() for p in ensemble.gat.parameters())
-    fusion_parameters = trainable_parameters(fusion)
-    metrics = {
-        "model": "fusion",
-        "method": method,
-        "scale": ensemble.gat_cfg.scale,
-        "config_hash": config_hash(cfg),
-        "fusion_windows": len(held_out),
-        "selection": SELECTION,  # the rules its choices were made by (a run of an earlier kdgat has none)
-        # fitted on the earlier half of each file's fusion windows, chosen on the later half (selection_windows);
-        # False: a half held one class only, and both were done on every window (in-sample)
-        "out_of_sample_selection": out_of_sample,
-        "fit_windows": len(fit),
-        "selection_windows": len(select),
-        # later windows sharing a frame with the fit half's last one: in neither half
-        "purged_windows": len(held_out) - len(fit) - len(select) if out_of_sample else 0,
-        "pr_auc_on_fusion_windows": ranking,  # on the selection windows
-        "fallback": fallback,
-        "novel_alert": novel_alert,
-        "novel_alert_unavailable": cfg.fusion.novel_alert and not available,
-        "novel_alert_dropped": available and not novel_alert,
-        "novel_windows": novel_counts(select),
-        "novel_alert_decided_on": rule_decision,  # every fusion window (both halves)
-        "collapsed_to": collapsed_to(policy["alpha"]) if policy else None,
-        "history": {k: v for k, v in history.items() if not isinstance(v, (list, dict))},
-        "ensemble_parameters": parameters + fusion_parameters,
-        "fusion_parameters": fusion_parameters,
-    }
-    metrics["mlflow"] = log_stage(
-        stage="fuse",
-        out_dir=out_dir,
-        config={**json.loads(config_to_json(cfg)), "method": method, "members": members, "selection": SELECTION},
-        tags={
-            "dataset": dataset,
-            "stage": "fuse",
-            "model": f"fusion_{method}",
-            "scale": members["scale"],
-            "kd": members["kd"],
-            "seed": cfg.seed,
-            "run_id": f"fusion_{method}_{members['scale']}_{config_hash(cfg)}",
-        },
-        summary={k: v for k, v in metrics["history"].items() if isinstance(v, (int, float))},
-        artifacts=[out_dir / MEMBERS_FILE, out_dir / CONFIG_FILE],
-        tracking_uri=tracking_uri,
-    )
-    atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    return write_manifest(
-        out_dir,
-        stage="fuse",
-        inputs=[
-            file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256),
-            weights["vgae"],
-            weights["gat"],
-        ],
-        config={**json.loads(config_to_json(cfg)), "method": method},
-        outputs=[
-            {"path": p}
-            for p in (FUSION_FILE, MEMBERS_FILE, CONFIG_FILE, METRICS_FILE, *([policy_file] if policy else []))
-        ],
-        wall_time_s=time.perf_counter() - started,
-        dataset=dataset,
-        summary=metrics,
-    )
+    with staged_output(out_dir, "fuse") as staging:  # the finished output stays whole until this one is
+        save_weights(fusion.state_dict(), staging / FUSION_FILE)
+        # each member's weights hashed once: members.json (evaluate and detect check it) and the manifest's inputs
+        weights = {role: file_entry(folder / MODEL_FILE) for role, folder in (("vgae", vgae_dir), ("gat", gat_dir))}
+        members = {
+            "method": method,
+            "vgae": str(vgae_dir.resolve()),
+            "gat": str(gat_dir.resolve()),
+            # the weights fitted against: evaluate and detect refuse a member trained again since
+            "vgae_sha256": weights["vgae"]["sha256"],
+            "gat_sha256": weights["gat"]["sha256"],
+            "vgae_scale": ensemble.vgae_scale,
+            "scale": ensemble.gat_cfg.scale,
+            "kd": ensemble.gat_cfg.has_kd,
+            "fallback": fallback,
+            "novel_alert": novel_alert,
+        }
+        atomic_write_text(staging / MEMBERS_FILE, json.dumps(members, indent=2) + "\n")
+        atomic_write_text(staging / CONFIG_FILE, config_to_json(cfg))
+        policy = fusion.policy_summary(held_out) if hasattr(fusion, "policy_summary") else None
+        policy_file = "dqn_policy.json" if method == "dqn" else "policy.json"
+        if policy is not None:
+            atomic_write_text(staging / policy_file, json.dumps(policy) + "\n")
+        parameters = sum(p.numel() for m in (ensemble.vgae, ensemble.gat) for p in m.parameters())
+        fusion_parameters = trainable_parameters(fusion)
+        metrics = {
+            "model": "fusion",
+            "method": method,
+            "scale": ensemble.gat_cfg.scale,
+            "config_hash": config_hash(cfg),
+            "fusion_windows": len(held_out),
+            "selection": SELECTION,  # the rules its choices were made by (a run of an earlier kdgat has none)
+            # fitted on the earlier half of each file's fusion windows, chosen on the later half (selection_windows);
+            # False: a half held one class only, and both were done on every window (in-sample)
+            "out_of_sample_selection": out_of_sample,
+            "fit_windows": len(fit),
+            "selection_windows": len(select),
+            # later windows sharing a frame with the fit half's last one: in neither half
+            "purged_windows": len(held_out) - len(fit) - len(select) if out_of_sample else 0,
+            "pr_auc_on_fusion_windows": ranking,  # on the selection windows
+            "fallback": fallback,
+            "novel_alert": novel_alert,
+            "novel_alert_unavailable": cfg.fusion.novel_alert and not available,
+            "novel_alert_dropped": available and not novel_alert,
+            "novel_windows": novel_counts(select),
+            "novel_alert_decided_on": rule_decision,  # every fusion window (both halves)
+            "collapsed_to": collapsed_to(policy["alpha"]) if policy else None,
+            "history": {k: v for k, v in history.items() if not isinstance(v, (list, dict))},
+            "ensemble_parameters": parameters + fusion_parameters,
+            "fusion_parameters": fusion_parameters,
+        }
+        metrics["mlflow"] = log_stage(
+            stage="fuse",
+            out_dir=out_dir,
+            config={**json.loads(config_to_json(cfg)), "method": method, "members": members, "selection": SELECTION},
+            tags={
+                "dataset": dataset,
+                "stage": "fuse",
+                "model": f"fusion_{method}",
+                "scale": members["scale"],
+                "kd": members["kd"],
+                "seed": cfg.seed,
+                "run_id": f"fusion_{method}_{members['scale']}_{config_hash(cfg)}",
+            },
+            summary={k: v for k, v in metrics["history"].items() if isinstance(v, (int, float))},
+            artifacts=[staging / MEMBERS_FILE, staging / CONFIG_FILE],
+            tracking_uri=tracking_uri,
+        )
+        atomic_write_text(staging / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        return publish_output(
+            staging,
+            out_dir,
+            stage="fuse",
+            inputs=[
+                file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256),
+                weights["vgae"],
+                weights["gat"],
+            ],
+            config={**json.loads(config_to_json(cfg)), "method": method},
+            outputs=[
+                {"path": p}
+                for p in (FUSION_FILE, MEMBERS_FILE, CONFIG_FILE, METRICS_FILE, *([policy_file] if policy else []))
+            ],
+            wall_time_s=time.perf_counter() - started,
+            dataset=dataset,
+            summary=metrics,
+        )

@@ -12,17 +12,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from kdgat.core.atomic import (
-    check_output_folder,
-    clean_stale,
-    fsync_tree,
-    publish_files,
-    removed_if_failed,
-    staging_area,
-)
+from kdgat.core.atomic import check_output_folder, clean_stale
 from kdgat.core.errors import UsageError
-from kdgat.core.manifest import Manifest, begin_output, read_manifest, refuse_other_output, write_manifest
-from kdgat.core.signals import uninterrupted
+from kdgat.core.manifest import Manifest, refuse_other_output
+from kdgat.core.publish import publish_output, staged_output
 from kdgat.core.threads import set_threads
 from kdgat.data.capture import IngestOptions, IngestSource, ingest_one
 from kdgat.data.catalog import check_unique_outputs
@@ -49,9 +42,8 @@ def run(
     # before any work: the outputs an earlier ingest listed are replaced or removed, another stage's never
     refuse_other_output(outdir, "ingest")
     outdir = check_output_folder(outdir)
-    previous = read_manifest(outdir)
     started = time.perf_counter()
-    with removed_if_failed(outdir), staging_area(outdir, "ingest") as staging:  # a failed first run leaves no folder
+    with staged_output(outdir, "ingest") as staging:  # a failed first run leaves no folder
         clean_stale(outdir)
         outputs = []
         for i, src in enumerate(sources):
@@ -64,45 +56,26 @@ def run(
             "attack_rows": sum(o["attack_rows"] for o in outputs),
             "skipped_rows": sum(o["skipped_rows"] for o in outputs),
         }
-        fsync_tree(staging)  # the slow part of publishing, before signals are held: only renames are left then
-        # a stop signal waits until the files and the manifest that lists them are in place: cut in between, the
-        # folder would hold files no manifest lists, which the next run (reading the manifest) would not remove
-        with uninterrupted():
-            begin_output(outdir)  # from here on the folder changes: no manifest vouches for it until the new one
-            publish_files(staging, outdir, [o["path"] for o in outputs])
-            _remove_stale(outdir, previous, {o["path"] for o in outputs})
-            return write_manifest(
-                outdir,
-                stage="ingest",
-                inputs=[{"path": o["source"], "sha256": o["source_sha256"]} for o in outputs],
-                config={
-                    **options.model_dump(exclude={"block_size", "row_group_rows"}),
-                    "dataset": dataset,
-                    **({"one_trace": True} if one_trace else {}),
-                },
-                outputs=outputs,
-                wall_time_s=time.perf_counter() - started,
-                dataset=dataset,
-                summary={
-                    "totals": totals,
-                    "frame_schema": FRAME_SCHEMA.metadata[b"kdgat.frame_schema_version"].decode(),
-                },
-            )
-
-
-def _remove_stale(outdir: Path, previous: Manifest | None, current: set[str]) -> None:
-    """Drop outputs of an earlier run that this run no longer produces (never duplicate)."""
-    root = outdir.resolve()
-    for item in previous.outputs if previous else []:
-        if item.path in current:
-            continue
-        stale = (outdir / item.path).resolve()
-        if stale.suffix == ".parquet" and root in stale.parents and stale.is_file():
-            stale.unlink()
-            for parent in stale.parents:
-                if parent == root or any(parent.iterdir()):
-                    break
-                parent.rmdir()
+        # the files and the manifest that lists them go in place as one step no stop signal cuts: cut in between,
+        # the folder would hold files no manifest lists, which the next run (reading the manifest) would not remove
+        return publish_output(
+            staging,
+            outdir,
+            stage="ingest",
+            inputs=[{"path": o["source"], "sha256": o["source_sha256"]} for o in outputs],
+            config={
+                **options.model_dump(exclude={"block_size", "row_group_rows"}),
+                "dataset": dataset,
+                **({"one_trace": True} if one_trace else {}),
+            },
+            outputs=outputs,
+            wall_time_s=time.perf_counter() - started,
+            dataset=dataset,
+            summary={
+                "totals": totals,
+                "frame_schema": FRAME_SCHEMA.metadata[b"kdgat.frame_schema_version"].decode(),
+            },
+        )
 
 
 UNLABELLED = (

@@ -49,6 +49,7 @@ from kdgat.core.config import (
 )
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
 from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
+from kdgat.core.publish import publish_output, staged_output
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
 from kdgat.core.schema import PipelineConfig
 from kdgat.core.stage_log import log_stage
@@ -88,6 +89,10 @@ def _keep_earlier_curves(earlier: str, curves: Path) -> None:
 def _begin_run_folder(out_dir: Path, model_type: str) -> None:
     """Remove the old manifest, and weights of another kind that an earlier run left in this folder."""
     begin_output(out_dir)
+    _drop_other_weights(out_dir, model_type)
+
+
+def _drop_other_weights(out_dir: Path, model_type: str) -> None:
     for name in {MODEL_FILE, WINDOW_MODEL_FILE} - {weights_name(model_type)}:
         (out_dir / name).unlink(missing_ok=True)
 
@@ -168,10 +173,12 @@ def run(
     if cfg.model_type in SUPERVISED_MODELS:
         _require_both_classes(store, cfg.model_type)
     if cfg.model_type in WINDOW_VECTOR_MODELS:
-        _begin_run_folder(out_dir, cfg.model_type)
-        atomic_write_text(out_dir / CONFIG_FILE, config_to_json(cfg))
-        metrics = fit_window_model(cfg, store, out_dir)
-        return _record(cfg, store, out_dir, metrics, started, None, dataset, tracking_uri)
+        with staged_output(out_dir, "train") as staging:  # a finished run in the folder stays whole until this one is
+            atomic_write_text(staging / CONFIG_FILE, config_to_json(cfg))
+            metrics = fit_window_model(cfg, store, staging)
+            manifest = _record(cfg, store, out_dir, metrics, started, None, dataset, tracking_uri, staging=staging)
+        _drop_other_weights(out_dir, cfg.model_type)
+        return manifest
     teacher = None
     if teacher_dir is not None:
         teacher_dir = Path(teacher_dir).resolve()  # recorded absolute and resolved: the lake finds it anywhere
@@ -345,9 +352,12 @@ def _record(
     teacher_dir: str | Path | None,
     dataset: str | None,
     tracking_uri: str | None,
+    staging: Path | None = None,
 ) -> Manifest:
-    """MLflow, metrics.json and the manifest (last) of a finished training run of any kind."""
-    curves = out_dir / "logs" / "metrics.csv"
+    """MLflow, metrics.json and the manifest (last) of a finished training run of any kind; ``staging``: where its
+    files were written, to be put in place with the manifest (a yardstick's; a GNN's are written in place)."""
+    files = staging or out_dir
+    curves = files / "logs" / "metrics.csv"
     metrics["mlflow"] = log_stage(
         stage="train",
         out_dir=out_dir,
@@ -362,18 +372,17 @@ def _record(
             "run_id": f"{run_label(cfg)}_{config_hash(cfg)}",
         },
         summary={k: v for k, v in metrics.items() if k in ("best_val_loss", "epochs", "parameters")},
-        artifacts=[out_dir / CONFIG_FILE],
+        artifacts=[files / CONFIG_FILE],
         tracking_uri=tracking_uri,
         curves=curves if curves.is_file() else None,
     )
-    atomic_write_text(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(files / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     # absolute: export finds it from anywhere; the hash of the store as opened (one rebuilt in place since is not it)
     inputs = [file_entry(store.path.resolve() / "metadata.json", sha256=store.metadata_sha256)]
     if teacher_dir is not None:
         inputs.append(file_entry(model_file(teacher_dir)))
-    written = [model_file(out_dir).name, CONFIG_FILE, METRICS_FILE] + (["logs/metrics.csv"] if curves.is_file() else [])
-    return write_manifest(
-        out_dir,
+    written = [model_file(files).name, CONFIG_FILE, METRICS_FILE] + (["logs/metrics.csv"] if curves.is_file() else [])
+    record = dict(
         stage="train",
         inputs=inputs,
         config=json.loads(config_to_json(cfg)),
@@ -382,3 +391,4 @@ def _record(
         dataset=dataset,
         summary=metrics,
     )
+    return write_manifest(out_dir, **record) if staging is None else publish_output(staging, out_dir, **record)
