@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,25 @@ def test_store_is_rebuilt_when_an_input_file_changes(data_root, tmp_path):
     run_ingest(sources_from_files([road / "fuzzing_attack_1.csv.xz"], split="train", scenario="train"), frames)
     second = run_graphs(frames, tmp_path / "store", prep())
     assert second.summary["reused"] is False and second.inputs != first.inputs
+
+
+def test_frames_of_an_earlier_ingest_keep_two_captures_of_one_name_apart(tmp_path):
+    """An ingest before captures were named under the dataset root recorded only the path as given: the store names
+    such a capture by that path (its file name alone made a/x.csv and b/x.csv one capture, one file_index)."""
+    data = tmp_path / "data"
+    for folder in ("a", "b"):
+        run_synth(data / folder, seed=5, duration_s=2)
+    sources = sources_from_files(sorted(data.glob("*/train_01_attack_free/attack-free-1.csv")), split="train")
+    sources = [replace(s, output_name=f"train/{s.path.parts[-3]}") for s in sources]
+    frames = tmp_path / "frames"
+    run_ingest(sources, frames)
+    manifest = json.loads((frames / "manifest.json").read_text())
+    for output in manifest["outputs"]:
+        del output["capture"]  # as an earlier kdgat wrote it
+    (frames / "manifest.json").write_text(json.dumps(manifest))
+    run_graphs(frames, tmp_path / "store", prep())
+    files = json.loads((tmp_path / "store/parts/train/part.json").read_text())["files"]
+    assert sorted(files) == sorted(str(s.path) for s in sources) and len(set(files)) == 2
 
 
 def test_the_same_captures_reached_by_another_path_give_the_same_store(tmp_path, monkeypatch):

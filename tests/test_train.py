@@ -923,16 +923,20 @@ def test_hgb_through_train_evaluate_and_the_lake(store_dir, tmp_path):
     assert heard == [] and not (tmp_path / "eval2").exists()
 
 
-def test_a_run_records_the_preprocessing_of_the_store_it_trained_on(store_dir, teachers, mlp_fusion, tmp_path):
+def test_a_run_records_the_preprocessing_of_the_store_it_trained_on(store_dir, teachers, tmp_path):
     """How windows were cut is the store's: a command line that says otherwise (a Nextflow task is given only its
     own model's overrides) was recorded as the run's config, and the lake's configs table, its identity and its
     setup hash read a stride the run never saw."""
     from kdgat.lake import append_runs, query
+    from kdgat.stages.fuse import run as run_fuse
 
     stored = json.loads((store_dir / "metadata.json").read_text())["preprocessing"]
-    said = ["hgb.max_iter=5", f"preprocessing.stride={stored['stride'] // 2}", "preprocessing.feature_set=e4"]
-    run_train(resolve_config("hgb", "large", overrides=said), store_dir, tmp_path / "hgb")
-    for run in (tmp_path / "hgb", teachers / "gat", mlp_fusion / "fusion"):
+    said = [f"preprocessing.stride={stored['stride'] // 2}", "preprocessing.feature_set=e4"]
+    run_train(resolve_config("hgb", "large", overrides=["hgb.max_iter=5", *said]), store_dir, tmp_path / "hgb")
+    run_train(resolve_config("gat", "small", overrides=FAST + said), store_dir, tmp_path / "gat", progress_bar=False)
+    cfg = resolve_config("dqn", "small", overrides=["fusion.epochs=2", *said])
+    run_fuse(cfg, "weighted", teachers / "vgae", teachers / "gat", store_dir, tmp_path / "fusion")
+    for run in (tmp_path / "hgb", tmp_path / "gat", tmp_path / "fusion"):
         assert json.loads((run / "config.json").read_text())["preprocessing"] == stored, run
     append_runs([tmp_path / "hgb"], tmp_path / "lake")
     rows = query(tmp_path / "lake", "SELECT stride, feature_set FROM configs").to_pylist()

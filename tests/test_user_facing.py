@@ -266,7 +266,7 @@ def test_a_stop_signal_waits_for_the_ingest_files_and_the_manifest_that_lists_th
 
     out = tmp_path / "frames"
     assert invoke("ingest", capture, "--split", "test", "--out", out).exit_code == 0
-    patch = signalled_at("kdgat.stages.ingest:publish_files")
+    patch = signalled_at("kdgat.core.publish:publish_files")
     proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
     assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
     listed = {o["path"] for o in json.loads((out / "manifest.json").read_text())["outputs"]}
@@ -280,7 +280,7 @@ def test_a_stop_signal_while_the_ingest_files_are_flushed_is_not_held(capture, t
     out = tmp_path / "frames"
     assert invoke("ingest", capture, "--split", "test", "--out", out).exit_code == 0
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    patch = signalled_at("kdgat.stages.ingest:fsync_tree")
+    patch = signalled_at("kdgat.core.publish:fsync_tree")
     proc = run_kdgat_patched(patch, "ingest", capture, "--split", "train", "--out", out)
     assert proc.returncode == 143 and only_error_line(proc).startswith("error: stopped by SIGTERM"), proc.stderr
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

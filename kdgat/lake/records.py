@@ -405,8 +405,12 @@ def _training_loop(ident: Identity, cfg: dict) -> dict[str, Any]:
     if ident.model_type == "fusion":
         if ident.method == "dqn":
             return {k: _get(cfg, "dqn", k) for k in ("lr", "weight_decay", "batch_size")}
-        lr_key = "mlp_lr" if ident.method == "mlp" else "weighted_lr"
-        return {"lr": _get(cfg, "fusion", lr_key), "max_epochs": _get(cfg, "fusion", "epochs")}
+        mlp = ident.method == "mlp"  # its batches are the dqn section's size (kdgat.fusion.make_fusion)
+        return {
+            "lr": _get(cfg, "fusion", "mlp_lr" if mlp else "weighted_lr"),
+            "max_epochs": _get(cfg, "fusion", "epochs"),
+            "batch_size": _get(cfg, "dqn", "batch_size") if mlp else None,
+        }
     section, training = cfg.get(ident.model_type), cfg.get("training") or {}
 
     def own_first(key: str) -> Any:

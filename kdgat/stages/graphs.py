@@ -85,7 +85,8 @@ def frames_inputs(frames_dir: Path) -> list[FramesFile]:
                 f"{path}: not the file ingest wrote (its sha256 differs from {frames_dir / MANIFEST_NAME}); "
                 "run `kdgat ingest` again"
             )
-        capture = getattr(item, "capture", None) or Path(item.source).name  # an ingest before `capture`: its name
+        # an ingest before `capture`: the path it was given (two captures of one name in two folders stay two)
+        capture = getattr(item, "capture", None) or item.source
         files.append(FramesFile(path, item.path, item.split, item.scenario, item.source, sha256, capture))
     return files
 
