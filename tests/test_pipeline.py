@@ -241,6 +241,28 @@ def test_pipeline_refuses_a_stage_output_as_its_campaign_or_lake_folder(tmp_path
         assert sorted(p.name for p in run.iterdir()) == before and not (tmp_path / "camp").exists()
 
 
+def test_a_second_pipeline_on_a_campaign_in_use_is_refused_at_once(tmp_path):
+    """A second `kdgat pipeline` on a running campaign took the first one's running step for an interrupted one,
+    trained over it, and the first failed; it is refused at once now, naming the holder."""
+    from kdgat.core.locks import WRITER_LOCK, writing
+
+    (tmp_path / "data/tiny").mkdir(parents=True)
+    for name in ("a.log", "b.log"):  # unreadable: a pipeline let through fails in its ingest instead
+        (tmp_path / "data/tiny" / name).write_text("(0.1) can0 123#0\n")
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(
+        "datasets:\n  tiny:\n    description: one line\n    root: tiny\n    format: candump-l\n"
+        "    train: [a.log]\n    test:\n      x: [b.log]\n"
+    )
+    args = ["pipeline", "-d", "tiny", "--catalog", catalog, "--data-root", tmp_path / "data", "-o", tmp_path / "camp"]
+    with writing(tmp_path / "camp", "pipeline"):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    (line,) = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and line.startswith(f"error: {tmp_path / 'camp'}: `kdgat pipeline` (pid "), line
+    assert "is writing in this folder now; wait for it to end, or give another folder" in line
+    assert (tmp_path / "camp" / WRITER_LOCK).is_file() and not (tmp_path / "camp" / "tiny").exists()  # no step ran
+
+
 def test_pipeline_unknown_dataset_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["pipeline", "-d", "nope", "-o", str(tmp_path / "o")])
     assert result.exit_code != 0

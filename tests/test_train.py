@@ -267,6 +267,34 @@ def test_a_signal_mid_epoch_stops_cleanly_and_a_retry_elsewhere_resumes(store_di
     assert list(checkpoints.iterdir()) == [state]  # same inputs, same key
 
 
+def test_a_second_training_into_a_folder_in_use_is_refused_at_once(store_dir, tmp_path):
+    """Two trainings into one run folder interleaved their epoch logs, or one deleted the other's checkpoints (both
+    exited 0); a retry of a task whose first attempt still ran shared its durable checkpoint folder. The second is
+    refused at once, naming the first, and a killed first one holds nothing."""
+    checkpoints, flag = tmp_path / "checkpoints", tmp_path / "paused"
+    first = _train_process(store_dir, tmp_path / "run", checkpoints, tmp_path, f"1:{flag}")
+    try:
+        deadline = time.monotonic() + 300  # a bound on the wait for a process that died, not a timing assertion
+        while not flag.exists():
+            assert first.poll() is None, first.communicate()[1]
+            assert time.monotonic() < deadline, "training never reached epoch 1"
+            time.sleep(0.05)
+        said = rf"`kdgat train` \(pid {first.pid} on .+\) is writing in this folder now; wait for it to end"
+        with pytest.raises(KdgatError, match=f"{tmp_path / 'run'}: {said}"):
+            run_train(resolve_config("gat", "small", overrides=FAST), store_dir, tmp_path / "run", progress_bar=False)
+        same = resolve_config("gat", "small", overrides=["training.max_epochs=4", "training.batch_size=32"])
+        with pytest.raises(KdgatError, match=said):  # its run key's folder under --checkpoint-dir
+            run_train(same, store_dir, tmp_path / "retry", checkpoint_dir=checkpoints, progress_bar=False)
+        assert not (tmp_path / "retry").exists()  # refused: no folder left
+    finally:
+        first.kill()
+        first.communicate()
+    manifest = run_train(
+        resolve_config("gat", "small", overrides=FAST), store_dir, tmp_path / "run", progress_bar=False
+    )
+    assert manifest.summary["epochs"] == 2
+
+
 def test_a_second_ctrl_c_stops_training_at_once_as_a_stop_signal():
     """The first Ctrl-C stops at the end of the batch; a second one at once, as a StopSignal that Lightning passes
     on (a KeyboardInterrupt, which it raised before, Lightning turns into exit 1: no retry rule retries that)."""

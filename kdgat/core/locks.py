@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import IO
 
+from kdgat.core.atomic import ensure_folder, removed_if_failed
 from kdgat.core.errors import KdgatError
 
 _NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP}
@@ -26,3 +32,43 @@ def flock(handle: IO, operation: int, *, hint: str) -> None:
         if exc.errno not in _NO_LOCKS:
             raise
         raise KdgatError(f"{handle.name}: this file system has no file locks ({exc.strerror}); {hint}") from None
+
+
+WRITER_LOCK = ".kdgat.lock"  # in a folder a command writes in place (a training run, a campaign)
+
+
+@contextmanager
+def writing(folder: str | Path, command: str) -> Iterator[None]:
+    """Hold ``folder`` for this process while it writes in it: a second kdgat writing the same folder at the same
+    time is refused at once, naming the first (two trainings into one run folder interleaved their epoch logs, or one
+    deleted the other's checkpoints; a second `kdgat pipeline` on a campaign took the first one's running step for an
+    interrupted one and trained over it). The kernel's lock on a hidden file, so a killed writer holds nothing; on a
+    file system without locks the command goes on unguarded. Creates ``folder``; a first run that fails leaves none.
+    """
+    folder = Path(folder)
+    with removed_if_failed(folder):
+        ensure_folder(folder)
+        path = folder / WRITER_LOCK
+        created = not path.exists()
+        with open(path, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another kdgat process"
+                raise KdgatError(
+                    f"{folder}: {holder} is writing in this folder now; wait for it to end, or give another folder"
+                ) from None
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS:
+                    raise
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"`kdgat {command}` (pid {os.getpid()} on {socket.gethostname()})\n")
+            handle.flush()
+            try:
+                yield
+            except BaseException:
+                if created and [p.name for p in folder.iterdir()] == [WRITER_LOCK]:
+                    path.unlink(missing_ok=True)  # so that a folder this run made goes with it
+                raise

@@ -490,8 +490,16 @@ class PipelineRunner:
             self._supervised[dataset] = trains_on_attacks(summary)
 
     def run(self) -> list[dict]:
-        """Every step instance in plan order; returns what ran and what was cached."""
+        """Every step instance in plan order; returns what ran and what was cached. The campaign folder is held
+        for this process: a second pipeline on it is refused at once (it took the first one's running step for an
+        interrupted one and trained over it)."""
+        from kdgat.core.locks import writing
+
         self.preflight()
+        with writing(self.layout.out, "pipeline"):
+            return self._run_steps()
+
+    def _run_steps(self) -> list[dict]:
         todo = self.todo()
         for i, (dataset, seed, step) in enumerate(todo, 1):
             where = ", ".join(x for x in (dataset, None if seed is None else seed_folder(seed)) if x)

@@ -26,6 +26,8 @@ import signal
 import sys
 import time
 import warnings
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import lightning as L
@@ -48,6 +50,7 @@ from kdgat.core.config import (
     trained_on,
 )
 from kdgat.core.errors import Interrupted, KdgatError, UsageError
+from kdgat.core.locks import writing
 from kdgat.core.manifest import Manifest, begin_output, file_entry, refuse_other_output, write_manifest
 from kdgat.core.publish import publish_output, staged_output
 from kdgat.core.run_files import CONFIG_FILE, METRICS_FILE, MODEL_FILE, WINDOW_MODEL_FILE
@@ -132,11 +135,24 @@ def _quiet_lightning() -> None:
 RUN_KEY_FILE = "run_key"  # beside the checkpoints: the inputs they were trained on (preemption.run_key)
 
 
-def run(
+def run(cfg: PipelineConfig, graphs_dir: str | Path, out_dir: str | Path, **options) -> Manifest:
+    """Train one model on a graph store (:func:`_train`, whose options these are), holding its run folder, and the
+    durable checkpoint folder where one is given, for this process: a second training into either is refused at
+    once (:func:`kdgat.core.locks.writing`)."""
+    out_dir = Path(out_dir)
+    refuse_other_output(out_dir, "train")  # before the lock file: another stage's folder is not written in
+    check_output_folder(out_dir)
+    with ExitStack() as held:
+        held.enter_context(writing(out_dir, "train"))
+        return _train(cfg, graphs_dir, out_dir, hold=held.enter_context, **options)
+
+
+def _train(
     cfg: PipelineConfig,
     graphs_dir: str | Path,
-    out_dir: str | Path,
+    out_dir: Path,
     *,
+    hold: Callable,
     teacher_dir: str | Path | None = None,
     resume: bool = True,
     progress_bar: bool | None = None,
@@ -158,9 +174,7 @@ def run(
     set_threads(threads)
     accelerator = resolve_accelerator(accelerator) if cfg.model_type not in WINDOW_VECTOR_MODELS else "cpu"
     started = time.perf_counter()
-    graphs_dir, out_dir = Path(graphs_dir), Path(out_dir)
-    refuse_other_output(out_dir, "train")
-    check_output_folder(out_dir)  # an unusable output path fails now, not after the work (nothing created)
+    graphs_dir = Path(graphs_dir)
     if cfg.model_type == "dqn":
         raise KdgatError("`kdgat train` trains vgae, gat, hgb or novelty models; dqn is trained by `kdgat fuse`")
     if cfg.has_kd and teacher_dir is None:
@@ -212,6 +226,8 @@ def run(
     # never continued, whether it sits in the run folder or in durable storage under this key)
     key = run_key(run_label(cfg), store.dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
     state_dir = out_dir if checkpoint_dir is None else ensure_folder(Path(checkpoint_dir) / key)
+    if state_dir != out_dir:  # a retry of a task whose first attempt still runs (SLURM) shares it
+        hold(writing(state_dir, "train"))
     ckpt_dir = state_dir / "checkpoints"
     last = ckpt_dir / "last.ckpt"
     previous = state_dir / CONFIG_FILE
