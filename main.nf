@@ -62,6 +62,10 @@ workflow {
     if (params.containsKey('seed')) {  // not params.seed: reading an undeclared param logs a warning on every run
         error("--seed is now --seeds (a comma list: every training, fusion and evaluation runs once per seed)")
     }
+    // each task's own seed comes last on its command line: a seed= in --overrides would be ignored without a word
+    if ((params.overrides ?: '').toString().tokenize(' ').any { o -> o.tokenize('.=')[0] == 'seed' }) {
+        error("--overrides: seed= has no effect in a campaign, whose tasks each take one of --seeds; give --seeds instead")
+    }
     def seeds = params.seeds.toString().tokenize(',').collect { s -> s.trim() }
     if (!seeds || seeds.any { s -> !s.isInteger() || (s as Integer) < 0 }) {
         error("--seeds must be a comma list of whole numbers (e.g. --seeds 0,1,2), not '${params.seeds}'")

@@ -133,6 +133,23 @@ def test_ingest_files_with_split_scenario_and_benign(data_root, tmp_path):
     assert item["attack_rows"] == 0 and item["unlabelled_rows"] == 0
 
 
+def test_ingest_names_attack_frames_after_the_file_or_attack_type(data_root, tmp_path):
+    """A FILE whose format carries no attack names: its attack frames are named after the file (`DoS-1.csv` ->
+    `dos`) or by --attack-type; benign frames stay `normal`."""
+    import pyarrow.parquet as pq
+
+    capture = data_root / "can-train-and-test/set_01/train_01/DoS-1.csv.xz"
+    for extra, name in (([], "dos"), (["--attack-type", "flood"], "flood")):
+        out = tmp_path / name
+        assert invoke("ingest", capture, "--out", out, *extra).exit_code == 0
+        (item,) = json.loads((out / "manifest.json").read_text())["outputs"]
+        table = pq.read_table(out / item["path"], columns=["label", "attack_type"])
+        labels, names = table["label"].to_numpy(), table["attack_type"].to_pylist()
+        assert {n for n, y in zip(names, labels, strict=True) if y == 1} == {name}
+        assert {n for n, y in zip(names, labels, strict=True) if y == 0} == {"normal"}
+        assert int(labels.sum()) == item["attack_rows"] == 9_139  # the data README's count
+
+
 def test_synth_then_ingest_synthetic_dataset(tmp_path):
     data = tmp_path / "data"
     result = invoke("synth", "--out", data / "synthetic", "--seed", 3, "--duration", 2)

@@ -169,6 +169,10 @@ def test_the_configs_table_holds_the_settings_each_run_learnt_with(tmp_path):
         dqn["weight_decay"],
     )
     assert fusion["max_epochs"] is None and fusion["patience"] is None and fusion["dqn_episodes"] == dqn["episodes"]
+    # the model columns of a run's own section only (a VGAE's row gave the dqn section's episodes)
+    vgae = rows["vgae_large"]
+    assert vgae["vgae_latent_dim"] is not None and vgae["dqn_episodes"] is None and vgae["gat_hidden"] is None
+    assert rows["gat_small"]["vgae_latent_dim"] is None and rows["gat_small"]["gat_hidden"] == student["gat"]["hidden"]
 
 
 def _damaged(paths: dict[str, Path], what: str) -> Path:

@@ -784,12 +784,15 @@ def test_profiles():
     env = {"launchDir": "/launch", "projectDir": "/project"}
     given = {"outdir": "results", "lake": "/data/lake", "apptainer_bind": "a, /b,c:/mnt/c"}
     assert (
-        nfconfig.evaluate(binds, {**env, "params": given})
+        nfconfig.evaluate(binds, {**env, "params": given, "System": {}})
         == "/launch/results,/data/lake,/launch/a,/b,/launch/c:/mnt/c,/project/bin"
     )
-    assert nfconfig.evaluate(binds, {**env, "params": {"outdir": "/out", "lake": None, "apptainer_bind": None}}) == (
-        "/out,/project/bin"
-    )
+    bare = {"outdir": "/out", "lake": None, "apptainer_bind": None}
+    assert nfconfig.evaluate(binds, {**env, "params": bare, "System": {}}) == "/out,/project/bin"
+    # presets of one's own ($KDGAT_CONFIG_DIR) reach the tasks in the container as outside it (they were ignored)
+    own = {"KDGAT_CONFIG_DIR": "presets"}
+    assert nfconfig.evaluate(binds, {**env, "params": bare, "System": own}) == "/out,/launch/presets,/project/bin"
+    assert {"KDGAT_CONFIG_DIR", "KDGAT_ACCELERATOR"} <= set(whitelist)
     slurm = strip_comments((ROOT / "conf" / "slurm.config").read_text())
     assert "executor = 'slurm'" in slurm and "queue = params.slurm_queue" in slurm
     assert "--account=${params.slurm_account}" in slurm
@@ -981,6 +984,14 @@ def test_each_task_gets_the_overrides_it_depends_on():
             alias, {"id": "d", "model": model}, "slurm", overrides=overrides, max_epochs=3, precision="16-mixed"
         )
         assert given(args) == ["preprocessing.stride=50", *own, "seed=3"] and "--accelerator" not in args, alias
+    # kdgat pipeline gives each run the same ones (kdgat.core.config.own_overrides): the same recorded config
+    from kdgat.core.config import own_overrides
+
+    for alias, model in (("TRAIN_GAT_SMALL_KD", "gat"), ("TRAIN_VGAE_LARGE", "vgae"), ("TRAIN_HGB_LARGE", "hgb"),
+                         ("TRAIN_NOVELTY_LARGE", "novelty"), ("FUSE_LARGE", "dqn")):  # fmt: skip
+        meta = {"id": "d", "scale": "large"} if model == "dqn" else {"id": "d", "model": model}
+        args = task_args(alias, meta, overrides=overrides, max_epochs=None, dqn_episodes=None)
+        assert given(args) == own_overrides(model, overrides.split()), alias
     fuse = task_args("FUSE_LARGE", {"id": "d", "scale": "large"}, overrides=overrides, dqn_episodes=7)
     # no training.*: a fusion has no training loop (kdgat keeps that section out of its config hash too)
     assert given(fuse) == ["preprocessing.stride=50", "dqn.episodes=9", "seed=3", "fusion.epochs=4", "dqn.episodes=7"]
@@ -995,6 +1006,7 @@ def test_a_seed_in_overrides_never_undoes_the_seed_fan_out():
         assert command.index("${args}") < seed, name
     assert "max_epochs != null" in (ROOT / "conf" / "modules.config").read_text()  # a 0 is refused, not dropped
     assert "--${name} must be a whole number of at least 1" in MAIN.read_text()
+    assert "--overrides: seed= has no effect in a campaign" in MAIN.read_text()  # refused, not silently ignored
 
 
 def test_cluster_params_reach_the_training_jobs():

@@ -1031,7 +1031,7 @@ def test_a_rerun_that_fails_late_keeps_the_finished_output_whole(store_dir, teac
     with pytest.raises(KdgatError, match="no-such-folder"):  # after the work, where it records the run
         again("sqlite:////proc/no-such-folder/mlruns.db", other=True)
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == finished
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no staging folder left
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging-")]  # no staging folder left
 
 
 def test_an_evaluation_run_again_without_scores_leaves_no_scores_of_the_last_one(store_dir, teachers, tmp_path):

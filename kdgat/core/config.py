@@ -292,6 +292,17 @@ def without_other_models(dumped: dict) -> dict:
     return {k: v for k, v in dumped.items() if k not in ignored}
 
 
+def own_overrides(model_type: str, overrides: list[str]) -> list[str]:
+    """The ``-O`` overrides a ``model_type`` run's config takes, as Nextflow's tasks are given them
+    (conf/modules.config): not the other models' sections, not ``fusion`` for a trained model, not ``training``
+    for a yardstick or a fusion (:func:`without_other_models` leaves the same out of its identity). So `kdgat
+    pipeline` and Nextflow record the same config for the same run."""
+    own = {model_type, "fusion"} if model_type == "dqn" else {model_type}
+    loopless = model_type in WINDOW_VECTOR_MODELS or model_type == "dqn"
+    dropped = (set(MODEL_SECTIONS) | {"fusion"}) - own | ({"training"} if loopless else set())
+    return [o for o in overrides if parse_override(o)[0][0] not in dropped]
+
+
 # What a trained GNN's numbers depend on beyond its config. "frames only": per-ID statistics, the VGAE's
 # percentiles and reconstruction read the nodes with a frame of their own only (kdgat.models.inputs.has_frame).
 GNN_REVISION = "frames only"

@@ -423,7 +423,11 @@ def _training_loop(ident: Identity, cfg: dict) -> dict[str, Any]:
 
 
 def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
-    loop = _training_loop(ident, cfg)
+    """A run's settings: the model columns from its own section only (a VGAE's row showed the dqn section's
+    episodes, which differ between `kdgat pipeline` and a Nextflow task for the same VGAE)."""
+    loop, full = _training_loop(ident, cfg), cfg
+    dqn = ident.model_type == "fusion" and ident.method == "dqn"
+    cfg = {k: v for k, v in cfg.items() if k not in {"vgae", "gat", "dqn"} - {ident.model_type, "dqn" if dqn else ""}}
     return dict(
         run_id=run_id, model_type=ident.model_type, scale=ident.scale, seed=cfg.get("seed"), lr=loop.get("lr"),
         weight_decay=loop.get("weight_decay"), batch_size=loop.get("batch_size"),
@@ -435,7 +439,7 @@ def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
         gat_jk_mode=_get(cfg, "gat", "jk_mode"), dqn_hidden=_get(cfg, "dqn", "hidden"),
         dqn_episodes=_get(cfg, "dqn", "episodes"), dqn_gamma=_get(cfg, "dqn", "gamma"),
         kd_alpha=_get(cfg, "kd", "alpha"), kd_temperature=_get(cfg, "kd", "temperature"),
-        full_config_json=json.dumps(cfg, sort_keys=True),
+        full_config_json=json.dumps(full, sort_keys=True),
     )  # fmt: skip
 
 

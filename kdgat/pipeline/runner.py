@@ -201,13 +201,12 @@ class PipelineRunner:
 
         ``seed`` (one of ``--seed``) comes after every other override; None leaves the presets' or -O's.
         """
-        from kdgat.core.config import parse_override, resolve_config
+        from kdgat.core.config import own_overrides, resolve_config
 
         if (model, scale, kd, seed) not in self._configs:
             aux = ["kd_standard"] if kd else ["none"]
-            # fusion.* is the fuse runs' section (their config is dqn's): a training that took it had another
-            # key, so an override of the fusion trained every model again (Nextflow's tasks filter it alike)
-            given = [o for o in self.options.overrides if model == "dqn" or parse_override(o)[0][0] != "fusion"]
+            # each run takes its own model's overrides, as a Nextflow task (fusion.* trained every model again)
+            given = own_overrides(model, self.options.overrides)
             overrides = [*given, *([f"seed={seed}"] if seed is not None else [])]
             self._configs[model, scale, kd, seed] = resolve_config(model, scale, aux, overrides)
         return self._configs[model, scale, kd, seed]

@@ -403,7 +403,7 @@ def run(
     # only now, every run scored: a run refused on this store leaves an earlier evaluation in the folder whole
     with staged_output(out_dir, "evaluate") as staging:  # the finished output stays whole until this one is
         threshold_policy = policy if thresholds is None else f"recorded in {thresholds}"
-        document = {"store": str(graphs_dir), "threshold_policy": threshold_policy, "runs": metrics}
+        document = {"store": str(graphs_dir.resolve()), "threshold_policy": threshold_policy, "runs": metrics}
         _save_npz(staging / "embeddings.npz", embeddings)
         if score_rows is not None:
             _save_scores(staging / SCORES_FILE, score_rows)

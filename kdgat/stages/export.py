@@ -111,7 +111,8 @@ def run(
     models: dict[str, b.ModelSpec] = {}
     sources: dict[str, Path] = {}
     detectors: list[b.Detector] = []
-    inputs = [file_entry(graphs_dir / "metadata.json", sha256=store.metadata_sha256)]
+    # inputs by absolute path, as every stage records them (a Nextflow task folder's relative names mean nothing)
+    inputs = [file_entry(graphs_dir.resolve() / "metadata.json", sha256=store.metadata_sha256)]
 
     clean_stale(out_dir.parent)
     with staged_folder(out_dir) as staging:
@@ -135,7 +136,7 @@ def run(
                                         source=str(run_dir.resolve()), parameters=int(metrics["parameters"]),
                                         scale=cfg.scale, kd=cfg.has_kd)  # fmt: skip
             sources[label] = run_dir.resolve()
-            inputs.append(file_entry(model_file(run_dir)))
+            inputs.append(file_entry(model_file(run_dir.resolve())))
             return label
 
         def add_fusion(run_dir: Path) -> str:
@@ -159,7 +160,7 @@ def run(
                                         members=member_labels, method=members["method"], scale=members["scale"],
                                         kd=bool(members["kd"]))  # fmt: skip
             sources[label] = run_dir.resolve()
-            inputs.append(file_entry(run_dir / FUSION_FILE))
+            inputs.append(file_entry(run_dir.resolve() / FUSION_FILE))
             return label
 
         for run_dir in run_dirs:
@@ -216,7 +217,7 @@ def run(
         manifest = write_manifest(
             staging,
             stage="export",
-            inputs=[*inputs, file_entry(eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir)],
+            inputs=[*inputs, file_entry((eval_dir / METRICS_FILE if eval_dir.is_dir() else eval_dir).resolve())],
             config={
                 "runs": [str(r.resolve()) for r in run_dirs],
                 "evaluation": str(eval_dir.resolve()),
