@@ -450,3 +450,27 @@ def test_a_fusion_setting_changes_the_fuse_steps_only(tmp_path):
     base, changed = arguments(), arguments("fusion.epochs=3", "fusion.mlp_lr=0.002")
     for name, args in base.items():
         assert (changed[name] != args) is name.startswith("fuse_"), name
+
+
+def test_a_step_whose_output_was_made_again_by_hand_runs_again(campaign, tmp_path):
+    """A run trained again by hand into a campaign's folder (another manifest) was taken as cached: the campaign's
+    evaluation, lake and report then described a model it never made. Its step runs again; the others stay cached
+    (their keys hold no output of it), and the pipeline's own run is back. On a copy of the campaign."""
+    from kdgat.core.config import resolve_config
+    from kdgat.stages.train import run as run_train
+
+    source, _ = campaign
+    shutil.copytree(source / "out", tmp_path / "out", symlinks=True)
+    (tmp_path / "data").symlink_to(source / "data", target_is_directory=True)
+    args = ("--fusion", "weighted", "--epochs", "2")  # the campaign's options after the ordered test above
+    _pipeline(tmp_path, *args)  # (run alone, this test trains them first)
+    assert "steps: 0 ran, 16 cached" in _pipeline(tmp_path, *args)
+    hgb = tmp_path / "out/synthetic/seed42/runs/hgb_large"
+    ours = json.loads((hgb / "config.json").read_text())["hgb"]["max_iter"]
+    run_train(
+        resolve_config("hgb", "large", overrides=[f"hgb.max_iter={ours + 1}"]), hgb.parent.parent.parent / "graphs", hgb
+    )
+    output = _pipeline(tmp_path, *args)
+    assert "steps: 1 ran, 15 cached" in output and "train_hgb_large (synthetic, seed42): cached" not in output
+    assert json.loads((hgb / "config.json").read_text())["hgb"]["max_iter"] == ours
+    assert "steps: 0 ran, 16 cached" in _pipeline(tmp_path, *args)

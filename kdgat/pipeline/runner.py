@@ -291,6 +291,23 @@ class PipelineRunner:
         # states written before "finished" existed were only ever written on success
         return {"finished": True, **recorded} if isinstance(recorded, dict) and "key" in recorded else {}
 
+    def _output_hash(self, dataset: str | None, seed: int | None, step: Step) -> str | None:
+        """The sha256 of a stage output's manifest (None for the lake and the report, whose markers their readers
+        and later appends change)."""
+        if step.stage in ("lake", "report"):
+            return None
+        marker = self.layout.done_marker(dataset, seed, step)
+        return sha256_file(marker) if marker.is_file() else None
+
+    def _output_as_left(self, dataset: str | None, seed: int | None, step: Step, previous: dict) -> bool:
+        """The step's output is there and is the one it wrote: a run trained again by hand into a campaign's folder
+        (another manifest) was taken as cached, and the campaign's lake and report described weights it never made.
+        States of an earlier version hold no hash: their output is taken as it is."""
+        if not self.layout.done_marker(dataset, seed, step).exists():
+            return False
+        recorded = previous.get("output_sha256")
+        return recorded is None or recorded == self._output_hash(dataset, seed, step)
+
     def _record(self, dataset: str | None, seed: int | None, step: Step, **state) -> None:
         path = self.layout.state(dataset, seed, step)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -512,7 +529,7 @@ class PipelineRunner:
             self.keys[(dataset, seed, step.name)] = key
             previous = {} if self.options.force else self._previous(dataset, seed, step)
             same_key = previous.get("key") == key
-            if same_key and previous["finished"] and self.layout.done_marker(dataset, seed, step).exists():
+            if same_key and previous["finished"] and self._output_as_left(dataset, seed, step, previous):
                 self.console.print(Text.assemble(f"{label}: ", ("cached", "dim")))
                 self.record.append({**entry, "status": "cached", "seconds": 0.0})
                 self._learn(dataset, step)
@@ -523,7 +540,8 @@ class PipelineRunner:
                 self._progress = self._reporter(label, status)
                 summary = self._execute(dataset, seed, step, resume=same_key and not previous["finished"])
             seconds = time.perf_counter() - started
-            self._record(dataset, seed, step, key=key, finished=True, seconds=round(seconds, 3))
+            output = self._output_hash(dataset, seed, step)
+            self._record(dataset, seed, step, key=key, finished=True, seconds=round(seconds, 3), output_sha256=output)
             self._learn(dataset, step)
             self.console.print(Text.assemble(f"{label}: {summary} ", (f"({seconds:.1f} s)", "dim")))
             self.record.append({**entry, "status": "ran", "seconds": round(seconds, 3)})
