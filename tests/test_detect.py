@@ -412,6 +412,36 @@ def test_a_changed_bundle_is_refused(trained, road_test, tmp_path):
     one_line_error(invoke("detect", road_test, "--detector", tmp_path), "not a detector bundle")
 
 
+def test_a_bundle_from_someone_else_runs_none_of_their_code_when_loaded(trained, road_test, tmp_path):
+    """README: a bundle holds no pickle. Weights whose pickle would run code (recorded with a matching sha256, as
+    its author would) are refused in one line by torch's weights_only loader, and the code never runs."""
+    import torch
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained / "detector", bundle)
+    ran = tmp_path / "their-code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib_touch, (str(ran),))
+
+    weights = bundle / "models/fusion_mlp_small/fusion.pt"
+    torch.save({"weight": Payload()}, weights)
+    spec = json.loads((bundle / "detector.json").read_text())
+    for item in spec["files"]:
+        if item["path"] == "models/fusion_mlp_small/fusion.pt":
+            item["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (bundle / "detector.json").write_text(json.dumps(spec))
+    result = invoke("detect", road_test, "--detector", bundle, "--out", tmp_path / "v.csv")
+    one_line_error(result, "fusion.pt")
+    assert not ran.exists() and not (tmp_path / "v.csv").exists()
+
+
+def pathlib_touch(path: str) -> None:
+    """What a malicious pickle would call (here: leave a mark)."""
+    Path(path).touch()
+
+
 # -- captures ------------------------------------------------------------------------------------
 
 
