@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kdgat.cli import app
+from kdgat.core.hashing import sha256_file
 from kdgat.pipeline.plan import TRAIN_VARIANTS, plan_steps
 
 STEPS = {s.name: s for s in plan_steps()}
@@ -163,6 +164,9 @@ def test_pipeline_stops_after_graphs_when_the_fusions_could_not_be_fitted(campai
     manifest = json.loads(manifest_path.read_text())
     manifest["summary"]["parts"]["fusion"].update(attack_graphs=0, attack_share=0.0)
     manifest_path.write_text(json.dumps(manifest))
+    state_path = out / ".pipeline/synthetic/graphs.json"  # as if the pipeline had built the store so
+    state = json.loads(state_path.read_text())
+    state_path.write_text(json.dumps({**state, "output_sha256": sha256_file(manifest_path)}))
     args = ["pipeline", "-d", "synthetic", "--data-root", source / "data", "-o", out,
             "--epochs", "1", "--episodes", "2", "--explain", "0"]  # fmt: skip
     result = CliRunner().invoke(app, [str(a) for a in args])
