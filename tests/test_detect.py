@@ -437,6 +437,87 @@ def test_a_bundle_from_someone_else_runs_none_of_their_code_when_loaded(trained,
     assert not ran.exists() and not (tmp_path / "v.csv").exists()
 
 
+def _rehash(bundle: Path) -> None:
+    """Record every listed file's sha256 again, as the author of a bundle made to harm would."""
+    spec = json.loads((bundle / "detector.json").read_text())
+    for item in spec["files"]:
+        path = bundle / item["path"]
+        if path.is_file():
+            item["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (bundle / "detector.json").write_text(json.dumps(spec))
+
+
+def _edit_json(path: Path, change) -> None:
+    value = json.loads(path.read_text())
+    path.write_text(json.dumps(change(value)))
+
+
+def _as_hgb(bundle: Path, ran: Path) -> None:
+    import joblib
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib_touch, (str(ran),))
+
+    _edit_json(bundle / "models/gat_small/config.json", lambda c: {**c, "model_type": "hgb"})
+    joblib.dump(Payload(), bundle / "models/gat_small/model.joblib")
+    pickled = {"path": "models/gat_small/model.joblib", "sha256": "", "bytes": 0}
+    _edit_json(bundle / "detector.json", lambda s: {**s, "files": [*s["files"], pickled]})
+
+
+def _spec(change):
+    return lambda bundle, _ran: _edit_json(bundle / "detector.json", change)
+
+
+def _files(change):
+    return _spec(lambda s: {**s, "files": change(s["files"])})
+
+
+def _model_path(bundle: Path, _ran: Path) -> None:
+    elsewhere = bundle.parent / "elsewhere"
+    shutil.copytree(bundle / "models/gat_small", elsewhere)
+    _edit_json(bundle / "detector.json", lambda s: {**s, "models": [
+        {**m, "path": str(elsewhere)} if m["label"] == "gat_small" else m for m in s["models"]]})  # fmt: skip
+
+
+def _members(value):
+    return lambda bundle, _ran: _edit_json(bundle / "models/fusion_mlp_small/members.json", lambda m: value(m))
+
+
+@pytest.mark.parametrize(
+    ("harm", "said"),
+    [
+        (_as_hgb, "models/gat_small/config.json: a hgb run, where detector.json says gat"),
+        (_files(lambda files: []), "config.json: not listed with its sha256 in detector.json"),
+        (_files(lambda files: [*files, {"path": "../../../../etc/hostname", "sha256": "", "bytes": 0}]),
+         "file '../../../../etc/hostname' is not inside the bundle"),
+        (_model_path, "is not inside the bundle"),
+        (_members(lambda m: {**m, "gat": "/tmp"}), "members.json: its gat is not one of the bundle's gat folders"),
+        (_members(lambda m: [m]), "members.json: its vgae is not one of the bundle's vgae folders"),
+        (_spec(lambda s: {**s, "window": 2_000_000_000}), "window: Input should be less than or equal to 100000"),
+        (_spec(lambda s: {**s, "detectors": []}), "detectors: List should have at least 1 item"),
+        (_spec(lambda s: {**s, "detectors": [{**d, "threshold": {**d["threshold"], "value": float("nan")}}
+                                             for d in s["detectors"]]}), "threshold.value: Input should be a finite"),
+        (lambda bundle, _ran: _edit_json(bundle / "store.json", lambda _: []), "not a readable detector bundle"),
+        (lambda bundle, _ran: _edit_json(bundle / "models/gat_small/metrics.json", lambda m: {**m, "vocab_size": 3e9}),
+         "metrics.json: trained on other sizes than detector.json gives"),
+    ],
+    ids=["hgb-pickle", "no-files-listed", "file-outside", "model-outside", "member-outside", "members-not-a-mapping",
+         "huge-window", "no-detector", "nan-threshold", "store-not-a-mapping", "huge-vocabulary"],
+)  # fmt: skip
+def test_a_bundle_made_to_harm_is_refused_in_one_line_before_its_code_runs(trained, road_test, tmp_path, harm, said):
+    """A shared bundle that reads files outside itself, lists none of what it reads, makes kdgat unpickle a
+    yardstick's model.joblib (its code ran), or holds malformed or oversized values: one line naming it, nothing run,
+    nothing written (its sha256 values recorded again, as its author would)."""
+    bundle, ran = tmp_path / "bundle", tmp_path / "their-code-ran"
+    shutil.copytree(trained / "detector", bundle)
+    harm(bundle, ran)
+    _rehash(bundle)
+    result = invoke("detect", road_test, "--detector", bundle, "--out", tmp_path / "v.csv")
+    one_line_error(result, said)
+    assert not ran.exists() and not (tmp_path / "v.csv").exists()
+
+
 def pathlib_touch(path: str) -> None:
     """What a malicious pickle would call (here: leave a mark)."""
     Path(path).touch()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
@@ -37,6 +37,7 @@ BUNDLE_VERSION = 2  # 2: a fusion's members.json may hold novel_alert, which a r
 READABLE_VERSIONS = (1, 2)  # a version-1 bundle has no novel_alert: it scores as it did
 
 ModelKind = Literal["gat", "vgae", "fusion"]
+MAX_WINDOW = 100_000  # frames; the study's is 100
 
 
 class _Frozen(BaseModel):
@@ -52,7 +53,7 @@ class BundleFile(_Frozen):
 class Threshold(_Frozen):
     """The decision threshold evaluate chose on validation, and how (``record`` is its entry verbatim)."""
 
-    value: float
+    value: float = Field(allow_inf_nan=False)
     policy: str
     evaluation: str  # the evaluation folder it was read from
     record: dict[str, Any]
@@ -83,13 +84,15 @@ class DetectorSpec(_Frozen):
     version: int = BUNDLE_VERSION  # load_spec refuses one outside READABLE_VERSIONS first
     created_at: str
     dataset: str | None
-    detectors: list[Detector]  # in --run order; the first gives the verdict unless another is chosen
+    # in --run order; the first gives the verdict unless another is chosen
+    detectors: list[Detector] = Field(min_length=1)
     models: list[ModelSpec]  # every model folder (detectors and fusion members)
     feature_set: str  # tag, e.g. e4t@1
-    window: int  # what the models were trained with
-    stride: int
-    vocab_size: int
-    num_node_features: int
+    # what the models were trained with; bounded: the window sizes the stream's buffers (2e9 asked for 60 GiB)
+    window: int = Field(ge=2, le=MAX_WINDOW)
+    stride: int = Field(ge=1, le=MAX_WINDOW)
+    vocab_size: int = Field(ge=1)
+    num_node_features: int = Field(ge=1)
     store_fingerprint: str | None
     versions: dict[str, str]
     files: list[BundleFile]
@@ -130,14 +133,43 @@ def load_spec(bundle: str | Path) -> DetectorSpec:
         raise KdgatError(f"{path}: {where}: {problem['msg']}") from None
 
 
+def inside(bundle: Path, relative: str, what: str) -> Path:
+    """``bundle / relative``, refused where it leaves the bundle (an absolute path, ``..``, a link out): a bundle is
+    shared, and what it names is read."""
+    path = (bundle / relative).resolve()
+    if Path(relative).is_absolute() or ".." in Path(relative).parts or not path.is_relative_to(bundle.resolve()):
+        raise KdgatError(f"{bundle / SPEC_FILE}: {what} {relative!r} is not inside the bundle")
+    return path
+
+
+def read_files(spec: DetectorSpec) -> set[str]:
+    """Every file loading the bundle reads besides detector.json: each must be listed with its sha256."""
+    weights = {"fusion": ("fusion.pt", "members.json")}
+    needed = {VOCAB_FILE, STORE_FILE, REFERENCE_FILE}
+    for model in spec.models:
+        for name in ("config.json", "metrics.json", *weights.get(model.kind, ("model.pt",))):
+            needed.add(f"{model.path}/{name}")
+    return needed
+
+
 def verify_files(bundle: Path, spec: DetectorSpec) -> None:
-    """Every file the spec lists is there with its recorded sha256."""
+    """Every file the spec lists is inside the bundle and there with its recorded sha256, and every file loading
+    reads is listed: a bundle that lists nothing (or a file outside itself) was loaded unchecked."""
+    listed = set()
     for item in spec.files:
-        path = bundle / item.path
+        path = inside(bundle, item.path, "file")
         if not path.is_file():
-            raise KdgatError(f"{path}: missing from the detector bundle")
+            raise KdgatError(f"{bundle / item.path}: missing from the detector bundle")
         if sha256_file(path) != item.sha256:
-            raise KdgatError(f"{path}: sha256 differs from {SPEC_FILE}; the bundle was changed after export")
+            raise KdgatError(
+                f"{bundle / item.path}: sha256 differs from {SPEC_FILE}; the bundle was changed after export"
+            )
+        listed.add(path)
+    for model in spec.models:
+        inside(bundle, model.path, "model folder")
+    for needed in sorted(read_files(spec)):
+        if (bundle / needed).resolve() not in listed:
+            raise KdgatError(f"{bundle / needed}: not listed with its sha256 in {SPEC_FILE}; export the bundle again")
 
 
 def read_json(bundle: Path, name: str) -> Any:

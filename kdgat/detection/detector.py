@@ -24,6 +24,7 @@ import torch
 from torch_geometric.utils import scatter
 
 from kdgat.core.errors import KdgatError
+from kdgat.core.run_files import CONFIG_FILE, MEMBERS_FILE, METRICS_FILE
 from kdgat.data.batching import assemble_batch
 from kdgat.data.features import get_feature_set
 from kdgat.data.payload_runs import limits_from_json
@@ -244,9 +245,43 @@ def _share(values: torch.Tensor, batch) -> torch.Tensor:
     return values / total.clamp_min(1e-12)[batch.batch]
 
 
+def check_models(bundle: Path, spec: b.DetectorSpec) -> None:
+    """What each model folder is, read before any weights: a folder whose config.json names another kind than the
+    spec (an hgb's model.joblib is a pickle, and loading it ran the sender's code), a fusion whose members.json
+    names folders other than the bundle's members, or sizes other than the spec's, is refused in one line."""
+    folders = {b.inside(bundle, m.path, "model folder"): m for m in spec.models}
+    for folder, model in folders.items():
+        config = b.read_json(folder, CONFIG_FILE)
+        expected = "dqn" if model.kind == "fusion" else model.kind  # a fusion run's config is the dqn section's
+        found = config.get("model_type") if isinstance(config, dict) else None
+        if found != expected:
+            raise KdgatError(f"{folder / CONFIG_FILE}: a {found} run, where {b.SPEC_FILE} says {model.kind}")
+        if model.kind != "fusion":
+            metrics = b.read_json(folder, METRICS_FILE)
+            sizes = (metrics.get("vocab_size"), metrics.get("num_node_features")) if isinstance(metrics, dict) else ()
+            if sizes != (spec.vocab_size, spec.num_node_features):
+                raise KdgatError(f"{folder / METRICS_FILE}: trained on other sizes than {b.SPEC_FILE} gives")
+            continue
+        members = b.read_json(folder, MEMBERS_FILE)
+        for role in ("vgae", "gat"):
+            named = members.get(role) if isinstance(members, dict) else None
+            member = folders.get((folder / named).resolve()) if isinstance(named, str) else None
+            if member is None or member.kind != role:
+                raise KdgatError(f"{folder / MEMBERS_FILE}: its {role} is not one of the bundle's {role} folders")
+
+
 def load_detector(bundle: str | Path, *, compile_models: bool = False, batch_size: int = 1024) -> Detector:
-    """Check a bundle (description, every file's sha256) and rebuild its scorers; no store needed."""
+    """Check a bundle (description, every file it reads with its sha256, what each model folder is) and rebuild
+    its scorers; no store needed. A bundle is shared: what is wrong in one is a line, never a traceback."""
     bundle = Path(bundle)
     spec = b.load_spec(bundle)
     b.verify_files(bundle, spec)
-    return Detector(bundle, spec, compile_models=compile_models, batch_size=batch_size)
+    check_models(bundle, spec)
+    try:
+        return Detector(bundle, spec, compile_models=compile_models, batch_size=batch_size)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        if isinstance(exc, KdgatError):
+            raise
+        raise KdgatError(
+            f"{bundle}: not a readable detector bundle ({type(exc).__name__}: {exc}); export it again"
+        ) from None
