@@ -397,3 +397,51 @@ def test_reading_a_block_hears_only_its_own_handler(monkeypatch):
         assert sys.unraisablehook is not reported.append
     assert [type(r.exc_value) for r in reported] == [RuntimeError] and heard == []
     assert sys.unraisablehook == reported.append
+
+
+@pytest.mark.parametrize("suffix", ["", ".zst"])
+def test_a_line_longer_than_any_capture_has_is_refused_by_its_number(tmp_path, suffix):
+    """A capture whose line 4 never ends (53 KB of zstd held 1.5 GB without a newline) grew a copy of that line
+    to 3.6 GB of memory before anything was said; it is refused in one line once past 1 MiB, its number given."""
+    from kdgat.data.formats.stream import MAX_LINE_BYTES
+
+    capture = write_capture(
+        tmp_path / "endless.csv", CTT_HEADER + GOOD_ROWS + "1.2," + "A" * (2 * MAX_LINE_BYTES), suffix
+    )
+    out = tmp_path / "frames"
+    result = run_ingest_cli(capture, "--out", out, "--on-bad-rows", "skip")
+    assert_one_line_error(result, f"{capture}:4: a line longer than 1,048,576 bytes")
+    assert_no_output(out)
+
+
+def test_a_line_longer_than_any_capture_has_is_refused_on_a_pipe(tmp_path, monkeypatch):
+    """Standard input held such a line whole, waiting for its end; past 1 MiB it is handed on and refused."""
+    import os
+    import threading
+
+    from kdgat.core.errors import BadInputError
+    from kdgat.data.formats.stream import MAX_LINE_BYTES
+    from kdgat.detection import sources
+
+    read, write = os.pipe()
+    monkeypatch.setattr(sources, "STDIN_FD", read)
+    lines = "(1.000000) can0 123#00\n(1.000100) can0 124#01\n"
+
+    def writer():
+        try:
+            os.write(write, lines.encode())
+            for _ in range(3):  # 3 MiB of one line, never ended: the reader must not wait for the rest
+                os.write(write, b"7" * MAX_LINE_BYTES)
+        except BrokenPipeError:
+            pass
+        finally:
+            os.close(write)
+
+    feeding = threading.Thread(target=writer)
+    feeding.start()
+    try:
+        with pytest.raises(BadInputError, match=r"<stdin>:3: a line longer than 1,048,576 bytes"):
+            sources.read_frames("-", lambda block: None)
+    finally:
+        os.close(read)
+        feeding.join()

@@ -21,6 +21,9 @@ import pyarrow as pa
 from kdgat.core.errors import BadInputError
 
 DEFAULT_BLOCK_SIZE = 16 << 20
+# no capture format's line comes near this long (a CAN frame's is under 200 bytes): a longer one is refused with its
+# line number; a file of one endless line (53 KB of zstd held 1.5 GB without a newline) grew a copy of it to 3.6 GB
+MAX_LINE_BYTES = 1 << 20
 # a UTF-8 byte-order mark (Notepad, PowerShell, Excel's "CSV UTF-8"): not part of the first line; the hash keeps it
 UTF8_BOM = b"\xef\xbb\xbf"
 
@@ -206,6 +209,8 @@ class PipeStream:
             if b"\n" in self._pending:  # whole lines only (a line longer than size: size bytes of it)
                 cut = self._pending.rfind(b"\n", 0, size) + 1 or size
                 return self._take(cut)
+            if len(self._pending) > MAX_LINE_BYTES:  # a line no capture has: iter_line_blocks refuses it, by number
+                return self._take(len(self._pending))
             if not self._arrive(len(self._pending) + max(size, 1)):  # a line longer than size: more of it
                 if self.ended:
                     continue
@@ -289,13 +294,15 @@ def iter_line_blocks(stream: CaptureStream, block_size: int = DEFAULT_BLOCK_SIZE
             return
         if at_end:
             carry = b""
-        else:
+        else:  # whole lines go on; the line still arriving is carried (one longer than a block: read on)
             cut = raw.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block: keep reading
-                carry = raw
-                continue
             raw, carry = raw[:cut], raw[cut:]
         block = LineBlock(raw, next_line)
+        if len(carry) > MAX_LINE_BYTES:  # held whole while more of it came: memory, not a row
+            too_long = f"a line longer than {MAX_LINE_BYTES:,} bytes: no capture's"
+            raise BadInputError(stream.path, too_long, next_line + block.n_lines)
+        if not raw:
+            continue
         yield block
         next_line += block.n_lines
         if at_end:
