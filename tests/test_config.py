@@ -409,3 +409,16 @@ def test_fusion_novel_alert_is_a_fuse_run_setting(tmp_path):
     shown.write_text(config_to_yaml(off))
     assert "novel_alert: false" in shown.read_text() and load_frozen_config(shown) == off
     assert "novel_alert" not in config_to_yaml(resolve_config("gat", "small"))  # not a GAT run's setting
+
+
+def test_an_override_with_a_yaml_alias_is_refused_at_once():
+    """Nested aliases in one -O value (711 characters) ran for minutes and filled 4 GB before anything was said."""
+    from kdgat.core.config import resolve_config
+    from kdgat.core.errors import ConfigError
+
+    def level(i: int) -> str:  # a mapping of 9 keys, each the level below: 9^8 dotted keys under a8
+        return f"a{i}: &a{i} {{" + ", ".join(f"k{k}: {'*a' + str(i - 1) if i else 1}" for k in range(9)) + "}"
+
+    bomb = "gat.zz={" + ", ".join(level(i) for i in range(9)) + "}"
+    with pytest.raises(ConfigError, match=r"a YAML alias \(\*name\) in an override: write the value out"):
+        resolve_config("gat", "small", overrides=[bomb])

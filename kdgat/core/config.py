@@ -139,6 +139,10 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not _KEY_RE.fullmatch(key):
         raise ConfigError(f"-O {text}: {_OVERRIDE_FORM}")
     try:
+        # an alias (*a) in one value names nothing else: it only repeats an anchor, and nested ones (711 characters)
+        # made the config's record of where each key was set walk billions of paths
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(raw, Loader=yaml.SafeLoader)):
+            raise ConfigError(f"-O {text}: a YAML alias (*name) in an override: write the value out")
         value = load_yaml_text(raw) if raw.strip() else None
     except yaml.YAMLError as err:
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
