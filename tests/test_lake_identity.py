@@ -185,6 +185,10 @@ def _damaged(paths: dict[str, Path], what: str) -> Path:
         lines = log.read_text().splitlines()
         lines[2] = lines[2].replace("0.8", "abc", 1)
         log.write_text("\n".join(lines) + "\n")
+    elif what == "outside":  # a manifest naming files outside its folder: they were hashed into `artifacts`
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["outputs"] += [{"path": "/etc/hostname"}, {"path": "../../../../../../etc/passwd"}]
+        (run / "manifest.json").write_text(json.dumps(manifest))
     else:
         document = json.loads((run / "metrics.json").read_text())
         del document["runs"]["gat_large"]["test"]
@@ -198,6 +202,7 @@ def _damaged(paths: dict[str, Path], what: str) -> Path:
         ("metrics", "a value of its `runs` row is not recordable"),
         ("curves", "metrics.csv:3: not a training log row"),
         ("eval", "its files are not what its stage writes (missing 'test')"),
+        ("outside", "lists '/etc/hostname', which is not in the run folder"),
     ],
 )
 def test_a_damaged_run_among_several_is_one_line_and_writes_nothing(tmp_path, what, said):

@@ -368,6 +368,9 @@ def _artifacts(run_dir: Path, run_id: str, manifest: Manifest) -> list[dict]:
     rows = []
     for name in names:
         path = run_dir / name
+        # a stage lists its own files, inside its folder: a manifest naming /etc/passwd or ../.. had them hashed
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(run_dir.resolve()):
+            raise KdgatError(f"{run_dir / MANIFEST_NAME}: lists {name!r}, which is not in the run folder")
         if not path.is_file():
             raise KdgatError(f"{path}: listed in {MANIFEST_NAME} but missing")
         kind = _ARTIFACT_TYPES.get(Path(name).name, "other")
