@@ -422,3 +422,14 @@ def test_an_override_with_a_yaml_alias_is_refused_at_once():
     bomb = "gat.zz={" + ", ".join(level(i) for i in range(9)) + "}"
     with pytest.raises(ConfigError, match=r"a YAML alias \(\*name\) in an override: write the value out"):
         resolve_config("gat", "small", overrides=[bomb])
+
+
+def test_a_window_beyond_any_use_is_refused():
+    """A detector bundle may ask a stream's buffers to hold its window (one saying 2e9 asked for 60 GiB): the config
+    bounds it where it is set (100,000 frames; the study's is 100)."""
+    from kdgat.core.config import resolve_config
+    from kdgat.core.errors import ConfigError
+
+    assert resolve_config("gat", "small", overrides=["preprocessing.window=100000", "preprocessing.stride=1"])
+    with pytest.raises(ConfigError, match="preprocessing.window: Input should be less than or equal to 100000"):
+        resolve_config("gat", "small", overrides=["preprocessing.window=100001"])

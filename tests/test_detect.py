@@ -495,6 +495,8 @@ def _members(value):
         (_members(lambda m: {**m, "gat": "/tmp"}), "members.json: its gat is not one of the bundle's gat folders"),
         (_members(lambda m: [m]), "members.json: its vgae is not one of the bundle's vgae folders"),
         (_spec(lambda s: {**s, "window": 2_000_000_000}), "window: Input should be less than or equal to 100000"),
+        (_spec(lambda s: {**s, "models": [{**m, "label": "fake", "kind": "gat"} for m in s["models"]
+                                          if m["kind"] == "vgae"] + s["models"]}), "and vgae_small are one folder"),
         (_spec(lambda s: {**s, "detectors": []}), "detectors: List should have at least 1 item"),
         (_spec(lambda s: {**s, "detectors": [{**d, "threshold": {**d["threshold"], "value": float("nan")}}
                                              for d in s["detectors"]]}), "threshold.value: Input should be a finite"),
@@ -503,7 +505,8 @@ def _members(value):
          "metrics.json: trained on other sizes than detector.json gives"),
     ],
     ids=["hgb-pickle", "no-files-listed", "file-outside", "model-outside", "member-outside", "members-not-a-mapping",
-         "huge-window", "no-detector", "nan-threshold", "store-not-a-mapping", "huge-vocabulary"],
+         "huge-window", "two-entries-one-folder", "no-detector", "nan-threshold", "store-not-a-mapping",
+         "huge-vocabulary"],
 )  # fmt: skip
 def test_a_bundle_made_to_harm_is_refused_in_one_line_before_its_code_runs(trained, road_test, tmp_path, harm, said):
     """A shared bundle that reads files outside itself, lists none of what it reads, makes kdgat unpickle a

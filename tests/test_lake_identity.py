@@ -219,6 +219,19 @@ def test_a_damaged_run_among_several_is_one_line_and_writes_nothing(tmp_path, wh
     assert result.exit_code == 1 and len(lines) == 1 and said in lines[0], result.stderr
 
 
+def test_a_run_whose_files_are_links_is_appended(tmp_path):
+    """git-annex and DVC keep a run's files as links into their stores: still the run's own files (a manifest
+    naming a path outside the folder is refused: the damaged-run test above)."""
+    paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
+    run = paths["gat_small"]
+    store = tmp_path / "annex"
+    store.mkdir()
+    (run / "model.pt").rename(store / "model.pt")
+    (run / "model.pt").symlink_to(store / "model.pt")
+    append_runs(folders(paths), tmp_path / "lake")
+    assert value(tmp_path / "lake", "SELECT count(*) FROM artifacts WHERE path LIKE '%gat_small/model.pt'") == 1
+
+
 def test_a_moved_lake_answers_from_its_new_place(tmp_path):
     paths = write_run_set(tmp_path / "a", dataset="hand", seed=1)
     lake = tmp_path / "lake"

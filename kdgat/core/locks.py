@@ -50,7 +50,11 @@ def writing(folder: str | Path, command: str) -> Iterator[None]:
         ensure_folder(folder)
         path = folder / WRITER_LOCK
         created = not path.exists()
-        with open(path, "a+", encoding="utf-8") as handle:
+        try:
+            handle = open(path, "a+", encoding="utf-8")
+        except PermissionError:  # another user's lock file in a folder both may write: held read-only, unsigned
+            handle = open(path, encoding="utf-8")
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -60,12 +64,13 @@ def writing(folder: str | Path, command: str) -> Iterator[None]:
                     f"{folder}: {holder} is writing in this folder now; wait for it to end, or give another folder"
                 ) from None
             except OSError as exc:
-                if exc.errno not in _NO_LOCKS:
+                if exc.errno not in _NO_LOCKS | {errno.EINVAL, errno.EBADF}:  # EINVAL: FUSE, CIFS; EBADF: NFS read-only
                     raise
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"`kdgat {command}` (pid {os.getpid()} on {socket.gethostname()})\n")
-            handle.flush()
+            if handle.writable():
+                handle.seek(0)
+                handle.truncate()
+                handle.write(f"`kdgat {command}` (pid {os.getpid()} on {socket.gethostname()})\n")
+                handle.flush()
             try:
                 yield
             except BaseException:

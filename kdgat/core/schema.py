@@ -46,6 +46,9 @@ def _not_bool(value: Any) -> Any:
 
 
 PosInt = Annotated[int, Field(strict=True, gt=0)]
+# frames in a window: far above any use (the study's is 100), and what a detector bundle may ask a stream's buffers
+# to hold (one saying 2e9 asked for 60 GiB)
+MAX_WINDOW = 100_000
 NonNegInt = Annotated[int, Field(strict=True, ge=0)]
 PosFloat = Annotated[float, BeforeValidator(_not_bool), Field(gt=0, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, BeforeValidator(_not_bool), Field(ge=0, allow_inf_nan=False)]
@@ -71,7 +74,7 @@ class PreprocessingConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    window: PosInt
+    window: Annotated[int, Field(strict=True, gt=0, le=MAX_WINDOW)]
     stride: PosInt
     feature_set: Literal["e4", "e4t", "e4ts"]
     val_fraction: OpenUnitFloat

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kdgat.core.errors import KdgatError, UsageError
 from kdgat.core.hashing import sha256_file
 from kdgat.core.jsonfile import read_json as read_json_file
+from kdgat.core.schema import MAX_WINDOW
 
 SPEC_FILE = "detector.json"
 VOCAB_FILE = "vocab.json"
@@ -37,7 +38,6 @@ BUNDLE_VERSION = 2  # 2: a fusion's members.json may hold novel_alert, which a r
 READABLE_VERSIONS = (1, 2)  # a version-1 bundle has no novel_alert: it scores as it did
 
 ModelKind = Literal["gat", "vgae", "fusion"]
-MAX_WINDOW = 100_000  # frames; the study's is 100
 
 
 class _Frozen(BaseModel):
@@ -89,7 +89,7 @@ class DetectorSpec(_Frozen):
     models: list[ModelSpec]  # every model folder (detectors and fusion members)
     feature_set: str  # tag, e.g. e4t@1
     # what the models were trained with; bounded: the window sizes the stream's buffers (2e9 asked for 60 GiB)
-    window: int = Field(ge=2, le=MAX_WINDOW)
+    window: int = Field(ge=1, le=MAX_WINDOW)
     stride: int = Field(ge=1, le=MAX_WINDOW)
     vocab_size: int = Field(ge=1)
     num_node_features: int = Field(ge=1)

@@ -249,7 +249,12 @@ def check_models(bundle: Path, spec: b.DetectorSpec) -> None:
     """What each model folder is, read before any weights: a folder whose config.json names another kind than the
     spec (an hgb's model.joblib is a pickle, and loading it ran the sender's code), a fusion whose members.json
     names folders other than the bundle's members, or sizes other than the spec's, is refused in one line."""
-    folders = {b.inside(bundle, m.path, "model folder"): m for m in spec.models}
+    folders = {}
+    for model in spec.models:
+        folder = b.inside(bundle, model.path, "model folder")
+        if folder in folders:  # two entries of one folder: only the last one's kind would be checked
+            raise KdgatError(f"{bundle / b.SPEC_FILE}: models {folders[folder].label} and {model.label} are one folder")
+        folders[folder] = model
     for folder, model in folders.items():
         config = b.read_json(folder, CONFIG_FILE)
         expected = "dqn" if model.kind == "fusion" else model.kind  # a fusion run's config is the dqn section's

@@ -369,7 +369,8 @@ def _artifacts(run_dir: Path, run_id: str, manifest: Manifest) -> list[dict]:
     for name in names:
         path = run_dir / name
         # a stage lists its own files, inside its folder: a manifest naming /etc/passwd or ../.. had them hashed
-        if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(run_dir.resolve()):
+        # (by name: a file that is a link, as git-annex and DVC keep them, is the run's own)
+        if Path(name).is_absolute() or ".." in Path(name).parts:
             raise KdgatError(f"{run_dir / MANIFEST_NAME}: lists {name!r}, which is not in the run folder")
         if not path.is_file():
             raise KdgatError(f"{path}: listed in {MANIFEST_NAME} but missing")

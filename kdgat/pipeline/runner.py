@@ -530,6 +530,8 @@ class PipelineRunner:
             previous = {} if self.options.force else self._previous(dataset, seed, step)
             same_key = previous.get("key") == key
             if same_key and previous["finished"] and self._output_as_left(dataset, seed, step, previous):
+                if "output_sha256" not in previous:  # a step an earlier version recorded: its output from now on
+                    self._record(dataset, seed, step, **previous, output_sha256=self._output_hash(dataset, seed, step))
                 self.console.print(Text.assemble(f"{label}: ", ("cached", "dim")))
                 self.record.append({**entry, "status": "cached", "seconds": 0.0})
                 self._learn(dataset, step)
