@@ -109,3 +109,19 @@ def test_the_parameter_chart_draws_the_yardsticks_apart_from_teachers_and_studen
         "teacher", "student", "student_kd"
     ]  # fmt: skip
     assert role("fusion_dqn", "small", True) == "student_kd"
+
+
+def test_a_report_that_fails_while_drawing_keeps_the_earlier_one_whole(lake, report, monkeypatch):
+    """It removed its manifest before drawing: a figure that failed left a report folder no manifest vouched for."""
+    import kdgat.stages.report as stage
+
+    out = report.parent
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(con, figures):
+        raise RuntimeError("a figure failed")
+
+    monkeypatch.setattr(stage, "sections", broken)
+    with pytest.raises(RuntimeError, match="a figure failed"):
+        write_report(lake, out)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

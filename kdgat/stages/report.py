@@ -33,9 +33,9 @@ def run(lake_dir: Path, out_dir: Path, *, threads: int | None = None) -> Manifes
         if counts["runs"] == 0:
             raise KdgatError(f"{lake_dir}: the lake has no runs; add some with `kdgat lake append`")
         ensure_folder(out_dir)  # only now: a lake that cannot be read leaves no empty folder behind
-        begin_output(out_dir)
         with staged_folder(out_dir / FIGURES) as staging:
             content = sections(con, Figures(staging))
+            begin_output(out_dir)  # only now, every figure drawn: a report that fails leaves the earlier one whole
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
     meta = (f"Lake <code>{esc(lake_dir.resolve())}</code>: {counts['runs']} runs, {counts['evals']} evaluations, "
             f"{counts['datasets']} dataset(s). Generated {esc(generated)} by kdgat.")  # fmt: skip
