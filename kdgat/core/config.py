@@ -286,24 +286,25 @@ WINDOW_VECTOR_MODELS = ("hgb", "novelty")
 SUPERVISED_MODELS = ("gat", "hgb")
 
 
+def not_its_own(model_type: str | None) -> set[str]:
+    """The config sections a ``model_type`` run cannot depend on: the other models' (a changed GAT setting does not
+    change a VGAE run) and, for a classical yardstick or a fusion (dqn: every fuse run), the training loop's, which
+    they have not."""
+    loopless = model_type in WINDOW_VECTOR_MODELS or model_type == "dqn"
+    return {s for s in MODEL_SECTIONS if s != model_type} | ({"training"} if loopless else set())
+
+
 def without_other_models(dumped: dict) -> dict:
-    """A dumped config without what its ``model_type`` cannot depend on: the other models' sections (a
-    changed GAT setting does not change a VGAE run) and, for a classical yardstick or a fusion, the training loop's."""
-    own = dumped.get("model_type")
-    # the yardsticks and the fusions (dqn: every fuse run) have no Lightning training loop: `training` is not theirs
-    loopless = own in WINDOW_VECTOR_MODELS or own == "dqn"
-    ignored = {s for s in MODEL_SECTIONS if s != own} | ({"training"} if loopless else set())
+    """A dumped config without the sections its ``model_type`` cannot depend on (:func:`not_its_own`)."""
+    ignored = not_its_own(dumped.get("model_type"))
     return {k: v for k, v in dumped.items() if k not in ignored}
 
 
 def own_overrides(model_type: str, overrides: list[str]) -> list[str]:
     """The ``-O`` overrides a ``model_type`` run's config takes, as Nextflow's tasks are given them
-    (conf/modules.config): not the other models' sections, not ``fusion`` for a trained model, not ``training``
-    for a yardstick or a fusion (:func:`without_other_models` leaves the same out of its identity). So `kdgat
-    pipeline` and Nextflow record the same config for the same run."""
-    own = {model_type, "fusion"} if model_type == "dqn" else {model_type}
-    loopless = model_type in WINDOW_VECTOR_MODELS or model_type == "dqn"
-    dropped = (set(MODEL_SECTIONS) | {"fusion"}) - own | ({"training"} if loopless else set())
+    (conf/modules.config): none of :func:`not_its_own`, nor ``fusion`` but for a fusion. So `kdgat pipeline` and
+    Nextflow record the same config for the same run."""
+    dropped = not_its_own(model_type) | (set() if model_type == "dqn" else {"fusion"})
     return [o for o in overrides if parse_override(o)[0][0] not in dropped]
 
 

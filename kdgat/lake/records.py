@@ -430,8 +430,9 @@ def _config_row(run_id: str, ident: Identity, cfg: dict) -> dict:
     """A run's settings: the model columns from its own section only (a VGAE's row showed the dqn section's
     episodes, which differ between `kdgat pipeline` and a Nextflow task for the same VGAE)."""
     loop, full = _training_loop(ident, cfg), cfg
-    dqn = ident.model_type == "fusion" and ident.method == "dqn"
-    cfg = {k: v for k, v in cfg.items() if k not in {"vgae", "gat", "dqn"} - {ident.model_type, "dqn" if dqn else ""}}
+    cfg = without_other_models(cfg)  # a fusion's config is the dqn section's: an MLP or weighted one has no dqn
+    if ident.model_type == "fusion" and ident.method != "dqn":
+        cfg.pop("dqn", None)
     return dict(
         run_id=run_id, model_type=ident.model_type, scale=ident.scale, seed=cfg.get("seed"), lr=loop.get("lr"),
         weight_decay=loop.get("weight_decay"), batch_size=loop.get("batch_size"),
