@@ -312,13 +312,14 @@ def test_a_second_ctrl_c_stops_training_at_once_as_a_stop_signal():
 def test_the_checkpoint_key_is_the_runs_identity(store_dir, teachers, tmp_path):
     from kdgat.training.preemption import run_key
 
-    base = run_key("gat_small_kd", "synthetic", "abc", store_dir, teachers / "gat")
-    assert base == run_key("gat_small_kd", "synthetic", "abc", store_dir, teachers / "gat")
+    store = open_store(store_dir).metadata_sha256
+    base = run_key("gat_small_kd", "synthetic", "abc", store, teachers / "gat")
+    assert base == run_key("gat_small_kd", "synthetic", "abc", store, teachers / "gat")
     assert base.startswith("gat_small_kd-")
-    others = {run_key("gat_small_kd", "other", "abc", store_dir, teachers / "gat"),
-              run_key("gat_small_kd", "synthetic", "abd", store_dir, teachers / "gat"),
-              run_key("gat_small_kd", "synthetic", "abc", store_dir, teachers / "vgae"),
-              run_key("gat_small_kd", "synthetic", "abc", store_dir, None)}  # fmt: skip
+    others = {run_key("gat_small_kd", "other", "abc", store, teachers / "gat"),
+              run_key("gat_small_kd", "synthetic", "abd", store, teachers / "gat"),
+              run_key("gat_small_kd", "synthetic", "abc", store, teachers / "vgae"),
+              run_key("gat_small_kd", "synthetic", "abc", store, None)}  # fmt: skip
     assert base not in others and len(others) == 4
 
 

@@ -224,7 +224,7 @@ def _train(
     # where checkpoints and the epoch log go: the run folder, or durable storage keyed by the run's identity
     # what makes two trainings the same: config, graph store, teacher's weights (a checkpoint of other ones is
     # never continued, whether it sits in the run folder or in durable storage under this key)
-    key = run_key(run_label(cfg), store.dataset, model_config_hash(cfg), graphs_dir, teacher_dir)
+    key = run_key(run_label(cfg), store.dataset, model_config_hash(cfg), store.metadata_sha256, teacher_dir)
     state_dir = out_dir if checkpoint_dir is None else ensure_folder(Path(checkpoint_dir) / key)
     if state_dir != out_dir:  # a retry of a task whose first attempt still runs (SLURM) shares it
         hold(writing(state_dir, "train"))

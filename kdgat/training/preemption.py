@@ -152,7 +152,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-def run_key(label: str, dataset: str, config_hash: str, store_dir: Path, teacher_dir: Path | None) -> str:
+def run_key(label: str, dataset: str, config_hash: str, store_sha256: str, teacher_dir: Path | None) -> str:
     """``<label>-<16 hex>``: what makes two trainings the same (so one may continue the other's checkpoint).
 
     The dataset, the resolved config (its seed included), the graph store's metadata and the teacher's
@@ -161,7 +161,7 @@ def run_key(label: str, dataset: str, config_hash: str, store_dir: Path, teacher
     key = {
         "dataset": dataset,
         "config": config_hash,
-        "store": sha256_file(Path(store_dir) / "metadata.json"),
+        "store": store_sha256,  # of the store's metadata.json as the run opened it (GraphStore.metadata_sha256)
         "teacher": sha256_file(Path(teacher_dir) / MODEL_FILE) if teacher_dir is not None else None,
     }
     return f"{label}-{content_hash(key)[:16]}"
