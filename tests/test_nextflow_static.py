@@ -1004,7 +1004,9 @@ def test_a_seed_in_overrides_never_undoes_the_seed_fan_out():
         command = strip_comments(processes()[name].script)
         seed = command.index("${seed}") if "${seed}" in command else command.index("-O seed=${meta.seed}")
         assert command.index("${args}") < seed, name
-    assert "max_epochs != null" in (ROOT / "conf" / "modules.config").read_text()  # a 0 is refused, not dropped
+    # a 0 reaches kdgat, which refuses it (it was falsy in Groovy and dropped: the preset's epochs trained instead)
+    assert "-O training.max_epochs=0" in task_args("TRAIN_GAT_LARGE", {"id": "d", "model": "gat"}, max_epochs=0)
+    assert "-O dqn.episodes=0" in task_args("FUSE_LARGE", {"id": "d", "scale": "large"}, dqn_episodes=0)
     assert "--${name} must be a whole number of at least 1" in MAIN.read_text()
     assert "--overrides: seed= has no effect in a campaign" in MAIN.read_text()  # refused, not silently ignored
 

@@ -284,9 +284,7 @@ def load_detector(bundle: str | Path, *, compile_models: bool = False, batch_siz
     check_models(bundle, spec)
     try:
         return Detector(bundle, spec, compile_models=compile_models, batch_size=batch_size)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        if isinstance(exc, KdgatError):
-            raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a KdgatError is none of these
         raise KdgatError(
             f"{bundle}: not a readable detector bundle ({type(exc).__name__}: {exc}); export it again"
         ) from None
